@@ -1,0 +1,28 @@
+// Shared plumbing of the `runner` subcommands: resolving the database (configured URL or the
+// managed local cluster), opening a migrated Store, and printing jobs.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config.hpp"
+#include "store.hpp"
+
+namespace jr::cli {
+
+// Exit codes, documented in the README.
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;     // runtime failure (database, plugin, I/O)
+constexpr int kExitUsage = 2;     // bad flags, bad config, bad input
+constexpr int kExitNotFound = 3;  // no such job
+
+// The database URL to use: the configured one, or the managed cluster's (started if needed).
+std::string resolve_database(const Config& cfg);
+
+// Connects and applies migrations.
+std::unique_ptr<Store> open_store(const Config& cfg);
+
+// Human-readable rendering of a job row (JSON from Store::JobGet).
+std::string render_job(const std::string& job_json);
+
+}  // namespace jr::cli

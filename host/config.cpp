@@ -1,0 +1,235 @@
+#include "config.hpp"
+
+#include <cstdlib>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "util.hpp"
+
+namespace jr {
+namespace {
+
+std::string where(const std::string& file, const toml::node& n) {
+  const auto& src = n.source();
+  return file + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column);
+}
+
+nlohmann::json to_json(const toml::node& n) {
+  if (auto t = n.as_table()) {
+    nlohmann::json o = nlohmann::json::object();
+    for (const auto& [k, v] : *t) o[std::string(k.str())] = to_json(v);
+    return o;
+  }
+  if (auto a = n.as_array()) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& v : *a) arr.push_back(to_json(v));
+    return arr;
+  }
+  if (auto s = n.as_string()) return s->get();
+  if (auto i = n.as_integer()) return i->get();
+  if (auto f = n.as_floating_point()) return f->get();
+  if (auto b = n.as_boolean()) return b->get();
+  std::ostringstream os;
+  if (auto d = n.as_date()) os << d->get();
+  if (auto t = n.as_time()) os << t->get();
+  if (auto dt = n.as_date_time()) os << dt->get();
+  return os.str();
+}
+
+class Reader {
+ public:
+  Reader(std::string file, const toml::table& table, std::string section)
+      : file_(std::move(file)), table_(table), section_(std::move(section)) {}
+
+  [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& what) {
+    throw ConfigError(where(file_, n) + ": " + qualified(key) + " " + what);
+  }
+
+  std::string qualified(const std::string& key) const {
+    return section_.empty() ? "'" + key + "'" : "'" + section_ + "." + key + "'";
+  }
+
+  void known(std::set<std::string> keys) {
+    for (const auto& [k, v] : table_) {
+      std::string key(k.str());
+      if (!keys.count(key)) {
+        std::string all;
+        for (const auto& s : keys) all += (all.empty() ? "" : ", ") + s;
+        fail(v, key, "is not a known setting (known: " + all + ")");
+      }
+    }
+  }
+
+  void str(const char* key, std::string& out) {
+    if (auto n = table_.get(key)) {
+      if (!n->is_string()) fail(*n, key, "must be a string");
+      out = n->as_string()->get();
+    }
+  }
+  void str(const char* key, std::optional<std::string>& out) {
+    std::string s;
+    if (table_.get(key)) {
+      str(key, s);
+      out = s;
+    }
+  }
+  void integer(const char* key, int& out, int min, int max) {
+    if (auto n = table_.get(key)) {
+      if (!n->is_integer()) fail(*n, key, "must be an integer");
+      int64_t v = n->as_integer()->get();
+      if (v < min || v > max) {
+        fail(*n, key,
+             "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                 std::to_string(v));
+      }
+      out = static_cast<int>(v);
+    }
+  }
+  // Seconds as a number or a duration string ("30s", "5m").
+  void seconds(const char* key, double& out) {
+    if (auto n = table_.get(key)) {
+      if (n->is_integer()) {
+        out = static_cast<double>(n->as_integer()->get());
+      } else if (n->is_floating_point()) {
+        out = n->as_floating_point()->get();
+      } else if (n->is_string()) {
+        try {
+          out = parse_duration_seconds(n->as_string()->get());
+        } catch (const std::invalid_argument& e) {
+          fail(*n, key, e.what());
+        }
+      } else {
+        fail(*n, key, "must be a number of seconds or a duration string like \"30s\"");
+      }
+      if (out < 0) fail(*n, key, "must not be negative");
+    }
+  }
+  void list(const char* key, std::vector<std::string>& out) {
+    if (auto n = table_.get(key)) {
+      out.clear();
+      if (n->is_string()) {
+        out = split_list(n->as_string()->get());
+        return;
+      }
+      if (!n->is_array()) fail(*n, key, "must be an array of strings");
+      for (const auto& item : *n->as_array()) {
+        if (!item.is_string()) fail(item, key, "must contain only strings");
+        out.push_back(item.as_string()->get());
+      }
+    }
+  }
+
+ private:
+  std::string file_;
+  const toml::table& table_;
+  std::string section_;
+};
+
+void read_file(const std::string& path, Config& cfg) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    std::string pos = src.begin.line ? ":" + std::to_string(src.begin.line) + ":" +
+                                           std::to_string(src.begin.column)
+                                     : "";
+    throw ConfigError(path + pos + ": " + std::string(e.description()));
+  }
+  cfg.source = path;
+  Reader top(path, root, "");
+  top.known({"database_url", "data_dir", "log_level", "worker", "plugins"});
+  top.str("database_url", cfg.database_url);
+  top.str("data_dir", cfg.data_dir);
+  top.str("log_level", cfg.log_level);
+  if (auto w = root.get("worker")) {
+    if (!w->is_table()) top.fail(*w, "worker", "must be a table ([worker])");
+    Reader r(path, *w->as_table(), "worker");
+    r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
+             "shutdown_grace", "fetch_batch", "completion_batch"});
+    r.str("plugins", cfg.plugins_dir);
+    r.integer("concurrency", cfg.concurrency, 1, 4096);
+    r.list("queues", cfg.queues);
+    r.list("kinds", cfg.kinds);
+    r.seconds("lease_seconds", cfg.lease_seconds);
+    r.seconds("poll_interval", cfg.poll_interval_seconds);
+    r.seconds("shutdown_grace", cfg.shutdown_grace_seconds);
+    r.integer("fetch_batch", cfg.fetch_batch, 0, 100000);
+    r.integer("completion_batch", cfg.completion_batch, 1, 100000);
+  }
+  if (auto p = root.get("plugins")) {
+    if (!p->is_table()) top.fail(*p, "plugins", "must be a table of per-plugin tables");
+    for (const auto& [name, section] : *p->as_table()) {
+      if (!section.is_table()) {
+        top.fail(section, "plugins." + std::string(name.str()),
+                 "must be a table ([plugins." + std::string(name.str()) + "])");
+      }
+      cfg.plugin_config[std::string(name.str())] = to_json(section);
+    }
+  }
+}
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return (v && *v) ? v : nullptr;
+}
+
+}  // namespace
+
+void apply_env(Config& cfg) {
+  auto bad = [](const char* var, const std::string& why) {
+    return ConfigError(std::string("environment variable ") + var + ": " + why);
+  };
+  if (auto v = env("DATABASE_URL")) cfg.database_url = v;
+  if (auto v = env("RUNNER_DATABASE_URL")) cfg.database_url = v;
+  if (auto v = env("RUNNER_DATA_DIR")) cfg.data_dir = v;
+  if (auto v = env("RUNNER_LOG_LEVEL")) cfg.log_level = v;
+  if (auto v = env("RUNNER_PLUGINS")) cfg.plugins_dir = v;
+  if (auto v = env("RUNNER_QUEUES")) cfg.queues = split_list(v);
+  if (auto v = env("RUNNER_KINDS")) cfg.kinds = split_list(v);
+  auto int_var = [&](const char* var, int& out) {
+    if (auto v = env(var)) {
+      try {
+        size_t pos = 0;
+        out = std::stoi(v, &pos);
+        if (pos != std::string(v).size()) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        throw bad(var, std::string("'") + v + "' is not an integer");
+      }
+    }
+  };
+  auto dur_var = [&](const char* var, double& out) {
+    if (auto v = env(var)) {
+      try {
+        out = parse_duration_seconds(v);
+      } catch (const std::invalid_argument& e) {
+        throw bad(var, e.what());
+      }
+    }
+  };
+  int_var("RUNNER_CONCURRENCY", cfg.concurrency);
+  int_var("RUNNER_FETCH_BATCH", cfg.fetch_batch);
+  dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
+  dur_var("RUNNER_POLL_INTERVAL", cfg.poll_interval_seconds);
+  dur_var("RUNNER_SHUTDOWN_GRACE", cfg.shutdown_grace_seconds);
+}
+
+Config load_config(const std::string& path) {
+  Config cfg;
+  if (!path.empty()) read_file(path, cfg);
+  apply_env(cfg);
+  return cfg;
+}
+
+void validate(const Config& cfg) {
+  if (cfg.concurrency < 1 || cfg.concurrency > 4096) {
+    throw ConfigError("concurrency must be between 1 and 4096, got " +
+                      std::to_string(cfg.concurrency));
+  }
+  if (cfg.lease_seconds < 1) throw ConfigError("lease_seconds must be at least 1");
+  if (cfg.poll_interval_seconds <= 0) throw ConfigError("poll_interval must be positive");
+  if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
+}
+
+}  // namespace jr

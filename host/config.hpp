@@ -1,0 +1,51 @@
+// Runner configuration: a TOML file, overridden by environment variables, overridden by flags
+// (the CLI applies flags last). Every field documents its unit and default. Loading errors name
+// the file, the line and the key (ConfigError).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace jr {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::string source;  // the file read, "" when none
+
+  // Database. Unset: the managed local PostgreSQL in data_dir.
+  std::optional<std::string> database_url;  // DATABASE_URL / database_url
+  std::string data_dir;                     // RUNNER_DATA_DIR / data_dir; "" = default
+  std::string log_level = "info";           // RUNNER_LOG_LEVEL / log_level
+
+  // [worker]
+  std::string plugins_dir;               // RUNNER_PLUGINS / plugins; "" = none
+  int concurrency = 10;                  // RUNNER_CONCURRENCY: job slots in this process
+  std::vector<std::string> queues;       // RUNNER_QUEUES: empty = every queue
+  std::vector<std::string> kinds;        // RUNNER_KINDS: empty = every loaded kind
+  double lease_seconds = 30;             // RUNNER_LEASE_SECONDS; heartbeat every third
+  double poll_interval_seconds = 1.0;    // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
+  double shutdown_grace_seconds = 30;    // RUNNER_SHUTDOWN_GRACE
+  int fetch_batch = 0;                   // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
+  int completion_batch = 500;            // max outcomes written per statement
+
+  // [plugins.<name>]: each plugin's own section, handed to it as JSON.
+  nlohmann::json plugin_config = nlohmann::json::object();
+};
+
+// Reads `path` (if non-empty) then applies the environment. Throws ConfigError.
+Config load_config(const std::string& path);
+
+// Applies RUNNER_* / DATABASE_URL variables to `cfg`. Throws ConfigError naming the variable.
+void apply_env(Config& cfg);
+
+// Checks ranges; throws ConfigError naming the setting.
+void validate(const Config& cfg);
+
+}  // namespace jr

@@ -1,0 +1,608 @@
+#include "engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "log.hpp"
+#include "util.hpp"
+
+namespace jr {
+namespace {
+
+int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t unix_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
+               std::vector<std::string> kinds)
+    : opts_(std::move(opts)), plugins_(std::move(plugins)) {
+  for (auto* p : plugins_) {
+    for (const auto& k : p->kinds) {
+      if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), k.kind) == kinds.end()) continue;
+      kind_map_[k.kind] = KindEntry{p, &k};
+      kinds_.push_back(k.kind);
+    }
+  }
+  std::sort(kinds_.begin(), kinds_.end());
+  if (opts_.worker_id.empty()) opts_.worker_id = make_worker_id();
+}
+
+Engine::~Engine() {
+  stop();
+  for (auto* t : {&fetcher_, &completer_, &maintainer_}) {
+    if (t->joinable()) t->join();
+  }
+  for (auto& t : slots_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void Engine::stop() {
+  if (!stopping_.exchange(true)) {
+    log::info("shutdown requested: no new jobs will be claimed",
+              {{"worker_id", opts_.worker_id},
+               {"grace_seconds", opts_.shutdown_grace_seconds}});
+  }
+  ready_cv_.notify_all();
+  room_cv_.notify_all();
+  done_cv_.notify_all();
+}
+
+void Engine::backoff_sleep(int& delay_ms) {
+  int slept = 0;
+  while (slept < delay_ms && !(stopping_ && completer_done_)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    slept += 50;
+  }
+  delay_ms = std::min(delay_ms * 2, 30000);
+}
+
+std::unique_ptr<Store> Engine::connect_with_backoff(const char* role) {
+  int delay = 250;
+  for (;;) {
+    try {
+      return Store::open(opts_.database_url);
+    } catch (const StoreError& e) {
+      ++stats_.db_errors;
+      log::error("database unreachable; retrying",
+                 {{"role", role}, {"error", e.what()}, {"retry_in_ms", delay}});
+      if (stopping_ && std::string(role) != "completer") return nullptr;
+      backoff_sleep(delay);
+    }
+  }
+}
+
+int Engine::run() {
+  if (kinds_.empty()) {
+    log::error("no job kinds to serve: no plugin loaded, or --kinds matches none of them");
+    return 2;
+  }
+  // Register before starting work, retrying until the database is reachable.
+  {
+    int delay = 250;
+    for (;;) {
+      try {
+        auto s = Store::open(opts_.database_url);
+        s->WorkerRegister({opts_.worker_id, kinds_, opts_.queues});
+        std::vector<KindDefaults> defs;
+        for (const auto& [kind, e] : kind_map_) {
+          KindDefaults d;
+          d.kind = kind;
+          d.plugin = e.plugin->name;
+          if (!e.info->default_queue.empty()) d.default_queue = e.info->default_queue;
+          if (e.info->timeout_ms > 0) d.timeout_ms = e.info->timeout_ms;
+          if (e.info->max_attempts > 0) d.max_attempts = e.info->max_attempts;
+          if (!e.info->retry_schedule_text.empty()) d.retry_schedule = e.info->retry_schedule_text;
+          defs.push_back(std::move(d));
+        }
+        s->KindDefaultsUpsert(defs);
+        aux_store_ = std::move(s);
+        break;
+      } catch (const StoreError& e) {
+        ++stats_.db_errors;
+        log::error("database unreachable at start-up; retrying",
+                   {{"error", e.what()}, {"retry_in_ms", delay}});
+        if (stopping_) return 0;
+        backoff_sleep(delay);
+        if (stopping_) return 0;
+      }
+    }
+  }
+  log::info("runner started", {{"worker_id", opts_.worker_id},
+                               {"kinds", kinds_},
+                               {"queues", opts_.queues.empty() ? nlohmann::json("*")
+                                                               : nlohmann::json(opts_.queues)},
+                               {"concurrency", opts_.concurrency}});
+
+  completer_ = std::thread([this] { complete_loop(); });
+  maintainer_ = std::thread([this] { maintain_loop(); });
+  for (int i = 0; i < opts_.concurrency; ++i) slots_.emplace_back([this] { slot_loop(); });
+  fetcher_ = std::thread([this] { fetch_loop(); });
+
+  fetcher_.join();
+  // No more claims. Jobs claimed but not started go back without using an attempt.
+  release_ready_jobs();
+  // Let running jobs finish within the grace period, then ask them to stop.
+  int64_t grace_end = steady_ms() + static_cast<int64_t>(opts_.shutdown_grace_seconds * 1000);
+  bool cancelled_for_shutdown = false;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(running_mu_);
+      if (running_.empty()) break;
+      if (!cancelled_for_shutdown && steady_ms() >= grace_end) {
+        log::warn("shutdown grace period over; asking running jobs to stop",
+                  {{"running", running_.size()}});
+        for (auto& [id, r] : running_) r.ctx->cancel.store(kCancelShutdown);
+        cancelled_for_shutdown = true;
+        grace_end = steady_ms() + 2000;  // a last moment for cooperative handlers
+      } else if (cancelled_for_shutdown && steady_ms() >= grace_end) {
+        // Handlers that ignore cancellation: release their leases so another runner can take
+        // the jobs at once; a late completion from them is then fenced off.
+        for (auto& [id, r] : running_) {
+          JobFinish f;
+          f.id = id;
+          f.attempt = r.ctx->attempt;
+          f.outcome = Outcome::release;
+          push_finish(std::move(f));
+          log::warn("job ignored the shutdown request; lease released",
+                    {{"job_id", id}, {"kind", r.ctx->kind}});
+        }
+        running_.clear();
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  slots_done_ = true;
+  ready_cv_.notify_all();
+  bool detached = cancelled_for_shutdown;
+  for (auto& t : slots_) {
+    if (detached) {
+      t.detach();  // may still be stuck inside a plugin that ignores cancellation
+    } else {
+      t.join();
+    }
+  }
+  slots_.clear();
+  completer_done_ = true;
+  done_cv_.notify_all();
+  completer_.join();
+  maintainer_.join();
+  try {
+    std::lock_guard<std::mutex> lock(aux_mu_);
+    if (aux_store_) aux_store_->WorkerUnregister(opts_.worker_id);
+  } catch (const StoreError& e) {
+    log::warn("could not unregister the worker", {{"error", e.what()}});
+  }
+  log::info("runner stopped", {{"worker_id", opts_.worker_id},
+                               {"completed", stats_.completed.load()},
+                               {"retried", stats_.retried.load()},
+                               {"discarded", stats_.discarded.load()},
+                               {"released", stats_.released.load()}});
+  return 0;
+}
+
+void Engine::release_ready_jobs() {
+  std::deque<ClaimedJob> left;
+  {
+    std::lock_guard<std::mutex> lock(ready_mu_);
+    left.swap(ready_);
+    inflight_ -= static_cast<int>(left.size());
+  }
+  for (auto& j : left) {
+    JobFinish f;
+    f.id = j.id;
+    f.attempt = j.attempt;
+    f.outcome = Outcome::release;
+    push_finish(std::move(f));
+  }
+  if (!left.empty()) log::info("released claimed jobs that had not started", {{"count", left.size()}});
+}
+
+void Engine::fetch_loop() {
+  std::unique_ptr<Store> store = connect_with_backoff("fetcher");
+  int delay = 250;
+  const int max_inflight = opts_.concurrency + opts_.prefetch;
+  const int poll_ms = std::max(1, static_cast<int>(opts_.poll_interval_seconds * 1000));
+  while (!stopping_) {
+    int room = 0;
+    {
+      std::unique_lock<std::mutex> lock(ready_mu_);
+      room_cv_.wait(lock, [&] { return stopping_ || inflight_ < max_inflight; });
+      if (stopping_) break;
+      room = max_inflight - inflight_;
+    }
+    int want = opts_.fetch_batch > 0 ? std::min(room, opts_.fetch_batch) : room;
+    std::vector<ClaimedJob> jobs;
+    try {
+      if (!store) store = connect_with_backoff("fetcher");
+      if (!store) break;
+      JobClaimParams p;
+      p.worker_id = opts_.worker_id;
+      p.kinds = kinds_;
+      p.queues = opts_.queues;
+      p.limit = want;
+      p.lease_seconds = opts_.lease_seconds;
+      jobs = store->JobClaim(p);
+      delay = 250;
+    } catch (const StoreError& e) {
+      ++stats_.db_errors;
+      log::error("claiming jobs failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
+      if (e.transient()) store.reset();
+      backoff_sleep(delay);
+      continue;
+    }
+    int got = static_cast<int>(jobs.size());
+    if (got > 0) {
+      stats_.claimed += got;
+      std::lock_guard<std::mutex> lock(ready_mu_);
+      inflight_ += got;
+      for (auto& j : jobs) ready_.push_back(std::move(j));
+    }
+    if (got > 0) ready_cv_.notify_all();
+    if (got < want) {
+      // The queue is drained for us: sleep until an insert notifies us, or the poll interval.
+      try {
+        store->WaitForJobs(std::min(poll_ms, 1000));
+      } catch (const StoreError& e) {
+        ++stats_.db_errors;
+        log::error("waiting for notifications failed", {{"error", e.what()}});
+        store.reset();
+        backoff_sleep(delay);
+      }
+    }
+  }
+}
+
+void Engine::slot_loop() {
+  for (;;) {
+    ClaimedJob job;
+    {
+      std::unique_lock<std::mutex> lock(ready_mu_);
+      ready_cv_.wait(lock, [&] { return !ready_.empty() || slots_done_ || stopping_; });
+      if (ready_.empty()) {
+        if (slots_done_ || stopping_) return;
+        continue;
+      }
+      job = std::move(ready_.front());
+      ready_.pop_front();
+    }
+    execute(job);
+    {
+      std::lock_guard<std::mutex> lock(ready_mu_);
+      --inflight_;
+    }
+    room_cv_.notify_one();
+  }
+}
+
+void Engine::execute(ClaimedJob& job) {
+  auto it = kind_map_.find(job.kind);
+  if (it == kind_map_.end()) {  // cannot happen: we only claim our kinds
+    JobFinish f{job.id, job.attempt, Outcome::release, "", "", "", 0};
+    push_finish(std::move(f));
+    return;
+  }
+  const KindEntry& k = it->second;
+  jr_job_ctx ctx;
+  ctx.job_id = job.id;
+  ctx.attempt = job.attempt;
+  ctx.kind = job.kind;
+  ctx.services = this;
+  int64_t timeout_ms = job.timeout_ms.value_or(k.info->timeout_ms);
+  int64_t now_steady = steady_ms();
+  {
+    std::lock_guard<std::mutex> lock(running_mu_);
+    running_[job.id] = Running{&ctx, timeout_ms > 0 ? now_steady + timeout_ms : 0};
+  }
+  jr_job j{};
+  j.struct_size = sizeof(jr_job);
+  j.id = job.id;
+  j.kind = job.kind.c_str();
+  j.queue = job.queue.c_str();
+  j.payload = job.payload.c_str();
+  j.payload_len = job.payload.size();
+  j.attempt = job.attempt;
+  j.max_attempts = job.max_attempts.value_or(
+      k.info->max_attempts > 0 ? k.info->max_attempts : opts_.default_max_attempts);
+  j.deadline_ms = timeout_ms > 0 ? unix_ms() + timeout_ms : 0;
+  int32_t status = k.plugin->desc->handle(k.plugin->state, host_api(), &ctx, &j);
+  bool still_ours;
+  {
+    std::lock_guard<std::mutex> lock(running_mu_);
+    still_ours = running_.erase(job.id) > 0;
+  }
+  if (!still_ours) return;  // released by a forced shutdown; the outcome is no longer ours
+  push_finish(classify(job, k, status, ctx));
+}
+
+JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, int32_t status,
+                           jr_job_ctx& ctx) {
+  JobFinish f;
+  f.id = job.id;
+  f.attempt = job.attempt;
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  int cancel = ctx.cancel.load();
+  int max_attempts = job.max_attempts.value_or(
+      k.info->max_attempts > 0 ? k.info->max_attempts : opts_.default_max_attempts);
+  const std::vector<int>& schedule =
+      job.retry_schedule.empty() ? k.info->retry_schedule : job.retry_schedule;
+  auto fail_retryable = [&](const std::string& kind, const std::string& msg) {
+    f.error_kind = kind;
+    f.error = msg;
+    if (job.attempt >= max_attempts) {
+      f.outcome = Outcome::discard;
+      f.error += " (attempt " + std::to_string(job.attempt) + " of " +
+                 std::to_string(max_attempts) + ": no attempts left)";
+    } else {
+      thread_local std::mt19937_64 rng{std::random_device{}()};
+      double jitter = std::uniform_real_distribution<double>(0, 1)(rng);
+      f.outcome = Outcome::retry;
+      f.delay_seconds = retry_delay_seconds(schedule, job.attempt, jitter);
+    }
+  };
+  // A job stopped for shutdown goes back untouched, whatever the handler returned on the way.
+  if (cancel == kCancelShutdown && status != JR_OK) {
+    f.outcome = Outcome::release;
+    return f;
+  }
+  if (cancel == kCancelTimeout && status != JR_OK) {
+    int64_t t = job.timeout_ms.value_or(k.info->timeout_ms);
+    fail_retryable("timeout", "attempt exceeded its timeout of " + std::to_string(t) + " ms");
+    return f;
+  }
+  switch (status) {
+    case JR_OK:
+      f.outcome = Outcome::completed;
+      if (ctx.has_result) f.result = std::move(ctx.result);
+      break;
+    case JR_ERR_RETRYABLE:
+      fail_retryable("error", ctx.error.empty() ? "handler failed" : ctx.error);
+      break;
+    case JR_ERR_PERMANENT:
+      f.outcome = Outcome::discard;
+      f.error_kind = "permanent";
+      f.error = ctx.error.empty() ? "handler failed permanently" : ctx.error;
+      break;
+    case JR_SNOOZE:
+      f.outcome = Outcome::snooze;
+      f.delay_seconds = ctx.snooze_seconds;
+      break;
+    case JR_CANCELLED:
+      if (cancel == kCancelUser) {
+        f.outcome = Outcome::cancelled;
+        f.error_kind = "cancelled";
+        f.error = "cancelled on request";
+      } else {
+        fail_retryable("error", "handler reported cancellation that nobody requested");
+      }
+      break;
+    default:
+      fail_retryable("protocol", "plugin returned unknown status " + std::to_string(status));
+  }
+  return f;
+}
+
+void Engine::push_finish(JobFinish f) {
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    done_.push_back(std::move(f));
+    ++unflushed_;
+  }
+  done_cv_.notify_one();
+}
+
+void Engine::complete_loop() {
+  std::unique_ptr<Store> store = connect_with_backoff("completer");
+  int delay = 250;
+  std::vector<JobFinish> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(done_mu_);
+      done_cv_.wait(lock, [&] { return !done_.empty() || completer_done_; });
+      if (done_.empty() && completer_done_) return;
+      size_t n = std::min(done_.size(), static_cast<size_t>(opts_.completion_batch));
+      batch.assign(std::make_move_iterator(done_.begin()),
+                   std::make_move_iterator(done_.begin() + static_cast<std::ptrdiff_t>(n)));
+      done_.erase(done_.begin(), done_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    // Keep the batch until it is written: an outage delays outcomes, it never drops them.
+    for (;;) {
+      try {
+        if (!store) store = connect_with_backoff("completer");
+        JobFinishResult r = store->JobFinishMany(opts_.worker_id, batch);
+        for (int64_t id : r.rejected) {
+          ++stats_.rejected;
+          log::warn("outcome rejected: the job's lease is no longer ours (rescued or released)",
+                    {{"job_id", id}, {"worker_id", opts_.worker_id}});
+        }
+        for (const auto& f : batch) {
+          bool rejected = std::find(r.rejected.begin(), r.rejected.end(), f.id) != r.rejected.end();
+          if (rejected) continue;
+          switch (f.outcome) {
+            case Outcome::completed:
+              ++stats_.completed;
+              break;
+            case Outcome::retry:
+              ++stats_.retried;
+              log::warn("job failed; will retry",
+                        {{"job_id", f.id}, {"attempt", f.attempt}, {"error_kind", f.error_kind},
+                         {"error", f.error}, {"retry_in_s", f.delay_seconds}});
+              break;
+            case Outcome::discard:
+              ++stats_.discarded;
+              log::error("job moved to the dead letter queue",
+                         {{"job_id", f.id}, {"attempt", f.attempt}, {"error_kind", f.error_kind},
+                          {"error", f.error}});
+              break;
+            case Outcome::snooze:
+              ++stats_.snoozed;
+              break;
+            case Outcome::cancelled:
+              ++stats_.cancelled;
+              log::info("job cancelled", {{"job_id", f.id}});
+              break;
+            case Outcome::release:
+              ++stats_.released;
+              break;
+          }
+        }
+        delay = 250;
+        break;
+      } catch (const StoreError& e) {
+        ++stats_.db_errors;
+        log::error("recording job outcomes failed; retrying",
+                   {{"error", e.what()}, {"jobs", batch.size()}, {"retry_in_ms", delay}});
+        if (e.transient()) {
+          store.reset();
+        } else if (batch.size() > 1) {
+          // A request error in a batch: write the outcomes one by one so one bad row (say, a
+          // result that is not valid JSON) cannot hold back the others.
+          for (auto& f : batch) {
+            try {
+              if (!store) store = connect_with_backoff("completer");
+              store->JobFinishMany(opts_.worker_id, {f});
+            } catch (const StoreError& e2) {
+              log::error("recording a job outcome failed", {{"job_id", f.id}, {"error", e2.what()}});
+            }
+          }
+          break;
+        } else {
+          log::error("dropping an outcome the database refuses; the lease will expire and the "
+                     "job will be retried",
+                     {{"job_id", batch[0].id}, {"error", e.what()}});
+          break;
+        }
+        backoff_sleep(delay);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      unflushed_ -= static_cast<int64_t>(batch.size());
+    }
+    batch.clear();
+  }
+}
+
+void Engine::cancel_running(int64_t id, int reason) {
+  std::lock_guard<std::mutex> lock(running_mu_);
+  auto it = running_.find(id);
+  if (it != running_.end()) {
+    int expected = kNoCancel;
+    it->second.ctx->cancel.compare_exchange_strong(expected, reason);
+  }
+}
+
+void Engine::maintain_loop() {
+  std::unique_ptr<Store> store;
+  const int64_t heartbeat_ms = std::max<int64_t>(200, static_cast<int64_t>(opts_.lease_seconds * 1000 / 3));
+  const int64_t promote_ms = std::max<int64_t>(50, static_cast<int64_t>(opts_.poll_interval_seconds * 1000));
+  int64_t next_heartbeat = 0;
+  int64_t next_promote = 0;
+  int delay = 250;
+  while (!completer_done_) {
+    int64_t now = steady_ms();
+    // Timeouts: ask overdue handlers to stop (cooperative; the sandbox adds the hard kill).
+    {
+      std::lock_guard<std::mutex> lock(running_mu_);
+      for (auto& [id, r] : running_) {
+        if (r.deadline_ms > 0 && now >= r.deadline_ms) {
+          int expected = kNoCancel;
+          if (r.ctx->cancel.compare_exchange_strong(expected, kCancelTimeout)) {
+            log::warn("job timed out; asking it to stop", {{"job_id", id}, {"kind", r.ctx->kind}});
+          }
+        }
+      }
+    }
+    try {
+      if (now >= next_heartbeat) {
+        if (!store) store = Store::open(opts_.database_url);
+        for (int64_t id : store->JobHeartbeat(opts_.worker_id, opts_.lease_seconds)) {
+          cancel_running(id, kCancelUser);
+        }
+        store->WorkerHeartbeat(opts_.worker_id, stats_.completed.load());
+        next_heartbeat = now + heartbeat_ms;
+      }
+      if (now >= next_promote && !stopping_) {
+        if (!store) store = Store::open(opts_.database_url);
+        store->JobPromoteDue(1000);
+        next_promote = now + promote_ms;
+      }
+      delay = 250;
+    } catch (const StoreError& e) {
+      ++stats_.db_errors;
+      log::error("maintenance failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
+      store.reset();
+      next_heartbeat = now + delay;
+      next_promote = now + delay;
+      delay = std::min(delay * 2, 5000);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void Engine::job_log(jr_job_ctx* ctx, int level, std::string_view msg) {
+  log::Level l = level <= JR_LOG_DEBUG  ? log::Level::debug
+                 : level == JR_LOG_INFO ? log::Level::info
+                 : level == JR_LOG_WARN ? log::Level::warn
+                                        : log::Level::error;
+  nlohmann::json f = nlohmann::json::object();
+  if (ctx != nullptr) f = {{"job_id", ctx->job_id}, {"kind", ctx->kind}, {"attempt", ctx->attempt}};
+  log::write(l, msg, std::move(f));
+}
+
+void Engine::job_progress(jr_job_ctx* ctx, double percent, std::string_view step) {
+  try {
+    std::lock_guard<std::mutex> lock(aux_mu_);
+    if (!aux_store_) aux_store_ = Store::open(opts_.database_url);
+    aux_store_->JobProgress(ctx->job_id, ctx->attempt, percent, std::string(step));
+  } catch (const StoreError& e) {
+    aux_store_.reset();
+    log::warn("progress update failed", {{"job_id", ctx->job_id}, {"error", e.what()}});
+  }
+}
+
+int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_view payload,
+                            std::string_view options_json) {
+  nlohmann::json fields = {{"kind", kind}};
+  if (ctx != nullptr) fields["job_id"] = ctx->job_id;
+  try {
+    JobInsertParams p;
+    p.kind = std::string(kind);
+    auto body = nlohmann::json::parse(payload);
+    p.payload = body.dump();
+    if (!options_json.empty()) {
+      auto o = nlohmann::json::parse(options_json);
+      if (o.contains("queue")) p.queue = o["queue"].get<std::string>();
+      if (o.contains("priority")) p.priority = o["priority"].get<int>();
+      if (o.contains("delay_seconds")) p.delay_seconds = o["delay_seconds"].get<double>();
+      if (o.contains("run_at")) p.run_at = o["run_at"].get<std::string>();
+      if (o.contains("max_attempts")) p.max_attempts = o["max_attempts"].get<int>();
+      if (o.contains("timeout_seconds")) {
+        p.timeout_ms = static_cast<int64_t>(o["timeout_seconds"].get<double>() * 1000);
+      }
+      if (o.contains("retry_schedule")) p.retry_schedule = o["retry_schedule"].get<std::string>();
+    }
+    std::lock_guard<std::mutex> lock(aux_mu_);
+    if (!aux_store_) aux_store_ = Store::open(opts_.database_url);
+    return aux_store_->JobInsert(p);
+  } catch (const StoreError& e) {
+    aux_store_.reset();
+    fields["error"] = e.what();
+  } catch (const std::exception& e) {
+    fields["error"] = std::string("invalid enqueue request: ") + e.what();
+  }
+  log::error("enqueue from a plugin failed", std::move(fields));
+  return -1;
+}
+
+}  // namespace jr

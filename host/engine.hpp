@@ -1,0 +1,138 @@
+// The engine: claims jobs in batches, runs them on N slots, records outcomes in batches, keeps
+// leases alive, and shuts down gracefully.
+//
+// Threads (each with its own database connection where it needs one):
+//   fetcher     claims jobs when slots are free; sleeps on LISTEN/NOTIFY (poll as fallback)
+//   slots x N   run one job at a time through the plugin
+//   completer   writes outcomes (batched, one transaction per batch), retrying through outages
+//   maintainer  heartbeats leases and the worker registry, promotes due jobs, enforces timeouts
+// Every database failure is logged and retried with backoff; a lost connection never kills the
+// runner and never drops an outcome.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "host_api.hpp"
+#include "plugin_loader.hpp"
+#include "store.hpp"
+
+namespace jr {
+
+struct EngineOptions {
+  std::string database_url;
+  std::string worker_id;
+  int concurrency = 10;
+  int prefetch = 0;                // jobs claimed ahead of free slots
+  int fetch_batch = 0;             // max jobs per claim; 0 = as many as there is room for
+  int completion_batch = 500;      // max outcomes per write
+  std::vector<std::string> queues; // empty = every queue
+  double lease_seconds = 30;
+  double poll_interval_seconds = 1.0;
+  double shutdown_grace_seconds = 30;
+  int default_max_attempts = 25;
+};
+
+struct EngineStats {
+  std::atomic<int64_t> claimed{0};
+  std::atomic<int64_t> completed{0};
+  std::atomic<int64_t> retried{0};
+  std::atomic<int64_t> discarded{0};
+  std::atomic<int64_t> snoozed{0};
+  std::atomic<int64_t> cancelled{0};
+  std::atomic<int64_t> released{0};
+  std::atomic<int64_t> rejected{0};  // fenced completions
+  std::atomic<int64_t> db_errors{0};
+};
+
+class Engine : public HostServices {
+ public:
+  // `plugins` must be initialised and outlive the engine. `kinds` limits the kinds served
+  // (empty = all kinds of all plugins).
+  Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins, std::vector<std::string> kinds);
+  ~Engine() override;
+
+  // Runs until stop() and the graceful shutdown finish. Returns the process exit code.
+  int run();
+  // Asks the engine to stop claiming and shut down gracefully. Thread-safe.
+  void stop();
+  bool stopping() const { return stopping_.load(); }
+
+  const EngineStats& stats() const { return stats_; }
+  const std::vector<std::string>& kinds() const { return kinds_; }
+
+  // HostServices
+  void job_log(jr_job_ctx* ctx, int level, std::string_view msg) override;
+  void job_progress(jr_job_ctx* ctx, double percent, std::string_view step) override;
+  int64_t job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_view payload,
+                      std::string_view options_json) override;
+
+ private:
+  struct KindEntry {
+    LoadedPlugin* plugin = nullptr;
+    const KindInfo* info = nullptr;
+  };
+  struct Running {
+    jr_job_ctx* ctx = nullptr;
+    int64_t deadline_ms = 0;  // steady clock; 0 = none
+  };
+
+  void fetch_loop();
+  void slot_loop();
+  void complete_loop();
+  void maintain_loop();
+
+  void execute(ClaimedJob& job);
+  JobFinish classify(const ClaimedJob& job, const KindEntry& k, int32_t status, jr_job_ctx& ctx);
+  void push_finish(JobFinish f);
+  std::unique_ptr<Store> connect_with_backoff(const char* role);
+  void backoff_sleep(int& delay_ms);
+  void cancel_running(int64_t id, int reason);
+  void release_ready_jobs();
+
+  EngineOptions opts_;
+  std::vector<LoadedPlugin*> plugins_;
+  std::vector<std::string> kinds_;
+  std::unordered_map<std::string, KindEntry> kind_map_;
+  EngineStats stats_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> fetcher_done_{false};
+  std::atomic<bool> slots_done_{false};
+  std::atomic<bool> completer_done_{false};
+
+  // Claimed jobs waiting for a slot, and the number of claimed-but-unfinished jobs.
+  std::mutex ready_mu_;
+  std::condition_variable ready_cv_;   // slots wait for work
+  std::condition_variable room_cv_;    // fetcher waits for room
+  std::deque<ClaimedJob> ready_;
+  int inflight_ = 0;
+
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::vector<JobFinish> done_;
+  int64_t unflushed_ = 0;  // finishes pushed but not yet written
+
+  std::mutex running_mu_;
+  std::unordered_map<int64_t, Running> running_;
+
+  std::mutex aux_mu_;  // guards aux_store_ (plugin enqueue and progress)
+  std::unique_ptr<Store> aux_store_;
+
+  std::thread fetcher_;
+  std::thread completer_;
+  std::thread maintainer_;
+  std::vector<std::thread> slots_;
+};
+
+}  // namespace jr

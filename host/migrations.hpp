@@ -1,0 +1,17 @@
+// The schema, as versioned migrations embedded in the binary. Append new migrations at the end;
+// never edit one that has shipped. Applied by Store::SchemaMigrate under an advisory lock.
+#pragma once
+
+#include <vector>
+
+namespace jr {
+
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+const std::vector<Migration>& migrations();
+
+}  // namespace jr

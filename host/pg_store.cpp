@@ -1,0 +1,574 @@
+// PostgreSQL implementation of Store (libpqxx 6.4). All of jobrunner's job SQL lives here.
+#include <pqxx/pqxx>
+
+#include <cmath>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "log.hpp"
+#include "migrations.hpp"
+#include "store.hpp"
+#include "util.hpp"
+
+namespace jr {
+namespace {
+
+constexpr int64_t kMigrateLockKey = 0x6a6f6272756e0001;  // "jobrun" + 1
+
+bool transient_sqlstate(const std::string& s) {
+  // 08: connection exception; 57P0x: admin/crash shutdown, cannot connect now;
+  // 40001/40P01: serialization failure / deadlock; 53: insufficient resources; 55P03: lock n/a.
+  return s.rfind("08", 0) == 0 || s.rfind("57P", 0) == 0 || s == "40001" || s == "40P01" ||
+         s.rfind("53", 0) == 0 || s == "55P03";
+}
+
+std::string epoch_to_timestamptz(double epoch) {
+  std::time_t secs = static_cast<std::time_t>(std::floor(epoch));
+  int micros = static_cast<int>((epoch - std::floor(epoch)) * 1e6);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  return buf;
+}
+
+const char* opt(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+
+std::vector<int> parse_int_array(const pqxx::field& f) {
+  std::vector<int> out;
+  if (f.is_null()) return out;
+  std::string s = f.c_str();  // {1,2,3}
+  for (auto& item : split_list(std::string_view(s).substr(1, s.size() - 2))) {
+    out.push_back(std::stoi(item));
+  }
+  return out;
+}
+
+class NotifyReceiver : public pqxx::notification_receiver {
+ public:
+  NotifyReceiver(pqxx::connection_base& c, const std::string& channel)
+      : pqxx::notification_receiver(c, channel) {}
+  void operator()(const std::string&, int) override { ++count; }
+  int count = 0;
+};
+
+class PgStore final : public Store {
+ public:
+  explicit PgStore(std::string url) : url_(std::move(url)) { connect(); }
+  ~PgStore() override {
+    receiver_.reset();
+    conn_.reset();
+  }
+
+  int SchemaMigrate() override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrateLockKey) + ")");
+      tx.exec(
+          "CREATE TABLE IF NOT EXISTS jr_migrations (version integer PRIMARY KEY, name text NOT "
+          "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+      int current = tx.exec("SELECT coalesce(max(version), 0) FROM jr_migrations")[0][0].as<int>();
+      int applied = 0;
+      for (const auto& m : migrations()) {
+        if (m.version <= current) continue;
+        tx.exec(m.sql);
+        tx.exec_params("INSERT INTO jr_migrations (version, name) VALUES ($1, $2)", m.version,
+                       m.name);
+        ++applied;
+      }
+      tx.commit();
+      if (applied > 0) prepare_all();
+      return applied;
+    });
+  }
+
+  int SchemaVersion() override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec(
+          "SELECT CASE WHEN to_regclass('jr_migrations') IS NULL THEN 0 ELSE "
+          "(SELECT coalesce(max(version), 0) FROM jr_migrations) END");
+      return r[0][0].as<int>();
+    });
+  }
+
+  int64_t JobInsert(const JobInsertParams& p) override {
+    return guard([&] {
+      ensure_prepared();
+      pqxx::work tx(*conn_);
+      std::string sched = p.retry_schedule ? pg_int_array(to_i64(parse_retry_schedule(
+                                                 *p.retry_schedule)))
+                                           : std::string();
+      auto r = tx.exec_prepared(
+          "job_insert", p.kind, opt(p.queue), p.payload, p.priority, p.delay_seconds, opt(p.run_at),
+          p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
+          p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
+          p.retry_schedule ? sched.c_str() : nullptr);
+      tx.commit();
+      return r[0][0].as<int64_t>();
+    });
+  }
+
+  std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) override {
+    return guard([&] {
+      ensure_prepared();
+      std::vector<int64_t> ids;
+      if (jobs.empty()) return ids;
+      pqxx::work tx(*conn_);
+      // Reserve ids up front so COPY (which returns nothing) can write them.
+      auto r = tx.exec_params(
+          "SELECT nextval(pg_get_serial_sequence('jr_jobs', 'id')), extract(epoch from now()) "
+          "FROM generate_series(1, $1)",
+          static_cast<int64_t>(jobs.size()));
+      ids.reserve(jobs.size());
+      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+      double now = r[0][1].as<double>();
+      // Default queue per kind, from the kinds the runners published.
+      std::map<std::string, std::string> default_queue;
+      for (const auto& row : tx.exec("SELECT kind, default_queue FROM jr_kinds WHERE "
+                                     "default_queue IS NOT NULL")) {
+        default_queue[row[0].c_str()] = row[1].c_str();
+      }
+      pqxx::stream_to copy(tx, "jr_jobs",
+                           std::vector<std::string>{"id", "queue", "kind", "payload", "state",
+                                                    "priority", "run_at", "max_attempts",
+                                                    "timeout_ms", "retry_schedule"});
+      std::vector<std::string> f(10);
+      std::vector<const char*> row(10);
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        const auto& j = jobs[i];
+        f[0] = std::to_string(ids[i]);
+        if (j.queue) {
+          f[1] = *j.queue;
+        } else {
+          auto it = default_queue.find(j.kind);
+          f[1] = it == default_queue.end() ? "default" : it->second;
+        }
+        f[2] = j.kind;
+        f[3] = j.payload;
+        bool later = j.run_at.has_value() || j.delay_seconds > 0;
+        f[4] = later ? "scheduled" : "available";
+        f[5] = std::to_string(j.priority);
+        f[6] = j.run_at ? *j.run_at : epoch_to_timestamptz(now + j.delay_seconds);
+        if (j.max_attempts) f[7] = std::to_string(*j.max_attempts);
+        if (j.timeout_ms) f[8] = std::to_string(*j.timeout_ms);
+        if (j.retry_schedule) f[9] = pg_int_array(to_i64(parse_retry_schedule(*j.retry_schedule)));
+        for (int k = 0; k < 10; ++k) row[k] = f[k].c_str();
+        if (!j.max_attempts) row[7] = nullptr;
+        if (!j.timeout_ms) row[8] = nullptr;
+        if (!j.retry_schedule) row[9] = nullptr;
+        copy << std::make_tuple(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                                row[8], row[9]);
+      }
+      copy.complete();
+      tx.commit();
+      return ids;
+    });
+  }
+
+  std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) override {
+    return guard([&] {
+      ensure_prepared();
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_prepared("job_claim", pg_text_array(p.kinds),
+                                p.queues.empty() ? nullptr : pg_text_array(p.queues).c_str(),
+                                p.limit, p.worker_id, p.lease_seconds);
+      tx.commit();
+      std::vector<ClaimedJob> out;
+      out.reserve(r.size());
+      for (const auto& row : r) {
+        ClaimedJob j;
+        j.id = row[0].as<int64_t>();
+        j.kind = row[1].c_str();
+        j.queue = row[2].c_str();
+        j.payload = row[3].c_str();
+        j.priority = row[4].as<int>();
+        j.attempt = row[5].as<int>();
+        if (!row[6].is_null()) j.max_attempts = row[6].as<int>();
+        if (!row[7].is_null()) j.timeout_ms = row[7].as<int64_t>();
+        j.retry_schedule = parse_int_array(row[8]);
+        j.created_at = row[9].as<double>();
+        j.started_at = row[10].as<double>();
+        out.push_back(std::move(j));
+      }
+      std::sort(out.begin(), out.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
+        return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+      });
+      return out;
+    });
+  }
+
+  JobFinishResult JobFinishMany(const std::string& worker_id,
+                                const std::vector<JobFinish>& jobs) override {
+    return guard([&] {
+      ensure_prepared();
+      JobFinishResult res;
+      pqxx::work tx(*conn_);
+      nlohmann::json completed = nlohmann::json::array();
+      std::vector<int64_t> completed_ids;
+      for (const auto& j : jobs) {
+        if (j.outcome == Outcome::completed) {
+          nlohmann::json row = {{"id", j.id}, {"attempt", j.attempt}};
+          if (!j.result.empty()) row["result"] = nlohmann::json::parse(j.result, nullptr, false);
+          if (row.contains("result") && row["result"].is_discarded()) row.erase("result");
+          completed.push_back(std::move(row));
+          completed_ids.push_back(j.id);
+          continue;
+        }
+        pqxx::result r;
+        switch (j.outcome) {
+          case Outcome::retry:
+            r = tx.exec_prepared("job_retry", j.id, j.attempt, worker_id, j.delay_seconds,
+                                 j.error_kind, j.error);
+            break;
+          case Outcome::snooze:
+            r = tx.exec_prepared("job_snooze", j.id, j.attempt, worker_id, j.delay_seconds);
+            break;
+          case Outcome::release:
+            r = tx.exec_prepared("job_release", j.id, j.attempt, worker_id);
+            break;
+          case Outcome::discard:
+            r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "discarded",
+                                 j.error_kind, j.error);
+            break;
+          case Outcome::cancelled:
+            r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "cancelled",
+                                 j.error_kind, j.error);
+            break;
+          case Outcome::completed:
+            break;
+        }
+        if (r.empty()) res.rejected.push_back(j.id);
+      }
+      if (!completed.empty()) {
+        auto r = tx.exec_prepared("job_complete_many", worker_id, completed.dump());
+        if (r.size() != completed_ids.size()) {
+          std::vector<int64_t> ok;
+          ok.reserve(r.size());
+          for (const auto& row : r) ok.push_back(row[0].as<int64_t>());
+          std::sort(ok.begin(), ok.end());
+          for (int64_t id : completed_ids) {
+            if (!std::binary_search(ok.begin(), ok.end(), id)) res.rejected.push_back(id);
+          }
+        }
+      }
+      tx.commit();
+      return res;
+    });
+  }
+
+  std::vector<int64_t> JobHeartbeat(const std::string& worker_id, double lease_seconds) override {
+    return guard([&] {
+      ensure_prepared();
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_prepared("job_heartbeat", worker_id, lease_seconds);
+      tx.commit();
+      std::vector<int64_t> cancel;
+      for (const auto& row : r) {
+        if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
+      }
+      return cancel;
+    });
+  }
+
+  int JobPromoteDue(int limit) override {
+    return guard([&] {
+      ensure_prepared();
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_prepared("job_promote_due", limit);
+      int n = static_cast<int>(r.affected_rows());
+      if (n > 0) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return n;
+    });
+  }
+
+  std::optional<JobView> JobGet(int64_t id) override {
+    return guard([&]() -> std::optional<JobView> {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params("SELECT row_to_json(a)::text FROM jr_jobs_all a WHERE id = $1", id);
+      if (r.empty()) return std::nullopt;
+      return JobView{r[0][0].c_str()};
+    });
+  }
+
+  std::vector<JobView> JobList(const JobListParams& p) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params(
+          "SELECT row_to_json(a)::text FROM jr_jobs_all a WHERE ($1::text IS NULL OR state = $1) "
+          "AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR queue = $3) "
+          "ORDER BY id LIMIT $4",
+          opt(p.state), opt(p.kind), opt(p.queue), p.limit);
+      std::vector<JobView> out;
+      for (const auto& row : r) out.push_back(JobView{row[0].c_str()});
+      return out;
+    });
+  }
+
+  void JobProgress(int64_t id, int attempt, double percent, const std::string& step) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(
+          "UPDATE jr_jobs SET progress = jsonb_build_object('percent', $3::float8, 'step', "
+          "$4::text, 'at', now()) WHERE id = $1 AND attempt = $2 AND state = 'running'",
+          id, attempt, percent, step.empty() ? nullptr : step.c_str());
+      tx.commit();
+      return 0;
+    });
+  }
+
+  void WorkerRegister(const WorkerRegisterParams& p) override {
+    guard([&] {
+      char host[256] = {0};
+      gethostname(host, sizeof host - 1);
+      pqxx::work tx(*conn_);
+      tx.exec_params(
+          "INSERT INTO jr_workers (id, host, pid, kinds, queues) VALUES ($1, $2, $3, $4, $5) "
+          "ON CONFLICT (id) DO UPDATE SET kinds = EXCLUDED.kinds, queues = EXCLUDED.queues, "
+          "heartbeat_at = now()",
+          p.worker_id, std::string(host), static_cast<int>(getpid()), pg_text_array(p.kinds),
+          pg_text_array(p.queues));
+      tx.commit();
+      return 0;
+    });
+  }
+
+  void WorkerHeartbeat(const std::string& worker_id, int64_t jobs_done) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params("UPDATE jr_workers SET heartbeat_at = now(), jobs_done = $2 WHERE id = $1",
+                     worker_id, jobs_done);
+      tx.commit();
+      return 0;
+    });
+  }
+
+  void WorkerUnregister(const std::string& worker_id) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params("DELETE FROM jr_workers WHERE id = $1", worker_id);
+      tx.commit();
+      return 0;
+    });
+  }
+
+  bool WorkerServesKind(const std::string& kind, double live_seconds) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params(
+          "SELECT EXISTS (SELECT 1 FROM jr_workers WHERE $1 = ANY(kinds) AND heartbeat_at > "
+          "now() - make_interval(secs => $2))",
+          kind, live_seconds);
+      return r[0][0].as<bool>();
+    });
+  }
+
+  void KindDefaultsUpsert(const std::vector<KindDefaults>& kinds) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      for (const auto& k : kinds) {
+        std::string sched = k.retry_schedule
+                                ? pg_int_array(to_i64(parse_retry_schedule(*k.retry_schedule)))
+                                : std::string();
+        tx.exec_params(
+            "INSERT INTO jr_kinds (kind, plugin, default_queue, timeout_ms, max_attempts, "
+            "retry_schedule) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind) DO UPDATE SET "
+            "plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, timeout_ms = "
+            "EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, retry_schedule = "
+            "EXCLUDED.retry_schedule, updated_at = now()",
+            k.kind, k.plugin, opt(k.default_queue),
+            k.timeout_ms ? std::to_string(*k.timeout_ms).c_str() : nullptr,
+            k.max_attempts ? std::to_string(*k.max_attempts).c_str() : nullptr,
+            k.retry_schedule ? sched.c_str() : nullptr);
+      }
+      tx.commit();
+      return 0;
+    });
+  }
+
+  void Listen() override {
+    guard([&] {
+      if (!receiver_) receiver_ = std::make_unique<NotifyReceiver>(*conn_, "jr_jobs");
+      return 0;
+    });
+  }
+
+  bool WaitForJobs(int timeout_ms) override {
+    return guard([&] {
+      if (!receiver_) receiver_ = std::make_unique<NotifyReceiver>(*conn_, "jr_jobs");
+      int before = receiver_->count;
+      conn_->get_notifs();
+      if (receiver_->count != before) return true;
+      conn_->await_notification(timeout_ms / 1000, (timeout_ms % 1000) * 1000L);
+      return receiver_->count != before;
+    });
+  }
+
+  bool Ping() override {
+    try {
+      return guard([&] {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec("SELECT 1");
+        return true;
+      });
+    } catch (const StoreError&) {
+      return false;
+    }
+  }
+
+ private:
+  static std::vector<int64_t> to_i64(const std::vector<int>& v) {
+    return std::vector<int64_t>(v.begin(), v.end());
+  }
+
+  void connect() {
+    try {
+      conn_ = std::make_unique<pqxx::connection>(url_);
+      prepared_ = false;
+    } catch (const std::exception& e) {
+      conn_.reset();
+      throw StoreError(std::string("cannot connect to PostgreSQL at ") + log::redact(url_) +
+                           ": " + trim(e.what()),
+                       true);
+    }
+  }
+
+  static std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+
+  // Runs `fn`, reconnecting first if the previous call lost the connection, and turns libpqxx
+  // errors into StoreError with the transient flag set for connection-level failures.
+  template <class F>
+  auto guard(F&& fn) -> decltype(fn()) {
+    if (!conn_ || !conn_->is_open()) {
+      receiver_.reset();
+      conn_.reset();
+      connect();
+    }
+    try {
+      return fn();
+    } catch (const pqxx::broken_connection& e) {
+      drop();
+      throw StoreError(std::string("database connection lost: ") + trim(e.what()), true);
+    } catch (const pqxx::in_doubt_error& e) {
+      drop();
+      throw StoreError(std::string("database connection lost during commit: ") + trim(e.what()),
+                       true);
+    } catch (const pqxx::sql_error& e) {
+      bool transient = transient_sqlstate(e.sqlstate());
+      if (transient) drop();
+      throw StoreError(std::string("database error: ") + trim(e.what()), transient);
+    } catch (const StoreError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw StoreError(std::string("database error: ") + trim(e.what()), false);
+    }
+  }
+
+  void drop() {
+    receiver_.reset();
+    conn_.reset();
+  }
+
+  void ensure_prepared() {
+    if (!prepared_) prepare_all();
+  }
+
+  void prepare_all() {
+    auto& c = *conn_;
+    c.prepare("job_insert", R"SQL(
+      INSERT INTO jr_jobs (queue, kind, payload, state, priority, run_at, max_attempts, timeout_ms,
+                           retry_schedule)
+      VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
+              $1, $3::jsonb,
+              CASE WHEN $6::timestamptz IS NOT NULL OR $5::float8 > 0 THEN 'scheduled'
+                   ELSE 'available' END,
+              $4, coalesce($6::timestamptz, now() + make_interval(secs => $5::float8)),
+              $7::integer, $8::bigint, $9::integer[])
+      RETURNING id)SQL");
+    c.prepare("job_claim", R"SQL(
+      WITH c AS (
+        SELECT id FROM jr_jobs
+         WHERE state = 'available' AND kind = ANY($1::text[])
+           AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
+         ORDER BY priority DESC, id
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED)
+      UPDATE jr_jobs j
+         SET state = 'running', attempt = j.attempt + 1, lease_owner = $4,
+             lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now()
+        FROM c WHERE j.id = c.id
+      RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
+                j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
+                extract(epoch from j.started_at))SQL");
+    c.prepare("job_complete_many", R"SQL(
+      WITH x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(id bigint, attempt int,
+                                                                   result jsonb)),
+      d AS (DELETE FROM jr_jobs j USING x
+             WHERE j.id = x.id AND j.attempt = x.attempt AND j.state = 'running'
+               AND j.lease_owner = $1
+         RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
+                   x.result, j.progress, j.errors, j.options, j.created_at, j.started_at)
+      INSERT INTO jr_jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,
+                                result, progress, errors, options, created_at, started_at)
+      SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
+             progress, errors, options, created_at, started_at FROM d
+      RETURNING id)SQL");
+    const char* error_entry =
+        "jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'kind', "
+        "$5::text, 'message', $6::text))";
+    c.prepare("job_retry", std::string(R"SQL(
+      UPDATE jr_jobs SET state = 'retryable', run_at = now() + make_interval(secs => $4::float8),
+             lease_owner = NULL, lease_expires_at = NULL, errors = errors || )SQL") +
+                               error_entry + R"SQL(
+       WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
+      RETURNING id)SQL");
+    c.prepare("job_snooze", R"SQL(
+      UPDATE jr_jobs SET state = 'scheduled', run_at = now() + make_interval(secs => $4::float8),
+             attempt = attempt - 1, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
+      RETURNING id)SQL");
+    c.prepare("job_release", R"SQL(
+      UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL,
+             lease_expires_at = NULL
+       WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
+      RETURNING id)SQL");
+    c.prepare("job_finish_done", std::string(R"SQL(
+      WITH d AS (DELETE FROM jr_jobs
+                  WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
+              RETURNING *)
+      INSERT INTO jr_jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,
+                                result, progress, errors, options, created_at, started_at)
+      SELECT id, queue, kind, payload, $4, priority, attempt, max_attempts, NULL, progress,
+             errors || )SQL") + error_entry + R"SQL(, options, created_at, started_at FROM d
+      RETURNING id)SQL");
+    c.prepare("job_heartbeat", R"SQL(
+      UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
+       WHERE lease_owner = $1 AND state = 'running'
+      RETURNING id, cancel_requested)SQL");
+    c.prepare("job_promote_due", R"SQL(
+      WITH due AS (SELECT id FROM jr_jobs
+                    WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
+                    ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+      UPDATE jr_jobs j SET state = 'available' FROM due WHERE j.id = due.id)SQL");
+    prepared_ = true;
+  }
+
+  std::string url_;
+  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<NotifyReceiver> receiver_;
+  bool prepared_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& url) {
+  return std::make_unique<PgStore>(url);
+}
+
+}  // namespace jr

@@ -1,0 +1,200 @@
+#include "plugin_loader.hpp"
+
+#define BOOST_DLL_USE_STD_FS 1
+#include <algorithm>
+#include <boost/dll/shared_library.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <regex>
+
+#include "host_api.hpp"
+#include "log.hpp"
+#include "util.hpp"
+
+namespace fs = std::filesystem;
+
+namespace jr {
+namespace {
+
+bool valid_name(const char* s) {
+  if (s == nullptr) return false;
+  static const std::regex re(R"([A-Za-z0-9_.:\-]{1,128})");
+  return std::regex_match(s, re);
+}
+
+// Keeps every loaded library alive for the life of the process.
+std::vector<boost::dll::shared_library>& libraries() {
+  static auto* libs = new std::vector<boost::dll::shared_library>();
+  return *libs;
+}
+
+}  // namespace
+
+LoadedPlugin load_plugin(const std::string& path) {
+  auto fail = [&](const std::string& why) { return PluginError("plugin " + path + ": " + why); };
+  if (!fs::exists(path)) throw fail("file not found");
+  boost::dll::shared_library lib;
+  try {
+    lib.load(fs::path(path),
+             boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    throw fail(std::string("cannot be loaded: ") + e.what());
+  }
+  if (!lib.has(JR_PLUGIN_ENTRY_SYMBOL)) {
+    throw fail("missing entry symbol '" JR_PLUGIN_ENTRY_SYMBOL
+               "' (not a jobrunner plugin, or built for another ABI major version)");
+  }
+  auto entry = lib.get<const jr_plugin_desc*(uint32_t)>(JR_PLUGIN_ENTRY_SYMBOL);
+  const jr_plugin_desc* d = entry(JR_ABI_MINOR);
+  if (d == nullptr) throw fail("entry point returned no descriptor (the plugin refused this host)");
+  if (d->struct_size < JR_PLUGIN_DESC_V1_0_SIZE) {
+    throw fail("descriptor struct_size " + std::to_string(d->struct_size) +
+               " is smaller than the ABI v1.0 minimum of " +
+               std::to_string(JR_PLUGIN_DESC_V1_0_SIZE));
+  }
+  if (d->abi_major != JR_ABI_MAJOR) {
+    throw fail("built for ABI major version " + std::to_string(d->abi_major) +
+               "; this host speaks major version " + std::to_string(JR_ABI_MAJOR));
+  }
+  if (!valid_name(d->name)) throw fail("missing or invalid plugin name");
+  if (d->init == nullptr || d->handle == nullptr) {
+    throw fail("descriptor lacks the required init and handle functions");
+  }
+  if (d->kinds == nullptr || d->kind_count == 0) throw fail("declares no job kinds");
+  if (d->kind_count > 1024) throw fail("declares too many job kinds");
+
+  LoadedPlugin p;
+  p.path = path;
+  p.name = d->name;
+  p.version = d->version ? d->version : "";
+  p.abi_minor = d->abi_minor;
+  p.desc = d;
+  // Fields beyond v1.0 are read only when the plugin's struct has them.
+  p.has_idle = JR_HAS_FIELD(d, jr_plugin_desc, idle) && d->idle != nullptr;
+  for (uint32_t i = 0; i < d->kind_count; ++i) {
+    const jr_kind_desc* k = d->kinds[i];
+    if (k == nullptr) throw fail("kind #" + std::to_string(i) + " is NULL");
+    if (k->struct_size < JR_KIND_DESC_V1_0_SIZE) {
+      throw fail("kind #" + std::to_string(i) + " struct_size " + std::to_string(k->struct_size) +
+                 " is smaller than the ABI v1.0 minimum of " +
+                 std::to_string(JR_KIND_DESC_V1_0_SIZE));
+    }
+    if (!valid_name(k->kind)) {
+      throw fail("kind #" + std::to_string(i) + " has a missing or invalid name");
+    }
+    KindInfo ki;
+    ki.kind = k->kind;
+    if (k->default_queue != nullptr) {
+      if (!valid_name(k->default_queue)) {
+        throw fail("kind '" + ki.kind + "' has an invalid default queue");
+      }
+      ki.default_queue = k->default_queue;
+    }
+    if (k->timeout_ms < 0) throw fail("kind '" + ki.kind + "' has a negative timeout");
+    ki.timeout_ms = k->timeout_ms;
+    if (k->max_attempts < 0) throw fail("kind '" + ki.kind + "' has negative max_attempts");
+    ki.max_attempts = k->max_attempts;
+    if (k->retry_schedule != nullptr) {
+      try {
+        ki.retry_schedule = parse_retry_schedule(k->retry_schedule);
+        ki.retry_schedule_text = k->retry_schedule;
+      } catch (const std::invalid_argument& e) {
+        throw fail("kind '" + ki.kind + "': " + e.what());
+      }
+    }
+    for (const auto& existing : p.kinds) {
+      if (existing.kind == ki.kind) throw fail("declares kind '" + ki.kind + "' twice");
+    }
+    p.kinds.push_back(std::move(ki));
+  }
+  if (d->manifest_json != nullptr && *d->manifest_json) {
+    p.manifest = nlohmann::json::parse(d->manifest_json, nullptr, false);
+    if (p.manifest.is_discarded() || !p.manifest.is_object()) {
+      throw fail("manifest_json is not a JSON object");
+    }
+  }
+  if (d->abi_minor > JR_ABI_MINOR) {
+    log::info("plugin built for a newer ABI minor version; fields this host does not know are "
+              "ignored",
+              {{"plugin", p.name},
+               {"file", path},
+               {"plugin_abi_minor", d->abi_minor},
+               {"host_abi_minor", JR_ABI_MINOR}});
+  }
+  libraries().push_back(std::move(lib));
+  return p;
+}
+
+std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    throw PluginError("plugin directory " + dir + " does not exist or is not a directory");
+  }
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".so" && e.is_regular_file()) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<LoadedPlugin> out;
+  std::map<std::string, std::string> kind_owner;
+  std::map<std::string, std::string> name_owner;
+  for (const auto& f : files) {
+    LoadedPlugin p = load_plugin(f);
+    if (auto it = name_owner.find(p.name); it != name_owner.end()) {
+      throw PluginError("plugin " + f + ": plugin name '" + p.name + "' is already used by " +
+                        it->second);
+    }
+    name_owner[p.name] = f;
+    for (const auto& k : p.kinds) {
+      if (auto it = kind_owner.find(k.kind); it != kind_owner.end()) {
+        throw PluginError("plugin " + f + ": job kind '" + k.kind + "' is already handled by " +
+                          it->second + " (two plugins cannot serve one kind)");
+      }
+      kind_owner[k.kind] = f;
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+void init_plugin(LoadedPlugin& p, const nlohmann::json& config) {
+  char err[1024] = {0};
+  std::string cfg = config.dump();
+  void* state = nullptr;
+  int32_t rc = p.desc->init(host_api(), cfg.c_str(), &state, err, sizeof err);
+  if (rc != 0) {
+    err[sizeof err - 1] = '\0';
+    throw PluginError("plugin " + p.path + ": init failed: " +
+                      (err[0] ? std::string(err) : "code " + std::to_string(rc)));
+  }
+  p.state = state;
+  p.initialised = true;
+}
+
+nlohmann::json plugin_config_for(const LoadedPlugin& p, const nlohmann::json& all_sections,
+                                 const std::string& database_url) {
+  nlohmann::json cfg = nlohmann::json::object();
+  if (all_sections.is_object() && all_sections.contains(p.name) &&
+      all_sections[p.name].is_object()) {
+    cfg = all_sections[p.name];
+  }
+  if (!cfg.contains("database_url") && !database_url.empty()) cfg["database_url"] = database_url;
+  // The manifest may map environment variables onto config keys: {"env": {"VAR": "key"}}.
+  if (p.manifest.contains("env") && p.manifest["env"].is_object()) {
+    for (const auto& [var, key] : p.manifest["env"].items()) {
+      const char* v = std::getenv(var.c_str());
+      if (v == nullptr || !key.is_string()) continue;
+      std::string text(v);
+      // Keep numbers and booleans typed so the plugin reads them as it reads the TOML values.
+      nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+      if (!parsed.is_discarded() && (parsed.is_number() || parsed.is_boolean())) {
+        cfg[key.get<std::string>()] = parsed;
+      } else {
+        cfg[key.get<std::string>()] = text;
+      }
+    }
+  }
+  return cfg;
+}
+
+}  // namespace jr

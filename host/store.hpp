@@ -1,0 +1,150 @@
+// The Store: every read and write of job state goes through this interface, and all SQL lives
+// in its PostgreSQL implementation (pg_store.cpp). Methods are Noun+Verb and take params
+// structs, so adding a field breaks no caller.
+//
+// Threading: a Store object owns one database connection and is NOT thread-safe; give each
+// thread its own (Store::open). Methods throw StoreError; StoreError::transient() tells whether
+// the failure was the connection (retry after reconnecting) or the request (do not retry).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace jr {
+
+class StoreError : public std::runtime_error {
+ public:
+  StoreError(const std::string& msg, bool transient)
+      : std::runtime_error(msg), transient_(transient) {}
+  bool transient() const { return transient_; }
+
+ private:
+  bool transient_;
+};
+
+// A job to insert. Unset optionals mean "the kind's default" (resolved at run time).
+struct JobInsertParams {
+  std::string kind;
+  std::string payload = "{}";        // JSON text, already validated by the caller
+  std::optional<std::string> queue;  // default: the kind's default queue, else "default"
+  int priority = 0;
+  double delay_seconds = 0;           // > 0: state scheduled
+  std::optional<std::string> run_at;  // timestamptz text; wins over delay_seconds
+  std::optional<int> max_attempts;
+  std::optional<int64_t> timeout_ms;
+  std::optional<std::string> retry_schedule;  // "60,300,900"
+};
+
+struct ClaimedJob {
+  int64_t id = 0;
+  std::string kind;
+  std::string queue;
+  std::string payload;
+  int priority = 0;
+  int attempt = 0;
+  std::optional<int> max_attempts;
+  std::optional<int64_t> timeout_ms;
+  std::vector<int> retry_schedule;
+  double created_at = 0;  // Unix seconds
+  double started_at = 0;  // Unix seconds (database clock)
+};
+
+struct JobClaimParams {
+  std::string worker_id;
+  std::vector<std::string> kinds;   // only these kinds (never empty)
+  std::vector<std::string> queues;  // empty: any queue
+  int limit = 1;
+  double lease_seconds = 30;
+};
+
+// Outcome of one attempt as the engine records it.
+enum class Outcome { completed, retry, discard, snooze, cancelled, release };
+
+struct JobFinish {
+  int64_t id = 0;
+  int attempt = 0;  // fencing: must match the row's attempt
+  Outcome outcome = Outcome::completed;
+  std::string result;        // JSON text or empty (completed)
+  std::string error_kind;    // "error", "permanent", "timeout", "crash", "lease_lost", ...
+  std::string error;         // message (retry, discard, cancelled)
+  double delay_seconds = 0;  // retry / snooze
+};
+
+struct JobFinishResult {
+  std::vector<int64_t> rejected;  // ids whose lease was no longer ours (fencing)
+};
+
+struct JobListParams {
+  std::optional<std::string> state;
+  std::optional<std::string> kind;
+  std::optional<std::string> queue;
+  int limit = 100;
+};
+
+// A job as shown by `status` and `jobs ls`: the whole row as a JSON object.
+struct JobView {
+  std::string json;
+};
+
+struct WorkerRegisterParams {
+  std::string worker_id;
+  std::vector<std::string> kinds;
+  std::vector<std::string> queues;
+};
+
+struct KindDefaults {
+  std::string kind;
+  std::string plugin;
+  std::optional<std::string> default_queue;
+  std::optional<int64_t> timeout_ms;
+  std::optional<int> max_attempts;
+  std::optional<std::string> retry_schedule;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Connects (throws StoreError on failure).
+  static std::unique_ptr<Store> open(const std::string& url);
+
+  // Applies pending migrations under an advisory lock; returns how many were applied.
+  virtual int SchemaMigrate() = 0;
+  virtual int SchemaVersion() = 0;
+
+  virtual int64_t JobInsert(const JobInsertParams& p) = 0;
+  // Bulk insert in one transaction (COPY); returns the new ids in input order.
+  virtual std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) = 0;
+  virtual std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) = 0;
+  // Records outcomes of several attempts in one transaction.
+  virtual JobFinishResult JobFinishMany(const std::string& worker_id,
+                                        const std::vector<JobFinish>& jobs) = 0;
+  // Extends the lease of every running job of this worker; returns ids whose cancellation was
+  // requested.
+  virtual std::vector<int64_t> JobHeartbeat(const std::string& worker_id,
+                                            double lease_seconds) = 0;
+  // Moves due scheduled/retryable jobs to available; returns how many.
+  virtual int JobPromoteDue(int limit) = 0;
+  virtual std::optional<JobView> JobGet(int64_t id) = 0;
+  virtual std::vector<JobView> JobList(const JobListParams& p) = 0;
+  virtual void JobProgress(int64_t id, int attempt, double percent, const std::string& step) = 0;
+
+  virtual void WorkerRegister(const WorkerRegisterParams& p) = 0;
+  virtual void WorkerHeartbeat(const std::string& worker_id, int64_t jobs_done) = 0;
+  virtual void WorkerUnregister(const std::string& worker_id) = 0;
+  // True when a live runner (heartbeat within `live_seconds`) serves `kind`.
+  virtual bool WorkerServesKind(const std::string& kind, double live_seconds) = 0;
+
+  virtual void KindDefaultsUpsert(const std::vector<KindDefaults>& kinds) = 0;
+
+  // Blocks up to `timeout_ms` for a new-job notification; returns true when one arrived.
+  virtual bool WaitForJobs(int timeout_ms) = 0;
+  virtual void Listen() = 0;
+  virtual bool Ping() = 0;
+};
+
+}  // namespace jr

@@ -1,0 +1,125 @@
+#include "util.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+
+namespace jr {
+
+double parse_duration_seconds(std::string_view text) {
+  std::string s(text);
+  auto bad = [&] {
+    return std::invalid_argument("invalid duration '" + s +
+                                 "' (expected e.g. 250ms, 30s, 5m, 2h, 1d or seconds)");
+  };
+  if (s.empty()) throw bad();
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    throw bad();
+  }
+  std::string unit = s.substr(pos);
+  double mult = 1;
+  if (unit.empty() || unit == "s") {
+    mult = 1;
+  } else if (unit == "ms") {
+    mult = 0.001;
+  } else if (unit == "m" || unit == "min") {
+    mult = 60;
+  } else if (unit == "h") {
+    mult = 3600;
+  } else if (unit == "d") {
+    mult = 86400;
+  } else {
+    throw bad();
+  }
+  if (!std::isfinite(v) || v < 0) throw bad();
+  return v * mult;
+}
+
+std::vector<std::string> split_list(std::string_view text, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(sep, start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view item = text.substr(start, end - start);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string pg_text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string pg_int_array(const std::vector<int64_t>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(items[i]);
+  }
+  out += '}';
+  return out;
+}
+
+std::vector<int> parse_retry_schedule(std::string_view text) {
+  std::vector<int> out;
+  for (const auto& item : split_list(text)) {
+    size_t pos = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &pos);
+    } catch (const std::exception&) {
+      pos = 0;
+    }
+    if (pos != item.size() || v < 0) {
+      throw std::invalid_argument("invalid retry schedule '" + std::string(text) +
+                                  "' (expected seconds separated by commas, e.g. 60,300,900)");
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+double retry_delay_seconds(const std::vector<int>& schedule, int attempt, double jitter01) {
+  if (attempt < 1) attempt = 1;
+  if (!schedule.empty()) {
+    size_t i = std::min(static_cast<size_t>(attempt - 1), schedule.size() - 1);
+    return schedule[i];
+  }
+  constexpr double kBase = 1.0;
+  constexpr double kCap = 3600.0;
+  double d = std::min(kCap, kBase * std::pow(2.0, std::min(attempt - 1, 30)));
+  return d * (0.5 + 0.5 * std::clamp(jitter01, 0.0, 1.0));
+}
+
+std::string make_worker_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown");
+  std::random_device rd;
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%04x", rd() & 0xffff);
+  return std::string(host) + "-" + std::to_string(getpid()) + "-" + suffix;
+}
+
+}  // namespace jr

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs every Debian package jobrunner needs to build, test and run.
+# Idempotent: packages already present are left alone; safe to run twice.
+# Usage: scripts/install-deps.sh            (as root, or with sudo available)
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  clang clang-format
+  libboost-dev libboost-filesystem-dev
+  libpqxx-dev libpq-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
+  libgtest-dev libgmock-dev
+  libcli11-dev libcpp-httplib-dev
+  libcurl4-openssl-dev libc-ares-dev libgumbo-dev libseccomp-dev
+  postgresql postgresql-contrib
+  dnsmasq-base
+  procps psmisc curl
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Installing the postgresql package must not leave a system cluster running that we do not use;
+# policy-rc.d keeps the package scripts from starting services.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

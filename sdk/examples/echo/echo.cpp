@@ -1,0 +1,64 @@
+// The `echo` job kind: returns its payload. Used by the demo, the tests and the benchmarks, so it
+// obeys a few payload fields that make it misbehave on purpose:
+//   sleep_ms       sleep this long (checking for cancellation every 10 ms)
+//   fail           "retryable" or "permanent": fail every attempt that way
+//   fail_attempts  fail (retryable) the first N attempts, then succeed
+//   crash          "segv" or "abort": kill the process that runs the handler
+//   snooze_once    snooze this many seconds on the first attempt
+#include <jobrunner/plugin.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+namespace {
+
+class Echo : public jobrunner::Plugin {
+ public:
+  static jobrunner::PluginInfo info() {
+    jobrunner::PluginInfo i;
+    i.name = "echo";
+    i.version = "1.0.0";
+    i.kinds.push_back({"echo", "default", 0, 0, ""});
+    i.manifest = {{"sandbox", {{"network", "none"}, {"memory_mb", 256}}}};
+    return i;
+  }
+
+  nlohmann::json handle(jobrunner::Job& job) override {
+    // Fast path for the benchmarks' no-op jobs.
+    if (job.payload_text() == "{}") return nullptr;
+    const nlohmann::json& p = job.payload();
+    if (!p.is_object()) throw jobrunner::PermanentError("echo payload must be a JSON object");
+    if (auto it = p.find("crash"); it != p.end()) {
+      std::string how = it->get<std::string>();
+      if (how == "segv") std::raise(SIGSEGV);
+      if (how == "abort") std::abort();
+      throw jobrunner::PermanentError("unknown crash mode '" + how + "'");
+    }
+    if (auto it = p.find("snooze_once"); it != p.end() && job.attempt() == 1) {
+      throw jobrunner::Snooze(it->get<double>());
+    }
+    if (auto it = p.find("sleep_ms"); it != p.end()) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(it->get<int64_t>());
+      while (std::chrono::steady_clock::now() < until) {
+        if (job.cancelled()) throw jobrunner::Cancelled();
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    if (auto it = p.find("fail_attempts"); it != p.end() && job.attempt() <= it->get<int>()) {
+      throw jobrunner::RetryableError("failing attempt " + std::to_string(job.attempt()) + " of " +
+                                      std::to_string(it->get<int>()) + " on purpose");
+    }
+    if (auto it = p.find("fail"); it != p.end()) {
+      std::string how = it->get<std::string>();
+      if (how == "permanent") throw jobrunner::PermanentError("permanent failure on purpose");
+      throw jobrunner::RetryableError("retryable failure on purpose");
+    }
+    return p;
+  }
+};
+
+}  // namespace
+
+JOBRUNNER_PLUGIN(Echo)

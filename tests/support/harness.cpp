@@ -1,0 +1,214 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "managed_db.hpp"
+
+namespace fs = std::filesystem;
+
+namespace jrtest {
+
+struct PgCluster::Impl {
+  std::unique_ptr<jr::ManagedDb> db;
+  std::atomic<int> counter{0};
+};
+
+PgCluster& PgCluster::get() {
+  static PgCluster* c = new PgCluster();  // stopped by atexit below
+  return *c;
+}
+
+PgCluster::PgCluster() : impl_(new Impl) {
+  char tmpl[] = "/tmp/jrpg-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  root_ = tmpl;
+  // The cluster may run as an unprivileged user (when tests run as root): let it traverse.
+  chmod(root_.c_str(), 0755);
+  jr::ManagedDbOptions o;
+  o.data_dir = root_ + "/pg";
+  // Durability is not under test here; speed is welcome. (Crash/restart tests use pg_ctl
+  // restart, a clean shutdown, so fsync=off loses nothing there.)
+  o.settings = {{"fsync", "off"}, {"full_page_writes", "off"}, {"max_connections", "300"}};
+  impl_->db = std::make_unique<jr::ManagedDb>(o);
+  impl_->db->start();
+  static std::string data_dir = o.data_dir;
+  static std::string root = root_;
+  std::atexit([] {
+    jr::ManagedDbOptions so;
+    so.data_dir = data_dir;
+    try {
+      jr::ManagedDb(so).stop();
+    } catch (...) {
+    }
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  });
+}
+
+PgCluster::~PgCluster() { delete impl_; }
+
+std::string PgCluster::create_database(const std::string& prefix) {
+  std::string name = prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(++impl_->counter);
+  pqxx::connection c(impl_->db->url_for("postgres"));
+  pqxx::nontransaction tx(c);
+  tx.exec("CREATE DATABASE " + tx.quote_name(name));
+  return impl_->db->url_for(name);
+}
+
+std::string PgCluster::url(const std::string& database) const {
+  return impl_->db->url_for(database);
+}
+
+void PgCluster::restart() { impl_->db->restart(); }
+
+std::string PgCluster::query_one(const std::string& url, const std::string& sql) {
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  auto r = tx.exec(sql);
+  if (r.empty() || r[0][0].is_null()) return "";
+  return r[0][0].c_str();
+}
+
+void PgCluster::exec(const std::string& url, const std::string& sql) {
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
+std::string runner_path() { return JR_TEST_RUNNER; }
+std::string plugin_dir() { return JR_TEST_PLUGIN_DIR; }
+std::string test_plugin_dir() { return JR_TEST_TESTPLUGIN_DIR; }
+std::string source_dir() { return JR_TEST_SOURCE_DIR; }
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/jrtest-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+  chmod(path_.c_str(), 0755);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+            const std::string& out_path, const std::string& err_path) {
+  std::vector<std::string> argv_s = {runner_path()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out >= 0) dup2(out, 1);
+    if (err >= 0) dup2(err, 2);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+RunResult run_runner(const std::vector<std::string>& args,
+                     const std::map<std::string, std::string>& env, std::chrono::seconds limit) {
+  TempDir dir;
+  std::string out = dir.path() + "/out", err = dir.path() + "/err";
+  pid_t pid = spawn(args, env, out, err);
+  RunResult r;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  for (;;) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.err = "[harness: killed after time limit]\n";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err += slurp(err);
+  return r;
+}
+
+RunnerProcess::RunnerProcess(const std::vector<std::string>& args,
+                             const std::map<std::string, std::string>& env) {
+  log_path_ = dir_.path() + "/stderr.log";
+  pid_ = spawn(args, env, dir_.path() + "/stdout.log", log_path_);
+}
+
+RunnerProcess::~RunnerProcess() {
+  if (!reaped_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void RunnerProcess::signal(int sig) {
+  if (!reaped_) kill(pid_, sig);
+}
+
+int RunnerProcess::wait(std::chrono::milliseconds limit) {
+  if (reaped_) return status_;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  for (;;) {
+    pid_t w = waitpid(pid_, &status, WNOHANG);
+    if (w == pid_) {
+      reaped_ = true;
+      status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+bool RunnerProcess::alive() {
+  if (reaped_) return false;
+  return wait(std::chrono::milliseconds(0)) == -1;
+}
+
+std::string RunnerProcess::log() const { return slurp(log_path_); }
+
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (cond()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return cond();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace jrtest

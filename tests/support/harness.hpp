@@ -1,0 +1,89 @@
+// Test harness shared by every test binary: a throwaway PostgreSQL cluster (real server, unix
+// socket in a temp dir, started once per test process and stopped at exit), a fresh database
+// per test, and helpers to run the real `runner` binary as a subprocess.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace jrtest {
+
+// The cluster of this test process. Started on first use.
+class PgCluster {
+ public:
+  static PgCluster& get();
+  // A new, empty database; returns its URL. Names are unique per process.
+  std::string create_database(const std::string& prefix = "t");
+  std::string url(const std::string& database) const;
+  void restart();
+  const std::string& root() const { return root_; }
+  // Runs SQL on `url` and returns the first column of the first row ("" when none).
+  static std::string query_one(const std::string& url, const std::string& sql);
+  static void exec(const std::string& url, const std::string& sql);
+
+ private:
+  PgCluster();
+  ~PgCluster();
+  std::string root_;
+  struct Impl;
+  Impl* impl_;
+};
+
+// Paths baked in by CMake.
+std::string runner_path();
+std::string plugin_dir();       // the shipped plugins + echo (build/plugins)
+std::string test_plugin_dir();  // tiny test plugins, one subdirectory per case
+std::string source_dir();
+
+// A temp directory removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs the runner binary to completion with `args`, extra environment `env` (DATABASE_URL is
+// usually set there), and a time limit after which it is killed.
+RunResult run_runner(const std::vector<std::string>& args,
+                     const std::map<std::string, std::string>& env,
+                     std::chrono::seconds limit = std::chrono::seconds(60));
+
+// A runner process in the background; stderr goes to a file readable with log().
+class RunnerProcess {
+ public:
+  RunnerProcess(const std::vector<std::string>& args, const std::map<std::string, std::string>& env);
+  ~RunnerProcess();  // SIGKILL if still running
+  pid_t pid() const { return pid_; }
+  void signal(int sig);
+  // Waits for exit; returns the exit code (128+N when killed by signal N), -1 on timeout.
+  int wait(std::chrono::milliseconds limit);
+  bool alive();
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  bool reaped_ = false;
+  std::string log_path_;
+  TempDir dir_;
+};
+
+// Polls `cond` every 20 ms until true or `limit` passes; returns the last value.
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit);
+
+}  // namespace jrtest
