@@ -1,0 +1,82 @@
+#include "plugin_host.hpp"
+
+namespace jrtest {
+
+PluginHost::PluginHost(const std::string& so_path, const nlohmann::json& config)
+    : plugin_(jr::load_plugin(so_path)) {
+  jr::init_plugin(plugin_, config);
+}
+
+PluginHost::~PluginHost() {
+  if (plugin_.initialised && plugin_.desc->shutdown) plugin_.desc->shutdown(plugin_.state);
+}
+
+JobOutcome PluginHost::run(const std::string& kind, const std::string& payload, int attempt,
+                           int64_t job_id) {
+  JobOutcome out;
+  jr_job_ctx ctx;
+  ctx.job_id = job_id;
+  ctx.attempt = attempt;
+  ctx.kind = kind;
+  ctx.services = this;
+  jr_job j{};
+  j.struct_size = sizeof(jr_job);
+  j.id = job_id;
+  j.kind = kind.c_str();
+  j.queue = "default";
+  j.payload = payload.c_str();
+  j.payload_len = payload.size();
+  j.attempt = attempt;
+  j.max_attempts = 25;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = &out;
+  }
+  out.status = plugin_.desc->handle(plugin_.state, jr::host_api(), &ctx, &j);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = nullptr;
+  }
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  if (ctx.has_result) out.result = ctx.result;
+  out.error = ctx.error;
+  out.snooze_seconds = ctx.snooze_seconds;
+  return out;
+}
+
+int PluginHost::idle() {
+  if (!plugin_.has_idle) throw std::runtime_error("plugin has no idle hook");
+  jr_job_ctx ctx;
+  ctx.services = this;
+  ctx.kind = "(idle)";
+  return plugin_.desc->idle(plugin_.state, jr::host_api(), &ctx);
+}
+
+std::vector<Enqueued> PluginHost::enqueued() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return enqueued_;
+}
+
+void PluginHost::job_log(jr_job_ctx*, int, std::string_view msg) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (current_) current_->logs.emplace_back(msg);
+}
+
+void PluginHost::job_progress(jr_job_ctx*, double percent, std::string_view step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (current_) current_->progress.emplace_back(percent, std::string(step));
+}
+
+int64_t PluginHost::job_enqueue(jr_job_ctx*, std::string_view kind, std::string_view payload,
+                                std::string_view options_json) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Enqueued e;
+  e.kind = std::string(kind);
+  e.payload = nlohmann::json::parse(payload, nullptr, false);
+  e.options = options_json.empty() ? nlohmann::json::object()
+                                   : nlohmann::json::parse(options_json, nullptr, false);
+  enqueued_.push_back(std::move(e));
+  return next_id_++;
+}
+
+}  // namespace jrtest

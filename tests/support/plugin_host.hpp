@@ -1,0 +1,58 @@
+// Runs a real plugin .so in-process for tests, without a database or engine: loads it with the
+// host's loader, initialises it with a config, and runs jobs, recording what the plugin told the
+// host (result, error, snooze, progress, logs, enqueued jobs).
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "host_api.hpp"
+#include "plugin_loader.hpp"
+
+namespace jrtest {
+
+struct Enqueued {
+  std::string kind;
+  nlohmann::json payload;
+  nlohmann::json options;
+};
+
+struct JobOutcome {
+  int32_t status = -1;  // jr_status
+  std::string result;   // JSON text ("" when none)
+  std::string error;
+  double snooze_seconds = 0;
+  std::vector<std::pair<double, std::string>> progress;  // percent, step
+  std::vector<std::string> logs;
+};
+
+class PluginHost : public jr::HostServices {
+ public:
+  PluginHost(const std::string& so_path, const nlohmann::json& config);
+  ~PluginHost() override;
+
+  JobOutcome run(const std::string& kind, const std::string& payload, int attempt = 1,
+                 int64_t job_id = 1);
+  // Calls the idle hook; returns its return value. Throws if the plugin has none.
+  int idle();
+
+  jr::LoadedPlugin& plugin() { return plugin_; }
+  std::vector<Enqueued> enqueued();
+
+  void job_log(jr_job_ctx* ctx, int level, std::string_view msg) override;
+  void job_progress(jr_job_ctx* ctx, double percent, std::string_view step) override;
+  int64_t job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_view payload,
+                      std::string_view options_json) override;
+
+ private:
+  jr::LoadedPlugin plugin_;
+  std::mutex mu_;
+  std::vector<Enqueued> enqueued_;
+  JobOutcome* current_ = nullptr;
+  int64_t next_id_ = 1000000;
+};
+
+}  // namespace jrtest
