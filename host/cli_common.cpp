@@ -45,11 +45,13 @@ std::string render_job(const std::string& job_json) {
   if (j.contains("progress") && j["progress"].is_object()) {
     const auto& p = j["progress"];
     o << "  progress:  " << p.value("percent", 0.0) << "%";
-    if (p.contains("step") && p["step"].is_string()) o << " (" << p["step"].get<std::string>() << ")";
+    if (p.contains("step") && p["step"].is_string())
+      o << " (" << p["step"].get<std::string>() << ")";
     o << "\n";
   }
   o << "  payload:   " << (j.contains("payload") ? j["payload"].dump() : "-") << "\n";
-  if (j.contains("result") && !j["result"].is_null()) o << "  result:    " << j["result"].dump() << "\n";
+  if (j.contains("result") && !j["result"].is_null())
+    o << "  result:    " << j["result"].dump() << "\n";
   if (j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
     o << "  errors:\n";
     for (const auto& e : j["errors"]) {

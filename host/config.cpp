@@ -1,9 +1,10 @@
 #include "config.hpp"
 
+#include <toml++/toml.h>
+
 #include <cstdlib>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "util.hpp"
 

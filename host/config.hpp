@@ -25,15 +25,15 @@ struct Config {
   std::string log_level = "info";           // RUNNER_LOG_LEVEL / log_level
 
   // [worker]
-  std::string plugins_dir;               // RUNNER_PLUGINS / plugins; "" = none
-  int concurrency = 10;                  // RUNNER_CONCURRENCY: job slots in this process
-  std::vector<std::string> queues;       // RUNNER_QUEUES: empty = every queue
-  std::vector<std::string> kinds;        // RUNNER_KINDS: empty = every loaded kind
-  double lease_seconds = 30;             // RUNNER_LEASE_SECONDS; heartbeat every third
-  double poll_interval_seconds = 1.0;    // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
-  double shutdown_grace_seconds = 30;    // RUNNER_SHUTDOWN_GRACE
-  int fetch_batch = 0;                   // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
-  int completion_batch = 500;            // max outcomes written per statement
+  std::string plugins_dir;             // RUNNER_PLUGINS / plugins; "" = none
+  int concurrency = 10;                // RUNNER_CONCURRENCY: job slots in this process
+  std::vector<std::string> queues;     // RUNNER_QUEUES: empty = every queue
+  std::vector<std::string> kinds;      // RUNNER_KINDS: empty = every loaded kind
+  double lease_seconds = 30;           // RUNNER_LEASE_SECONDS; heartbeat every third
+  double poll_interval_seconds = 1.0;  // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
+  double shutdown_grace_seconds = 30;  // RUNNER_SHUTDOWN_GRACE
+  int fetch_batch = 0;                 // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
+  int completion_batch = 500;          // max outcomes written per statement
 
   // [plugins.<name>]: each plugin's own section, handed to it as JSON.
   nlohmann::json plugin_config = nlohmann::json::object();

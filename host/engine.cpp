@@ -49,8 +49,7 @@ Engine::~Engine() {
 void Engine::stop() {
   if (!stopping_.exchange(true)) {
     log::info("shutdown requested: no new jobs will be claimed",
-              {{"worker_id", opts_.worker_id},
-               {"grace_seconds", opts_.shutdown_grace_seconds}});
+              {{"worker_id", opts_.worker_id}, {"grace_seconds", opts_.shutdown_grace_seconds}});
   }
   ready_cv_.notify_all();
   room_cv_.notify_all();
@@ -117,11 +116,11 @@ int Engine::run() {
       }
     }
   }
-  log::info("runner started", {{"worker_id", opts_.worker_id},
-                               {"kinds", kinds_},
-                               {"queues", opts_.queues.empty() ? nlohmann::json("*")
-                                                               : nlohmann::json(opts_.queues)},
-                               {"concurrency", opts_.concurrency}});
+  log::info("runner started",
+            {{"worker_id", opts_.worker_id},
+             {"kinds", kinds_},
+             {"queues", opts_.queues.empty() ? nlohmann::json("*") : nlohmann::json(opts_.queues)},
+             {"concurrency", opts_.concurrency}});
 
   completer_ = std::thread([this] { complete_loop(); });
   maintainer_ = std::thread([this] { maintain_loop(); });
@@ -205,7 +204,8 @@ void Engine::release_ready_jobs() {
     f.outcome = Outcome::release;
     push_finish(std::move(f));
   }
-  if (!left.empty()) log::info("released claimed jobs that had not started", {{"count", left.size()}});
+  if (!left.empty())
+    log::info("released claimed jobs that had not started", {{"count", left.size()}});
 }
 
 void Engine::fetch_loop() {
@@ -312,8 +312,8 @@ void Engine::execute(ClaimedJob& job) {
   j.payload = job.payload.c_str();
   j.payload_len = job.payload.size();
   j.attempt = job.attempt;
-  j.max_attempts = job.max_attempts.value_or(
-      k.info->max_attempts > 0 ? k.info->max_attempts : opts_.default_max_attempts);
+  j.max_attempts = job.max_attempts.value_or(k.info->max_attempts > 0 ? k.info->max_attempts
+                                                                      : opts_.default_max_attempts);
   j.deadline_ms = timeout_ms > 0 ? unix_ms() + timeout_ms : 0;
   int32_t status = k.plugin->desc->handle(k.plugin->state, host_api(), &ctx, &j);
   bool still_ours;
@@ -434,15 +434,18 @@ void Engine::complete_loop() {
               break;
             case Outcome::retry:
               ++stats_.retried;
-              log::warn("job failed; will retry",
-                        {{"job_id", f.id}, {"attempt", f.attempt}, {"error_kind", f.error_kind},
-                         {"error", f.error}, {"retry_in_s", f.delay_seconds}});
+              log::warn("job failed; will retry", {{"job_id", f.id},
+                                                   {"attempt", f.attempt},
+                                                   {"error_kind", f.error_kind},
+                                                   {"error", f.error},
+                                                   {"retry_in_s", f.delay_seconds}});
               break;
             case Outcome::discard:
               ++stats_.discarded;
-              log::error("job moved to the dead letter queue",
-                         {{"job_id", f.id}, {"attempt", f.attempt}, {"error_kind", f.error_kind},
-                          {"error", f.error}});
+              log::error("job moved to the dead letter queue", {{"job_id", f.id},
+                                                                {"attempt", f.attempt},
+                                                                {"error_kind", f.error_kind},
+                                                                {"error", f.error}});
               break;
             case Outcome::snooze:
               ++stats_.snoozed;
@@ -472,14 +475,16 @@ void Engine::complete_loop() {
               if (!store) store = connect_with_backoff("completer");
               store->JobFinishMany(opts_.worker_id, {f});
             } catch (const StoreError& e2) {
-              log::error("recording a job outcome failed", {{"job_id", f.id}, {"error", e2.what()}});
+              log::error("recording a job outcome failed",
+                         {{"job_id", f.id}, {"error", e2.what()}});
             }
           }
           break;
         } else {
-          log::error("dropping an outcome the database refuses; the lease will expire and the "
-                     "job will be retried",
-                     {{"job_id", batch[0].id}, {"error", e.what()}});
+          log::error(
+              "dropping an outcome the database refuses; the lease will expire and the "
+              "job will be retried",
+              {{"job_id", batch[0].id}, {"error", e.what()}});
           break;
         }
         backoff_sleep(delay);
@@ -504,8 +509,10 @@ void Engine::cancel_running(int64_t id, int reason) {
 
 void Engine::maintain_loop() {
   std::unique_ptr<Store> store;
-  const int64_t heartbeat_ms = std::max<int64_t>(200, static_cast<int64_t>(opts_.lease_seconds * 1000 / 3));
-  const int64_t promote_ms = std::max<int64_t>(50, static_cast<int64_t>(opts_.poll_interval_seconds * 1000));
+  const int64_t heartbeat_ms =
+      std::max<int64_t>(200, static_cast<int64_t>(opts_.lease_seconds * 1000 / 3));
+  const int64_t promote_ms =
+      std::max<int64_t>(50, static_cast<int64_t>(opts_.poll_interval_seconds * 1000));
   int64_t next_heartbeat = 0;
   int64_t next_promote = 0;
   int delay = 250;

@@ -33,10 +33,10 @@ struct EngineOptions {
   std::string database_url;
   std::string worker_id;
   int concurrency = 10;
-  int prefetch = 0;                // jobs claimed ahead of free slots
-  int fetch_batch = 0;             // max jobs per claim; 0 = as many as there is room for
-  int completion_batch = 500;      // max outcomes per write
-  std::vector<std::string> queues; // empty = every queue
+  int prefetch = 0;                 // jobs claimed ahead of free slots
+  int fetch_batch = 0;              // max jobs per claim; 0 = as many as there is room for
+  int completion_batch = 500;       // max outcomes per write
+  std::vector<std::string> queues;  // empty = every queue
   double lease_seconds = 30;
   double poll_interval_seconds = 1.0;
   double shutdown_grace_seconds = 30;
@@ -113,8 +113,8 @@ class Engine : public HostServices {
 
   // Claimed jobs waiting for a slot, and the number of claimed-but-unfinished jobs.
   std::mutex ready_mu_;
-  std::condition_variable ready_cv_;   // slots wait for work
-  std::condition_variable room_cv_;    // fetcher waits for room
+  std::condition_variable ready_cv_;  // slots wait for work
+  std::condition_variable room_cv_;   // fetcher waits for room
   std::deque<ClaimedJob> ready_;
   int inflight_ = 0;
 

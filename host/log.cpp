@@ -88,8 +88,7 @@ void write(Level level, std::string_view msg, nlohmann::json fields) {
   if (fields.is_object()) {
     for (auto& [k, v] : fields.items()) line[k] = std::move(v);
   }
-  lg->log(to_spd(level), "{}",
-          line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  lg->log(to_spd(level), "{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 std::string redact(std::string_view conninfo) {

@@ -127,17 +127,6 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       return cli::kExitUsage;
     }
   }
-  // Migrate before serving; an unreachable database is retried, not fatal.
-  for (int delay = 250;; delay = std::min(delay * 2, 30000)) {
-    try {
-      Store::open(url)->SchemaMigrate();
-      break;
-    } catch (const StoreError& e) {
-      log::error("database unreachable at start-up; retrying",
-                 {{"error", e.what()}, {"retry_in_ms", delay}});
-      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-    }
-  }
   EngineOptions eo;
   eo.database_url = url;
   eo.worker_id = w.worker_id;
@@ -151,6 +140,19 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.shutdown_grace_seconds = cfg.shutdown_grace_seconds;
   Engine engine(eo, ptrs, cfg.kinds);
   handle_signals(engine);
+  // Migrate before serving; an unreachable database is retried with backoff, not fatal.
+  for (int delay = 250; !engine.stopping(); delay = std::min(delay * 2, 30000)) {
+    try {
+      Store::open(url)->SchemaMigrate();
+      break;
+    } catch (const StoreError& e) {
+      log::error("database unreachable at start-up; retrying",
+                 {{"error", e.what()}, {"retry_in_ms", delay}});
+      for (int slept = 0; slept < delay && !engine.stopping(); slept += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  }
   int rc = engine.run();
   for (auto& p : plugins) {
     if (p.initialised && p.desc->shutdown) p.desc->shutdown(p.state);
@@ -420,8 +422,9 @@ int main(int argc, char** argv) {
   std::string ls_state, ls_kind, ls_queue;
   int ls_limit = 100;
   bool ls_json = false;
-  jobs_ls->add_option("--state", ls_state, "scheduled, available, running, retryable, completed, "
-                                           "discarded or cancelled");
+  jobs_ls->add_option("--state", ls_state,
+                      "scheduled, available, running, retryable, completed, "
+                      "discarded or cancelled");
   jobs_ls->add_option("--kind", ls_kind);
   jobs_ls->add_option("--queue", ls_queue);
   jobs_ls->add_option("--limit", ls_limit)->check(CLI::Range(1, 1000000));

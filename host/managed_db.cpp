@@ -109,7 +109,8 @@ ManagedDb::ManagedDb(ManagedDbOptions opts) : opts_(std::move(opts)) {
 std::string ManagedDb::default_data_dir() {
   if (const char* d = std::getenv("RUNNER_DATA_DIR"); d && *d) return std::string(d) + "/pg";
   if (geteuid() == 0) return "/var/lib/jobrunner/pg";
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/jobrunner/pg";
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
+    return std::string(x) + "/jobrunner/pg";
   const char* home = std::getenv("HOME");
   return std::string(home ? home : "/tmp") + "/.local/share/jobrunner/pg";
 }

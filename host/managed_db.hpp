@@ -13,9 +13,9 @@
 namespace jr {
 
 struct ManagedDbOptions {
-  std::string data_dir;              // required; created when missing
-  int port = 5432;                   // names the socket file only; no TCP listener
-  std::string user = "jobrunner";    // database superuser created by initdb
+  std::string data_dir;            // required; created when missing
+  int port = 5432;                 // names the socket file only; no TCP listener
+  std::string user = "jobrunner";  // database superuser created by initdb
   std::string database = "jobrunner";
   std::map<std::string, std::string> settings;  // extra postgresql.conf settings
 };

@@ -1,10 +1,10 @@
 // PostgreSQL implementation of Store (libpqxx 6.4). All of jobrunner's job SQL lives here.
-#include <pqxx/pqxx>
+#include <unistd.h>
 
 #include <cmath>
 #include <ctime>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
+#include <pqxx/pqxx>
 
 #include "log.hpp"
 #include "migrations.hpp"
@@ -98,14 +98,14 @@ class PgStore final : public Store {
     return guard([&] {
       ensure_prepared();
       pqxx::work tx(*conn_);
-      std::string sched = p.retry_schedule ? pg_int_array(to_i64(parse_retry_schedule(
-                                                 *p.retry_schedule)))
-                                           : std::string();
-      auto r = tx.exec_prepared(
-          "job_insert", p.kind, opt(p.queue), p.payload, p.priority, p.delay_seconds, opt(p.run_at),
-          p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
-          p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
-          p.retry_schedule ? sched.c_str() : nullptr);
+      std::string sched = p.retry_schedule
+                              ? pg_int_array(to_i64(parse_retry_schedule(*p.retry_schedule)))
+                              : std::string();
+      auto r = tx.exec_prepared("job_insert", p.kind, opt(p.queue), p.payload, p.priority,
+                                p.delay_seconds, opt(p.run_at),
+                                p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
+                                p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
+                                p.retry_schedule ? sched.c_str() : nullptr);
       tx.commit();
       return r[0][0].as<int64_t>();
     });
@@ -131,10 +131,10 @@ class PgStore final : public Store {
                                      "default_queue IS NOT NULL")) {
         default_queue[row[0].c_str()] = row[1].c_str();
       }
-      pqxx::stream_to copy(tx, "jr_jobs",
-                           std::vector<std::string>{"id", "queue", "kind", "payload", "state",
-                                                    "priority", "run_at", "max_attempts",
-                                                    "timeout_ms", "retry_schedule"});
+      pqxx::stream_to copy(
+          tx, "jr_jobs",
+          std::vector<std::string>{"id", "queue", "kind", "payload", "state", "priority", "run_at",
+                                   "max_attempts", "timeout_ms", "retry_schedule"});
       std::vector<std::string> f(10);
       std::vector<const char*> row(10);
       for (size_t i = 0; i < jobs.size(); ++i) {
@@ -430,8 +430,8 @@ class PgStore final : public Store {
       prepared_ = false;
     } catch (const std::exception& e) {
       conn_.reset();
-      throw StoreError(std::string("cannot connect to PostgreSQL at ") + log::redact(url_) +
-                           ": " + trim(e.what()),
+      throw StoreError(std::string("cannot connect to PostgreSQL at ") + log::redact(url_) + ": " +
+                           trim(e.what()),
                        true);
     }
   }
@@ -545,7 +545,8 @@ class PgStore final : public Store {
       INSERT INTO jr_jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,
                                 result, progress, errors, options, created_at, started_at)
       SELECT id, queue, kind, payload, $4, priority, attempt, max_attempts, NULL, progress,
-             errors || )SQL") + error_entry + R"SQL(, options, created_at, started_at FROM d
+             errors || )SQL") + error_entry +
+                                     R"SQL(, options, created_at, started_at FROM d
       RETURNING id)SQL");
     c.prepare("job_heartbeat", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)

@@ -35,8 +35,7 @@ LoadedPlugin load_plugin(const std::string& path) {
   if (!fs::exists(path)) throw fail("file not found");
   boost::dll::shared_library lib;
   try {
-    lib.load(fs::path(path),
-             boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    lib.load(fs::path(path), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     throw fail(std::string("cannot be loaded: ") + e.what());
   }
@@ -114,12 +113,13 @@ LoadedPlugin load_plugin(const std::string& path) {
     }
   }
   if (d->abi_minor > JR_ABI_MINOR) {
-    log::info("plugin built for a newer ABI minor version; fields this host does not know are "
-              "ignored",
-              {{"plugin", p.name},
-               {"file", path},
-               {"plugin_abi_minor", d->abi_minor},
-               {"host_abi_minor", JR_ABI_MINOR}});
+    log::info(
+        "plugin built for a newer ABI minor version; fields this host does not know are "
+        "ignored",
+        {{"plugin", p.name},
+         {"file", path},
+         {"plugin_abi_minor", d->abi_minor},
+         {"host_abi_minor", JR_ABI_MINOR}});
   }
   libraries().push_back(std::move(lib));
   return p;

@@ -125,8 +125,7 @@ class Store {
                                         const std::vector<JobFinish>& jobs) = 0;
   // Extends the lease of every running job of this worker; returns ids whose cancellation was
   // requested.
-  virtual std::vector<int64_t> JobHeartbeat(const std::string& worker_id,
-                                            double lease_seconds) = 0;
+  virtual std::vector<int64_t> JobHeartbeat(const std::string& worker_id, double lease_seconds) = 0;
   // Moves due scheduled/retryable jobs to available; returns how many.
   virtual int JobPromoteDue(int limit) = 0;
   virtual std::optional<JobView> JobGet(int64_t id) = 0;

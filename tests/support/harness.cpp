@@ -61,7 +61,8 @@ PgCluster::PgCluster() : impl_(new Impl) {
 PgCluster::~PgCluster() { delete impl_; }
 
 std::string PgCluster::create_database(const std::string& prefix) {
-  std::string name = prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(++impl_->counter);
+  std::string name =
+      prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(++impl_->counter);
   pqxx::connection c(impl_->db->url_for("postgres"));
   pqxx::nontransaction tx(c);
   tx.exec("CREATE DATABASE " + tx.quote_name(name));

@@ -66,7 +66,8 @@ RunResult run_runner(const std::vector<std::string>& args,
 // A runner process in the background; stderr goes to a file readable with log().
 class RunnerProcess {
  public:
-  RunnerProcess(const std::vector<std::string>& args, const std::map<std::string, std::string>& env);
+  RunnerProcess(const std::vector<std::string>& args,
+                const std::map<std::string, std::string>& env);
   ~RunnerProcess();  // SIGKILL if still running
   pid_t pid() const { return pid_; }
   void signal(int sig);

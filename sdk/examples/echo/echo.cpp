@@ -5,11 +5,10 @@
 //   fail_attempts  fail (retryable) the first N attempts, then succeed
 //   crash          "segv" or "abort": kill the process that runs the handler
 //   snooze_once    snooze this many seconds on the first attempt
-#include <jobrunner/plugin.hpp>
-
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <jobrunner/plugin.hpp>
 #include <thread>
 
 namespace {

@@ -58,11 +58,11 @@ extern "C" {
 
 /* Outcome of one attempt, returned by `handle`. */
 typedef enum jr_status {
-  JR_OK = 0,              /* success; the result (if any) was given with set_result */
-  JR_ERR_RETRYABLE = 1,   /* transient failure: retried with backoff while attempts remain */
-  JR_ERR_PERMANENT = 2,   /* will never succeed (bad input...): straight to the dead letter queue */
-  JR_SNOOZE = 3,          /* run again later (see host->snooze) without using up an attempt */
-  JR_CANCELLED = 4        /* the handler stopped because cancellation was requested */
+  JR_OK = 0,            /* success; the result (if any) was given with set_result */
+  JR_ERR_RETRYABLE = 1, /* transient failure: retried with backoff while attempts remain */
+  JR_ERR_PERMANENT = 2, /* will never succeed (bad input...): straight to the dead letter queue */
+  JR_SNOOZE = 3,        /* run again later (see host->snooze) without using up an attempt */
+  JR_CANCELLED = 4      /* the handler stopped because cancellation was requested */
 } jr_status;
 
 /* Log levels for host->log. */
@@ -81,13 +81,13 @@ typedef struct jr_job {
   uint32_t struct_size;
   uint32_t reserved0;
   int64_t id;
-  const char* kind;       /* NUL-terminated */
-  const char* queue;      /* NUL-terminated */
-  const char* payload;    /* JSON text, NUL-terminated; payload_len excludes the NUL */
+  const char* kind;    /* NUL-terminated */
+  const char* queue;   /* NUL-terminated */
+  const char* payload; /* JSON text, NUL-terminated; payload_len excludes the NUL */
   size_t payload_len;
-  int32_t attempt;        /* 1 for the first attempt */
+  int32_t attempt; /* 1 for the first attempt */
   int32_t max_attempts;
-  int64_t deadline_ms;    /* Unix time in ms after which the attempt times out; 0 = none */
+  int64_t deadline_ms; /* Unix time in ms after which the attempt times out; 0 = none */
 } jr_job;
 
 /* Functions the host offers to a plugin. Append-only: check JR_HAS_FIELD before calling a
@@ -131,10 +131,10 @@ typedef struct jr_kind_desc {
 /* The plugin descriptor returned by the entry point. Must live for the whole process. */
 typedef struct jr_plugin_desc {
   uint32_t struct_size;
-  uint16_t abi_major; /* must be JR_ABI_MAJOR */
-  uint16_t abi_minor; /* the JR_ABI_MINOR the plugin was compiled against */
-  const char* name;    /* required, unique among loaded plugins */
-  const char* version; /* free-form, e.g. "1.2.0" */
+  uint16_t abi_major;               /* must be JR_ABI_MAJOR */
+  uint16_t abi_minor;               /* the JR_ABI_MINOR the plugin was compiled against */
+  const char* name;                 /* required, unique among loaded plugins */
+  const char* version;              /* free-form, e.g. "1.2.0" */
   const jr_kind_desc* const* kinds; /* array of kind_count pointers */
   uint32_t kind_count;
   uint32_t reserved0;

@@ -84,7 +84,8 @@ class Context {
 // The job being handled.
 class Job : public Context {
  public:
-  Job(const jr_host_api* host, jr_job_ctx* ctx, const jr_job* job) : Context(host, ctx), job_(job) {}
+  Job(const jr_host_api* host, jr_job_ctx* ctx, const jr_job* job)
+      : Context(host, ctx), job_(job) {}
 
   int64_t id() const { return job_->id; }
   std::string_view kind() const { return job_->kind; }
@@ -274,9 +275,9 @@ const jr_plugin_desc* descriptor() noexcept {
 }  // namespace jobrunner
 
 // Exports the entry symbol for plugin class `Class` (which must have `static PluginInfo info()`).
-#define JOBRUNNER_PLUGIN(Class)                                                          \
-  extern "C" JR_EXPORT const jr_plugin_desc* jr_plugin_entry_v1(uint32_t) noexcept {     \
-    return ::jobrunner::detail::descriptor<Class>();                                     \
+#define JOBRUNNER_PLUGIN(Class)                                                      \
+  extern "C" JR_EXPORT const jr_plugin_desc* jr_plugin_entry_v1(uint32_t) noexcept { \
+    return ::jobrunner::detail::descriptor<Class>();                                 \
   }
 
 #endif  // JOBRUNNER_PLUGIN_HPP

@@ -1,0 +1,256 @@
+// End-to-end tests of the real `runner` binary against a real PostgreSQL.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "harness.hpp"
+
+namespace fs = std::filesystem;
+using jrtest::PgCluster;
+using jrtest::run_runner;
+using jrtest::RunnerProcess;
+
+namespace {
+
+class RunnerE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = PgCluster::get().create_database("e2e");
+    env_ = {{"DATABASE_URL", url_}};
+    ASSERT_EQ(run_runner({"migrate"}, env_).exit_code, 0);
+  }
+  // A plugin directory holding exactly the given built plugins.
+  std::string plugin_dir(const std::vector<std::string>& sos) {
+    std::string d = dir_.path() + "/plugins" + std::to_string(++dirs_);
+    fs::create_directories(d);
+    for (const auto& so : sos) fs::copy_file(so, d + "/" + fs::path(so).filename().string());
+    return d;
+  }
+  std::string q(const std::string& sql) { return PgCluster::query_one(url_, sql); }
+  int64_t enqueue(const std::vector<std::string>& args) {
+    auto r = run_runner(args, env_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return std::stoll(r.out);
+  }
+  nlohmann::json status(int64_t id) {
+    auto r = run_runner({"status", std::to_string(id), "--json"}, env_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  }
+  std::string url_;
+  std::map<std::string, std::string> env_;
+  jrtest::TempDir dir_;
+  int dirs_ = 0;
+};
+
+std::string echo_so() { return jrtest::plugin_dir() + "/libjr_echo.so"; }
+std::string test_so(const std::string& dir, const std::string& name) {
+  return jrtest::test_plugin_dir() + "/" + dir + "/libjr_t_" + name + ".so";
+}
+
+TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
+  const int n = 10000;
+  std::string record = dir_.path() + "/executions.log";
+  std::string cfg = dir_.path() + "/runner.toml";
+  std::ofstream(cfg) << "[plugins.record]\nrecord_file = \"" << record << "\"\n";
+  std::string payloads = dir_.path() + "/jobs.jsonl";
+  {
+    std::ofstream out(payloads);
+    for (int i = 0; i < n; ++i) out << "{\"i\":" << i << "}\n";
+  }
+  auto r = run_runner({"enqueue", "record", "--payload-file", payloads}, env_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<int64_t> ids;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) ids.insert(std::stoll(line));
+  ASSERT_EQ(ids.size(), static_cast<size_t>(n));
+
+  std::string plugins = plugin_dir({test_so("record", "record")});
+  std::vector<std::string> args = {"--plugins", plugins, "--config", cfg, "--concurrency", "8"};
+  RunnerProcess a(args, env_), b(args, env_);
+  ASSERT_TRUE(jrtest::wait_until(
+      [&] {
+        return q("SELECT count(*) FROM jr_jobs_done WHERE state = 'completed'") ==
+               std::to_string(n);
+      },
+      std::chrono::seconds(180)))
+      << "completed: " << q("SELECT count(*) FROM jr_jobs_done") << "\n"
+      << a.log();
+  a.signal(SIGTERM);
+  b.signal(SIGTERM);
+  EXPECT_EQ(a.wait(std::chrono::seconds(30)), 0) << a.log();
+  EXPECT_EQ(b.wait(std::chrono::seconds(30)), 0) << b.log();
+
+  std::map<int64_t, int> executions;
+  std::ifstream rec(record);
+  for (std::string line; std::getline(rec, line);) ++executions[std::stoll(line)];
+  int duplicates = 0, missing = 0;
+  for (int64_t id : ids) {
+    auto it = executions.find(id);
+    if (it == executions.end()) {
+      ++missing;
+    } else if (it->second != 1) {
+      ++duplicates;
+    }
+  }
+  EXPECT_EQ(executions.size(), static_cast<size_t>(n));
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(duplicates, 0);
+  // Both runners took part.
+  EXPECT_EQ(q("SELECT count(DISTINCT lease_owner) FROM jr_jobs"), "0");
+  EXPECT_NE(a.log().find("runner stopped"), std::string::npos);
+  auto worked = [](const std::string& log) {
+    std::smatch m;
+    std::regex re(R"x("completed":(\d+))x");
+    return std::regex_search(log, m, re) ? std::stoi(m[1]) : -1;
+  };
+  EXPECT_GT(worked(a.log()), 0) << a.log();
+  EXPECT_GT(worked(b.log()), 0) << b.log();
+  EXPECT_EQ(worked(a.log()) + worked(b.log()), n);
+}
+
+TEST_F(RunnerE2E, MalformedPayloadIsRefusedAndNothingInserted) {
+  auto r = run_runner({"enqueue", "echo", "--payload", "{\"a\": 1,"}, env_);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--payload is not valid JSON"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nothing was enqueued"), std::string::npos) << r.err;
+  std::string file = dir_.path() + "/bad.jsonl";
+  std::ofstream(file) << "{\"ok\":1}\n{\"ok\":2}\nnot json\n";
+  r = run_runner({"enqueue", "echo", "--payload-file", file}, env_);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(file + ":3"), std::string::npos) << r.err;
+  EXPECT_EQ(q("SELECT count(*) FROM jr_jobs_all"), "0");
+}
+
+TEST_F(RunnerE2E, JobOfAKindNobodyHandlesWaitsAndStatusSaysWhy) {
+  int64_t orphan = enqueue({"enqueue", "nobody_handles_this", "--payload", "{}"});
+  int64_t echo = enqueue({"enqueue", "echo", "--payload", R"({"x":1})"});
+  RunnerProcess runner({"--plugins", plugin_dir({echo_so()})}, env_);
+  ASSERT_TRUE(jrtest::wait_until([&] { return status(echo)["state"] == "completed"; },
+                                 std::chrono::seconds(30)))
+      << runner.log();
+  auto s = status(orphan);
+  EXPECT_EQ(s["state"], "available");
+  EXPECT_NE(s.value("note", "")
+                .find("no running runner has a loaded plugin that handles kind "
+                      "'nobody_handles_this'"),
+            std::string::npos)
+      << s.dump();
+  auto human = run_runner({"status", std::to_string(orphan)}, env_);
+  EXPECT_NE(human.out.find("nobody_handles_this"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("no running runner"), std::string::npos) << human.out;
+  // A served kind has no such note.
+  EXPECT_FALSE(status(echo).contains("note"));
+}
+
+TEST_F(RunnerE2E, UnreachableDatabaseIsRetriedWithBackoffNotACrash) {
+  std::map<std::string, std::string> env = {
+      {"DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/jobs?connect_timeout=1"}};
+  RunnerProcess runner({"--plugins", plugin_dir({echo_so()})}, env);
+  ASSERT_TRUE(jrtest::wait_until(
+      [&] {
+        std::string log = runner.log();
+        size_t first = log.find("database unreachable");
+        return first != std::string::npos &&
+               log.find("database unreachable", first + 1) != std::string::npos &&
+               log.find("database unreachable", log.find("database unreachable", first + 1) + 1) !=
+                   std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << runner.log();
+  EXPECT_TRUE(runner.alive());
+  std::string log = runner.log();
+  EXPECT_NE(log.find("127.0.0.1:1"), std::string::npos) << log;
+  EXPECT_EQ(log.find("hunter2"), std::string::npos) << "password leaked into the log";
+  // The retry delay grows.
+  std::regex re(R"x("retry_in_ms":(\d+))x");
+  std::vector<int> delays;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
+       ++it) {
+    delays.push_back(std::stoi((*it)[1]));
+  }
+  ASSERT_GE(delays.size(), 3u) << log;
+  EXPECT_LT(delays.front(), delays.back());
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(std::chrono::seconds(10)), 0) << runner.log();
+}
+
+TEST_F(RunnerE2E, ThrowingHandlerFailsTheJobWithItsMessageAndTheRunnerLivesOn) {
+  int64_t bad = enqueue({"enqueue", "thrower", "--payload", "{}"});
+  RunnerProcess runner({"--plugins", plugin_dir({echo_so(), test_so("thrower", "thrower")})}, env_);
+  ASSERT_TRUE(jrtest::wait_until([&] { return status(bad)["state"] == "discarded"; },
+                                 std::chrono::seconds(30)))
+      << runner.log();
+  auto s = status(bad);
+  ASSERT_EQ(s["errors"].size(), 2u) << s.dump();  // the kind allows 2 attempts
+  EXPECT_NE(s["errors"][0]["message"].get<std::string>().find("boom from handler"),
+            std::string::npos);
+  int64_t ok = enqueue({"enqueue", "echo", "--payload", R"({"after":"boom"})"});
+  ASSERT_TRUE(jrtest::wait_until([&] { return status(ok)["state"] == "completed"; },
+                                 std::chrono::seconds(30)));
+  EXPECT_EQ(status(ok)["result"]["after"], "boom");
+  EXPECT_TRUE(runner.alive());
+  EXPECT_NE(runner.log().find("\"job_id\":" + std::to_string(bad)), std::string::npos);
+}
+
+TEST_F(RunnerE2E, StartUpRefusesBadPluginsNamingTheFile) {
+  auto r = run_runner({"--plugins", jrtest::test_plugin_dir() + "/dup"}, env_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("job kind 'shared_kind' is already handled by"), std::string::npos) << r.err;
+  r = run_runner({"--plugins", jrtest::test_plugin_dir() + "/init_fails"}, env_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("libjr_t_init_fails.so: init failed: cannot reach the license server"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(RunnerE2E, PlainCPluginRunsThroughTheRunnerWithItsDefaultQueue) {
+  std::string plugins = plugin_dir({test_so("c", "c_plugin")});
+  RunnerProcess runner({"--plugins", plugins}, env_);
+  ASSERT_TRUE(jrtest::wait_until([&] { return q("SELECT count(*) FROM jr_kinds") == "1"; },
+                                 std::chrono::seconds(20)));
+  int64_t id = enqueue({"enqueue", "c_echo", "--payload", R"({"from":"c"})"});
+  ASSERT_TRUE(jrtest::wait_until([&] { return status(id)["state"] == "completed"; },
+                                 std::chrono::seconds(30)))
+      << runner.log();
+  auto s = status(id);
+  EXPECT_EQ(s["queue"], "c_queue");
+  EXPECT_EQ(s["result"]["from"], "c");
+  EXPECT_EQ(s["progress"]["step"], "halfway");
+}
+
+TEST_F(RunnerE2E, JobsLsJsonIsAnArrayOfJobsWithIds) {
+  enqueue({"enqueue", "echo", "--payload", "{}", "--queue", "q1", "--priority", "3"});
+  enqueue({"enqueue", "echo", "--payload", "{}", "--delay", "1h"});
+  auto r = run_runner({"jobs", "ls", "--json"}, env_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto arr = nlohmann::json::parse(r.out);
+  ASSERT_EQ(arr.size(), 2u);
+  EXPECT_TRUE(arr[0].contains("id"));
+  EXPECT_EQ(arr[0]["queue"], "q1");
+  EXPECT_EQ(arr[0]["priority"], 3);
+  EXPECT_EQ(arr[1]["state"], "scheduled");
+  r = run_runner({"jobs", "ls", "--state", "scheduled", "--json"}, env_);
+  EXPECT_EQ(nlohmann::json::parse(r.out).size(), 1u);
+  r = run_runner({"status", "999999"}, env_);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("no job with id 999999"), std::string::npos);
+}
+
+TEST_F(RunnerE2E, BadConfigStopsTheStartNamingFileLineAndKey) {
+  std::string cfg = dir_.path() + "/bad.toml";
+  std::ofstream(cfg) << "[worker]\nconcurrency = 4\nlease_secnds = 10\n";
+  auto r = run_runner({"--config", cfg, "--plugins", plugin_dir({echo_so()})}, env_);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(cfg + ":3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("worker.lease_secnds"), std::string::npos) << r.err;
+}
+
+}  // namespace

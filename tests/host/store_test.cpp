@@ -1,0 +1,252 @@
+// Store tests against a real PostgreSQL (throwaway cluster, a fresh database per test).
+#include "store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace jr {
+namespace {
+
+using jrtest::PgCluster;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = PgCluster::get().create_database("store");
+    store_ = Store::open(url_);
+    store_->SchemaMigrate();
+  }
+  std::string q(const std::string& sql) { return PgCluster::query_one(url_, sql); }
+  int64_t insert(const std::string& kind, int priority = 0, const std::string& queue = "default") {
+    JobInsertParams p;
+    p.kind = kind;
+    p.priority = priority;
+    p.queue = queue;
+    return store_->JobInsert(p);
+  }
+  std::vector<ClaimedJob> claim(const std::string& worker, int limit,
+                                std::vector<std::string> kinds = {"k"},
+                                std::vector<std::string> queues = {}) {
+    JobClaimParams p;
+    p.worker_id = worker;
+    p.kinds = std::move(kinds);
+    p.queues = std::move(queues);
+    p.limit = limit;
+    return store_->JobClaim(p);
+  }
+  std::string url_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, ConcurrentMigrationsAreSafe) {
+  std::string url = PgCluster::get().create_database("migrate");
+  std::vector<std::thread> threads;
+  std::atomic<int> applied{0}, errors{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      try {
+        applied += Store::open(url)->SchemaMigrate();
+      } catch (const std::exception&) {
+        ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(applied, 1);  // exactly one runner applied migration 1
+  EXPECT_EQ(PgCluster::query_one(url, "SELECT count(*) FROM jr_migrations"), "1");
+  EXPECT_EQ(Store::open(url)->SchemaMigrate(), 0);
+}
+
+TEST_F(StoreTest, ConcurrentClaimsNeverHandOutAJobTwice) {
+  std::vector<JobInsertParams> jobs(500);
+  for (auto& j : jobs) j.kind = "k";
+  auto ids = store_->JobInsertMany(jobs);
+  ASSERT_EQ(ids.size(), 500u);
+  std::mutex mu;
+  std::vector<int64_t> seen;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 6; ++w) {
+    threads.emplace_back([&, w] {
+      auto s = Store::open(url_);
+      for (;;) {
+        JobClaimParams p;
+        p.worker_id = "w" + std::to_string(w);
+        p.kinds = {"k"};
+        p.limit = 7;
+        auto got = s->JobClaim(p);
+        if (got.empty()) break;
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto& j : got) seen.push_back(j.id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end()) << "a job was claimed twice";
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(seen, ids);
+}
+
+TEST_F(StoreTest, ClaimOrdersByPriorityThenFifoAndFiltersKindAndQueue) {
+  int64_t a = insert("k", 0);
+  int64_t b = insert("k", 5);
+  int64_t c = insert("k", 5);
+  insert("other_kind", 100);
+  insert("k", 100, "elsewhere");
+  auto got = claim("w", 10, {"k"}, {"default"});
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].id, b);
+  EXPECT_EQ(got[1].id, c);
+  EXPECT_EQ(got[2].id, a);
+  EXPECT_EQ(got[0].attempt, 1);
+  EXPECT_EQ(q("SELECT count(*) FROM jr_jobs WHERE state = 'available'"), "2");
+}
+
+TEST_F(StoreTest, BulkInsertKeepsOrderAndUsesTheKindsDefaultQueue) {
+  store_->KindDefaultsUpsert({{"mail", "mailer", std::string("outbox"), {}, {}, {}}});
+  std::vector<JobInsertParams> jobs(3);
+  for (int i = 0; i < 3; ++i) {
+    jobs[i].kind = "mail";
+    jobs[i].payload = "{\"n\":" + std::to_string(i) + "}";
+  }
+  jobs[2].queue = "explicit";
+  jobs[1].delay_seconds = 3600;
+  auto ids = store_->JobInsertMany(jobs);
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_LT(ids[0], ids[1]);
+  for (int i = 0; i < 3; ++i) {
+    auto v = nlohmann::json::parse(store_->JobGet(ids[i])->json);
+    EXPECT_EQ(v["payload"]["n"], i);
+  }
+  EXPECT_EQ(nlohmann::json::parse(store_->JobGet(ids[0])->json)["queue"], "outbox");
+  EXPECT_EQ(nlohmann::json::parse(store_->JobGet(ids[1])->json)["state"], "scheduled");
+  EXPECT_EQ(nlohmann::json::parse(store_->JobGet(ids[2])->json)["queue"], "explicit");
+  // A single insert resolves the default queue the same way.
+  JobInsertParams one;
+  one.kind = "mail";
+  EXPECT_EQ(nlohmann::json::parse(store_->JobGet(store_->JobInsert(one))->json)["queue"], "outbox");
+}
+
+TEST_F(StoreTest, CompletionMovesTheJobToDoneWithItsResult) {
+  int64_t id = insert("k");
+  auto got = claim("w", 1);
+  ASSERT_EQ(got.size(), 1u);
+  auto r = store_->JobFinishMany("w", {{id, 1, Outcome::completed, R"({"ok":true})", "", "", 0}});
+  EXPECT_TRUE(r.rejected.empty());
+  EXPECT_EQ(q("SELECT count(*) FROM jr_jobs"), "0");
+  auto v = nlohmann::json::parse(store_->JobGet(id)->json);
+  EXPECT_EQ(v["state"], "completed");
+  EXPECT_EQ(v["result"]["ok"], true);
+}
+
+TEST_F(StoreTest, LateCompletionAfterTheLeaseMovedIsRejected) {
+  int64_t id = insert("k");
+  ASSERT_EQ(claim("old", 1).size(), 1u);
+  // The lease expires and the job is handed to another worker (attempt 2).
+  q("UPDATE jr_jobs SET state = 'available', lease_owner = NULL WHERE id = " + std::to_string(id));
+  auto second = claim("new", 1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].attempt, 2);
+  auto r = store_->JobFinishMany("old", {{id, 1, Outcome::completed, "", "", "", 0}});
+  ASSERT_EQ(r.rejected.size(), 1u);
+  EXPECT_EQ(r.rejected[0], id);
+  EXPECT_EQ(q("SELECT state FROM jr_jobs WHERE id = " + std::to_string(id)), "running");
+  EXPECT_TRUE(
+      store_->JobFinishMany("new", {{id, 2, Outcome::completed, "", "", "", 0}}).rejected.empty());
+}
+
+TEST_F(StoreTest, RetryRecordsTheErrorAndWaitsUntilDue) {
+  int64_t id = insert("k");
+  claim("w", 1);
+  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "disk on fire", 0.2}});
+  auto v = nlohmann::json::parse(store_->JobGet(id)->json);
+  EXPECT_EQ(v["state"], "retryable");
+  ASSERT_EQ(v["errors"].size(), 1u);
+  EXPECT_EQ(v["errors"][0]["message"], "disk on fire");
+  EXPECT_EQ(v["errors"][0]["attempt"], 1);
+  EXPECT_TRUE(claim("w", 1).empty());
+  EXPECT_TRUE(
+      jrtest::wait_until([&] { return store_->JobPromoteDue(100) == 1; }, std::chrono::seconds(5)));
+  auto again = claim("w", 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempt, 2);
+}
+
+TEST_F(StoreTest, SnoozeAndReleaseDoNotUseAnAttempt) {
+  int64_t id = insert("k");
+  claim("w", 1);
+  store_->JobFinishMany("w", {{id, 1, Outcome::release, "", "", "", 0}});
+  auto c = claim("w", 1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].attempt, 1);
+  store_->JobFinishMany("w", {{id, 1, Outcome::snooze, "", "", "", 0}});
+  EXPECT_EQ(q("SELECT state || ':' || attempt FROM jr_jobs WHERE id = " + std::to_string(id)),
+            "scheduled:0");
+}
+
+TEST_F(StoreTest, DiscardKeepsPayloadAndErrorHistory) {
+  JobInsertParams p;
+  p.kind = "k";
+  p.payload = R"({"important":"data"})";
+  int64_t id = store_->JobInsert(p);
+  claim("w", 1);
+  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "first", 0}});
+  store_->JobPromoteDue(10);
+  claim("w", 1);
+  store_->JobFinishMany("w", {{id, 2, Outcome::discard, "", "permanent", "bad input", 0}});
+  auto v = nlohmann::json::parse(store_->JobGet(id)->json);
+  EXPECT_EQ(v["state"], "discarded");
+  EXPECT_EQ(v["payload"]["important"], "data");
+  ASSERT_EQ(v["errors"].size(), 2u);
+  EXPECT_EQ(v["errors"][1]["kind"], "permanent");
+  EXPECT_EQ(v["errors"][1]["message"], "bad input");
+}
+
+TEST_F(StoreTest, HeartbeatExtendsLeasesAndReportsCancelRequests) {
+  int64_t a = insert("k");
+  int64_t b = insert("k");
+  claim("w", 2);
+  q("UPDATE jr_jobs SET lease_expires_at = now() WHERE true");
+  q("UPDATE jr_jobs SET cancel_requested = true WHERE id = " + std::to_string(b));
+  auto cancel = store_->JobHeartbeat("w", 60);
+  EXPECT_EQ(cancel, std::vector<int64_t>{b});
+  EXPECT_EQ(q("SELECT count(*) FROM jr_jobs WHERE lease_expires_at > now() + interval '50 s'"),
+            "2");
+  (void)a;
+}
+
+TEST_F(StoreTest, SurvivesAKilledBackend) {
+  insert("k");
+  q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid()");
+  try {
+    claim("w", 1);
+  } catch (const StoreError& e) {
+    EXPECT_TRUE(e.transient()) << e.what();
+  }
+  // The next call reconnects by itself.
+  EXPECT_TRUE(store_->Ping());
+  EXPECT_EQ(insert("k") > 0, true);
+}
+
+TEST_F(StoreTest, UnreachableDatabaseIsATransientErrorNamingTheServer) {
+  try {
+    Store::open("postgresql://app:hunter2@127.0.0.1:1/nothing?connect_timeout=2");
+    FAIL();
+  } catch (const StoreError& e) {
+    std::string m = e.what();
+    EXPECT_TRUE(e.transient());
+    EXPECT_NE(m.find("127.0.0.1:1"), std::string::npos) << m;
+    EXPECT_EQ(m.find("hunter2"), std::string::npos) << m;
+  }
+}
+
+}  // namespace
+}  // namespace jr

@@ -1,0 +1,69 @@
+#include "util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace jr {
+namespace {
+
+TEST(Duration, ParsesUnits) {
+  EXPECT_DOUBLE_EQ(parse_duration_seconds("250ms"), 0.25);
+  EXPECT_DOUBLE_EQ(parse_duration_seconds("30s"), 30);
+  EXPECT_DOUBLE_EQ(parse_duration_seconds("5m"), 300);
+  EXPECT_DOUBLE_EQ(parse_duration_seconds("2h"), 7200);
+  EXPECT_DOUBLE_EQ(parse_duration_seconds("1d"), 86400);
+  EXPECT_DOUBLE_EQ(parse_duration_seconds("1.5"), 1.5);
+}
+
+TEST(Duration, RejectsGarbageWithTheText) {
+  for (const char* bad : {"", "abc", "5 parsecs", "-3s", "10x"}) {
+    try {
+      parse_duration_seconds(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + bad + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(SplitList, TrimsAndDropsEmpty) {
+  EXPECT_EQ(split_list(" a, b ,,c "), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(split_list("").empty());
+}
+
+TEST(PgArray, QuotesSpecialCharacters) {
+  EXPECT_EQ(pg_text_array({"a", "b\"c", "d\\e", "x,y"}), R"({"a","b\"c","d\\e","x,y"})");
+  EXPECT_EQ(pg_int_array({1, -2, 3}), "{1,-2,3}");
+  EXPECT_EQ(pg_text_array({}), "{}");
+}
+
+TEST(RetrySchedule, ParsesAndRejects) {
+  EXPECT_EQ(parse_retry_schedule("60, 300,900"), (std::vector<int>{60, 300, 900}));
+  EXPECT_THROW(parse_retry_schedule("60,soon"), std::invalid_argument);
+  EXPECT_THROW(parse_retry_schedule("-1"), std::invalid_argument);
+}
+
+TEST(RetryDelay, ExplicitScheduleThenItsLastEntry) {
+  std::vector<int> s = {60, 300, 900};
+  EXPECT_EQ(retry_delay_seconds(s, 1, 0.3), 60);
+  EXPECT_EQ(retry_delay_seconds(s, 2, 0.3), 300);
+  EXPECT_EQ(retry_delay_seconds(s, 3, 0.3), 900);
+  EXPECT_EQ(retry_delay_seconds(s, 7, 0.3), 900);
+}
+
+TEST(RetryDelay, ExponentialWithJitterIsBoundedAndGrows) {
+  for (int attempt = 1; attempt <= 12; ++attempt) {
+    double base = std::min(3600.0, std::pow(2.0, attempt - 1));
+    EXPECT_GE(retry_delay_seconds({}, attempt, 0.0), base * 0.5);
+    EXPECT_LE(retry_delay_seconds({}, attempt, 1.0), base);
+  }
+  EXPECT_LE(retry_delay_seconds({}, 100, 1.0), 3600);
+  EXPECT_LT(retry_delay_seconds({}, 2, 1.0), retry_delay_seconds({}, 5, 0.0));
+}
+
+TEST(WorkerId, IsUniquePerCall) { EXPECT_NE(make_worker_id(), make_worker_id()); }
+
+}  // namespace
+}  // namespace jr

@@ -1,0 +1,84 @@
+// C++ test plugins built with the SDK's plugin.hpp, one shared library per case (JR_CASE):
+//   1 init_fails   init throws: the runner must refuse to start, naming the file
+//   2 thrower      kind "thrower": the handler throws; the job fails with the message
+//   3 dup_a        kind "shared_kind"
+//   4 dup_b        kind "shared_kind" again (a duplicate in the same directory)
+//   5 record       kind "record": appends "<job id>\n" to config["record_file"] (exactly-once
+//                  accounting for the multi-runner tests); payload sleep_ms slows it down
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <jobrunner/plugin.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace {
+
+class Case : public jobrunner::Plugin {
+ public:
+  static jobrunner::PluginInfo info() {
+    jobrunner::PluginInfo i;
+    i.version = "0.1";
+#if JR_CASE == 1
+    i.name = "init_fails";
+    i.kinds.push_back({"init_fails_kind", "", 0, 0, ""});
+#elif JR_CASE == 2
+    i.name = "thrower";
+    i.kinds.push_back({"thrower", "", 0, 2, "0"});
+#elif JR_CASE == 3
+    i.name = "dup_a";
+    i.kinds.push_back({"shared_kind", "", 0, 0, ""});
+#elif JR_CASE == 4
+    i.name = "dup_b";
+    i.kinds.push_back({"shared_kind", "", 0, 0, ""});
+#elif JR_CASE == 5
+    i.name = "record";
+    i.kinds.push_back({"record", "", 0, 0, ""});
+#endif
+    return i;
+  }
+
+  void init(const nlohmann::json& config) override {
+#if JR_CASE == 1
+    (void)config;
+    throw std::runtime_error("cannot reach the license server");
+#elif JR_CASE == 5
+    std::string path = config.value("record_file", "");
+    if (path.empty()) throw std::runtime_error("record_file is not configured");
+    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error("cannot open " + path);
+#else
+    (void)config;
+#endif
+  }
+
+  nlohmann::json handle(jobrunner::Job& job) override {
+#if JR_CASE == 2
+    (void)job;
+    throw std::runtime_error("boom from handler");
+#elif JR_CASE == 5
+    if (job.payload_text() != "{}") {
+      const auto& p = job.payload();
+      if (p.contains("sleep_ms")) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(p["sleep_ms"].get<int>()));
+      }
+    }
+    std::string line = std::to_string(job.id()) + "\n";
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      throw jobrunner::RetryableError("short write to the record file");
+    }
+    return nullptr;
+#else
+    return job.payload();
+#endif
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
+JOBRUNNER_PLUGIN(Case)
