@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# README command (2): installs what is needed, builds, and runs the whole test suite: the normal
+# build with warnings as errors, then the same tests under AddressSanitizer + UBSan.
+# Tests start their own throwaway PostgreSQL clusters and loopback servers; nothing else runs.
+# Usage (as root on Debian 12): bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+bash scripts/install-deps.sh
+
+echo "== format check"
+if command -v clang-format >/dev/null; then
+  bad=$(git ls-files '*.c' '*.cpp' '*.h' '*.hpp' | xargs clang-format --dry-run -Werror 2>&1 | grep -c "error:" || true)
+  if [ "$bad" != "0" ]; then
+    git ls-files '*.c' '*.cpp' '*.h' '*.hpp' | xargs clang-format --dry-run -Werror 2>&1 | head -20
+    echo "clang-format: $bad formatting problems"; exit 1
+  fi
+fi
+
+echo "== build (dev preset: Debug, -Werror)"
+cmake --preset dev -G Ninja >/dev/null
+cmake --build --preset dev -j "$JOBS"
+
+echo "== build (asan preset: ASan + UBSan)"
+cmake --preset asan -G Ninja >/dev/null
+cmake --build --preset asan -j "$JOBS"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+echo "== tests (dev)"
+ctest --preset dev -j 2 --timeout 900
+
+echo "== tests (asan)"
+ctest --preset asan -j 2 --timeout 1200
