@@ -1,0 +1,92 @@
+// The scan pipeline: QUEUED -> RUNNING (CRAWL -> PARSE -> ANALYZE -> GENERATE) -> TEASER_READY ->
+// FULL_READY, or ERROR_VALIDATION / ERROR_CRAWL / ERROR_ANALYZE. Each transition is written to
+// scan_jobs and reported to the observer (the job's progress and log). Every completed step
+// stores its output in scan_jobs.state, so a retried scan resumes after its last completed step
+// and a finished scan returns its stored result without fetching again.
+//
+// A Scanner is shared by every job of the plugin: run() may be called concurrently from several
+// threads (different scans; the same scan id is serialised by an advisory lock).
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "fetcher.hpp"
+#include "scan_config.hpp"
+#include "scan_store.hpp"
+
+namespace scan {
+
+struct ScanRequest {
+  std::string scan_id;
+  std::string url;
+  std::string user_id;  // "" when anonymous
+};
+
+// The job as the pipeline sees it.
+class ScanObserver {
+ public:
+  virtual ~ScanObserver() = default;
+  virtual void progress(double percent, const std::string& step) = 0;
+  virtual void log(const std::string& msg) = 0;
+  virtual bool cancelled() = 0;
+};
+
+// The scan ended in an error state (written to scan_jobs before this is thrown).
+class ScanFailed : public std::runtime_error {
+ public:
+  ScanFailed(std::string state, const std::string& msg)
+      : std::runtime_error(state + ": " + msg), state_(std::move(state)) {}
+  const std::string& state() const { return state_; }
+
+ private:
+  std::string state_;
+};
+// Another worker holds this scan right now; try again later.
+class ScanBusy : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// The job cannot refer to this row (another URL under the same id); the row is left alone.
+class ScanConflict : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class ScanCancelled : public std::runtime_error {
+ public:
+  ScanCancelled() : std::runtime_error("cancelled") {}
+};
+
+// Where run() may stop early (a worker dying after that step); kFull runs everything.
+enum class StopAfter { kCrawl, kParse, kAnalyze, kTeaser, kFull };
+
+class Scanner {
+ public:
+  explicit Scanner(ScanConfig cfg, std::shared_ptr<Resolver> resolver = nullptr);
+
+  // Runs (or resumes, or returns the stored result of) one scan. Returns the full report, or
+  // null when stopped early. Throws ScanFailed, ScanBusy, ScanConflict, ScanCancelled, or
+  // pqxx / std errors for infrastructure trouble.
+  nlohmann::json run(const ScanRequest& req, ScanObserver& obs, StopAfter stop = StopAfter::kFull);
+
+  // Deletes expired scans; returns how many.
+  int64_t cleanup_expired();
+
+  Fetcher& fetcher() { return fetcher_; }
+  ScanStore& store() { return store_; }
+  const ScanConfig& config() const { return cfg_; }
+
+ private:
+  nlohmann::json crawl(const ScanRequest& req, ScanObserver& obs);
+  std::vector<struct LinkCheck> check_links(const std::vector<std::string>& urls, ScanObserver& obs,
+                                            pqxx::connection& c, const std::string& id);
+
+  ScanConfig cfg_;
+  Fetcher fetcher_;
+  Fetcher link_fetcher_;  // same guard, shorter timeout
+  ScanStore store_;
+};
+
+}  // namespace scan

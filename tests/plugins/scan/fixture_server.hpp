@@ -1,0 +1,53 @@
+// A real HTTP server for the scan tests and bench (cpp-httplib on 127.0.0.1, port 0): fixture
+// pages with and without problems, slow, huge, redirect chains, redirects to refused addresses,
+// non-HTML content. Counts hits per path and records the Host and User-Agent headers it saw.
+// Thread-safe: handlers run on the server's pool; accessors lock.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace httplib {
+class Server;
+}
+
+namespace scantest {
+
+class FixtureServer {
+ public:
+  FixtureServer();
+  ~FixtureServer();
+
+  int port() const { return port_; }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url(const std::string& path) const { return base() + path; }
+
+  int hits(const std::string& path) const;
+  std::string last_host(const std::string& path) const;
+  std::string last_user_agent(const std::string& path) const;
+  std::string last_method(const std::string& path) const;
+  // When true, /flaky answers 500; otherwise the good page.
+  void set_flaky_failing(bool failing) { flaky_failing_ = failing; }
+
+  static std::string good_page(const std::string& base);
+  static std::string bad_page();
+
+ private:
+  void record(const std::string& path, const std::string& host, const std::string& ua,
+              const std::string& method);
+
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> flaky_failing_{false};
+  mutable std::mutex mu_;
+  std::map<std::string, int> hits_;
+  std::map<std::string, std::string> hosts_, agents_, methods_;
+};
+
+}  // namespace scantest
