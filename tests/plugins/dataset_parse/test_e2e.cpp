@@ -35,7 +35,8 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
       << runner.log();
   PgCluster::exec(url,
                   "INSERT INTO datasets (id, country_code, storage_path) VALUES "
-                  "('us-2021', 'US', 'us/yob2021.txt'), ('mars-2021', 'MA', 'us/yob2021.txt')");
+                  "('us-2021', 'US', 'us/yob2021.txt'), ('mars-2021', 'MA', 'us/yob2021.txt'), "
+                  "('late-2020', 'US', 'us/yob2020.txt')");
 
   auto enqueue = [&](const std::string& id) {
     auto r = jrtest::run_runner(
@@ -50,6 +51,7 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
   };
   std::string good = enqueue("us-2021");
   std::string bad = enqueue("mars-2021");
+  std::string late = enqueue("late-2020");  // file not there (yet): retried on the schedule
 
   ASSERT_TRUE(jrtest::wait_until([&] { return job(good)["state"] == "completed"; },
                                  std::chrono::seconds(60)))
@@ -75,6 +77,22 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
             msg);
   EXPECT_EQ(PgCluster::query_one(url, "SELECT count(*) FROM names WHERE dataset_id = 'mars-2021'"),
             "0");
+
+  ASSERT_TRUE(jrtest::wait_until([&] { return job(late)["state"] == "retryable"; },
+                                 std::chrono::seconds(60)))
+      << job(late).dump(2) << runner.log();
+  json retry = job(late);
+  EXPECT_NE(retry["errors"].back()["message"].get<std::string>().find("not found"),
+            std::string::npos)
+      << retry.dump(2);
+  // First retry after 60 s (the kind's schedule "60,300,900"), not the host's default backoff.
+  double wait_s = std::stod(PgCluster::query_one(url, "SELECT extract(epoch FROM '" +
+                                                          retry["run_at"].get<std::string>() +
+                                                          "'::timestamptz - now())"));
+  EXPECT_GT(wait_s, 40);
+  EXPECT_LE(wait_s, 60.5);
+  EXPECT_EQ(PgCluster::query_one(url, "SELECT status FROM datasets WHERE id = 'late-2020'"),
+            "pending");
 
   // The kinds carry the retry policy the issue asks for.
   auto ls = jrtest::run_runner({"plugins", "ls", plugins.path(), "--json"}, env);
