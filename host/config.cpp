@@ -148,7 +148,8 @@ void read_file(const std::string& path, Config& cfg) {
     if (!w->is_table()) top.fail(*w, "worker", "must be a table ([worker])");
     Reader r(path, *w->as_table(), "worker");
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
-             "shutdown_grace", "fetch_batch", "completion_batch"});
+             "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
+             "failure_ttl", "max_attempts"});
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
     r.list("queues", cfg.queues);
@@ -158,6 +159,10 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("shutdown_grace", cfg.shutdown_grace_seconds);
     r.integer("fetch_batch", cfg.fetch_batch, 0, 100000);
     r.integer("completion_batch", cfg.completion_batch, 1, 100000);
+    r.seconds("rescue_interval", cfg.rescue_interval_seconds);
+    r.seconds("result_ttl", cfg.result_ttl_seconds);
+    r.seconds("failure_ttl", cfg.failure_ttl_seconds);
+    r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
   }
   if (auto p = root.get("plugins")) {
     if (!p->is_table()) top.fail(*p, "plugins", "must be a table of per-plugin tables");
@@ -214,6 +219,10 @@ void apply_env(Config& cfg) {
   dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
   dur_var("RUNNER_POLL_INTERVAL", cfg.poll_interval_seconds);
   dur_var("RUNNER_SHUTDOWN_GRACE", cfg.shutdown_grace_seconds);
+  dur_var("RUNNER_RESCUE_INTERVAL", cfg.rescue_interval_seconds);
+  dur_var("RUNNER_RESULT_TTL", cfg.result_ttl_seconds);
+  dur_var("RUNNER_FAILURE_TTL", cfg.failure_ttl_seconds);
+  int_var("RUNNER_MAX_ATTEMPTS", cfg.max_attempts);
 }
 
 Config load_config(const std::string& path) {
@@ -231,6 +240,8 @@ void validate(const Config& cfg) {
   if (cfg.lease_seconds < 1) throw ConfigError("lease_seconds must be at least 1");
   if (cfg.poll_interval_seconds <= 0) throw ConfigError("poll_interval must be positive");
   if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
+  if (cfg.rescue_interval_seconds <= 0) throw ConfigError("rescue_interval must be positive");
+  if (cfg.max_attempts < 1) throw ConfigError("max_attempts must be at least 1");
 }
 
 }  // namespace jr

@@ -34,6 +34,10 @@ struct Config {
   double shutdown_grace_seconds = 30;  // RUNNER_SHUTDOWN_GRACE
   int fetch_batch = 0;                 // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
   int completion_batch = 500;          // max outcomes written per statement
+  double rescue_interval_seconds = 5;    // RUNNER_RESCUE_INTERVAL: expired-lease scan period
+  double result_ttl_seconds = 86400;     // RUNNER_RESULT_TTL: keep completed jobs (1 day)
+  double failure_ttl_seconds = 2592000;  // RUNNER_FAILURE_TTL: keep dead letters (30 days)
+  int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
 
   // [plugins.<name>]: each plugin's own section, handed to it as JSON.
   nlohmann::json plugin_config = nlohmann::json::object();

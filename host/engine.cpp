@@ -122,6 +122,18 @@ int Engine::run() {
              {"queues", opts_.queues.empty() ? nlohmann::json("*") : nlohmann::json(opts_.queues)},
              {"concurrency", opts_.concurrency}});
 
+  if (opts_.maintenance) {
+    MaintenanceOptions mo;
+    mo.database_url = opts_.database_url;
+    mo.worker_id = opts_.worker_id;
+    mo.poll_interval_seconds = opts_.poll_interval_seconds;
+    mo.rescue_interval_seconds = opts_.rescue_interval_seconds;
+    mo.prune_interval_seconds = opts_.prune_interval_seconds;
+    mo.default_max_attempts = opts_.default_max_attempts;
+    mo.prune = opts_.prune;
+    maintenance_ = std::make_unique<Maintenance>(mo);
+    maintenance_->start();
+  }
   completer_ = std::thread([this] { complete_loop(); });
   maintainer_ = std::thread([this] { maintain_loop(); });
   for (int i = 0; i < opts_.concurrency; ++i) slots_.emplace_back([this] { slot_loop(); });
@@ -176,6 +188,7 @@ int Engine::run() {
   done_cv_.notify_all();
   completer_.join();
   maintainer_.join();
+  if (maintenance_) maintenance_->stop();
   try {
     std::lock_guard<std::mutex> lock(aux_mu_);
     if (aux_store_) aux_store_->WorkerUnregister(opts_.worker_id);
@@ -211,15 +224,20 @@ void Engine::release_ready_jobs() {
 void Engine::fetch_loop() {
   std::unique_ptr<Store> store = connect_with_backoff("fetcher");
   int delay = 250;
-  const int max_inflight = opts_.concurrency + opts_.prefetch;
   const int poll_ms = std::max(1, static_cast<int>(opts_.poll_interval_seconds * 1000));
   while (!stopping_) {
     int room = 0;
     {
       std::unique_lock<std::mutex> lock(ready_mu_);
-      room_cv_.wait(lock, [&] { return stopping_ || inflight_ < max_inflight; });
+      // Claim when the slots are about to starve or there is room for a good batch; claiming
+      // the moment one slot frees would mean one round trip per job.
+      room_cv_.wait(lock, [&] {
+        int cap = max_inflight();
+        int r = cap - inflight_;
+        return stopping_ || (r > 0 && (ready_.empty() || r * 2 >= cap));
+      });
       if (stopping_) break;
-      room = max_inflight - inflight_;
+      room = max_inflight() - inflight_;
     }
     int want = opts_.fetch_batch > 0 ? std::min(room, opts_.fetch_batch) : room;
     std::vector<ClaimedJob> jobs;
@@ -263,6 +281,15 @@ void Engine::fetch_loop() {
   }
 }
 
+int Engine::max_inflight() const {
+  if (opts_.prefetch >= 0) return opts_.concurrency + opts_.prefetch;
+  // Auto: keep roughly 2 ms of work queued locally per slot, at most 1,000 jobs. Slow jobs get
+  // no prefetch, so they are never held back behind each other while other runners idle.
+  int64_t avg = std::max<int64_t>(1, avg_job_us_.load(std::memory_order_relaxed));
+  int64_t extra = static_cast<int64_t>(opts_.concurrency) * 2000 / avg;
+  return opts_.concurrency + static_cast<int>(std::min<int64_t>(extra, 1000));
+}
+
 void Engine::slot_loop() {
   for (;;) {
     ClaimedJob job;
@@ -276,7 +303,13 @@ void Engine::slot_loop() {
       job = std::move(ready_.front());
       ready_.pop_front();
     }
+    auto t0 = std::chrono::steady_clock::now();
     execute(job);
+    int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - t0)
+                     .count();
+    int64_t avg = avg_job_us_.load(std::memory_order_relaxed);
+    avg_job_us_.store(avg + (us - avg) / 16, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(ready_mu_);
       --inflight_;
@@ -511,10 +544,8 @@ void Engine::maintain_loop() {
   std::unique_ptr<Store> store;
   const int64_t heartbeat_ms =
       std::max<int64_t>(200, static_cast<int64_t>(opts_.lease_seconds * 1000 / 3));
-  const int64_t promote_ms =
-      std::max<int64_t>(50, static_cast<int64_t>(opts_.poll_interval_seconds * 1000));
   int64_t next_heartbeat = 0;
-  int64_t next_promote = 0;
+  int64_t next_cancel_poll = 0;
   int delay = 250;
   while (!completer_done_) {
     int64_t now = steady_ms();
@@ -539,10 +570,19 @@ void Engine::maintain_loop() {
         store->WorkerHeartbeat(opts_.worker_id, stats_.completed.load());
         next_heartbeat = now + heartbeat_ms;
       }
-      if (now >= next_promote && !stopping_) {
-        if (!store) store = Store::open(opts_.database_url);
-        store->JobPromoteDue(1000);
-        next_promote = now + promote_ms;
+      if (now >= next_cancel_poll) {
+        bool any_running;
+        {
+          std::lock_guard<std::mutex> lock(running_mu_);
+          any_running = !running_.empty();
+        }
+        if (any_running) {
+          if (!store) store = Store::open(opts_.database_url);
+          for (int64_t id : store->JobCancelRequested(opts_.worker_id)) {
+            cancel_running(id, kCancelUser);
+          }
+        }
+        next_cancel_poll = now + 250;
       }
       delay = 250;
     } catch (const StoreError& e) {
@@ -550,7 +590,7 @@ void Engine::maintain_loop() {
       log::error("maintenance failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
       store.reset();
       next_heartbeat = now + delay;
-      next_promote = now + delay;
+      next_cancel_poll = now + delay;
       delay = std::min(delay * 2, 5000);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "host_api.hpp"
+#include "maintenance.hpp"
 #include "plugin_loader.hpp"
 #include "store.hpp"
 
@@ -41,6 +42,10 @@ struct EngineOptions {
   double poll_interval_seconds = 1.0;
   double shutdown_grace_seconds = 30;
   int default_max_attempts = 25;
+  double rescue_interval_seconds = 5;
+  double prune_interval_seconds = 60;
+  PruneParams prune;
+  bool maintenance = true;  // take part in the leader election for maintenance services
 };
 
 struct EngineStats {
@@ -69,6 +74,7 @@ class Engine : public HostServices {
   bool stopping() const { return stopping_.load(); }
 
   const EngineStats& stats() const { return stats_; }
+  const Maintenance* maintenance() const { return maintenance_.get(); }
   const std::vector<std::string>& kinds() const { return kinds_; }
 
   // HostServices
@@ -117,6 +123,9 @@ class Engine : public HostServices {
   std::condition_variable room_cv_;   // fetcher waits for room
   std::deque<ClaimedJob> ready_;
   int inflight_ = 0;
+  // Moving average of job execution time (µs), for the automatic prefetch.
+  std::atomic<int64_t> avg_job_us_{100000};
+  int max_inflight() const;
 
   std::mutex done_mu_;
   std::condition_variable done_cv_;
@@ -129,6 +138,7 @@ class Engine : public HostServices {
   std::mutex aux_mu_;  // guards aux_store_ (plugin enqueue and progress)
   std::unique_ptr<Store> aux_store_;
 
+  std::unique_ptr<Maintenance> maintenance_;
   std::thread fetcher_;
   std::thread completer_;
   std::thread maintainer_;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli_commands.hpp"
 #include "cli_common.hpp"
 #include "config.hpp"
 #include "engine.hpp"
@@ -22,344 +23,8 @@
 #define JR_VERSION "0.0.0"
 #endif
 
-namespace {
-
 using namespace jr;
-
-struct GlobalFlags {
-  std::string config_file;
-  std::string database;
-  std::string data_dir;
-  std::string log_level;
-};
-
-struct WorkerFlags {
-  std::string plugins;
-  int concurrency = 0;
-  std::string queues;
-  std::string kinds;
-  std::string lease;
-  std::string poll;
-  std::string grace;
-  int prefetch = -1;
-  int fetch_batch = -1;
-  std::string worker_id;
-};
-
-Config build_config(const GlobalFlags& g) {
-  Config cfg = load_config(g.config_file);
-  if (!g.database.empty()) cfg.database_url = g.database;
-  if (!g.data_dir.empty()) cfg.data_dir = g.data_dir;
-  if (!g.log_level.empty()) cfg.log_level = g.log_level;
-  try {
-    log::set_level(log::parse_level(cfg.log_level));
-  } catch (const std::invalid_argument& e) {
-    throw ConfigError(std::string("log_level: ") + e.what());
-  }
-  return cfg;
-}
-
-// Blocks SIGINT/SIGTERM in every thread and handles them on one: the first asks for a graceful
-// stop, the second forces the exit.
-void handle_signals(Engine& engine) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  std::thread([set, &engine]() mutable {
-    int count = 0;
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&set, &sig) != 0) continue;
-      if (++count == 1) {
-        log::info("signal received; shutting down gracefully (send again to force)",
-                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-        engine.stop();
-      } else {
-        log::warn("second signal: exiting now", {{"signal", sig}});
-        _exit(130);
-      }
-    }
-  }).detach();
-}
-
-void block_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
-  Config cfg = build_config(g);
-  if (!w.plugins.empty()) cfg.plugins_dir = w.plugins;
-  if (w.concurrency > 0) cfg.concurrency = w.concurrency;
-  if (!w.queues.empty()) cfg.queues = split_list(w.queues);
-  if (!w.kinds.empty()) cfg.kinds = split_list(w.kinds);
-  if (!w.lease.empty()) cfg.lease_seconds = parse_duration_seconds(w.lease);
-  if (!w.poll.empty()) cfg.poll_interval_seconds = parse_duration_seconds(w.poll);
-  if (!w.grace.empty()) cfg.shutdown_grace_seconds = parse_duration_seconds(w.grace);
-  if (w.fetch_batch >= 0) cfg.fetch_batch = w.fetch_batch;
-  validate(cfg);
-  if (cfg.plugins_dir.empty()) {
-    std::cerr << "runner: no plugins to serve: give --plugins DIR (or RUNNER_PLUGINS, or "
-                 "[worker] plugins in the config)\n";
-    return cli::kExitUsage;
-  }
-  block_signals();
-  auto plugins = load_plugin_dir(cfg.plugins_dir);
-  std::string url = cli::resolve_database(cfg);
-  std::vector<LoadedPlugin*> ptrs;
-  for (auto& p : plugins) {
-    init_plugin(p, plugin_config_for(p, cfg.plugin_config, url));
-    ptrs.push_back(&p);
-    log::info("plugin loaded", {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
-  }
-  for (const auto& k : cfg.kinds) {
-    bool found = false;
-    for (auto& p : plugins) {
-      for (auto& ki : p.kinds) found = found || ki.kind == k;
-    }
-    if (!found) {
-      std::cerr << "runner: --kinds names '" << k << "', which no plugin in " << cfg.plugins_dir
-                << " handles\n";
-      return cli::kExitUsage;
-    }
-  }
-  EngineOptions eo;
-  eo.database_url = url;
-  eo.worker_id = w.worker_id;
-  eo.concurrency = cfg.concurrency;
-  eo.prefetch = w.prefetch >= 0 ? w.prefetch : 0;
-  eo.fetch_batch = cfg.fetch_batch;
-  eo.completion_batch = cfg.completion_batch;
-  eo.queues = cfg.queues;
-  eo.lease_seconds = cfg.lease_seconds;
-  eo.poll_interval_seconds = cfg.poll_interval_seconds;
-  eo.shutdown_grace_seconds = cfg.shutdown_grace_seconds;
-  Engine engine(eo, ptrs, cfg.kinds);
-  handle_signals(engine);
-  // Migrate before serving; an unreachable database is retried with backoff, not fatal.
-  for (int delay = 250; !engine.stopping(); delay = std::min(delay * 2, 30000)) {
-    try {
-      Store::open(url)->SchemaMigrate();
-      break;
-    } catch (const StoreError& e) {
-      log::error("database unreachable at start-up; retrying",
-                 {{"error", e.what()}, {"retry_in_ms", delay}});
-      for (int slept = 0; slept < delay && !engine.stopping(); slept += 50) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    }
-  }
-  int rc = engine.run();
-  for (auto& p : plugins) {
-    if (p.initialised && p.desc->shutdown) p.desc->shutdown(p.state);
-  }
-  return rc;
-}
-
-struct EnqueueFlags {
-  std::string kind;
-  std::string payload;
-  std::string payload_file;
-  std::string queue;
-  int priority = 0;
-  std::string delay;
-  std::string run_at;
-  int max_attempts = 0;
-  std::string timeout;
-  std::string retry_schedule;
-};
-
-int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
-  if (f.payload.empty() == f.payload_file.empty()) {
-    std::cerr << "runner enqueue: give exactly one of --payload JSON or --payload-file FILE\n";
-    return cli::kExitUsage;
-  }
-  JobInsertParams base;
-  base.kind = f.kind;
-  if (!f.queue.empty()) base.queue = f.queue;
-  base.priority = f.priority;
-  if (!f.delay.empty()) base.delay_seconds = parse_duration_seconds(f.delay);
-  if (!f.run_at.empty()) base.run_at = f.run_at;
-  if (f.max_attempts > 0) base.max_attempts = f.max_attempts;
-  if (!f.timeout.empty()) {
-    base.timeout_ms = static_cast<int64_t>(parse_duration_seconds(f.timeout) * 1000);
-    if (*base.timeout_ms <= 0) throw std::invalid_argument("--timeout must be positive");
-  }
-  if (!f.retry_schedule.empty()) {
-    parse_retry_schedule(f.retry_schedule);  // validate now, with a clear message
-    base.retry_schedule = f.retry_schedule;
-  }
-  std::vector<JobInsertParams> jobs;
-  if (!f.payload.empty()) {
-    nlohmann::json doc;
-    try {
-      doc = nlohmann::json::parse(f.payload);
-    } catch (const nlohmann::json::parse_error& e) {
-      std::cerr << "runner enqueue: --payload is not valid JSON: " << e.what()
-                << "\nnothing was enqueued\n";
-      return cli::kExitUsage;
-    }
-    base.payload = doc.dump();
-    jobs.push_back(base);
-  } else {
-    std::ifstream in(f.payload_file);
-    if (!in) {
-      std::cerr << "runner enqueue: cannot read " << f.payload_file << "\n";
-      return cli::kExitUsage;
-    }
-    std::string line;
-    int lineno = 0;
-    while (std::getline(in, line)) {
-      ++lineno;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      try {
-        JobInsertParams p = base;
-        p.payload = nlohmann::json::parse(line).dump();
-        jobs.push_back(std::move(p));
-      } catch (const nlohmann::json::parse_error& e) {
-        std::cerr << "runner enqueue: " << f.payload_file << ":" << lineno
-                  << ": not valid JSON: " << e.what() << "\nnothing was enqueued\n";
-        return cli::kExitUsage;
-      }
-    }
-  }
-  Config cfg = build_config(g);
-  auto store = cli::open_store(cfg);
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<int64_t> ids;
-  if (jobs.size() == 1) {
-    ids.push_back(store->JobInsert(jobs[0]));
-  } else {
-    ids = store->JobInsertMany(jobs);
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log::info("bulk enqueue done", {{"jobs", ids.size()},
-                                    {"seconds", secs},
-                                    {"jobs_per_second", secs > 0 ? ids.size() / secs : 0.0}});
-  }
-  std::string out;
-  out.reserve(ids.size() * 8);
-  for (int64_t id : ids) out += std::to_string(id) + "\n";
-  std::cout << out << std::flush;
-  return cli::kExitOk;
-}
-
-int cmd_status(const GlobalFlags& g, int64_t id, bool json) {
-  Config cfg = build_config(g);
-  auto store = cli::open_store(cfg);
-  auto job = store->JobGet(id);
-  if (!job) {
-    std::cerr << "runner status: no job with id " << id << "\n";
-    return cli::kExitNotFound;
-  }
-  auto doc = nlohmann::json::parse(job->json);
-  std::string state = doc.value("state", "");
-  std::string note;
-  if (state == "available" || state == "scheduled" || state == "retryable") {
-    std::string kind = doc.value("kind", "");
-    if (!store->WorkerServesKind(kind, 60)) {
-      note = "no running runner has a loaded plugin that handles kind '" + kind +
-             "'; the job waits until one starts";
-    }
-  }
-  if (json) {
-    if (!note.empty()) doc["note"] = note;
-    std::cout << doc.dump(2) << "\n";
-  } else {
-    std::cout << cli::render_job(job->json);
-    if (!note.empty()) std::cout << "  note:      " << note << "\n";
-  }
-  return cli::kExitOk;
-}
-
-int cmd_jobs_ls(const GlobalFlags& g, const JobListParams& p, bool json) {
-  Config cfg = build_config(g);
-  auto store = cli::open_store(cfg);
-  auto rows = store->JobList(p);
-  if (json) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& r : rows) arr.push_back(nlohmann::json::parse(r.json));
-    std::cout << arr.dump(2) << "\n";
-    return cli::kExitOk;
-  }
-  std::printf("%-10s %-20s %-16s %-10s %-8s %s\n", "ID", "KIND", "QUEUE", "STATE", "ATTEMPT",
-              "CREATED");
-  for (const auto& r : rows) {
-    auto j = nlohmann::json::parse(r.json);
-    std::printf("%-10lld %-20s %-16s %-10s %-8d %s\n", static_cast<long long>(j.value("id", 0LL)),
-                j.value("kind", "").c_str(), j.value("queue", "").c_str(),
-                j.value("state", "").c_str(), j.value("attempt", 0),
-                j.value("created_at", "").c_str());
-  }
-  return cli::kExitOk;
-}
-
-int cmd_plugins_ls(const std::string& dir, bool json) {
-  auto plugins = load_plugin_dir(dir);
-  nlohmann::json arr = nlohmann::json::array();
-  for (const auto& p : plugins) {
-    nlohmann::json kinds = nlohmann::json::array();
-    for (const auto& k : p.kinds) {
-      kinds.push_back({{"kind", k.kind},
-                       {"default_queue", k.default_queue},
-                       {"timeout_ms", k.timeout_ms},
-                       {"max_attempts", k.max_attempts},
-                       {"retry_schedule", k.retry_schedule}});
-    }
-    arr.push_back({{"name", p.name},
-                   {"version", p.version},
-                   {"file", p.path},
-                   {"abi", "1." + std::to_string(p.abi_minor)},
-                   {"kinds", kinds},
-                   {"idle_hook", p.has_idle},
-                   {"manifest", p.manifest}});
-  }
-  if (json) {
-    std::cout << arr.dump(2) << "\n";
-  } else {
-    for (const auto& p : arr) {
-      std::cout << p["name"].get<std::string>() << " " << p["version"].get<std::string>()
-                << " (ABI " << p["abi"].get<std::string>() << ") " << p["file"].get<std::string>()
-                << "\n";
-      for (const auto& k : p["kinds"]) {
-        std::cout << "  kind " << k["kind"].get<std::string>();
-        if (!k["default_queue"].get<std::string>().empty()) {
-          std::cout << "  queue=" << k["default_queue"].get<std::string>();
-        }
-        if (k["timeout_ms"].get<int64_t>() > 0) std::cout << "  timeout_ms=" << k["timeout_ms"];
-        std::cout << "\n";
-      }
-    }
-  }
-  return cli::kExitOk;
-}
-
-int cmd_db(const GlobalFlags& g, const std::string& action) {
-  Config cfg = build_config(g);
-  ManagedDbOptions o;
-  o.data_dir = cfg.data_dir.empty() ? ManagedDb::default_data_dir() : cfg.data_dir + "/pg";
-  ManagedDb db(o);
-  if (action == "start") {
-    bool started = db.start();
-    Store::open(db.url())->SchemaMigrate();
-    std::cout << (started ? "started " : "already running ") << db.data_dir() << "\n";
-  } else if (action == "stop") {
-    std::cout << (db.stop() ? "stopped " : "not running ") << db.data_dir() << "\n";
-  } else if (action == "status") {
-    bool up = db.running();
-    std::cout << (up ? "running " : (db.initialised() ? "stopped " : "not initialised "))
-              << db.data_dir() << "\n";
-    return up ? cli::kExitOk : cli::kExitError;
-  } else if (action == "url") {
-    std::cout << db.url() << "\n";
-  }
-  return cli::kExitOk;
-}
-
-}  // namespace
+using namespace jr::cli;
 
 int main(int argc, char** argv) {
   log::init(log::Level::info);
@@ -383,11 +48,13 @@ int main(int argc, char** argv) {
   app.add_option("--lease-seconds", w.lease, "lease length (default 30s)");
   app.add_option("--poll-interval", w.poll, "fallback poll interval (default 1s)");
   app.add_option("--shutdown-grace", w.grace, "time in-flight jobs get on SIGTERM (default 30s)");
-  app.add_option("--prefetch", w.prefetch, "jobs claimed ahead of free slots (default 0)")
-      ->check(CLI::Range(0, 100000));
+  app.add_option("--prefetch", w.prefetch, "jobs claimed ahead of free slots (default: automatic)")
+      ->check(CLI::Range(-1, 100000));
   app.add_option("--fetch-batch", w.fetch_batch, "max jobs per claim (default: free slots)")
       ->check(CLI::Range(0, 100000));
   app.add_option("--worker-id", w.worker_id, "identity in leases and the registry");
+  app.add_option("--rescue-interval", w.rescue_interval,
+                 "how often the leader looks for expired leases (default 5s)");
 
   auto* worker = app.add_subcommand("worker", "run jobs (the default command)");
   worker->fallthrough();
@@ -406,6 +73,51 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000));
   enqueue->add_option("--timeout", ef.timeout, "per-attempt timeout (90s, 5m)");
   enqueue->add_option("--retry-schedule", ef.retry_schedule, "retry delays in seconds: 60,300,900");
+
+  enqueue->add_option("--ttl", ef.ttl, "cancel the job if it has not started within this time");
+  enqueue->add_option("--result-ttl", ef.result_ttl, "keep the finished job this long (default 1d)");
+  enqueue->add_option("--failure-ttl", ef.failure_ttl,
+                      "keep the dead letter this long (default 30d)");
+
+  int64_t cancel_id = 0;
+  auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
+  cancel->fallthrough();
+  cancel->add_option("id", cancel_id, "job id")->required();
+  int64_t retry_id = 0;
+  auto* retry = app.add_subcommand("retry", "run a dead-lettered (or waiting) job again now");
+  retry->fallthrough();
+  retry->add_option("id", retry_id, "job id")->required();
+
+  DlqFlags df;
+  auto* dlq = app.add_subcommand("dlq", "the dead letter queue");
+  dlq->fallthrough();
+  dlq->require_subcommand(1);
+  auto dlq_filters = [&df](CLI::App* sc) {
+    sc->fallthrough();
+    sc->add_option("--kind", df.kind, "only this job kind");
+    sc->add_option("--queue", df.queue, "only this queue");
+    sc->add_option("--since", df.since, "dead-lettered at or after this time (ISO 8601)");
+    sc->add_option("--before", df.before, "dead-lettered before this time (ISO 8601)");
+    sc->add_option("--limit", df.limit, "at most this many (default 1000)")
+        ->check(CLI::Range(1, 10000000));
+  };
+  auto* dlq_ls = dlq->add_subcommand("ls", "list dead letters");
+  dlq_filters(dlq_ls);
+  dlq_ls->add_flag("--json", df.json, "print a JSON array");
+  auto* dlq_show = dlq->add_subcommand("show", "show one dead letter with every attempt's error");
+  dlq_show->fallthrough();
+  dlq_show->add_option("id", df.id, "job id")->required();
+  dlq_show->add_flag("--json", df.json, "print JSON");
+  auto* dlq_replay = dlq->add_subcommand("replay", "retry every matching dead letter");
+  dlq_filters(dlq_replay);
+  dlq_replay->add_flag("--all", df.all, "every kind");
+  auto* dlq_purge = dlq->add_subcommand("purge", "delete matching dead letters");
+  dlq_filters(dlq_purge);
+  dlq_purge->add_flag("--all", df.all, "every dead letter");
+  for (auto* sc : {dlq_ls, dlq_show, dlq_replay, dlq_purge}) {
+    std::string name = sc->get_name();
+    sc->callback([&df, name] { df.action = name; });
+  }
 
   int64_t status_id = 0;
   bool status_json = false;
@@ -460,6 +172,9 @@ int main(int argc, char** argv) {
   try {
     if (*enqueue) return cmd_enqueue(g, ef);
     if (*status) return cmd_status(g, status_id, status_json);
+    if (*cancel) return cmd_cancel(g, cancel_id);
+    if (*retry) return cmd_retry(g, retry_id);
+    if (*dlq) return cmd_dlq(g, df);
     if (*jobs_ls) {
       JobListParams p;
       if (!ls_state.empty()) p.state = ls_state;

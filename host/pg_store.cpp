@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <pqxx/pqxx>
 
 #include "log.hpp"
@@ -35,6 +36,19 @@ std::string epoch_to_timestamptz(double epoch) {
 }
 
 const char* opt(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+
+// Columns copied when a job moves to jr_jobs_done, and back when a dead letter is retried.
+#define JR_DONE_COLS                                                                        \
+  "id, queue, kind, payload, state, priority, attempt, max_attempts, result, progress, "    \
+  "errors, options, created_at, started_at, timeout_ms, retry_schedule"
+
+// The options document of an insert: retention settings the pruner reads.
+std::string insert_options(const JobInsertParams& p) {
+  nlohmann::json o = nlohmann::json::object();
+  if (p.result_ttl_seconds) o["result_ttl"] = *p.result_ttl_seconds;
+  if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
+  return o.dump();
+}
 
 std::vector<int> parse_int_array(const pqxx::field& f) {
   std::vector<int> out;
@@ -105,7 +119,8 @@ class PgStore final : public Store {
                                 p.delay_seconds, opt(p.run_at),
                                 p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
                                 p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
-                                p.retry_schedule ? sched.c_str() : nullptr);
+                                p.retry_schedule ? sched.c_str() : nullptr,
+          p.ttl_seconds ? std::to_string(*p.ttl_seconds).c_str() : nullptr, insert_options(p));
       tx.commit();
       return r[0][0].as<int64_t>();
     });
@@ -134,9 +149,10 @@ class PgStore final : public Store {
       pqxx::stream_to copy(
           tx, "jr_jobs",
           std::vector<std::string>{"id", "queue", "kind", "payload", "state", "priority", "run_at",
-                                   "max_attempts", "timeout_ms", "retry_schedule"});
-      std::vector<std::string> f(10);
-      std::vector<const char*> row(10);
+                                   "max_attempts", "timeout_ms", "retry_schedule", "expires_at",
+                                   "options"});
+      std::vector<std::string> f(12);
+      std::vector<const char*> row(12);
       for (size_t i = 0; i < jobs.size(); ++i) {
         const auto& j = jobs[i];
         f[0] = std::to_string(ids[i]);
@@ -155,12 +171,15 @@ class PgStore final : public Store {
         if (j.max_attempts) f[7] = std::to_string(*j.max_attempts);
         if (j.timeout_ms) f[8] = std::to_string(*j.timeout_ms);
         if (j.retry_schedule) f[9] = pg_int_array(to_i64(parse_retry_schedule(*j.retry_schedule)));
-        for (int k = 0; k < 10; ++k) row[k] = f[k].c_str();
+        if (j.ttl_seconds) f[10] = epoch_to_timestamptz(now + *j.ttl_seconds);
+        f[11] = insert_options(j);
+        for (int k = 0; k < 12; ++k) row[k] = f[k].c_str();
+        if (!j.ttl_seconds) row[10] = nullptr;
         if (!j.max_attempts) row[7] = nullptr;
         if (!j.timeout_ms) row[8] = nullptr;
         if (!j.retry_schedule) row[9] = nullptr;
         copy << std::make_tuple(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                                row[8], row[9]);
+                                row[8], row[9], row[10], row[11]);
       }
       copy.complete();
       tx.commit();
@@ -320,6 +339,221 @@ class PgStore final : public Store {
     });
   }
 
+  RescueResult JobRescueExpired(int limit, int default_max_attempts) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(R"SQL(
+        WITH exp AS (
+          SELECT j.id, j.attempt, coalesce(j.max_attempts, k.max_attempts, $2) AS max_att,
+                 coalesce(j.retry_schedule, k.retry_schedule) AS sched
+            FROM jr_jobs j LEFT JOIN jr_kinds k ON k.kind = j.kind
+           WHERE j.state = 'running' AND j.lease_expires_at < now()
+           ORDER BY j.lease_expires_at LIMIT $1
+             FOR UPDATE OF j SKIP LOCKED),
+        entry AS (
+          SELECT id, attempt, sched, attempt >= max_att AS dead,
+                 jsonb_build_array(jsonb_build_object(
+                   'attempt', attempt, 'at', now(), 'kind', 'lease_lost',
+                   'message', 'lease expired: the runner stopped heartbeating (crashed, killed '
+                              'or cut off from the database)')) AS e
+            FROM exp),
+        dead AS (DELETE FROM jr_jobs j USING entry WHERE j.id = entry.id AND entry.dead
+                 RETURNING j.*, entry.e),
+        ins AS (INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
+                SELECT id, queue, kind, payload, 'discarded', priority, attempt, max_attempts,
+                       NULL, progress, errors || e, options, created_at, started_at, timeout_ms,
+                       retry_schedule FROM dead
+                RETURNING id),
+        upd AS (UPDATE jr_jobs j
+                   SET state = 'retryable', lease_owner = NULL, lease_expires_at = NULL,
+                       errors = j.errors || entry.e,
+                       run_at = now() + make_interval(secs =>
+                         CASE WHEN coalesce(array_length(entry.sched, 1), 0) > 0
+                              THEN entry.sched[least(entry.attempt, array_length(entry.sched, 1))]
+                              ELSE least(power(2, entry.attempt - 1), 3600)
+                                   * (0.5 + random() * 0.5) END)
+                  FROM entry WHERE j.id = entry.id AND NOT entry.dead
+                RETURNING j.id)
+        SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins))SQL",
+                              limit, default_max_attempts);
+      tx.commit();
+      RescueResult res;
+      res.retried = r[0][0].as<int>();
+      res.discarded = r[0][1].as<int>();
+      return res;
+    });
+  }
+
+  int JobExpireTtl(int limit) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(R"SQL(
+        WITH x AS (DELETE FROM jr_jobs WHERE id IN (
+                     SELECT id FROM jr_jobs WHERE expires_at < now() AND state <> 'running'
+                      LIMIT $1 FOR UPDATE SKIP LOCKED)
+                   RETURNING *)
+        INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
+        SELECT id, queue, kind, payload, 'cancelled', priority, attempt, max_attempts, NULL,
+               progress, errors || jsonb_build_array(jsonb_build_object('attempt', attempt,
+               'at', now(), 'kind', 'expired', 'message', 'ttl passed before the job started')),
+               options, created_at, started_at, timeout_ms, retry_schedule FROM x)SQL",
+                              limit);
+      tx.commit();
+      return static_cast<int>(r.affected_rows());
+    });
+  }
+
+  int JobPrune(const PruneParams& p) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(R"SQL(
+        DELETE FROM jr_jobs_done WHERE id IN (
+          SELECT id FROM jr_jobs_done
+           WHERE (state = 'completed' AND finished_at < now() - make_interval(secs =>
+                    coalesce((options->>'result_ttl')::float8, $1)))
+              OR (state = 'discarded' AND finished_at < now() - make_interval(secs =>
+                    coalesce((options->>'failure_ttl')::float8, $2)))
+              OR (state = 'cancelled' AND finished_at < now() - make_interval(secs => $3))
+           LIMIT $4))SQL",
+                              p.result_ttl_seconds, p.failure_ttl_seconds,
+                              p.cancelled_ttl_seconds, p.limit);
+      tx.commit();
+      return static_cast<int>(r.affected_rows());
+    });
+  }
+
+  CancelResult JobCancel(int64_t id) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(R"SQL(
+        WITH x AS (DELETE FROM jr_jobs WHERE id = $1 AND state <> 'running' RETURNING *)
+        INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
+        SELECT id, queue, kind, payload, 'cancelled', priority, attempt, max_attempts, NULL,
+               progress, errors || jsonb_build_array(jsonb_build_object('attempt', attempt,
+               'at', now(), 'kind', 'cancelled', 'message', 'cancelled on request before it ran')),
+               options, created_at, started_at, timeout_ms, retry_schedule FROM x
+        RETURNING id)SQL",
+                              id);
+      if (!r.empty()) {
+        tx.commit();
+        return CancelResult::cancelled;
+      }
+      r = tx.exec_params(
+          "UPDATE jr_jobs SET cancel_requested = true WHERE id = $1 AND state = 'running' "
+          "RETURNING id",
+          id);
+      if (!r.empty()) {
+        tx.exec_params("SELECT pg_notify('jr_cancel', $1::text)", id);
+        tx.commit();
+        return CancelResult::requested;
+      }
+      r = tx.exec_params("SELECT 1 FROM jr_jobs_done WHERE id = $1", id);
+      tx.commit();
+      return r.empty() ? CancelResult::not_found : CancelResult::already_finished;
+    });
+  }
+
+  std::vector<int64_t> JobCancelRequested(const std::string& worker_id) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params(
+          "SELECT id FROM jr_jobs WHERE lease_owner = $1 AND state = 'running' AND "
+          "cancel_requested",
+          worker_id);
+      std::vector<int64_t> ids;
+      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+      return ids;
+    });
+  }
+
+  // Moves dead letters / cancelled jobs selected by `where` (over jr_jobs_done, params from $2)
+  // back to jr_jobs, available now, with at least one attempt left.
+  static std::string revive_sql(const std::string& where) {
+    return R"SQL(
+      WITH x AS (DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done WHERE )SQL" +
+           where + R"SQL( ORDER BY id LIMIT $1) RETURNING *)
+      INSERT INTO jr_jobs (id, queue, kind, payload, state, priority, run_at, attempt,
+                           max_attempts, timeout_ms, retry_schedule, errors, options, created_at)
+      SELECT id, queue, kind, payload, 'available', priority, now(), attempt,
+             greatest(coalesce(max_attempts, (SELECT k.max_attempts FROM jr_kinds k
+                                               WHERE k.kind = x.kind), 25), attempt + 1),
+             timeout_ms, retry_schedule, errors, options, created_at FROM x
+      RETURNING id)SQL";
+  }
+
+  bool JobRetry(int64_t id) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(
+          revive_sql("id = $2 AND state IN ('discarded', 'cancelled')"), 1, id);
+      if (r.empty()) {
+        r = tx.exec_params(
+            "UPDATE jr_jobs SET state = 'available', run_at = now() WHERE id = $1 AND state IN "
+            "('scheduled', 'retryable') RETURNING id",
+            id);
+      }
+      if (!r.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return !r.empty();
+    });
+  }
+
+  static std::string dlq_where() {
+    return "state = 'discarded' AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR "
+           "queue = $3) AND ($4::timestamptz IS NULL OR finished_at >= $4) AND "
+           "($5::timestamptz IS NULL OR finished_at < $5)";
+  }
+
+  std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(revive_sql(dlq_where()), f.limit, opt(f.kind), opt(f.queue),
+                              opt(f.since), opt(f.before));
+      std::vector<int64_t> ids;
+      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+      if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return ids;
+    });
+  }
+
+  std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params("SELECT row_to_json(d)::text FROM jr_jobs_done d WHERE " +
+                                  dlq_where() + " ORDER BY id LIMIT $1",
+                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+      std::vector<JobView> out;
+      for (const auto& row : r) out.push_back(JobView{row[0].c_str()});
+      return out;
+    });
+  }
+
+  int DeadLetterPurge(const DeadLetterFilter& f) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params("DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done "
+                              "WHERE " + dlq_where() + " LIMIT $1)",
+                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+      tx.commit();
+      return static_cast<int>(r.affected_rows());
+    });
+  }
+
+  bool LeaderTryAcquire(const std::string& name) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      if (held_locks_.count(name)) {
+        tx.exec("SELECT 1");  // still connected, so still holding it
+        return true;
+      }
+      auto r = tx.exec_params("SELECT pg_try_advisory_lock(27250, hashtext($1))", name);
+      bool got = r[0][0].as<bool>();
+      if (got) held_locks_.insert(name);
+      return got;
+    });
+  }
+
   void WorkerRegister(const WorkerRegisterParams& p) override {
     guard([&] {
       char host[256] = {0};
@@ -446,8 +680,7 @@ class PgStore final : public Store {
   template <class F>
   auto guard(F&& fn) -> decltype(fn()) {
     if (!conn_ || !conn_->is_open()) {
-      receiver_.reset();
-      conn_.reset();
+      drop();
       connect();
     }
     try {
@@ -473,6 +706,7 @@ class PgStore final : public Store {
   void drop() {
     receiver_.reset();
     conn_.reset();
+    held_locks_.clear();  // session locks die with the session
   }
 
   void ensure_prepared() {
@@ -483,19 +717,21 @@ class PgStore final : public Store {
     auto& c = *conn_;
     c.prepare("job_insert", R"SQL(
       INSERT INTO jr_jobs (queue, kind, payload, state, priority, run_at, max_attempts, timeout_ms,
-                           retry_schedule)
+                           retry_schedule, expires_at, options)
       VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
               $1, $3::jsonb,
               CASE WHEN $6::timestamptz IS NOT NULL OR $5::float8 > 0 THEN 'scheduled'
                    ELSE 'available' END,
               $4, coalesce($6::timestamptz, now() + make_interval(secs => $5::float8)),
-              $7::integer, $8::bigint, $9::integer[])
+              $7::integer, $8::bigint, $9::integer[],
+              now() + make_interval(secs => $10::float8), $11::jsonb)
       RETURNING id)SQL");
     c.prepare("job_claim", R"SQL(
       WITH c AS (
         SELECT id FROM jr_jobs
          WHERE state = 'available' AND kind = ANY($1::text[])
            AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
+           AND (expires_at IS NULL OR expires_at > now())
          ORDER BY priority DESC, id
          LIMIT $3
          FOR UPDATE SKIP LOCKED)
@@ -513,11 +749,11 @@ class PgStore final : public Store {
              WHERE j.id = x.id AND j.attempt = x.attempt AND j.state = 'running'
                AND j.lease_owner = $1
          RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
-                   x.result, j.progress, j.errors, j.options, j.created_at, j.started_at)
-      INSERT INTO jr_jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,
-                                result, progress, errors, options, created_at, started_at)
+                   x.result, j.progress, j.errors, j.options, j.created_at, j.started_at,
+                   j.timeout_ms, j.retry_schedule)
+      INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
       SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
-             progress, errors, options, created_at, started_at FROM d
+             progress, errors, options, created_at, started_at, timeout_ms, retry_schedule FROM d
       RETURNING id)SQL");
     const char* error_entry =
         "jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'kind', "
@@ -542,11 +778,10 @@ class PgStore final : public Store {
       WITH d AS (DELETE FROM jr_jobs
                   WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
               RETURNING *)
-      INSERT INTO jr_jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,
-                                result, progress, errors, options, created_at, started_at)
+      INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
       SELECT id, queue, kind, payload, $4, priority, attempt, max_attempts, NULL, progress,
-             errors || )SQL") + error_entry +
-                                     R"SQL(, options, created_at, started_at FROM d
+             errors || )SQL") + error_entry + R"SQL(, options, created_at, started_at,
+             timeout_ms, retry_schedule FROM d
       RETURNING id)SQL");
     c.prepare("job_heartbeat", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
@@ -564,6 +799,7 @@ class PgStore final : public Store {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
   bool prepared_ = false;
+  std::set<std::string> held_locks_;
 };
 
 }  // namespace

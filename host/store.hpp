@@ -37,6 +37,9 @@ struct JobInsertParams {
   std::optional<int> max_attempts;
   std::optional<int64_t> timeout_ms;
   std::optional<std::string> retry_schedule;  // "60,300,900"
+  std::optional<double> ttl_seconds;          // expire if not started within this time
+  std::optional<double> result_ttl_seconds;   // keep a completed job this long
+  std::optional<double> failure_ttl_seconds;  // keep a dead letter this long
 };
 
 struct ClaimedJob {
@@ -90,6 +93,28 @@ struct JobView {
   std::string json;
 };
 
+struct RescueResult {
+  int retried = 0;    // back to retryable, the lost attempt counted
+  int discarded = 0;  // attempts used up: dead letter queue
+};
+
+struct PruneParams {
+  double result_ttl_seconds = 86400;         // completed jobs without their own result_ttl
+  double failure_ttl_seconds = 30 * 86400;   // dead letters without their own failure_ttl
+  double cancelled_ttl_seconds = 7 * 86400;  // cancelled jobs
+  int limit = 5000;
+};
+
+enum class CancelResult { cancelled, requested, not_found, already_finished };
+
+struct DeadLetterFilter {
+  std::optional<std::string> kind;
+  std::optional<std::string> queue;
+  std::optional<std::string> since;   // timestamptz text: finished at or after
+  std::optional<std::string> before;  // timestamptz text: finished before
+  int limit = 100;
+};
+
 struct WorkerRegisterParams {
   std::string worker_id;
   std::vector<std::string> kinds;
@@ -131,6 +156,30 @@ class Store {
   virtual std::optional<JobView> JobGet(int64_t id) = 0;
   virtual std::vector<JobView> JobList(const JobListParams& p) = 0;
   virtual void JobProgress(int64_t id, int attempt, double percent, const std::string& step) = 0;
+
+  // Lifecycle maintenance (run by the elected leader).
+  // Running jobs whose lease expired: retryable (attempt counted) or dead letter when attempts
+  // are used up. `default_max_attempts` applies when neither the job nor its kind says.
+  virtual RescueResult JobRescueExpired(int limit, int default_max_attempts) = 0;
+  // Jobs whose ttl passed before they started: cancelled with error kind "expired".
+  virtual int JobExpireTtl(int limit) = 0;
+  // Deletes finished jobs past their retention; returns how many.
+  virtual int JobPrune(const PruneParams& p) = 0;
+  // Cancels a waiting job, or flags a running one (its runner asks the handler to stop).
+  virtual CancelResult JobCancel(int64_t id) = 0;
+  // Running jobs of this worker whose cancellation was requested.
+  virtual std::vector<int64_t> JobCancelRequested(const std::string& worker_id) = 0;
+  // Makes a dead-lettered, cancelled or waiting job available now, with at least one attempt
+  // left. Returns false when there is no such job (or it is running or completed).
+  virtual bool JobRetry(int64_t id) = 0;
+  // Retries every dead letter matching the filter; returns the ids.
+  virtual std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) = 0;
+  virtual std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) = 0;
+  virtual int DeadLetterPurge(const DeadLetterFilter& f) = 0;
+
+  // Session-level advisory lock named `name`; true while this connection holds it. Lost (and
+  // taken over by another runner) when the connection drops.
+  virtual bool LeaderTryAcquire(const std::string& name) = 0;
 
   virtual void WorkerRegister(const WorkerRegisterParams& p) = 0;
   virtual void WorkerHeartbeat(const std::string& worker_id, int64_t jobs_done) = 0;

@@ -3,8 +3,9 @@
 //   2 thrower      kind "thrower": the handler throws; the job fails with the message
 //   3 dup_a        kind "shared_kind"
 //   4 dup_b        kind "shared_kind" again (a duplicate in the same directory)
-//   5 record       kind "record": appends "<job id>\n" to config["record_file"] (exactly-once
-//                  accounting for the multi-runner tests); payload sleep_ms slows it down
+//   5 record       kind "record": appends "<job id>\n" to config["record_file"] when an
+//                  execution starts (exactly-once accounting for the multi-runner tests);
+//                  payload sleep_ms then slows it down (ignoring cancellation on purpose)
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -59,15 +60,16 @@ class Case : public jobrunner::Plugin {
     (void)job;
     throw std::runtime_error("boom from handler");
 #elif JR_CASE == 5
+    // Recorded when the execution starts, so a job killed mid-run still counts.
+    std::string line = std::to_string(job.id()) + "\n";
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      throw jobrunner::RetryableError("short write to the record file");
+    }
     if (job.payload_text() != "{}") {
       const auto& p = job.payload();
       if (p.contains("sleep_ms")) {
         std::this_thread::sleep_for(std::chrono::milliseconds(p["sleep_ms"].get<int>()));
       }
-    }
-    std::string line = std::to_string(job.id()) + "\n";
-    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-      throw jobrunner::RetryableError("short write to the record file");
     }
     return nullptr;
 #else

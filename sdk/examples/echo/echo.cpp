@@ -5,6 +5,7 @@
 //   fail_attempts  fail (retryable) the first N attempts, then succeed
 //   crash          "segv" or "abort": kill the process that runs the handler
 //   snooze_once    snooze this many seconds on the first attempt
+//   fail_permanent_attempts  fail permanently on the first N attempts (then succeed)
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -48,6 +49,11 @@ class Echo : public jobrunner::Plugin {
     if (auto it = p.find("fail_attempts"); it != p.end() && job.attempt() <= it->get<int>()) {
       throw jobrunner::RetryableError("failing attempt " + std::to_string(job.attempt()) + " of " +
                                       std::to_string(it->get<int>()) + " on purpose");
+    }
+    if (auto it = p.find("fail_permanent_attempts");
+        it != p.end() && job.attempt() <= it->get<int>()) {
+      throw jobrunner::PermanentError("permanent failure on attempt " +
+                                      std::to_string(job.attempt()) + " on purpose");
     }
     if (auto it = p.find("fail"); it != p.end()) {
       std::string how = it->get<std::string>();

@@ -1,0 +1,76 @@
+// The `runner` subcommands. main.cpp parses flags with CLI11 and calls one of these; each
+// returns the process exit code (see cli_common.hpp) or throws (ConfigError, StoreError,
+// PluginError, std::invalid_argument), which main turns into a message and an exit code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config.hpp"
+#include "store.hpp"
+
+namespace jr::cli {
+
+struct GlobalFlags {
+  std::string config_file;
+  std::string database;
+  std::string data_dir;
+  std::string log_level;
+};
+
+struct WorkerFlags {
+  std::string plugins;
+  int concurrency = 0;
+  std::string queues;
+  std::string kinds;
+  std::string lease;
+  std::string poll;
+  std::string grace;
+  int prefetch = -1;
+  int fetch_batch = -1;
+  std::string worker_id;
+  std::string rescue_interval;
+};
+
+struct EnqueueFlags {
+  std::string kind;
+  std::string payload;
+  std::string payload_file;
+  std::string queue;
+  int priority = 0;
+  std::string delay;
+  std::string run_at;
+  int max_attempts = 0;
+  std::string timeout;
+  std::string retry_schedule;
+  std::string ttl;
+  std::string result_ttl;
+  std::string failure_ttl;
+};
+
+struct DlqFlags {
+  std::string action;  // ls, show, replay, purge
+  int64_t id = 0;
+  std::string kind;
+  std::string queue;
+  std::string since;
+  std::string before;
+  int limit = 1000;
+  bool all = false;
+  bool json = false;
+};
+
+// Config file, then environment, then the global flags.
+Config build_config(const GlobalFlags& g);
+
+int cmd_worker(const GlobalFlags& g, const WorkerFlags& w);
+int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f);
+int cmd_status(const GlobalFlags& g, int64_t id, bool json);
+int cmd_jobs_ls(const GlobalFlags& g, const JobListParams& p, bool json);
+int cmd_plugins_ls(const std::string& dir, bool json);
+int cmd_db(const GlobalFlags& g, const std::string& action);
+int cmd_cancel(const GlobalFlags& g, int64_t id);
+int cmd_retry(const GlobalFlags& g, int64_t id);
+int cmd_dlq(const GlobalFlags& g, const DlqFlags& f);
+
+}  // namespace jr::cli

@@ -1,0 +1,129 @@
+// `runner` / `runner worker`: load plugins, connect, serve until SIGTERM.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli_commands.hpp"
+#include "cli_common.hpp"
+#include "log.hpp"
+#include "util.hpp"
+#include "engine.hpp"
+#include "plugin_loader.hpp"
+
+namespace jr::cli {
+namespace {
+
+void handle_signals(Engine& engine) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  std::thread([set, &engine]() mutable {
+    int count = 0;
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (++count == 1) {
+        log::info("signal received; shutting down gracefully (send again to force)",
+                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        engine.stop();
+      } else {
+        log::warn("second signal: exiting now", {{"signal", sig}});
+        _exit(130);
+      }
+    }
+  }).detach();
+}
+
+void block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+}  // namespace
+
+int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
+  Config cfg = build_config(g);
+  if (!w.plugins.empty()) cfg.plugins_dir = w.plugins;
+  if (w.concurrency > 0) cfg.concurrency = w.concurrency;
+  if (!w.queues.empty()) cfg.queues = split_list(w.queues);
+  if (!w.kinds.empty()) cfg.kinds = split_list(w.kinds);
+  if (!w.lease.empty()) cfg.lease_seconds = parse_duration_seconds(w.lease);
+  if (!w.poll.empty()) cfg.poll_interval_seconds = parse_duration_seconds(w.poll);
+  if (!w.grace.empty()) cfg.shutdown_grace_seconds = parse_duration_seconds(w.grace);
+  if (w.fetch_batch >= 0) cfg.fetch_batch = w.fetch_batch;
+  if (!w.rescue_interval.empty()) {
+    cfg.rescue_interval_seconds = parse_duration_seconds(w.rescue_interval);
+  }
+  validate(cfg);
+  if (cfg.plugins_dir.empty()) {
+    std::cerr << "runner: no plugins to serve: give --plugins DIR (or RUNNER_PLUGINS, or "
+                 "[worker] plugins in the config)\n";
+    return cli::kExitUsage;
+  }
+  block_signals();
+  auto plugins = load_plugin_dir(cfg.plugins_dir);
+  std::string url = cli::resolve_database(cfg);
+  std::vector<LoadedPlugin*> ptrs;
+  for (auto& p : plugins) {
+    init_plugin(p, plugin_config_for(p, cfg.plugin_config, url));
+    ptrs.push_back(&p);
+    log::info("plugin loaded", {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
+  }
+  for (const auto& k : cfg.kinds) {
+    bool found = false;
+    for (auto& p : plugins) {
+      for (auto& ki : p.kinds) found = found || ki.kind == k;
+    }
+    if (!found) {
+      std::cerr << "runner: --kinds names '" << k << "', which no plugin in " << cfg.plugins_dir
+                << " handles\n";
+      return cli::kExitUsage;
+    }
+  }
+  EngineOptions eo;
+  eo.database_url = url;
+  eo.worker_id = w.worker_id;
+  eo.concurrency = cfg.concurrency;
+  eo.prefetch = w.prefetch;
+  eo.fetch_batch = cfg.fetch_batch;
+  eo.completion_batch = cfg.completion_batch;
+  eo.queues = cfg.queues;
+  eo.lease_seconds = cfg.lease_seconds;
+  eo.poll_interval_seconds = cfg.poll_interval_seconds;
+  eo.shutdown_grace_seconds = cfg.shutdown_grace_seconds;
+  eo.rescue_interval_seconds = cfg.rescue_interval_seconds;
+  eo.default_max_attempts = cfg.max_attempts;
+  eo.prune.result_ttl_seconds = cfg.result_ttl_seconds;
+  eo.prune.failure_ttl_seconds = cfg.failure_ttl_seconds;
+  Engine engine(eo, ptrs, cfg.kinds);
+  handle_signals(engine);
+  // Migrate before serving; an unreachable database is retried with backoff, not fatal.
+  for (int delay = 250; !engine.stopping(); delay = std::min(delay * 2, 30000)) {
+    try {
+      Store::open(url)->SchemaMigrate();
+      break;
+    } catch (const StoreError& e) {
+      log::error("database unreachable at start-up; retrying",
+                 {{"error", e.what()}, {"retry_in_ms", delay}});
+      for (int slept = 0; slept < delay && !engine.stopping(); slept += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  }
+  int rc = engine.run();
+  for (auto& p : plugins) {
+    if (p.initialised && p.desc->shutdown) p.desc->shutdown(p.state);
+  }
+  return rc;
+}
+
+}  // namespace jr::cli

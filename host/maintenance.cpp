@@ -1,0 +1,123 @@
+#include "maintenance.hpp"
+
+#include <chrono>
+
+#include "log.hpp"
+
+namespace jr {
+namespace {
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t ms(double seconds) { return static_cast<int64_t>(seconds * 1000); }
+
+}  // namespace
+
+Maintenance::Maintenance(MaintenanceOptions opts) : opts_(std::move(opts)) {}
+
+Maintenance::~Maintenance() { stop(); }
+
+void Maintenance::start() { thread_ = std::thread([this] { loop(); }); }
+
+void Maintenance::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+int Maintenance::run_scheduler_once(Store& s) {
+  int total = 0;
+  for (;;) {
+    int n = s.JobPromoteDue(1000);
+    total += n;
+    if (n < 1000) break;
+  }
+  counts_.promoted += total;
+  if (total > 0) log::debug("scheduler: jobs made available", {{"count", total}});
+  return total;
+}
+
+RescueResult Maintenance::run_rescuer_once(Store& s) {
+  RescueResult total;
+  for (;;) {
+    RescueResult r = s.JobRescueExpired(500, opts_.default_max_attempts);
+    total.retried += r.retried;
+    total.discarded += r.discarded;
+    if (r.retried + r.discarded < 500) break;
+  }
+  counts_.rescued += total.retried;
+  counts_.rescued_to_dlq += total.discarded;
+  if (total.retried + total.discarded > 0) {
+    log::warn("rescuer: jobs with expired leases recovered",
+              {{"retried", total.retried}, {"dead_lettered", total.discarded}});
+  }
+  return total;
+}
+
+int Maintenance::run_expirer_once(Store& s) {
+  int n = s.JobExpireTtl(1000);
+  counts_.expired += n;
+  if (n > 0) log::info("expirer: jobs cancelled because their ttl passed", {{"count", n}});
+  return n;
+}
+
+int Maintenance::run_pruner_once(Store& s) {
+  int total = 0;
+  for (;;) {
+    int n = s.JobPrune(opts_.prune);
+    total += n;
+    if (n < opts_.prune.limit) break;
+  }
+  counts_.pruned += total;
+  if (total > 0) log::info("pruner: finished jobs past their retention deleted", {{"count", total}});
+  return total;
+}
+
+void Maintenance::loop() {
+  std::unique_ptr<Store> store;
+  int64_t next_election = 0, next_schedule = 0, next_rescue = 0, next_prune = 0;
+  int delay = 250;
+  while (!stop_) {
+    int64_t now = now_ms();
+    try {
+      if (now >= next_election) {
+        if (!store) store = Store::open(opts_.database_url);
+        bool leader = store->LeaderTryAcquire("maintenance");
+        if (leader != counts_.leader.load()) {
+          log::info(leader ? "elected maintenance leader" : "lost maintenance leadership",
+                    {{"worker_id", opts_.worker_id}});
+          counts_.leader = leader;
+          next_schedule = next_rescue = next_prune = now;  // a new leader starts at once
+        }
+        next_election = now + ms(opts_.election_interval_seconds);
+      }
+      if (counts_.leader) {
+        if (now >= next_schedule) {
+          run_scheduler_once(*store);
+          next_schedule = now + ms(opts_.poll_interval_seconds);
+        }
+        if (now >= next_rescue) {
+          run_rescuer_once(*store);
+          run_expirer_once(*store);
+          next_rescue = now + ms(opts_.rescue_interval_seconds);
+        }
+        if (now >= next_prune) {
+          run_pruner_once(*store);
+          next_prune = now + ms(opts_.prune_interval_seconds);
+        }
+      }
+      delay = 250;
+    } catch (const StoreError& e) {
+      log::error("maintenance failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
+      if (e.transient()) store.reset();
+      counts_.leader = false;
+      next_election = now + delay;
+      delay = std::min(delay * 2, 10000);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace jr

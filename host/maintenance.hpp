@@ -1,0 +1,66 @@
+// Leader-elected maintenance: one runner at a time (a session advisory lock in PostgreSQL)
+// runs the services below; when its connection drops the lock is released and another runner
+// takes over within one election interval.
+//
+//   scheduler  due scheduled/retryable jobs -> available           every poll_interval
+//   rescuer    expired leases -> retryable, or dead letter           every rescue_interval
+//   expirer    jobs whose ttl passed before starting -> cancelled   every rescue_interval
+//   pruner     finished jobs past result_ttl / failure_ttl -> gone  every prune_interval
+//
+// Each service's run_once() returns what it did and logs only when it did something.
+// Threading: owns one thread and one database connection; start()/stop() from one thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "store.hpp"
+
+namespace jr {
+
+struct MaintenanceOptions {
+  std::string database_url;
+  std::string worker_id;
+  double poll_interval_seconds = 1.0;    // scheduler
+  double rescue_interval_seconds = 5.0;  // rescuer and expirer
+  double prune_interval_seconds = 60.0;  // pruner
+  double election_interval_seconds = 2.0;
+  int default_max_attempts = 25;
+  PruneParams prune;
+};
+
+struct MaintenanceCounts {
+  std::atomic<int64_t> promoted{0};
+  std::atomic<int64_t> rescued{0};
+  std::atomic<int64_t> rescued_to_dlq{0};
+  std::atomic<int64_t> expired{0};
+  std::atomic<int64_t> pruned{0};
+  std::atomic<bool> leader{false};
+};
+
+class Maintenance {
+ public:
+  explicit Maintenance(MaintenanceOptions opts);
+  ~Maintenance();
+  void start();
+  void stop();
+  const MaintenanceCounts& counts() const { return counts_; }
+
+  // One pass of each service, for tests and `runner` subcommands. Throws StoreError.
+  int run_scheduler_once(Store& s);
+  RescueResult run_rescuer_once(Store& s);
+  int run_expirer_once(Store& s);
+  int run_pruner_once(Store& s);
+
+ private:
+  void loop();
+
+  MaintenanceOptions opts_;
+  MaintenanceCounts counts_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace jr
