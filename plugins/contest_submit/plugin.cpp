@@ -1,0 +1,139 @@
+// The `contest_submit` plugin: judges one contest submission per job and updates the standings,
+// exactly once per submission id (see src/store.hpp). Thin: payload parsing, judging and SQL
+// live in the jr_contest_judge library shared with the `contest-submit` CLI.
+//
+// Threading: handle() runs concurrently; each call borrows its own JudgeConnection from a
+// mutex-protected pool (one PostgreSQL connection per concurrent call, kept for reuse).
+#include <jobrunner/plugin.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "src/store.hpp"
+#include "src/submission.hpp"
+
+namespace {
+
+class ConnectionPool {
+ public:
+  ConnectionPool(std::string url, int64_t statement_timeout_ms, std::size_t max_idle)
+      : url_(std::move(url)), timeout_ms_(statement_timeout_ms), max_idle_(max_idle) {}
+
+  std::unique_ptr<contest::JudgeConnection> acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+    }
+    return std::make_unique<contest::JudgeConnection>(url_, timeout_ms_);
+  }
+
+  void release(std::unique_ptr<contest::JudgeConnection> c) {
+    if (!c || !c->is_open()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
+  }
+
+ private:
+  const std::string url_;
+  const int64_t timeout_ms_;
+  const std::size_t max_idle_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<contest::JudgeConnection>> idle_;  // guarded by mu_
+};
+
+// Returns the connection to the pool unless the call failed with it (its state is unknown).
+class Lease {
+ public:
+  explicit Lease(ConnectionPool& pool) : pool_(pool), conn_(pool.acquire()) {}
+  ~Lease() {
+    if (ok_) pool_.release(std::move(conn_));
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  contest::JudgeConnection& operator*() { return *conn_; }
+  void done() { ok_ = true; }
+
+ private:
+  ConnectionPool& pool_;
+  std::unique_ptr<contest::JudgeConnection> conn_;
+  bool ok_ = false;
+};
+
+class ContestSubmit : public jobrunner::Plugin {
+ public:
+  static jobrunner::PluginInfo info() {
+    jobrunner::PluginInfo i;
+    i.name = "contest_submit";
+    i.version = "1.0.0";
+    // Producers put each submission on its contest's queue, contest:submissions:{contest_id};
+    // this default only catches producers that forget to.
+    i.kinds.push_back({"contest_submit", "contest:submissions:default", 30000, 10, ""});
+    i.manifest = {{"sandbox", {{"network", "loopback"}, {"memory_mb", 256}}},
+                  {"env",
+                   {{"CONTEST_SUBMIT_DATABASE_URL", "database_url"},
+                    {"CONTEST_SUBMIT_STATEMENT_TIMEOUT_MS", "statement_timeout_ms"}}}};
+    return i;
+  }
+
+  // Config: database_url (string, required; the host supplies its own by default),
+  // statement_timeout_ms (integer ms, default 10000; 0 = none), pool_max_idle (integer, default
+  // 32: idle connections kept for reuse).
+  void init(const nlohmann::json& config) override {
+    if (!config.contains("database_url") || !config["database_url"].is_string()) {
+      throw std::runtime_error("contest_submit: config needs 'database_url' (a string)");
+    }
+    int64_t timeout_ms = config.value("statement_timeout_ms", int64_t{10000});
+    int64_t max_idle = config.value("pool_max_idle", int64_t{32});
+    if (timeout_ms < 0 || max_idle < 0) {
+      throw std::runtime_error(
+          "contest_submit: statement_timeout_ms and pool_max_idle must be >= 0");
+    }
+    pool_ = std::make_unique<ConnectionPool>(config["database_url"].get<std::string>(), timeout_ms,
+                                             static_cast<std::size_t>(max_idle));
+    Lease conn(*pool_);
+    contest::ensure_schema((*conn).raw());
+    conn.done();
+  }
+
+  nlohmann::json handle(jobrunner::Job& job) override {
+    // No job.progress() here: a judgement takes about a millisecond and every progress report
+    // is a synchronous database write in the host.
+    contest::Submission s;
+    try {
+      s = contest::parse_submission(job.payload());
+    } catch (const contest::InvalidSubmission& e) {
+      throw jobrunner::PermanentError(e.what());
+    }
+    try {
+      Lease conn(*pool_);
+      contest::JudgeOutcome o = (*conn).judge(s);
+      conn.done();
+      if (o.conflict) {
+        job.warn("submission " + s.id +
+                 " was redelivered with different content; kept the stored verdict");
+      }
+      return contest::to_json(o);
+    } catch (const contest::ProblemConfigError& e) {
+      throw jobrunner::PermanentError(std::string("contest configuration error: ") + e.what());
+    } catch (const pqxx::broken_connection& e) {
+      throw jobrunner::RetryableError(std::string("database connection lost: ") + e.what());
+    } catch (const pqxx::in_doubt_error& e) {
+      // The commit may or may not have happened; judging again is safe (idempotent).
+      throw jobrunner::RetryableError(std::string("commit in doubt: ") + e.what());
+    } catch (const pqxx::sql_error& e) {
+      throw jobrunner::RetryableError(std::string("database error: ") + e.what());
+    }
+  }
+
+ private:
+  std::unique_ptr<ConnectionPool> pool_;
+};
+
+}  // namespace
+
+JOBRUNNER_PLUGIN(ContestSubmit)

@@ -1,0 +1,339 @@
+// Concurrency: 20,000 submissions across 20 contests judged by 8 threads over 4 in-process
+// plugin instances (each with its own connection pool, like 4 runners sharing one database),
+// with redeliveries injected both concurrently (the same submission twice, back to back in the
+// work list) and later (after everything was judged). The work list groups each team's
+// submissions together so that the threads constantly race on the same standings row: without
+// the per-contest lock this test loses updates. The final standings must equal a reference
+// computed serially here, independently of the plugin's code, and every submission id must have
+// been judged fresh exactly once.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <random>
+#include <set>
+#include <thread>
+#include <tuple>
+
+#include "harness.hpp"
+#include "plugin_host.hpp"
+
+namespace {
+
+constexpr int kContests = 20;
+constexpr int kPerContest = 1000;
+constexpr int kTeams = 12;
+constexpr int kProblems = 5;
+constexpr int kHosts = 4;
+constexpr int kThreadsPerHost = 2;
+constexpr int64_t kMinute = 60'000'000;
+constexpr int64_t kBase = int64_t{1735725600} * 1'000'000;  // 2025-01-01T10:00:00Z
+constexpr int64_t kLength = 300 * kMinute;
+
+enum class Intent { kCorrect, kWrong, kInvalid, kOutside, kUnknownProblem };
+
+struct Sub {
+  std::string id;
+  int contest = 0;
+  std::string team;
+  std::string problem;
+  std::string answer;
+  int64_t at_us = 0;
+  std::string verdict;  // what the rules say it must get
+};
+
+int64_t start_of(int c) { return kBase + int64_t{c} * 24 * 60 * kMinute; }
+bool is_points(int c) { return c % 2 == 0; }
+int64_t penalty_of(int c) { return 10 + c % 3 * 5; }
+int64_t points_of(int p) { return (p + 1) * 10; }
+std::string expected_of(int c, int p) {
+  switch (p) {
+    case 0:
+      return "answer-" + std::to_string(c);
+    case 1:
+      return "Mixed Case " + std::to_string(c);
+    case 2:
+      return std::to_string(c) + ".25";
+    case 3:
+      return "x[0-9]+";
+    default:
+      return std::to_string(c * 1000 + p);
+  }
+}
+const char* checker_of(int p) {
+  static const char* kCheckers[] = {"exact", "case_insensitive", "numeric", "regex", "exact"};
+  return kCheckers[p];
+}
+
+std::string timestamp(int64_t us) {
+  // Whole seconds only; the plugin's own formatting is not trusted here.
+  time_t secs = static_cast<time_t>(us / 1'000'000);
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&secs, &tm);  // called from the judging threads: not gmtime()
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::vector<Sub> generate() {
+  std::mt19937_64 rng(20240501);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
+  std::vector<Sub> subs;
+  for (int c = 1; c <= kContests; ++c) {
+    for (int i = 0; i < kPerContest; ++i) {
+      Sub s;
+      s.id = "c" + std::to_string(c) + "-s" + std::to_string(i);
+      s.contest = c;
+      s.team = "team-" + std::to_string(pick(kTeams));
+      int p = pick(kProblems);
+      s.problem = std::string(1, static_cast<char>('A' + p));
+      // 10-second slots: a team sometimes submits twice in the same instant (tie by id).
+      s.at_us = start_of(c) + int64_t{pick(static_cast<int>(kLength / 10'000'000))} * 10'000'000;
+      int roll = pick(100);
+      Intent intent = roll < 35   ? Intent::kCorrect
+                      : roll < 87 ? Intent::kWrong
+                      : roll < 95 ? Intent::kInvalid
+                      : roll < 98 ? Intent::kOutside
+                                  : Intent::kUnknownProblem;
+      const std::string want = expected_of(c, p);
+      switch (intent) {
+        case Intent::kCorrect:
+          s.answer = p == 1   ? "mIXED cASE " + std::to_string(c)
+                     : p == 2 ? std::to_string(c) + ".2549"
+                     : p == 3 ? "x" + std::to_string(pick(100000))
+                              : " " + want + "\n";
+          s.verdict = "accepted";
+          break;
+        case Intent::kWrong:
+          s.answer = p == 2 ? std::to_string(c) + ".3" : p == 3 ? "y1" : want + "!";
+          s.verdict = "wrong_answer";
+          break;
+        case Intent::kInvalid:
+          s.answer = p == 2 ? "twelve" : (pick(2) ? "" : std::string(1500, 'a'));
+          s.verdict = "invalid";
+          break;
+        case Intent::kOutside:
+          s.answer = want;
+          s.at_us = pick(2) ? start_of(c) - kMinute * int64_t{1 + pick(60)} : start_of(c) + kLength;
+          s.verdict = "contest_not_running";
+          break;
+        case Intent::kUnknownProblem:
+          s.problem = "Q";
+          s.answer = want;
+          s.verdict = "unknown_problem";
+          break;
+      }
+      subs.push_back(std::move(s));
+    }
+  }
+  return subs;
+}
+
+struct Row {
+  int64_t solved = 0, penalty = 0, points = 0, last = -1;
+  bool operator==(const Row&) const = default;
+};
+
+// The reference standings, computed serially from the generated submissions.
+std::map<std::pair<int, std::string>, Row> reference(const std::vector<Sub>& subs) {
+  std::map<std::pair<int, std::string>, std::vector<const Sub*>> by_team;
+  for (const Sub& s : subs) {
+    if (s.verdict == "accepted" || s.verdict == "wrong_answer") {
+      by_team[{s.contest, s.team}].push_back(&s);
+    }
+  }
+  std::map<std::pair<int, std::string>, Row> out;
+  for (auto& [key, list] : by_team) {
+    std::sort(list.begin(), list.end(), [](const Sub* a, const Sub* b) {
+      return std::tie(a->at_us, a->id) < std::tie(b->at_us, b->id);
+    });
+    Row row;
+    std::map<std::string, int64_t> wrong;
+    std::set<std::string> solved;
+    for (const Sub* s : list) {
+      if (solved.count(s->problem)) continue;
+      if (s->verdict == "wrong_answer") {
+        ++wrong[s->problem];
+        continue;
+      }
+      solved.insert(s->problem);
+      ++row.solved;
+      row.points += points_of(s->problem[0] - 'A');
+      if (!is_points(key.first)) {
+        row.penalty +=
+            (s->at_us - start_of(key.first)) / kMinute + wrong[s->problem] * penalty_of(key.first);
+      }
+      row.last = std::max(row.last, s->at_us);
+    }
+    out[key] = row;
+  }
+  return out;
+}
+
+struct Delivery {
+  const Sub* sub;
+  bool fresh;  // not a redelivery according to the plugin
+  std::string verdict;
+  int32_t status;
+  std::string error;
+};
+
+// Runs `work` on kHosts x kThreadsPerHost threads; returns every delivery's outcome.
+std::vector<Delivery> judge_all(std::vector<std::unique_ptr<jrtest::PluginHost>>& hosts,
+                                const std::vector<const Sub*>& work) {
+  std::atomic<size_t> next{0};
+  std::vector<std::vector<Delivery>> per_thread(hosts.size() * kThreadsPerHost);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < per_thread.size(); ++t) {
+    threads.emplace_back([&, t] {
+      jrtest::PluginHost& host = *hosts[t % hosts.size()];
+      for (size_t i; (i = next.fetch_add(1)) < work.size();) {
+        const Sub& s = *work[i];
+        nlohmann::json p = {{"submission_id", s.id}, {"contest_id", s.contest},
+                            {"team_id", s.team},     {"problem_id", s.problem},
+                            {"answer", s.answer},    {"submitted_at", timestamp(s.at_us)}};
+        jrtest::JobOutcome o = host.run("contest_submit", p.dump(), 1, static_cast<int64_t>(i));
+        Delivery d{&s, false, "", o.status, o.error};
+        if (o.status == JR_OK) {
+          nlohmann::json r = nlohmann::json::parse(o.result);
+          d.fresh = !r.value("redelivered", true);
+          d.verdict = r.value("verdict", "");
+        }
+        per_thread[t].push_back(std::move(d));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<Delivery> all;
+  for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
+  return all;
+}
+
+TEST(ContestConcurrency, TwentyThousandSubmissionsEightThreadsRedeliveriesMatchSerialReference) {
+  std::string url = jrtest::PgCluster::get().create_database("csconc");
+  std::vector<std::unique_ptr<jrtest::PluginHost>> hosts;
+  for (int h = 0; h < kHosts; ++h) {
+    hosts.push_back(std::make_unique<jrtest::PluginHost>(
+        jrtest::plugin_dir() + "/libjr_contest_submit.so", nlohmann::json{{"database_url", url}}));
+  }
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    for (int contest = 1; contest <= kContests; ++contest) {
+      tx.exec_params(
+          "INSERT INTO contests (id, starts_at, ends_at, scoring, penalty_minutes) VALUES "
+          "($1, $2::timestamptz, $3::timestamptz, $4, $5)",
+          contest, timestamp(start_of(contest)), timestamp(start_of(contest) + kLength),
+          is_points(contest) ? "points" : "icpc", penalty_of(contest));
+      for (int p = 0; p < kProblems; ++p) {
+        tx.exec_params(
+            "INSERT INTO problems (contest_id, id, checker, tolerance, expected, points) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            contest, std::string(1, static_cast<char>('A' + p)), checker_of(p), p == 2 ? 0.01 : 0.0,
+            expected_of(contest, p), points_of(p));
+      }
+    }
+    tx.commit();
+  }
+
+  const std::vector<Sub> subs = generate();
+  ASSERT_EQ(subs.size(), 20000u);
+  // Phase 1: every submission once, shuffled; 1,000 of them twice back to back, so two threads
+  // judge the same id at the same moment. Phase 2: 1,000 others again after everything.
+  std::mt19937_64 rng(7);
+  std::vector<const Sub*> order;
+  for (const Sub& s : subs) order.push_back(&s);
+  std::shuffle(order.begin(), order.end(), rng);
+  // Worst case for the standings: consecutive work items (taken by different threads at the same
+  // moment) belong to the same team of the same contest, in random time order.
+  std::stable_sort(order.begin(), order.end(), [](const Sub* a, const Sub* b) {
+    return std::tie(a->contest, a->team) < std::tie(b->contest, b->team);
+  });
+  std::vector<const Sub*> phase1, phase2;
+  for (size_t i = 0; i < order.size(); ++i) {
+    phase1.push_back(order[i]);
+    if (i % 20 == 0) phase1.push_back(order[i]);
+    if (i % 20 == 10) phase2.push_back(order[i]);
+  }
+  ASSERT_EQ(phase1.size(), 21000u);
+  ASSERT_EQ(phase2.size(), 1000u);
+
+  auto started = std::chrono::steady_clock::now();
+  std::vector<Delivery> deliveries = judge_all(hosts, phase1);
+  std::vector<Delivery> later = judge_all(hosts, phase2);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "judged " << deliveries.size() + later.size() << " deliveries in " << secs
+            << " s on " << kHosts * kThreadsPerHost << " threads\n";
+  deliveries.insert(deliveries.end(), later.begin(), later.end());
+
+  std::map<std::string, int> fresh;
+  int redelivered = 0, failed = 0, wrong_verdicts = 0;
+  for (const Delivery& d : deliveries) {
+    if (d.status != JR_OK) {
+      if (++failed <= 5) ADD_FAILURE() << d.sub->id << ": status " << d.status << " " << d.error;
+      continue;
+    }
+    if (d.verdict != d.sub->verdict && ++wrong_verdicts <= 5) {
+      ADD_FAILURE() << d.sub->id << ": verdict " << d.verdict << ", want " << d.sub->verdict;
+    }
+    if (d.fresh) {
+      ++fresh[d.sub->id];
+    } else {
+      ++redelivered;
+    }
+  }
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(wrong_verdicts, 0);
+  EXPECT_EQ(redelivered, 2000);
+  EXPECT_EQ(fresh.size(), subs.size());
+  int double_counted = 0;
+  for (const auto& [id, n] : fresh) double_counted += n > 1 ? 1 : 0;
+  EXPECT_EQ(double_counted, 0);
+
+  pqxx::connection c(url);
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM submissions")[0][0].as<int64_t>(), 20000);
+  std::map<std::string, std::string> stored;
+  for (const auto& row : tx.exec("SELECT id, verdict FROM submissions")) {
+    stored[row[0].as<std::string>()] = row[1].as<std::string>();
+  }
+  int mismatched = 0;
+  for (const Sub& s : subs) mismatched += stored[s.id] == s.verdict ? 0 : 1;
+  EXPECT_EQ(mismatched, 0);
+
+  std::map<std::pair<int, std::string>, Row> got;
+  for (const auto& row :
+       tx.exec("SELECT contest_id, team_id, solved, penalty, points, "
+               "coalesce((extract(epoch FROM last_accepted_at) * 1000000)::bigint, -1) "
+               "FROM standings")) {
+    got[{row[0].as<int>(), row[1].as<std::string>()}] =
+        Row{row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<int64_t>(), row[5].as<int64_t>()};
+  }
+  const auto want = reference(subs);
+  ASSERT_GT(want.size(), static_cast<size_t>(kContests * (kTeams - 1)));
+  EXPECT_EQ(got.size(), want.size());
+  int differing = 0;
+  for (const auto& [key, row] : want) {
+    auto it = got.find(key);
+    if (it == got.end() || !(it->second == row)) {
+      if (++differing <= 5) {
+        ADD_FAILURE() << "contest " << key.first << " " << key.second << ": got "
+                      << (it == got.end() ? std::string("no row")
+                                          : std::to_string(it->second.solved) + "/" +
+                                                std::to_string(it->second.penalty) + "/" +
+                                                std::to_string(it->second.points))
+                      << ", want " << row.solved << "/" << row.penalty << "/" << row.points;
+      }
+    }
+  }
+  EXPECT_EQ(differing, 0);
+  // The reference is not trivial: penalties and points vary across teams.
+  std::set<int64_t> penalties;
+  for (const auto& [key, row] : want) penalties.insert(row.penalty);
+  EXPECT_GT(penalties.size(), 50u);
+}
+
+}  // namespace
