@@ -8,9 +8,9 @@
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
 #include "log.hpp"
-#include "util.hpp"
 #include "managed_db.hpp"
 #include "plugin_loader.hpp"
+#include "util.hpp"
 
 namespace jr::cli {
 
@@ -75,6 +75,5 @@ int cmd_db(const GlobalFlags& g, const std::string& action) {
   }
   return cli::kExitOk;
 }
-
 
 }  // namespace jr::cli

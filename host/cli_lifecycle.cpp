@@ -66,11 +66,11 @@ int cmd_dlq(const GlobalFlags& g, const DlqFlags& f) {
       std::string last;
       if (j["errors"].is_array() && !j["errors"].empty()) {
         const auto& e = j["errors"].back();
-        last = "[" + e.value("kind", std::string("error")) + "] " + e.value("message", std::string());
+        last =
+            "[" + e.value("kind", std::string("error")) + "] " + e.value("message", std::string());
       }
-      std::printf("%-10lld %-20s %-16s %-8d %-27s %s\n",
-                  static_cast<long long>(j.value("id", 0LL)), j.value("kind", "").c_str(),
-                  j.value("queue", "").c_str(), j.value("attempt", 0),
+      std::printf("%-10lld %-20s %-16s %-8d %-27s %s\n", static_cast<long long>(j.value("id", 0LL)),
+                  j.value("kind", "").c_str(), j.value("queue", "").c_str(), j.value("attempt", 0),
                   j.value("finished_at", "").c_str(), last.c_str());
     }
     return kExitOk;

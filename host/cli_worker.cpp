@@ -10,10 +10,10 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
-#include "log.hpp"
-#include "util.hpp"
 #include "engine.hpp"
+#include "log.hpp"
 #include "plugin_loader.hpp"
+#include "util.hpp"
 
 namespace jr::cli {
 namespace {

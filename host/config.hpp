@@ -25,15 +25,15 @@ struct Config {
   std::string log_level = "info";           // RUNNER_LOG_LEVEL / log_level
 
   // [worker]
-  std::string plugins_dir;             // RUNNER_PLUGINS / plugins; "" = none
-  int concurrency = 10;                // RUNNER_CONCURRENCY: job slots in this process
-  std::vector<std::string> queues;     // RUNNER_QUEUES: empty = every queue
-  std::vector<std::string> kinds;      // RUNNER_KINDS: empty = every loaded kind
-  double lease_seconds = 30;           // RUNNER_LEASE_SECONDS; heartbeat every third
-  double poll_interval_seconds = 1.0;  // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
-  double shutdown_grace_seconds = 30;  // RUNNER_SHUTDOWN_GRACE
-  int fetch_batch = 0;                 // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
-  int completion_batch = 500;          // max outcomes written per statement
+  std::string plugins_dir;               // RUNNER_PLUGINS / plugins; "" = none
+  int concurrency = 10;                  // RUNNER_CONCURRENCY: job slots in this process
+  std::vector<std::string> queues;       // RUNNER_QUEUES: empty = every queue
+  std::vector<std::string> kinds;        // RUNNER_KINDS: empty = every loaded kind
+  double lease_seconds = 30;             // RUNNER_LEASE_SECONDS; heartbeat every third
+  double poll_interval_seconds = 1.0;    // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
+  double shutdown_grace_seconds = 30;    // RUNNER_SHUTDOWN_GRACE
+  int fetch_batch = 0;                   // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
+  int completion_batch = 500;            // max outcomes written per statement
   double rescue_interval_seconds = 5;    // RUNNER_RESCUE_INTERVAL: expired-lease scan period
   double result_ttl_seconds = 86400;     // RUNNER_RESULT_TTL: keep completed jobs (1 day)
   double failure_ttl_seconds = 2592000;  // RUNNER_FAILURE_TTL: keep dead letters (30 days)

@@ -305,9 +305,9 @@ void Engine::slot_loop() {
     }
     auto t0 = std::chrono::steady_clock::now();
     execute(job);
-    int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                     std::chrono::steady_clock::now() - t0)
-                     .count();
+    int64_t us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     int64_t avg = avg_job_us_.load(std::memory_order_relaxed);
     avg_job_us_.store(avg + (us - avg) / 16, std::memory_order_relaxed);
     {

@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
   enqueue->add_option("--retry-schedule", ef.retry_schedule, "retry delays in seconds: 60,300,900");
 
   enqueue->add_option("--ttl", ef.ttl, "cancel the job if it has not started within this time");
-  enqueue->add_option("--result-ttl", ef.result_ttl, "keep the finished job this long (default 1d)");
+  enqueue->add_option("--result-ttl", ef.result_ttl,
+                      "keep the finished job this long (default 1d)");
   enqueue->add_option("--failure-ttl", ef.failure_ttl,
                       "keep the dead letter this long (default 30d)");
 

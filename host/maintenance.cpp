@@ -20,7 +20,9 @@ Maintenance::Maintenance(MaintenanceOptions opts) : opts_(std::move(opts)) {}
 
 Maintenance::~Maintenance() { stop(); }
 
-void Maintenance::start() { thread_ = std::thread([this] { loop(); }); }
+void Maintenance::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void Maintenance::stop() {
   stop_ = true;
@@ -71,7 +73,8 @@ int Maintenance::run_pruner_once(Store& s) {
     if (n < opts_.prune.limit) break;
   }
   counts_.pruned += total;
-  if (total > 0) log::info("pruner: finished jobs past their retention deleted", {{"count", total}});
+  if (total > 0)
+    log::info("pruner: finished jobs past their retention deleted", {{"count", total}});
   return total;
 }
 
@@ -84,7 +87,8 @@ void Maintenance::loop() {
     try {
       if (now >= next_election) {
         if (!store) store = Store::open(opts_.database_url);
-        bool leader = store->LeaderTryAcquire("maintenance");
+        bool leader = store->LeaderTryAcquire("maintenance", opts_.worker_id,
+                                              opts_.election_interval_seconds * 3);
         if (leader != counts_.leader.load()) {
           log::info(leader ? "elected maintenance leader" : "lost maintenance leadership",
                     {{"worker_id", opts_.worker_id}});
@@ -112,11 +116,18 @@ void Maintenance::loop() {
     } catch (const StoreError& e) {
       log::error("maintenance failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
       if (e.transient()) store.reset();
+      if (counts_.leader) log::warn("stepping down as maintenance leader after an error");
       counts_.leader = false;
       next_election = now + delay;
       delay = std::min(delay * 2, 10000);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (store && counts_.leader) {
+    try {
+      store->LeaderResign("maintenance", opts_.worker_id);  // a successor need not wait
+    } catch (const StoreError&) {
+    }
   }
 }
 

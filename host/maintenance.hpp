@@ -1,6 +1,7 @@
-// Leader-elected maintenance: one runner at a time (a session advisory lock in PostgreSQL)
-// runs the services below; when its connection drops the lock is released and another runner
-// takes over within one election interval.
+// Leader-elected maintenance: one runner at a time runs the services below. Leadership is a
+// lease in jr_leaders renewed every election interval and valid for three; a leader that dies,
+// hangs or loses the database is replaced once its lease runs out. (A session advisory lock
+// would survive a frozen-but-connected leader and stop rescues for as long as it hangs.)
 //
 //   scheduler  due scheduled/retryable jobs -> available           every poll_interval
 //   rescuer    expired leases -> retryable, or dead letter           every rescue_interval

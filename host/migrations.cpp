@@ -112,12 +112,23 @@ CREATE INDEX jr_jobs_done_kind_state_idx ON jr_jobs_done (state, kind, finished_
 ALTER TABLE jr_jobs_done ADD COLUMN timeout_ms bigint, ADD COLUMN retry_schedule integer[];
 )SQL";
 
+// v3: leadership as a lease in a table rather than a session lock, so a leader that hangs
+// (frozen, swapped out, partitioned but still connected) loses it after its ttl.
+const char* kV3 = R"SQL(
+CREATE TABLE jr_leaders (
+  name       text PRIMARY KEY,
+  owner      text NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+)SQL";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> all = {
       {1, "jobs, finished jobs, kinds, workers", kV1},
       {2, "job ttl and retention", kV2},
+      {3, "leader leases", kV3},
   };
   return all;
 }

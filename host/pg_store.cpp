@@ -4,8 +4,8 @@
 #include <cmath>
 #include <ctime>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <pqxx/pqxx>
+#include <set>
 
 #include "log.hpp"
 #include "migrations.hpp"
@@ -38,8 +38,8 @@ std::string epoch_to_timestamptz(double epoch) {
 const char* opt(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
 
 // Columns copied when a job moves to jr_jobs_done, and back when a dead letter is retried.
-#define JR_DONE_COLS                                                                        \
-  "id, queue, kind, payload, state, priority, attempt, max_attempts, result, progress, "    \
+#define JR_DONE_COLS                                                                     \
+  "id, queue, kind, payload, state, priority, attempt, max_attempts, result, progress, " \
   "errors, options, created_at, started_at, timeout_ms, retry_schedule"
 
 // The options document of an insert: retention settings the pruner reads.
@@ -115,11 +115,11 @@ class PgStore final : public Store {
       std::string sched = p.retry_schedule
                               ? pg_int_array(to_i64(parse_retry_schedule(*p.retry_schedule)))
                               : std::string();
-      auto r = tx.exec_prepared("job_insert", p.kind, opt(p.queue), p.payload, p.priority,
-                                p.delay_seconds, opt(p.run_at),
-                                p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
-                                p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
-                                p.retry_schedule ? sched.c_str() : nullptr,
+      auto r = tx.exec_prepared(
+          "job_insert", p.kind, opt(p.queue), p.payload, p.priority, p.delay_seconds, opt(p.run_at),
+          p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
+          p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
+          p.retry_schedule ? sched.c_str() : nullptr,
           p.ttl_seconds ? std::to_string(*p.ttl_seconds).c_str() : nullptr, insert_options(p));
       tx.commit();
       return r[0][0].as<int64_t>();
@@ -415,8 +415,8 @@ class PgStore final : public Store {
                     coalesce((options->>'failure_ttl')::float8, $2)))
               OR (state = 'cancelled' AND finished_at < now() - make_interval(secs => $3))
            LIMIT $4))SQL",
-                              p.result_ttl_seconds, p.failure_ttl_seconds,
-                              p.cancelled_ttl_seconds, p.limit);
+                              p.result_ttl_seconds, p.failure_ttl_seconds, p.cancelled_ttl_seconds,
+                              p.limit);
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });
@@ -484,8 +484,7 @@ class PgStore final : public Store {
   bool JobRetry(int64_t id) override {
     return guard([&] {
       pqxx::work tx(*conn_);
-      auto r = tx.exec_params(
-          revive_sql("id = $2 AND state IN ('discarded', 'cancelled')"), 1, id);
+      auto r = tx.exec_params(revive_sql("id = $2 AND state IN ('discarded', 'cancelled')"), 1, id);
       if (r.empty()) {
         r = tx.exec_params(
             "UPDATE jr_jobs SET state = 'available', run_at = now() WHERE id = $1 AND state IN "
@@ -532,25 +531,38 @@ class PgStore final : public Store {
   int DeadLetterPurge(const DeadLetterFilter& f) override {
     return guard([&] {
       pqxx::work tx(*conn_);
-      auto r = tx.exec_params("DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done "
-                              "WHERE " + dlq_where() + " LIMIT $1)",
-                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+      auto r = tx.exec_params(
+          "DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done "
+          "WHERE " +
+              dlq_where() + " LIMIT $1)",
+          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });
   }
 
-  bool LeaderTryAcquire(const std::string& name) override {
+  bool LeaderTryAcquire(const std::string& name, const std::string& owner,
+                        double ttl_seconds) override {
     return guard([&] {
-      pqxx::nontransaction tx(*conn_);
-      if (held_locks_.count(name)) {
-        tx.exec("SELECT 1");  // still connected, so still holding it
-        return true;
-      }
-      auto r = tx.exec_params("SELECT pg_try_advisory_lock(27250, hashtext($1))", name);
-      bool got = r[0][0].as<bool>();
-      if (got) held_locks_.insert(name);
-      return got;
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(R"SQL(
+        INSERT INTO jr_leaders (name, owner, expires_at)
+        VALUES ($1, $2, now() + make_interval(secs => $3::float8))
+        ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+         WHERE jr_leaders.owner = EXCLUDED.owner OR jr_leaders.expires_at < now()
+        RETURNING owner)SQL",
+                              name, owner, ttl_seconds);
+      tx.commit();
+      return !r.empty();
+    });
+  }
+
+  void LeaderResign(const std::string& name, const std::string& owner) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params("DELETE FROM jr_leaders WHERE name = $1 AND owner = $2", name, owner);
+      tx.commit();
+      return 0;
     });
   }
 
@@ -706,7 +718,6 @@ class PgStore final : public Store {
   void drop() {
     receiver_.reset();
     conn_.reset();
-    held_locks_.clear();  // session locks die with the session
   }
 
   void ensure_prepared() {
@@ -780,7 +791,8 @@ class PgStore final : public Store {
               RETURNING *)
       INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
       SELECT id, queue, kind, payload, $4, priority, attempt, max_attempts, NULL, progress,
-             errors || )SQL") + error_entry + R"SQL(, options, created_at, started_at,
+             errors || )SQL") + error_entry +
+                                     R"SQL(, options, created_at, started_at,
              timeout_ms, retry_schedule FROM d
       RETURNING id)SQL");
     c.prepare("job_heartbeat", R"SQL(
@@ -799,7 +811,6 @@ class PgStore final : public Store {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
   bool prepared_ = false;
-  std::set<std::string> held_locks_;
 };
 
 }  // namespace

@@ -177,9 +177,11 @@ class Store {
   virtual std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) = 0;
   virtual int DeadLetterPurge(const DeadLetterFilter& f) = 0;
 
-  // Session-level advisory lock named `name`; true while this connection holds it. Lost (and
-  // taken over by another runner) when the connection drops.
-  virtual bool LeaderTryAcquire(const std::string& name) = 0;
+  // Takes or renews the leadership lease `name` for `owner` (ttl seconds). True while `owner`
+  // leads; a leader that stops renewing loses it when the ttl passes.
+  virtual bool LeaderTryAcquire(const std::string& name, const std::string& owner,
+                                double ttl_seconds) = 0;
+  virtual void LeaderResign(const std::string& name, const std::string& owner) = 0;
 
   virtual void WorkerRegister(const WorkerRegisterParams& p) = 0;
   virtual void WorkerHeartbeat(const std::string& worker_id, int64_t jobs_done) = 0;

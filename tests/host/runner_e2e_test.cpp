@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "harness.hpp"
+#include "runner_fixture.hpp"
 
 namespace fs = std::filesystem;
 using jrtest::PgCluster;
@@ -19,41 +20,9 @@ using jrtest::RunnerProcess;
 
 namespace {
 
-class RunnerE2E : public ::testing::Test {
- protected:
-  void SetUp() override {
-    url_ = PgCluster::get().create_database("e2e");
-    env_ = {{"DATABASE_URL", url_}};
-    ASSERT_EQ(run_runner({"migrate"}, env_).exit_code, 0);
-  }
-  // A plugin directory holding exactly the given built plugins.
-  std::string plugin_dir(const std::vector<std::string>& sos) {
-    std::string d = dir_.path() + "/plugins" + std::to_string(++dirs_);
-    fs::create_directories(d);
-    for (const auto& so : sos) fs::copy_file(so, d + "/" + fs::path(so).filename().string());
-    return d;
-  }
-  std::string q(const std::string& sql) { return PgCluster::query_one(url_, sql); }
-  int64_t enqueue(const std::vector<std::string>& args) {
-    auto r = run_runner(args, env_);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return std::stoll(r.out);
-  }
-  nlohmann::json status(int64_t id) {
-    auto r = run_runner({"status", std::to_string(id), "--json"}, env_);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return nlohmann::json::parse(r.out);
-  }
-  std::string url_;
-  std::map<std::string, std::string> env_;
-  jrtest::TempDir dir_;
-  int dirs_ = 0;
-};
-
-std::string echo_so() { return jrtest::plugin_dir() + "/libjr_echo.so"; }
-std::string test_so(const std::string& dir, const std::string& name) {
-  return jrtest::test_plugin_dir() + "/" + dir + "/libjr_t_" + name + ".so";
-}
+using RunnerE2E = jrtest::RunnerFixture;
+using jrtest::echo_so;
+using jrtest::test_so;
 
 TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
   const int n = 10000;
@@ -72,7 +41,7 @@ TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
   for (std::string line; std::getline(in, line);) ids.insert(std::stoll(line));
   ASSERT_EQ(ids.size(), static_cast<size_t>(n));
 
-  std::string plugins = plugin_dir({test_so("record", "record")});
+  std::string plugins = plugin_dir_with({test_so("record", "record")});
   std::vector<std::string> args = {"--plugins", plugins, "--config", cfg, "--concurrency", "8"};
   RunnerProcess a(args, env_), b(args, env_);
   ASSERT_TRUE(jrtest::wait_until(
@@ -132,7 +101,7 @@ TEST_F(RunnerE2E, MalformedPayloadIsRefusedAndNothingInserted) {
 TEST_F(RunnerE2E, JobOfAKindNobodyHandlesWaitsAndStatusSaysWhy) {
   int64_t orphan = enqueue({"enqueue", "nobody_handles_this", "--payload", "{}"});
   int64_t echo = enqueue({"enqueue", "echo", "--payload", R"({"x":1})"});
-  RunnerProcess runner({"--plugins", plugin_dir({echo_so()})}, env_);
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()})}, env_);
   ASSERT_TRUE(jrtest::wait_until([&] { return status(echo)["state"] == "completed"; },
                                  std::chrono::seconds(30)))
       << runner.log();
@@ -153,7 +122,7 @@ TEST_F(RunnerE2E, JobOfAKindNobodyHandlesWaitsAndStatusSaysWhy) {
 TEST_F(RunnerE2E, UnreachableDatabaseIsRetriedWithBackoffNotACrash) {
   std::map<std::string, std::string> env = {
       {"DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/jobs?connect_timeout=1"}};
-  RunnerProcess runner({"--plugins", plugin_dir({echo_so()})}, env);
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()})}, env);
   ASSERT_TRUE(jrtest::wait_until(
       [&] {
         std::string log = runner.log();
@@ -184,7 +153,8 @@ TEST_F(RunnerE2E, UnreachableDatabaseIsRetriedWithBackoffNotACrash) {
 
 TEST_F(RunnerE2E, ThrowingHandlerFailsTheJobWithItsMessageAndTheRunnerLivesOn) {
   int64_t bad = enqueue({"enqueue", "thrower", "--payload", "{}"});
-  RunnerProcess runner({"--plugins", plugin_dir({echo_so(), test_so("thrower", "thrower")})}, env_);
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so(), test_so("thrower", "thrower")})},
+                       env_);
   ASSERT_TRUE(jrtest::wait_until([&] { return status(bad)["state"] == "discarded"; },
                                  std::chrono::seconds(30)))
       << runner.log();
@@ -212,7 +182,7 @@ TEST_F(RunnerE2E, StartUpRefusesBadPluginsNamingTheFile) {
 }
 
 TEST_F(RunnerE2E, PlainCPluginRunsThroughTheRunnerWithItsDefaultQueue) {
-  std::string plugins = plugin_dir({test_so("c", "c_plugin")});
+  std::string plugins = plugin_dir_with({test_so("c", "c_plugin")});
   RunnerProcess runner({"--plugins", plugins}, env_);
   ASSERT_TRUE(jrtest::wait_until([&] { return q("SELECT count(*) FROM jr_kinds") == "1"; },
                                  std::chrono::seconds(20)));
@@ -247,7 +217,7 @@ TEST_F(RunnerE2E, JobsLsJsonIsAnArrayOfJobsWithIds) {
 TEST_F(RunnerE2E, BadConfigStopsTheStartNamingFileLineAndKey) {
   std::string cfg = dir_.path() + "/bad.toml";
   std::ofstream(cfg) << "[worker]\nconcurrency = 4\nlease_secnds = 10\n";
-  auto r = run_runner({"--config", cfg, "--plugins", plugin_dir({echo_so()})}, env_);
+  auto r = run_runner({"--config", cfg, "--plugins", plugin_dir_with({echo_so()})}, env_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find(cfg + ":3"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("worker.lease_secnds"), std::string::npos) << r.err;

@@ -4,7 +4,7 @@
 //   fail           "retryable" or "permanent": fail every attempt that way
 //   fail_attempts  fail (retryable) the first N attempts, then succeed
 //   crash          "segv" or "abort": kill the process that runs the handler
-//   snooze_once    snooze this many seconds on the first attempt
+//   snooze_until   Unix time (s): snooze until then (a snooze does not use up an attempt)
 //   fail_permanent_attempts  fail permanently on the first N attempts (then succeed)
 #include <chrono>
 #include <csignal>
@@ -36,8 +36,11 @@ class Echo : public jobrunner::Plugin {
       if (how == "abort") std::abort();
       throw jobrunner::PermanentError("unknown crash mode '" + how + "'");
     }
-    if (auto it = p.find("snooze_once"); it != p.end() && job.attempt() == 1) {
-      throw jobrunner::Snooze(it->get<double>());
+    if (auto it = p.find("snooze_until"); it != p.end()) {
+      double now =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      if (now < it->get<double>()) throw jobrunner::Snooze(it->get<double>() - now);
     }
     if (auto it = p.find("sleep_ms"); it != p.end()) {
       auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(it->get<int64_t>());

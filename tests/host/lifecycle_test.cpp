@@ -1,0 +1,364 @@
+// Lifecycle guarantees, end to end with real runner processes on a real PostgreSQL: no job is
+// lost or silently stuck through kill -9, SIGTERM, a database restart or killed backends.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "runner_fixture.hpp"
+
+namespace {
+
+using jrtest::echo_so;
+using jrtest::RunnerProcess;
+using jrtest::test_so;
+using jrtest::wait_until;
+using namespace std::chrono_literals;
+
+class Lifecycle : public jrtest::RunnerFixture {
+ protected:
+  std::string record_plugins() { return plugin_dir_with({test_so("record", "record")}); }
+  std::string echo_plugins() { return plugin_dir_with({echo_so()}); }
+  int64_t completed() {
+    return count("SELECT count(*) FROM jr_jobs_done WHERE state = 'completed'");
+  }
+  // Every id ran at least once, and the ids that ran more than once.
+  void expect_all_ran(const std::vector<int64_t>& ids, const std::string& record,
+                      std::set<int64_t>* duplicated) {
+    auto ex = executions(record);
+    int missing = 0;
+    for (int64_t id : ids) {
+      auto it = ex.find(id);
+      if (it == ex.end()) {
+        ++missing;
+      } else if (it->second > 1) {
+        duplicated->insert(id);
+      }
+    }
+    EXPECT_EQ(missing, 0);
+  }
+};
+
+TEST_F(Lifecycle, KillNineWithTwoHundredInFlightLosesNothing) {
+  std::string record;
+  std::string cfg = record_config(&record);
+  auto ids = enqueue_many("record", 600, R"({"sleep_ms":400})");
+  std::string plugins = record_plugins();
+  RunnerProcess victim(
+      {"--plugins", plugins, "--config", cfg, "--concurrency", "200", "--worker-id", "victim",
+       "--lease-seconds", "2", "--rescue-interval", "0.2", "--prefetch", "0"},
+      env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'victim'") >= 200; },
+      30s))
+      << victim.log();
+  RunnerProcess survivor(
+      {"--plugins", plugins, "--config", cfg, "--concurrency", "50", "--worker-id", "survivor",
+       "--lease-seconds", "2", "--rescue-interval", "0.2"},
+      env_);
+  std::this_thread::sleep_for(300ms);
+  // Freeze the victim, note what it holds, then kill it.
+  victim.signal(SIGSTOP);
+  std::set<int64_t> in_flight;
+  {
+    std::string list =
+        q("SELECT string_agg(id::text, ',') FROM jr_jobs WHERE lease_owner = "
+          "'victim' AND state = 'running'");
+    std::stringstream ss(list);
+    for (std::string id; std::getline(ss, id, ',');) in_flight.insert(std::stoll(id));
+  }
+  ASSERT_GE(in_flight.size(), 200u);
+  victim.signal(SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return completed() == 600; }, 120s))
+      << "completed " << completed() << "\n"
+      << survivor.log();
+  std::set<int64_t> duplicated;
+  expect_all_ran(ids, record, &duplicated);
+  for (int64_t id : duplicated) EXPECT_TRUE(in_flight.count(id)) << "job " << id << " ran twice";
+  std::printf("kill -9: %zu jobs in flight at the kill, %zu executed twice, 0 lost\n",
+              in_flight.size(), duplicated.size());
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE errors @> "
+                  "'[{\"kind\":\"lease_lost\"}]'"),
+            static_cast<int64_t>(in_flight.size()));
+}
+
+TEST_F(Lifecycle, FailingThreeTimesFollowsTheRetrySchedule) {
+  int64_t id = enqueue({"enqueue", "echo", "--payload", R"({"fail_attempts":3})",
+                        "--retry-schedule", "1,2,3", "--max-attempts", "5"});
+  RunnerProcess runner({"--plugins", echo_plugins(), "--poll-interval", "0.05"}, env_);
+  ASSERT_TRUE(wait_state(id, "completed", 30s)) << runner.log();
+  auto s = status(id);
+  ASSERT_EQ(s["errors"].size(), 3u) << s.dump();
+  EXPECT_EQ(s["attempt"], 4);
+  auto gap = [&](const std::string& from, const std::string& to) {
+    return std::stod(
+        q("SELECT extract(epoch from '" + to + "'::timestamptz - '" + from + "'::timestamptz)"));
+  };
+  const auto& e = s["errors"];
+  double g1 = gap(e[0]["at"], e[1]["at"]);
+  double g2 = gap(e[1]["at"], e[2]["at"]);
+  double g3 = gap(e[2]["at"], s["finished_at"]);
+  std::printf("retry gaps: %.2f s, %.2f s, %.2f s (schedule 1, 2, 3)\n", g1, g2, g3);
+  EXPECT_GE(g1, 1.0);
+  EXPECT_LT(g1, 1.6);
+  EXPECT_GE(g2, 2.0);
+  EXPECT_LT(g2, 2.6);
+  EXPECT_GE(g3, 3.0);
+  EXPECT_LT(g3, 3.6);
+}
+
+TEST_F(Lifecycle, PermanentErrorGoesStraightToTheDeadLetterQueueAndRetryRunsItAgain) {
+  int64_t id = enqueue({"enqueue", "echo", "--payload", R"({"fail_permanent_attempts":1})"});
+  RunnerProcess runner({"--plugins", echo_plugins(), "--poll-interval", "0.05"}, env_);
+  ASSERT_TRUE(wait_state(id, "discarded", 20s)) << runner.log();
+  auto s = status(id);
+  ASSERT_EQ(s["errors"].size(), 1u);  // no retries for a permanent error
+  EXPECT_EQ(s["errors"][0]["kind"], "permanent");
+  auto ls = jrtest::run_runner({"dlq", "ls", "--kind", "echo", "--json"}, env_);
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  auto arr = nlohmann::json::parse(ls.out);
+  ASSERT_EQ(arr.size(), 1u);
+  EXPECT_EQ(arr[0]["id"], id);
+  EXPECT_EQ(arr[0]["payload"]["fail_permanent_attempts"], 1);
+  auto show = jrtest::run_runner({"dlq", "show", std::to_string(id)}, env_);
+  EXPECT_NE(show.out.find("[permanent] permanent failure on attempt 1"), std::string::npos)
+      << show.out;
+  EXPECT_NE(runner.log().find("\"job_id\":" + std::to_string(id)), std::string::npos);
+  auto retry = jrtest::run_runner({"retry", std::to_string(id)}, env_);
+  ASSERT_EQ(retry.exit_code, 0) << retry.err;
+  ASSERT_TRUE(wait_state(id, "completed", 20s)) << runner.log();
+  EXPECT_EQ(status(id)["attempt"], 2);
+  EXPECT_EQ(status(id)["errors"].size(), 1u);  // the history is kept
+}
+
+TEST_F(Lifecycle, ReplayAndPurgeTheDeadLetterQueue) {
+  auto ids = enqueue_many("echo", 5, R"({"fail_permanent_attempts":1})");
+  int64_t other =
+      enqueue({"enqueue", "echo", "--payload", R"({"fail":"permanent"})", "--queue", "elsewhere"});
+  RunnerProcess runner({"--plugins", echo_plugins(), "--poll-interval", "0.05"}, env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs_done WHERE state = 'discarded'") == 6; },
+      20s));
+  auto replay = jrtest::run_runner({"dlq", "replay", "--kind", "echo", "--queue", "default"}, env_);
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  ASSERT_TRUE(wait_until([&] { return completed() == 5; }, 20s));
+  auto purge = jrtest::run_runner({"dlq", "purge", "--queue", "elsewhere"}, env_);
+  EXPECT_NE(purge.out.find("1 dead letter(s) deleted"), std::string::npos) << purge.out;
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE id = " + std::to_string(other)), 0);
+  (void)ids;
+}
+
+TEST_F(Lifecycle, LateCompletionAfterARescueIsRejected) {
+  std::string record;
+  std::string cfg = record_config(&record);
+  std::string plugins = record_plugins();
+  RunnerProcess slow({"--plugins", plugins, "--config", cfg, "--worker-id", "slow",
+                      "--lease-seconds", "1", "--rescue-interval", "0.1"},
+                     env_);
+  ASSERT_TRUE(wait_until([&] { return count("SELECT count(*) FROM jr_leaders") == 1; }, 20s));
+  int64_t id = enqueue({"enqueue", "record", "--payload", R"({"sleep_ms":2500})"});
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return q("SELECT lease_owner FROM jr_jobs WHERE id = " + std::to_string(id)) == "slow";
+      },
+      20s));
+  slow.signal(SIGSTOP);  // hung, yet still connected: its lease (and leadership) run out
+  RunnerProcess rescuer({"--plugins", plugins, "--config", cfg, "--worker-id", "rescuer",
+                         "--lease-seconds", "1", "--rescue-interval", "0.1"},
+                        env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return q("SELECT lease_owner FROM jr_jobs WHERE id = " + std::to_string(id)) == "rescuer";
+      },
+      30s))
+      << rescuer.log();
+  slow.signal(SIGCONT);
+  ASSERT_TRUE(
+      wait_until([&] { return slow.log().find("outcome rejected") != std::string::npos; }, 20s))
+      << slow.log();
+  EXPECT_NE(slow.log().find("\"job_id\":" + std::to_string(id)), std::string::npos);
+  ASSERT_TRUE(wait_state(id, "completed", 20s));
+  auto s = status(id);
+  EXPECT_EQ(s["attempt"], 2);
+  EXPECT_EQ(s["errors"][0]["kind"], "lease_lost");
+}
+
+TEST_F(Lifecycle, SigtermReleasesInFlightJobsWithoutUsingAnAttempt) {
+  std::string record;
+  std::string cfg = record_config(&record);
+  auto ids = enqueue_many("record", 120, R"({"sleep_ms":3000})");
+  std::string plugins = record_plugins();
+  RunnerProcess runner({"--plugins", plugins, "--config", cfg, "--concurrency", "50", "--worker-id",
+                        "graceful", "--shutdown-grace", "0.5", "--prefetch", "0"},
+                       env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'graceful'") == 50 &&
+               executions(record).size() == 50;
+      },
+      30s))
+      << runner.log();
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(15s), 0) << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE state = 'running'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE attempt > 0"), 0)
+      << "the shutdown used up attempts";
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), 120);
+  // Another runner finishes everything, each on its first counted attempt.
+  RunnerProcess next({"--plugins", plugins, "--config", cfg, "--concurrency", "60"}, env_);
+  ASSERT_TRUE(wait_until([&] { return completed() == 120; }, 60s)) << next.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE attempt <> 1"), 0);
+  std::set<int64_t> dup;
+  expect_all_ran(ids, record, &dup);
+}
+
+TEST_F(Lifecycle, SigtermLetsShortJobsFinishWithinTheGrace) {
+  auto ids = enqueue_many("echo", 40, R"({"sleep_ms":500})");
+  RunnerProcess runner({"--plugins", echo_plugins(), "--concurrency", "40", "--prefetch", "0",
+                        "--shutdown-grace", "10s"},
+                       env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == 40; }, 30s));
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(15s), 0) << runner.log();
+  EXPECT_EQ(completed(), 40);
+  (void)ids;
+}
+
+TEST_F(Lifecycle, PostgresRestartMidRunLosesNothing) {
+  std::string record;
+  std::string cfg = record_config(&record);
+  auto ids = enqueue_many("record", 3000, R"({"sleep_ms":2})");
+  std::string plugins = record_plugins();
+  RunnerProcess a({"--plugins", plugins, "--config", cfg, "--concurrency", "4"}, env_);
+  RunnerProcess b({"--plugins", plugins, "--config", cfg, "--concurrency", "4"}, env_);
+  ASSERT_TRUE(wait_until([&] { return completed() >= 500; }, 60s));
+  jrtest::PgCluster::get().restart();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          return completed() == 3000;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      180s))
+      << a.log();
+  EXPECT_TRUE(a.alive());
+  EXPECT_TRUE(b.alive());
+  EXPECT_NE(a.log().find("database"), std::string::npos);  // it noticed, logged, recovered
+  std::set<int64_t> dup;
+  expect_all_ran(ids, record, &dup);
+}
+
+TEST_F(Lifecycle, BackendsKilledEverySecondLoseNothing) {
+  std::string record;
+  std::string cfg = record_config(&record);
+  auto ids = enqueue_many("record", 3000, R"({"sleep_ms":3})");
+  std::string plugins = record_plugins();
+  RunnerProcess a({"--plugins", plugins, "--config", cfg, "--concurrency", "4"}, env_);
+  RunnerProcess b({"--plugins", plugins, "--config", cfg, "--concurrency", "4"}, env_);
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    while (!done) {
+      try {
+        kills +=
+            std::stoi(q("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"));
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(1s);
+    }
+  });
+  bool ok = wait_until(
+      [&] {
+        try {
+          return completed() == 3000;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      240s);
+  done = true;
+  killer.join();
+  ASSERT_TRUE(ok) << "completed " << completed() << "\n" << a.log().substr(0, 4000);
+  std::printf("backends terminated during the run: %d\n", kills.load());
+  EXPECT_GT(kills.load(), 0);
+  EXPECT_TRUE(a.alive() && b.alive());
+  std::set<int64_t> dup;
+  expect_all_ran(ids, record, &dup);
+}
+
+TEST_F(Lifecycle, CancelAQueuedJobAndARunningOne) {
+  int64_t queued = enqueue({"enqueue", "echo", "--payload", "{}", "--delay", "1h"});
+  auto r = jrtest::run_runner({"cancel", std::to_string(queued)}, env_);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(status(queued)["state"], "cancelled");
+  int64_t running = enqueue({"enqueue", "echo", "--payload", R"({"sleep_ms":60000})"});
+  RunnerProcess runner({"--plugins", echo_plugins()}, env_);
+  ASSERT_TRUE(wait_state(running, "running", 20s));
+  r = jrtest::run_runner({"cancel", std::to_string(running)}, env_);
+  EXPECT_NE(r.out.find("asked to stop"), std::string::npos) << r.out;
+  ASSERT_TRUE(wait_state(running, "cancelled", 10s)) << runner.log();
+  r = jrtest::run_runner({"cancel", "987654"}, env_);
+  EXPECT_EQ(r.exit_code, 3);
+}
+
+TEST_F(Lifecycle, TimeoutFailsTheAttemptWithItsOwnErrorKind) {
+  int64_t id = enqueue({"enqueue", "echo", "--payload", R"({"sleep_ms":30000})", "--timeout",
+                        "500ms", "--max-attempts", "1"});
+  RunnerProcess runner({"--plugins", echo_plugins()}, env_);
+  ASSERT_TRUE(wait_state(id, "discarded", 20s)) << runner.log();
+  auto s = status(id);
+  EXPECT_EQ(s["errors"][0]["kind"], "timeout");
+}
+
+TEST_F(Lifecycle, SnoozeRunsLaterWithoutUsingAnAttempt) {
+  double until =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      1.0;
+  int64_t id =
+      enqueue({"enqueue", "echo", "--payload", "{\"snooze_until\":" + std::to_string(until) + "}"});
+  RunnerProcess runner({"--plugins", echo_plugins(), "--poll-interval", "0.05"}, env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return q("SELECT state FROM jr_jobs WHERE id = " + std::to_string(id)) == "scheduled";
+      },
+      20s));
+  ASSERT_TRUE(wait_state(id, "completed", 20s));
+  auto s = status(id);
+  EXPECT_EQ(s["attempt"], 1);  // snoozed at least once, yet this is still the first attempt
+  EXPECT_GE(std::stod(q("SELECT extract(epoch from finished_at) FROM jr_jobs_done WHERE id = " +
+                        std::to_string(id))),
+            until);
+}
+
+TEST_F(Lifecycle, TtlExpiresJobsThatDidNotStartInTime) {
+  int64_t id = enqueue({"enqueue", "nobody_serves_this", "--payload", "{}", "--ttl", "300ms"});
+  RunnerProcess runner({"--plugins", echo_plugins(), "--rescue-interval", "0.1"}, env_);
+  ASSERT_TRUE(wait_state(id, "cancelled", 20s));
+  EXPECT_EQ(status(id)["errors"][0]["kind"], "expired");
+}
+
+TEST_F(Lifecycle, PrunerDeletesFinishedJobsPastTheirResultTtl) {
+  int64_t keep = enqueue({"enqueue", "echo", "--payload", "{}"});
+  int64_t drop = enqueue({"enqueue", "echo", "--payload", "{}", "--result-ttl", "0s"});
+  std::string cfg = dir_.path() + "/prune.toml";
+  std::ofstream(cfg) << "[worker]\nresult_ttl = \"1h\"\n";
+  RunnerProcess runner({"--plugins", echo_plugins(), "--config", cfg}, env_);
+  ASSERT_TRUE(wait_state(keep, "completed", 20s));
+  // The pruner runs when a leader is elected, then every minute: restart to trigger a pass.
+  runner.signal(SIGTERM);
+  runner.wait(10s);
+  RunnerProcess again({"--plugins", echo_plugins(), "--config", cfg}, env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count("SELECT count(*) FROM jr_jobs_all WHERE id = " + std::to_string(drop)) == 0;
+      },
+      20s));
+  EXPECT_EQ(status(keep)["state"], "completed");
+}
+
+}  // namespace
