@@ -4,6 +4,7 @@
 #include <jobrunner/abi.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "gen.hpp"
 #include "harness.hpp"
@@ -229,6 +230,25 @@ TEST_F(DatasetParse, ReprocessGivesTheSameCountsAndParseDoesNotRunTwice) {
     EXPECT_EQ(m["rows_inserted"], before["rows_inserted"]);
     EXPECT_EQ(m["rows_rejected"], 1);
   }
+}
+
+TEST_F(DatasetParse, ConcurrentJobsForOneDatasetLoadItOnce) {
+  auto h = host();
+  file("yob2016.txt", dptest::make_ssa_yob(20000));
+  add_dataset("d9", "US", "yob2016.txt");
+  JobOutcome a, b;
+  std::thread ta([&] { a = run(*h, "d9"); });
+  std::thread tb([&] { b = run(*h, "d9"); });
+  ta.join();
+  tb.join();
+  ASSERT_EQ(a.status, JR_OK) << a.error;
+  ASSERT_EQ(b.status, JR_OK) << b.error;
+  // Whatever the interleaving, the row lock lets one job load and the other see "completed".
+  int skipped =
+      json::parse(a.result).value("skipped", false) + json::parse(b.result).value("skipped", false);
+  EXPECT_EQ(skipped, 1);
+  EXPECT_EQ(rows("d9"), 20000);
+  EXPECT_EQ(status("d9"), "completed");
 }
 
 TEST_F(DatasetParse, FailureMidInsertLeavesNoRows) {
