@@ -23,12 +23,15 @@ int64_t unix_ms() {
 }  // namespace
 
 Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
-               std::vector<std::string> kinds)
-    : opts_(std::move(opts)), plugins_(std::move(plugins)) {
+               std::vector<std::string> kinds,
+               std::map<std::string, std::unique_ptr<Executor>> executors)
+    : opts_(std::move(opts)), plugins_(std::move(plugins)), executors_(std::move(executors)) {
   for (auto* p : plugins_) {
+    if (!executors_.count(p->name)) executors_[p->name] = std::make_unique<InProcessExecutor>(p);
+    Executor* ex = executors_[p->name].get();
     for (const auto& k : p->kinds) {
       if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), k.kind) == kinds.end()) continue;
-      kind_map_[k.kind] = KindEntry{p, &k};
+      kind_map_[k.kind] = KindEntry{p, &k, ex};
       kinds_.push_back(k.kind);
     }
   }
@@ -348,18 +351,19 @@ void Engine::execute(ClaimedJob& job) {
   j.max_attempts = job.max_attempts.value_or(k.info->max_attempts > 0 ? k.info->max_attempts
                                                                       : opts_.default_max_attempts);
   j.deadline_ms = timeout_ms > 0 ? unix_ms() + timeout_ms : 0;
-  int32_t status = k.plugin->desc->handle(k.plugin->state, host_api(), &ctx, &j);
+  ExecOutcome exec = k.executor->run(j, ctx, timeout_ms > 0 ? now_steady + timeout_ms : 0);
   bool still_ours;
   {
     std::lock_guard<std::mutex> lock(running_mu_);
     still_ours = running_.erase(job.id) > 0;
   }
   if (!still_ours) return;  // released by a forced shutdown; the outcome is no longer ours
-  push_finish(classify(job, k, status, ctx));
+  push_finish(classify(job, k, exec, ctx));
 }
 
-JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, int32_t status,
+JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
                            jr_job_ctx& ctx) {
+  const int32_t status = exec.status;
   JobFinish f;
   f.id = job.id;
   f.attempt = job.attempt;
@@ -384,8 +388,24 @@ JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, int32_t st
     }
   };
   // A job stopped for shutdown goes back untouched, whatever the handler returned on the way.
-  if (cancel == kCancelShutdown && status != JR_OK) {
+  if ((cancel == kCancelShutdown && (status != JR_OK || !exec.host_error_kind.empty())) ||
+      exec.release) {
     f.outcome = Outcome::release;
+    return f;
+  }
+  if (!exec.host_error_kind.empty()) {
+    if (exec.host_error_kind == "timeout" || cancel == kCancelTimeout) {
+      int64_t t = job.timeout_ms.value_or(k.info->timeout_ms);
+      fail_retryable("timeout", exec.host_error.empty()
+                                    ? "attempt exceeded its timeout of " + std::to_string(t) + " ms"
+                                    : exec.host_error);
+    } else if (cancel == kCancelUser) {
+      f.outcome = Outcome::cancelled;
+      f.error_kind = "cancelled";
+      f.error = "cancelled on request (" + exec.host_error + ")";
+    } else {
+      fail_retryable(exec.host_error_kind, exec.host_error);
+    }
     return f;
   }
   if (cancel == kCancelTimeout && status != JR_OK) {

@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "executor.hpp"
 #include "host_api.hpp"
 #include "maintenance.hpp"
 #include "plugin_loader.hpp"
@@ -62,9 +63,11 @@ struct EngineStats {
 
 class Engine : public HostServices {
  public:
-  // `plugins` must be initialised and outlive the engine. `kinds` limits the kinds served
-  // (empty = all kinds of all plugins).
-  Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins, std::vector<std::string> kinds);
+  // Every plugin must outlive the engine. `executors` maps a plugin name to how its jobs run;
+  // a plugin without an entry runs in-process (it must then be initialised). `kinds` limits
+  // the kinds served (empty = all kinds of all plugins).
+  Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins, std::vector<std::string> kinds,
+         std::map<std::string, std::unique_ptr<Executor>> executors = {});
   ~Engine() override;
 
   // Runs until stop() and the graceful shutdown finish. Returns the process exit code.
@@ -87,6 +90,7 @@ class Engine : public HostServices {
   struct KindEntry {
     LoadedPlugin* plugin = nullptr;
     const KindInfo* info = nullptr;
+    Executor* executor = nullptr;
   };
   struct Running {
     jr_job_ctx* ctx = nullptr;
@@ -99,7 +103,8 @@ class Engine : public HostServices {
   void maintain_loop();
 
   void execute(ClaimedJob& job);
-  JobFinish classify(const ClaimedJob& job, const KindEntry& k, int32_t status, jr_job_ctx& ctx);
+  JobFinish classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
+                     jr_job_ctx& ctx);
   void push_finish(JobFinish f);
   std::unique_ptr<Store> connect_with_backoff(const char* role);
   void backoff_sleep(int& delay_ms);
@@ -110,6 +115,7 @@ class Engine : public HostServices {
   std::vector<LoadedPlugin*> plugins_;
   std::vector<std::string> kinds_;
   std::unordered_map<std::string, KindEntry> kind_map_;
+  std::map<std::string, std::unique_ptr<Executor>> executors_;
   EngineStats stats_;
 
   std::atomic<bool> stopping_{false};
