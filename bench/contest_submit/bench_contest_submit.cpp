@@ -32,7 +32,7 @@ std::vector<std::string> make_payloads(int submissions, int contests, int teams,
     bool right = rng() % 100 < 40;
     static const char* kRight[] = {"42", "hello WORLD", "3.1416", "1,2,3"};
     static const char* kWrong[] = {"41", "hello", "3.2", "1,,2"};
-    char at[32];
+    char at[64];
     int minute = static_cast<int>(rng() % 300);
     std::snprintf(at, sizeof at, "2025-03-01T%02d:%02d:%02dZ", 10 + minute / 60, minute % 60,
                   static_cast<int>(rng() % 60));

@@ -109,6 +109,15 @@ class ContestSubmit : public jobrunner::Plugin {
     } catch (const contest::InvalidSubmission& e) {
       throw jobrunner::PermanentError(e.what());
     }
+    // Routing is the producer's job; a submission on another contest's queue is still judged
+    // for its own contest, but the producer should hear about it.
+    constexpr std::string_view kPrefix = "contest:submissions:";
+    std::string_view queue = job.queue();
+    if (queue.substr(0, kPrefix.size()) == kPrefix && queue.substr(kPrefix.size()) != "default" &&
+        queue.substr(kPrefix.size()) != std::to_string(s.contest_id)) {
+      job.warn("submission " + s.id + " of contest " + std::to_string(s.contest_id) +
+               " arrived on queue " + std::string(queue));
+    }
     try {
       Lease conn(*pool_);
       contest::JudgeOutcome o = (*conn).judge(s);

@@ -114,7 +114,7 @@ std::string format_timestamp(int64_t micros) {
   int64_t rem = secs - days * 86400;
   int64_t y = 0, m = 0, d = 0;
   civil_from_days(days, y, m, d);
-  char buf[64];
+  char buf[96];  // wide enough for any int64 fields, so no truncation is possible
   std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ",
                 static_cast<long long>(y), static_cast<long long>(m), static_cast<long long>(d),
                 static_cast<long long>(rem / 3600), static_cast<long long>(rem / 60 % 60),

@@ -139,6 +139,9 @@ TEST_F(ContestE2E, RunnerServesPerContestQueuesAndDeadLettersMalformedSubmission
       enqueue("contest:submissions:1", sub("e2", 1, "t1", "A", "42", "2024-05-01T10:30:00Z")));
   ids.push_back(
       enqueue("contest:submissions:2", sub("e3", 2, "t9", "Y", "2.5", "2024-06-01T12:01:00Z")));
+  // Misrouted by its producer: still judged for its own contest, with a warning.
+  ids.push_back(
+      enqueue("contest:submissions:2", sub("e6", 1, "t2", "A", "42", "2024-05-01T11:00:00Z")));
   int64_t bad = enqueue("contest:submissions:2", nlohmann::json{{"submission_id", "e4"}});
   int64_t elsewhere = enqueue("contest:submissions:3",
                               sub("e5", 1, "t1", "B", "hello world", "2024-05-01T10:40:00Z"));
@@ -147,7 +150,7 @@ TEST_F(ContestE2E, RunnerServesPerContestQueuesAndDeadLettersMalformedSubmission
       {"--plugins", dir.path(), "--queues", "contest:submissions:1,contest:submissions:2",
        "--concurrency", "4"},
       env_);
-  ASSERT_TRUE(jrtest::wait_until([&] { return q("SELECT count(*) FROM jr_jobs_done") == "5"; },
+  ASSERT_TRUE(jrtest::wait_until([&] { return q("SELECT count(*) FROM jr_jobs_done") == "6"; },
                                  std::chrono::seconds(30)))
       << runner.log();
   auto status = [&](int64_t id) {
@@ -167,7 +170,12 @@ TEST_F(ContestE2E, RunnerServesPerContestQueuesAndDeadLettersMalformedSubmission
             (cstest::Standing{1, 50, 1, "2024-05-01 10:30:00"}));
   EXPECT_EQ(cstest::read_standing(url_, 2, "t9"),
             (cstest::Standing{1, 0, 250, "2024-06-01 12:01:00"}));
-  EXPECT_EQ(q("SELECT count(*) FROM submissions"), "3");
+  EXPECT_EQ(cstest::read_standing(url_, 1, "t2"),
+            (cstest::Standing{1, 60, 1, "2024-05-01 11:00:00"}));
+  EXPECT_NE(runner.log().find("submission e6 of contest 1 arrived on queue contest:submissions:2"),
+            std::string::npos)
+      << runner.log();
+  EXPECT_EQ(q("SELECT count(*) FROM submissions"), "4");
   runner.signal(SIGTERM);
   EXPECT_EQ(runner.wait(std::chrono::seconds(30)), 0) << runner.log();
 }
