@@ -46,6 +46,11 @@ struct EnqueueFlags {
   std::string ttl;
   std::string result_ttl;
   std::string failure_ttl;
+  bool unique = false;
+  std::string unique_key;
+  std::string lock_key;
+  int lock_limit = 0;
+  std::string depends_on;
 };
 
 struct DlqFlags {
@@ -57,6 +62,14 @@ struct DlqFlags {
   std::string before;
   int limit = 1000;
   bool all = false;
+  bool json = false;
+};
+
+struct LimitFlags {
+  std::string action;  // set, ls, rm
+  std::string key;
+  double rate = 0;
+  double burst = 0;
   bool json = false;
 };
 
@@ -72,5 +85,8 @@ int cmd_db(const GlobalFlags& g, const std::string& action);
 int cmd_cancel(const GlobalFlags& g, int64_t id);
 int cmd_retry(const GlobalFlags& g, int64_t id);
 int cmd_dlq(const GlobalFlags& g, const DlqFlags& f);
+int cmd_queue(const GlobalFlags& g, const std::string& action, const std::string& queue);
+int cmd_limit(const GlobalFlags& g, const LimitFlags& f);
+int cmd_cron_ls(const GlobalFlags& g, bool json);
 
 }  // namespace jr::cli

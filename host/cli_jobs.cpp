@@ -50,6 +50,17 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
   if (!f.ttl.empty()) base.ttl_seconds = parse_duration_seconds(f.ttl);
   if (!f.result_ttl.empty()) base.result_ttl_seconds = parse_duration_seconds(f.result_ttl);
   if (!f.failure_ttl.empty()) base.failure_ttl_seconds = parse_duration_seconds(f.failure_ttl);
+  base.unique = f.unique;
+  if (!f.unique_key.empty()) base.unique_key = f.unique_key;
+  if (!f.lock_key.empty()) base.lock_key = f.lock_key;
+  if (f.lock_limit > 0) base.lock_limit = f.lock_limit;
+  for (const auto& id : split_list(f.depends_on)) {
+    try {
+      base.depends_on.push_back(std::stoll(id));
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--depends-on: '" + id + "' is not a job id");
+    }
+  }
   std::vector<JobInsertParams> jobs;
   if (!f.payload.empty()) {
     nlohmann::json doc;
@@ -88,8 +99,16 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
   auto store = cli::open_store(cfg);
   auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> ids;
-  if (jobs.size() == 1) {
-    ids.push_back(store->JobInsert(jobs[0]));
+  bool one_by_one = base.unique || base.unique_key || !base.depends_on.empty();
+  if (jobs.size() == 1 || one_by_one) {
+    for (const auto& j : jobs) {
+      JobInsertResult r = store->JobInsertEx(j);
+      if (!r.inserted) {
+        log::info("an identical unique job is already waiting or running; returning its id",
+                  {{"job_id", r.id}});
+      }
+      ids.push_back(r.id);
+    }
   } else {
     ids = store->JobInsertMany(jobs);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -10,6 +10,7 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cron.hpp"
 #include "engine.hpp"
 #include "log.hpp"
 #include "plugin_loader.hpp"
@@ -104,6 +105,19 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.default_max_attempts = cfg.max_attempts;
   eo.prune.result_ttl_seconds = cfg.result_ttl_seconds;
   eo.prune.failure_ttl_seconds = cfg.failure_ttl_seconds;
+  eo.priority_aging_seconds = cfg.priority_aging_seconds;
+  for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
+  for (auto& p : plugins) {
+    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, url);
+    if (!p.manifest.contains("cron")) continue;
+    for (const auto& j : p.manifest["cron"]) {
+      try {
+        eo.cron.push_back(cron_entry_from_json(j, "plugin:" + p.name));
+      } catch (const std::invalid_argument& e) {
+        throw PluginError("plugin " + p.path + ": bad cron entry in its manifest: " + e.what());
+      }
+    }
+  }
   Engine engine(eo, ptrs, cfg.kinds);
   handle_signals(engine);
   // Migrate before serving; an unreachable database is retried with backoff, not fatal.

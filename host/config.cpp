@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "cron.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -140,7 +141,7 @@ void read_file(const std::string& path, Config& cfg) {
   }
   cfg.source = path;
   Reader top(path, root, "");
-  top.known({"database_url", "data_dir", "log_level", "worker", "plugins"});
+  top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron"});
   top.str("database_url", cfg.database_url);
   top.str("data_dir", cfg.data_dir);
   top.str("log_level", cfg.log_level);
@@ -149,7 +150,7 @@ void read_file(const std::string& path, Config& cfg) {
     Reader r(path, *w->as_table(), "worker");
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
              "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
-             "failure_ttl", "max_attempts"});
+             "failure_ttl", "max_attempts", "priority_aging"});
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
     r.list("queues", cfg.queues);
@@ -163,6 +164,19 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("result_ttl", cfg.result_ttl_seconds);
     r.seconds("failure_ttl", cfg.failure_ttl_seconds);
     r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
+    r.seconds("priority_aging", cfg.priority_aging_seconds);
+  }
+  if (auto c = root.get("cron")) {
+    if (!c->is_array_of_tables()) top.fail(*c, "cron", "must be an array of tables ([[cron]])");
+    for (const auto& entry : *c->as_array()) {
+      nlohmann::json j = to_json(entry);
+      try {
+        cron_entry_from_json(j, "config");
+      } catch (const std::exception& e) {
+        throw ConfigError(where(path, entry) + ": [[cron]] " + e.what());
+      }
+      cfg.cron.push_back(std::move(j));
+    }
   }
   if (auto p = root.get("plugins")) {
     if (!p->is_table()) top.fail(*p, "plugins", "must be a table of per-plugin tables");
@@ -223,6 +237,7 @@ void apply_env(Config& cfg) {
   dur_var("RUNNER_RESULT_TTL", cfg.result_ttl_seconds);
   dur_var("RUNNER_FAILURE_TTL", cfg.failure_ttl_seconds);
   int_var("RUNNER_MAX_ATTEMPTS", cfg.max_attempts);
+  dur_var("RUNNER_PRIORITY_AGING", cfg.priority_aging_seconds);
 }
 
 Config load_config(const std::string& path) {

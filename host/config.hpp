@@ -38,6 +38,10 @@ struct Config {
   double result_ttl_seconds = 86400;     // RUNNER_RESULT_TTL: keep completed jobs (1 day)
   double failure_ttl_seconds = 2592000;  // RUNNER_FAILURE_TTL: keep dead letters (30 days)
   int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
+  double priority_aging_seconds = 60;    // RUNNER_PRIORITY_AGING: waiting per point; 0 = off
+
+  // [[cron]]: periodic jobs (name, schedule, kind, payload, queue, timezone, backfill).
+  std::vector<nlohmann::json> cron;
 
   // [plugins.<name>]: each plugin's own section, handed to it as JSON.
   nlohmann::json plugin_config = nlohmann::json::object();

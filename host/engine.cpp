@@ -37,6 +37,42 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
   }
   std::sort(kinds_.begin(), kinds_.end());
   if (opts_.worker_id.empty()) opts_.worker_id = make_worker_id();
+  // Idle hooks: settings from the manifest's "idle" block, overridden by the config keys it
+  // names; its "enabled_key" set to false in the config turns the hook off.
+  for (auto* p : plugins_) {
+    if (!p->has_idle) continue;
+    nlohmann::json idle = p->manifest.value("idle", nlohmann::json::object());
+    nlohmann::json cfg = opts_.plugin_configs.count(p->name) ? opts_.plugin_configs[p->name]
+                                                             : nlohmann::json::object();
+    auto setting = [&](const char* name, double def) {
+      double v = idle.value(name, def);
+      if (idle.contains("config_keys") && idle["config_keys"].contains(name)) {
+        std::string key = idle["config_keys"][name].get<std::string>();
+        if (cfg.contains(key) && cfg[key].is_number()) v = cfg[key].get<double>();
+      }
+      return v;
+    };
+    if (idle.contains("enabled_key")) {
+      std::string key = idle["enabled_key"].get<std::string>();
+      if (cfg.contains(key) && cfg[key].is_boolean() && !cfg[key].get<bool>()) {
+        log::info("idle hook disabled by config", {{"plugin", p->name}, {"key", key}});
+        continue;
+      }
+    }
+    auto hook = std::make_unique<IdleHook>();
+    hook->plugin = p;
+    hook->executor = executors_[p->name].get();
+    hook->threshold_ms = static_cast<int64_t>(setting("threshold_seconds", 60) * 1000);
+    hook->poll_ms =
+        std::max<int64_t>(50, static_cast<int64_t>(setting("poll_interval_seconds", 30) * 1000));
+    for (const auto& k : p->kinds) {
+      if (kind_map_.count(k.kind)) {
+        hook->kinds.push_back(k.kind);
+        idle_by_kind_[k.kind] = hook.get();
+      }
+    }
+    if (!hook->kinds.empty()) idle_hooks_.push_back(std::move(hook));
+  }
 }
 
 Engine::~Engine() {
@@ -107,6 +143,7 @@ int Engine::run() {
           defs.push_back(std::move(d));
         }
         s->KindDefaultsUpsert(defs);
+        if (!opts_.cron.empty()) s->CronUpsert(opts_.cron);
         aux_store_ = std::move(s);
         break;
       } catch (const StoreError& e) {
@@ -134,9 +171,11 @@ int Engine::run() {
     mo.prune_interval_seconds = opts_.prune_interval_seconds;
     mo.default_max_attempts = opts_.default_max_attempts;
     mo.prune = opts_.prune;
+    mo.priority_aging_seconds = opts_.priority_aging_seconds;
     maintenance_ = std::make_unique<Maintenance>(mo);
     maintenance_->start();
   }
+  for (auto& h : idle_hooks_) h->last_active = steady_ms();
   completer_ = std::thread([this] { complete_loop(); });
   maintainer_ = std::thread([this] { maintain_loop(); });
   for (int i = 0; i < opts_.concurrency; ++i) slots_.emplace_back([this] { slot_loop(); });
@@ -244,6 +283,7 @@ void Engine::fetch_loop() {
     }
     int want = opts_.fetch_batch > 0 ? std::min(room, opts_.fetch_batch) : room;
     std::vector<ClaimedJob> jobs;
+    double throttled = 0;
     try {
       if (!store) store = connect_with_backoff("fetcher");
       if (!store) break;
@@ -253,6 +293,8 @@ void Engine::fetch_loop() {
       p.queues = opts_.queues;
       p.limit = want;
       p.lease_seconds = opts_.lease_seconds;
+      throttled = 0;
+      p.throttled_retry_seconds = &throttled;
       jobs = store->JobClaim(p);
       delay = 250;
     } catch (const StoreError& e) {
@@ -270,8 +312,12 @@ void Engine::fetch_loop() {
       for (auto& j : jobs) ready_.push_back(std::move(j));
     }
     if (got > 0) ready_cv_.notify_all();
-    if (got < want) {
-      // The queue is drained for us: sleep until an insert notifies us, or the poll interval.
+    if (got == 0 && throttled > 0) {
+      // Rate limited: come back when the next token is due.
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          static_cast<int64_t>(std::min(throttled, opts_.poll_interval_seconds) * 1e6)));
+    } else if (got == 0) {
+      // Nothing for us: sleep until an insert notifies us, or the poll interval.
       try {
         store->WaitForJobs(std::min(poll_ms, 1000));
       } catch (const StoreError& e) {
@@ -329,6 +375,8 @@ void Engine::execute(ClaimedJob& job) {
     return;
   }
   const KindEntry& k = it->second;
+  auto idle_it = idle_by_kind_.find(job.kind);
+  if (idle_it != idle_by_kind_.end()) idle_it->second->last_active = steady_ms();
   jr_job_ctx ctx;
   ctx.job_id = job.id;
   ctx.attempt = job.attempt;
@@ -357,6 +405,7 @@ void Engine::execute(ClaimedJob& job) {
     std::lock_guard<std::mutex> lock(running_mu_);
     still_ours = running_.erase(job.id) > 0;
   }
+  if (idle_it != idle_by_kind_.end()) idle_it->second->last_active = steady_ms();
   if (!still_ours) return;  // released by a forced shutdown; the outcome is no longer ours
   push_finish(classify(job, k, exec, ctx));
 }
@@ -590,6 +639,10 @@ void Engine::maintain_loop() {
         store->WorkerHeartbeat(opts_.worker_id, stats_.completed.load());
         next_heartbeat = now + heartbeat_ms;
       }
+      if (!idle_hooks_.empty() && !stopping_) {
+        if (!store) store = Store::open(opts_.database_url);
+        run_idle_hooks(*store, now);
+      }
       if (now >= next_cancel_poll) {
         bool any_running;
         {
@@ -614,6 +667,28 @@ void Engine::maintain_loop() {
       delay = std::min(delay * 2, 5000);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void Engine::run_idle_hooks(Store& store, int64_t now) {
+  for (auto& h : idle_hooks_) {
+    if (now < h->next_poll) continue;
+    h->next_poll = now + h->poll_ms;
+    if (now - h->last_active.load() < h->threshold_ms) continue;
+    if (!store.KindsIdle(h->kinds)) continue;  // work is queued or running somewhere
+    std::string lock = "idle:" + h->plugin->name;
+    if (!store.LeaderTryAcquire(lock, opts_.worker_id, 300)) continue;  // another runner's turn
+    jr_job_ctx ctx;
+    ctx.kind = "(idle:" + h->plugin->name + ")";
+    ctx.services = this;
+    int32_t n = h->executor->idle(ctx);
+    store.LeaderResign(lock, opts_.worker_id);
+    h->last_active = steady_ms();  // the next call waits a full threshold again
+    if (n < 0) {
+      log::warn("idle hook failed", {{"plugin", h->plugin->name}, {"result", n}});
+    } else if (n > 0) {
+      log::info("idle hook enqueued jobs", {{"plugin", h->plugin->name}, {"jobs", n}});
+    }
   }
 }
 

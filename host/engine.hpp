@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -47,6 +48,10 @@ struct EngineOptions {
   double prune_interval_seconds = 60;
   PruneParams prune;
   bool maintenance = true;  // take part in the leader election for maintenance services
+  double priority_aging_seconds = 60;
+  std::vector<CronEntry> cron;  // from the config and the plugins' manifests
+  // Plugin config sections (after env overrides), for idle-hook settings named in manifests.
+  std::map<std::string, nlohmann::json> plugin_configs;
 };
 
 struct EngineStats {
@@ -101,6 +106,7 @@ class Engine : public HostServices {
   void slot_loop();
   void complete_loop();
   void maintain_loop();
+  void run_idle_hooks(Store& store, int64_t now);
 
   void execute(ClaimedJob& job);
   JobFinish classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
@@ -145,6 +151,18 @@ class Engine : public HostServices {
   std::unique_ptr<Store> aux_store_;
 
   std::unique_ptr<Maintenance> maintenance_;
+  // Idle hooks: per plugin with one, its settings and when its jobs last ran here.
+  struct IdleHook {
+    LoadedPlugin* plugin = nullptr;
+    Executor* executor = nullptr;
+    std::vector<std::string> kinds;
+    int64_t threshold_ms = 60000;
+    int64_t poll_ms = 30000;
+    int64_t next_poll = 0;
+    std::atomic<int64_t> last_active{0};
+  };
+  std::vector<std::unique_ptr<IdleHook>> idle_hooks_;
+  std::unordered_map<std::string, IdleHook*> idle_by_kind_;
   std::thread fetcher_;
   std::thread completer_;
   std::thread maintainer_;

@@ -38,6 +38,8 @@ class Executor {
   virtual ~Executor() = default;
   // `deadline_steady_ms`: steady-clock ms after which the attempt may be killed; 0 = none.
   virtual ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) = 0;
+  // Calls the plugin's idle hook (see abi.h); returns its result, or -1 without a hook.
+  virtual int32_t idle(jr_job_ctx& ctx) = 0;
 };
 
 // Calls the plugin's handle in this process. Cannot stop a handler that ignores cancellation.
@@ -48,6 +50,10 @@ class InProcessExecutor final : public Executor {
     ExecOutcome out;
     out.status = plugin_->desc->handle(plugin_->state, host_api(), &ctx, &job);
     return out;
+  }
+  int32_t idle(jr_job_ctx& ctx) override {
+    if (!plugin_->has_idle) return -1;
+    return plugin_->desc->idle(plugin_->state, host_api(), &ctx);
   }
 
  private:

@@ -80,6 +80,16 @@ int main(int argc, char** argv) {
   enqueue->add_option("--failure-ttl", ef.failure_ttl,
                       "keep the dead letter this long (default 30d)");
 
+  auto* unique = enqueue->add_flag("--unique", ef.unique,
+                                   "no second job while one with this kind and payload waits "
+                                   "or runs: print the existing id");
+  enqueue->add_option("--unique-key", ef.unique_key, "uniqueness by this key instead")
+      ->excludes(unique);
+  enqueue->add_option("--lock-key", ef.lock_key, "jobs sharing this key never run at once");
+  enqueue->add_option("--lock-limit", ef.lock_limit, "with --lock-key: at most N at once")
+      ->check(CLI::Range(1, 1000000));
+  enqueue->add_option("--depends-on", ef.depends_on, "run after these jobs complete (id,id)");
+
   int64_t cancel_id = 0;
   auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
   cancel->fallthrough();
@@ -119,6 +129,48 @@ int main(int argc, char** argv) {
     std::string name = sc->get_name();
     sc->callback([&df, name] { df.action = name; });
   }
+
+  std::string queue_action, queue_name;
+  auto* queue = app.add_subcommand("queue", "pause or resume a queue for every runner");
+  queue->fallthrough();
+  queue->require_subcommand(1);
+  for (const char* a : {"pause", "resume"}) {
+    auto* sc = queue->add_subcommand(a, std::string(a) + " a queue");
+    sc->fallthrough();
+    sc->add_option("queue", queue_name, "queue name")->required();
+    sc->callback([&queue_action, a] { queue_action = a; });
+  }
+  queue->add_subcommand("ls", "list paused queues")->fallthrough()->callback([&queue_action] {
+    queue_action = "ls";
+  });
+
+  LimitFlags lf;
+  auto* limit = app.add_subcommand("limit", "rate limits enforced at claim time");
+  limit->fallthrough();
+  limit->require_subcommand(1);
+  auto* limit_set = limit->add_subcommand("set", "set a token bucket");
+  limit_set->fallthrough();
+  limit_set->add_option("--key", lf.key, "queue:NAME or kind:NAME")->required();
+  limit_set->add_option("--rate", lf.rate, "jobs per second")->required();
+  limit_set->add_option("--burst", lf.burst, "bucket size (default: max(1, rate))");
+  auto* limit_ls = limit->add_subcommand("ls", "list limits");
+  limit_ls->fallthrough();
+  limit_ls->add_flag("--json", lf.json, "print JSON");
+  auto* limit_rm = limit->add_subcommand("rm", "remove a limit");
+  limit_rm->fallthrough();
+  limit_rm->add_option("--key", lf.key, "queue:NAME or kind:NAME")->required();
+  for (auto* sc : {limit_set, limit_ls, limit_rm}) {
+    std::string name = sc->get_name();
+    sc->callback([&lf, name] { lf.action = name; });
+  }
+
+  bool cron_json = false;
+  auto* cron = app.add_subcommand("cron", "periodic jobs");
+  cron->fallthrough();
+  cron->require_subcommand(1);
+  auto* cron_ls = cron->add_subcommand("ls", "list periodic jobs with their next run times");
+  cron_ls->fallthrough();
+  cron_ls->add_flag("--json", cron_json, "print JSON");
 
   int64_t status_id = 0;
   bool status_json = false;
@@ -176,6 +228,9 @@ int main(int argc, char** argv) {
     if (*cancel) return cmd_cancel(g, cancel_id);
     if (*retry) return cmd_retry(g, retry_id);
     if (*dlq) return cmd_dlq(g, df);
+    if (*queue) return cmd_queue(g, queue_action, queue_name);
+    if (*limit) return cmd_limit(g, lf);
+    if (*cron_ls) return cmd_cron_ls(g, cron_json);
     if (*jobs_ls) {
       JobListParams p;
       if (!ls_state.empty()) p.state = ls_state;

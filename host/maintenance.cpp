@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "cron.hpp"
 #include "log.hpp"
 
 namespace jr {
@@ -78,6 +79,40 @@ int Maintenance::run_pruner_once(Store& s) {
   return total;
 }
 
+std::pair<int, int> Maintenance::run_dependencies_once(Store& s) {
+  auto r = s.JobResolveDependencies(1000);
+  counts_.deps_promoted += r.first;
+  counts_.deps_cancelled += r.second;
+  if (r.first + r.second > 0) {
+    log::info("dependencies: waiting jobs resolved",
+              {{"available", r.first}, {"cancelled", r.second}});
+  }
+  return r;
+}
+
+int Maintenance::run_aging_once(Store& s) {
+  int n = s.JobAgePriorities(opts_.priority_aging_seconds, 5000);
+  counts_.aged += n;
+  if (n > 0) log::debug("aging: priorities raised", {{"count", n}});
+  return n;
+}
+
+int Maintenance::run_cron_once(Store& s) {
+  int n = s.CronRun(
+      [](const std::string& schedule, const std::string& after) -> std::optional<std::string> {
+        try {
+          auto next = CronSchedule::parse(schedule).next_after(LocalTime::parse(after));
+          if (next) return next->str();
+        } catch (const std::invalid_argument& e) {
+          log::error("cron: bad schedule", {{"schedule", schedule}, {"error", e.what()}});
+        }
+        return std::nullopt;
+      });
+  counts_.cron_enqueued += n;
+  if (n > 0) log::info("cron: periodic jobs enqueued", {{"count", n}});
+  return n;
+}
+
 void Maintenance::loop() {
   std::unique_ptr<Store> store;
   int64_t next_election = 0, next_schedule = 0, next_rescue = 0, next_prune = 0;
@@ -100,6 +135,9 @@ void Maintenance::loop() {
       if (counts_.leader) {
         if (now >= next_schedule) {
           run_scheduler_once(*store);
+          run_dependencies_once(*store);
+          run_aging_once(*store);
+          run_cron_once(*store);
           next_schedule = now + ms(opts_.poll_interval_seconds);
         }
         if (now >= next_rescue) {

@@ -7,6 +7,9 @@
 //   rescuer    expired leases -> retryable, or dead letter           every rescue_interval
 //   expirer    jobs whose ttl passed before starting -> cancelled   every rescue_interval
 //   pruner     finished jobs past result_ttl / failure_ttl -> gone  every prune_interval
+//   deps       waiting jobs whose parents completed -> available     every poll_interval
+//   aging      long-waiting low-priority jobs gain priority          every poll_interval
+//   cron       due periodic entries -> one job per tick              every poll_interval
 //
 // Each service's run_once() returns what it did and logs only when it did something.
 // Threading: owns one thread and one database connection; start()/stop() from one thread.
@@ -30,6 +33,7 @@ struct MaintenanceOptions {
   double election_interval_seconds = 2.0;
   int default_max_attempts = 25;
   PruneParams prune;
+  double priority_aging_seconds = 60;  // seconds of waiting per priority point; 0 = off
 };
 
 struct MaintenanceCounts {
@@ -38,6 +42,10 @@ struct MaintenanceCounts {
   std::atomic<int64_t> rescued_to_dlq{0};
   std::atomic<int64_t> expired{0};
   std::atomic<int64_t> pruned{0};
+  std::atomic<int64_t> deps_promoted{0};
+  std::atomic<int64_t> deps_cancelled{0};
+  std::atomic<int64_t> aged{0};
+  std::atomic<int64_t> cron_enqueued{0};
   std::atomic<bool> leader{false};
 };
 
@@ -54,6 +62,9 @@ class Maintenance {
   RescueResult run_rescuer_once(Store& s);
   int run_expirer_once(Store& s);
   int run_pruner_once(Store& s);
+  std::pair<int, int> run_dependencies_once(Store& s);
+  int run_aging_once(Store& s);
+  int run_cron_once(Store& s);
 
  private:
   void loop();

@@ -9,6 +9,7 @@
 
 #include "log.hpp"
 #include "migrations.hpp"
+#include "pg_internal.hpp"
 #include "store.hpp"
 #include "util.hpp"
 
@@ -35,12 +36,12 @@ std::string epoch_to_timestamptz(double epoch) {
   return buf;
 }
 
-const char* opt(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+using pg::opt;
 
 // Columns copied when a job moves to jr_jobs_done, and back when a dead letter is retried.
 #define JR_DONE_COLS                                                                     \
   "id, queue, kind, payload, state, priority, attempt, max_attempts, result, progress, " \
-  "errors, options, created_at, started_at, timeout_ms, retry_schedule"
+  "errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit"
 
 // The options document of an insert: retention settings the pruner reads.
 std::string insert_options(const JobInsertParams& p) {
@@ -48,16 +49,6 @@ std::string insert_options(const JobInsertParams& p) {
   if (p.result_ttl_seconds) o["result_ttl"] = *p.result_ttl_seconds;
   if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
   return o.dump();
-}
-
-std::vector<int> parse_int_array(const pqxx::field& f) {
-  std::vector<int> out;
-  if (f.is_null()) return out;
-  std::string s = f.c_str();  // {1,2,3}
-  for (auto& item : split_list(std::string_view(s).substr(1, s.size() - 2))) {
-    out.push_back(std::stoi(item));
-  }
-  return out;
 }
 
 class NotifyReceiver : public pqxx::notification_receiver {
@@ -108,21 +99,49 @@ class PgStore final : public Store {
     });
   }
 
-  int64_t JobInsert(const JobInsertParams& p) override {
+  JobInsertResult JobInsertEx(const JobInsertParams& p) override {
     return guard([&] {
       ensure_prepared();
-      pqxx::work tx(*conn_);
       std::string sched = p.retry_schedule
                               ? pg_int_array(to_i64(parse_retry_schedule(*p.retry_schedule)))
                               : std::string();
-      auto r = tx.exec_prepared(
-          "job_insert", p.kind, opt(p.queue), p.payload, p.priority, p.delay_seconds, opt(p.run_at),
-          p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
-          p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
-          p.retry_schedule ? sched.c_str() : nullptr,
-          p.ttl_seconds ? std::to_string(*p.ttl_seconds).c_str() : nullptr, insert_options(p));
-      tx.commit();
-      return r[0][0].as<int64_t>();
+      std::string deps = pg_int_array(p.depends_on);
+      for (int tries = 0;; ++tries) {
+        pqxx::work tx(*conn_);
+        if (!p.depends_on.empty()) {
+          auto found = tx.exec_params(
+              "SELECT array_agg(x) FROM unnest($1::bigint[]) x WHERE NOT EXISTS (SELECT 1 FROM "
+              "jr_jobs_all a WHERE a.id = x)",
+              deps);
+          if (!found[0][0].is_null()) {
+            throw StoreError(
+                "--depends-on names jobs that do not exist: " + std::string(found[0][0].c_str()),
+                false);
+          }
+        }
+        auto r = tx.exec_prepared(
+            "job_insert", p.kind, opt(p.queue), p.payload, p.priority, p.delay_seconds,
+            opt(p.run_at), p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
+            p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
+            p.retry_schedule ? sched.c_str() : nullptr,
+            p.ttl_seconds ? std::to_string(*p.ttl_seconds).c_str() : nullptr, insert_options(p),
+            opt(p.unique_key), p.unique, opt(p.lock_key),
+            p.lock_limit ? std::to_string(*p.lock_limit).c_str() : nullptr,
+            p.depends_on.empty() ? nullptr : deps.c_str());
+        if (!r.empty()) {
+          tx.commit();
+          return JobInsertResult{r[0][0].as<int64_t>(), true};
+        }
+        // A live job holds the unique key: return it. It may finish between the two
+        // statements, in which case the insert is simply tried again.
+        auto existing = tx.exec_params(
+            "SELECT id FROM jr_jobs WHERE unique_key = CASE WHEN $3 THEN md5($1 || ':' || "
+            "$2::jsonb::text) ELSE $4 END",
+            p.kind, p.payload, p.unique, opt(p.unique_key));
+        tx.commit();
+        if (!existing.empty()) return JobInsertResult{existing[0][0].as<int64_t>(), false};
+        if (tries > 10) throw StoreError("unique insert kept racing; giving up", true);
+      }
     });
   }
 
@@ -191,30 +210,8 @@ class PgStore final : public Store {
     return guard([&] {
       ensure_prepared();
       pqxx::work tx(*conn_);
-      auto r = tx.exec_prepared("job_claim", pg_text_array(p.kinds),
-                                p.queues.empty() ? nullptr : pg_text_array(p.queues).c_str(),
-                                p.limit, p.worker_id, p.lease_seconds);
+      auto out = pg::claim(tx, p);
       tx.commit();
-      std::vector<ClaimedJob> out;
-      out.reserve(r.size());
-      for (const auto& row : r) {
-        ClaimedJob j;
-        j.id = row[0].as<int64_t>();
-        j.kind = row[1].c_str();
-        j.queue = row[2].c_str();
-        j.payload = row[3].c_str();
-        j.priority = row[4].as<int>();
-        j.attempt = row[5].as<int>();
-        if (!row[6].is_null()) j.max_attempts = row[6].as<int>();
-        if (!row[7].is_null()) j.timeout_ms = row[7].as<int64_t>();
-        j.retry_schedule = parse_int_array(row[8]);
-        j.created_at = row[9].as<double>();
-        j.started_at = row[10].as<double>();
-        out.push_back(std::move(j));
-      }
-      std::sort(out.begin(), out.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
-        return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
-      });
       return out;
     });
   }
@@ -362,7 +359,7 @@ class PgStore final : public Store {
         ins AS (INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
                 SELECT id, queue, kind, payload, 'discarded', priority, attempt, max_attempts,
                        NULL, progress, errors || e, options, created_at, started_at, timeout_ms,
-                       retry_schedule FROM dead
+                       retry_schedule, lock_key, lock_limit FROM dead
                 RETURNING id),
         upd AS (UPDATE jr_jobs j
                    SET state = 'retryable', lease_owner = NULL, lease_expires_at = NULL,
@@ -396,7 +393,7 @@ class PgStore final : public Store {
         SELECT id, queue, kind, payload, 'cancelled', priority, attempt, max_attempts, NULL,
                progress, errors || jsonb_build_array(jsonb_build_object('attempt', attempt,
                'at', now(), 'kind', 'expired', 'message', 'ttl passed before the job started')),
-               options, created_at, started_at, timeout_ms, retry_schedule FROM x)SQL",
+               options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit FROM x)SQL",
                               limit);
       tx.commit();
       return static_cast<int>(r.affected_rows());
@@ -414,7 +411,9 @@ class PgStore final : public Store {
               OR (state = 'discarded' AND finished_at < now() - make_interval(secs =>
                     coalesce((options->>'failure_ttl')::float8, $2)))
               OR (state = 'cancelled' AND finished_at < now() - make_interval(secs => $3))
-           LIMIT $4))SQL",
+           LIMIT $4)
+          AND NOT EXISTS (SELECT 1 FROM jr_jobs w
+                           WHERE w.state = 'waiting' AND w.depends_on @> ARRAY[jr_jobs_done.id]))SQL",
                               p.result_ttl_seconds, p.failure_ttl_seconds, p.cancelled_ttl_seconds,
                               p.limit);
       tx.commit();
@@ -431,7 +430,7 @@ class PgStore final : public Store {
         SELECT id, queue, kind, payload, 'cancelled', priority, attempt, max_attempts, NULL,
                progress, errors || jsonb_build_array(jsonb_build_object('attempt', attempt,
                'at', now(), 'kind', 'cancelled', 'message', 'cancelled on request before it ran')),
-               options, created_at, started_at, timeout_ms, retry_schedule FROM x
+               options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit FROM x
         RETURNING id)SQL",
                               id);
       if (!r.empty()) {
@@ -473,11 +472,12 @@ class PgStore final : public Store {
       WITH x AS (DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done WHERE )SQL" +
            where + R"SQL( ORDER BY id LIMIT $1) RETURNING *)
       INSERT INTO jr_jobs (id, queue, kind, payload, state, priority, run_at, attempt,
-                           max_attempts, timeout_ms, retry_schedule, errors, options, created_at)
+                           max_attempts, timeout_ms, retry_schedule, errors, options, created_at,
+                           lock_key, lock_limit)
       SELECT id, queue, kind, payload, 'available', priority, now(), attempt,
              greatest(coalesce(max_attempts, (SELECT k.max_attempts FROM jr_kinds k
                                                WHERE k.kind = x.kind), 25), attempt + 1),
-             timeout_ms, retry_schedule, errors, options, created_at FROM x
+             timeout_ms, retry_schedule, errors, options, created_at, lock_key, lock_limit FROM x
       RETURNING id)SQL";
   }
 
@@ -563,6 +563,131 @@ class PgStore final : public Store {
       tx.exec_params("DELETE FROM jr_leaders WHERE name = $1 AND owner = $2", name, owner);
       tx.commit();
       return 0;
+    });
+  }
+
+  std::pair<int, int> JobResolveDependencies(int limit) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = pg::resolve_dependencies(tx, limit);
+      if (r.first > 0) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return r;
+    });
+  }
+
+  int JobAgePriorities(double seconds_per_point, int limit) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      int n = pg::age_priorities(tx, seconds_per_point, limit);
+      tx.commit();
+      return n;
+    });
+  }
+
+  void QueuePause(const std::string& queue) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params("INSERT INTO jr_queue_pauses (queue) VALUES ($1) ON CONFLICT DO NOTHING",
+                     queue);
+      tx.commit();
+      return 0;
+    });
+  }
+
+  bool QueueResume(const std::string& queue) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params("DELETE FROM jr_queue_pauses WHERE queue = $1", queue);
+      tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return r.affected_rows() > 0;
+    });
+  }
+
+  std::vector<std::string> QueuePaused() override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      std::vector<std::string> out;
+      for (const auto& row : tx.exec("SELECT queue FROM jr_queue_pauses ORDER BY queue")) {
+        out.emplace_back(row[0].c_str());
+      }
+      return out;
+    });
+  }
+
+  void RateLimitSet(const std::string& key, double rate, double burst) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(
+          "INSERT INTO jr_rate_limits (key, rate, burst, tokens) VALUES ($1, $2, $3, $3) "
+          "ON CONFLICT (key) DO UPDATE SET rate = EXCLUDED.rate, burst = EXCLUDED.burst, "
+          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now()",
+          key, rate, burst);
+      tx.commit();
+      return 0;
+    });
+  }
+
+  bool RateLimitRemove(const std::string& key) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params("DELETE FROM jr_rate_limits WHERE key = $1", key);
+      tx.commit();
+      return r.affected_rows() > 0;
+    });
+  }
+
+  std::string RateLimitList() override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec(
+          "SELECT coalesce(json_agg(json_build_object('key', key, 'rate', rate, 'burst', burst, "
+          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at))) "
+          "ORDER BY key), '[]')::text FROM jr_rate_limits");
+      return std::string(r[0][0].c_str());
+    });
+  }
+
+  bool KindsIdle(const std::vector<std::string>& kinds) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params(
+          "SELECT NOT EXISTS (SELECT 1 FROM jr_jobs WHERE kind = ANY($1::text[]) AND state IN "
+          "('available', 'running'))",
+          pg_text_array(kinds));
+      return r[0][0].as<bool>();
+    });
+  }
+
+  void CronUpsert(const std::vector<CronEntry>& entries) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      pg::cron_upsert(tx, entries);
+      tx.commit();
+      return 0;
+    });
+  }
+
+  std::string CronList() override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec(
+          "SELECT coalesce(json_agg(json_build_object('name', name, 'schedule', schedule, "
+          "'timezone', timezone, 'kind', kind, 'queue', queue, 'payload', payload, 'backfill', "
+          "backfill, 'source', source, 'next_run_at', next_run_at, 'last_run_at', last_run_at) "
+          "ORDER BY name), '[]')::text FROM jr_cron");
+      return std::string(r[0][0].c_str());
+    });
+  }
+
+  int CronRun(const CronNext& next) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      int n = pg::cron_run(tx, next);
+      if (n > 0) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return n;
     });
   }
 
@@ -727,32 +852,22 @@ class PgStore final : public Store {
   void prepare_all() {
     auto& c = *conn_;
     c.prepare("job_insert", R"SQL(
-      INSERT INTO jr_jobs (queue, kind, payload, state, priority, run_at, max_attempts, timeout_ms,
-                           retry_schedule, expires_at, options)
+      INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, run_at,
+                           max_attempts, timeout_ms, retry_schedule, expires_at, options,
+                           unique_key, lock_key, lock_limit, depends_on)
       VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
               $1, $3::jsonb,
-              CASE WHEN $6::timestamptz IS NOT NULL OR $5::float8 > 0 THEN 'scheduled'
+              CASE WHEN $16::bigint[] IS NOT NULL THEN 'waiting'
+                   WHEN $6::timestamptz IS NOT NULL OR $5::float8 > 0 THEN 'scheduled'
                    ELSE 'available' END,
-              $4, coalesce($6::timestamptz, now() + make_interval(secs => $5::float8)),
+              $4, $4, coalesce($6::timestamptz, now() + make_interval(secs => $5::float8)),
               $7::integer, $8::bigint, $9::integer[],
-              now() + make_interval(secs => $10::float8), $11::jsonb)
+              now() + make_interval(secs => $10::float8), $11::jsonb,
+              CASE WHEN $13::boolean THEN md5($1 || ':' || $3::jsonb::text) ELSE $12::text END,
+              $14::text, $15::integer, $16::bigint[])
+      ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
       RETURNING id)SQL");
-    c.prepare("job_claim", R"SQL(
-      WITH c AS (
-        SELECT id FROM jr_jobs
-         WHERE state = 'available' AND kind = ANY($1::text[])
-           AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
-           AND (expires_at IS NULL OR expires_at > now())
-         ORDER BY priority DESC, id
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED)
-      UPDATE jr_jobs j
-         SET state = 'running', attempt = j.attempt + 1, lease_owner = $4,
-             lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now()
-        FROM c WHERE j.id = c.id
-      RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
-                j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
-                extract(epoch from j.started_at))SQL");
+    pg::prepare_claim(c);
     c.prepare("job_complete_many", R"SQL(
       WITH x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(id bigint, attempt int,
                                                                    result jsonb)),
@@ -761,10 +876,10 @@ class PgStore final : public Store {
                AND j.lease_owner = $1
          RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
                    x.result, j.progress, j.errors, j.options, j.created_at, j.started_at,
-                   j.timeout_ms, j.retry_schedule)
+                   j.timeout_ms, j.retry_schedule, j.lock_key, j.lock_limit)
       INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
       SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
-             progress, errors, options, created_at, started_at, timeout_ms, retry_schedule FROM d
+             progress, errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit FROM d
       RETURNING id)SQL");
     const char* error_entry =
         "jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'kind', "
@@ -793,7 +908,7 @@ class PgStore final : public Store {
       SELECT id, queue, kind, payload, $4, priority, attempt, max_attempts, NULL, progress,
              errors || )SQL") + error_entry +
                                      R"SQL(, options, created_at, started_at,
-             timeout_ms, retry_schedule FROM d
+             timeout_ms, retry_schedule, lock_key, lock_limit FROM d
       RETURNING id)SQL");
     c.prepare("job_heartbeat", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)

@@ -8,11 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "cron.hpp"
 
 namespace jr {
 
@@ -40,6 +43,20 @@ struct JobInsertParams {
   std::optional<double> ttl_seconds;          // expire if not started within this time
   std::optional<double> result_ttl_seconds;   // keep a completed job this long
   std::optional<double> failure_ttl_seconds;  // keep a dead letter this long
+  // Unique jobs: while a job with this key is waiting, queued or running, inserting another
+  // returns the existing job's id instead. `unique` derives the key from kind and payload.
+  std::optional<std::string> unique_key;
+  bool unique = false;
+  // Lock keys: at most lock_limit (default 1) jobs with this key run at once, anywhere.
+  std::optional<std::string> lock_key;
+  std::optional<int> lock_limit;
+  // Parents that must complete first; a parent that is dead-lettered or cancelled cancels it.
+  std::vector<int64_t> depends_on;
+};
+
+struct JobInsertResult {
+  int64_t id = 0;
+  bool inserted = true;  // false: a unique job with the same key already existed
 };
 
 struct ClaimedJob {
@@ -62,6 +79,8 @@ struct JobClaimParams {
   std::vector<std::string> queues;  // empty: any queue
   int limit = 1;
   double lease_seconds = 30;
+  // Set by JobClaim when rate limits held jobs back: try again after this long.
+  double* throttled_retry_seconds = nullptr;
 };
 
 // Outcome of one attempt as the engine records it.
@@ -141,7 +160,8 @@ class Store {
   virtual int SchemaMigrate() = 0;
   virtual int SchemaVersion() = 0;
 
-  virtual int64_t JobInsert(const JobInsertParams& p) = 0;
+  virtual int64_t JobInsert(const JobInsertParams& p) { return JobInsertEx(p).id; }
+  virtual JobInsertResult JobInsertEx(const JobInsertParams& p) = 0;
   // Bulk insert in one transaction (COPY); returns the new ids in input order.
   virtual std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) = 0;
   virtual std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) = 0;
@@ -182,6 +202,33 @@ class Store {
   virtual bool LeaderTryAcquire(const std::string& name, const std::string& owner,
                                 double ttl_seconds) = 0;
   virtual void LeaderResign(const std::string& name, const std::string& owner) = 0;
+
+  // Flow control.
+  // Waiting jobs whose parents all completed become available; those with a dead-lettered or
+  // cancelled parent are cancelled. Returns {promoted, cancelled}.
+  virtual std::pair<int, int> JobResolveDependencies(int limit) = 0;
+  // Ages priorities: available jobs waiting longer than `seconds_per_point` per point gain
+  // priority (never beyond the highest waiting priority). Returns rows changed.
+  virtual int JobAgePriorities(double seconds_per_point, int limit) = 0;
+  virtual void QueuePause(const std::string& queue) = 0;
+  virtual bool QueueResume(const std::string& queue) = 0;
+  virtual std::vector<std::string> QueuePaused() = 0;
+  virtual void RateLimitSet(const std::string& key, double rate, double burst) = 0;
+  virtual bool RateLimitRemove(const std::string& key) = 0;
+  // [{key, rate, burst, tokens}] as JSON text.
+  virtual std::string RateLimitList() = 0;
+  // True when no job of these kinds is available or running anywhere.
+  virtual bool KindsIdle(const std::vector<std::string>& kinds) = 0;
+
+  // Cron. Upsert keeps an entry's next run unless its schedule or time zone changed.
+  virtual void CronUpsert(const std::vector<CronEntry>& entries) = 0;
+  virtual std::string CronList() = 0;  // JSON array
+  // Enqueues one job for every due entry (once per tick, whatever the number of runners) and
+  // advances it. `next(schedule, after_local)` returns the next naive local time after
+  // `after_local`. Returns how many jobs were enqueued.
+  using CronNext =
+      std::function<std::optional<std::string>(const std::string&, const std::string&)>;
+  virtual int CronRun(const CronNext& next) = 0;
 
   virtual void WorkerRegister(const WorkerRegisterParams& p) = 0;
   virtual void WorkerHeartbeat(const std::string& worker_id, int64_t jobs_done) = 0;

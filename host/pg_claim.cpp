@@ -1,0 +1,245 @@
+// Claiming: the one statement on the hot path, plus the slower paths it defers to when lock
+// keys or rate limits are in play.
+//
+// Fairness: the claim walks the distinct queues that have available jobs (a loose index scan
+// over jr_jobs_queue_available_idx) and takes jobs round-robin across them, so a flood in one
+// queue cannot starve the others. Within a queue: higher priority first, then FIFO.
+//
+// Lock keys: a job with a lock key is not claimed by the main statement. Its key is locked
+// with a transaction-level advisory lock and a second statement, whose snapshot is taken after
+// the lock is held, checks how many jobs with that key are running. Any other claimer of the
+// key holds the same lock until it commits, so the count cannot be stale.
+//
+// Rate limits: token buckets in jr_rate_limits rows, locked for the claim's transaction.
+// Limited queues/kinds are excluded from the main claim and claimed separately, at most as
+// many as there are whole tokens.
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "pg_internal.hpp"
+#include "util.hpp"
+
+namespace jr::pg {
+namespace {
+
+const char* kClaimSql = R"SQL(
+WITH RECURSIVE qs AS (
+  SELECT min(queue) AS queue FROM jr_jobs WHERE state = 'available' AND $8::text[] IS NULL
+  UNION ALL
+  SELECT (SELECT min(j.queue) FROM jr_jobs j WHERE j.state = 'available' AND j.queue > qs.queue)
+    FROM qs WHERE qs.queue IS NOT NULL),
+eligible AS (
+  SELECT queue FROM qs WHERE queue IS NOT NULL
+     AND ($2::text[] IS NULL OR queue LIKE ANY($2::text[]))
+  UNION ALL
+  SELECT unnest($8::text[])),
+open_q AS (
+  SELECT DISTINCT e.queue FROM eligible e
+   WHERE NOT EXISTS (SELECT 1 FROM jr_queue_pauses p WHERE p.queue = e.queue)
+     AND ($6::text[] IS NULL OR e.queue <> ALL($6::text[]))),
+nq AS (SELECT greatest(count(*), 1) AS n FROM open_q),
+cand AS (
+  SELECT c.* FROM open_q q CROSS JOIN LATERAL (
+    SELECT j.id, j.queue, j.priority, j.lock_key FROM jr_jobs j
+     WHERE j.state = 'available' AND j.queue = q.queue AND j.kind = ANY($1::text[])
+       AND ($7::text[] IS NULL OR j.kind <> ALL($7::text[]))
+       AND (j.expires_at IS NULL OR j.expires_at > now())
+     ORDER BY j.priority DESC, j.id
+     LIMIT least($3::int, ceil($3::int * 2.0 / (SELECT n FROM nq))::int)
+       FOR UPDATE SKIP LOCKED) c),
+pick AS (
+  SELECT id, lock_key FROM (
+    SELECT cand.*, row_number() OVER (PARTITION BY queue ORDER BY priority DESC, id) AS rn
+      FROM cand) r
+   ORDER BY rn, priority DESC, id LIMIT $3::int),
+upd AS (
+  UPDATE jr_jobs j
+     SET state = 'running', attempt = j.attempt + 1, lease_owner = $4,
+         lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now()
+    FROM pick WHERE j.id = pick.id AND pick.lock_key IS NULL
+  RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.priority, j.attempt,
+            j.max_attempts, j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at) AS c,
+            extract(epoch from j.started_at) AS s)
+SELECT upd.*, false AS deferred FROM upd
+UNION ALL
+SELECT id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bigint,
+       NULL::int[], NULL::numeric, NULL::numeric, true
+  FROM pick WHERE lock_key IS NOT NULL AND pg_try_advisory_xact_lock(27251, hashtext(lock_key))
+)SQL";
+
+// Second step for lock-keyed candidates whose key lock this transaction holds.
+const char* kClaimLockedSql = R"SQL(
+WITH c AS (
+  SELECT j.id, j.lock_key, coalesce(j.lock_limit, 1) AS lim,
+         row_number() OVER (PARTITION BY j.lock_key ORDER BY j.priority DESC, j.id) AS rn
+    FROM jr_jobs j WHERE j.id = ANY($1::bigint[]) AND j.state = 'available'),
+ok AS (
+  SELECT c.id FROM c
+   WHERE c.rn <= c.lim - (SELECT count(*) FROM jr_jobs r
+                           WHERE r.lock_key = c.lock_key AND r.state = 'running'))
+UPDATE jr_jobs j
+   SET state = 'running', attempt = j.attempt + 1, lease_owner = $2,
+       lease_expires_at = now() + make_interval(secs => $3::float8), started_at = now()
+  FROM ok WHERE j.id = ok.id
+RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
+          j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
+          extract(epoch from j.started_at), false
+)SQL";
+
+std::vector<int> int_array(const pqxx::field& f) {
+  std::vector<int> out;
+  if (f.is_null()) return out;
+  std::string s = f.c_str();
+  for (auto& item : split_list(std::string_view(s).substr(1, s.size() - 2))) {
+    out.push_back(std::stoi(item));
+  }
+  return out;
+}
+
+ClaimedJob to_job(const pqxx::row& row) {
+  ClaimedJob j;
+  j.id = row[0].as<int64_t>();
+  j.kind = row[1].c_str();
+  j.queue = row[2].c_str();
+  j.payload = row[3].c_str();
+  j.priority = row[4].as<int>();
+  j.attempt = row[5].as<int>();
+  if (!row[6].is_null()) j.max_attempts = row[6].as<int>();
+  if (!row[7].is_null()) j.timeout_ms = row[7].as<int64_t>();
+  j.retry_schedule = int_array(row[8]);
+  j.created_at = row[9].as<double>();
+  j.started_at = row[10].as<double>();
+  return j;
+}
+
+bool has_wildcard(const std::vector<std::string>& queues) {
+  for (const auto& q : queues) {
+    if (q.find('*') != std::string::npos) return true;
+  }
+  return false;
+}
+
+// "contest:submissions:*" -> LIKE pattern "contest:submissions:%" (LIKE's own % and _ escaped).
+std::string like_pattern(const std::string& glob) {
+  std::string out;
+  for (char c : glob) {
+    if (c == '%' || c == '_' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '*') {
+      out += '%';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+struct ClaimScope {
+  std::vector<std::string> kinds;
+  std::vector<std::string> exact_queues;  // used when non-empty
+  std::vector<std::string> patterns;      // LIKE patterns when non-empty
+  std::vector<std::string> exclude_queues;
+  std::vector<std::string> exclude_kinds;
+};
+
+std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, const ClaimScope& s,
+                                    int limit) {
+  std::vector<ClaimedJob> out;
+  if (limit <= 0) return out;
+  auto arr = [](const std::vector<std::string>& v) -> std::string { return pg_text_array(v); };
+  std::string kinds = arr(s.kinds), exact = arr(s.exact_queues), pats = arr(s.patterns),
+              exq = arr(s.exclude_queues), exk = arr(s.exclude_kinds);
+  auto r = tx.exec_prepared("job_claim", kinds, s.patterns.empty() ? nullptr : pats.c_str(), limit,
+                            p.worker_id, p.lease_seconds,
+                            s.exclude_queues.empty() ? nullptr : exq.c_str(),
+                            s.exclude_kinds.empty() ? nullptr : exk.c_str(),
+                            s.exact_queues.empty() ? nullptr : exact.c_str());
+  std::vector<int64_t> deferred;
+  for (const auto& row : r) {
+    if (row[11].as<bool>()) {
+      deferred.push_back(row[0].as<int64_t>());
+    } else {
+      out.push_back(to_job(row));
+    }
+  }
+  if (!deferred.empty()) {
+    auto r2 =
+        tx.exec_prepared("job_claim_locked", pg_int_array(deferred), p.worker_id, p.lease_seconds);
+    for (const auto& row : r2) out.push_back(to_job(row));
+  }
+  return out;
+}
+
+}  // namespace
+
+void prepare_claim(pqxx::connection_base& c) {
+  c.prepare("job_claim", kClaimSql);
+  c.prepare("job_claim_locked", kClaimLockedSql);
+}
+
+std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
+  ClaimScope base;
+  base.kinds = p.kinds;
+  if (has_wildcard(p.queues)) {
+    for (const auto& q : p.queues) base.patterns.push_back(like_pattern(q));
+  } else {
+    base.exact_queues = p.queues;
+  }
+  // Rate limits that touch this runner's queues or kinds.
+  std::vector<ClaimedJob> out;
+  auto limits = tx.exec_params(
+      "SELECT key, floor(least(burst, tokens + rate * extract(epoch from now() - updated_at))), "
+      "rate FROM jr_rate_limits ORDER BY key FOR UPDATE");
+  if (limits.empty()) {
+    out = claim_scope(tx, p, base, p.limit);
+  } else {
+    ClaimScope unlimited = base;
+    struct Limited {
+      std::string key;
+      ClaimScope scope;
+      int allowance;
+      double rate;
+    };
+    std::vector<Limited> limited;
+    for (const auto& row : limits) {
+      std::string key = row[0].c_str();
+      std::string name = key.substr(key.find(':') + 1);
+      Limited l{key, base, row[1].as<int>(), row[2].as<double>()};
+      if (key.rfind("queue:", 0) == 0) {
+        unlimited.exclude_queues.push_back(name);
+        l.scope.exact_queues = {name};
+        l.scope.patterns.clear();
+      } else {
+        if (std::find(p.kinds.begin(), p.kinds.end(), name) == p.kinds.end()) continue;
+        unlimited.exclude_kinds.push_back(name);
+        l.scope.kinds = {name};
+      }
+      limited.push_back(std::move(l));
+    }
+    out = claim_scope(tx, p, unlimited, p.limit);
+    double retry_after = 0;
+    for (auto& l : limited) {
+      int room = p.limit - static_cast<int>(out.size());
+      int want = std::min(room, l.allowance);
+      auto got = want > 0 ? claim_scope(tx, p, l.scope, want) : std::vector<ClaimedJob>{};
+      tx.exec_params(
+          "UPDATE jr_rate_limits SET tokens = least(burst, tokens + rate * extract(epoch from "
+          "now() - updated_at)) - $2, updated_at = now() WHERE key = $1",
+          l.key, static_cast<int>(got.size()));
+      if (static_cast<int>(got.size()) >= l.allowance && room > static_cast<int>(got.size())) {
+        double wait = 1.0 / l.rate;
+        retry_after = retry_after == 0 ? wait : std::min(retry_after, wait);
+      }
+      for (auto& j : got) out.push_back(std::move(j));
+    }
+    if (p.throttled_retry_seconds != nullptr) *p.throttled_retry_seconds = retry_after;
+  }
+  std::sort(out.begin(), out.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+  });
+  return out;
+}
+
+}  // namespace jr::pg

@@ -1,0 +1,27 @@
+// Internal to the PostgreSQL store: statement helpers shared by pg_store.cpp and the files that
+// hold its larger SQL (pg_claim.cpp, pg_flow.cpp). Every function runs inside the caller's
+// transaction and throws libpqxx errors, which PgStore turns into StoreError.
+#pragma once
+
+#include <pqxx/pqxx>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store.hpp"
+
+namespace jr::pg {
+
+// Claims jobs (fair across queues, lock keys honoured, paused queues and rate limits obeyed).
+std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p);
+void prepare_claim(pqxx::connection_base& c);
+
+std::pair<int, int> resolve_dependencies(pqxx::work& tx, int limit);
+int age_priorities(pqxx::work& tx, double seconds_per_point, int limit);
+
+const char* opt(const std::optional<std::string>& s);
+
+void cron_upsert(pqxx::work& tx, const std::vector<CronEntry>& entries);
+int cron_run(pqxx::work& tx, const Store::CronNext& next);
+
+}  // namespace jr::pg

@@ -1,0 +1,259 @@
+#include "confine.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/landlock.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace jr::sandbox {
+namespace {
+
+// Landlock constants newer than the installed kernel headers (ABI-stable values).
+constexpr uint64_t kFsTruncate = 1ULL << 14;  // ABI 3
+constexpr uint64_t kFsIoctlDev = 1ULL << 15;  // ABI 5
+constexpr uint64_t kNetBindTcp = 1ULL << 0;   // ABI 4
+constexpr uint64_t kNetConnectTcp = 1ULL << 1;
+constexpr uint64_t kScopeAbstractUnix = 1ULL << 0;  // ABI 6
+constexpr uint64_t kScopeSignal = 1ULL << 1;
+
+struct RulesetAttr {  // struct landlock_ruleset_attr as of ABI 6
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+  uint64_t scoped;
+};
+
+std::string errstr(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+void set_limit(int res, const char* name, rlim_t soft, rlim_t hard, nlohmann::json& out) {
+  struct rlimit rl{soft, hard};
+  if (setrlimit(res, &rl) != 0) throw ConfineError(errstr(name));
+  out[name] = soft == RLIM_INFINITY ? nlohmann::json("unlimited") : nlohmann::json(soft);
+}
+
+uint64_t fs_rights(int abi) {
+  uint64_t all = (1ULL << 13) - 1;  // ABI 1: EXECUTE .. MAKE_SYM
+  if (abi >= 2) all |= LANDLOCK_ACCESS_FS_REFER;
+  if (abi >= 3) all |= kFsTruncate;
+  if (abi >= 5) all |= kFsIoctlDev;
+  return all;
+}
+
+// Adds one path_beneath rule; returns false (errno set) when the path cannot be opened.
+bool add_path(int ruleset, const std::string& path, bool writable, int abi) {
+  int fd = open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st{};
+  fstat(fd, &st);
+  const uint64_t file_only = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+                             LANDLOCK_ACCESS_FS_READ_FILE | (abi >= 3 ? kFsTruncate : 0) |
+                             (abi >= 5 ? kFsIoctlDev : 0);
+  uint64_t access = writable ? fs_rights(abi)
+                             : (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
+                                LANDLOCK_ACCESS_FS_EXECUTE);
+  if (!S_ISDIR(st.st_mode)) access &= file_only;
+  landlock_path_beneath_attr attr{};
+  attr.allowed_access = access;
+  attr.parent_fd = fd;
+  long rc = syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr, 0);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return rc == 0;
+}
+
+std::string dir_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Returns the layer's report; appends a warning when it degraded.
+nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>& warnings) {
+  int abi = spec.simulate_missing.count("landlock") ? 0 : landlock_abi();
+  if (abi <= 0) {
+    std::string why = spec.simulate_missing.count("landlock")
+                          ? "the kernel does not support Landlock (simulated)"
+                          : "the kernel does not support Landlock (" +
+                                std::string(std::strerror(errno)) + ")";
+    warnings.push_back("landlock: " + why + "; file access is limited by uid and seccomp only");
+    return "degraded: " + why;
+  }
+  RulesetAttr attr{};
+  attr.handled_access_fs = fs_rights(abi);
+  bool net_rules = abi >= 4 && spec.policy.network == Network::none;
+  if (net_rules) attr.handled_access_net = kNetBindTcp | kNetConnectTcp;
+  if (abi >= 6) attr.scoped = kScopeAbstractUnix | kScopeSignal;
+  size_t size = abi >= 6 ? sizeof(RulesetAttr) : abi >= 4 ? 16 : 8;
+  int rs = static_cast<int>(syscall(SYS_landlock_create_ruleset, &attr, size, 0));
+  if (rs < 0) {
+    std::string why = errstr("landlock_create_ruleset");
+    warnings.push_back("landlock: " + why);
+    return "degraded: " + why;
+  }
+  std::vector<std::string> ro = {"/lib",          "/lib64",       "/lib32",
+                                 "/usr",          "/etc/ld.so.cache", "/etc/localtime",
+                                 "/etc/passwd",   "/etc/group",   "/etc/ssl",
+                                 "/dev/urandom",  "/dev/random",  "/dev/zero",
+                                 "/sys/devices/system/cpu", "/proc/self"};
+  if (spec.policy.network != Network::none) {
+    for (const char* p : {"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf",
+                          "/etc/host.conf", "/etc/services", "/etc/protocols"}) {
+      ro.push_back(p);
+    }
+  }
+  ro.push_back(dir_of(spec.plugin_path));
+  for (const auto& p : ro) add_path(rs, p, false, abi);  // missing system paths are fine
+  add_path(rs, "/dev/null", true, abi);
+  nlohmann::json granted_ro = nlohmann::json::array(), granted_rw = nlohmann::json::array();
+  for (const auto& p : spec.policy.readable) {
+    if (add_path(rs, p, false, abi)) {
+      granted_ro.push_back(p);
+    } else {
+      warnings.push_back("landlock: readable path " + p + " not granted: " + std::strerror(errno));
+    }
+  }
+  std::vector<std::string> rw = spec.policy.writable;
+  if (!spec.scratch_dir.empty()) rw.push_back(spec.scratch_dir);
+  for (const auto& p : rw) {
+    if (add_path(rs, p, true, abi)) {
+      granted_rw.push_back(p);
+    } else {
+      warnings.push_back("landlock: writable path " + p + " not granted: " + std::strerror(errno));
+    }
+  }
+  if (syscall(SYS_landlock_restrict_self, rs, 0) != 0) {
+    std::string why = errstr("landlock_restrict_self");
+    close(rs);
+    warnings.push_back("landlock: " + why);
+    return "degraded: " + why;
+  }
+  close(rs);
+  nlohmann::json r = {{"status", "applied"},
+                      {"abi", abi},
+                      {"readable", granted_ro},
+                      {"writable", granted_rw},
+                      {"tcp", net_rules ? "denied" : "not restricted"},
+                      {"scoped", abi >= 6 ? "abstract unix sockets, signals" : "unsupported"}};
+  if (spec.policy.network == Network::none && abi < 4) {
+    r["tcp"] = "not restricted (Landlock ABI < 4)";
+  }
+  return r;
+}
+
+}  // namespace
+
+int landlock_abi() {
+  long v = syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  return v < 0 ? 0 : static_cast<int>(v);
+}
+
+ConfineReport confine(const ConfineSpec& spec) {
+  ConfineReport rep;
+  auto& L = rep.layers;
+  const Policy& pol = spec.policy;
+  // 1. Die with the host. Also checked after the uid drop, which clears the setting.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw ConfineError(errstr("PR_SET_PDEATHSIG"));
+  if (spec.host_pid > 0 && getppid() != spec.host_pid) _exit(70);
+  L["pdeathsig"] = "applied";
+  // 2. Only stdin/stdout/stderr, the IPC socket (3) and the shared page (4) stay open.
+  if (close_range(5, ~0U, 0) != 0) throw ConfineError(errstr("close_range"));
+  L["close_fds"] = "applied (kept 0-4)";
+  // 3. Environment: nothing from the host; TMPDIR and HOME point at the scratch dir.
+  clearenv();
+  if (!spec.scratch_dir.empty()) {
+    setenv("TMPDIR", spec.scratch_dir.c_str(), 1);
+    setenv("HOME", spec.scratch_dir.c_str(), 1);
+  }
+  L["environment"] = "cleared";
+  // 4. Resource limits.
+  nlohmann::json lim = nlohmann::json::object();
+  if (pol.memory_mb > 0) {
+    rlim_t as = static_cast<rlim_t>(pol.memory_mb) << 20;
+#if defined(__SANITIZE_ADDRESS__)
+    rep.warnings.push_back("rlimits: RLIMIT_AS not set in an AddressSanitizer build");
+    lim["RLIMIT_AS"] = "degraded: AddressSanitizer build";
+    (void)as;
+#else
+    set_limit(RLIMIT_AS, "RLIMIT_AS", as, as, lim);
+#endif
+  }
+  if (pol.cpu_seconds > 0) {
+    // The per-job budget is enforced per worker life: 2x the budget, and the host recycles a
+    // worker that has used more than one budget, so every job starts with at least one left.
+    rlim_t cpu = static_cast<rlim_t>(std::ceil(pol.cpu_seconds * 2));
+    set_limit(RLIMIT_CPU, "RLIMIT_CPU", cpu, cpu + 1, lim);
+  }
+  set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", static_cast<rlim_t>(pol.max_open_files),
+            static_cast<rlim_t>(pol.max_open_files), lim);
+  set_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", static_cast<rlim_t>(pol.max_file_mb) << 20,
+            static_cast<rlim_t>(pol.max_file_mb) << 20, lim);
+  set_limit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0, lim);
+  // 5. No privilege gain through exec (setuid binaries, file capabilities).
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw ConfineError(errstr("NO_NEW_PRIVS"));
+  L["no_new_privs"] = "applied";
+  // 6. Network namespace (needs CAP_SYS_ADMIN: before the uid drop).
+  if (pol.network == Network::none) {
+    if (spec.simulate_missing.count("netns")) {
+      rep.warnings.push_back("netns: network namespaces unavailable (simulated)");
+      L["netns"] = "degraded: network namespaces unavailable (simulated)";
+    } else if (unshare(CLONE_NEWNET) != 0) {
+      std::string why = errstr("unshare(CLONE_NEWNET)");
+      rep.warnings.push_back("netns: " + why + "; seccomp still refuses socket()");
+      L["netns"] = "degraded: " + why;
+    } else {
+      L["netns"] = "applied (empty network namespace)";
+    }
+  } else {
+    L["netns"] = std::string("not requested (network ") + network_name(pol.network) + ")";
+  }
+  // 7. Unprivileged uid/gid.
+  if (geteuid() == 0 && spec.uid >= 0) {
+    gid_t g = static_cast<gid_t>(spec.gid);
+    uid_t u = static_cast<uid_t>(spec.uid);
+    if (setgroups(0, nullptr) != 0) throw ConfineError(errstr("setgroups"));
+    if (setresgid(g, g, g) != 0) throw ConfineError(errstr("setresgid"));
+    if (setresuid(u, u, u) != 0) throw ConfineError(errstr("setresuid"));
+    if (getuid() != u || geteuid() != u || getgid() != g) {
+      throw ConfineError("uid drop did not take effect");
+    }
+    L["user"] = {{"status", "applied"}, {"uid", u}, {"gid", g}};
+    // A dedicated uid makes RLIMIT_NPROC meaningful (root ignores it): no thread/fork bombs.
+    set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", static_cast<rlim_t>(pol.max_threads),
+              static_cast<rlim_t>(pol.max_threads), lim);
+  } else {
+    L["user"] = "unchanged: the host does not run as root (uid " + std::to_string(geteuid()) + ")";
+    lim["RLIMIT_NPROC"] = "not set (shared uid)";
+  }
+  L["rlimits"] = lim;
+  // The credential change cleared the parent-death signal: set it again.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw ConfineError(errstr("PR_SET_PDEATHSIG"));
+  if (spec.host_pid > 0 && getppid() != spec.host_pid) _exit(70);
+  // 8. Landlock.
+  L["landlock"] = apply_landlock(spec, rep.warnings);
+  // 9. seccomp, last: everything above needs system calls the filter refuses.
+  if (spec.simulate_missing.count("seccomp")) {
+    rep.warnings.push_back("seccomp: unavailable (simulated); system calls are not filtered");
+    L["seccomp"] = "degraded: unavailable (simulated)";
+  } else {
+    std::string err = install_seccomp(pol.network, getpid());
+    if (err.empty()) {
+      L["seccomp"] = "applied (allowlist, kill on violation)";
+    } else {
+      rep.warnings.push_back("seccomp: " + err + "; system calls are not filtered");
+      L["seccomp"] = "degraded: " + err;
+    }
+  }
+  return rep;
+}
+
+}  // namespace jr::sandbox

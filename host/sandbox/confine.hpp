@@ -1,0 +1,53 @@
+// Worker side: confines the jr-worker process before any plugin code runs. Layers, in order:
+// parent-death signal, close other fds, clear the environment, rlimits, no-new-privs, network
+// namespace (needs privileges, so before the uid drop), uid/gid drop (when root), Landlock file
+// (and TCP) rules, seccomp allowlist. A layer the kernel lacks is reported as "degraded: ..."
+// with a warning, never skipped silently; a layer that must not fail (uid drop, rlimits,
+// no-new-privs) throws ConfineError and the worker refuses to load the plugin.
+//
+// Single-threaded: called once, from the worker's main thread, before any other thread exists.
+#pragma once
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "policy.hpp"
+
+namespace jr::sandbox {
+
+class ConfineError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ConfineSpec {
+  Policy policy;
+  std::string plugin_path;
+  std::string scratch_dir;
+  int64_t uid = -1;  // target uid/gid when running as root; -1 = keep
+  int64_t gid = -1;
+  pid_t host_pid = 0;
+  // Test hook: layers to treat as unsupported by the kernel ("landlock", "seccomp", "netns"),
+  // so the degradation path is exercised on a kernel that has them all.
+  std::set<std::string> simulate_missing;
+};
+
+struct ConfineReport {
+  nlohmann::json layers = nlohmann::json::object();  // layer -> "applied ..." / "degraded: ..."
+  std::vector<std::string> warnings;                 // one per degraded layer
+};
+
+ConfineReport confine(const ConfineSpec& spec);
+
+// The seccomp layer alone (seccomp_filter.cpp). Returns "" when loaded, else the reason.
+std::string install_seccomp(Network net, pid_t self);
+
+// Landlock ABI version of the running kernel (0 when unsupported).
+int landlock_abi();
+
+}  // namespace jr::sandbox

@@ -1,0 +1,345 @@
+// SandboxExecutor: a pool of warm jr-worker processes for one plugin and the supervision of
+// each job (frames, deadline, kill, classification, respawn backoff, quarantine, recycling).
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <thread>
+
+#include "internal.hpp"
+#include "sandbox.hpp"
+#include "worker_process.hpp"
+
+namespace jr::sandbox {
+namespace {
+
+constexpr int64_t kTickMs = 50;  // how often a waiting job checks ctx.cancel
+
+}  // namespace
+
+Restart restart_for_kind(const std::string& kind) {
+  if (kind == "seccomp") return Restart::seccomp;
+  if (kind == "oom") return Restart::oom;
+  if (kind == "timeout") return Restart::timeout;
+  if (kind == "protocol") return Restart::protocol;
+  return Restart::crash;
+}
+
+const char* restart_name(Restart r) {
+  static const char* const names[kRestartReasons] = {
+      "crash", "seccomp", "oom", "timeout", "protocol", "cancelled", "recycle", "start_failure"};
+  return names[static_cast<int>(r)];
+}
+
+nlohmann::json Counters::to_json() const {
+  nlohmann::json r = nlohmann::json::object();
+  for (int i = 0; i < kRestartReasons; ++i) {
+    r[restart_name(static_cast<Restart>(i))] = restarts[i].load();
+  }
+  return {{"workers_started", workers_started.load()},
+          {"jobs", jobs.load()},
+          {"quarantines", quarantines.load()},
+          {"released_quarantined", released_quarantined.load()},
+          {"restarts", r}};
+}
+
+SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plugin_config,
+                                 Policy policy, SandboxOptions opts)
+    : name_(plugin.name),
+      path_(std::filesystem::absolute(plugin.path).string()),
+      plugin_config_(std::move(plugin_config)),
+      policy_(std::move(policy)),
+      opts_(std::move(opts)) {
+  worker_path_ = opts_.worker_path.empty() ? default_worker_path() : opts_.worker_path;
+  detail::resolve_user(policy_.user.empty() ? opts_.user : policy_.user, &uid_, &gid_);
+  int n = policy_.workers > 0 ? policy_.workers : std::max(1, opts_.pool_size);
+  slots_.resize(static_cast<size_t>(n));
+}
+
+SandboxExecutor::~SandboxExecutor() { stop(); }
+
+void SandboxExecutor::say(log::Level l, const std::string& msg, nlohmann::json fields) {
+  fields["plugin"] = name_;
+  log::write(l, msg, fields);
+  if (opts_.log_observer) opts_.log_observer(l, msg, fields);
+}
+
+nlohmann::json SandboxExecutor::layers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return layers_;
+}
+
+bool SandboxExecutor::quarantined() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return quarantined_until_ > proto::steady_ms();
+}
+
+void SandboxExecutor::start() {
+  for (auto& s : slots_) {
+    if (s.w) continue;
+    std::string kind, err;
+    bool refused = false;
+    s.w = start_worker(&kind, &err, &refused);
+    if (!s.w) {
+      throw SandboxError("plugin " + path_ + ": sandbox worker failed to start (" + kind +
+                         "): " + err);
+    }
+  }
+}
+
+void SandboxExecutor::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  // Jobs in flight return by their deadline (+ grace) or on cancellation; wait for them.
+  std::unique_lock<std::mutex> lock(mu_);
+  for (auto& s : slots_) {
+    cv_.wait(lock, [&] { return !s.busy; });
+    s.busy = true;  // ours now; nobody else takes a slot once stopping_
+  }
+  lock.unlock();
+  for (auto& s : slots_) {
+    if (!s.w) continue;
+    WorkerProcess& w = *s.w;
+    w.enc.begin(proto::Type::shutdown);
+    if (!proto::write_all_until(w.fd, w.enc.finish(), proto::steady_ms() + 1000) ||
+        !w.wait_exit(2000)) {
+      w.kill();
+    }
+    w.reap();
+    s.w.reset();
+  }
+}
+
+std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, std::string* err,
+                                                             bool* init_refused) {
+  std::string scratch;
+  try {
+    scratch = detail::make_scratch_dir(opts_.scratch_root, name_, uid_, gid_);
+  } catch (const std::exception& e) {
+    *kind = "start_failure";
+    *err = e.what();
+    return nullptr;
+  }
+  auto w = WorkerProcess::spawn(worker_path_, opts_.max_frame, err);
+  if (!w) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
+    *kind = "start_failure";
+    return nullptr;
+  }
+  w->scratch = scratch;
+  nlohmann::json init = detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_,
+                                          gid_, opts_);
+  nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
+  if (hello.is_null()) return nullptr;
+  if (!hello.value("ok", false)) {
+    std::string stage = hello.value("stage", "start");
+    *init_refused = stage == "init";
+    *kind = stage == "init" ? "init" : "start_failure";
+    *err = stage + ": " + hello.value("error", "unknown error");
+    return nullptr;
+  }
+  counters_.workers_started++;
+  std::vector<std::string> fresh;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    layers_ = hello.value("layers", nlohmann::json::object());
+    for (const auto& wmsg : hello.value("warnings", nlohmann::json::array())) {
+      if (wmsg.is_string() && warned_.insert(wmsg.get<std::string>()).second) {
+        fresh.push_back(wmsg.get<std::string>());
+      }
+    }
+  }
+  for (const auto& wmsg : fresh) {
+    say(log::Level::warn, "sandbox layer degraded", {{"warning", wmsg}});
+  }
+  return w;
+}
+
+void SandboxExecutor::note_abnormal_locked(int64_t now) {
+  abnormal_.push_back(now);
+  int64_t window = static_cast<int64_t>(opts_.crash_loop_window_seconds * 1000);
+  while (!abnormal_.empty() && abnormal_.front() < now - window) abnormal_.pop_front();
+  ++consecutive_failures_;
+  int shift = std::min(consecutive_failures_ - 1, 20);
+  next_spawn_ms_ =
+      now + std::min(opts_.respawn_backoff_initial_ms << shift, opts_.respawn_backoff_max_ms);
+  if (static_cast<int>(abnormal_.size()) >= opts_.crash_loop_limit && quarantined_until_ <= now) {
+    quarantined_until_ = now + static_cast<int64_t>(opts_.quarantine_seconds * 1000);
+    counters_.quarantines++;
+    nlohmann::json f = {{"plugin", name_},
+                        {"failures", abnormal_.size()},
+                        {"window_seconds", opts_.crash_loop_window_seconds},
+                        {"quarantine_seconds", opts_.quarantine_seconds}};
+    abnormal_.clear();
+    log::error("plugin quarantined: its workers keep dying; its jobs stay queued", f);
+    if (opts_.log_observer) {
+      opts_.log_observer(log::Level::error,
+                         "plugin quarantined: its workers keep dying; its jobs stay queued", f);
+    }
+  }
+}
+
+void SandboxExecutor::worker_died(Slot* s, Restart why, const std::string& kind,
+                                  const std::string& text, bool abnormal) {
+  counters_.restarts[static_cast<int>(why)]++;
+  pid_t pid = s->w ? s->w->pid : -1;
+  s->w.reset();
+  if (abnormal) {
+    std::lock_guard<std::mutex> lock(mu_);
+    note_abnormal_locked(proto::steady_ms());
+  }
+  say(abnormal ? log::Level::error : log::Level::warn, "sandbox worker replaced",
+      {{"reason", restart_name(why)}, {"error_kind", kind}, {"error", text}, {"pid", pid}});
+}
+
+SandboxExecutor::Slot* SandboxExecutor::acquire(jr_job_ctx& ctx, int64_t deadline,
+                                                ExecOutcome& out) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    int64_t now = proto::steady_ms();
+    if (stopping_) {
+      out.release = true;
+      out.host_error = "the sandbox is shutting down";
+      return nullptr;
+    }
+    if (quarantined_until_ > now) {
+      lock.unlock();
+      counters_.released_quarantined++;
+      int64_t until = now + static_cast<int64_t>(opts_.quarantine_release_delay_seconds * 1000);
+      while (proto::steady_ms() < until && ctx.cancel.load() == kNoCancel) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      out.release = true;
+      out.host_error_kind = "unavailable";
+      out.host_error = "plugin " + name_ + " is quarantined after repeated worker crashes";
+      return nullptr;
+    }
+    // Prefer a warm worker; an empty slot starts one.
+    Slot* empty = nullptr;
+    for (auto& s : slots_) {
+      if (s.busy) continue;
+      if (s.w) {
+        s.busy = true;
+        return &s;
+      }
+      if (empty == nullptr) empty = &s;
+    }
+    if (empty != nullptr) {
+      empty->busy = true;
+      return empty;
+    }
+    int c = ctx.cancel.load();
+    if (c != kNoCancel || (deadline > 0 && now >= deadline)) {
+      if (c == kCancelShutdown) {
+        out.release = true;
+      } else if (c == kCancelUser) {
+        out.host_error_kind = "cancelled";
+        out.host_error = "cancelled while waiting for a sandbox worker";
+      } else {
+        out.host_error_kind = "timeout";
+        out.host_error = "no sandbox worker became free before the job's deadline";
+      }
+      return nullptr;
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(kTickMs));
+  }
+}
+
+void SandboxExecutor::release(Slot* s) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s->busy = false;
+  }
+  cv_.notify_one();
+}
+
+bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) {
+  if (s->w) return true;
+  int64_t not_before;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    not_before = next_spawn_ms_;
+  }
+  while (proto::steady_ms() < not_before) {  // respawn backoff
+    if (ctx.cancel.load() != kNoCancel) {
+      out.release = true;
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        std::clamp<int64_t>(not_before - proto::steady_ms(), 1, kTickMs)));
+  }
+  std::string kind, err;
+  bool refused = false;
+  s->w = start_worker(&kind, &err, &refused);
+  if (s->w) return true;
+  counters_.restarts[static_cast<int>(Restart::start_failure)]++;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    note_abnormal_locked(proto::steady_ms());
+  }
+  say(log::Level::error, "sandbox worker failed to start; the job goes back to the queue",
+      {{"error_kind", kind}, {"error", err}});
+  out.release = true;  // not the job's fault: no attempt used
+  out.host_error_kind = kind == "init" ? "unavailable" : kind;
+  out.host_error = "sandbox worker failed to start: " + err;
+  return false;
+}
+
+ExecOutcome SandboxExecutor::run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline) {
+  ExecOutcome out;
+  if (policy_.wall_timeout_seconds > 0) {
+    int64_t wall =
+        proto::steady_ms() + static_cast<int64_t>(policy_.wall_timeout_seconds * 1000);
+    deadline = deadline > 0 ? std::min(deadline, wall) : wall;
+  }
+  Slot* s = acquire(ctx, deadline, out);
+  if (s == nullptr) return out;
+  if (ensure_worker(s, ctx, out)) out = exchange(s, proto::Type::job, &job, ctx, deadline);
+  release(s);
+  return out;
+}
+
+int32_t SandboxExecutor::idle(jr_job_ctx& ctx, int64_t deadline, ExecOutcome* out) {
+  *out = ExecOutcome{};
+  Slot* s = acquire(ctx, deadline, *out);
+  if (s == nullptr) return -1;
+  if (ensure_worker(s, ctx, *out)) *out = exchange(s, proto::Type::idle, nullptr, ctx, deadline);
+  release(s);
+  return out->host_error_kind.empty() && !out->release ? out->status : -1;
+}
+
+void SandboxExecutor::maybe_recycle(Slot* s, bool oom) {
+  WorkerProcess& w = *s->w;
+  std::string why;
+  if (oom) {
+    why = "an allocation failed (the heap may be exhausted)";
+  } else if (policy_.max_jobs > 0 && w.jobs >= policy_.max_jobs) {
+    why = "ran max_jobs = " + std::to_string(policy_.max_jobs) + " jobs";
+  } else if (policy_.max_rss_mb > 0 && w.maxrss_kb > policy_.max_rss_mb * 1024) {
+    why = "peak RSS " + std::to_string(w.maxrss_kb / 1024) + " MB above max_rss_mb = " +
+          std::to_string(policy_.max_rss_mb);
+  } else if (policy_.cpu_seconds > 0 && w.cpu_us > policy_.cpu_seconds * 1e6) {
+    why = "used more than one cpu_seconds budget";
+  } else {
+    return;
+  }
+  w.enc.begin(proto::Type::shutdown);
+  if (!proto::write_all_until(w.fd, w.enc.finish(), proto::steady_ms() + 1000) ||
+      !w.wait_exit(1000)) {
+    w.kill();
+  }
+  w.reap();
+  Restart r = oom ? Restart::oom : Restart::recycle;
+  counters_.restarts[static_cast<int>(r)]++;
+  say(log::Level::info, "sandbox worker recycled",
+      {{"reason", restart_name(r)}, {"why", why}, {"pid", w.pid}, {"jobs", w.jobs}});
+  s->w.reset();
+}
+
+}  // namespace jr::sandbox

@@ -1,0 +1,167 @@
+// The wire protocol between the host and a jr-worker process: length-prefixed frames on a
+// socketpair. A frame is an 8-byte header {u32 payload length, u16 type, u16 zero} and a payload
+// of at most `max_frame` bytes; anything else is a protocol error and the host kills the worker.
+// Payloads are little-endian fixed fields and u32-length-prefixed strings (Encoder/Decoder);
+// Init and Hello carry JSON text.
+//
+// Per job: one Job frame in, one Done frame out; Log/Progress/Enqueue frames from the worker
+// (and an EnqueueReply back) only when the plugin calls those host functions. Cancellation does
+// not travel as a frame: the host sets a word in a shared page the worker polls for free.
+//
+// Threading: an Encoder/FrameReader belongs to one thread at a time; the caller serialises
+// writes on one socket.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace jr::sandbox::proto {
+
+constexpr uint32_t kDefaultMaxFrame = 16u << 20;  // 16 MiB
+constexpr int kWorkerFd = 3;                       // the worker's end of the socketpair
+constexpr int kSharedFd = 4;                       // memfd with the SharedPage
+
+enum class Type : uint16_t {
+  // host -> worker
+  init = 1,           // JSON: plugin path, policy, plugin config, mode
+  job = 2,            // seq, id, attempt, max_attempts, deadline_ms, kind, queue, payload
+  enqueue_reply = 3,  // req, id (-1 = refused)
+  shutdown = 4,       // call the plugin's shutdown and exit 0
+  idle = 5,           // seq: call the plugin's idle hook
+  // worker -> host
+  hello = 64,     // JSON: ok, error, layers, warnings, descriptor
+  log = 65,       // seq, level, msg
+  progress = 66,  // seq, percent, has_step, step
+  enqueue = 67,   // seq, req, kind, payload, options
+  done = 68,      // seq, status, flags, snooze, cpu_us, maxrss_kb, result_size, result, error
+};
+
+// Done flags.
+constexpr uint32_t kDoneHasResult = 1;
+constexpr uint32_t kDoneOom = 2;     // an allocation failed during the job (RLIMIT_AS)
+constexpr uint32_t kDoneTooBig = 4;  // the result exceeded the frame limit and was dropped
+
+// The page shared by host and worker (memfd). `cancel_seq` = the seq of a job the host wants
+// stopped; the worker's is_cancelled() compares it with the running job's seq.
+struct SharedPage {
+  alignas(64) uint64_t cancel_seq;
+};
+
+struct Header {
+  uint32_t len;
+  uint16_t type;
+  uint16_t reserved;
+};
+static_assert(sizeof(Header) == 8);
+
+// Builds one frame in a reusable buffer: begin(), fields, then data()/size().
+class Encoder {
+ public:
+  void begin(Type t) {
+    buf_.resize(sizeof(Header));
+    Header h{0, static_cast<uint16_t>(t), 0};
+    std::memcpy(buf_.data(), &h, sizeof h);
+  }
+  template <class T>
+  void put(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    size_t n = buf_.size();
+    buf_.resize(n + sizeof(T));
+    std::memcpy(buf_.data() + n, &v, sizeof(T));
+  }
+  void str(std::string_view s) {
+    put<uint32_t>(static_cast<uint32_t>(s.size()));
+    buf_.append(s.data(), s.size());
+  }
+  // Patches the length; returns the whole frame.
+  std::string_view finish() {
+    uint32_t len = static_cast<uint32_t>(buf_.size() - sizeof(Header));
+    std::memcpy(buf_.data(), &len, sizeof len);
+    return buf_;
+  }
+  size_t payload_size() const { return buf_.size() - sizeof(Header); }
+
+ private:
+  std::string buf_;
+};
+
+// Reads fields of one payload; any overrun sets !ok() and yields zeros.
+class Decoder {
+ public:
+  explicit Decoder(std::string_view payload) : p_(payload.data()), end_(p_ + payload.size()) {}
+  template <class T>
+  T get() {
+    T v{};
+    if (static_cast<size_t>(end_ - p_) < sizeof(T)) {
+      ok_ = false;
+      p_ = end_;
+      return v;
+    }
+    std::memcpy(&v, p_, sizeof(T));
+    p_ += sizeof(T);
+    return v;
+  }
+  std::string_view str() {
+    uint32_t n = get<uint32_t>();
+    if (!ok_ || static_cast<size_t>(end_ - p_) < n) {
+      ok_ = false;
+      p_ = end_;
+      return {};
+    }
+    std::string_view s(p_, n);
+    p_ += n;
+    return s;
+  }
+  bool ok() const { return ok_; }
+  bool at_end() const { return p_ == end_; }
+
+ private:
+  const char* p_;
+  const char* end_;
+  bool ok_ = true;
+};
+
+struct Frame {
+  Type type{};
+  std::string_view payload;  // valid until the next FrameReader call
+};
+
+// Buffered frame reader over a socket. One read() pulls as much as is available, so a burst of
+// small frames costs one system call.
+class FrameReader {
+ public:
+  enum class Result { frame, need_more, eof, too_big, error };
+
+  explicit FrameReader(uint32_t max_frame = kDefaultMaxFrame) : max_(max_frame) {
+    buf_.resize(64 * 1024);
+  }
+  // Extracts a buffered frame without reading; need_more when none is complete.
+  Result parse(Frame& out);
+  // One read(2) into the buffer (blocking or not, as the fd is). eof on end of stream, error
+  // with errno set (EAGAIN included) when nothing was read.
+  Result fill(int fd);
+  // parse(), then fill() until a frame is complete (for blocking fds).
+  Result next_blocking(int fd, Frame& out);
+  uint32_t last_len() const { return last_len_; }
+  void reset() { start_ = end_ = 0; }
+
+ private:
+  uint32_t max_;
+  std::vector<char> buf_;
+  size_t start_ = 0;
+  size_t end_ = 0;
+  uint32_t last_len_ = 0;
+};
+
+// Writes all of `data`; retries on EINTR. For blocking fds. Returns false on error (errno set).
+bool write_all(int fd, std::string_view data);
+// Same on a non-blocking fd, waiting at most until `deadline_steady_ms` (0 = 10 s from now).
+bool write_all_until(int fd, std::string_view data, int64_t deadline_steady_ms);
+
+int64_t steady_ms();
+
+}  // namespace jr::sandbox::proto

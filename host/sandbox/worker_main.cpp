@@ -1,0 +1,338 @@
+// jr-worker: the sandbox worker process. Started by exec from the host (never a bare fork), with
+// the IPC socket on fd 3 and the shared page (memfd) on fd 4. It reads one Init frame, confines
+// itself (confine.hpp), and only then loads the plugin (which runs its constructors), calls its
+// init, sends Hello with the layers applied, and serves Job frames one at a time until Shutdown
+// or end of stream.
+//
+// Threading: the main thread reads frames and runs handle(); plugin threads may call the host
+// functions during a job (writes are serialised by a mutex; enqueue replies are read by the
+// calling thread under the read mutex).
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "confine.hpp"
+#include "host_api.hpp"
+#include "plugin_loader.hpp"
+#include "protocol.hpp"
+
+namespace {
+
+using jr::sandbox::proto::Decoder;
+using jr::sandbox::proto::Encoder;
+using jr::sandbox::proto::Frame;
+using jr::sandbox::proto::FrameReader;
+using jr::sandbox::proto::Type;
+namespace proto = jr::sandbox::proto;
+
+constexpr int kFd = proto::kWorkerFd;
+
+proto::SharedPage* g_shared = nullptr;
+std::atomic<uint64_t> g_seq{0};  // seq of the running job; 0 = none
+std::atomic<bool> g_oom{false};
+uint32_t g_max_frame = proto::kDefaultMaxFrame;
+
+std::mutex g_write_mu;
+Encoder g_enc;  // guarded by g_write_mu
+
+std::mutex g_read_mu;
+FrameReader* g_reader = nullptr;          // guarded by g_read_mu
+std::map<uint64_t, int64_t> g_replies;    // guarded by g_read_mu
+std::atomic<uint64_t> g_next_req{1};
+
+[[noreturn]] void die(int code) { _exit(code); }
+
+// Sends the frame built in g_enc (caller holds g_write_mu).
+void send_locked() {
+  if (!proto::write_all(kFd, g_enc.finish())) die(3);  // the host is gone
+}
+
+void on_alloc_failure() {
+  g_oom.store(true, std::memory_order_relaxed);
+  throw std::bad_alloc();
+}
+
+std::string_view clip(std::string_view s) {
+  size_t cap = g_max_frame > 256 ? g_max_frame - 256 : 0;
+  return s.size() > cap ? s.substr(0, cap) : s;
+}
+
+class WorkerServices final : public jr::HostServices {
+ public:
+  void job_log(jr_job_ctx*, int level, std::string_view msg) override {
+    uint64_t seq = g_seq.load(std::memory_order_relaxed);
+    if (seq == 0) return;  // outside a job: nobody to attribute it to
+    std::lock_guard<std::mutex> lock(g_write_mu);
+    g_enc.begin(Type::log);
+    g_enc.put<uint64_t>(seq);
+    g_enc.put<int32_t>(level);
+    g_enc.str(clip(msg));
+    send_locked();
+  }
+  void job_progress(jr_job_ctx*, double percent, std::string_view step) override {
+    uint64_t seq = g_seq.load(std::memory_order_relaxed);
+    if (seq == 0) return;
+    std::lock_guard<std::mutex> lock(g_write_mu);
+    g_enc.begin(Type::progress);
+    g_enc.put<uint64_t>(seq);
+    g_enc.put<double>(percent);
+    g_enc.str(clip(step));
+    send_locked();
+  }
+  int64_t job_enqueue(jr_job_ctx*, std::string_view kind, std::string_view payload,
+                      std::string_view options) override {
+    uint64_t seq = g_seq.load(std::memory_order_relaxed);
+    if (seq == 0) return -1;
+    if (kind.size() + payload.size() + options.size() + 64 > g_max_frame) return -1;
+    uint64_t req = g_next_req.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lock(g_write_mu);
+      g_enc.begin(Type::enqueue);
+      g_enc.put<uint64_t>(seq);
+      g_enc.put<uint64_t>(req);
+      g_enc.str(kind);
+      g_enc.str(payload);
+      g_enc.str(options);
+      send_locked();
+    }
+    std::lock_guard<std::mutex> lock(g_read_mu);
+    for (;;) {
+      if (auto it = g_replies.find(req); it != g_replies.end()) {
+        int64_t id = it->second;
+        g_replies.erase(it);
+        return id;
+      }
+      Frame f;
+      if (g_reader->next_blocking(kFd, f) != FrameReader::Result::frame) die(3);
+      if (f.type != Type::enqueue_reply) die(4);  // nothing else may arrive during a job
+      Decoder d(f.payload);
+      uint64_t r = d.get<uint64_t>();
+      int64_t id = d.get<int64_t>();
+      if (!d.ok()) die(4);
+      g_replies[r] = id;
+    }
+  }
+};
+
+WorkerServices g_services;
+jr_host_api g_api;
+
+int32_t api_is_cancelled(jr_job_ctx*) {
+  uint64_t seq = g_seq.load(std::memory_order_relaxed);
+  return seq != 0 && __atomic_load_n(&g_shared->cancel_seq, __ATOMIC_RELAXED) == seq ? 1 : 0;
+}
+
+void send_hello(const nlohmann::json& hello) {
+  std::string text = hello.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::lock_guard<std::mutex> lock(g_write_mu);
+  g_enc.begin(Type::hello);
+  g_enc.put<uint8_t>(0);  // reserved
+  g_enc.str(text);
+  send_locked();
+}
+
+nlohmann::json describe(const jr::LoadedPlugin& p) {
+  nlohmann::json kinds = nlohmann::json::array();
+  for (const auto& k : p.kinds) {
+    kinds.push_back({{"kind", k.kind},
+                     {"default_queue", k.default_queue},
+                     {"timeout_ms", k.timeout_ms},
+                     {"max_attempts", k.max_attempts},
+                     {"retry_schedule", k.retry_schedule_text}});
+  }
+  return {{"name", p.name},         {"version", p.version},   {"abi_minor", p.abi_minor},
+          {"kinds", kinds},         {"manifest", p.manifest}, {"has_idle", p.has_idle},
+          {"has_shutdown", p.desc != nullptr && p.desc->shutdown != nullptr}};
+}
+
+void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
+  uint32_t flags = 0;
+  struct rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  int64_t cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL + ru.ru_utime.tv_usec +
+                   ru.ru_stime.tv_usec;
+  std::lock_guard<std::mutex> lock(g_write_mu);
+  std::lock_guard<std::mutex> ctx_lock(ctx.mu);
+  if (g_oom.load(std::memory_order_relaxed)) flags |= proto::kDoneOom;
+  std::string_view result;
+  std::string_view error = clip(ctx.error);
+  if (ctx.has_result) {
+    if (ctx.result.size() + error.size() + 128 > g_max_frame) {
+      // Refuse here rather than send a frame the host must kill us for.
+      flags |= proto::kDoneTooBig;
+      status = JR_ERR_RETRYABLE;
+    } else {
+      flags |= proto::kDoneHasResult;
+      result = ctx.result;
+    }
+  }
+  g_enc.begin(Type::done);
+  g_enc.put<uint64_t>(seq);
+  g_enc.put<int32_t>(status);
+  g_enc.put<uint32_t>(flags);
+  g_enc.put<double>(ctx.snooze_seconds);
+  g_enc.put<int64_t>(cpu_us);
+  g_enc.put<int64_t>(ru.ru_maxrss);
+  g_enc.put<uint64_t>(ctx.result.size());
+  g_enc.str(result);
+  g_enc.str(error);
+  send_locked();
+}
+
+int serve(jr::LoadedPlugin& p, void* state) {
+  jr_job_ctx ctx;
+  ctx.services = &g_services;
+  std::string kind, queue, payload;
+  for (;;) {
+    Frame f;
+    uint64_t seq = 0;
+    jr_job j{};
+    Type type;
+    {
+      std::lock_guard<std::mutex> lock(g_read_mu);
+      FrameReader::Result r = g_reader->next_blocking(kFd, f);
+      if (r == FrameReader::Result::eof) return 0;
+      if (r != FrameReader::Result::frame) return 3;
+      type = f.type;
+      Decoder d(f.payload);
+      if (type == Type::job) {
+        seq = d.get<uint64_t>();
+        j.struct_size = sizeof(jr_job);
+        j.id = d.get<int64_t>();
+        j.attempt = d.get<int32_t>();
+        j.max_attempts = d.get<int32_t>();
+        j.deadline_ms = d.get<int64_t>();
+        kind.assign(d.str());
+        queue.assign(d.str());
+        payload.assign(d.str());
+        if (!d.ok()) return 4;
+      } else if (type == Type::idle) {
+        seq = d.get<uint64_t>();
+        if (!d.ok()) return 4;
+      } else if (type == Type::shutdown) {
+        if (p.desc->shutdown != nullptr) p.desc->shutdown(state);
+        return 0;
+      } else {
+        return 4;
+      }
+    }
+    ctx.job_id = j.id;
+    ctx.attempt = j.attempt;
+    ctx.kind = kind;
+    {
+      std::lock_guard<std::mutex> lock(ctx.mu);
+      ctx.has_result = false;
+      ctx.result.clear();
+      ctx.error.clear();
+      ctx.snooze_seconds = 0;
+    }
+    g_oom.store(false, std::memory_order_relaxed);
+    g_seq.store(seq, std::memory_order_release);
+    int32_t status;
+    if (type == Type::job) {
+      j.kind = kind.c_str();
+      j.queue = queue.c_str();
+      j.payload = payload.c_str();
+      j.payload_len = payload.size();
+      status = p.desc->handle(state, &g_api, &ctx, &j);
+    } else {
+      status = p.has_idle ? p.desc->idle(state, &g_api, &ctx) : 0;
+    }
+    g_seq.store(0, std::memory_order_release);
+    send_done(seq, status, ctx);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // argv: jr-worker --host-pid N. Everything else arrives in the Init frame.
+  if (argc < 3 || std::strcmp(argv[1], "--host-pid") != 0) {
+    static const char msg[] = "jr-worker: started by the jobrunner host only\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    return 64;
+  }
+  pid_t host_pid = static_cast<pid_t>(std::atoll(argv[2]));
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, proto::kSharedFd, 0);
+  if (page == MAP_FAILED) return 65;
+  g_shared = static_cast<proto::SharedPage*>(page);
+  static FrameReader reader(proto::kDefaultMaxFrame);
+  g_reader = &reader;
+  Frame f;
+  if (reader.next_blocking(kFd, f) != FrameReader::Result::frame || f.type != Type::init) {
+    return 66;
+  }
+  nlohmann::json init;
+  jr::sandbox::ConfineSpec spec;
+  try {
+    Decoder d(f.payload);
+    d.get<uint8_t>();
+    init = nlohmann::json::parse(d.str());
+    spec.policy = jr::sandbox::make_policy(nlohmann::json::object(), init.at("policy"),
+                                           nlohmann::json::object());
+    spec.plugin_path = init.at("plugin").get<std::string>();
+    spec.scratch_dir = init.value("scratch", "");
+    spec.uid = init.value("uid", int64_t{-1});
+    spec.gid = init.value("gid", int64_t{-1});
+    spec.host_pid = host_pid;
+    for (const auto& s : init.value("simulate_missing", nlohmann::json::array())) {
+      spec.simulate_missing.insert(s.get<std::string>());
+    }
+    g_max_frame = init.value("max_frame", proto::kDefaultMaxFrame);
+  } catch (const std::exception& e) {
+    send_hello({{"ok", false}, {"stage", "init frame"}, {"error", e.what()}});
+    return 67;
+  }
+  jr::sandbox::ConfineReport rep;
+  try {
+    rep = jr::sandbox::confine(spec);
+  } catch (const std::exception& e) {
+    send_hello({{"ok", false}, {"stage", "confine"}, {"error", e.what()}});
+    return 68;
+  }
+  nlohmann::json hello = {{"ok", true},
+                          {"pid", getpid()},
+                          {"layers", rep.layers},
+                          {"warnings", rep.warnings}};
+  std::set_new_handler(&on_alloc_failure);
+  g_api = *jr::host_api();
+  g_api.is_cancelled = &api_is_cancelled;
+  // From here on, plugin code runs (its constructors first).
+  jr::LoadedPlugin p;
+  try {
+    p = jr::load_plugin(spec.plugin_path);
+  } catch (const std::exception& e) {
+    hello["ok"] = false;
+    hello["stage"] = "load";
+    hello["error"] = e.what();
+    send_hello(hello);
+    return 69;
+  }
+  hello["plugin"] = describe(p);
+  if (init.value("mode", "serve") == "describe") {
+    send_hello(hello);
+    return 0;
+  }
+  std::string cfg = init.value("config", nlohmann::json::object()).dump();
+  char err[1024] = {0};
+  void* state = nullptr;
+  int32_t rc = p.desc->init(&g_api, cfg.c_str(), &state, err, sizeof err);
+  if (rc != 0) {
+    err[sizeof err - 1] = '\0';
+    hello["ok"] = false;
+    hello["stage"] = "init";
+    hello["error"] = err[0] ? std::string(err) : "init returned code " + std::to_string(rc);
+    send_hello(hello);
+    return 0;
+  }
+  send_hello(hello);
+  int code = serve(p, state);
+  _exit(code);  // skip static destructors: the plugin may have left threads running
+}

@@ -1,0 +1,286 @@
+#include "worker_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace jr::sandbox {
+namespace {
+
+// Runs spawn requests on one thread that lives for the whole process: PR_SET_PDEATHSIG in the
+// worker fires when the *thread* that created it exits, so that thread must never exit while
+// workers run.
+class Spawner {
+ public:
+  static Spawner& get() {
+    static Spawner* s = new Spawner();  // never destroyed: the thread must outlive the workers
+    return *s;
+  }
+  void run(std::function<void()> fn) {
+    std::mutex done_mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back([&] {
+        fn();
+        std::lock_guard<std::mutex> l(done_mu);
+        done = true;
+        done_cv.notify_one();
+      });
+    }
+    cv_.notify_one();
+    std::unique_lock<std::mutex> l(done_mu);
+    done_cv.wait(l, [&] { return done; });
+  }
+
+ private:
+  Spawner() {
+    std::thread([this] {
+      for (;;) {
+        std::function<void()> fn;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          cv_.wait(lock, [&] { return !queue_.empty(); });
+          fn = std::move(queue_.front());
+          queue_.pop_front();
+        }
+        fn();
+      }
+    }).detach();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+};
+
+std::string errstr(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+}  // namespace
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_path,
+                                                    uint32_t max_frame, std::string* err) {
+  std::unique_ptr<WorkerProcess> w(new WorkerProcess(max_frame));
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    *err = errstr("socketpair");
+    return nullptr;
+  }
+  // The child end and the memfd go above the target numbers so no dup2 clobbers the other.
+  int child = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+  close(sv[1]);
+  w->fd = sv[0];
+  fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+  int mfd = memfd_create("jr-shared", MFD_CLOEXEC);
+  if (child < 0 || mfd < 0 || ftruncate(mfd, 4096) != 0) {
+    *err = errstr("memfd");
+    if (child >= 0) close(child);
+    if (mfd >= 0) close(mfd);
+    return nullptr;
+  }
+  w->memfd_ = fcntl(mfd, F_DUPFD_CLOEXEC, 10);
+  close(mfd);
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w->memfd_, 0);
+  if (page == MAP_FAILED) {
+    *err = errstr("mmap");
+    close(child);
+    return nullptr;
+  }
+  w->shared = static_cast<proto::SharedPage*>(page);
+
+  std::string host_pid = std::to_string(getpid());
+  std::vector<char*> argv = {const_cast<char*>(worker_path.c_str()),
+                             const_cast<char*>("--host-pid"), host_pid.data(), nullptr};
+  char* envp[] = {nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);  // plugin stdout never reaches the host's stdout
+  posix_spawn_file_actions_adddup2(&fa, child, proto::kWorkerFd);
+  posix_spawn_file_actions_adddup2(&fa, w->memfd_, proto::kSharedFd);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETSID);
+  int rc = 0;
+  pid_t pid = -1;
+  Spawner::get().run(
+      [&] { rc = posix_spawn(&pid, worker_path.c_str(), &fa, &attr, argv.data(), envp); });
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(child);
+  if (rc != 0) {
+    *err = "cannot start " + worker_path + ": " + std::strerror(rc);
+    return nullptr;
+  }
+  w->pid = pid;
+  w->pidfd = pidfd_open(pid, 0);
+  if (w->pidfd < 0) {
+    *err = errstr("pidfd_open");
+    return w;  // the destructor kills and reaps it; the caller sees the error
+  }
+  fcntl(w->pidfd, F_SETFD, FD_CLOEXEC);
+  w->started_ms = proto::steady_ms();
+  return w;
+}
+
+WorkerProcess::~WorkerProcess() {
+  if (pid > 0 && !reaped_) {
+    kill();
+    reap();
+  }
+  if (fd >= 0) close(fd);
+  if (pidfd >= 0) close(pidfd);
+  if (shared != nullptr) munmap(shared, 4096);
+  if (memfd_ >= 0) close(memfd_);
+  if (!scratch.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
+  }
+}
+
+void WorkerProcess::kill() {
+  if (pid <= 0 || reaped_) return;
+  killed_ = true;
+  if (pidfd >= 0) {
+    pidfd_send_signal(pidfd, SIGKILL, nullptr, 0);
+  } else {
+    ::kill(pid, SIGKILL);
+  }
+}
+
+bool WorkerProcess::wait_exit(int64_t timeout_ms) {
+  if (reaped_) return true;
+  if (pidfd < 0) return false;
+  pollfd p{pidfd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&p, 1, static_cast<int>(timeout_ms));
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0;
+}
+
+int WorkerProcess::reap() {
+  if (reaped_ || pid <= 0) return status_;
+  int st = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &st, 0);
+  } while (r < 0 && errno == EINTR);
+  // ECHILD: someone else reaped it (SIGCHLD ignored); all we know is that it is gone.
+  status_ = r == pid ? st : (SIGKILL & 0x7f);
+  reaped_ = true;
+  return status_;
+}
+
+void WorkerProcess::classify(int status, bool killed_by_us, std::string* kind, std::string* text) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    std::string name = signal_name(sig);
+    if (sig == SIGSYS) {
+      *kind = "seccomp";
+      *text = "worker killed by seccomp (SIGSYS): the plugin made a forbidden system call";
+    } else if (sig == SIGKILL && !killed_by_us) {
+      *kind = "oom";
+      *text = "worker killed by a SIGKILL the host did not send (likely the kernel OOM killer)";
+    } else if (sig == SIGXCPU) {
+      *kind = "timeout";
+      *text = "worker exceeded its CPU time limit (SIGXCPU)";
+    } else {
+      *kind = "crash";
+      *text = "worker crashed with " + name;
+    }
+  } else if (WIFEXITED(status)) {
+    *kind = "crash";
+    *text = "worker exited with code " + std::to_string(WEXITSTATUS(status));
+  } else {
+    *kind = "crash";
+    *text = "worker stopped with wait status " + std::to_string(status);
+  }
+}
+
+nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t timeout_ms,
+                                        std::string* kind, std::string* err) {
+  std::string text = init.dump();
+  enc.begin(proto::Type::init);
+  enc.put<uint8_t>(0);
+  enc.str(text);
+  int64_t deadline = proto::steady_ms() + timeout_ms;
+  auto dead = [&](const std::string& when) {
+    if (!wait_exit(500)) kill();
+    int st = reap();
+    classify(st, killed_, kind, err);
+    *err += " " + when;
+    return nlohmann::json();
+  };
+  if (!proto::write_all_until(fd, enc.finish(), deadline)) return dead("before it read its setup");
+  for (;;) {
+    proto::Frame f;
+    auto r = reader.parse(f);
+    if (r == proto::FrameReader::Result::frame) {
+      proto::Decoder d(f.payload);
+      d.get<uint8_t>();
+      auto body = d.str();
+      nlohmann::json hello = nlohmann::json::parse(body, nullptr, false);
+      if (f.type != proto::Type::hello || !d.ok() || hello.is_discarded() || !hello.is_object()) {
+        kill();
+        reap();
+        *kind = "protocol";
+        *err = "worker sent an invalid hello frame";
+        return nullptr;
+      }
+      return hello;
+    }
+    if (r == proto::FrameReader::Result::too_big) {
+      kill();
+      reap();
+      *kind = "protocol";
+      *err = "worker sent a frame of " + std::to_string(reader.last_len()) + " bytes";
+      return nullptr;
+    }
+    int64_t left = deadline - proto::steady_ms();
+    if (left <= 0) {
+      kill();
+      reap();
+      *kind = "timeout";
+      *err = "worker did not finish loading the plugin within " + std::to_string(timeout_ms) +
+             " ms";
+      return nullptr;
+    }
+    pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    ::poll(p, 2, static_cast<int>(std::min<int64_t>(left, 1000)));
+    if (p[0].revents != 0) {
+      auto fr = reader.fill(fd);
+      if (fr == proto::FrameReader::Result::eof) return dead("while loading the plugin");
+    } else if (p[1].revents != 0) {
+      return dead("while loading the plugin");
+    }
+  }
+}
+
+}  // namespace jr::sandbox
