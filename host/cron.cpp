@@ -76,26 +76,66 @@ void parse_field(const std::string& text, int lo, int hi, std::bitset<N>& bits, 
 
 std::string LocalTime::str() const {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:00", year, month, day, hour, minute);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d", year, month, day, hour, minute,
+                second);
   return buf;
 }
 
 LocalTime LocalTime::parse(const std::string& s) {
   LocalTime t;
-  if (std::sscanf(s.c_str(), "%d-%d-%d %d:%d", &t.year, &t.month, &t.day, &t.hour, &t.minute) !=
-      5) {
-    throw std::invalid_argument("bad local time '" + s + "'");
-  }
+  int n = std::sscanf(s.c_str(), "%d-%d-%d %d:%d:%d", &t.year, &t.month, &t.day, &t.hour, &t.minute,
+                      &t.second);
+  if (n < 5) throw std::invalid_argument("bad local time '" + s + "'");
   return t;
 }
 
 bool LocalTime::operator<(const LocalTime& o) const {
-  return std::tie(year, month, day, hour, minute) <
-         std::tie(o.year, o.month, o.day, o.hour, o.minute);
+  return std::tie(year, month, day, hour, minute, second) <
+         std::tie(o.year, o.month, o.day, o.hour, o.minute, o.second);
 }
+
+namespace {
+
+// Days since 1970-01-01 of a civil date (proleptic Gregorian), and back.
+int64_t days_from_civil(int y, int m, int d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+LocalTime from_epoch(int64_t secs) {
+  int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+  int64_t rem = secs - days * 86400;
+  days += 719468;
+  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  LocalTime t;
+  t.day = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
+  t.month = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
+  t.year = static_cast<int>(yoe + era * 400 + (t.month <= 2));
+  t.hour = static_cast<int>(rem / 3600);
+  t.minute = static_cast<int>(rem % 3600 / 60);
+  t.second = static_cast<int>(rem % 60);
+  return t;
+}
+
+}  // namespace
 
 CronSchedule CronSchedule::parse(const std::string& text_in) {
   std::string text = text_in;
+  if (text.rfind("@every ", 0) == 0) {
+    CronSchedule c;
+    double secs = parse_duration_seconds(text.substr(7));
+    if (secs < 1) throw std::invalid_argument("@every needs an interval of at least 1s");
+    c.every_seconds_ = static_cast<int64_t>(secs);
+    return c;
+  }
   static const std::map<std::string, std::string> macros = {
       {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
       {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
@@ -127,6 +167,11 @@ CronSchedule CronSchedule::parse(const std::string& text_in) {
 }
 
 bool CronSchedule::matches(const LocalTime& t) const {
+  if (every_seconds_ > 0) {
+    int64_t e =
+        days_from_civil(t.year, t.month, t.day) * 86400 + t.hour * 3600 + t.minute * 60 + t.second;
+    return e % every_seconds_ == 0;
+  }
   if (!minute_[t.minute] || !hour_[t.hour] || !month_[t.month]) return false;
   bool dom = dom_[t.day];
   bool dow = dow_[weekday(t.year, t.month, t.day)];
@@ -135,7 +180,13 @@ bool CronSchedule::matches(const LocalTime& t) const {
 }
 
 std::optional<LocalTime> CronSchedule::next_after(const LocalTime& start) const {
+  if (every_seconds_ > 0) {
+    int64_t e = days_from_civil(start.year, start.month, start.day) * 86400 + start.hour * 3600 +
+                start.minute * 60 + start.second;
+    return from_epoch((e / every_seconds_ + 1) * every_seconds_);
+  }
   LocalTime t = start;
+  t.second = 0;
   // Step to the next minute.
   auto add_minute = [](LocalTime& x) {
     if (++x.minute < 60) return;

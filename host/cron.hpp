@@ -1,12 +1,14 @@
 // Cron schedules: the 5-field syntax (minute hour day-of-month month day-of-week, with *,
 // lists, ranges, steps and month/day names) plus @yearly, @annually, @monthly, @weekly,
-// @daily, @midnight and @hourly. Times are naive wall-clock times in the entry's time zone;
-// PostgreSQL converts them to and from UTC (so daylight saving follows the tz database).
-// As in Vixie cron, when both day fields are restricted a day matching either one runs.
-// Pure and thread-safe.
+// @daily, @midnight and @hourly, and "@every <duration>" (e.g. "@every 2s": ticks at the
+// multiples of the interval since the epoch, in the entry's wall-clock time). Times are naive
+// wall-clock times in the entry's time zone; PostgreSQL converts them to and from UTC (so daylight
+// saving follows the tz database). As in Vixie cron, when both day fields are restricted a day
+// matching either one runs. Pure and thread-safe.
 #pragma once
 
 #include <bitset>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -14,9 +16,9 @@
 
 namespace jr {
 
-struct LocalTime {  // a naive wall-clock minute
-  int year = 1970, month = 1, day = 1, hour = 0, minute = 0;
-  std::string str() const;                       // "YYYY-MM-DD HH:MM:00"
+struct LocalTime {  // a naive wall-clock time, to the second
+  int year = 1970, month = 1, day = 1, hour = 0, minute = 0, second = 0;
+  std::string str() const;                       // "YYYY-MM-DD HH:MM:SS"
   static LocalTime parse(const std::string& s);  // accepts "YYYY-MM-DD HH:MM[:SS[.ffff]]"
   bool operator<(const LocalTime& o) const;
 };
@@ -36,6 +38,7 @@ class CronSchedule {
   std::bitset<13> month_;
   std::bitset<7> dow_;
   bool dom_star_ = true, dow_star_ = true;
+  int64_t every_seconds_ = 0;  // "@every": fixed interval instead of the fields
 };
 
 // One periodic job, from the config ([[cron]]) or a plugin manifest ("cron": [...]).

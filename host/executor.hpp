@@ -39,7 +39,7 @@ class Executor {
   // `deadline_steady_ms`: steady-clock ms after which the attempt may be killed; 0 = none.
   virtual ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) = 0;
   // Calls the plugin's idle hook (see abi.h); returns its result, or -1 without a hook.
-  virtual int32_t idle(jr_job_ctx& ctx) = 0;
+  virtual int32_t idle(jr_job_ctx& /*ctx*/) { return -1; }
 };
 
 // Calls the plugin's handle in this process. Cannot stop a handler that ignores cancellation.

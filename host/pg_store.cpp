@@ -146,6 +146,15 @@ class PgStore final : public Store {
   }
 
   std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) override {
+    // COPY cannot resolve unique keys or check parents: such jobs go one by one.
+    bool special = std::any_of(jobs.begin(), jobs.end(), [](const JobInsertParams& j) {
+      return j.unique || j.unique_key || !j.depends_on.empty();
+    });
+    if (special) {
+      std::vector<int64_t> ids;
+      for (const auto& j : jobs) ids.push_back(JobInsertEx(j).id);
+      return ids;
+    }
     return guard([&] {
       ensure_prepared();
       std::vector<int64_t> ids;
@@ -169,9 +178,9 @@ class PgStore final : public Store {
           tx, "jr_jobs",
           std::vector<std::string>{"id", "queue", "kind", "payload", "state", "priority", "run_at",
                                    "max_attempts", "timeout_ms", "retry_schedule", "expires_at",
-                                   "options"});
-      std::vector<std::string> f(12);
-      std::vector<const char*> row(12);
+                                   "options", "base_priority", "lock_key", "lock_limit"});
+      std::vector<std::string> f(15);
+      std::vector<const char*> row(15);
       for (size_t i = 0; i < jobs.size(); ++i) {
         const auto& j = jobs[i];
         f[0] = std::to_string(ids[i]);
@@ -192,13 +201,18 @@ class PgStore final : public Store {
         if (j.retry_schedule) f[9] = pg_int_array(to_i64(parse_retry_schedule(*j.retry_schedule)));
         if (j.ttl_seconds) f[10] = epoch_to_timestamptz(now + *j.ttl_seconds);
         f[11] = insert_options(j);
-        for (int k = 0; k < 12; ++k) row[k] = f[k].c_str();
+        f[12] = f[5];
+        if (j.lock_key) f[13] = *j.lock_key;
+        if (j.lock_limit) f[14] = std::to_string(*j.lock_limit);
+        for (int k = 0; k < 15; ++k) row[k] = f[k].c_str();
         if (!j.ttl_seconds) row[10] = nullptr;
+        if (!j.lock_key) row[13] = nullptr;
+        if (!j.lock_limit) row[14] = nullptr;
         if (!j.max_attempts) row[7] = nullptr;
         if (!j.timeout_ms) row[8] = nullptr;
         if (!j.retry_schedule) row[9] = nullptr;
         copy << std::make_tuple(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                                row[8], row[9], row[10], row[11]);
+                                row[8], row[9], row[10], row[11], row[12], row[13], row[14]);
       }
       copy.complete();
       tx.commit();

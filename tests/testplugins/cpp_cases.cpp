@@ -6,6 +6,10 @@
 //   5 record       kind "record": appends "<job id>\n" to config["record_file"] when an
 //                  execution starts (exactly-once accounting for the multi-runner tests);
 //                  payload sleep_ms then slows it down (ignoring cancellation on purpose)
+//   6 overlap      kind "overlap": sleeps payload sleep_ms, then appends
+//                  "<job id> <payload key> <start ns> <end ns>\n" to config["record_file"]
+//   7 idler        kind "idler" with an idle hook that enqueues one echo job and appends
+//                  "<start ns> <end ns>\n" to config["record_file"] (threshold 0.3 s, poll 0.1 s)
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -16,6 +20,12 @@
 #include <thread>
 
 namespace {
+
+[[maybe_unused]] int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 class Case : public jobrunner::Plugin {
  public:
@@ -37,6 +47,14 @@ class Case : public jobrunner::Plugin {
 #elif JR_CASE == 5
     i.name = "record";
     i.kinds.push_back({"record", "", 0, 0, ""});
+#elif JR_CASE == 6
+    i.name = "overlap";
+    i.kinds.push_back({"overlap", "", 0, 0, ""});
+#elif JR_CASE == 7
+    i.name = "idler";
+    i.kinds.push_back({"idler", "", 0, 0, ""});
+    i.idle_hook = true;
+    i.manifest = {{"idle", {{"threshold_seconds", 0.3}, {"poll_interval_seconds", 0.1}}}};
 #endif
     return i;
   }
@@ -45,7 +63,7 @@ class Case : public jobrunner::Plugin {
 #if JR_CASE == 1
     (void)config;
     throw std::runtime_error("cannot reach the license server");
-#elif JR_CASE == 5
+#elif JR_CASE >= 5
     std::string path = config.value("record_file", "");
     if (path.empty()) throw std::runtime_error("record_file is not configured");
     fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -72,10 +90,31 @@ class Case : public jobrunner::Plugin {
       }
     }
     return nullptr;
+#elif JR_CASE == 6
+    int64_t start = now_ns();
+    const auto& p = job.payload();
+    std::this_thread::sleep_for(std::chrono::milliseconds(p.value("sleep_ms", 10)));
+    std::string line = std::to_string(job.id()) + " " + p.value("key", std::string("-")) + " " +
+                       std::to_string(start) + " " + std::to_string(now_ns()) + "\n";
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      throw jobrunner::RetryableError("short write to the record file");
+    }
+    return nullptr;
 #else
     return job.payload();
 #endif
   }
+
+#if JR_CASE == 7
+  int idle(jobrunner::Context& ctx) override {
+    int64_t start = now_ns();
+    ctx.enqueue("echo", {{ "from", "idle" }});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::string line = std::to_string(start) + " " + std::to_string(now_ns()) + "\n";
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return -1;
+    return 1;
+  }
+#endif
 
  private:
   int fd_ = -1;
