@@ -73,6 +73,16 @@ struct LimitFlags {
   bool json = false;
 };
 
+struct TortureFlags {
+  int jobs = 2000;
+  int runners = 3;
+  int concurrency = 50;
+  double kill_every = 2.0;  // seconds between random kills; 0 = none
+  int time_limit = 600;     // seconds
+  std::string plugins;      // directory with libjr_echo.so
+  uint64_t seed = 0;
+};
+
 // Config file, then environment, then the global flags.
 Config build_config(const GlobalFlags& g);
 
@@ -88,5 +98,6 @@ int cmd_dlq(const GlobalFlags& g, const DlqFlags& f);
 int cmd_queue(const GlobalFlags& g, const std::string& action, const std::string& queue);
 int cmd_limit(const GlobalFlags& g, const LimitFlags& f);
 int cmd_cron_ls(const GlobalFlags& g, bool json);
+int cmd_torture(const GlobalFlags& g, const TortureFlags& f);
 
 }  // namespace jr::cli

@@ -332,11 +332,14 @@ void Engine::fetch_loop() {
 
 int Engine::max_inflight() const {
   if (opts_.prefetch >= 0) return opts_.concurrency + opts_.prefetch;
-  // Auto: keep roughly 2 ms of work queued locally per slot, at most 1,000 jobs. Slow jobs get
-  // no prefetch, so they are never held back behind each other while other runners idle.
+  // Auto: keep roughly 2 ms of work queued locally per slot, at most 10 jobs per slot (and 500
+  // in all). Slow jobs get no prefetch, so they are never held back behind each other while
+  // other runners idle. The bound also limits what a crash costs: prefetched jobs of a killed
+  // runner wait for their lease to expire, and the lost attempt is counted.
   int64_t avg = std::max<int64_t>(1, avg_job_us_.load(std::memory_order_relaxed));
   int64_t extra = static_cast<int64_t>(opts_.concurrency) * 2000 / avg;
-  return opts_.concurrency + static_cast<int>(std::min<int64_t>(extra, 1000));
+  int64_t cap = std::min<int64_t>(static_cast<int64_t>(opts_.concurrency) * 10, 500);
+  return opts_.concurrency + static_cast<int>(std::min(extra, cap));
 }
 
 void Engine::slot_loop() {

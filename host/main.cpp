@@ -26,6 +26,11 @@
 using namespace jr;
 using namespace jr::cli;
 
+namespace jr::cli {
+// `runner new-plugin NAME DIR` (host/cli_new_plugin.cpp): scaffolds an out-of-tree plugin.
+int cmd_new_plugin(const std::string& name, const std::string& dir);
+}  // namespace jr::cli
+
 int main(int argc, char** argv) {
   log::init(log::Level::info);
   CLI::App app{"runner: runs background jobs from PostgreSQL queues through handler plugins"};
@@ -172,6 +177,18 @@ int main(int argc, char** argv) {
   cron_ls->fallthrough();
   cron_ls->add_flag("--json", cron_json, "print JSON");
 
+  TortureFlags tf;
+  auto* torture = app.add_subcommand(
+      "torture", "stress test: random failures, timeouts and kills; verifies nothing is lost");
+  torture->fallthrough();
+  torture->add_option("--jobs", tf.jobs, "jobs to run (default 2000)")
+      ->check(CLI::Range(1, 10000000));
+  torture->add_option("--runners", tf.runners, "runner processes (default 3)")
+      ->check(CLI::Range(1, 64));
+  torture->add_option("--kill-every", tf.kill_every, "seconds between random kills (0: none)");
+  torture->add_option("--time-limit", tf.time_limit, "give up after this many seconds");
+  torture->add_option("--seed", tf.seed, "random seed (default: random)");
+
   int64_t status_id = 0;
   bool status_json = false;
   auto* status = app.add_subcommand("status", "show one job");
@@ -216,6 +233,14 @@ int main(int argc, char** argv) {
         ->callback([&db_action, a] { db_action = a; });
   }
 
+  // ---- plugin SDK: `runner new-plugin NAME DIR` ----
+  std::string new_plugin_name, new_plugin_dir;
+  auto* new_plugin = app.add_subcommand(
+      "new-plugin", "scaffold a plugin project (handler, manifest, CMake, test) in DIR");
+  new_plugin->add_option("name", new_plugin_name, "plugin and job kind name ([a-z][a-z0-9_]*)")
+      ->required();
+  new_plugin->add_option("dir", new_plugin_dir, "a new or empty directory")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -223,6 +248,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*new_plugin) return cmd_new_plugin(new_plugin_name, new_plugin_dir);
     if (*enqueue) return cmd_enqueue(g, ef);
     if (*status) return cmd_status(g, status_id, status_json);
     if (*cancel) return cmd_cancel(g, cancel_id);
@@ -231,6 +257,11 @@ int main(int argc, char** argv) {
     if (*queue) return cmd_queue(g, queue_action, queue_name);
     if (*limit) return cmd_limit(g, lf);
     if (*cron_ls) return cmd_cron_ls(g, cron_json);
+    if (*torture) {
+      tf.plugins = w.plugins;
+      tf.concurrency = w.concurrency > 0 ? w.concurrency : 50;
+      return cmd_torture(g, tf);
+    }
     if (*jobs_ls) {
       JobListParams p;
       if (!ls_state.empty()) p.state = ls_state;

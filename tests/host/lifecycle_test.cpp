@@ -361,4 +361,16 @@ TEST_F(Lifecycle, PrunerDeletesFinishedJobsPastTheirResultTtl) {
   EXPECT_EQ(status(keep)["state"], "completed");
 }
 
+TEST_F(Lifecycle, TortureCommandLosesNothingUnderRandomKills) {
+  auto r = jrtest::run_runner(
+      {"torture", "--jobs", "400", "--runners", "3", "--concurrency", "10", "--kill-every", "1",
+       "--plugins", jrtest::plugin_dir(), "--seed", "7", "--time-limit", "240"},
+      env_, std::chrono::seconds(300));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("400 jobs, 0 lost, 0 in a wrong final state"), std::string::npos) << r.out;
+  auto last = r.out.substr(r.out.rfind('{'));
+  auto j = nlohmann::json::parse(last);
+  EXPECT_GT(j["kills"].get<int>() + j["sigterms"].get<int>(), 0);
+}
+
 }  // namespace
