@@ -36,7 +36,9 @@ struct RulesetAttr {  // struct landlock_ruleset_attr as of ABI 6
 std::string errstr(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 void set_limit(int res, const char* name, rlim_t soft, rlim_t hard, nlohmann::json& out) {
-  struct rlimit rl{soft, hard};
+  struct rlimit rl {
+    soft, hard
+  };
   if (setrlimit(res, &rl) != 0) throw ConfineError(errstr(name));
   out[name] = soft == RLIM_INFINITY ? nlohmann::json("unlimited") : nlohmann::json(soft);
 }
@@ -53,7 +55,7 @@ uint64_t fs_rights(int abi) {
 bool add_path(int ruleset, const std::string& path, bool writable, int abi) {
   int fd = open(path.c_str(), O_PATH | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat st{};
+  struct stat st {};
   fstat(fd, &st);
   const uint64_t file_only = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
                              LANDLOCK_ACCESS_FS_READ_FILE | (abi >= 3 ? kFsTruncate : 0) |
@@ -81,10 +83,10 @@ std::string dir_of(const std::string& path) {
 nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>& warnings) {
   int abi = spec.simulate_missing.count("landlock") ? 0 : landlock_abi();
   if (abi <= 0) {
-    std::string why = spec.simulate_missing.count("landlock")
-                          ? "the kernel does not support Landlock (simulated)"
-                          : "the kernel does not support Landlock (" +
-                                std::string(std::strerror(errno)) + ")";
+    std::string why =
+        spec.simulate_missing.count("landlock")
+            ? "the kernel does not support Landlock (simulated)"
+            : "the kernel does not support Landlock (" + std::string(std::strerror(errno)) + ")";
     warnings.push_back("landlock: " + why + "; file access is limited by uid and seccomp only");
     return "degraded: " + why;
   }
@@ -100,11 +102,20 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
     warnings.push_back("landlock: " + why);
     return "degraded: " + why;
   }
-  std::vector<std::string> ro = {"/lib",          "/lib64",       "/lib32",
-                                 "/usr",          "/etc/ld.so.cache", "/etc/localtime",
-                                 "/etc/passwd",   "/etc/group",   "/etc/ssl",
-                                 "/dev/urandom",  "/dev/random",  "/dev/zero",
-                                 "/sys/devices/system/cpu", "/proc/self"};
+  std::vector<std::string> ro = {"/lib",
+                                 "/lib64",
+                                 "/lib32",
+                                 "/usr",
+                                 "/etc/ld.so.cache",
+                                 "/etc/localtime",
+                                 "/etc/passwd",
+                                 "/etc/group",
+                                 "/etc/ssl",
+                                 "/dev/urandom",
+                                 "/dev/random",
+                                 "/dev/zero",
+                                 "/sys/devices/system/cpu",
+                                 "/proc/self"};
   if (spec.policy.network != Network::none) {
     for (const char* p : {"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf",
                           "/etc/host.conf", "/etc/services", "/etc/protocols"}) {

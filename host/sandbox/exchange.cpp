@@ -156,8 +156,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
     }
     if (r == FrameReader::Result::too_big) {
       return protocol("frame of " + std::to_string(w.reader.last_len()) +
-                      " bytes exceeds the limit of " + std::to_string(opts_.max_frame) +
-                      " bytes");
+                      " bytes exceeds the limit of " + std::to_string(opts_.max_frame) + " bytes");
     }
     if (exited) return died(true, "");
     int64_t now = proto::steady_ms();
@@ -182,8 +181,10 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         worker_died(s, Restart::cancelled, "shutdown", out.host_error, false);
       } else {
         out.host_error_kind = "timeout";
-        out.host_error = "the job ran past its deadline and ignored the cancellation; worker "
-                         "killed after a grace of " + grace;
+        out.host_error =
+            "the job ran past its deadline and ignored the cancellation; worker "
+            "killed after a grace of " +
+            grace;
         worker_died(s, Restart::timeout, "timeout", out.host_error, false);
       }
       return out;

@@ -38,11 +38,21 @@ nlohmann::json Counters::to_json() const {
   for (int i = 0; i < kRestartReasons; ++i) {
     r[restart_name(static_cast<Restart>(i))] = restarts[i].load();
   }
+  nlohmann::json f = nlohmann::json::object();
+  for (int i = 0; i < kFailureKindCount; ++i) f[kFailureKinds[i]] = failures[i].load();
   return {{"workers_started", workers_started.load()},
+          {"failures", f},
           {"jobs", jobs.load()},
           {"quarantines", quarantines.load()},
           {"released_quarantined", released_quarantined.load()},
           {"restarts", r}};
+}
+
+uint64_t Counters::failures_for(const std::string& kind) const {
+  for (int i = 0; i < kFailureKindCount; ++i) {
+    if (kind == kFailureKinds[i]) return failures[i].load();
+  }
+  return 0;
 }
 
 SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plugin_config,
@@ -51,7 +61,8 @@ SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plug
       path_(std::filesystem::absolute(plugin.path).string()),
       plugin_config_(std::move(plugin_config)),
       policy_(std::move(policy)),
-      opts_(std::move(opts)) {
+      opts_(std::move(opts)),
+      has_idle_(plugin.has_idle) {
   worker_path_ = opts_.worker_path.empty() ? default_worker_path() : opts_.worker_path;
   detail::resolve_user(policy_.user.empty() ? opts_.user : policy_.user, &uid_, &gid_);
   int n = policy_.workers > 0 ? policy_.workers : std::max(1, opts_.pool_size);
@@ -83,6 +94,11 @@ void SandboxExecutor::start() {
     bool refused = false;
     s.w = start_worker(&kind, &err, &refused);
     if (!s.w) {
+      counters_.restarts[static_cast<int>(Restart::start_failure)]++;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        note_abnormal_locked(proto::steady_ms());
+      }
       throw SandboxError("plugin " + path_ + ": sandbox worker failed to start (" + kind +
                          "): " + err);
     }
@@ -133,8 +149,8 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
     return nullptr;
   }
   w->scratch = scratch;
-  nlohmann::json init = detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_,
-                                          gid_, opts_);
+  nlohmann::json init =
+      detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_, gid_, opts_);
   nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
   if (hello.is_null()) return nullptr;
   if (!hello.value("ok", false)) {
@@ -294,19 +310,40 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
 ExecOutcome SandboxExecutor::run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline) {
   ExecOutcome out;
   if (policy_.wall_timeout_seconds > 0) {
-    int64_t wall =
-        proto::steady_ms() + static_cast<int64_t>(policy_.wall_timeout_seconds * 1000);
+    int64_t wall = proto::steady_ms() + static_cast<int64_t>(policy_.wall_timeout_seconds * 1000);
     deadline = deadline > 0 ? std::min(deadline, wall) : wall;
   }
   Slot* s = acquire(ctx, deadline, out);
   if (s == nullptr) return out;
   if (ensure_worker(s, ctx, out)) out = exchange(s, proto::Type::job, &job, ctx, deadline);
   release(s);
+  account(out, job);
   return out;
 }
 
-int32_t SandboxExecutor::idle(jr_job_ctx& ctx, int64_t deadline, ExecOutcome* out) {
+void SandboxExecutor::account(const ExecOutcome& out, const jr_job& job) {
+  std::string kind = out.host_error_kind;
+  if (kind.empty() && !out.release &&
+      (out.status == JR_ERR_RETRYABLE || out.status == JR_ERR_PERMANENT)) {
+    kind = "error";
+  }
+  if (kind.empty()) return;
+  for (int i = 0; i < kFailureKindCount; ++i) {
+    if (kind == kFailureKinds[i]) counters_.failures[i]++;
+  }
+  if (kind == "error" || out.release) return;  // the engine logs plugin-reported failures
+  say(log::Level::warn, "sandboxed job failed",
+      {{"job_id", job.id}, {"kind", job.kind}, {"error_kind", kind}, {"error", out.host_error}});
+}
+
+int32_t SandboxExecutor::idle(jr_job_ctx& ctx) {
+  ExecOutcome out;
+  return idle_until(ctx, 0, &out);
+}
+
+int32_t SandboxExecutor::idle_until(jr_job_ctx& ctx, int64_t deadline, ExecOutcome* out) {
   *out = ExecOutcome{};
+  if (!has_idle_) return -1;
   Slot* s = acquire(ctx, deadline, *out);
   if (s == nullptr) return -1;
   if (ensure_worker(s, ctx, *out)) *out = exchange(s, proto::Type::idle, nullptr, ctx, deadline);
@@ -322,8 +359,8 @@ void SandboxExecutor::maybe_recycle(Slot* s, bool oom) {
   } else if (policy_.max_jobs > 0 && w.jobs >= policy_.max_jobs) {
     why = "ran max_jobs = " + std::to_string(policy_.max_jobs) + " jobs";
   } else if (policy_.max_rss_mb > 0 && w.maxrss_kb > policy_.max_rss_mb * 1024) {
-    why = "peak RSS " + std::to_string(w.maxrss_kb / 1024) + " MB above max_rss_mb = " +
-          std::to_string(policy_.max_rss_mb);
+    why = "peak RSS " + std::to_string(w.maxrss_kb / 1024) +
+          " MB above max_rss_mb = " + std::to_string(policy_.max_rss_mb);
   } else if (policy_.cpu_seconds > 0 && w.cpu_us > policy_.cpu_seconds * 1e6) {
     why = "used more than one cpu_seconds budget";
   } else {

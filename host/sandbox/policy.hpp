@@ -21,10 +21,10 @@ enum class Network { none, loopback, full };
 const char* network_name(Network n);
 
 struct Policy {
-  int64_t memory_mb = 1024;          // RLIMIT_AS of a worker; 0 = unlimited
-  double cpu_seconds = 0;            // CPU budget per job (RLIMIT_CPU, see docs); 0 = none
-  double wall_timeout_seconds = 0;   // per-job wall clock cap on top of the job's timeout; 0 = none
-  Network network = Network::none;   // none: netns + socket() EPERM; loopback/full: sockets allowed
+  int64_t memory_mb = 1024;         // RLIMIT_AS of a worker; 0 = unlimited
+  double cpu_seconds = 0;           // CPU budget per job (RLIMIT_CPU, see docs); 0 = none
+  double wall_timeout_seconds = 0;  // per-job wall clock cap on top of the job's timeout; 0 = none
+  Network network = Network::none;  // none: netns + socket() EPERM; loopback/full: sockets allowed
   std::vector<std::string> readable;  // extra read-only paths
   std::vector<std::string> writable;  // extra read-write paths (the scratch dir is always one)
   int64_t max_jobs = 0;               // recycle a worker after this many jobs; 0 = never

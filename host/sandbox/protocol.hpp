@@ -22,8 +22,8 @@
 namespace jr::sandbox::proto {
 
 constexpr uint32_t kDefaultMaxFrame = 16u << 20;  // 16 MiB
-constexpr int kWorkerFd = 3;                       // the worker's end of the socketpair
-constexpr int kSharedFd = 4;                       // memfd with the SharedPage
+constexpr int kWorkerFd = 3;                      // the worker's end of the socketpair
+constexpr int kSharedFd = 4;                      // memfd with the SharedPage
 
 enum class Type : uint16_t {
   // host -> worker

@@ -41,11 +41,11 @@ struct SandboxOptions {
   std::string worker_path;  // "" = $JR_WORKER, else jr-worker next to /proc/self/exe, else build
   int pool_size = 1;        // workers per plugin (its concurrency share); policy "workers" wins
   uint32_t max_frame = proto::kDefaultMaxFrame;
-  int64_t kill_grace_ms = 1000;        // deadline or cancel -> SIGKILL after this long
-  int64_t start_timeout_ms = 30000;    // load + init of the plugin in a new worker
-  int crash_loop_limit = 5;            // abnormal worker deaths ...
-  double crash_loop_window_seconds = 60;  // ... within this window quarantine the plugin ...
-  double quarantine_seconds = 300;        // ... for this long (its jobs stay queued)
+  int64_t kill_grace_ms = 1000;                 // deadline or cancel -> SIGKILL after this long
+  int64_t start_timeout_ms = 30000;             // load + init of the plugin in a new worker
+  int crash_loop_limit = 5;                     // abnormal worker deaths ...
+  double crash_loop_window_seconds = 60;        // ... within this window quarantine the plugin ...
+  double quarantine_seconds = 300;              // ... for this long (its jobs stay queued)
   double quarantine_release_delay_seconds = 1;  // pause before handing back a quarantined job
   int64_t respawn_backoff_initial_ms = 100;
   int64_t respawn_backoff_max_ms = 5000;
@@ -62,12 +62,19 @@ constexpr int kRestartReasons = 8;
 const char* restart_name(Restart r);
 Restart restart_for_kind(const std::string& error_kind);  // crash for unknown kinds
 
+// Failed attempts by error kind ("error" = the plugin reported a failure itself).
+constexpr const char* kFailureKinds[] = {"error",   "crash",    "seccomp",   "oom",
+                                         "timeout", "protocol", "cancelled", "unavailable"};
+constexpr int kFailureKindCount = 8;
+
 struct Counters {
   std::atomic<uint64_t> workers_started{0};
   std::atomic<uint64_t> jobs{0};
   std::atomic<uint64_t> quarantines{0};
   std::atomic<uint64_t> released_quarantined{0};  // jobs handed back while quarantined
   std::atomic<uint64_t> restarts[kRestartReasons] = {};
+  std::atomic<uint64_t> failures[kFailureKindCount] = {};
+  uint64_t failures_for(const std::string& kind) const;
   uint64_t restarts_for(Restart r) const { return restarts[static_cast<int>(r)].load(); }
   nlohmann::json to_json() const;
 };
@@ -90,9 +97,12 @@ class SandboxExecutor final : public Executor {
   void stop();
 
   ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
-  // The plugin's idle hook in a worker; returns its value (negative on failure) and sets `out`.
-  int32_t idle(jr_job_ctx& ctx, int64_t deadline_steady_ms, ExecOutcome* out);
+  // The plugin's idle hook in a worker: its return value, or -1 (no hook, or the worker failed).
+  int32_t idle(jr_job_ctx& ctx) override;
+  // Same, with a deadline and the outcome (host_error_kind etc.) when the worker failed.
+  int32_t idle_until(jr_job_ctx& ctx, int64_t deadline_steady_ms, ExecOutcome* out);
 
+  bool has_idle() const { return has_idle_; }
   const Policy& policy() const { return policy_; }
   const Counters& counters() const { return counters_; }
   nlohmann::json layers() const;  // the layers the last started worker reported
@@ -117,6 +127,7 @@ class SandboxExecutor final : public Executor {
   void maybe_recycle(Slot* s, bool oom);
   void note_abnormal_locked(int64_t now);
   void say(log::Level l, const std::string& msg, nlohmann::json fields);
+  void account(const ExecOutcome& out, const jr_job& job);
 
   std::string name_;
   std::string path_;
@@ -129,15 +140,15 @@ class SandboxExecutor final : public Executor {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Slot> slots_;             // guarded by mu_ (busy flags; w owned by the holder)
-  std::deque<int64_t> abnormal_;        // steady ms of recent abnormal deaths
-  int consecutive_failures_ = 0;        // for the respawn backoff
+  std::vector<Slot> slots_;       // guarded by mu_ (busy flags; w owned by the holder)
+  std::deque<int64_t> abnormal_;  // steady ms of recent abnormal deaths
+  int consecutive_failures_ = 0;  // for the respawn backoff
   int64_t next_spawn_ms_ = 0;
   int64_t quarantined_until_ = 0;
   bool stopping_ = false;
   nlohmann::json layers_;
-  std::set<std::string> warned_;        // degraded-layer warnings already logged
-  uint64_t scratch_counter_ = 0;
+  std::set<std::string> warned_;  // degraded-layer warnings already logged
+  bool has_idle_ = false;
 };
 
 // The effective policy of `plugin` given its host config section (which may hold "sandbox").

@@ -2,12 +2,11 @@
 // (SIGSYS). Allowed: what glibc, the dynamic loader, libstdc++ threads, malloc, the IPC socket
 // and ordinary file/time/poll work need. Conditional: clone only for threads (else EPERM),
 // clone3 -> ENOSYS (glibc falls back to clone), socket -> EPERM unless the policy grants
-// network, signals only to the worker itself, ioctl except terminal injection (TIOCSTI).
+// network, signals only to the worker itself.
 // execve, fork, ptrace, mount, namespaces, bpf, io_uring, keyrings, ... kill the worker.
 #include <asm/unistd.h>
 #include <linux/sched.h>
 #include <seccomp.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -26,12 +25,12 @@ const char* const kAllowed[] = {
     "sendfile", "copy_file_range", "splice", "tee", "flock", "fsync", "fdatasync", "fadvise64",
     "readahead", "ftruncate", "fallocate", "memfd_create", "eventfd", "eventfd2",
     // files (Landlock decides which paths)
-    "open", "openat", "openat2", "creat", "stat", "fstat", "lstat", "newfstatat", "statx",
-    "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents", "getdents64",
-    "getcwd", "chdir", "fchdir", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename",
-    "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod",
-    "fchmodat", "truncate", "utimensat", "utimes", "utime", "futimesat", "statfs", "fstatfs",
-    "umask", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    "open", "openat", "openat2", "creat", "stat", "fstat", "lstat", "newfstatat", "statx", "access",
+    "faccessat", "faccessat2", "readlink", "readlinkat", "getdents", "getdents64", "getcwd",
+    "chdir", "fchdir", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat",
+    "renameat2", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat",
+    "truncate", "utimensat", "utimes", "utime", "futimesat", "statfs", "fstatfs", "umask",
+    "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
     // memory
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "msync", "mincore", "membarrier",
     // threads and synchronisation
@@ -56,8 +55,8 @@ const char* const kAllowed[] = {
     "epoll_wait", "epoll_pwait", "epoll_pwait2", "wait4", "waitid",
     // sockets (socket() itself is conditional below)
     "socketpair", "connect", "bind", "listen", "accept", "accept4", "getsockname", "getpeername",
-    "setsockopt", "getsockopt", "shutdown", "sendto", "recvfrom", "sendmsg", "recvmsg",
-    "sendmmsg", "recvmmsg",
+    "setsockopt", "getsockopt", "shutdown", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+    "recvmmsg",
     // leaving
     "exit", "exit_group"};
 
@@ -112,8 +111,8 @@ std::string install_seccomp(Network net, pid_t self) {
   if (rc != 0) return fail("socket", rc);
   // Signals: only to this process (abort() and raise() use tgkill on themselves).
   auto own = static_cast<scmp_datum_t>(self);
-  for (int sys : {SCMP_SYS(kill), SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo),
-                  SCMP_SYS(rt_tgsigqueueinfo)}) {
+  for (int sys :
+       {SCMP_SYS(kill), SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo), SCMP_SYS(rt_tgsigqueueinfo)}) {
     if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sys, 1, SCMP_A0_32(SCMP_CMP_EQ, own));
   }
   if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(tkill), 0);
@@ -121,21 +120,15 @@ std::string install_seccomp(Network net, pid_t self) {
   // prlimit64 on this process only (glibc's getrlimit/setrlimit use it).
   rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0_32(SCMP_CMP_EQ, 0));
   if (rc == 0) {
-    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
-                          SCMP_A0_32(SCMP_CMP_EQ, own));
+    rc =
+        seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0_32(SCMP_CMP_EQ, own));
   }
   if (rc != 0) return fail("prlimit64", rc);
-  // ioctl, except pushing input into a terminal.
-  rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 2,
-                        SCMP_A1_32(SCMP_CMP_NE, static_cast<uint32_t>(TIOCSTI)),
-                        SCMP_A1_32(SCMP_CMP_NE, static_cast<uint32_t>(TIOCLINUX)));
-  for (unsigned long req : {TIOCSTI, TIOCLINUX}) {
-    if (rc == 0) {
-      rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
-                            SCMP_A1_32(SCMP_CMP_EQ, static_cast<uint32_t>(req)));
-    }
+  // ioctl: allowed. Terminal injection (TIOCSTI) needs a tty fd, and a worker never gets one:
+  // the host hands it /dev/null instead of a terminal, and Landlock keeps /dev/tty closed.
+  if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 0)) != 0) {
+    return fail("ioctl", rc);
   }
-  if (rc != 0) return fail("ioctl", rc);
   if ((rc = seccomp_load(ctx)) != 0) return fail("seccomp_load", rc);
   return "";
 }

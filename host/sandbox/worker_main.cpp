@@ -43,8 +43,8 @@ std::mutex g_write_mu;
 Encoder g_enc;  // guarded by g_write_mu
 
 std::mutex g_read_mu;
-FrameReader* g_reader = nullptr;          // guarded by g_read_mu
-std::map<uint64_t, int64_t> g_replies;    // guarded by g_read_mu
+FrameReader* g_reader = nullptr;        // guarded by g_read_mu
+std::map<uint64_t, int64_t> g_replies;  // guarded by g_read_mu
 std::atomic<uint64_t> g_next_req{1};
 
 [[noreturn]] void die(int code) { _exit(code); }
@@ -147,14 +147,18 @@ nlohmann::json describe(const jr::LoadedPlugin& p) {
                      {"max_attempts", k.max_attempts},
                      {"retry_schedule", k.retry_schedule_text}});
   }
-  return {{"name", p.name},         {"version", p.version},   {"abi_minor", p.abi_minor},
-          {"kinds", kinds},         {"manifest", p.manifest}, {"has_idle", p.has_idle},
+  return {{"name", p.name},
+          {"version", p.version},
+          {"abi_minor", p.abi_minor},
+          {"kinds", kinds},
+          {"manifest", p.manifest},
+          {"has_idle", p.has_idle},
           {"has_shutdown", p.desc != nullptr && p.desc->shutdown != nullptr}};
 }
 
 void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   uint32_t flags = 0;
-  struct rusage ru{};
+  struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   int64_t cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL + ru.ru_utime.tv_usec +
                    ru.ru_stime.tv_usec;
@@ -297,10 +301,8 @@ int main(int argc, char** argv) {
     send_hello({{"ok", false}, {"stage", "confine"}, {"error", e.what()}});
     return 68;
   }
-  nlohmann::json hello = {{"ok", true},
-                          {"pid", getpid()},
-                          {"layers", rep.layers},
-                          {"warnings", rep.warnings}};
+  nlohmann::json hello = {
+      {"ok", true}, {"pid", getpid()}, {"layers", rep.layers}, {"warnings", rep.warnings}};
   std::set_new_handler(&on_alloc_failure);
   g_api = *jr::host_api();
   g_api.is_cancelled = &api_is_cancelled;

@@ -5,8 +5,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
-#include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,6 +71,12 @@ class Spawner {
 
 std::string errstr(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
+// Raw system calls: glibc 2.36's <sys/pidfd.h> lacks extern "C" for C++ callers.
+int sys_pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+int sys_pidfd_kill(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
 }  // namespace
 
 std::string signal_name(int sig) {
@@ -115,7 +121,13 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, 2, 1);  // plugin stdout never reaches the host's stdout
+  if (isatty(2)) {
+    // Never a terminal in the sandbox (TIOCSTI would let a plugin type into it).
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  } else {
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);  // plugin stdout never reaches the host's stdout
+  }
   posix_spawn_file_actions_adddup2(&fa, child, proto::kWorkerFd);
   posix_spawn_file_actions_adddup2(&fa, w->memfd_, proto::kSharedFd);
   posix_spawnattr_t attr;
@@ -125,8 +137,8 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETSID);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
   int rc = 0;
   pid_t pid = -1;
   Spawner::get().run(
@@ -139,7 +151,7 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
     return nullptr;
   }
   w->pid = pid;
-  w->pidfd = pidfd_open(pid, 0);
+  w->pidfd = sys_pidfd_open(pid);
   if (w->pidfd < 0) {
     *err = errstr("pidfd_open");
     return w;  // the destructor kills and reaps it; the caller sees the error
@@ -168,7 +180,7 @@ void WorkerProcess::kill() {
   if (pid <= 0 || reaped_) return;
   killed_ = true;
   if (pidfd >= 0) {
-    pidfd_send_signal(pidfd, SIGKILL, nullptr, 0);
+    sys_pidfd_kill(pidfd, SIGKILL);
   } else {
     ::kill(pid, SIGKILL);
   }
@@ -215,6 +227,10 @@ void WorkerProcess::classify(int status, bool killed_by_us, std::string* kind, s
       *kind = "crash";
       *text = "worker crashed with " + name;
     }
+  } else if (WIFEXITED(status) && (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4)) {
+    // jr-worker's own codes: its IPC channel broke (3) or the host sent garbage (4).
+    *kind = "protocol";
+    *text = "worker lost its IPC channel (exit code " + std::to_string(WEXITSTATUS(status)) + ")";
   } else if (WIFEXITED(status)) {
     *kind = "crash";
     *text = "worker exited with code " + std::to_string(WEXITSTATUS(status));
@@ -268,8 +284,8 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
       kill();
       reap();
       *kind = "timeout";
-      *err = "worker did not finish loading the plugin within " + std::to_string(timeout_ms) +
-             " ms";
+      *err =
+          "worker did not finish loading the plugin within " + std::to_string(timeout_ms) + " ms";
       return nullptr;
     }
     pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};

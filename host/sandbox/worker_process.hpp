@@ -33,9 +33,9 @@ class WorkerProcess {
   nlohmann::json handshake(const nlohmann::json& init, int64_t timeout_ms, std::string* kind,
                            std::string* err);
 
-  void kill();                       // SIGKILL; remembered so the status is not blamed on OOM
+  void kill();                         // SIGKILL; remembered so the status is not blamed on OOM
   bool wait_exit(int64_t timeout_ms);  // true once the process has exited (pidfd readable)
-  int reap();                        // waits for and returns the wait status (once; cached)
+  int reap();                          // waits for and returns the wait status (once; cached)
   bool alive() const { return !reaped_; }
   bool killed_by_us() const { return killed_; }
 
@@ -43,16 +43,16 @@ class WorkerProcess {
   static void classify(int status, bool killed_by_us, std::string* kind, std::string* text);
 
   pid_t pid = -1;
-  int fd = -1;      // host end of the socketpair (non-blocking)
+  int fd = -1;  // host end of the socketpair (non-blocking)
   int pidfd = -1;
   proto::SharedPage* shared = nullptr;
   proto::FrameReader reader;
   proto::Encoder enc;
-  uint64_t seq = 0;        // last job seq sent
-  int64_t jobs = 0;        // jobs completed
-  int64_t cpu_us = 0;      // as last reported
+  uint64_t seq = 0;    // last job seq sent
+  int64_t jobs = 0;    // jobs completed
+  int64_t cpu_us = 0;  // as last reported
   int64_t maxrss_kb = 0;
-  std::string scratch;     // removed with the worker
+  std::string scratch;  // removed with the worker
   int64_t started_ms = 0;
 
  private:

@@ -1,7 +1,8 @@
 /* Hostile test plugins for the sandbox tests: one misbehaviour per plugin, chosen by JR_CASE at
  * build time (see CMakeLists.txt), plus a well-behaved plugin (JR_CASE_GOOD) that exercises what
  * the sandbox must still allow. The payload is a JSON string: its text, unquoted, is the
- * argument (a path, a port, a sub-command). Plain C against abi.h so each case builds in a blink. */
+ * argument (a path, a port, a sub-command). Plain C against abi.h so each case builds in a blink.
+ */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,12 +90,14 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
 #elif defined(JR_CASE_SPIN)
   (void)arg;
   (void)buf;
-  for (volatile unsigned long i = 0;; i++) {
+  for (volatile unsigned long i = 0; i != ~0UL; i++) {
   }
+  return JR_OK;
 #elif defined(JR_CASE_IGNORE_CANCEL)
   (void)arg;
   (void)buf;
-  for (;;) usleep(10000); /* never asks is_cancelled */
+  for (volatile int forever = 1; forever;) usleep(10000); /* never asks is_cancelled */
+  return JR_OK;
 #elif defined(JR_CASE_FORKBOMB)
   (void)arg;
   (void)buf;
