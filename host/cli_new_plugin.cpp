@@ -144,8 +144,7 @@ int cmd_new_plugin(const std::string& name, const std::string& dir) {
             << "  cmake -S " << dir << " -B " << dir
             << "/build -DCMAKE_PREFIX_PATH=<jobrunner install prefix>\n"
             << "  cmake --build " << dir << "/build && ctest --test-dir " << dir << "/build\n"
-            << "  runner --plugins <dir holding libjr_" << name << ".so> --queues " << name
-            << "\n";
+            << "  runner --plugins <dir holding libjr_" << name << ".so> --queues " << name << "\n";
   return kExitOk;
 }
 
