@@ -373,7 +373,7 @@ void Engine::slot_loop() {
 void Engine::execute(ClaimedJob& job) {
   auto it = kind_map_.find(job.kind);
   if (it == kind_map_.end()) {  // cannot happen: we only claim our kinds
-    JobFinish f{job.id, job.attempt, Outcome::release, "", "", "", 0};
+    JobFinish f{job.id, job.attempt, Outcome::release, "", "", "", 0, job.kind};
     push_finish(std::move(f));
     return;
   }
@@ -419,6 +419,7 @@ JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, const Exec
   JobFinish f;
   f.id = job.id;
   f.attempt = job.attempt;
+  if (exec.status != JR_OK || !exec.host_error_kind.empty()) f.kind = job.kind;
   std::lock_guard<std::mutex> lock(ctx.mu);
   int cancel = ctx.cancel.load();
   int max_attempts = job.max_attempts.value_or(

@@ -94,6 +94,7 @@ struct JobFinish {
   std::string error_kind;    // "error", "permanent", "timeout", "crash", "lease_lost", ...
   std::string error;         // message (retry, discard, cancelled)
   double delay_seconds = 0;  // retry / snooze
+  std::string kind;          // for logs (set on failures only, to keep completions cheap)
 };
 
 struct JobFinishResult {

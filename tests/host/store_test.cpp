@@ -141,7 +141,8 @@ TEST_F(StoreTest, CompletionMovesTheJobToDoneWithItsResult) {
   int64_t id = insert("k");
   auto got = claim("w", 1);
   ASSERT_EQ(got.size(), 1u);
-  auto r = store_->JobFinishMany("w", {{id, 1, Outcome::completed, R"({"ok":true})", "", "", 0}});
+  auto r =
+      store_->JobFinishMany("w", {{id, 1, Outcome::completed, R"({"ok":true})", "", "", 0, ""}});
   EXPECT_TRUE(r.rejected.empty());
   EXPECT_EQ(q("SELECT count(*) FROM jr_jobs"), "0");
   auto v = nlohmann::json::parse(store_->JobGet(id)->json);
@@ -157,18 +158,18 @@ TEST_F(StoreTest, LateCompletionAfterTheLeaseMovedIsRejected) {
   auto second = claim("new", 1);
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(second[0].attempt, 2);
-  auto r = store_->JobFinishMany("old", {{id, 1, Outcome::completed, "", "", "", 0}});
+  auto r = store_->JobFinishMany("old", {{id, 1, Outcome::completed, "", "", "", 0, ""}});
   ASSERT_EQ(r.rejected.size(), 1u);
   EXPECT_EQ(r.rejected[0], id);
   EXPECT_EQ(q("SELECT state FROM jr_jobs WHERE id = " + std::to_string(id)), "running");
-  EXPECT_TRUE(
-      store_->JobFinishMany("new", {{id, 2, Outcome::completed, "", "", "", 0}}).rejected.empty());
+  EXPECT_TRUE(store_->JobFinishMany("new", {{id, 2, Outcome::completed, "", "", "", 0, ""}})
+                  .rejected.empty());
 }
 
 TEST_F(StoreTest, RetryRecordsTheErrorAndWaitsUntilDue) {
   int64_t id = insert("k");
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "disk on fire", 0.2}});
+  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "disk on fire", 0.2, ""}});
   auto v = nlohmann::json::parse(store_->JobGet(id)->json);
   EXPECT_EQ(v["state"], "retryable");
   ASSERT_EQ(v["errors"].size(), 1u);
@@ -185,11 +186,11 @@ TEST_F(StoreTest, RetryRecordsTheErrorAndWaitsUntilDue) {
 TEST_F(StoreTest, SnoozeAndReleaseDoNotUseAnAttempt) {
   int64_t id = insert("k");
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::release, "", "", "", 0}});
+  store_->JobFinishMany("w", {{id, 1, Outcome::release, "", "", "", 0, ""}});
   auto c = claim("w", 1);
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].attempt, 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::snooze, "", "", "", 0}});
+  store_->JobFinishMany("w", {{id, 1, Outcome::snooze, "", "", "", 0, ""}});
   EXPECT_EQ(q("SELECT state || ':' || attempt FROM jr_jobs WHERE id = " + std::to_string(id)),
             "scheduled:0");
 }
@@ -200,10 +201,10 @@ TEST_F(StoreTest, DiscardKeepsPayloadAndErrorHistory) {
   p.payload = R"({"important":"data"})";
   int64_t id = store_->JobInsert(p);
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "first", 0}});
+  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "first", 0, ""}});
   store_->JobPromoteDue(10);
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 2, Outcome::discard, "", "permanent", "bad input", 0}});
+  store_->JobFinishMany("w", {{id, 2, Outcome::discard, "", "permanent", "bad input", 0, ""}});
   auto v = nlohmann::json::parse(store_->JobGet(id)->json);
   EXPECT_EQ(v["state"], "discarded");
   EXPECT_EQ(v["payload"]["important"], "data");
