@@ -13,6 +13,9 @@
 #include "cron.hpp"
 #include "engine.hpp"
 #include "log.hpp"
+#include "ops/job_options.hpp"
+#include "ops/ops.hpp"
+#include "ops/server.hpp"
 #include "plugin_loader.hpp"
 #include "util.hpp"
 
@@ -64,7 +67,10 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   if (!w.rescue_interval.empty()) {
     cfg.rescue_interval_seconds = parse_duration_seconds(w.rescue_interval);
   }
+  if (!w.http.empty()) cfg.http = w.http;
   validate(cfg);
+  if (!cfg.http.empty()) ops::parse_listen_address(cfg.http);  // bad address: usage error
+  for (const auto& [kind, hook] : cfg.webhooks) ops::check_webhook_url(hook);
   if (cfg.plugins_dir.empty()) {
     std::cerr << "runner: no plugins to serve: give --plugins DIR (or RUNNER_PLUGINS, or "
                  "[worker] plugins in the config)\n";
@@ -118,6 +124,14 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       }
     }
   }
+  ops::OpsConfig oc;
+  oc.database_url = url;
+  oc.http = cfg.http;
+  oc.api_token = cfg.api_token;
+  oc.webhook_secret = cfg.webhook_secret;
+  oc.webhooks = cfg.webhooks;
+  ops::Operations operations(oc);
+  eo.observer = &operations;
   Engine engine(eo, ptrs, cfg.kinds);
   handle_signals(engine);
   // Migrate before serving; an unreachable database is retried with backoff, not fatal.
@@ -133,7 +147,16 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       }
     }
   }
+  if (!engine.stopping()) operations.start(engine);
   int rc = engine.run();
+  operations.stop();
+  if (engine.abandoned_handlers()) {
+    // Their jobs were released; the threads are still inside plugin code, so neither the
+    // plugins nor this process's globals may be torn down under them.
+    log::warn("exiting with handlers still running (their jobs were released)");
+    std::fflush(nullptr);
+    _exit(rc);
+  }
   for (auto& p : plugins) {
     if (p.initialised && p.desc->shutdown) p.desc->shutdown(p.state);
   }

@@ -172,8 +172,10 @@ int Engine::run() {
     mo.default_max_attempts = opts_.default_max_attempts;
     mo.prune = opts_.prune;
     mo.priority_aging_seconds = opts_.priority_aging_seconds;
+    mo.dead_worker_seconds = std::max(60.0, opts_.lease_seconds * 2);  // heartbeat: lease / 3
     maintenance_ = std::make_unique<Maintenance>(mo);
     maintenance_->start();
+    if (opts_.observer) opts_.observer->maintenance_started(maintenance_.get());
   }
   for (auto& h : idle_hooks_) h->last_active = steady_ms();
   completer_ = std::thread([this] { complete_loop(); });
@@ -218,6 +220,7 @@ int Engine::run() {
   slots_done_ = true;
   ready_cv_.notify_all();
   bool detached = cancelled_for_shutdown;
+  abandoned_handlers_ = detached;
   for (auto& t : slots_) {
     if (detached) {
       t.detach();  // may still be stuck inside a plugin that ignores cancellation
@@ -410,7 +413,11 @@ void Engine::execute(ClaimedJob& job) {
   }
   if (idle_it != idle_by_kind_.end()) idle_it->second->last_active = steady_ms();
   if (!still_ours) return;  // released by a forced shutdown; the outcome is no longer ours
-  push_finish(classify(job, k, exec, ctx));
+  JobFinish finish = classify(job, k, exec, ctx);
+  if (opts_.observer) {
+    opts_.observer->job_finished(job, finish.outcome, (steady_ms() - now_steady) / 1000.0);
+  }
+  push_finish(std::move(finish));
 }
 
 JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,

@@ -32,6 +32,17 @@
 
 namespace jr {
 
+// Optional hooks for metrics (host/ops). Called from engine threads: must be thread-safe, fast
+// and must not throw.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  // One attempt ended with `outcome` after `run_seconds` (before the outcome is written).
+  virtual void job_finished(const ClaimedJob& job, Outcome outcome, double run_seconds) = 0;
+  // The leader-elected maintenance services started; `m` lives until run() returns.
+  virtual void maintenance_started(const Maintenance* m) = 0;
+};
+
 struct EngineOptions {
   std::string database_url;
   std::string worker_id;
@@ -52,6 +63,7 @@ struct EngineOptions {
   std::vector<CronEntry> cron;  // from the config and the plugins' manifests
   // Plugin config sections (after env overrides), for idle-hook settings named in manifests.
   std::map<std::string, nlohmann::json> plugin_configs;
+  EngineObserver* observer = nullptr;  // metrics hooks (host/ops); must outlive the engine
 };
 
 struct EngineStats {
@@ -80,10 +92,19 @@ class Engine : public HostServices {
   // Asks the engine to stop claiming and shut down gracefully. Thread-safe.
   void stop();
   bool stopping() const { return stopping_.load(); }
+  // True when run() returned while handlers that ignored the shutdown were still inside plugin
+  // code: the caller must then exit without unloading or shutting down plugins.
+  bool abandoned_handlers() const { return abandoned_handlers_; }
 
   const EngineStats& stats() const { return stats_; }
   const Maintenance* maintenance() const { return maintenance_.get(); }
   const std::vector<std::string>& kinds() const { return kinds_; }
+  const std::string& worker_id() const { return opts_.worker_id; }
+  // Jobs executing in a slot right now. Thread-safe.
+  int running_jobs() {
+    std::lock_guard<std::mutex> lock(running_mu_);
+    return static_cast<int>(running_.size());
+  }
 
   // HostServices
   void job_log(jr_job_ctx* ctx, int level, std::string_view msg) override;
@@ -125,6 +146,7 @@ class Engine : public HostServices {
   EngineStats stats_;
 
   std::atomic<bool> stopping_{false};
+  bool abandoned_handlers_ = false;
   std::atomic<bool> fetcher_done_{false};
   std::atomic<bool> slots_done_{false};
   std::atomic<bool> completer_done_{false};
