@@ -30,6 +30,7 @@ struct WorkerFlags {
   int fetch_batch = -1;
   std::string worker_id;
   std::string rescue_interval;
+  std::string http;  // --http [ADDR:]PORT (host/ops)
 };
 
 struct EnqueueFlags {
@@ -51,6 +52,7 @@ struct EnqueueFlags {
   std::string lock_key;
   int lock_limit = 0;
   std::string depends_on;
+  std::string webhook;  // --webhook URL (host/ops)
 };
 
 struct DlqFlags {

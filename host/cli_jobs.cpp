@@ -8,6 +8,7 @@
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
 #include "log.hpp"
+#include "ops/job_options.hpp"
 #include "util.hpp"
 
 namespace jr::cli {
@@ -54,6 +55,10 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
   if (!f.unique_key.empty()) base.unique_key = f.unique_key;
   if (!f.lock_key.empty()) base.lock_key = f.lock_key;
   if (f.lock_limit > 0) base.lock_limit = f.lock_limit;
+  if (!f.webhook.empty()) {
+    ops::check_webhook_url(f.webhook);
+    base.webhook = f.webhook;
+  }
   for (const auto& id : split_list(f.depends_on)) {
     try {
       base.depends_on.push_back(std::stoll(id));
@@ -141,11 +146,24 @@ int cmd_status(const GlobalFlags& g, int64_t id, bool json) {
              "'; the job waits until one starts";
     }
   }
+  auto hooks = nlohmann::json::parse(store->WebhookForJob(id));  // host/ops: delivery state
+  for (auto& h : hooks) h["url"] = log::redact(h.value("url", ""));
+  if (doc.contains("options") && doc["options"].contains("webhook")) {  // may carry a token
+    doc["options"]["webhook"] = log::redact(doc["options"].value("webhook", ""));
+  }
   if (json) {
+    if (!hooks.empty()) doc["webhook"] = hooks;
     if (!note.empty()) doc["note"] = note;
     std::cout << doc.dump(2) << "\n";
   } else {
     std::cout << cli::render_job(job->json);
+    for (const auto& h : hooks) {
+      std::cout << "  webhook:   " << h.value("event", "") << " -> " << h.value("url", "") << ": "
+                << h.value("state", "") << " after " << h.value("attempts", 0) << " attempt(s)"
+                << (h["last_error"].is_string() ? " (" + h["last_error"].get<std::string>() + ")"
+                                                : std::string())
+                << "\n";
+    }
     if (!note.empty()) std::cout << "  note:      " << note << "\n";
   }
   return cli::kExitOk;

@@ -141,7 +141,17 @@ void read_file(const std::string& path, Config& cfg) {
   }
   cfg.source = path;
   Reader top(path, root, "");
-  top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron"});
+  top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron", "api_token",
+             "webhook_secret", "webhooks"});
+  top.str("api_token", cfg.api_token);
+  top.str("webhook_secret", cfg.webhook_secret);
+  if (auto wh = root.get("webhooks")) {
+    if (!wh->is_table()) top.fail(*wh, "webhooks", "must be a table ([webhooks] kind = \"url\")");
+    for (const auto& [kind, url] : *wh->as_table()) {
+      if (!url.is_string()) top.fail(url, "webhooks." + std::string(kind.str()), "must be a URL");
+      cfg.webhooks.emplace_back(std::string(kind.str()), url.as_string()->get());
+    }
+  }
   top.str("database_url", cfg.database_url);
   top.str("data_dir", cfg.data_dir);
   top.str("log_level", cfg.log_level);
@@ -150,7 +160,8 @@ void read_file(const std::string& path, Config& cfg) {
     Reader r(path, *w->as_table(), "worker");
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
              "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
-             "failure_ttl", "max_attempts", "priority_aging"});
+             "failure_ttl", "max_attempts", "priority_aging", "http"});
+    r.str("http", cfg.http);
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
     r.list("queues", cfg.queues);
@@ -208,6 +219,9 @@ void apply_env(Config& cfg) {
   if (auto v = env("RUNNER_PLUGINS")) cfg.plugins_dir = v;
   if (auto v = env("RUNNER_QUEUES")) cfg.queues = split_list(v);
   if (auto v = env("RUNNER_KINDS")) cfg.kinds = split_list(v);
+  if (auto v = env("RUNNER_HTTP")) cfg.http = v;
+  if (auto v = env("RUNNER_API_TOKEN")) cfg.api_token = v;
+  if (auto v = env("RUNNER_WEBHOOK_SECRET")) cfg.webhook_secret = v;
   auto int_var = [&](const char* var, int& out) {
     if (auto v = env(var)) {
       try {

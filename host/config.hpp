@@ -45,6 +45,12 @@ struct Config {
 
   // [plugins.<name>]: each plugin's own section, handed to it as JSON.
   nlohmann::json plugin_config = nlohmann::json::object();
+
+  // Operations (host/ops).
+  std::string http;            // RUNNER_HTTP / [worker] http: "ADDR:PORT" or "PORT"; "" = off
+  std::string api_token;       // RUNNER_API_TOKEN / api_token: Bearer token for POST endpoints
+  std::string webhook_secret;  // RUNNER_WEBHOOK_SECRET / webhook_secret: HMAC key
+  std::vector<std::pair<std::string, std::string>> webhooks;  // [webhooks] kind = "url"
 };
 
 // Reads `path` (if non-empty) then applies the environment. Throws ConfigError.

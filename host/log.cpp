@@ -65,6 +65,18 @@ std::string timestamp() {
 
 }  // namespace
 
+namespace {
+// Cheap test before the regexes: could this line hold a secret at all?
+bool may_hold_secret(const std::string& line) {
+  if (line.find("://") != std::string::npos && line.find('@') != std::string::npos) return true;
+  for (const char* k : {"assword", "ASSWORD", "token", "TOKEN", "secret", "SECRET", "api_key",
+                        "apikey", "Bearer", "asswd"}) {
+    if (line.find(k) != std::string::npos) return true;
+  }
+  return false;
+}
+}  // namespace
+
 void init(Level min_level) { set_level(min_level); }
 
 void set_level(Level min_level) { logger()->set_level(to_spd(min_level)); }
@@ -88,17 +100,24 @@ void write(Level level, std::string_view msg, nlohmann::json fields) {
   if (fields.is_object()) {
     for (auto& [k, v] : fields.items()) line[k] = std::move(v);
   }
-  lg->log(to_spd(level), "{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // Last line of defence: whatever a message or a plugin passes in, no secret is written.
+  if (may_hold_secret(text)) text = redact(text);
+  lg->log(to_spd(level), "{}", text);
 }
 
 std::string redact(std::string_view conninfo) {
   std::string s(conninfo);
-  // postgresql://user:secret@host/db
-  static const std::regex url_pw(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@]*@)");
+  // postgresql://user:secret@host/db (anywhere in the text: messages quote URLs)
+  static const std::regex url_pw(R"(([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s"']*):[^@\s"'/]*@)");
   s = std::regex_replace(s, url_pw, "$1:***@");
-  // password=secret in key/value strings or URL query parameters
-  static const std::regex kv_pw(R"((password\s*=\s*)('[^']*'|[^\s&]+))", std::regex::icase);
+  // password=secret in key/value strings or URL query parameters; tokens and secrets likewise
+  static const std::regex kv_pw(
+      R"(((?:password|passwd|token|api_key|apikey|access_token|secret)\s*=\s*)('[^']*'|[^\s&"']+))",
+      std::regex::icase);
   s = std::regex_replace(s, kv_pw, "$1***");
+  static const std::regex bearer(R"((Bearer\s+)[A-Za-z0-9._~+/=-]+)");
+  s = std::regex_replace(s, bearer, "$1***");
   return s;
 }
 

@@ -29,6 +29,8 @@ using namespace jr::cli;
 namespace jr::cli {
 // `runner new-plugin NAME DIR` (host/cli_new_plugin.cpp): scaffolds an out-of-tree plugin.
 int cmd_new_plugin(const std::string& name, const std::string& dir);
+// `runner info [--json] [--watch]` (host/ops/cli_info.cpp): queues, live runners, throughput.
+int cmd_info(const GlobalFlags& g, const WorkerFlags& w, bool json, bool watch);
 }  // namespace jr::cli
 
 int main(int argc, char** argv) {
@@ -60,6 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--worker-id", w.worker_id, "identity in leases and the registry");
   app.add_option("--rescue-interval", w.rescue_interval,
                  "how often the leader looks for expired leases (default 5s)");
+  app.add_option("--http", w.http,
+                 "serve /metrics, /healthz, /readyz and the JSON API on [ADDR:]PORT (loopback "
+                 "unless ADDR is given; RUNNER_HTTP)");
 
   auto* worker = app.add_subcommand("worker", "run jobs (the default command)");
   worker->fallthrough();
@@ -94,6 +99,9 @@ int main(int argc, char** argv) {
   enqueue->add_option("--lock-limit", ef.lock_limit, "with --lock-key: at most N at once")
       ->check(CLI::Range(1, 1000000));
   enqueue->add_option("--depends-on", ef.depends_on, "run after these jobs complete (id,id)");
+  enqueue->add_option("--webhook", ef.webhook,
+                      "POST a signed notification to this URL when the job completes or is "
+                      "dead-lettered");
 
   int64_t cancel_id = 0;
   auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
@@ -212,6 +220,12 @@ int main(int argc, char** argv) {
   jobs_ls->add_option("--limit", ls_limit)->check(CLI::Range(1, 1000000));
   jobs_ls->add_flag("--json", ls_json, "print a JSON array");
 
+  bool info_json = false, info_watch = false;
+  auto* info = app.add_subcommand("info", "queues, live runners and throughput of the last minute");
+  info->fallthrough();
+  info->add_flag("--json", info_json, "print JSON");
+  info->add_flag("--watch", info_watch, "refresh every second until Ctrl-C");
+
   auto* migrate = app.add_subcommand("migrate", "create or upgrade the schema");
   migrate->fallthrough();
 
@@ -257,6 +271,7 @@ int main(int argc, char** argv) {
     if (*queue) return cmd_queue(g, queue_action, queue_name);
     if (*limit) return cmd_limit(g, lf);
     if (*cron_ls) return cmd_cron_ls(g, cron_json);
+    if (*info) return cmd_info(g, w, info_json, info_watch);
     if (*torture) {
       tf.plugins = w.plugins;
       tf.concurrency = w.concurrency > 0 ? w.concurrency : 50;

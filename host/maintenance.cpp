@@ -143,6 +143,10 @@ void Maintenance::loop() {
         if (now >= next_rescue) {
           run_rescuer_once(*store);
           run_expirer_once(*store);
+          if (int n = store->WorkerPruneDead(opts_.dead_worker_seconds); n > 0) {
+            counts_.workers_pruned += n;
+            log::info("registry: runners without a heartbeat removed", {{"count", n}});
+          }
           next_rescue = now + ms(opts_.rescue_interval_seconds);
         }
         if (now >= next_prune) {

@@ -34,6 +34,7 @@ struct MaintenanceOptions {
   int default_max_attempts = 25;
   PruneParams prune;
   double priority_aging_seconds = 60;  // seconds of waiting per priority point; 0 = off
+  double dead_worker_seconds = 60;     // registry rows without a heartbeat this long are deleted
 };
 
 struct MaintenanceCounts {
@@ -46,6 +47,7 @@ struct MaintenanceCounts {
   std::atomic<int64_t> deps_cancelled{0};
   std::atomic<int64_t> aged{0};
   std::atomic<int64_t> cron_enqueued{0};
+  std::atomic<int64_t> workers_pruned{0};  // registry rows of dead runners deleted
   std::atomic<bool> leader{false};
 };
 

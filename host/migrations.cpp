@@ -1,5 +1,7 @@
 #include "migrations.hpp"
 
+#include "ops/schema.hpp"
+
 namespace jr {
 
 namespace {
@@ -182,6 +184,7 @@ const std::vector<Migration>& migrations() {
       {2, "job ttl and retention", kV2},
       {3, "leader leases", kV3},
       {4, "flow control: unique, lock keys, dependencies, pauses, rate limits, cron", kV4},
+      {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
   };
   return all;
 }

@@ -9,6 +9,7 @@
 
 #include "log.hpp"
 #include "migrations.hpp"
+#include "ops/pg_ops.hpp"
 #include "pg_internal.hpp"
 #include "store.hpp"
 #include "util.hpp"
@@ -48,6 +49,7 @@ std::string insert_options(const JobInsertParams& p) {
   nlohmann::json o = nlohmann::json::object();
   if (p.result_ttl_seconds) o["result_ttl"] = *p.result_ttl_seconds;
   if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
+  if (p.webhook) o["webhook"] = *p.webhook;
   return o.dump();
 }
 
@@ -804,7 +806,79 @@ class PgStore final : public Store {
     }
   }
 
+  // ---- Operations (host/ops); the SQL is in host/ops/pg_ops.cpp ----
+  std::string QueueDepths() override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      return pg_ops::queue_depths(tx);
+    });
+  }
+
+  std::string QueueThroughput(double seconds) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      return pg_ops::queue_throughput(tx, seconds);
+    });
+  }
+
+  std::string WorkerList(double live_seconds) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      return pg_ops::worker_list(tx, live_seconds);
+    });
+  }
+
+  int WorkerPruneDead(double older_than_seconds) override {
+    return in_tx([&](pqxx::work& tx) { return pg_ops::worker_prune_dead(tx, older_than_seconds); });
+  }
+
+  void WebhookUrlsSet(const std::vector<std::string>& served,
+                      const std::vector<std::pair<std::string, std::string>>& urls) override {
+    in_tx([&](pqxx::work& tx) {
+      pg_ops::webhook_urls_set(tx, served, urls);
+      return 0;
+    });
+  }
+
+  std::vector<WebhookDelivery> WebhookClaim(const std::string& owner, int limit,
+                                            double lease_seconds) override {
+    return in_tx(
+        [&](pqxx::work& tx) { return pg_ops::webhook_claim(tx, owner, limit, lease_seconds); });
+  }
+
+  void WebhookDelivered(int64_t id, int http_status) override {
+    in_tx([&](pqxx::work& tx) {
+      pg_ops::webhook_delivered(tx, id, http_status);
+      return 0;
+    });
+  }
+
+  void WebhookFailed(int64_t id, int http_status, const std::string& error, double retry_in_seconds,
+                     int max_attempts) override {
+    in_tx([&](pqxx::work& tx) {
+      pg_ops::webhook_failed(tx, id, http_status, error, retry_in_seconds, max_attempts);
+      return 0;
+    });
+  }
+
+  std::string WebhookForJob(int64_t job_id) override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      return pg_ops::webhook_for_job(tx, job_id);
+    });
+  }
+
  private:
+  template <class F>
+  auto in_tx(F&& fn) -> decltype(fn(std::declval<pqxx::work&>())) {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = fn(tx);
+      tx.commit();
+      return r;
+    });
+  }
+
   static std::vector<int64_t> to_i64(const std::vector<int>& v) {
     return std::vector<int64_t>(v.begin(), v.end());
   }

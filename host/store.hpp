@@ -52,6 +52,8 @@ struct JobInsertParams {
   std::optional<int> lock_limit;
   // Parents that must complete first; a parent that is dead-lettered or cancelled cancels it.
   std::vector<int64_t> depends_on;
+  // Callback URL notified (signed POST) when the job completes or is dead-lettered (host/ops).
+  std::optional<std::string> webhook;
 };
 
 struct JobInsertResult {
@@ -150,6 +152,16 @@ struct KindDefaults {
   std::optional<std::string> retry_schedule;
 };
 
+// A webhook notification waiting in the outbox (jr_webhook_deliveries), claimed for delivery.
+struct WebhookDelivery {
+  int64_t id = 0;
+  int64_t job_id = 0;
+  std::string event;  // "job.completed" or "job.dead_lettered"
+  std::string url;
+  std::string body;  // JSON text, signed byte for byte
+  int attempts = 0;  // deliveries tried before this one
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -243,6 +255,28 @@ class Store {
   virtual bool WaitForJobs(int timeout_ms) = 0;
   virtual void Listen() = 0;
   virtual bool Ping() = 0;
+
+  // ---- Operations (host/ops): info, metrics, worker registry cleanup, webhooks ----
+  // Live jobs per queue and state: JSON {"queue": {"available": n, ...}, ...}.
+  virtual std::string QueueDepths() = 0;
+  // Jobs finished within the last `seconds`, per queue and final state: JSON like QueueDepths.
+  virtual std::string QueueThroughput(double seconds) = 0;
+  // Runners whose heartbeat is within `live_seconds`: JSON array of jr_workers rows.
+  virtual std::string WorkerList(double live_seconds) = 0;
+  // Deletes registry rows whose heartbeat is older than `older_than_seconds`; returns how many.
+  virtual int WorkerPruneDead(double older_than_seconds) = 0;
+  // Per-kind webhook URLs: sets `urls` and removes the URL of every other kind in `served`.
+  virtual void WebhookUrlsSet(const std::vector<std::string>& served,
+                              const std::vector<std::pair<std::string, std::string>>& urls) = 0;
+  // Claims due deliveries for `owner` for `lease_seconds` (others skip them meanwhile).
+  virtual std::vector<WebhookDelivery> WebhookClaim(const std::string& owner, int limit,
+                                                    double lease_seconds) = 0;
+  virtual void WebhookDelivered(int64_t id, int http_status) = 0;
+  // A failed try: pending again after `retry_in_seconds`, or failed when attempts reach `max`.
+  virtual void WebhookFailed(int64_t id, int http_status, const std::string& error,
+                             double retry_in_seconds, int max_attempts) = 0;
+  // The deliveries of one job as a JSON array ("[]" when none).
+  virtual std::string WebhookForJob(int64_t job_id) = 0;
 };
 
 }  // namespace jr

@@ -1,0 +1,223 @@
+#include "ops/ops.hpp"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "log.hpp"
+#include "ops/server.hpp"
+#include "ops/webhooks.hpp"
+
+#ifndef JR_VERSION
+#define JR_VERSION "0.0.0"
+#endif
+
+namespace jr::ops {
+namespace {
+
+int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+double unix_now() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+const std::vector<double> kDurationBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                              2.5,   5,    10,    30,   60,  300,  900, 3600};
+const std::vector<double> kWaitBuckets = {0.01, 0.05, 0.1, 0.25, 0.5, 1,    2.5,   5,
+                                          10,   30,   60,  300,  900, 3600, 21600, 86400};
+
+}  // namespace
+
+const char* outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::completed:
+      return "completed";
+    case Outcome::retry:
+      return "retried";
+    case Outcome::discard:
+      return "discarded";
+    case Outcome::snooze:
+      return "snoozed";
+    case Outcome::cancelled:
+      return "cancelled";
+    case Outcome::release:
+      return "released";
+  }
+  return "unknown";
+}
+
+Operations::Operations(OpsConfig cfg) : cfg_(std::move(cfg)) {
+  finished_ = &registry_.counter(
+      "jobrunner_jobs_finished_total",
+      "Job attempts finished by this runner, by kind, queue and outcome (completed, retried, "
+      "discarded = dead letter, snoozed, cancelled, released).",
+      {"kind", "queue", "outcome"});
+  duration_ = &registry_.histogram("jobrunner_job_duration_seconds",
+                                   "Time an attempt ran in its handler, by kind.", {"kind"},
+                                   kDurationBuckets);
+  wait_ = &registry_.histogram("jobrunner_job_wait_seconds",
+                               "Time from enqueue to the start of the attempt, by kind.", {"kind"},
+                               kWaitBuckets);
+  pool_ = std::make_unique<StorePool>(cfg_.database_url);
+  add_collectors();
+}
+
+Operations::~Operations() { stop(); }
+
+void Operations::job_finished(const ClaimedJob& job, Outcome outcome, double run_seconds) {
+  try {
+    finished_->inc({job.kind, job.queue, outcome_name(outcome)});
+    duration_->observe({job.kind}, run_seconds);
+    if (job.started_at > 0 && job.created_at > 0) {
+      wait_->observe({job.kind}, std::max(0.0, job.started_at - job.created_at));
+    }
+  } catch (const std::exception& e) {
+    log::warn("metrics update failed", {{"error", e.what()}});
+  }
+}
+
+void Operations::add_collectors() {
+  registry_.collector([this](TextWriter& w) {
+    Engine* e = engine_.load();
+    w.family("jobrunner_running_jobs", "gauge", "Jobs executing in this runner's slots now.");
+    w.sample("jobrunner_running_jobs", {}, e ? e->running_jobs() : 0);
+    const EngineStats* st = e ? &e->stats() : nullptr;
+    auto stat = [&](const std::atomic<int64_t> EngineStats::*m) {
+      return st ? static_cast<double>((st->*m).load()) : 0.0;
+    };
+    w.family("jobrunner_retries_total", "counter",
+             "Failed attempts this runner scheduled for a retry.");
+    w.sample("jobrunner_retries_total", {}, stat(&EngineStats::retried));
+    const Maintenance* m = maintenance_.load();
+    double rescued = m ? static_cast<double>(m->counts().rescued.load()) : 0;
+    double rescued_dlq = m ? static_cast<double>(m->counts().rescued_to_dlq.load()) : 0;
+    w.family("jobrunner_dead_letters_total", "counter",
+             "Jobs moved to the dead letter queue: by this runner's attempts (source=attempt) or "
+             "by its rescuer after a lost lease (source=rescue).");
+    w.sample("jobrunner_dead_letters_total", {{"source", "attempt"}},
+             stat(&EngineStats::discarded));
+    w.sample("jobrunner_dead_letters_total", {{"source", "rescue"}}, rescued_dlq);
+    w.family("jobrunner_rescues_total", "counter",
+             "Jobs with an expired lease recovered by this runner while it led maintenance, by "
+             "result (retryable or discarded).");
+    w.sample("jobrunner_rescues_total", {{"result", "retryable"}}, rescued);
+    w.sample("jobrunner_rescues_total", {{"result", "discarded"}}, rescued_dlq);
+    w.family("jobrunner_database_errors_total", "counter",
+             "Database operations of the engine that failed (each was retried).");
+    w.sample("jobrunner_database_errors_total", {}, stat(&EngineStats::db_errors));
+    w.family("jobrunner_fenced_outcomes_total", "counter",
+             "Outcomes rejected because the job's lease was no longer this runner's.");
+    w.sample("jobrunner_fenced_outcomes_total", {}, stat(&EngineStats::rejected));
+    w.family("jobrunner_maintenance_leader", "gauge",
+             "1 while this runner leads the maintenance services.");
+    w.sample("jobrunner_maintenance_leader", {}, m && m->counts().leader.load() ? 1 : 0);
+  });
+  registry_.collector([this](TextWriter& w) {
+    std::string json;
+    {
+      std::lock_guard<std::mutex> lock(depth_mu_);
+      int64_t now = steady_ms();
+      if (now - depth_at_ms_ >= 1000) {
+        try {
+          depth_json_ = pool_->with([](Store& s) { return s.QueueDepths(); });
+          depth_at_ms_ = now;
+        } catch (const StoreError& e) {
+          log::warn("metrics: queue depths unavailable", {{"error", e.what()}});
+        }
+      }
+      json = depth_json_;
+    }
+    w.family("jobrunner_queue_depth", "gauge",
+             "Jobs in the database per queue and state (waiting, scheduled, available, running, "
+             "retryable); refreshed at most once a second.");
+    auto d = nlohmann::json::parse(json, nullptr, false);
+    if (d.is_object()) {
+      for (auto& [queue, states] : d.items()) {
+        for (const char* s : {"waiting", "scheduled", "available", "running", "retryable"}) {
+          w.sample("jobrunner_queue_depth", {{"queue", queue}, {"state", s}}, states.value(s, 0.0));
+        }
+      }
+    }
+  });
+  registry_.collector([this](TextWriter& w) {
+    if (!webhooks_) return;
+    const auto& c = webhooks_->counts();
+    w.family("jobrunner_webhook_deliveries_total", "counter",
+             "Webhook POSTs by this runner, by outcome (delivered, failed = will retry, "
+             "given_up = max attempts reached).");
+    w.sample("jobrunner_webhook_deliveries_total", {{"outcome", "delivered"}},
+             static_cast<double>(c.delivered.load()));
+    w.sample("jobrunner_webhook_deliveries_total", {{"outcome", "failed"}},
+             static_cast<double>(c.failed_attempts.load()));
+    w.sample("jobrunner_webhook_deliveries_total", {{"outcome", "given_up"}},
+             static_cast<double>(c.given_up.load()));
+  });
+  registry_.collector([](TextWriter& w) {
+    if (!has_sandbox_stats_provider()) return;
+    auto stats = sandbox_stats();
+    w.family("jobrunner_sandbox_workers", "gauge", "Live sandbox worker processes per plugin.");
+    for (const auto& p : stats) {
+      w.sample("jobrunner_sandbox_workers", {{"plugin", p.plugin}}, static_cast<double>(p.workers));
+    }
+    w.family("jobrunner_sandbox_restarts_total", "counter",
+             "Sandbox worker restarts per plugin and reason.");
+    for (const auto& p : stats) {
+      for (const auto& [reason, n] : p.restarts) {
+        w.sample("jobrunner_sandbox_restarts_total", {{"plugin", p.plugin}, {"reason", reason}},
+                 static_cast<double>(n));
+      }
+    }
+  });
+  registry_.collector([](TextWriter& w) {
+    static const double started = unix_now();
+    w.family("jobrunner_build_info", "gauge", "Build information; the value is always 1.");
+    w.sample("jobrunner_build_info", {{"version", JR_VERSION}}, 1);
+    w.family("jobrunner_start_time_seconds", "gauge", "Unix time this runner's metrics started.");
+    w.sample("jobrunner_start_time_seconds", {}, started);
+  });
+}
+
+void Operations::start(Engine& engine) {
+  engine_ = &engine;
+  if (!cfg_.webhooks.empty() || !cfg_.webhook_secret.empty()) {
+    WebhookOptions wo;
+    wo.database_url = cfg_.database_url;
+    wo.owner = engine.worker_id();
+    wo.secret = cfg_.webhook_secret;
+    wo.kinds_served = engine.kinds();
+    wo.per_kind = cfg_.webhooks;
+    wo.retry_base_seconds = cfg_.webhook_retry_base_seconds;
+    if (wo.secret.empty()) {
+      log::warn(
+          "webhooks are configured but no webhook_secret is set: this runner publishes "
+          "the URLs but does not deliver (set RUNNER_WEBHOOK_SECRET or webhook_secret)");
+    }
+    webhooks_ = std::make_unique<WebhookDeliverer>(std::move(wo));
+    webhooks_->start();
+  }
+  if (!cfg_.http.empty()) {
+    ServerOptions so;
+    so.listen = cfg_.http;
+    so.api_token = cfg_.api_token;
+    server_ = std::make_unique<Server>(so, *pool_, registry_, [this]() -> Readiness {
+      Engine* e = engine_.load();
+      if (!e) return {false, "starting"};
+      if (e->stopping()) return {false, "shutting down"};
+      if (e->kinds().empty()) return {false, "no plugin loaded: no job kinds to serve"};
+      return {};
+    });
+    server_->start();
+  }
+}
+
+void Operations::stop() {
+  if (server_) server_->stop();
+  if (webhooks_) webhooks_->stop();
+}
+
+int Operations::http_port() const { return server_ ? server_->port() : 0; }
+
+}  // namespace jr::ops

@@ -1,0 +1,281 @@
+#include "ops/server.hpp"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "log.hpp"
+#include "ops/job_options.hpp"
+
+namespace jr::ops {
+
+std::pair<std::string, int> parse_listen_address(const std::string& text) {
+  std::string host = "127.0.0.1";
+  std::string port = text;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw std::invalid_argument("bad HTTP address '" + text + "' (expected [ADDR]:PORT)");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    if (colon > 0) host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  size_t pos = 0;
+  int p = -1;
+  try {
+    p = std::stoi(port, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (port.empty() || pos != port.size() || p < 0 || p > 65535) {
+    throw std::invalid_argument("bad HTTP address '" + text +
+                                "' (expected PORT or ADDR:PORT, e.g. 9090 or 127.0.0.1:9090)");
+  }
+  return {host, p};
+}
+
+std::unique_ptr<Store> StorePool::take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      auto s = std::move(idle_.back());
+      idle_.pop_back();
+      return s;
+    }
+  }
+  return Store::open(url_);
+}
+
+void StorePool::give(std::unique_ptr<Store> s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(s));
+}
+
+namespace {
+
+void json_reply(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump() + "\n", "application/json");
+}
+
+void error_reply(httplib::Response& res, int status, const std::string& msg) {
+  json_reply(res, status, {{"error", msg}});
+}
+
+// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+bool same(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
+
+int64_t path_id(const httplib::Request& req) { return std::stoll(req.matches[1].str()); }
+
+}  // namespace
+
+Server::Server(ServerOptions opts, StorePool& pool, const Registry& registry,
+               std::function<Readiness()> ready)
+    : opts_(std::move(opts)),
+      pool_(pool),
+      registry_(registry),
+      ready_(std::move(ready)),
+      http_(std::make_unique<httplib::Server>()) {
+  routes();
+}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  auto [host, port] = parse_listen_address(opts_.listen);
+  host_ = host;
+  if (port == 0) {
+    port_ = http_->bind_to_any_port(host);
+    if (port_ < 0) throw std::runtime_error("cannot bind the HTTP server to " + host + ":0");
+  } else {
+    if (!http_->bind_to_port(host, port)) {
+      throw std::runtime_error("cannot bind the HTTP server to " + opts_.listen +
+                               " (address in use, or not an address of this machine)");
+    }
+    port_ = port;
+  }
+  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  log::info("http server listening",
+            {{"address", host_}, {"port", port_}, {"api_writes", !opts_.api_token.empty()}});
+}
+
+void Server::stop() {
+  if (http_) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Server::routes() {
+  auto& s = *http_;
+  s.set_read_timeout(5, 0);
+  s.set_write_timeout(5, 0);
+  s.set_payload_max_length(1 << 20);
+  s.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        error_reply(res, res.status,
+                    res.status == 404 ? "not found" : "HTTP " + std::to_string(res.status));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string msg = "internal error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const StoreError& e) {
+          error_reply(res, e.transient() ? 503 : 400, log::redact(e.what()));
+          return;
+        } catch (const std::exception& e) {
+          msg = e.what();
+        }
+        error_reply(res, 500, log::redact(msg));
+      });
+
+  // Authorises a state-changing request; false: the response is already an error.
+  auto authorised = [this](const httplib::Request& req, httplib::Response& res) {
+    if (opts_.api_token.empty()) {
+      error_reply(res, 403,
+                  "state-changing endpoints are disabled: no API token is configured (set "
+                  "RUNNER_API_TOKEN, or api_token in the config file, and restart the runner)");
+      return false;
+    }
+    std::string h = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (h.rfind(prefix, 0) != 0 || !same(h.substr(prefix.size()), opts_.api_token)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      error_reply(res, 401,
+                  h.empty() ? "missing Authorization: Bearer <token> header" : "invalid API token");
+      return false;
+    }
+    return true;
+  };
+
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry_.render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    json_reply(res, 200, {{"status", "ok"}});
+  });
+  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    Readiness r = ready_ ? ready_() : Readiness{};
+    if (r.ready) {
+      try {
+        if (!pool_.with([](Store& st) { return st.Ping(); })) {
+          r = {false, "database unreachable"};
+        }
+      } catch (const StoreError& e) {
+        r = {false, std::string("database unreachable: ") + log::redact(e.what())};
+      }
+    }
+    if (r.ready) {
+      json_reply(res, 200, {{"status", "ready"}});
+    } else {
+      json_reply(res, 503, {{"status", "not ready"}, {"reason", r.reason}});
+    }
+  });
+
+  s.Post("/api/v1/jobs", [this, authorised](const httplib::Request& req, httplib::Response& res) {
+    if (!authorised(req, res)) return;
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded()) return error_reply(res, 400, "the request body is not valid JSON");
+    JobInsertParams p;
+    try {
+      p = job_from_json(body);
+    } catch (const std::invalid_argument& e) {
+      return error_reply(res, 400, e.what());
+    }
+    auto [r, view] = pool_.with([&](Store& st) {
+      JobInsertResult ins = st.JobInsertEx(p);
+      return std::make_pair(ins, st.JobGet(ins.id));
+    });
+    nlohmann::json out = {{"id", r.id}, {"inserted", r.inserted}};
+    if (view) {
+      auto j = nlohmann::json::parse(view->json);
+      for (const char* k : {"kind", "queue", "state", "priority", "run_at"}) {
+        if (j.contains(k)) out[k] = j[k];
+      }
+    }
+    json_reply(res, r.inserted ? 201 : 200, out);
+  });
+
+  s.Get(R"(/api/v1/jobs/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = path_id(req);
+    auto [view, hooks] = pool_.with([&](Store& st) {
+      auto v = st.JobGet(id);
+      return std::make_pair(v, v ? st.WebhookForJob(id) : std::string("[]"));
+    });
+    if (!view) return error_reply(res, 404, "no job with id " + std::to_string(id));
+    auto j = nlohmann::json::parse(view->json);
+    if (j.contains("options") && j["options"].contains("webhook")) {  // may carry a token
+      j["options"]["webhook"] = log::redact(j["options"].value("webhook", ""));
+    }
+    auto wh = nlohmann::json::parse(hooks);
+    for (auto& d : wh) d["url"] = log::redact(d.value("url", ""));
+    if (!wh.empty()) j["webhook"] = wh;
+    json_reply(res, 200, j);
+  });
+
+  s.Get("/api/v1/queues", [this](const httplib::Request&, httplib::Response& res) {
+    auto [depths, paused] =
+        pool_.with([](Store& st) { return std::make_pair(st.QueueDepths(), st.QueuePaused()); });
+    nlohmann::json d = nlohmann::json::parse(depths);
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& q : paused) {
+      if (!d.contains(q)) d[q] = nlohmann::json::object();
+    }
+    for (auto& [queue, states] : d.items()) {
+      nlohmann::json row = {
+          {"waiting", 0}, {"scheduled", 0}, {"available", 0}, {"running", 0}, {"retryable", 0}};
+      for (auto& [st, n] : states.items()) row[st] = n;
+      row["paused"] = std::find(paused.begin(), paused.end(), queue) != paused.end();
+      out[queue] = row;
+    }
+    json_reply(res, 200, {{"queues", out}});
+  });
+
+  s.Post(R"(/api/v1/jobs/(\d+)/retry)",
+         [this, authorised](const httplib::Request& req, httplib::Response& res) {
+           if (!authorised(req, res)) return;
+           int64_t id = path_id(req);
+           auto [ok, view] = pool_.with([&](Store& st) {
+             bool r = st.JobRetry(id);
+             return std::make_pair(r, r ? std::optional<JobView>() : st.JobGet(id));
+           });
+           if (ok) return json_reply(res, 200, {{"id", id}, {"state", "available"}});
+           if (!view) return error_reply(res, 404, "no job with id " + std::to_string(id));
+           std::string state = nlohmann::json::parse(view->json).value("state", "?");
+           error_reply(res, 409,
+                       "job " + std::to_string(id) + " is " + state +
+                           "; only dead-lettered, cancelled, scheduled or retryable jobs can be "
+                           "retried");
+         });
+
+  s.Post(R"(/api/v1/jobs/(\d+)/cancel)", [this, authorised](const httplib::Request& req,
+                                                            httplib::Response& res) {
+    if (!authorised(req, res)) return;
+    int64_t id = path_id(req);
+    CancelResult r = pool_.with([&](Store& st) { return st.JobCancel(id); });
+    switch (r) {
+      case CancelResult::cancelled:
+        return json_reply(res, 200, {{"id", id}, {"state", "cancelled"}});
+      case CancelResult::requested:
+        return json_reply(res, 202, {{"id", id}, {"state", "running"}, {"cancel_requested", true}});
+      case CancelResult::already_finished:
+        return error_reply(res, 409, "job " + std::to_string(id) + " has already finished");
+      case CancelResult::not_found:
+        break;
+    }
+    error_reply(res, 404, "no job with id " + std::to_string(id));
+  });
+}
+
+}  // namespace jr::ops

@@ -1,0 +1,96 @@
+// The runner's HTTP server (cpp-httplib): /metrics, /healthz, /readyz and the JSON API under
+// /api/v1. Off unless an address is configured; binds loopback unless told otherwise. Endpoints
+// that change state need "Authorization: Bearer <api token>"; without a configured token they
+// answer 403. Errors are JSON {"error": "..."}.
+//
+// Threading: httplib serves requests on its own thread pool; every handler takes a Store from a
+// small mutex-protected pool (a Store is not thread-safe) and gives it back afterwards.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ops/metrics.hpp"
+#include "store.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace jr::ops {
+
+// "9090" -> {"127.0.0.1", 9090}; "0.0.0.0:9090"; "[::1]:9090". Throws std::invalid_argument.
+std::pair<std::string, int> parse_listen_address(const std::string& text);
+
+// Hands out Stores (one connection each) to request threads.
+class StorePool {
+ public:
+  explicit StorePool(std::string url, size_t max_idle = 4)
+      : url_(std::move(url)), max_idle_(max_idle) {}
+  // Runs fn(store) with a pooled Store; a Store whose connection failed is dropped.
+  template <class F>
+  auto with(F&& fn) -> decltype(fn(std::declval<Store&>())) {
+    std::unique_ptr<Store> s = take();
+    try {
+      if constexpr (std::is_void_v<decltype(fn(*s))>) {
+        fn(*s);
+        give(std::move(s));
+      } else {
+        auto r = fn(*s);
+        give(std::move(s));
+        return r;
+      }
+    } catch (const StoreError& e) {
+      if (!e.transient()) give(std::move(s));
+      throw;
+    }
+  }
+
+ private:
+  std::unique_ptr<Store> take();
+  void give(std::unique_ptr<Store> s);
+  std::string url_;
+  size_t max_idle_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Store>> idle_;
+};
+
+struct Readiness {
+  bool ready = true;
+  std::string reason;  // why not
+};
+
+struct ServerOptions {
+  std::string listen;     // "ADDR:PORT" or "PORT"
+  std::string api_token;  // empty: state-changing endpoints answer 403
+};
+
+class Server {
+ public:
+  // `ready` is asked by /readyz (besides the database check); `registry` renders /metrics.
+  Server(ServerOptions opts, StorePool& pool, const Registry& registry,
+         std::function<Readiness()> ready);
+  ~Server();
+  // Binds and starts serving on a thread; throws std::runtime_error when it cannot bind.
+  void start();
+  void stop();
+  int port() const { return port_; }
+  const std::string& host() const { return host_; }
+
+ private:
+  void routes();
+  ServerOptions opts_;
+  StorePool& pool_;
+  const Registry& registry_;
+  std::function<Readiness()> ready_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  std::string host_;
+  int port_ = 0;
+};
+
+}  // namespace jr::ops

@@ -1,0 +1,333 @@
+// End-to-end tests against real PostgreSQL and the real runner binary: jr_enqueue() inside the
+// caller's transaction (and identical to the Store's insert), `runner info` with live and killed
+// runners, signed webhook deliveries with retries, and no secret in any log line.
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "ops/webhooks.hpp"
+#include "ops_fixture.hpp"
+#include "store.hpp"
+
+namespace jrtest {
+namespace {
+
+class OpsDb : public RunnerFixture {};
+
+jr::JobInsertParams mk(const std::string& kind, const std::string& payload = "{}") {
+  jr::JobInsertParams p;
+  p.kind = kind;
+  p.payload = payload;
+  return p;
+}
+
+TEST_F(OpsDb, SqlEnqueueFollowsTheCallersTransaction) {
+  {
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    auto id = tx.exec("SELECT jr_enqueue('echo', '{\"n\": 1}')")[0][0].as<int64_t>();
+    EXPECT_GT(id, 0);
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM jr_jobs")[0][0].as<int>(), 1);  // visible inside
+    tx.abort();
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), 0);
+  int64_t id = 0;
+  {
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    tx.exec("CREATE TABLE orders (id int)");  // the application's own write, same transaction
+    tx.exec("INSERT INTO orders VALUES (7)");
+    id = tx.exec("SELECT jr_enqueue('echo', '{\"order\": 7}', '{\"queue\": \"orders\"}')")[0][0]
+             .as<int64_t>();
+    tx.commit();
+  }
+  auto plugins = plugin_dir_with({echo_so()});
+  RunnerProcess runner({"--plugins", plugins}, env_);
+  ASSERT_TRUE(wait_state(id, "completed", std::chrono::seconds(20))) << runner.log();
+  auto s = status(id);
+  EXPECT_EQ(s["queue"], "orders");
+  EXPECT_EQ(s["result"], nlohmann::json::parse(R"({"order": 7})"));
+}
+
+TEST_F(OpsDb, SqlEnqueueInsertsExactlyLikeTheStore) {
+  auto store = jr::Store::open(url_);
+  PgCluster::exec(url_,
+                  "INSERT INTO jr_kinds (kind, plugin, default_queue) VALUES ('k', 'p', 'kq')");
+  int64_t parent = store->JobInsert(mk("k"));
+  const std::string cols =
+      "queue, kind, payload, state, priority, base_priority, max_attempts, timeout_ms, "
+      "retry_schedule, options, unique_key IS NULL, lock_key, lock_limit, depends_on, "
+      "expires_at IS NULL, run_at > now() + interval '50 seconds'";
+  auto row = [&](int64_t id) {
+    return q("SELECT row(" + cols + ")::text FROM jr_jobs WHERE id = " + std::to_string(id));
+  };
+  struct Case {
+    std::string options;
+    jr::JobInsertParams p;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"{}", mk("k", R"({"a": [1, 2]})")});
+  {
+    jr::JobInsertParams p = mk("k", R"({"b": 1})");
+    p.queue = "custom";
+    p.priority = 7;
+    p.delay_seconds = 60;
+    p.max_attempts = 4;
+    p.timeout_ms = 1500;
+    p.retry_schedule = "5,10";
+    p.ttl_seconds = 600;
+    p.result_ttl_seconds = 30;
+    p.failure_ttl_seconds = 90;
+    p.lock_key = "L";
+    p.lock_limit = 2;
+    p.webhook = "http://127.0.0.1:9/h";
+    cases.push_back({R"({"queue": "custom", "priority": 7, "delay_seconds": 60,
+      "max_attempts": 4, "timeout_seconds": 1.5, "retry_schedule": "5,10", "ttl_seconds": 600,
+      "result_ttl_seconds": 30, "failure_ttl_seconds": 90, "lock_key": "L", "lock_limit": 2,
+      "webhook": "http://127.0.0.1:9/h"})",
+                     p});
+  }
+  {
+    jr::JobInsertParams p = mk("k", R"({"c": 1})");
+    p.depends_on = {parent};
+    cases.push_back({R"({"depends_on": [)" + std::to_string(parent) + "]}", p});
+  }
+  for (const auto& c : cases) {
+    int64_t via_store = store->JobInsert(c.p);
+    int64_t via_sql =
+        std::stoll(q("SELECT jr_enqueue('k', '" + c.p.payload + "', '" + c.options + "')"));
+    EXPECT_NE(via_store, via_sql);
+    // Compared as values (jsonb 30 equals 30.0), shown as text when they differ.
+    EXPECT_EQ(q("SELECT row(" + cols + ") IS NOT DISTINCT FROM (SELECT row(" + cols +
+                ") FROM jr_jobs WHERE id = " + std::to_string(via_store) +
+                ") FROM jr_jobs WHERE id = " + std::to_string(via_sql)),
+              "t")
+        << c.options << "\n" << row(via_sql) << "\n" << row(via_store);
+  }
+  // Unique: the same key from either side names the same live job.
+  jr::JobInsertParams u = mk("k", R"({"u": 1})");
+  u.unique = true;
+  int64_t first = store->JobInsert(u);
+  EXPECT_EQ(std::stoll(q("SELECT jr_enqueue('k', '{\"u\": 1}', '{\"unique\": true}')")), first);
+  EXPECT_EQ(std::stoll(q("SELECT jr_enqueue('k', '{\"u\":1}', '{\"unique\": true}')")), first);
+  // Bad options are errors, not silent defaults.
+  EXPECT_THROW(q("SELECT jr_enqueue('k', '{}', '{\"colour\": 1}')"), std::exception);
+  EXPECT_THROW(q("SELECT jr_enqueue('k', '{}', '{\"depends_on\": [424242]}')"), std::exception);
+}
+
+TEST_F(OpsDb, InfoShowsLiveRunnersAndForgetsKilledOnes) {
+  auto plugins = plugin_dir_with({echo_so()});
+  std::vector<std::string> common = {"--plugins", plugins, "--lease-seconds", "3"};
+  auto a_args = common, b_args = common;
+  a_args.insert(a_args.end(), {"--worker-id", "runner-a", "--queues", "default,mail"});
+  b_args.insert(b_args.end(), {"--worker-id", "runner-b"});
+  RunnerProcess a(a_args, env_);
+  RunnerProcess b(b_args, env_);
+  enqueue_many("echo", 4, R"({"x": 1})");
+  ASSERT_TRUE(wait_until([&] { return count("SELECT count(*) FROM jr_jobs_done") == 4; },
+                         std::chrono::seconds(20)));
+  auto info = [&] {
+    auto r = run_runner({"info", "--json", "--lease-seconds", "3"}, env_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+  };
+  ASSERT_TRUE(wait_until([&] { return info()["workers"].size() == 2; }, std::chrono::seconds(10)));
+  auto j = info();
+  std::set<std::string> ids;
+  for (const auto& w : j["workers"]) {
+    ids.insert(w["id"].get<std::string>());
+    EXPECT_EQ(w["kinds"], nlohmann::json::parse(R"(["echo"])"));
+    EXPECT_GT(w["pid"].get<int>(), 0);
+    EXPECT_FALSE(w["host"].get<std::string>().empty());
+    EXPECT_TRUE(w.contains("started_at") && w.contains("heartbeat_at") && w.contains("jobs_done"));
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"runner-a", "runner-b"}));
+  ASSERT_EQ(j["queues"].size(), 1u);
+  EXPECT_EQ(j["queues"][0]["queue"], "default");
+  EXPECT_EQ(j["queues"][0]["finished_last_minute"], 4);
+  EXPECT_EQ(j["throughput"]["finished"], 4);
+  // The human form names both runners and the queue.
+  auto text = run_runner({"info", "--lease-seconds", "3"}, env_);
+  EXPECT_NE(text.out.find("runner-a"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("runner-b"), std::string::npos);
+  EXPECT_NE(text.out.find("default,mail"), std::string::npos);
+  EXPECT_NE(text.out.find("2 worker(s)"), std::string::npos);
+
+  // kill -9: no unregister; the row stops heartbeating and info stops showing it.
+  b.signal(SIGKILL);
+  b.wait(std::chrono::seconds(5));
+  ASSERT_TRUE(wait_until([&] { return info()["workers"].size() == 1; }, std::chrono::seconds(10)));
+  EXPECT_EQ(info()["workers"][0]["id"], "runner-a");
+  EXPECT_EQ(count("SELECT count(*) FROM jr_workers WHERE id = 'runner-b'"), 1);  // still a row
+  // The leader deletes rows silent for longer than max(60 s, 2 leases): age it past that.
+  PgCluster::exec(url_,
+                  "UPDATE jr_workers SET heartbeat_at = now() - interval '61 seconds' "
+                  "WHERE id = 'runner-b'");
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_workers WHERE id = 'runner-b'") == 0; },
+      std::chrono::seconds(15)))
+      << a.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_workers WHERE id = 'runner-a'"), 1);
+}
+
+// A webhook receiver on loopback: records every request; answers 500 to the first
+// `fail_first` requests on /flaky.
+class Receiver {
+ public:
+  struct Hit {
+    std::string path, body, signature, event;
+  };
+  explicit Receiver(int fail_first) : fail_first_(fail_first) {
+    server_.Post(R"(/.*)", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      hits_.push_back({req.path, req.body, req.get_header_value("X-Jobrunner-Signature"),
+                       req.get_header_value("X-Jobrunner-Event")});
+      bool fail = req.path == "/flaky" && flaky_seen_++ < fail_first_;
+      res.status = fail ? 500 : 200;
+      res.set_content(fail ? "boom" : "ok", "text/plain");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~Receiver() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<Hit> hits() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hits_;
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  int fail_first_;
+  int flaky_seen_ = 0;
+  std::mutex mu_;
+  std::vector<Hit> hits_;
+};
+
+TEST_F(OpsDb, WebhooksAreSignedDeliveredOncePerJobAndRetried) {
+  Receiver rx(2);
+  ASSERT_GT(rx.port(), 0);
+  std::string base = "http://127.0.0.1:" + std::to_string(rx.port());
+  std::string cfg = dir_.path() + "/hooks.toml";
+  std::ofstream(cfg) << "webhook_secret = \"whsec-test\"\n[webhooks]\necho = \"" << base
+                     << "/kind\"\n";
+  auto plugins = plugin_dir_with({echo_so()});
+  RunnerProcess runner({"--config", cfg, "--plugins", plugins}, env_);
+  auto ok = enqueue_many("echo", 3, R"({"ok": 1})");
+  int64_t dead = enqueue({"enqueue", "echo", "--payload", R"({"fail": "permanent"})"});
+  int64_t flaky =
+      enqueue({"enqueue", "echo", "--payload", R"({"f": 1})", "--webhook", base + "/flaky"});
+  int64_t waiting = enqueue({"enqueue", "echo", "--payload", "{}", "--delay", "1h"});
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count("SELECT count(*) FROM jr_webhook_deliveries WHERE state = 'delivered'") == 5;
+      },
+      std::chrono::seconds(30)))
+      << runner.log();
+  std::map<int64_t, int> accepted;
+  int flaky_hits = 0;
+  for (const auto& h : rx.hits()) {
+    EXPECT_EQ(h.signature, "sha256=" + jr::ops::hmac_sha256_hex("whsec-test", h.body));
+    auto body = nlohmann::json::parse(h.body);
+    int64_t id = body["job"]["id"].get<int64_t>();
+    EXPECT_EQ(body["event"], h.event);
+    if (h.path == "/flaky") {
+      EXPECT_EQ(id, flaky);
+      if (++flaky_hits <= 2) continue;  // answered 500
+    }
+    ++accepted[id];
+    EXPECT_EQ(h.path, id == flaky ? "/flaky" : "/kind");
+    EXPECT_EQ(h.event, id == dead ? "job.dead_lettered" : "job.completed");
+    if (id == dead) {
+      EXPECT_EQ(body["job"]["state"], "discarded");
+    }
+    if (id == ok[0]) {
+      EXPECT_EQ(body["job"]["result"], nlohmann::json::parse(R"({"ok": 1})"));
+    }
+  }
+  EXPECT_EQ(flaky_hits, 3);
+  std::map<int64_t, int> expected = {{ok[0], 1}, {ok[1], 1}, {ok[2], 1}, {dead, 1}, {flaky, 1}};
+  EXPECT_EQ(accepted, expected);
+  EXPECT_EQ(accepted.count(waiting), 0u);
+  // The delivery state is part of `runner status`.
+  auto s = status(flaky);
+  ASSERT_TRUE(s.contains("webhook")) << s.dump();
+  EXPECT_EQ(s["webhook"][0]["state"], "delivered");
+  EXPECT_EQ(s["webhook"][0]["attempts"], 3);
+  EXPECT_EQ(s["webhook"][0]["last_status"], 200);
+  // No extra deliveries trickle in later.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(rx.hits().size(), 7u);
+}
+
+TEST_F(OpsDb, NoPasswordOrTokenInAnyLogLine) {
+  const std::string pw = "Pw-0f-th3-DB-9431";
+  const std::string token = "api-t0ken-5512";
+  const std::string hook_token = "h00k-t0ken-7781";
+  std::string secret_url = url_ + "&password=" + pw;  // trust auth: accepted and ignored
+  std::map<std::string, std::string> env = {{"DATABASE_URL", secret_url},
+                                            {"RUNNER_API_TOKEN", token},
+                                            {"RUNNER_WEBHOOK_SECRET", "whsec-x"}};
+  auto plugins = plugin_dir_with({echo_so()});
+  std::string all;
+  {
+    auto r = start_http_runner(plugins, env, {"--log-level", "debug"});
+    ASSERT_GT(r.port, 0);
+    auto c = r.client();
+    std::string hook = "http://127.0.0.1:1/hook?token=" + hook_token;  // nothing listens: fails
+    auto res = c->Post("/api/v1/jobs", {{"Authorization", "Bearer " + token}},
+                       R"({"kind": "echo", "payload": {"x": 1}, "webhook": ")" + hook + "\"}",
+                       "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 201) << res->body;
+    int64_t id = nlohmann::json::parse(res->body)["id"].get<int64_t>();
+    c->Post("/api/v1/jobs", {{"Authorization", "Bearer wrong-" + token}}, "{}", "application/json");
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return count("SELECT count(*) FROM jr_webhook_deliveries WHERE attempts >= 2") == 1;
+        },
+        std::chrono::seconds(20)));
+    auto metrics = c->Get("/metrics");
+    all += metrics ? metrics->body : "";
+    auto job = c->Get("/api/v1/jobs/" + std::to_string(id));
+    all += job ? job->body : "";
+    auto st = run_runner({"status", std::to_string(id), "--json"}, env);
+    all += st.out + st.err;
+    auto info = run_runner({"info"}, env);
+    all += info.out + info.err;
+    r.proc->signal(SIGTERM);
+    r.proc->wait(std::chrono::seconds(30));
+    all += r.proc->log();
+  }
+  // Failures print the database URL: an unreachable server, in both URL forms.
+  std::string bad_url = "postgresql://jobs:" + pw + "@127.0.0.1:1/jobs";
+  auto r1 = run_runner({"status", "1"}, {{"DATABASE_URL", bad_url}});
+  EXPECT_NE(r1.exit_code, 0);
+  all += r1.out + r1.err;
+  {
+    RunnerProcess w({"--plugins", plugins}, {{"DATABASE_URL", bad_url + "?password=" + pw}});
+    ASSERT_TRUE(wait_until([&] { return w.log().find("unreachable") != std::string::npos; },
+                           std::chrono::seconds(10)));
+    w.signal(SIGTERM);
+    w.wait(std::chrono::seconds(10));
+    all += w.log();
+  }
+  EXPECT_NE(all.find("jobs:***@127.0.0.1"), std::string::npos) << all;  // the URL is there...
+  EXPECT_NE(all.find("token=***"), std::string::npos) << all;
+  EXPECT_EQ(all.find(pw), std::string::npos) << all;  // ...its secrets are not
+  EXPECT_EQ(all.find(token), std::string::npos) << all;
+  EXPECT_EQ(all.find(hook_token), std::string::npos) << all;
+  EXPECT_EQ(all.find("whsec-x"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace jrtest
