@@ -49,8 +49,8 @@ async function cycle(ours, n, clients, seconds, queued) {
 async function limits(ours, quick) {
   const seconds = quick ? 5 : 10;
   const plan = quick
-    ? [[1, [8]], [50, [4]], [500, [2, 4]]]
-    : [[1, [4, 8, 16]], [50, [2, 4, 8]], [500, [1, 2, 4]]];
+    ? [[1, [8]], [50, [4]], [500, [4, 8]]]
+    : [[1, [4, 8, 16]], [50, [2, 4, 8]], [500, [2, 4, 8]]];
   const expect = { 1: 4000, 50: 40000, 500: 90000 };
   const out = {};
   for (const [n, clientCounts] of plan) {

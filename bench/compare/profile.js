@@ -40,7 +40,19 @@ async function explainCycle(ours, sql, limit, held) {
     const doc = JSON.stringify(ids.map((x) => ({ id: Number(x.id), attempt: 1, result: null })));
     const complete = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
       EXECUTE jr_complete_probe('probe', ${c.escapeLiteral(doc)}::jsonb)`));
-    return { claim, complete };
+    // The same completion driven by the primary key (ids also passed as an array), for
+    // comparison: its cost no longer depends on how many running jobs the owner holds.
+    // (lease_owner || '' keeps the planner off jr_jobs_owner_idx, whose row estimate for a
+    // fresh worker id is always 1.)
+    await c.query(`PREPARE jr_complete_pk AS ${sql.complete.replace("WHERE j.id = x.id",
+      "WHERE j.id = x.id AND j.id = ANY($3::bigint[])").replace("AND j.lease_owner = $1",
+      "AND (j.lease_owner || '') = $1")}`);
+    const ids2 = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows
+      .map((x) => Number(x.id));
+    const doc2 = JSON.stringify(ids2.map((id) => ({ id, attempt: 1, result: null })));
+    const completePk = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
+      EXECUTE jr_complete_pk('probe', ${c.escapeLiteral(doc2)}::jsonb, '{${ids2.join(",")}}')`));
+    return { claim, complete, completePk };
   } finally {
     await c.query("ROLLBACK");
     await c.query("DEALLOCATE ALL");
@@ -82,7 +94,9 @@ async function main() {
       await perf.exited;
       for (;;) {
         await L.sleep(250);
-        if (Number(await L.q1(ours.db, "SELECT count(*) FROM jr_jobs")) === 0) break;
+        const busy = await L.q1(ours.db, `SELECT EXISTS (SELECT 1 FROM jr_jobs WHERE state = 'available')
+          OR EXISTS (SELECT 1 FROM jr_jobs WHERE state = 'running')`);
+        if (!busy) break;
       }
       await L.stop(child);
       const st = await ours.doneStats();
@@ -102,10 +116,11 @@ async function main() {
       await ours.reset();
       ours.enqueueMany(queued);
       await ours.db.query("VACUUM ANALYZE jr_jobs");
-      for (const [limit, held] of [[110, 600], [500, 5000]]) {
+      for (const [limit, held] of [[110, 600], [500, 5000], [500, 30000]]) {
         const r = await explainCycle(ours, sql, limit, held);
         console.log(`\n== claim statement, ${queued} queued, LIMIT ${limit}\n${r.claim}`);
         console.log(`\n== completion of 500, ${queued} queued, ${held} running for the owner\n${r.complete}`);
+        console.log(`\n== pk-driven completion of 500, ${queued} queued, ${held} running\n${r.completePk}`);
       }
     }
   } finally {
