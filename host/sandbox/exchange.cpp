@@ -1,7 +1,5 @@
 // One job (or idle call) on one worker: send the Job frame, serve the worker's host calls, watch
 // the deadline and ctx.cancel, and turn whatever ends the exchange into an ExecOutcome.
-#include <poll.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -11,8 +9,6 @@
 
 namespace jr::sandbox {
 namespace {
-
-constexpr int64_t kTickMs = 50;
 
 using proto::Decoder;
 using proto::Frame;
@@ -70,7 +66,6 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   counters_.jobs++;
 
   bool cancel_sent = false;
-  bool exited = false;
   int cancel_why = kNoCancel;
   int64_t kill_at = 0;
   for (;;) {
@@ -137,12 +132,6 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
                            " bytes exceeds the sandbox frame limit of " +
                            std::to_string(opts_.max_frame) + " bytes";
         }
-        if (exited) {  // it answered, then died (a plugin thread crashed, say)
-          std::string kind, text;
-          WorkerProcess::classify(w.reap(), w.killed_by_us(), &kind, &text);
-          worker_died(s, restart_for_kind(kind), kind, text, true);
-          return out;
-        }
         {
           std::lock_guard<std::mutex> lock(mu_);
           consecutive_failures_ = 0;
@@ -158,7 +147,6 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
       return protocol("frame of " + std::to_string(w.reader.last_len()) +
                       " bytes exceeds the limit of " + std::to_string(opts_.max_frame) + " bytes");
     }
-    if (exited) return died(true, "");
     int64_t now = proto::steady_ms();
     int c = ctx.cancel.load(std::memory_order_relaxed);
     if (!cancel_sent && (c != kNoCancel || (deadline > 0 && now >= deadline))) {
@@ -189,24 +177,14 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
       }
       return out;
     }
-    int64_t wait = cancel_sent ? kill_at - now : kTickMs;
-    if (!cancel_sent && deadline > 0) wait = std::min(wait, deadline - now);
-    pollfd p[2] = {{w.fd, POLLIN, 0}, {w.pidfd, POLLIN, 0}};
-    int pr = ::poll(p, 2, static_cast<int>(std::max<int64_t>(wait, 0)));
-    if (pr <= 0) continue;
-    if (p[0].revents != 0) {
-      FrameReader::Result fr = w.reader.fill(w.fd);
-      if (fr == FrameReader::Result::eof ||
-          (fr == FrameReader::Result::error && errno != EAGAIN && errno != EWOULDBLOCK)) {
-        // The worker closed its end: it is exiting (crash) or it closed the socket itself.
-        return w.wait_exit(500) ? died(true, "")
-                                : protocol("worker closed its IPC channel during a job");
-      }
-    } else if (p[1].revents != 0) {
-      // Exited: read what it sent before dying, then classify.
-      while (w.reader.fill(w.fd) == FrameReader::Result::need_more) {
-      }
-      exited = true;
+    // One blocking read: the socket's receive timeout (kReadTickMs) bounds it, so the loop still
+    // checks ctx.cancel and the deadline; a dead worker shows up as end of stream.
+    FrameReader::Result fr = w.reader.fill(w.fd);
+    if (fr == FrameReader::Result::eof || (fr == FrameReader::Result::error && errno != EAGAIN &&
+                                           errno != EWOULDBLOCK && errno != EINTR)) {
+      // The worker closed its end: it is exiting (crash) or it closed the socket itself.
+      return w.wait_exit(500) ? died(true, "")
+                              : protocol("worker closed its IPC channel during a job");
     }
   }
 }

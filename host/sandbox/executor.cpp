@@ -108,6 +108,7 @@ void SandboxExecutor::start() {
 void SandboxExecutor::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // stopped already (stop() then the destructor)
     stopping_ = true;
   }
   cv_.notify_all();

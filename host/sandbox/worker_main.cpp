@@ -38,6 +38,7 @@ proto::SharedPage* g_shared = nullptr;
 std::atomic<uint64_t> g_seq{0};  // seq of the running job; 0 = none
 std::atomic<bool> g_oom{false};
 uint32_t g_max_frame = proto::kDefaultMaxFrame;
+bool g_report_usage = false;  // CPU/RSS in Done frames: only when the policy recycles on them
 
 std::mutex g_write_mu;
 Encoder g_enc;  // guarded by g_write_mu
@@ -159,7 +160,7 @@ nlohmann::json describe(const jr::LoadedPlugin& p) {
 void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   uint32_t flags = 0;
   struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
+  if (g_report_usage) getrusage(RUSAGE_SELF, &ru);
   int64_t cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL + ru.ru_utime.tv_usec +
                    ru.ru_stime.tv_usec;
   std::lock_guard<std::mutex> lock(g_write_mu);
@@ -290,6 +291,7 @@ int main(int argc, char** argv) {
       spec.simulate_missing.insert(s.get<std::string>());
     }
     g_max_frame = init.value("max_frame", proto::kDefaultMaxFrame);
+    g_report_usage = spec.policy.max_rss_mb > 0 || spec.policy.cpu_seconds > 0;
   } catch (const std::exception& e) {
     send_hello({{"ok", false}, {"stage", "init frame"}, {"error", e.what()}});
     return 67;

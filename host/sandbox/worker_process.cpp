@@ -96,7 +96,11 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   int child = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
   close(sv[1]);
   w->fd = sv[0];
-  fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+  // Blocking reads with a timeout (the job loop wakes up to check cancel and deadlines); writes
+  // use MSG_DONTWAIT with a deadline (write_all_until), so a worker that stops reading cannot
+  // stall the host.
+  timeval tick{0, kReadTickMs * 1000};
+  setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
   int mfd = memfd_create("jr-shared", MFD_CLOEXEC);
   if (child < 0 || mfd < 0 || ftruncate(mfd, 4096) != 0) {
     *err = errstr("memfd");

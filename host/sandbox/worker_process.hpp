@@ -18,6 +18,10 @@
 
 namespace jr::sandbox {
 
+// How long one read on a worker's socket blocks before the job loop looks at ctx.cancel and the
+// deadline again (so deadlines are enforced within this granularity).
+constexpr int kReadTickMs = 50;
+
 class WorkerProcess {
  public:
   // Starts `worker_path`; nullptr with `err` set on failure.
