@@ -12,10 +12,11 @@ PKGS=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev
   libcli11-dev libcpp-httplib-dev
-  libcurl4-openssl-dev libc-ares-dev libgumbo-dev libseccomp-dev
+  libcurl4-openssl-dev libc-ares-dev libgumbo-dev libseccomp-dev libssl-dev
   postgresql postgresql-contrib
   dnsmasq-base
   procps psmisc curl
+  systemd
 )
 
 SUDO=""

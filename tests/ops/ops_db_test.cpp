@@ -106,7 +106,9 @@ TEST_F(OpsDb, SqlEnqueueInsertsExactlyLikeTheStore) {
                 ") FROM jr_jobs WHERE id = " + std::to_string(via_store) +
                 ") FROM jr_jobs WHERE id = " + std::to_string(via_sql)),
               "t")
-        << c.options << "\n" << row(via_sql) << "\n" << row(via_store);
+        << c.options << "\n"
+        << row(via_sql) << "\n"
+        << row(via_store);
   }
   // Unique: the same key from either side names the same live job.
   jr::JobInsertParams u = mk("k", R"({"u": 1})");
