@@ -114,6 +114,7 @@ async function main() {
       const e = {};
       await ours.reset();
       e.ours_bulk = ours.enqueueCli(P.drainJobs);
+      e.ours_bulk_store_only = ours.lastStoreRate;
       e.ours_single = await ours.enqueueSingle(P.singles);
       await ours.reset();
       e.gw_bulk = await gw.enqueueBulk(gwUtils, P.drainJobs);

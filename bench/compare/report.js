@@ -27,7 +27,8 @@ function print(R) {
     `vs gw ${x(rate(d.ours_defaults), rate(d.gw_defaults))}, vs boss ${x(rate(d.ours_defaults), rate(d.boss_defaults))}`);
   row("enqueue bulk (jobs/s)", n(e.ours_bulk), n(e.gw_bulk), n(e.boss_bulk),
     `ours = runner enqueue --payload-file (CLI+COPY); vs addJobs ${x(e.ours_bulk, e.gw_bulk)}`);
-  row("enqueue single (jobs/s)", n(e.ours_single), n(e.gw_single), n(e.boss_single), "one statement per job, autocommit");
+  if (e.ours_bulk_store_only) row("  ours bulk, store call only", n(e.ours_bulk_store_only), "", "", "id reservation + COPY + commit, without CLI start-up and JSON parsing");
+  row("enqueue single (jobs/s)", n(e.ours_single), n(e.gw_single), n(e.boss_single), "one statement per job, autocommit (ours: SELECT jr_enqueue() when the schema has it)");
   const lat = (v) => (v ? `${L.fmt(v.p50_ms, 2)} / ${L.fmt(v.p99_ms, 2)}` : "n/a");
   row(`latency p50/p99 ms @${R.params.rate}/s`, lat(l.ours), lat(l.gw), lat(l.boss), "enqueue call (ours: created_at) -> start");
   const clat = (v) => (v ? `${L.fmt(v.commit_p50_ms, 2)} / ${L.fmt(v.commit_p99_ms, 2)}` : "n/a");
@@ -81,6 +82,8 @@ function print(R) {
     pg_boss_best_jobs_per_s: round(rate(d.boss_best), 0),
     pg_boss_defaults_jobs_per_s: round(rate(d.boss_defaults), 0),
     enqueue_bulk_jobs_per_s: round(e.ours_bulk, 0),
+    enqueue_bulk_store_only_jobs_per_s: round(e.ours_bulk_store_only, 0),
+    graphile_worker_add_jobs_per_s: round(e.gw_bulk, 0),
     graphile_worker_latency_p50_ms: round(l.gw ? l.gw.p50_ms : null, 3),
     pg_boss_latency_p50_ms: round(l.boss ? l.boss.p50_ms : null, 3),
     latency_from_commit_p50_ms: round(l.ours ? l.ours.commit_p50_ms : null, 3),
