@@ -30,7 +30,8 @@ struct WorkerFlags {
   int fetch_batch = -1;
   std::string worker_id;
   std::string rescue_interval;
-  std::string http;  // --http [ADDR:]PORT (host/ops)
+  std::string http;       // --http [ADDR:]PORT (host/ops)
+  std::string isolation;  // --isolation sandbox|none
 };
 
 struct EnqueueFlags {

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -17,6 +19,7 @@
 #include "ops/ops.hpp"
 #include "ops/server.hpp"
 #include "plugin_loader.hpp"
+#include "sandbox/sandbox.hpp"
 #include "util.hpp"
 
 namespace jr::cli {
@@ -76,14 +79,48 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
                  "[worker] plugins in the config)\n";
     return cli::kExitUsage;
   }
+  if (!w.isolation.empty()) cfg.isolation = w.isolation;
+  if (cfg.isolation != "sandbox" && cfg.isolation != "none") {
+    std::cerr << "runner: isolation must be 'sandbox' or 'none', got '" << cfg.isolation << "'\n";
+    return cli::kExitUsage;
+  }
   block_signals();
-  auto plugins = load_plugin_dir(cfg.plugins_dir);
   std::string url = cli::resolve_database(cfg);
+  // Plugins: sandboxed (described inside a worker, so no plugin constructor runs here) unless
+  // the runner or the plugin's config/manifest says isolation = "none".
+  std::deque<LoadedPlugin> plugins;
+  std::map<std::string, std::unique_ptr<Executor>> executors;
   std::vector<LoadedPlugin*> ptrs;
+  std::vector<LoadedPlugin*> in_process;
+  // Sandboxed plugins by name (executors owned by the engine below).
+  std::vector<std::pair<std::string, sandbox::SandboxExecutor*>> sandboxed;
+  if (cfg.isolation == "none") {
+    for (auto& p : load_plugin_dir(cfg.plugins_dir)) plugins.push_back(std::move(p));
+  } else {
+    sandbox::SandboxOptions so;
+    so.pool_size = cfg.concurrency;
+    for (auto& d : sandbox::describe_dir_in_sandbox(cfg.plugins_dir, so)) {
+      plugins.push_back(std::move(d));
+    }
+    for (auto& d : plugins) {
+      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, url);
+      if (sandbox::isolation_of(d, pc) == "none") continue;
+      auto ex = sandbox::make_executor(d, pc, so);
+      ex->start();
+      sandboxed.emplace_back(d.name, ex.get());
+      executors[d.name] = std::move(ex);
+      log::info("plugin loaded in the sandbox",
+                {{"plugin", d.name}, {"version", d.version}, {"file", d.path}});
+    }
+  }
   for (auto& p : plugins) {
-    init_plugin(p, plugin_config_for(p, cfg.plugin_config, url));
     ptrs.push_back(&p);
-    log::info("plugin loaded", {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
+    if (executors.count(p.name)) continue;
+    if (p.desc == nullptr) p = load_plugin(p.path);  // described in the sandbox: load for real
+    init_plugin(p, plugin_config_for(p, cfg.plugin_config, url));
+    in_process.push_back(&p);
+    log::info("plugin loaded in-process",
+              {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
   }
   for (const auto& k : cfg.kinds) {
     bool found = false;
@@ -132,7 +169,22 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.webhooks = cfg.webhooks;
   ops::Operations operations(oc);
   eo.observer = &operations;
-  Engine engine(eo, ptrs, cfg.kinds);
+  Engine engine(eo, ptrs, cfg.kinds, std::move(executors));
+  if (!sandboxed.empty()) {
+    // /metrics: sandbox workers started and restarts by reason, per plugin.
+    ops::set_sandbox_stats_provider([sandboxed] {
+      std::vector<ops::SandboxPluginStats> out;
+      for (const auto& [name, ex] : sandboxed) {
+        nlohmann::json c = ex->counters().to_json();
+        ops::SandboxPluginStats st;
+        st.plugin = name;
+        st.workers = c["workers_started"].get<int64_t>();
+        for (auto& [reason, n] : c["restarts"].items()) st.restarts[reason] = n.get<int64_t>();
+        out.push_back(std::move(st));
+      }
+      return out;
+    });
+  }
   handle_signals(engine);
   // Migrate before serving; an unreachable database is retried with backoff, not fatal.
   for (int delay = 250; !engine.stopping(); delay = std::min(delay * 2, 30000)) {
@@ -149,6 +201,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   if (!engine.stopping()) operations.start(engine);
   int rc = engine.run();
+  ops::set_sandbox_stats_provider({});
   operations.stop();
   if (engine.abandoned_handlers()) {
     // Their jobs were released; the threads are still inside plugin code, so neither the
@@ -157,8 +210,8 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     std::fflush(nullptr);
     _exit(rc);
   }
-  for (auto& p : plugins) {
-    if (p.initialised && p.desc->shutdown) p.desc->shutdown(p.state);
+  for (auto* p : in_process) {
+    if (p->initialised && p->desc->shutdown) p->desc->shutdown(p->state);
   }
   return rc;
 }

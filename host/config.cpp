@@ -160,7 +160,7 @@ void read_file(const std::string& path, Config& cfg) {
     Reader r(path, *w->as_table(), "worker");
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
              "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
-             "failure_ttl", "max_attempts", "priority_aging", "http"});
+             "failure_ttl", "max_attempts", "priority_aging", "isolation", "http"});
     r.str("http", cfg.http);
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
@@ -176,6 +176,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("failure_ttl", cfg.failure_ttl_seconds);
     r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
     r.seconds("priority_aging", cfg.priority_aging_seconds);
+    r.str("isolation", cfg.isolation);
   }
   if (auto c = root.get("cron")) {
     if (!c->is_array_of_tables()) top.fail(*c, "cron", "must be an array of tables ([[cron]])");
@@ -219,6 +220,7 @@ void apply_env(Config& cfg) {
   if (auto v = env("RUNNER_PLUGINS")) cfg.plugins_dir = v;
   if (auto v = env("RUNNER_QUEUES")) cfg.queues = split_list(v);
   if (auto v = env("RUNNER_KINDS")) cfg.kinds = split_list(v);
+  if (auto v = env("RUNNER_ISOLATION")) cfg.isolation = v;
   if (auto v = env("RUNNER_HTTP")) cfg.http = v;
   if (auto v = env("RUNNER_API_TOKEN")) cfg.api_token = v;
   if (auto v = env("RUNNER_WEBHOOK_SECRET")) cfg.webhook_secret = v;

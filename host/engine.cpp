@@ -406,6 +406,12 @@ void Engine::execute(ClaimedJob& job) {
                                                                       : opts_.default_max_attempts);
   j.deadline_ms = timeout_ms > 0 ? unix_ms() + timeout_ms : 0;
   ExecOutcome exec = k.executor->run(j, ctx, timeout_ms > 0 ? now_steady + timeout_ms : 0);
+  // An executor that enforces the deadline itself (the sandbox) may stop the job before the
+  // maintainer marks it: past the deadline, a stop is a timeout.
+  if (timeout_ms > 0 && steady_ms() >= now_steady + timeout_ms) {
+    int expected = kNoCancel;
+    ctx.cancel.compare_exchange_strong(expected, kCancelTimeout);
+  }
   bool still_ours;
   {
     std::lock_guard<std::mutex> lock(running_mu_);

@@ -17,6 +17,7 @@
 #include "log.hpp"
 #include "managed_db.hpp"
 #include "plugin_loader.hpp"
+#include "sandbox/sandbox.hpp"
 #include "util.hpp"
 
 #ifndef JR_VERSION
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
   app.add_option("--fetch-batch", w.fetch_batch, "max jobs per claim (default: free slots)")
       ->check(CLI::Range(0, 100000));
   app.add_option("--worker-id", w.worker_id, "identity in leases and the registry");
+  app.add_option("--isolation", w.isolation,
+                 "sandbox: plugins run in confined worker processes; none: in-process");
   app.add_option("--rescue-interval", w.rescue_interval,
                  "how often the leader looks for expired leases (default 5s)");
   app.add_option("--http", w.http,
@@ -236,6 +239,12 @@ int main(int argc, char** argv) {
   bool plugins_json = false;
   plugins_ls->add_option("dir", plugins_dir, "plugin directory")->required();
   plugins_ls->add_flag("--json", plugins_json, "print JSON");
+  std::string check_file;
+  auto* plugins_check = plugins->add_subcommand(
+      "check", "load a plugin inside the sandbox; print its descriptor and effective policy");
+  plugins_check->fallthrough();
+  plugins_check->add_option("file", check_file, "plugin .so")->required();
+  plugins_check->add_flag("--json", plugins_json, "print JSON");
 
   auto* db = app.add_subcommand("db", "manage the local PostgreSQL");
   db->fallthrough();
@@ -294,6 +303,9 @@ int main(int argc, char** argv) {
       return cli::kExitOk;
     }
     if (*plugins_ls) return cmd_plugins_ls(plugins_dir, plugins_json);
+    if (*plugins_check) {
+      return sandbox::cmd_plugins_check(check_file, build_config(g).plugin_config, plugins_json);
+    }
     if (*db) return cmd_db(g, db_action);
     return cmd_worker(g, w);
   } catch (const ConfigError& e) {

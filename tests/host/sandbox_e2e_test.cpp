@@ -1,0 +1,57 @@
+// The sandbox through the real runner: plugins described and run in confined worker processes;
+// a crashing job fails with its own error kind while healthy jobs keep completing.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "runner_fixture.hpp"
+
+namespace {
+
+using jrtest::echo_so;
+using jrtest::RunnerProcess;
+using jrtest::wait_until;
+using namespace std::chrono_literals;
+
+class SandboxE2E : public jrtest::RunnerFixture {};
+
+TEST_F(SandboxE2E, CrashesAndTimeoutsAreClassifiedWhileHealthyJobsComplete) {
+  int64_t segv =
+      enqueue({"enqueue", "echo", "--payload", R"({"crash":"segv"})", "--max-attempts", "1"});
+  int64_t abrt =
+      enqueue({"enqueue", "echo", "--payload", R"({"crash":"abort"})", "--max-attempts", "1"});
+  int64_t slow = enqueue({"enqueue", "echo", "--payload", R"({"sleep_ms":60000})", "--timeout",
+                          "500ms", "--max-attempts", "1"});
+  auto healthy = enqueue_many("echo", 200, R"({"ok":true})");
+  RunnerProcess runner(
+      {"--plugins", plugin_dir_with({echo_so()}), "--isolation", "sandbox", "--concurrency", "4"},
+      env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs_done WHERE state = 'completed'") == 200; },
+      60s))
+      << runner.log();
+  ASSERT_TRUE(wait_state(segv, "discarded", 30s)) << runner.log();
+  ASSERT_TRUE(wait_state(abrt, "discarded", 30s));
+  ASSERT_TRUE(wait_state(slow, "discarded", 30s));
+  auto kind = [&](int64_t id) { return status(id)["errors"][0]["kind"].get<std::string>(); };
+  EXPECT_EQ(kind(segv), "crash");
+  EXPECT_NE(status(segv)["errors"][0]["message"].get<std::string>().find("SIGSEGV"),
+            std::string::npos)
+      << status(segv).dump();
+  EXPECT_EQ(kind(abrt), "crash");
+  EXPECT_EQ(kind(slow), "timeout");
+  EXPECT_TRUE(runner.alive());
+  EXPECT_NE(runner.log().find("plugin loaded in the sandbox"), std::string::npos);
+  EXPECT_EQ(status(healthy[0])["result"]["ok"], true);
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(20s), 0) << runner.log();
+}
+
+TEST_F(SandboxE2E, PluginsCheckPrintsTheDescriptorPolicyAndLayers) {
+  auto r = jrtest::run_runner({"plugins", "check", echo_so(), "--json"}, env_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.dump().find("\"echo\"") != std::string::npos, true) << r.out;
+  EXPECT_NE(r.out.find("seccomp"), std::string::npos) << r.out;
+}
+
+}  // namespace
