@@ -10,11 +10,12 @@
 # Everything it started is stopped and the temporary directory removed on exit (KEEP=1 keeps it).
 # Exits non-zero on any failure.
 #
-# Usage: scripts/sdk-check.sh [BUILD_DIR]     (the build must be complete: runner, jr-worker)
+# Usage: scripts/sdk-check.sh [BUILD_DIR]   (default: build/dev of this checkout; the build must
+#        be complete: runner, jr-worker, plugins)
 # Env:   CMAKE, CTEST (tools to use), KEEP=1, JR_SDK_CHECK_TIMEOUT (seconds per job, default 90)
 set -euo pipefail
 
-BUILD=${1:-build/dev}
+BUILD=${1:-$(dirname "$0")/../build/dev}
 CMAKE=${CMAKE:-cmake}
 CTEST=${CTEST:-ctest}
 TIMEOUT=${JR_SDK_CHECK_TIMEOUT:-90}
@@ -29,7 +30,16 @@ BUILD=$(cd "$BUILD" && pwd)
 
 # As root the managed cluster runs as the `postgres` user: every directory on the way to its
 # data dir must be traversable by it, hence mode 755 (mktemp would create 700).
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/jr-sdk-check.XXXXXX")
+BASE=$(cd "${TMPDIR:-/tmp}" && pwd)
+if [ "$(id -u)" = 0 ]; then
+  d=$BASE
+  while [ "$d" != / ]; do
+    [ $(($(stat -c %a "$d") % 2)) = 1 ] ||
+      die "$d is not traversable by other users, which the managed PostgreSQL (user postgres) needs: set TMPDIR=/tmp"
+    d=$(dirname "$d")
+  done
+fi
+WORK=$(mktemp -d "$BASE/jr-sdk-check.XXXXXX")
 chmod 755 "$WORK"
 PREFIX="$WORK/prefix"
 RUNNER="$PREFIX/bin/runner"
@@ -109,21 +119,6 @@ DB_STARTED=1
 DATABASE_URL=$("$RUNNER" db url --data-dir "$DATA")
 export DATABASE_URL
 
-# Start serving first: a runner registers its kinds' defaults (default queue, timeout) in the
-# database when it starts, and `runner enqueue` applies them from there.
-"$RUNNER" --plugins "$WORK/plugins" --queues "$NAME" --concurrency 2 >"$WORK/runner.log" 2>&1 &
-RUNNER_PID=$!
-deadline=$((SECONDS + 60))
-until grep -q '"msg":"runner started"' "$WORK/runner.log"; do
-  kill -0 "$RUNNER_PID" 2>/dev/null || die "the runner exited at start-up"
-  [ $SECONDS -lt $deadline ] || die "the runner did not start within 60s"
-  sleep 0.1
-done
-
-ok_id=$("$RUNNER" enqueue "$NAME" --payload '{"name": "Ada"}')
-bad_id=$("$RUNNER" enqueue "$NAME" --payload '{"nom": "Ada"}')
-[[ "$ok_id" =~ ^[0-9]+$ && "$bad_id" =~ ^[0-9]+$ ]] || die "enqueue printed '$ok_id' '$bad_id'"
-
 # Polls `runner status ID --json` until the job reaches a final state; prints the JSON.
 wait_final() {
   local id=$1 deadline=$((SECONDS + TIMEOUT)) doc state
@@ -139,21 +134,49 @@ wait_final() {
   done
 }
 
-doc=$(wait_final "$ok_id")
-printf '%s\n' "$doc" | grep -q '^  "state": "completed"' || die "job $ok_id did not complete: $doc"
-printf '%s\n' "$doc" | grep -q '"greeting": "hello, Ada"' || die "job $ok_id has no greeting: $doc"
-printf '%s\n' "$doc" | grep -q "^  \"queue\": \"$NAME\"" ||
-  die "job $ok_id did not land in the plugin's default queue: $doc"
-doc=$(wait_final "$bad_id")
-printf '%s\n' "$doc" | grep -q '^  "state": "discarded"' ||
-  die "job $bad_id (bad payload) was not dead-lettered: $doc"
-printf '%s\n' "$doc" | grep -q 'payload needs a string field' ||
-  die "job $bad_id lacks the plugin's error message: $doc"
+# Serves the plugin with `--isolation MODE`, runs a good and a bad job, stops the runner.
+serve_and_check() {
+  local mode=$1 loaded=$2 ok_id bad_id doc rc
+  step "serve with --isolation $mode"
+  : >"$WORK/runner.log"
+  # Start serving first: a runner registers its kinds' defaults (default queue, timeout) in the
+  # database when it starts, and `runner enqueue` applies them from there.
+  "$RUNNER" --plugins "$WORK/plugins" --queues "$NAME" --concurrency 2 --isolation "$mode" \
+    >"$WORK/runner.log" 2>&1 &
+  RUNNER_PID=$!
+  local deadline=$((SECONDS + 60))
+  until grep -q '"msg":"runner started"' "$WORK/runner.log"; do
+    kill -0 "$RUNNER_PID" 2>/dev/null || die "the runner exited at start-up"
+    [ $SECONDS -lt $deadline ] || die "the runner did not start within 60s"
+    sleep 0.1
+  done
+  grep -q "\"msg\":\"$loaded\"" "$WORK/runner.log" || die "no '$loaded' line in the runner log"
 
-kill -TERM "$RUNNER_PID"
-set +e
-wait "$RUNNER_PID"; rc=$?
-set -e
-RUNNER_PID=""
-[ $rc -eq 0 ] || die "the runner exited $rc on SIGTERM, expected 0"
+  ok_id=$("$RUNNER" enqueue "$NAME" --payload '{"name": "Ada"}')
+  bad_id=$("$RUNNER" enqueue "$NAME" --payload '{"nom": "Ada"}')
+  [[ "$ok_id" =~ ^[0-9]+$ && "$bad_id" =~ ^[0-9]+$ ]] || die "enqueue printed '$ok_id' '$bad_id'"
+
+  doc=$(wait_final "$ok_id")
+  printf '%s\n' "$doc" | grep -q '^  "state": "completed"' || die "job $ok_id did not complete: $doc"
+  printf '%s\n' "$doc" | grep -q '"greeting": "hello, Ada"' || die "job $ok_id has no greeting: $doc"
+  printf '%s\n' "$doc" | grep -q "^  \"queue\": \"$NAME\"" ||
+    die "job $ok_id did not land in the plugin's default queue: $doc"
+  doc=$(wait_final "$bad_id")
+  printf '%s\n' "$doc" | grep -q '^  "state": "discarded"' ||
+    die "job $bad_id (bad payload) was not dead-lettered: $doc"
+  printf '%s\n' "$doc" | grep -q 'payload needs a string field' ||
+    die "job $bad_id lacks the plugin's error message: $doc"
+
+  kill -TERM "$RUNNER_PID"
+  set +e
+  wait "$RUNNER_PID"; rc=$?
+  set -e
+  RUNNER_PID=""
+  [ $rc -eq 0 ] || die "the runner exited $rc on SIGTERM, expected 0"
+}
+
+# In sandboxed jr-worker processes (the plugin's manifest policy), then in-process (trusted).
+serve_and_check sandbox "plugin loaded in the sandbox"
+serve_and_check none "plugin loaded in-process"
+
 step "OK: installed, scaffolded, built out of tree, tested, deployed and run"

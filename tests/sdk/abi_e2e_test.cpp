@@ -1,7 +1,7 @@
 // End to end through the real `runner` on PostgreSQL: plugins built by clang (C++ and C), by
 // g++, against the frozen v1.0 SDK and against a future minor version, served together by one
-// runner (each in its sandboxed worker). Their kinds' defaults from the descriptors decide the
-// queue, and every job reaches the state its plugin chose.
+// runner, sandboxed (each in its jr-worker processes) and in-process. Their kinds' defaults
+// from the descriptors decide the queue, and every job reaches the state its plugin chose.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -14,7 +14,7 @@
 
 namespace {
 
-class SdkAbiE2E : public jrtest::RunnerFixture {
+class SdkAbiE2E : public jrtest::RunnerFixture, public ::testing::WithParamInterface<const char*> {
  protected:
   std::vector<std::string> abi_plugins() {
     std::vector<std::string> out;
@@ -25,14 +25,24 @@ class SdkAbiE2E : public jrtest::RunnerFixture {
   }
 };
 
-TEST_F(SdkAbiE2E, MixedCompilerAndVersionPluginsServeTheirJobs) {
+// In sandboxed jr-worker processes and in-process (--isolation sandbox | none).
+TEST_P(SdkAbiE2E, MixedCompilerAndVersionPluginsServeTheirJobs) {
   std::string plugins = plugin_dir_with(abi_plugins());
-  jrtest::RunnerProcess runner({"--plugins", plugins, "--concurrency", "4"}, env_);
+  jrtest::RunnerProcess runner(
+      {"--plugins", plugins, "--concurrency", "4", "--isolation", GetParam()}, env_);
   // Kind defaults are registered when the runner starts; enqueue afterwards so they apply.
   ASSERT_TRUE(
       jrtest::wait_until([&] { return runner.log().find("runner started") != std::string::npos; },
                          std::chrono::seconds(60)))
       << runner.log();
+  std::string loaded = std::string(GetParam()) == "none" ? "plugin loaded in-process"
+                                                         : "plugin loaded in the sandbox";
+  size_t n = 0;
+  for (size_t at = runner.log().find(loaded); at != std::string::npos;
+       at = runner.log().find(loaded, at + 1)) {
+    ++n;
+  }
+  EXPECT_EQ(n, abi_plugins().size()) << runner.log();
 
   struct Case {
     std::string kind, payload, state, queue;
@@ -70,5 +80,7 @@ TEST_F(SdkAbiE2E, MixedCompilerAndVersionPluginsServeTheirJobs) {
   runner.signal(SIGTERM);
   EXPECT_EQ(runner.wait(std::chrono::seconds(30)), 0) << runner.log();
 }
+
+INSTANTIATE_TEST_SUITE_P(Isolation, SdkAbiE2E, ::testing::Values("sandbox", "none"));
 
 }  // namespace

@@ -248,7 +248,8 @@ class Harness {
   }
   // Makes host->enqueue fail (as when the database refuses), to test the plugin's reaction.
   void fail_enqueue(bool fail) { s_->fail_enqueue.store(fail); }
-  // What host->get_extension(id) returns (NULL for unknown ids, as today's host).
+  // What host->get_extension(id) returns (NULL for unknown ids, as today's host). The call has
+  // no ctx, so with several harnesses alive the most recently constructed one answers.
   void provide_extension(const std::string& id, const void* ext) {
     std::lock_guard<std::mutex> lock(s_->mu);
     s_->extensions.emplace_back(id, ext);
