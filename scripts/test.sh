@@ -18,19 +18,26 @@ if command -v clang-format >/dev/null; then
   fi
 fi
 
+# Line tables only (-g1): enough for sanitizer stack traces, and much faster to build.
+FLAGS=(-G Ninja -DJR_PLUGINS=ALL -DCMAKE_C_FLAGS_DEBUG=-g1 -DCMAKE_CXX_FLAGS_DEBUG=-g1)
+start=$(date +%s)
+
 echo "== build (dev preset: Debug, -Werror)"
-cmake --preset dev -G Ninja >/dev/null
+cmake --preset dev "${FLAGS[@]}" >/dev/null
 cmake --build --preset dev -j "$JOBS"
-
-echo "== build (asan preset: ASan + UBSan)"
-cmake --preset asan -G Ninja >/dev/null
-cmake --build --preset asan -j "$JOBS"
-
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+echo "   built in $(( $(date +%s) - start )) s"
 
 echo "== tests (dev)"
 ctest --preset dev -j 2 --timeout 900
+echo "   tests done at $(( $(date +%s) - start )) s"
+
+echo "== build (asan preset: ASan + UBSan, -Werror)"
+cmake --preset asan "${FLAGS[@]}" >/dev/null
+cmake --build --preset asan -j "$JOBS"
+echo "   built at $(( $(date +%s) - start )) s"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 echo "== tests (asan)"
 ctest --preset asan -j 2 --timeout 1200
