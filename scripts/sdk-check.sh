@@ -8,7 +8,8 @@
 #      `runner db start --data-dir TMP`, enqueues jobs, serves them with the installed runner in
 #      the background and polls `runner status ID --json` until each job is finished.
 # Everything it started is stopped and the temporary directory removed on exit (KEEP=1 keeps it).
-# Exits non-zero on any failure.
+# Exits non-zero on any failure. (No `cmd | grep -q` under pipefail: grep's early exit would
+# make cmd die of SIGPIPE and fail the pipeline; output is captured first.)
 #
 # Usage: scripts/sdk-check.sh [BUILD_DIR]   (default: build/dev of this checkout; the build must
 #        be complete: runner, jr-worker, plugins)
@@ -107,12 +108,14 @@ step "run the plugin's own test"
 step "check the exported symbols and load-time binding"
 exported=$(nm -D --defined-only "$SO" | awk '{print $3}' | sort | tr '\n' ' ')
 [ "$exported" = "jr_plugin_entry_v1 " ] || die "exports '$exported', expected only jr_plugin_entry_v1"
-readelf -d "$SO" | grep -q "BIND_NOW\|Flags: NOW" || die "not linked with -z now"
+dynamic=$(readelf -d "$SO")
+grep -q "BIND_NOW\|Flags: NOW" <<<"$dynamic" || die "not linked with -z now"
 
 step "deploy and run through the real runner on PostgreSQL"
 mkdir -m 755 "$WORK/plugins"
 install -m 644 "$SO" "$WORK/plugins/"
-"$RUNNER" plugins ls "$WORK/plugins" | grep -q "$NAME" || die "runner plugins ls does not list it"
+listing=$("$RUNNER" plugins ls "$WORK/plugins") || die "runner plugins ls failed"
+grep -q "$NAME" <<<"$listing" || die "runner plugins ls does not list it"
 mkdir -m 755 "$DATA"
 DB_STARTED=1
 "$RUNNER" db start --data-dir "$DATA" >/dev/null || die "runner db start failed"
@@ -157,14 +160,14 @@ serve_and_check() {
   [[ "$ok_id" =~ ^[0-9]+$ && "$bad_id" =~ ^[0-9]+$ ]] || die "enqueue printed '$ok_id' '$bad_id'"
 
   doc=$(wait_final "$ok_id")
-  printf '%s\n' "$doc" | grep -q '^  "state": "completed"' || die "job $ok_id did not complete: $doc"
-  printf '%s\n' "$doc" | grep -q '"greeting": "hello, Ada"' || die "job $ok_id has no greeting: $doc"
-  printf '%s\n' "$doc" | grep -q "^  \"queue\": \"$NAME\"" ||
+  grep -q '^  "state": "completed"' <<<"$doc" || die "job $ok_id did not complete: $doc"
+  grep -q '"greeting": "hello, Ada"' <<<"$doc" || die "job $ok_id has no greeting: $doc"
+  grep -q "^  \"queue\": \"$NAME\"" <<<"$doc" ||
     die "job $ok_id did not land in the plugin's default queue: $doc"
   doc=$(wait_final "$bad_id")
-  printf '%s\n' "$doc" | grep -q '^  "state": "discarded"' ||
+  grep -q '^  "state": "discarded"' <<<"$doc" ||
     die "job $bad_id (bad payload) was not dead-lettered: $doc"
-  printf '%s\n' "$doc" | grep -q 'payload needs a string field' ||
+  grep -q 'payload needs a string field' <<<"$doc" ||
     die "job $bad_id lacks the plugin's error message: $doc"
 
   kill -TERM "$RUNNER_PID"
