@@ -13,8 +13,13 @@ const { Ours } = require("./ours");
 
 // The runner's statements, read from the host sources (raw strings in pg_claim.cpp/pg_store.cpp).
 function hostSql(root) {
-  const claimSrc = fs.readFileSync(path.join(root, "host", "pg_claim.cpp"), "utf8");
-  const storeSrc = fs.readFileSync(path.join(root, "host", "pg_store.cpp"), "utf8");
+  // From the committed tree (HEAD), not the working tree others may be editing.
+  const src = (f) => {
+    const r = L.run("git", ["-C", root, "show", `${process.env.SQL_COMMIT || "HEAD"}:host/${f}`]);
+    return r.code === 0 ? r.stdout : fs.readFileSync(path.join(root, "host", f), "utf8");
+  };
+  const claimSrc = src("pg_claim.cpp");
+  const storeSrc = src("pg_store.cpp");
   const claim = claimSrc.match(/kClaimSql = R"SQL\(([\s\S]*?)\)SQL"/)[1];
   const cols = storeSrc.match(/#define JR_DONE_COLS\s*\\\s*("[\s\S]*?")\n\n/)[1]
     .split(/\s*\\?\n\s*/).map((x) => x.trim().replace(/^"|"$/g, "")).join("");
@@ -52,7 +57,17 @@ async function explainCycle(ours, sql, limit, held) {
     const doc2 = JSON.stringify(ids2.map((id) => ({ id, attempt: 1, result: null })));
     const completePk = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
       EXECUTE jr_complete_pk('probe', ${c.escapeLiteral(doc2)}::jsonb, '{${ids2.join(",")}}')`));
-    return { claim, complete, completePk };
+    // ... and without the state = 'running' test (every transition out of running clears
+    // lease_owner, so owner + attempt fence alone): the partial indexes on running jobs no
+    // longer match, and the planner looks rows up by jr_jobs_pkey.
+    await c.query(`PREPARE jr_complete_unnest AS ${sql.complete.replace(/ AND j\.state = 'running'(\s+AND j\.lease_owner = \$1)/,
+      "$1")}`);
+    const ids3 = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows
+      .map((x) => Number(x.id));
+    const doc3 = JSON.stringify(ids3.map((id) => ({ id, attempt: 1, result: null })));
+    const completeUnnest = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
+      EXECUTE jr_complete_unnest('probe', ${c.escapeLiteral(doc3)}::jsonb)`));
+    return { claim, complete, completePk, completeUnnest };
   } finally {
     await c.query("ROLLBACK");
     await c.query("DEALLOCATE ALL");
@@ -121,6 +136,7 @@ async function main() {
         console.log(`\n== claim statement, ${queued} queued, LIMIT ${limit}\n${r.claim}`);
         console.log(`\n== completion of 500, ${queued} queued, ${held} running for the owner\n${r.complete}`);
         console.log(`\n== pk-driven completion of 500, ${queued} queued, ${held} running\n${r.completePk}`);
+        console.log(`\n== completion without the state test of 500, ${queued} queued, ${held} running\n${r.completeUnnest}`);
       }
     }
   } finally {
