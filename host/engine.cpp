@@ -278,11 +278,11 @@ void Engine::fetch_loop() {
       // the moment one slot frees would mean one round trip per job.
       room_cv_.wait(lock, [&] {
         int cap = max_inflight();
-        int r = cap - inflight_;
+        int r = cap - inflight_ - static_cast<int>(unflushed_.load());
         return stopping_ || (r > 0 && (ready_.empty() || r * 2 >= cap));
       });
       if (stopping_) break;
-      room = max_inflight() - inflight_;
+      room = max_inflight() - inflight_ - static_cast<int>(unflushed_.load());
     }
     int want = opts_.fetch_batch > 0 ? std::min(room, opts_.fetch_batch) : room;
     std::vector<ClaimedJob> jobs;
@@ -609,10 +609,11 @@ void Engine::complete_loop() {
         backoff_sleep(delay);
       }
     }
+    unflushed_ -= static_cast<int64_t>(batch.size());
     {
-      std::lock_guard<std::mutex> lock(done_mu_);
-      unflushed_ -= static_cast<int64_t>(batch.size());
+      std::lock_guard<std::mutex> lock(ready_mu_);  // pairs with the fetcher's wait
     }
+    room_cv_.notify_one();
     batch.clear();
   }
 }

@@ -164,7 +164,9 @@ class Engine : public HostServices {
   std::mutex done_mu_;
   std::condition_variable done_cv_;
   std::vector<JobFinish> done_;
-  int64_t unflushed_ = 0;  // finishes pushed but not yet written
+  // Outcomes pushed but not yet written. The fetcher counts them as in flight, so a slow
+  // database cannot build an unbounded backlog of finished-but-unrecorded jobs.
+  std::atomic<int64_t> unflushed_{0};
 
   std::mutex running_mu_;
   std::unordered_map<int64_t, Running> running_;

@@ -136,11 +136,13 @@ void Maintenance::loop() {
         if (now >= next_schedule) {
           run_scheduler_once(*store);
           run_dependencies_once(*store);
-          run_aging_once(*store);
           run_cron_once(*store);
           next_schedule = now + ms(opts_.poll_interval_seconds);
         }
         if (now >= next_rescue) {
+          // Aging looks at the top waiting priority, which costs a scan of the available jobs:
+          // every rescue interval (5 s) is often enough for seconds-per-point aging.
+          run_aging_once(*store);
           run_rescuer_once(*store);
           run_expirer_once(*store);
           if (int n = store->WorkerPruneDead(opts_.dead_worker_seconds); n > 0) {

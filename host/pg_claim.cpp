@@ -190,8 +190,8 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
   // Rate limits that touch this runner's queues or kinds.
   std::vector<ClaimedJob> out;
   auto limits = tx.exec_params(
-      "SELECT key, floor(least(burst, tokens + rate * extract(epoch from now() - updated_at))), "
-      "rate FROM jr_rate_limits ORDER BY key FOR UPDATE");
+      "SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate "
+      "FROM jr_rate_limits ORDER BY key FOR UPDATE");
   if (limits.empty()) {
     out = claim_scope(tx, p, base, p.limit);
   } else {
@@ -201,12 +201,14 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
       ClaimScope scope;
       int allowance;
       double rate;
+      double tokens;
     };
     std::vector<Limited> limited;
     for (const auto& row : limits) {
       std::string key = row[0].c_str();
       std::string name = key.substr(key.find(':') + 1);
-      Limited l{key, base, row[1].as<int>(), row[2].as<double>()};
+      double tokens = row[1].as<double>();
+      Limited l{key, base, static_cast<int>(std::floor(tokens)), row[2].as<double>(), tokens};
       if (key.rfind("queue:", 0) == 0) {
         unlimited.exclude_queues.push_back(name);
         l.scope.exact_queues = {name};
@@ -229,7 +231,10 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
           "now() - updated_at)) - $2, updated_at = now() WHERE key = $1",
           l.key, static_cast<int>(got.size()));
       if (static_cast<int>(got.size()) >= l.allowance && room > static_cast<int>(got.size())) {
-        double wait = 1.0 / l.rate;
+        // Come back exactly when the next whole token is due (a late poll would lose tokens
+        // that a small burst cannot store).
+        double left = l.tokens - static_cast<double>(got.size());
+        double wait = std::max(0.002, (1.0 - (left - std::floor(left))) / l.rate);
         retry_after = retry_after == 0 ? wait : std::min(retry_after, wait);
       }
       for (auto& j : got) out.push_back(std::move(j));

@@ -50,7 +50,8 @@ TEST(CronSchedule, FieldsMacrosAndEvery) {
 }
 
 TEST_F(Flow, AgingLetsALowPriorityJobStartWithinItsBound) {
-  std::string cfg = config("[worker]\npriority_aging = 0.1\npoll_interval = 0.05\n");
+  std::string cfg =
+      config("[worker]\npriority_aging = 0.1\npoll_interval = 0.05\nrescue_interval = 0.2\n");
   int64_t low = enqueue({"enqueue", "echo", "--payload", R"({"sleep_ms":20})", "--priority", "0"});
   auto high = enqueue_many("echo", 300, R"({"sleep_ms":20})", {"--priority", "10"});
   auto t0 = std::chrono::steady_clock::now();
