@@ -34,7 +34,11 @@ std::string render_job(const std::string& job_json) {
     << "  queue:     " << s("queue") << "\n"
     << "  state:     " << s("state") << "\n"
     << "  priority:  " << s("priority") << "\n"
-    << "  attempt:   " << s("attempt") << " of " << s("max_attempts") << "\n"
+    << "  attempt:   " << s("attempt") << " of "
+    << (j.contains("max_attempts") && !j["max_attempts"].is_null()
+            ? s("max_attempts")
+            : std::string("the kind's default"))
+    << "\n"
     << "  created:   " << s("created_at") << "\n"
     << "  run at:    " << s("run_at") << "\n"
     << "  started:   " << s("started_at") << "\n"
