@@ -102,9 +102,10 @@ int main(int argc, char** argv) {
   std::string plugins = dir.path() + "/plugins";
   fs::create_directories(plugins);
   fs::copy_file(jrtest::plugin_dir() + "/libjr_echo.so", plugins + "/libjr_echo.so");
-  std::vector<std::string> args = {"--plugins", plugins, "--concurrency",
-                                   std::to_string(concurrency), "--prefetch",
-                                   std::to_string(prefetch), "--log-level", "warn"};
+  std::vector<std::string> args = {"--plugins",     plugins,
+                                   "--concurrency", std::to_string(concurrency),
+                                   "--prefetch",    std::to_string(prefetch),
+                                   "--log-level",   "warn"};
   {
     auto t0 = Clock::now();
     jrtest::RunnerProcess runner(args, {{"DATABASE_URL", url}});
