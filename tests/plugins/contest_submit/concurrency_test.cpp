@@ -4,8 +4,8 @@
 // work list) and later (after everything was judged). The work list groups each team's
 // submissions together so that the threads constantly race on the same standings row: without
 // the per-contest lock this test loses updates. The final standings must equal a reference
-// computed serially here, independently of the plugin's code, and every submission id must have
-// been judged fresh exactly once.
+// computed serially (workload.hpp), independently of the plugin's code, and every submission id
+// must have been judged fresh exactly once.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,158 +20,27 @@
 
 #include "harness.hpp"
 #include "plugin_host.hpp"
+#include "workload.hpp"
 
 namespace {
 
-constexpr int kContests = 20;
-constexpr int kPerContest = 1000;
-constexpr int kTeams = 12;
-constexpr int kProblems = 5;
+using cswork::checker_of;
+using cswork::expected_of;
+using cswork::is_points;
+using cswork::kContests;
+using cswork::kLength;
+using cswork::kProblems;
+using cswork::kTeams;
+using cswork::penalty_of;
+using cswork::points_of;
+using cswork::reference;
+using cswork::Row;
+using cswork::start_of;
+using cswork::Sub;
+using cswork::timestamp;
+
 constexpr int kHosts = 4;
 constexpr int kThreadsPerHost = 2;
-constexpr int64_t kMinute = 60'000'000;
-constexpr int64_t kBase = int64_t{1735725600} * 1'000'000;  // 2025-01-01T10:00:00Z
-constexpr int64_t kLength = 300 * kMinute;
-
-enum class Intent { kCorrect, kWrong, kInvalid, kOutside, kUnknownProblem };
-
-struct Sub {
-  std::string id;
-  int contest = 0;
-  std::string team;
-  std::string problem;
-  std::string answer;
-  int64_t at_us = 0;
-  std::string verdict;  // what the rules say it must get
-};
-
-int64_t start_of(int c) { return kBase + int64_t{c} * 24 * 60 * kMinute; }
-bool is_points(int c) { return c % 2 == 0; }
-int64_t penalty_of(int c) { return 10 + c % 3 * 5; }
-int64_t points_of(int p) { return (p + 1) * 10; }
-std::string expected_of(int c, int p) {
-  switch (p) {
-    case 0:
-      return "answer-" + std::to_string(c);
-    case 1:
-      return "Mixed Case " + std::to_string(c);
-    case 2:
-      return std::to_string(c) + ".25";
-    case 3:
-      return "x[0-9]+";
-    default:
-      return std::to_string(c * 1000 + p);
-  }
-}
-const char* checker_of(int p) {
-  static const char* kCheckers[] = {"exact", "case_insensitive", "numeric", "regex", "exact"};
-  return kCheckers[p];
-}
-
-std::string timestamp(int64_t us) {
-  // Whole seconds only; the plugin's own formatting is not trusted here.
-  time_t secs = static_cast<time_t>(us / 1'000'000);
-  char buf[32];
-  std::tm tm{};
-  gmtime_r(&secs, &tm);  // called from the judging threads: not gmtime()
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::vector<Sub> generate() {
-  std::mt19937_64 rng(20240501);
-  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
-  std::vector<Sub> subs;
-  for (int c = 1; c <= kContests; ++c) {
-    for (int i = 0; i < kPerContest; ++i) {
-      Sub s;
-      s.id = "c" + std::to_string(c) + "-s" + std::to_string(i);
-      s.contest = c;
-      s.team = "team-" + std::to_string(pick(kTeams));
-      int p = pick(kProblems);
-      s.problem = std::string(1, static_cast<char>('A' + p));
-      // 10-second slots: a team sometimes submits twice in the same instant (tie by id).
-      s.at_us = start_of(c) + int64_t{pick(static_cast<int>(kLength / 10'000'000))} * 10'000'000;
-      int roll = pick(100);
-      Intent intent = roll < 35   ? Intent::kCorrect
-                      : roll < 87 ? Intent::kWrong
-                      : roll < 95 ? Intent::kInvalid
-                      : roll < 98 ? Intent::kOutside
-                                  : Intent::kUnknownProblem;
-      const std::string want = expected_of(c, p);
-      switch (intent) {
-        case Intent::kCorrect:
-          s.answer = p == 1   ? "mIXED cASE " + std::to_string(c)
-                     : p == 2 ? std::to_string(c) + ".2549"
-                     : p == 3 ? "x" + std::to_string(pick(100000))
-                              : " " + want + "\n";
-          s.verdict = "accepted";
-          break;
-        case Intent::kWrong:
-          s.answer = p == 2 ? std::to_string(c) + ".3" : p == 3 ? "y1" : want + "!";
-          s.verdict = "wrong_answer";
-          break;
-        case Intent::kInvalid:
-          s.answer = p == 2 ? "twelve" : (pick(2) ? "" : std::string(1500, 'a'));
-          s.verdict = "invalid";
-          break;
-        case Intent::kOutside:
-          s.answer = want;
-          s.at_us = pick(2) ? start_of(c) - kMinute * int64_t{1 + pick(60)} : start_of(c) + kLength;
-          s.verdict = "contest_not_running";
-          break;
-        case Intent::kUnknownProblem:
-          s.problem = "Q";
-          s.answer = want;
-          s.verdict = "unknown_problem";
-          break;
-      }
-      subs.push_back(std::move(s));
-    }
-  }
-  return subs;
-}
-
-struct Row {
-  int64_t solved = 0, penalty = 0, points = 0, last = -1;
-  bool operator==(const Row&) const = default;
-};
-
-// The reference standings, computed serially from the generated submissions.
-std::map<std::pair<int, std::string>, Row> reference(const std::vector<Sub>& subs) {
-  std::map<std::pair<int, std::string>, std::vector<const Sub*>> by_team;
-  for (const Sub& s : subs) {
-    if (s.verdict == "accepted" || s.verdict == "wrong_answer") {
-      by_team[{s.contest, s.team}].push_back(&s);
-    }
-  }
-  std::map<std::pair<int, std::string>, Row> out;
-  for (auto& [key, list] : by_team) {
-    std::sort(list.begin(), list.end(), [](const Sub* a, const Sub* b) {
-      return std::tie(a->at_us, a->id) < std::tie(b->at_us, b->id);
-    });
-    Row row;
-    std::map<std::string, int64_t> wrong;
-    std::set<std::string> solved;
-    for (const Sub* s : list) {
-      if (solved.count(s->problem)) continue;
-      if (s->verdict == "wrong_answer") {
-        ++wrong[s->problem];
-        continue;
-      }
-      solved.insert(s->problem);
-      ++row.solved;
-      row.points += points_of(s->problem[0] - 'A');
-      if (!is_points(key.first)) {
-        row.penalty +=
-            (s->at_us - start_of(key.first)) / kMinute + wrong[s->problem] * penalty_of(key.first);
-      }
-      row.last = std::max(row.last, s->at_us);
-    }
-    out[key] = row;
-  }
-  return out;
-}
 
 struct Delivery {
   const Sub* sub;
@@ -192,10 +61,8 @@ std::vector<Delivery> judge_all(std::vector<std::unique_ptr<jrtest::PluginHost>>
       jrtest::PluginHost& host = *hosts[t % hosts.size()];
       for (size_t i; (i = next.fetch_add(1)) < work.size();) {
         const Sub& s = *work[i];
-        nlohmann::json p = {{"submission_id", s.id}, {"contest_id", s.contest},
-                            {"team_id", s.team},     {"problem_id", s.problem},
-                            {"answer", s.answer},    {"submitted_at", timestamp(s.at_us)}};
-        jrtest::JobOutcome o = host.run("contest_submit", p.dump(), 1, static_cast<int64_t>(i));
+        jrtest::JobOutcome o =
+            host.run("contest_submit", cswork::payload(s).dump(), 1, static_cast<int64_t>(i));
         Delivery d{&s, false, "", o.status, o.error};
         if (o.status == JR_OK) {
           nlohmann::json r = nlohmann::json::parse(o.result);
@@ -239,7 +106,7 @@ TEST(ContestConcurrency, TwentyThousandSubmissionsEightThreadsRedeliveriesMatchS
     tx.commit();
   }
 
-  const std::vector<Sub> subs = generate();
+  const std::vector<Sub> subs = cswork::generate();
   ASSERT_EQ(subs.size(), 20000u);
   // Phase 1: every submission once, shuffled; 1,000 of them twice back to back, so two threads
   // judge the same id at the same moment. Phase 2: 1,000 others again after everything.
@@ -305,10 +172,7 @@ TEST(ContestConcurrency, TwentyThousandSubmissionsEightThreadsRedeliveriesMatchS
   EXPECT_EQ(mismatched, 0);
 
   std::map<std::pair<int, std::string>, Row> got;
-  for (const auto& row :
-       tx.exec("SELECT contest_id, team_id, solved, penalty, points, "
-               "coalesce((extract(epoch FROM last_accepted_at) * 1000000)::bigint, -1) "
-               "FROM standings")) {
+  for (const auto& row : tx.exec(cswork::kStandingsQuery)) {
     got[{row[0].as<int>(), row[1].as<std::string>()}] =
         Row{row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<int64_t>(), row[5].as<int64_t>()};
   }
