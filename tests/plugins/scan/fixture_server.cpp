@@ -53,6 +53,23 @@ std::string FixtureServer::bad_page() {
 </body></html>)";
 }
 
+std::string FixtureServer::staged_page() {
+  std::string body;
+  for (int i = 0; i < 6; ++i) body += std::string("<p>") + kParagraph + "</p>\n";
+  return "<!DOCTYPE html><html lang=\"en\"><head><title>Staged scan page</title></head><body>"
+         "<h1>Staged</h1>\n" +
+         body +
+         "<p><a href=\"/slow-link/1\">one</a> <a href=\"/slow-link/2\">two</a> "
+         "<a href=\"/slow-link/3\">three</a></p></body></html>";
+}
+
+void FixtureServer::pause(std::chrono::milliseconds d) const {
+  auto until = std::chrono::steady_clock::now() + d;
+  while (!stopping_ && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 void FixtureServer::record(const std::string& path, const std::string& host, const std::string& ua,
                            const std::string& method) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -123,6 +140,17 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     res.set_content(good_page(base()), html.c_str());
+  });
+  // A page whose scan takes a few seconds at two visible points: the fetch (1.2 s) and the
+  // three internal link checks after the teaser (0.7 s each), so a poller sees RUNNING/CRAWL and
+  // TEASER_READY.
+  s.Get("/staged", [this, html](const httplib::Request&, httplib::Response& res) {
+    pause(std::chrono::milliseconds(1200));
+    res.set_content(staged_page(), html.c_str());
+  });
+  s.Get(R"(/slow-link/(\d+))", [this, html](const httplib::Request&, httplib::Response& res) {
+    pause(std::chrono::milliseconds(700));
+    res.set_content("<html><head><title>Linked</title></head><body>ok</body></html>", html.c_str());
   });
   s.Get("/huge", [html](const httplib::Request&, httplib::Response& res) {
     std::string body = "<html><body>" + std::string(3 * 1024 * 1024, 'x') + "</body></html>";

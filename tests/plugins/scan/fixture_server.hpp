@@ -1,10 +1,12 @@
 // A real HTTP server for the scan tests and bench (cpp-httplib on 127.0.0.1, port 0): fixture
 // pages with and without problems, slow, huge, redirect chains, redirects to refused addresses,
-// non-HTML content. Counts hits per path and records the Host and User-Agent headers it saw.
+// non-HTML content, a page whose scan is slow at two visible steps (/staged). Counts hits per
+// path and records the Host and User-Agent headers it saw.
 // Thread-safe: handlers run on the server's pool; accessors lock.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,8 +37,11 @@ class FixtureServer {
 
   static std::string good_page(const std::string& base);
   static std::string bad_page();
+  // The /staged page: slow to fetch, with three slow internal links (/slow-link/N).
+  static std::string staged_page();
 
  private:
+  void pause(std::chrono::milliseconds d) const;  // sleeps, cut short when stopping
   void record(const std::string& path, const std::string& host, const std::string& ua,
               const std::string& method);
 
