@@ -163,7 +163,7 @@ TEST_F(ContestMultiRunner, ThreeRunnersEightSlotsTwentyThousandSubmissionsKillAn
 
   // A quarter done: contest 20 is created and its queue gets its first jobs.
   const int64_t first_wave_others = first_total - static_cast<int64_t>(first_wave[20].size());
-  ASSERT_TRUE(jrtest::wait_until([&] { return done() >= first_wave_others / 4; }, 120s))
+  ASSERT_TRUE(jrtest::wait_until([&] { return done() >= first_wave_others / 4; }, 180s))
       << "done " << done() << "\n"
       << logs();
   const int64_t done_before_late = done();
@@ -172,7 +172,7 @@ TEST_F(ContestMultiRunner, ThreeRunnersEightSlotsTwentyThousandSubmissionsKillAn
   const double late_at = secs();
 
   // Half done: freeze runner-c while it holds leased jobs, note them, kill it.
-  ASSERT_TRUE(jrtest::wait_until([&] { return done() >= first_total / 2; }, 120s))
+  ASSERT_TRUE(jrtest::wait_until([&] { return done() >= first_total / 2; }, 180s))
       << "done " << done() << "\n"
       << logs();
   jrtest::RunnerProcess& victim = *runners[kVictim];
@@ -197,7 +197,7 @@ TEST_F(ContestMultiRunner, ThreeRunnersEightSlotsTwentyThousandSubmissionsKillAn
   const double killed_at = secs();
 
   const int64_t all_first = first_total;
-  ASSERT_TRUE(jrtest::wait_until([&] { return done() >= all_first; }, 240s))
+  ASSERT_TRUE(jrtest::wait_until([&] { return done() >= all_first; }, 300s))
       << "done " << done() << " of " << all_first << "\n"
       << logs();
   const double first_done_at = secs();
