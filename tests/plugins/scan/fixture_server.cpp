@@ -141,15 +141,15 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
     }
     res.set_content(good_page(base()), html.c_str());
   });
-  // A page whose scan takes a few seconds at two visible points: the fetch (1.2 s) and the
-  // three internal link checks after the teaser (0.7 s each), so a poller sees RUNNING/CRAWL and
+  // A page whose scan takes a few seconds at two visible points: the fetch (2 s) and the
+  // three internal link checks after the teaser (0.9 s each), so a poller sees RUNNING/CRAWL and
   // TEASER_READY.
   s.Get("/staged", [this, html](const httplib::Request&, httplib::Response& res) {
-    pause(std::chrono::milliseconds(1200));
+    pause(std::chrono::milliseconds(2000));
     res.set_content(staged_page(), html.c_str());
   });
   s.Get(R"(/slow-link/(\d+))", [this, html](const httplib::Request&, httplib::Response& res) {
-    pause(std::chrono::milliseconds(700));
+    pause(std::chrono::milliseconds(900));
     res.set_content("<html><head><title>Linked</title></head><body>ok</body></html>", html.c_str());
   });
   s.Get("/huge", [html](const httplib::Request&, httplib::Response& res) {
