@@ -39,7 +39,7 @@ struct Config {
   double failure_ttl_seconds = 2592000;  // RUNNER_FAILURE_TTL: keep dead letters (30 days)
   int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
   double priority_aging_seconds = 60;    // RUNNER_PRIORITY_AGING: waiting per point; 0 = off
-  std::string isolation = "none";        // RUNNER_ISOLATION: sandbox | none (per plugin too)
+  std::string isolation = "sandbox";     // RUNNER_ISOLATION: sandbox | none (per plugin too)
 
   // [[cron]]: periodic jobs (name, schedule, kind, payload, queue, timezone, backfill).
   std::vector<nlohmann::json> cron;

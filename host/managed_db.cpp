@@ -1,6 +1,7 @@
 #include "managed_db.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -98,7 +99,7 @@ ManagedDb::ManagedDb(ManagedDbOptions opts) : opts_(std::move(opts)) {
   if (opts_.data_dir.empty()) opts_.data_dir = default_data_dir();
   opts_.data_dir = fs::absolute(opts_.data_dir).lexically_normal().string();
   while (opts_.data_dir.size() > 1 && opts_.data_dir.back() == '/') opts_.data_dir.pop_back();
-  std::string sock = opts_.data_dir + "/.s.PGSQL." + std::to_string(opts_.port);
+  std::string sock = socket_dir() + "/.s.PGSQL." + std::to_string(opts_.port);
   if (sock.size() >= 107) {
     throw std::runtime_error("data directory path is too long for a unix socket (" +
                              std::to_string(sock.size()) + " > 106 bytes): " + opts_.data_dir);
@@ -155,12 +156,46 @@ void ManagedDb::init_cluster() {
                              std::to_string(r.exit_code) + "):\n" + r.output);
   }
   std::ofstream conf(opts_.data_dir + "/postgresql.conf", std::ios::app);
-  conf << "\n# written by jobrunner: unix socket only, in the data directory\n"
+  conf << "\n# written by jobrunner: unix socket only\n"
        << "listen_addresses = ''\n"
-       << "unix_socket_directories = '" << opts_.data_dir << "'\n"
        << "port = " << opts_.port << "\n"
        << "max_connections = 200\n";
   for (const auto& [k, v] : opts_.settings) conf << k << " = " << v << "\n";
+}
+
+void ManagedDb::prepare_socket_dir() {
+  std::string dir = socket_dir();
+  fs::create_directories(dir);
+  if (run_as_.empty()) {
+    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
+  } else {
+    struct passwd* owner = getpwnam(run_as_.c_str());
+    if (owner == nullptr) throw std::runtime_error("user not found: " + run_as_);
+    uid_t uid = owner->pw_uid;  // copied: the next getpwnam reuses the same buffer
+    gid_t gid = static_cast<gid_t>(-1);
+    if (!opts_.socket_group.empty()) {
+      struct group* g = getgrnam(opts_.socket_group.c_str());
+      if (g == nullptr) throw std::runtime_error("socket group not found: " + opts_.socket_group);
+      gid = g->gr_gid;
+    } else if (struct passwd* nobody = getpwnam("nobody")) {
+      gid = nobody->pw_gid;
+    }
+    if (chown(dir.c_str(), uid, gid) != 0) {
+      throw std::runtime_error("cannot give " + dir + " to " + run_as_);
+    }
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec,
+                    fs::perm_options::replace);
+  }
+  // Older clusters were initialised with the socket in the data directory: the last setting in
+  // postgresql.conf wins, so (re)state it on every start.
+  std::string conf_path = opts_.data_dir + "/postgresql.conf";
+  std::string want = "unix_socket_directories = '" + dir + "'";
+  std::ifstream in(conf_path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (line.rfind("unix_socket_directories", 0) == 0) last = line;
+  }
+  if (last != want) std::ofstream(conf_path, std::ios::app) << want << "\n";
 }
 
 void ManagedDb::create_database() {
@@ -181,6 +216,7 @@ bool ManagedDb::start() {
   bool started = false;
   if (!initialised()) init_cluster();
   if (!running()) {
+    prepare_socket_dir();
     std::string logfile = opts_.data_dir + "/server.log";
     auto r = run_command(
         {bin("pg_ctl"), "start", "-D", opts_.data_dir, "-l", logfile, "-w", "-t", "60"}, run_as_);
@@ -216,7 +252,7 @@ void ManagedDb::restart() {
 std::string ManagedDb::url() const { return url_for(opts_.database); }
 
 std::string ManagedDb::url_for(const std::string& database) const {
-  return "postgresql:///" + url_encode(database) + "?host=" + url_encode(opts_.data_dir) +
+  return "postgresql:///" + url_encode(database) + "?host=" + url_encode(socket_dir()) +
          "&port=" + std::to_string(opts_.port) + "&user=" + url_encode(opts_.user);
 }
 

@@ -4,6 +4,14 @@
 // user (`postgres` when it exists, else `nobody`). The test harness uses the same class with a
 // throwaway directory.
 //
+// The socket lives in its own directory beside the data directory (`<data_dir>.sock`), not in
+// the data directory (which PostgreSQL keeps at mode 0700): sandboxed plugin workers connect
+// to the database too, and as root they run as `nobody`. That directory is 0700 and owned by
+// the current user when not root (workers keep the uid); as root it is owned by the cluster's
+// user with group `socket_group` (default: the group of `nobody`, the sandbox's uid) and mode
+// 0750, so root, the cluster's user and the sandbox workers can connect, and other local users
+// cannot even reach the socket.
+//
 // Not thread-safe; start() forks helper processes, so call it before starting threads.
 #pragma once
 
@@ -18,6 +26,7 @@ struct ManagedDbOptions {
   std::string user = "jobrunner";  // database superuser created by initdb
   std::string database = "jobrunner";
   std::map<std::string, std::string> settings;  // extra postgresql.conf settings
+  std::string socket_group;  // as root: group allowed to connect ("" = the group of nobody)
 };
 
 class ManagedDb {
@@ -43,12 +52,14 @@ class ManagedDb {
   std::string url() const;
   std::string url_for(const std::string& database) const;
   const std::string& data_dir() const { return opts_.data_dir; }
+  std::string socket_dir() const { return opts_.data_dir + ".sock"; }
   // Unprivileged user that owns the cluster when we are root ("" otherwise).
   const std::string& run_as() const { return run_as_; }
 
  private:
   std::string bin(const std::string& tool) const;
   void init_cluster();
+  void prepare_socket_dir();
   void create_database();
   std::string log_tail() const;
 

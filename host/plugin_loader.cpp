@@ -30,8 +30,12 @@ std::vector<boost::dll::shared_library>& libraries() {
 
 }  // namespace
 
-LoadedPlugin load_plugin(const std::string& path) {
-  auto fail = [&](const std::string& why) { return PluginError("plugin " + path + ": " + why); };
+LoadedPlugin load_plugin(const std::string& path) { return load_plugin(path, path); }
+
+LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
+  auto fail = [&](const std::string& why) {
+    return PluginError("plugin " + shown_as + ": " + why);
+  };
   if (!fs::exists(path)) throw fail("file not found");
   boost::dll::shared_library lib;
   try {
@@ -63,7 +67,7 @@ LoadedPlugin load_plugin(const std::string& path) {
   if (d->kind_count > 1024) throw fail("declares too many job kinds");
 
   LoadedPlugin p;
-  p.path = path;
+  p.path = shown_as;
   p.name = d->name;
   p.version = d->version ? d->version : "";
   p.abi_minor = d->abi_minor;

@@ -45,6 +45,9 @@ struct LoadedPlugin {
 
 // Loads one plugin file and validates its descriptor. Does not call init.
 LoadedPlugin load_plugin(const std::string& path);
+// Same, loading `path` (e.g. /proc/self/fd/N) but naming the plugin `shown_as` in errors and in
+// LoadedPlugin::path.
+LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as);
 
 // Loads every *.so in `dir` (sorted by name). Refuses duplicate plugin names and two plugins
 // claiming one kind.

@@ -51,10 +51,8 @@ uint64_t fs_rights(int abi) {
   return all;
 }
 
-// Adds one path_beneath rule; returns false (errno set) when the path cannot be opened.
-bool add_path(int ruleset, const std::string& path, bool writable, int abi) {
-  int fd = open(path.c_str(), O_PATH | O_CLOEXEC);
-  if (fd < 0) return false;
+// Adds one path_beneath rule for an open file or directory; returns false (errno set) on error.
+bool add_fd(int ruleset, int fd, bool writable, int abi) {
   struct stat st {};
   fstat(fd, &st);
   const uint64_t file_only = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
@@ -67,11 +65,18 @@ bool add_path(int ruleset, const std::string& path, bool writable, int abi) {
   landlock_path_beneath_attr attr{};
   attr.allowed_access = access;
   attr.parent_fd = fd;
-  long rc = syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr, 0);
+  return syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr, 0) == 0;
+}
+
+// Adds one path_beneath rule; returns false (errno set) when the path cannot be opened.
+bool add_path(int ruleset, const std::string& path, bool writable, int abi) {
+  int fd = open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = add_fd(ruleset, fd, writable, abi);
   int saved = errno;
   close(fd);
   errno = saved;
-  return rc == 0;
+  return ok;
 }
 
 std::string dir_of(const std::string& path) {
@@ -122,7 +127,13 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
       ro.push_back(p);
     }
   }
+  // The plugin: the file the host opened for us (whatever symlinks led to it), and the
+  // directories it was named in and really lives in (files it ships beside itself).
+  if (spec.plugin_fd >= 0 && !add_fd(rs, spec.plugin_fd, false, abi)) {
+    warnings.push_back(std::string("landlock: the plugin file not granted: ") + strerror(errno));
+  }
   ro.push_back(dir_of(spec.plugin_path));
+  if (!spec.plugin_real_path.empty()) ro.push_back(dir_of(spec.plugin_real_path));
   for (const auto& p : ro) add_path(rs, p, false, abi);  // missing system paths are fine
   add_path(rs, "/dev/null", true, abi);
   nlohmann::json granted_ro = nlohmann::json::array(), granted_rw = nlohmann::json::array();
@@ -176,9 +187,10 @@ ConfineReport confine(const ConfineSpec& spec) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw ConfineError(errstr("PR_SET_PDEATHSIG"));
   if (spec.host_pid > 0 && getppid() != spec.host_pid) _exit(70);
   L["pdeathsig"] = "applied";
-  // 2. Only stdin/stdout/stderr, the IPC socket (3) and the shared page (4) stay open.
-  if (close_range(5, ~0U, 0) != 0) throw ConfineError(errstr("close_range"));
-  L["close_fds"] = "applied (kept 0-4)";
+  // 2. Only stdin/stdout/stderr, the IPC socket (3), the shared page (4) and the plugin file (5)
+  //    stay open.
+  if (close_range(6, ~0U, 0) != 0) throw ConfineError(errstr("close_range"));
+  L["close_fds"] = "applied (kept 0-5)";
   // 3. Environment: nothing from the host; TMPDIR and HOME point at the scratch dir.
   clearenv();
   if (!spec.scratch_dir.empty()) {

@@ -27,7 +27,9 @@ class ConfineError : public std::runtime_error {
 
 struct ConfineSpec {
   Policy policy;
-  std::string plugin_path;
+  std::string plugin_path;       // as the host named it
+  std::string plugin_real_path;  // symlinks resolved ("" = unknown)
+  int plugin_fd = -1;            // the plugin file, opened by the host (proto::kPluginFd)
   std::string scratch_dir;
   int64_t uid = -1;  // target uid/gid when running as root; -1 = keep
   int64_t gid = -1;

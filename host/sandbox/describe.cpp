@@ -135,7 +135,7 @@ LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
   detail::resolve_user(policy.user.empty() ? opts.user : policy.user, &uid, &gid);
   std::string err, kind;
   std::string worker = opts.worker_path.empty() ? default_worker_path() : opts.worker_path;
-  auto w = WorkerProcess::spawn(worker, opts.max_frame, &err);
+  auto w = WorkerProcess::spawn(worker, abs, opts.max_frame, &err);
   if (!w) throw fail("cannot start the sandbox worker: " + err);
   nlohmann::json hello = w->handshake(
       detail::init_json("describe", abs, policy, nlohmann::json::object(), "", uid, gid, opts),

@@ -99,6 +99,11 @@ void SandboxExecutor::start() {
         std::lock_guard<std::mutex> lock(mu_);
         note_abnormal_locked(proto::steady_ms());
       }
+      if (refused) {
+        // The plugin's own init said no: the same words as the in-process path.
+        std::string why = err.rfind("init: ", 0) == 0 ? err.substr(6) : err;
+        throw SandboxError("plugin " + path_ + ": init failed: " + why);
+      }
       throw SandboxError("plugin " + path_ + ": sandbox worker failed to start (" + kind +
                          "): " + err);
     }
@@ -142,7 +147,7 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
     *err = e.what();
     return nullptr;
   }
-  auto w = WorkerProcess::spawn(worker_path_, opts_.max_frame, err);
+  auto w = WorkerProcess::spawn(worker_path_, path_, opts_.max_frame, err);
   if (!w) {
     std::error_code ec;
     std::filesystem::remove_all(scratch, ec);

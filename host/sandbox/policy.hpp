@@ -32,7 +32,7 @@ struct Policy {
   int workers = 0;                    // pool size; 0 = the executor's default (concurrency share)
   int64_t max_open_files = 256;       // RLIMIT_NOFILE
   int64_t max_file_mb = 1024;         // RLIMIT_FSIZE
-  int64_t max_threads = 256;          // RLIMIT_NPROC when the worker has its own uid
+  int64_t max_threads = 4096;         // RLIMIT_NPROC (per uid: all workers sharing the uid count)
   std::string user;                   // uid to run as when the host is root ("" = nobody)
 
   nlohmann::json to_json() const;

@@ -24,6 +24,9 @@ namespace jr::sandbox::proto {
 constexpr uint32_t kDefaultMaxFrame = 16u << 20;  // 16 MiB
 constexpr int kWorkerFd = 3;                      // the worker's end of the socketpair
 constexpr int kSharedFd = 4;                      // memfd with the SharedPage
+// The plugin file, opened by the host: the worker loads /proc/self/fd/5, so it needs no search
+// permission on the plugin's directory (a root host's 0700 dirs are closed to `nobody`).
+constexpr int kPluginFd = 5;
 
 enum class Type : uint16_t {
   // host -> worker

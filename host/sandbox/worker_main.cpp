@@ -7,11 +7,13 @@
 // Threading: the main thread reads frames and runs handle(); plugin threads may call the host
 // functions during a job (writes are serialised by a mutex; enqueue replies are read by the
 // calling thread under the read mutex).
+#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -283,6 +285,11 @@ int main(int argc, char** argv) {
     spec.policy = jr::sandbox::make_policy(nlohmann::json::object(), init.at("policy"),
                                            nlohmann::json::object());
     spec.plugin_path = init.at("plugin").get<std::string>();
+    spec.plugin_fd = proto::kPluginFd;
+    char real[PATH_MAX];
+    std::string link = "/proc/self/fd/" + std::to_string(proto::kPluginFd);
+    ssize_t n = readlink(link.c_str(), real, sizeof real - 1);
+    if (n > 0) spec.plugin_real_path.assign(real, static_cast<size_t>(n));
     spec.scratch_dir = init.value("scratch", "");
     spec.uid = init.value("uid", int64_t{-1});
     spec.gid = init.value("gid", int64_t{-1});
@@ -306,12 +313,20 @@ int main(int argc, char** argv) {
   nlohmann::json hello = {
       {"ok", true}, {"pid", getpid()}, {"layers", rep.layers}, {"warnings", rep.warnings}};
   std::set_new_handler(&on_alloc_failure);
+  if (spec.policy.memory_mb > 0) {
+    // RLIMIT_AS counts reserved address space, and glibc reserves 64 MiB for every extra malloc
+    // arena (up to 8 per core): a plugin with a few threads would hit a 256 MB limit without
+    // using the memory (thread stacks then fail to map). Two arenas keep the limit about memory.
+    mallopt(M_ARENA_MAX, 2);
+  }
   g_api = *jr::host_api();
   g_api.is_cancelled = &api_is_cancelled;
   // From here on, plugin code runs (its constructors first).
   jr::LoadedPlugin p;
   try {
-    p = jr::load_plugin(spec.plugin_path);
+    // Through the descriptor the host opened (proto::kPluginFd), named by its real path.
+    p = jr::load_plugin("/proc/self/fd/" + std::to_string(proto::kPluginFd), spec.plugin_path);
+    close(proto::kPluginFd);  // the mapping keeps the library; the plugin needs no descriptor
   } catch (const std::exception& e) {
     hello["ok"] = false;
     hello["stage"] = "load";

@@ -85,8 +85,19 @@ std::string signal_name(int sig) {
 }
 
 std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_path,
+                                                    const std::string& plugin_path,
                                                     uint32_t max_frame, std::string* err) {
   std::unique_ptr<WorkerProcess> w(new WorkerProcess(max_frame));
+  int pfd0 = open(plugin_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (pfd0 < 0) {
+    *err = errstr(("open " + plugin_path).c_str());
+    return nullptr;
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { close(fd); }
+  } plugin_fd{fcntl(pfd0, F_DUPFD_CLOEXEC, 10)};
+  close(pfd0);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     *err = errstr("socketpair");
@@ -134,6 +145,7 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   }
   posix_spawn_file_actions_adddup2(&fa, child, proto::kWorkerFd);
   posix_spawn_file_actions_adddup2(&fa, w->memfd_, proto::kSharedFd);
+  posix_spawn_file_actions_adddup2(&fa, plugin_fd.fd, proto::kPluginFd);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

@@ -24,8 +24,10 @@ constexpr int kReadTickMs = 50;
 
 class WorkerProcess {
  public:
-  // Starts `worker_path`; nullptr with `err` set on failure.
-  static std::unique_ptr<WorkerProcess> spawn(const std::string& worker_path, uint32_t max_frame,
+  // Starts `worker_path` with `plugin_path` open on proto::kPluginFd; nullptr with `err` set on
+  // failure.
+  static std::unique_ptr<WorkerProcess> spawn(const std::string& worker_path,
+                                              const std::string& plugin_path, uint32_t max_frame,
                                               std::string* err);
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "domain_name.hpp"
@@ -233,7 +234,16 @@ std::vector<DomainResult> Checker::check_all(const std::vector<std::string>& inp
   size_t nthreads = std::min<size_t>(static_cast<size_t>(s_.max_concurrent_checks), work.size());
   std::vector<std::thread> threads;
   threads.reserve(nthreads);
-  for (size_t t = 0; t < nthreads; ++t) threads.emplace_back(worker);
+  for (size_t t = 0; t < nthreads; ++t) {
+    try {
+      threads.emplace_back(worker);
+    } catch (const std::system_error&) {
+      // Out of threads or address space (a sandbox limit): go on with the ones we have, or in
+      // this thread when none could start. Never leave a started thread unjoined.
+      break;
+    }
+  }
+  if (threads.empty()) worker();
   for (auto& t : threads) t.join();
   // Duplicates share the first occurrence's result, keeping their own input text.
   for (size_t i = 0; i < inputs.size(); ++i) {

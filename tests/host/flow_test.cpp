@@ -141,6 +141,7 @@ TEST_F(Flow, LockKeysNeverOverlapAcrossFourRunnersOfEightSlots) {
   std::string record;
   std::string cfg = dir_.path() + "/overlap.toml";
   record = dir_.path() + "/overlap.log";
+  jrtest::shared_file(record);
   std::ofstream(cfg) << "[plugins.overlap]\nrecord_file = \"" << record << "\"\n";
   for (int k = 0; k < 4; ++k) {
     enqueue_many("overlap", 40, "{\"key\":\"k" + std::to_string(k) + "\",\"sleep_ms\":15}",
@@ -294,6 +295,7 @@ TEST_F(Flow, QueuePatternServesNewQueuesWithoutRestart) {
 
 TEST_F(Flow, IdleHookRunsWhenIdleOneRunnerAtATime) {
   std::string record = dir_.path() + "/idle.log";
+  jrtest::shared_file(record);
   std::string cfg = config("[plugins.idler]\nrecord_file = \"" + record + "\"\n");
   std::string plugins = plugin_dir_with({test_so("idler", "idler")});
   RunnerProcess a({"--plugins", plugins, "--config", cfg}, env_);

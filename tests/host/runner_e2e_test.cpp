@@ -28,6 +28,7 @@ TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
   const int n = 10000;
   std::string record = dir_.path() + "/executions.log";
   std::string cfg = dir_.path() + "/runner.toml";
+  jrtest::shared_file(record);
   std::ofstream(cfg) << "[plugins.record]\nrecord_file = \"" << record << "\"\n";
   std::string payloads = dir_.path() + "/jobs.jsonl";
   {

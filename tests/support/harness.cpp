@@ -94,6 +94,12 @@ std::string plugin_dir() { return JR_TEST_PLUGIN_DIR; }
 std::string test_plugin_dir() { return JR_TEST_TESTPLUGIN_DIR; }
 std::string source_dir() { return JR_TEST_SOURCE_DIR; }
 
+std::string shared_file(const std::string& path) {
+  std::ofstream(path, std::ios::trunc).flush();
+  chmod(path.c_str(), 0666);
+  return path;
+}
+
 TempDir::TempDir() {
   char tmpl[] = "/tmp/jrtest-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");

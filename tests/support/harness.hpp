@@ -40,6 +40,10 @@ std::string plugin_dir();       // the shipped plugins + echo (build/plugins)
 std::string test_plugin_dir();  // tiny test plugins, one subdirectory per case
 std::string source_dir();
 
+// Creates (or empties) `path` as a file every user may write: a sandboxed plugin, which runs as
+// `nobody` when the tests run as root, can then append to it. Returns `path`.
+std::string shared_file(const std::string& path);
+
 // A temp directory removed when the object dies.
 class TempDir {
  public:

@@ -1,13 +1,49 @@
 #include "plugin_host.hpp"
 
+#include <cstdlib>
+#include <stdexcept>
+
+#include "sandbox.hpp"
+
 namespace jrtest {
+namespace {
+
+jr::LoadedPlugin load(const std::string& so_path) {
+  if (PluginHost::sandbox_requested()) return jr::sandbox::describe_in_sandbox(so_path);
+  return jr::load_plugin(so_path);
+}
+
+}  // namespace
+
+bool PluginHost::sandbox_requested() {
+  const char* v = std::getenv("JR_TEST_ISOLATION");
+  if (v == nullptr || std::string(v) == "none" || *v == 0) return false;
+  if (std::string(v) != "sandbox") {
+    throw std::invalid_argument("JR_TEST_ISOLATION must be 'sandbox' or 'none'");
+  }
+  return true;
+}
 
 PluginHost::PluginHost(const std::string& so_path, const nlohmann::json& config)
-    : plugin_(jr::load_plugin(so_path)) {
-  jr::init_plugin(plugin_, config);
+    : plugin_(load(so_path)) {
+  if (!sandbox_requested()) {
+    jr::init_plugin(plugin_, config);
+    return;
+  }
+  // As `runner` does: the policy from the manifest and the config's "sandbox" section; enough
+  // workers for the tests that call run() from several threads at once.
+  jr::sandbox::SandboxOptions so;
+  so.pool_size = 8;
+  auto ex = jr::sandbox::make_executor(plugin_, config, so);
+  ex->start();  // throws SandboxError when the plugin's init refuses, like init_plugin
+  executor_ = std::move(ex);
 }
 
 PluginHost::~PluginHost() {
+  if (executor_) {
+    executor_.reset();  // shuts the workers down; each runs the plugin's shutdown
+    return;
+  }
   if (plugin_.initialised && plugin_.desc->shutdown) plugin_.desc->shutdown(plugin_.state);
 }
 
@@ -32,7 +68,18 @@ JobOutcome PluginHost::run(const std::string& kind, const std::string& payload, 
     std::lock_guard<std::mutex> lock(mu_);
     current_ = &out;
   }
-  out.status = plugin_.desc->handle(plugin_.state, jr::host_api(), &ctx, &j);
+  if (executor_) {
+    jr::ExecOutcome o = executor_->run(j, ctx, 0);
+    out.status = o.status;
+    if (!o.host_error_kind.empty()) {
+      // The worker died or broke the protocol: tests see it as a retryable failure naming why.
+      out.status = JR_ERR_RETRYABLE;
+      std::lock_guard<std::mutex> lock(ctx.mu);
+      ctx.error = "sandbox: " + o.host_error_kind + ": " + o.host_error;
+    }
+  } else {
+    out.status = plugin_.desc->handle(plugin_.state, jr::host_api(), &ctx, &j);
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     current_ = nullptr;
@@ -49,6 +96,7 @@ int PluginHost::idle() {
   jr_job_ctx ctx;
   ctx.services = this;
   ctx.kind = "(idle)";
+  if (executor_) return executor_->idle(ctx);
   return plugin_.desc->idle(plugin_.state, jr::host_api(), &ctx);
 }
 

@@ -1,14 +1,22 @@
-// Runs a real plugin .so in-process for tests, without a database or engine: loads it with the
-// host's loader, initialises it with a config, and runs jobs, recording what the plugin told the
-// host (result, error, snooze, progress, logs, enqueued jobs).
+// Runs a real plugin .so for tests, without a database or engine, and records what the plugin
+// told the host (result, error, snooze, progress, logs, enqueued jobs).
+//
+// Two modes, chosen by the environment (the same test binary runs in both, see jr_add_test's
+// SANDBOXED option in tests/CMakeLists.txt):
+//   in-process (default): loads the plugin with the host's loader and calls its handle directly;
+//   JR_TEST_ISOLATION=sandbox: runs it exactly as `runner` does by default, in confined jr-worker
+//     processes (SandboxExecutor) with the policy its manifest declares plus the config's
+//     [sandbox] section, so the plugin's tests prove it works inside its own policy.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "executor.hpp"
 #include "host_api.hpp"
 #include "plugin_loader.hpp"
 
@@ -39,7 +47,10 @@ class PluginHost : public jr::HostServices {
   // Calls the idle hook; returns its return value. Throws if the plugin has none.
   int idle();
 
+  // The plugin's descriptor data. Sandboxed: read inside a worker (desc/state stay null).
   jr::LoadedPlugin& plugin() { return plugin_; }
+  bool sandboxed() const { return executor_ != nullptr; }
+  static bool sandbox_requested();
   std::vector<Enqueued> enqueued();
 
   void job_log(jr_job_ctx* ctx, int level, std::string_view msg) override;
@@ -49,6 +60,7 @@ class PluginHost : public jr::HostServices {
 
  private:
   jr::LoadedPlugin plugin_;
+  std::unique_ptr<jr::Executor> executor_;  // sandboxed mode only
   std::mutex mu_;
   std::vector<Enqueued> enqueued_;
   JobOutcome* current_ = nullptr;

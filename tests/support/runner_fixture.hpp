@@ -43,6 +43,7 @@ class RunnerFixture : public ::testing::Test {
   std::string record_config(std::string* record_path) {
     *record_path = dir_.path() + "/executions" + std::to_string(++dirs_) + ".log";
     std::string cfg = dir_.path() + "/record" + std::to_string(dirs_) + ".toml";
+    shared_file(*record_path);
     std::ofstream(cfg) << "[plugins.record]\nrecord_file = \"" << *record_path << "\"\n";
     return cfg;
   }

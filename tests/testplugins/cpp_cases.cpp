@@ -10,6 +10,8 @@
 //                  "<job id> <payload key> <start ns> <end ns>\n" to config["record_file"]
 //   7 idler        kind "idler" with an idle hook that enqueues one echo job and appends
 //                  "<start ns> <end ns>\n" to config["record_file"] (threshold 0.3 s, poll 0.1 s)
+// 5-7 declare record_file writable in their sandbox policy; a test creates the file first
+// (jrtest::shared_file), because the sandbox user may not create files in the test's dir.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -47,14 +49,17 @@ class Case : public jobrunner::Plugin {
 #elif JR_CASE == 5
     i.name = "record";
     i.kinds.push_back({"record", "", 0, 0, ""});
+    i.manifest = {{ "sandbox", { { "writable_config_keys", { "record_file" } } } }};
 #elif JR_CASE == 6
     i.name = "overlap";
     i.kinds.push_back({"overlap", "", 0, 0, ""});
+    i.manifest = {{ "sandbox", { { "writable_config_keys", { "record_file" } } } }};
 #elif JR_CASE == 7
     i.name = "idler";
     i.kinds.push_back({"idler", "", 0, 0, ""});
     i.idle_hook = true;
-    i.manifest = {{"idle", {{"threshold_seconds", 0.3}, {"poll_interval_seconds", 0.1}}}};
+    i.manifest = {{"idle", {{"threshold_seconds", 0.3}, {"poll_interval_seconds", 0.1}}},
+                  {"sandbox", {{"writable_config_keys", {"record_file"}}}}};
 #endif
     return i;
   }
