@@ -268,9 +268,14 @@ ConfineReport confine(const ConfineSpec& spec) {
     rep.warnings.push_back("seccomp: unavailable (simulated); system calls are not filtered");
     L["seccomp"] = "degraded: unavailable (simulated)";
   } else {
-    std::string err = install_seccomp(pol.network, getpid());
+    std::string err = install_seccomp(pol.network, getpid(), &rep.notify_fd);
     if (err.empty()) {
       L["seccomp"] = "applied (allowlist, kill on violation)";
+      if (pol.network == Network::loopback) {
+        L["network"] =
+            "loopback: connect, bind, listen and addressed sends are checked and performed by "
+            "the host (127.0.0.0/8, ::1, unix paths)";
+      }
     } else {
       rep.warnings.push_back("seccomp: " + err + "; system calls are not filtered");
       L["seccomp"] = "degraded: " + err;

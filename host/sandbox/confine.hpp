@@ -42,12 +42,16 @@ struct ConfineSpec {
 struct ConfineReport {
   nlohmann::json layers = nlohmann::json::object();  // layer -> "applied ..." / "degraded: ..."
   std::vector<std::string> warnings;                 // one per degraded layer
+  // network = "loopback": the seccomp notification fd the host's NetGuard must take over
+  // (worker_main hands it over and closes it before loading the plugin); -1 otherwise.
+  int notify_fd = -1;
 };
 
 ConfineReport confine(const ConfineSpec& spec);
 
 // The seccomp layer alone (seccomp_filter.cpp). Returns "" when loaded, else the reason.
-std::string install_seccomp(Network net, pid_t self);
+// With Network::loopback, `notify_fd` receives the notification listener.
+std::string install_seccomp(Network net, pid_t self, int* notify_fd);
 
 // Landlock ABI version of the running kernel (0 when unsupported).
 int landlock_abi();

@@ -35,12 +35,14 @@ enum class Type : uint16_t {
   enqueue_reply = 3,  // req, id (-1 = refused)
   shutdown = 4,       // call the plugin's shutdown and exit 0
   idle = 5,           // seq: call the plugin's idle hook
+  net_guard_ack = 6,  // u8 ok: the host took the notification listener (or could not)
   // worker -> host
-  hello = 64,     // JSON: ok, error, layers, warnings, descriptor
-  log = 65,       // seq, level, msg
-  progress = 66,  // seq, percent, has_step, step
-  enqueue = 67,   // seq, req, kind, payload, options
-  done = 68,      // seq, status, flags, snooze, cpu_us, maxrss_kb, result_size, result, error
+  hello = 64,      // JSON: ok, error, layers, warnings, descriptor
+  log = 65,        // seq, level, msg
+  progress = 66,   // seq, percent, has_step, step
+  enqueue = 67,    // seq, req, kind, payload, options
+  done = 68,       // seq, status, flags, snooze, cpu_us, maxrss_kb, result_size, result, error
+  net_guard = 69,  // u32 fd: the seccomp listener to take with pidfd_getfd (network loopback)
 };
 
 // Done flags.

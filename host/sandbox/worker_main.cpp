@@ -310,6 +310,28 @@ int main(int argc, char** argv) {
     send_hello({{"ok", false}, {"stage", "confine"}, {"error", e.what()}});
     return 68;
   }
+  if (rep.notify_fd >= 0) {
+    // network = "loopback": the host takes the listener, then we close ours, before any plugin
+    // code runs (a plugin holding it could answer its own calls).
+    {
+      std::lock_guard<std::mutex> lock(g_write_mu);
+      g_enc.begin(Type::net_guard);
+      g_enc.put<uint32_t>(static_cast<uint32_t>(rep.notify_fd));
+      send_locked();
+    }
+    Frame ack;
+    if (reader.next_blocking(kFd, ack) != FrameReader::Result::frame ||
+        ack.type != Type::net_guard_ack) {
+      return 66;
+    }
+    Decoder d(ack.payload);
+    if (d.get<uint8_t>() == 0) {
+      rep.warnings.push_back(
+          "network: the host cannot supervise loopback connections; every connect fails");
+      rep.layers["network"] = "degraded: unsupervised (connect, bind and sends fail with ENOSYS)";
+    }
+    close(rep.notify_fd);
+  }
   nlohmann::json hello = {
       {"ok", true}, {"pid", getpid()}, {"layers", rep.layers}, {"warnings", rep.warnings}};
   std::set_new_handler(&on_alloc_failure);

@@ -19,6 +19,9 @@
 #include <mutex>
 #include <thread>
 
+#include "log.hpp"
+#include "net_guard.hpp"
+
 namespace jr::sandbox {
 namespace {
 
@@ -177,6 +180,8 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   return w;
 }
 
+WorkerProcess::WorkerProcess(uint32_t max_frame) : reader(max_frame) {}
+
 WorkerProcess::~WorkerProcess() {
   if (pid > 0 && !reaped_) {
     kill();
@@ -256,6 +261,30 @@ void WorkerProcess::classify(int status, bool killed_by_us, std::string* kind, s
   }
 }
 
+bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& init,
+                                   int64_t deadline) {
+  proto::Decoder d(f.payload);
+  auto target = static_cast<int>(d.get<uint32_t>());
+  int listener = d.ok() && !net_guard ? dup_from(pidfd, target) : -1;
+  std::string plugin = init.value("plugin", "");
+  if (listener < 0) {
+    // Fail closed: the worker drops its listener, and its guarded calls then fail (ENOSYS).
+    log::warn("sandbox: cannot supervise a worker's loopback network; its connections will fail",
+              {{"plugin", plugin}, {"error", std::strerror(errno)}});
+  } else {
+    int own_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+    net_guard = std::make_unique<NetGuard>(
+        listener, own_pidfd, init.value("uid", int64_t{-1}), init.value("gid", int64_t{-1}),
+        [plugin, p = pid](const std::string& why) {
+          log::warn("sandbox: network call refused",
+                    {{"plugin", plugin}, {"pid", p}, {"why", why}});
+        });
+  }
+  enc.begin(proto::Type::net_guard_ack);
+  enc.put<uint8_t>(listener >= 0 ? 1 : 0);
+  return proto::write_all_until(fd, enc.finish(), deadline);
+}
+
 nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t timeout_ms,
                                         std::string* kind, std::string* err) {
   std::string text = init.dump();
@@ -274,6 +303,10 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
   for (;;) {
     proto::Frame f;
     auto r = reader.parse(f);
+    if (r == proto::FrameReader::Result::frame && f.type == proto::Type::net_guard) {
+      if (!take_net_guard(f, init, deadline)) return dead("while handing over its network guard");
+      continue;
+    }
     if (r == proto::FrameReader::Result::frame) {
       proto::Decoder d(f.payload);
       d.get<uint8_t>();

@@ -22,6 +22,8 @@ namespace jr::sandbox {
 // deadline again (so deadlines are enforced within this granularity).
 constexpr int kReadTickMs = 50;
 
+class NetGuard;
+
 class WorkerProcess {
  public:
   // Starts `worker_path` with `plugin_path` open on proto::kPluginFd; nullptr with `err` set on
@@ -60,9 +62,11 @@ class WorkerProcess {
   int64_t maxrss_kb = 0;
   std::string scratch;  // removed with the worker
   int64_t started_ms = 0;
+  std::unique_ptr<NetGuard> net_guard;  // network = "loopback" only
 
  private:
-  explicit WorkerProcess(uint32_t max_frame) : reader(max_frame) {}
+  explicit WorkerProcess(uint32_t max_frame);  // out of line: NetGuard is incomplete here
+  bool take_net_guard(const proto::Frame& f, const nlohmann::json& init, int64_t deadline);
   int memfd_ = -1;
   bool killed_ = false;
   bool reaped_ = false;

@@ -215,6 +215,76 @@ TEST_F(Hostile, TcpToLoopbackIsRefusedWhenNetworkIsNone) {
   close(ls);
 }
 
+// A loopback socket of the test: returns its fd and writes its port.
+int loopback_socket(int type, int* port) {
+  int s = socket(AF_INET, type, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+  if (type == SOCK_STREAM && listen(s, 4) != 0) return -1;
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  timeval tv{5, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return s;
+}
+
+// network = "loopback": every call naming a peer or a local address goes through the host's
+// guard. Loopback peers work (and the connection really is the worker's socket); anything else
+// is refused with EPERM before a packet leaves (192.0.2.1 is TEST-NET-1: nothing is sent).
+TEST_F(Hostile, LoopbackNetworkReachesOnlyLoopbackPeers) {
+  int tport = 0, uport = 0;
+  int ls = loopback_socket(SOCK_STREAM, &tport);
+  int us = loopback_socket(SOCK_DGRAM, &uport);
+  ASSERT_GE(ls, 0);
+  ASSERT_GE(us, 0);
+  auto e = exec("connect", {{"sandbox", {{"network", "loopback"}}}});
+  EXPECT_NE(e->layers().dump().find("loopback: connect, bind, listen"), std::string::npos)
+      << e->layers().dump();
+  auto run = [&](const std::string& arg) {
+    return run_job(*e, "hostile_connect", "\"" + arg + "\"", &services, 5000);
+  };
+  auto expect_refused = [&](const std::string& arg, const std::string& call) {
+    JobRun r = run(arg);
+    EXPECT_EQ(r.out.status, JR_ERR_RETRYABLE) << arg;
+    EXPECT_NE(r.error.find(call + ": Operation not permitted"), std::string::npos)
+        << arg << ": " << r.error;
+  };
+  // TCP to the test's listener: accepted, and the worker's "hello" arrives through it.
+  JobRun ok = run("tcp 127.0.0.1 " + std::to_string(tport));
+  EXPECT_EQ(ok.out.status, JR_OK) << ok.error;
+  int c = accept(ls, nullptr, nullptr);
+  ASSERT_GE(c, 0);
+  char buf[16] = {0};
+  EXPECT_EQ(read(c, buf, sizeof buf), 5);
+  EXPECT_STREQ(buf, "hello");
+  close(c);
+  expect_refused("tcp 192.0.2.1 9", "connect");
+  expect_refused("tcp 10.0.0.1 5432", "connect");
+  // UDP with an address, by sendto and by sendmsg: the datagrams reach the test's socket.
+  for (const char* mode : {"udp", "msg"}) {
+    JobRun u = run(std::string(mode) + " 127.0.0.1 " + std::to_string(uport));
+    EXPECT_EQ(u.out.status, JR_OK) << mode << ": " << u.error;
+    char d[8] = {0};
+    EXPECT_EQ(recv(us, d, sizeof d, 0), 4) << mode;
+    EXPECT_STREQ(d, "ping");
+  }
+  expect_refused("udp 192.0.2.1 53", "sendto");
+  expect_refused("msg 192.0.2.1 53", "sendmsg");
+  // Listening: only on loopback addresses; a wildcard bind or an unbound listen is refused.
+  JobRun b = run("bind 127.0.0.1 0");
+  EXPECT_EQ(b.out.status, JR_OK) << b.error;
+  expect_refused("bind 0.0.0.0 0", "bind");
+  expect_refused("listen 0.0.0.0 0", "listen");
+  // The worker survived all of it: refusals are errors the plugin sees, not kills.
+  EXPECT_EQ(e->counters().restarts_for(Restart::seccomp), 0u);
+  EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  close(ls);
+  close(us);
+}
+
 TEST_F(Hostile, ResultOverTheFrameLimitIsAProtocolError) {
   auto e = exec("big_result");
   JobRun r = run_job(*e, "hostile_big_result", "\"x\"", &services, 10000);

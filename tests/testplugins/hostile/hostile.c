@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef JR_CASE_NAME
@@ -130,17 +131,58 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   snprintf(buf, sizeof buf, "{\"wrote\":%zd}", n);
   return ok_json(host, ctx, buf);
 #elif defined(JR_CASE_CONNECT)
-  int s = socket(AF_INET, SOCK_STREAM, 0);
+  /* "PORT": TCP connect to 127.0.0.1:PORT. "MODE ADDR PORT" (IPv4 ADDR): MODE tcp = connect,
+   * udp = sendto with the address, msg = sendmsg with the address, bind = bind to it, listen =
+   * listen on an unbound TCP socket. */
+  char mode[16] = "tcp", addr[64] = "127.0.0.1";
+  int port = 0;
+  if (sscanf(arg, "%15s %63s %d", mode, addr, &port) != 3) {
+    snprintf(mode, sizeof mode, "tcp");
+    snprintf(addr, sizeof addr, "127.0.0.1");
+    port = atoi(arg);
+  }
+  int dgram = strcmp(mode, "udp") == 0 || strcmp(mode, "msg") == 0;
+  int s = socket(AF_INET, dgram ? SOCK_DGRAM : SOCK_STREAM, 0);
   if (s < 0) return fail_errno(host, ctx, "socket", errno);
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)atoi(arg));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(s, (struct sockaddr*)&a, sizeof a) != 0) {
+  a.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, addr, &a.sin_addr);
+  int rc;
+  if (strcmp(mode, "udp") == 0) {
+    rc = sendto(s, "ping", 4, 0, (struct sockaddr*)&a, sizeof a) == 4 ? 0 : -1;
+  } else if (strcmp(mode, "msg") == 0) {
+    struct iovec v = {(void*)"ping", 4};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_name = &a;
+    m.msg_namelen = sizeof a;
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    rc = sendmsg(s, &m, 0) == 4 ? 0 : -1;
+  } else if (strcmp(mode, "bind") == 0) {
+    rc = bind(s, (struct sockaddr*)&a, sizeof a);
+  } else if (strcmp(mode, "listen") == 0) {
+    rc = listen(s, 4);
+  } else {
+    rc = connect(s, (struct sockaddr*)&a, sizeof a);
+  }
+  if (rc != 0) {
     int e = errno;
     close(s);
-    return fail_errno(host, ctx, "connect", e);
+    return fail_errno(host, ctx,
+                      dgram ? (mode[0] == 'u' ? "sendto" : "sendmsg")
+                            : (strcmp(mode, "tcp") == 0 ? "connect" : mode),
+                      e);
+  }
+  if (strcmp(mode, "tcp") == 0) {
+    /* The connection is real: say hello through it (a plain write on the connected socket). */
+    if (write(s, "hello", 5) != 5) {
+      int e = errno;
+      close(s);
+      return fail_errno(host, ctx, "write", e);
+    }
   }
   close(s);
   return ok_json(host, ctx, "{\"connected\":true}");
