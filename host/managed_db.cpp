@@ -226,6 +226,12 @@ bool ManagedDb::start() {
     }
     started = true;
     log::info("managed PostgreSQL started", {{"data_dir", opts_.data_dir}});
+  } else if (!fs::exists(socket_dir() + "/.s.PGSQL." + std::to_string(opts_.port))) {
+    // Started by an older version, with the socket in the data directory: move it.
+    prepare_socket_dir();
+    restart();
+    log::info("managed PostgreSQL restarted with its socket in " + socket_dir(),
+              {{"data_dir", opts_.data_dir}});
   }
   create_database();
   return started;

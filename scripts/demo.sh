@@ -62,6 +62,8 @@ stop_pidfile() {
 cleanup() {
   stop_pidfile "$STATE/runner.pid" "$RUNNER" "the runner"
   stop_pidfile "$STATE/servers.pid" "$SERVERS" "demo_servers"
+  [ -n "${DEMO_STORAGE:-}" ] && rm -rf "$DEMO_STORAGE"
+  return 0
 }
 
 # --- 1. packages and build -------------------------------------------------------------------
@@ -117,11 +119,17 @@ say "zone .test: harbor-bakery.test and jobrunner.test are delegated (NS records
 say "are NXDOMAIN; WHOIS knows parked.test (registered, not delegated). Other TLDs: REFUSED."
 
 # --- 4. the runner ---------------------------------------------------------------------------
+# The plugins run sandboxed, as `nobody` when we are root: dataset_parse reads its uploads from a
+# directory that user can reach (a checkout under /root is closed to it).
+DEMO_STORAGE="$(mktemp -d /tmp/jobrunner-demo-storage.XXXXXX)"
+cp -r "$ROOT/plugins/dataset_parse/demo/." "$DEMO_STORAGE/"
+chmod -R a+rX "$DEMO_STORAGE"
+
 step "Writing the runner config ($STATE/runner.toml)"
 cat >"$STATE/runner.toml" <<EOF
 # Written by scripts/demo.sh: every plugin talks only to 127.0.0.1.
 [plugins.dataset_parse]
-storage_root = "$ROOT/plugins/dataset_parse/demo"
+storage_root = "$DEMO_STORAGE"
 
 [plugins.domain_check]
 dns_server = "127.0.0.1"
@@ -156,6 +164,10 @@ done
 [ "$ok" = 1 ] || { tail -n 30 "$STATE/runner.log" >&2; die "the runner did not start (log: $STATE/runner.log)"; }
 say "runner up (log: $STATE/runner.log); it serves these kinds:"
 psql_val "SELECT unnest(kinds) FROM jr_workers WHERE id = '$WORKER_ID' ORDER BY 1" | sed 's/^/      /'
+say "each plugin runs sandboxed in its own jr-worker processes (the default isolation):"
+sed -n 's/.*"msg":"plugin loaded in the sandbox","plugin":"\([a-z_]*\)".*/      \1/p' "$STATE/runner.log"
+say "worker processes now: $(pgrep -c -P "$(cat "$STATE/runner.pid")" jr-worker || true)," \
+  "as user $(ps -o user= -p "$(pgrep -P "$(cat "$STATE/runner.pid")" jr-worker | head -1)" 2>/dev/null || echo '?')"
 
 # --- 5. the demo's rows ----------------------------------------------------------------------
 step "Resetting the demo's rows and registering datasets and a contest (SQL)"
