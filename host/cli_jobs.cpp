@@ -2,6 +2,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -66,7 +67,9 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
       throw std::invalid_argument("--depends-on: '" + id + "' is not a job id");
     }
   }
-  std::vector<JobInsertParams> jobs;
+  // One payload per job; with --payload-file every line is validated (not re-serialised:
+  // jsonb normalises it) and the jobs share `base`, so none of it is copied per line.
+  std::vector<std::string> payloads;
   if (!f.payload.empty()) {
     nlohmann::json doc;
     try {
@@ -76,28 +79,34 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
                 << "\nnothing was enqueued\n";
       return cli::kExitUsage;
     }
-    base.payload = doc.dump();
-    jobs.push_back(base);
+    payloads.push_back(doc.dump());
   } else {
-    std::ifstream in(f.payload_file);
+    std::ifstream in(f.payload_file, std::ios::binary);
     if (!in) {
       std::cerr << "runner enqueue: cannot read " << f.payload_file << "\n";
       return cli::kExitUsage;
     }
-    std::string line;
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     int lineno = 0;
-    while (std::getline(in, line)) {
+    for (size_t pos = 0; pos < text.size();) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + pos, end - pos);
+      pos = end + 1;
       ++lineno;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      try {
-        JobInsertParams p = base;
-        p.payload = nlohmann::json::parse(line).dump();
-        jobs.push_back(std::move(p));
-      } catch (const nlohmann::json::parse_error& e) {
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      if (!nlohmann::json::accept(line)) {
+        std::string why;
+        try {
+          [[maybe_unused]] auto doc = nlohmann::json::parse(line);  // throws, saying where
+        } catch (const nlohmann::json::parse_error& e) {
+          why = e.what();
+        }
         std::cerr << "runner enqueue: " << f.payload_file << ":" << lineno
-                  << ": not valid JSON: " << e.what() << "\nnothing was enqueued\n";
+                  << ": not valid JSON: " << why << "\nnothing was enqueued\n";
         return cli::kExitUsage;
       }
+      payloads.emplace_back(line);
     }
   }
   Config cfg = build_config(g);
@@ -105,9 +114,11 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
   auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> ids;
   bool one_by_one = base.unique || base.unique_key || !base.depends_on.empty();
-  if (jobs.size() == 1 || one_by_one) {
-    for (const auto& j : jobs) {
-      JobInsertResult r = store->JobInsertEx(j);
+  if (payloads.size() == 1 || one_by_one) {
+    JobInsertParams p = base;
+    for (auto& payload : payloads) {
+      p.payload = std::move(payload);
+      JobInsertResult r = store->JobInsertEx(p);
       if (!r.inserted) {
         log::info("an identical unique job is already waiting or running; returning its id",
                   {{"job_id", r.id}});
@@ -115,7 +126,7 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
       ids.push_back(r.id);
     }
   } else {
-    ids = store->JobInsertMany(jobs);
+    ids = store->JobInsertBulk(base, payloads);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log::info("bulk enqueue done", {{"jobs", ids.size()},
                                     {"seconds", secs},

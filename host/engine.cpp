@@ -77,8 +77,11 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
 
 Engine::~Engine() {
   stop();
-  for (auto* t : {&fetcher_, &completer_, &maintainer_}) {
+  for (auto* t : {&fetcher_, &maintainer_}) {
     if (t->joinable()) t->join();
+  }
+  for (auto& t : completers_) {
+    if (t.joinable()) t.join();
   }
   for (auto& t : slots_) {
     if (t.joinable()) t.join();
@@ -178,7 +181,9 @@ int Engine::run() {
     if (opts_.observer) opts_.observer->maintenance_started(maintenance_.get());
   }
   for (auto& h : idle_hooks_) h->last_active = steady_ms();
-  completer_ = std::thread([this] { complete_loop(); });
+  for (int i = 0; i < std::max(1, opts_.completers); ++i) {
+    completers_.emplace_back([this] { complete_loop(); });
+  }
   maintainer_ = std::thread([this] { maintain_loop(); });
   for (int i = 0; i < opts_.concurrency; ++i) slots_.emplace_back([this] { slot_loop(); });
   fetcher_ = std::thread([this] { fetch_loop(); });
@@ -231,7 +236,8 @@ int Engine::run() {
   slots_.clear();
   completer_done_ = true;
   done_cv_.notify_all();
-  completer_.join();
+  for (auto& t : completers_) t.join();
+  completers_.clear();
   maintainer_.join();
   if (maintenance_) maintenance_->stop();
   try {
@@ -284,7 +290,8 @@ void Engine::fetch_loop() {
       if (stopping_) break;
       room = max_inflight() - inflight_ - static_cast<int>(unflushed_.load());
     }
-    int want = opts_.fetch_batch > 0 ? std::min(room, opts_.fetch_batch) : room;
+    int want = std::min(
+        room, opts_.fetch_batch > 0 ? opts_.fetch_batch : std::max(1, opts_.completion_batch));
     std::vector<ClaimedJob> jobs;
     double throttled = 0;
     try {
@@ -308,6 +315,10 @@ void Engine::fetch_loop() {
       continue;
     }
     int got = static_cast<int>(jobs.size());
+    if (got > 0) {
+      std::lock_guard<std::mutex> lock(held_mu_);
+      for (const auto& j : jobs) held_.insert(j.id);
+    }
     if (got > 0) {
       stats_.claimed += got;
       std::lock_guard<std::mutex> lock(ready_mu_);
@@ -335,13 +346,17 @@ void Engine::fetch_loop() {
 
 int Engine::max_inflight() const {
   if (opts_.prefetch >= 0) return opts_.concurrency + opts_.prefetch;
-  // Auto: keep roughly 2 ms of work queued locally per slot, at most 10 jobs per slot (and 500
-  // in all). Slow jobs get no prefetch, so they are never held back behind each other while
-  // other runners idle. The bound also limits what a crash costs: prefetched jobs of a killed
-  // runner wait for their lease to expire, and the lost attempt is counted.
+  // Auto: keep roughly 2 ms of work queued locally per slot. Slow jobs get no prefetch, so they
+  // are never held back behind each other while other runners idle. The cap (10 jobs per slot,
+  // at least two completion batches so claims can be as large as the completion batches, at
+  // most 2,000) also limits what a crash costs: prefetched jobs of a killed runner wait for
+  // their lease to expire, and the lost attempt is counted. Only jobs under ~20 us reach it.
   int64_t avg = std::max<int64_t>(1, avg_job_us_.load(std::memory_order_relaxed));
   int64_t extra = static_cast<int64_t>(opts_.concurrency) * 2000 / avg;
-  int64_t cap = std::min<int64_t>(static_cast<int64_t>(opts_.concurrency) * 10, 500);
+  int64_t cap = std::min<int64_t>(
+      std::max<int64_t>(static_cast<int64_t>(opts_.concurrency) * 10,
+                        2 * static_cast<int64_t>(std::max(1, opts_.completion_batch))),
+      2000);
   return opts_.concurrency + static_cast<int>(std::min(extra, cap));
 }
 
@@ -609,6 +624,10 @@ void Engine::complete_loop() {
         backoff_sleep(delay);
       }
     }
+    {
+      std::lock_guard<std::mutex> lock(held_mu_);
+      for (const auto& f : batch) held_.erase(f.id);
+    }
     unflushed_ -= static_cast<int64_t>(batch.size());
     {
       std::lock_guard<std::mutex> lock(ready_mu_);  // pairs with the fetcher's wait
@@ -651,7 +670,12 @@ void Engine::maintain_loop() {
     try {
       if (now >= next_heartbeat) {
         if (!store) store = Store::open(opts_.database_url);
-        for (int64_t id : store->JobHeartbeat(opts_.worker_id, opts_.lease_seconds)) {
+        std::vector<int64_t> held;
+        {
+          std::lock_guard<std::mutex> lock(held_mu_);
+          held.assign(held_.begin(), held_.end());
+        }
+        for (int64_t id : store->JobHeartbeatHeld(opts_.worker_id, opts_.lease_seconds, held)) {
           cancel_running(id, kCancelUser);
         }
         store->WorkerHeartbeat(opts_.worker_id, stats_.completed.load());

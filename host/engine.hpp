@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "executor.hpp"
@@ -47,9 +48,13 @@ struct EngineOptions {
   std::string database_url;
   std::string worker_id;
   int concurrency = 10;
-  int prefetch = 0;                 // jobs claimed ahead of free slots
-  int fetch_batch = 0;              // max jobs per claim; 0 = as many as there is room for
-  int completion_batch = 500;       // max outcomes per write
+  int prefetch = 0;     // jobs claimed ahead of free slots
+  int fetch_batch = 0;  // max jobs per claim; 0 = room, at most completion_batch (a claim
+                        // larger than a completion batch only builds a backlog of running rows)
+  int completion_batch = 500;  // max outcomes per write
+  // Connections writing outcomes. With two, one batch is written while the next accumulates
+  // and the other's commit (fsync) is in flight, and group commit can merge their flushes.
+  int completers = 2;
   std::vector<std::string> queues;  // empty = every queue
   double lease_seconds = 30;
   double poll_interval_seconds = 1.0;
@@ -168,6 +173,11 @@ class Engine : public HostServices {
   // database cannot build an unbounded backlog of finished-but-unrecorded jobs.
   std::atomic<int64_t> unflushed_{0};
 
+  // Ids of the jobs this runner holds (claimed, until their outcome is written): the only
+  // leases the heartbeat extends.
+  std::mutex held_mu_;
+  std::unordered_set<int64_t> held_;
+
   std::mutex running_mu_;
   std::unordered_map<int64_t, Running> running_;
 
@@ -188,7 +198,7 @@ class Engine : public HostServices {
   std::vector<std::unique_ptr<IdleHook>> idle_hooks_;
   std::unordered_map<std::string, IdleHook*> idle_by_kind_;
   std::thread fetcher_;
-  std::thread completer_;
+  std::vector<std::thread> completers_;
   std::thread maintainer_;
   std::vector<std::thread> slots_;
 };

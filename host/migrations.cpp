@@ -176,6 +176,13 @@ CREATE TABLE jr_cron (
 );
 )SQL";
 
+// v6: dependency resolution runs every poll interval and reads the waiting jobs in id order;
+// without an index on exactly that it walked the primary key over the whole queue (no waiting
+// job at all: a full scan per second). Only waiting jobs are in this index.
+const char* kV6 = R"SQL(
+CREATE INDEX jr_jobs_waiting_id_idx ON jr_jobs (id) WHERE state = 'waiting';
+)SQL";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
@@ -185,6 +192,7 @@ const std::vector<Migration>& migrations() {
       {3, "leader leases", kV3},
       {4, "flow control: unique, lock keys, dependencies, pauses, rate limits, cron", kV4},
       {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
+      {6, "index for dependency resolution (waiting jobs by id)", kV6},
   };
   return all;
 }

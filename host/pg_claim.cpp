@@ -23,8 +23,18 @@
 namespace jr::pg {
 namespace {
 
+// The claim. Two prepared variants from one text: "job_claim" runs inside the slow path's
+// transaction (rate limits locked, lock keys try-locked for the second step), "job_claim_fast"
+// is the common case as one autocommit statement: it claims nothing when a rate limit touches
+// our kinds or any queue (checked in the same statement, so a limit added a moment ago is
+// seen), and does not claim lock-keyed jobs; either case shows up as rows with deferred = true
+// and the caller takes the slow path.
 const char* kClaimSql = R"SQL(
-WITH RECURSIVE qs AS (
+WITH RECURSIVE lim AS (
+  SELECT @FAST@ AND EXISTS (SELECT 1 FROM jr_rate_limits r
+                             WHERE r.key NOT LIKE 'kind:%' OR substr(r.key, 6) = ANY($1::text[]))
+         AS limited),
+qs AS (
   SELECT min(queue) AS queue FROM jr_jobs WHERE state = 'available' AND $8::text[] IS NULL
   UNION ALL
   SELECT (SELECT min(j.queue) FROM jr_jobs j WHERE j.state = 'available' AND j.queue > qs.queue)
@@ -37,7 +47,8 @@ eligible AS (
 open_q AS (
   SELECT DISTINCT e.queue FROM eligible e
    WHERE NOT EXISTS (SELECT 1 FROM jr_queue_pauses p WHERE p.queue = e.queue)
-     AND ($6::text[] IS NULL OR e.queue <> ALL($6::text[]))),
+     AND ($6::text[] IS NULL OR e.queue <> ALL($6::text[]))
+     AND NOT (SELECT limited FROM lim)),
 nq AS (SELECT greatest(count(*), 1) AS n FROM open_q),
 cand AS (
   SELECT c.* FROM open_q q CROSS JOIN LATERAL (
@@ -65,8 +76,18 @@ SELECT upd.*, false AS deferred FROM upd
 UNION ALL
 SELECT id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bigint,
        NULL::int[], NULL::numeric, NULL::numeric, true
-  FROM pick WHERE lock_key IS NOT NULL AND pg_try_advisory_xact_lock(27251, hashtext(lock_key))
+  FROM pick WHERE lock_key IS NOT NULL AND (@FAST@ OR pg_try_advisory_xact_lock(27251, hashtext(lock_key)))
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM lim WHERE limited
 )SQL";
+
+std::string claim_sql(bool fast) {
+  std::string s = kClaimSql;
+  for (size_t at; (at = s.find("@FAST@")) != std::string::npos;) {
+    s.replace(at, 6, fast ? "true" : "false");
+  }
+  return s;
+}
 
 // Second step for lock-keyed candidates whose key lock this transaction holds.
 const char* kClaimLockedSql = R"SQL(
@@ -144,6 +165,22 @@ struct ClaimScope {
   std::vector<std::string> exclude_kinds;
 };
 
+std::vector<std::string> claim_args(const ClaimScope& s) {
+  return {pg_text_array(s.kinds), pg_text_array(s.exact_queues), pg_text_array(s.patterns),
+          pg_text_array(s.exclude_queues), pg_text_array(s.exclude_kinds)};
+}
+
+ClaimScope base_scope(const JobClaimParams& p) {
+  ClaimScope base;
+  base.kinds = p.kinds;
+  if (has_wildcard(p.queues)) {
+    for (const auto& q : p.queues) base.patterns.push_back(like_pattern(q));
+  } else {
+    base.exact_queues = p.queues;
+  }
+  return base;
+}
+
 std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, const ClaimScope& s,
                                     int limit) {
   std::vector<ClaimedJob> out;
@@ -175,18 +212,34 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
 }  // namespace
 
 void prepare_claim(pqxx::connection_base& c) {
-  c.prepare("job_claim", kClaimSql);
+  c.prepare("job_claim", claim_sql(false));
+  c.prepare("job_claim_fast", claim_sql(true));
   c.prepare("job_claim_locked", kClaimLockedSql);
 }
 
-std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
-  ClaimScope base;
-  base.kinds = p.kinds;
-  if (has_wildcard(p.queues)) {
-    for (const auto& q : p.queues) base.patterns.push_back(like_pattern(q));
-  } else {
-    base.exact_queues = p.queues;
+std::vector<ClaimedJob> claim_fast(pqxx::nontransaction& tx, const JobClaimParams& p,
+                                   bool& need_slow) {
+  std::vector<ClaimedJob> out;
+  need_slow = false;
+  if (p.limit <= 0) return out;
+  ClaimScope s = base_scope(p);
+  auto a = claim_args(s);
+  auto r = tx.exec_prepared("job_claim_fast", a[0], s.patterns.empty() ? nullptr : a[2].c_str(),
+                            p.limit, p.worker_id, p.lease_seconds, nullptr, nullptr,
+                            s.exact_queues.empty() ? nullptr : a[1].c_str());
+  out.reserve(r.size());
+  for (const auto& row : r) {
+    if (row[11].as<bool>()) {
+      need_slow = true;
+    } else {
+      out.push_back(to_job(row));
+    }
   }
+  return out;
+}
+
+std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
+  ClaimScope base = base_scope(p);
   // Rate limits that touch this runner's queues or kinds.
   std::vector<ClaimedJob> out;
   auto limits = tx.exec_params(

@@ -46,16 +46,31 @@ std::pair<int, int> resolve_dependencies(pqxx::work& tx, int limit) {
 int age_priorities(pqxx::work& tx, double seconds_per_point, int limit) {
   if (seconds_per_point <= 0) return 0;
   // Only jobs below the highest waiting priority can starve, so only they age, and never past
-  // it: a queue where everything has one priority costs nothing.
+  // it: a queue where everything has one priority costs nothing. Everything goes through
+  // jr_jobs_queue_available_idx (queue, priority DESC, id): a loose index scan finds the queues
+  // and each queue's top priority (its first index entry), and the candidates are read per
+  // queue from the range below the top - no scan of the available jobs (max(priority) over
+  // them used to cost ~0.5 ms per 1,000 queued jobs, every time).
   auto r = tx.exec_params(R"SQL(
-    WITH top AS (SELECT max(priority) AS p FROM jr_jobs WHERE state = 'available'),
+    WITH RECURSIVE qs AS (
+      SELECT min(queue) AS queue FROM jr_jobs WHERE state = 'available'
+      UNION ALL
+      SELECT (SELECT min(j.queue) FROM jr_jobs j WHERE j.state = 'available' AND j.queue > qs.queue)
+        FROM qs WHERE qs.queue IS NOT NULL),
+    top AS (
+      SELECT max((SELECT j.priority FROM jr_jobs j WHERE j.state = 'available' AND j.queue = qs.queue
+                   ORDER BY j.priority DESC, j.id LIMIT 1)) AS p
+        FROM qs WHERE qs.queue IS NOT NULL),
     aged AS (
-      SELECT j.id, least((SELECT p FROM top),
-                         coalesce(j.base_priority, j.priority) +
-                         floor(extract(epoch from now() - j.run_at) / $1)::int) AS np
-        FROM jr_jobs j
-       WHERE j.state = 'available' AND j.priority < (SELECT p FROM top)
-       LIMIT $2 FOR UPDATE SKIP LOCKED)
+      SELECT c.id, least(t.p, coalesce(c.base_priority, c.priority) +
+                              floor(extract(epoch from now() - c.run_at) / $1)::int) AS np
+        FROM top t CROSS JOIN qs CROSS JOIN LATERAL (
+          SELECT j.id, j.base_priority, j.priority, j.run_at FROM jr_jobs j
+           WHERE j.state = 'available' AND j.queue = qs.queue AND j.priority < t.p
+           ORDER BY j.priority DESC, j.id
+           LIMIT $2 FOR UPDATE SKIP LOCKED) c
+       WHERE qs.queue IS NOT NULL
+       LIMIT $2)
     UPDATE jr_jobs j SET priority = aged.np FROM aged
      WHERE j.id = aged.id AND aged.np > j.priority)SQL",
                           seconds_per_point, limit);

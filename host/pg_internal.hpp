@@ -14,6 +14,11 @@ namespace jr::pg {
 
 // Claims jobs (fair across queues, lock keys honoured, paused queues and rate limits obeyed).
 std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p);
+// The common case as one autocommit statement: no rate limit for our kinds or any queue, no
+// lock-keyed job among the picks. Otherwise sets need_slow (whatever it did claim is returned)
+// and the caller claims the rest with claim() in a transaction.
+std::vector<ClaimedJob> claim_fast(pqxx::nontransaction& tx, const JobClaimParams& p,
+                                   bool& need_slow);
 void prepare_claim(pqxx::connection_base& c);
 
 std::pair<int, int> resolve_dependencies(pqxx::work& tx, int limit);

@@ -1,6 +1,8 @@
 // PostgreSQL implementation of Store (libpqxx 6.4). All of jobrunner's job SQL lives here.
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -157,77 +159,59 @@ class PgStore final : public Store {
       for (const auto& j : jobs) ids.push_back(JobInsertEx(j).id);
       return ids;
     }
-    return guard([&] {
-      ensure_prepared();
+    return copy_jobs(
+        jobs.size(), [&](size_t i) -> const JobInsertParams& { return jobs[i]; },
+        [&](size_t i) -> const std::string& { return jobs[i].payload; });
+  }
+
+  std::vector<int64_t> JobInsertBulk(const JobInsertParams& base,
+                                     const std::vector<std::string>& payloads) override {
+    if (base.unique || base.unique_key || !base.depends_on.empty()) {
       std::vector<int64_t> ids;
-      if (jobs.empty()) return ids;
-      pqxx::work tx(*conn_);
-      // Reserve ids up front so COPY (which returns nothing) can write them.
-      auto r = tx.exec_params(
-          "SELECT nextval(pg_get_serial_sequence('jr_jobs', 'id')), extract(epoch from now()) "
-          "FROM generate_series(1, $1)",
-          static_cast<int64_t>(jobs.size()));
-      ids.reserve(jobs.size());
-      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
-      double now = r[0][1].as<double>();
-      // Default queue per kind, from the kinds the runners published.
-      std::map<std::string, std::string> default_queue;
-      for (const auto& row : tx.exec("SELECT kind, default_queue FROM jr_kinds WHERE "
-                                     "default_queue IS NOT NULL")) {
-        default_queue[row[0].c_str()] = row[1].c_str();
+      JobInsertParams p = base;
+      for (const auto& payload : payloads) {
+        p.payload = payload;
+        ids.push_back(JobInsertEx(p).id);
       }
-      pqxx::stream_to copy(
-          tx, "jr_jobs",
-          std::vector<std::string>{"id", "queue", "kind", "payload", "state", "priority", "run_at",
-                                   "max_attempts", "timeout_ms", "retry_schedule", "expires_at",
-                                   "options", "base_priority", "lock_key", "lock_limit"});
-      std::vector<std::string> f(15);
-      std::vector<const char*> row(15);
-      for (size_t i = 0; i < jobs.size(); ++i) {
-        const auto& j = jobs[i];
-        f[0] = std::to_string(ids[i]);
-        if (j.queue) {
-          f[1] = *j.queue;
-        } else {
-          auto it = default_queue.find(j.kind);
-          f[1] = it == default_queue.end() ? "default" : it->second;
-        }
-        f[2] = j.kind;
-        f[3] = j.payload;
-        bool later = j.run_at.has_value() || j.delay_seconds > 0;
-        f[4] = later ? "scheduled" : "available";
-        f[5] = std::to_string(j.priority);
-        f[6] = j.run_at ? *j.run_at : epoch_to_timestamptz(now + j.delay_seconds);
-        if (j.max_attempts) f[7] = std::to_string(*j.max_attempts);
-        if (j.timeout_ms) f[8] = std::to_string(*j.timeout_ms);
-        if (j.retry_schedule) f[9] = pg_int_array(to_i64(parse_retry_schedule(*j.retry_schedule)));
-        if (j.ttl_seconds) f[10] = epoch_to_timestamptz(now + *j.ttl_seconds);
-        f[11] = insert_options(j);
-        f[12] = f[5];
-        if (j.lock_key) f[13] = *j.lock_key;
-        if (j.lock_limit) f[14] = std::to_string(*j.lock_limit);
-        for (int k = 0; k < 15; ++k) row[k] = f[k].c_str();
-        if (!j.ttl_seconds) row[10] = nullptr;
-        if (!j.lock_key) row[13] = nullptr;
-        if (!j.lock_limit) row[14] = nullptr;
-        if (!j.max_attempts) row[7] = nullptr;
-        if (!j.timeout_ms) row[8] = nullptr;
-        if (!j.retry_schedule) row[9] = nullptr;
-        copy << std::make_tuple(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                                row[8], row[9], row[10], row[11], row[12], row[13], row[14]);
-      }
-      copy.complete();
-      tx.commit();
       return ids;
-    });
+    }
+    return copy_jobs(
+        payloads.size(), [&](size_t) -> const JobInsertParams& { return base; },
+        [&](size_t i) -> const std::string& { return payloads[i]; });
   }
 
   std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) override {
     return guard([&] {
       ensure_prepared();
+      // Fast path: one autocommit statement (no BEGIN, no rate-limit lock, one round trip).
+      // When it reports rate limits or lock keys in play, the transaction path claims the rest
+      // and stays in use for a few seconds, so a limited queue does not pay for both.
+      auto now = std::chrono::steady_clock::now();
+      std::vector<ClaimedJob> out;
+      JobClaimParams rest = p;
+      if (now >= slow_claims_until_) {
+        bool need_slow = false;
+        {
+          pqxx::nontransaction tx(*conn_);
+          out = pg::claim_fast(tx, p, need_slow);
+        }
+        if (!need_slow) {
+          sort_claimed(out);
+          return out;
+        }
+        slow_claims_until_ = now + std::chrono::seconds(2);
+        rest.limit -= static_cast<int>(out.size());
+        if (rest.limit <= 0) {
+          sort_claimed(out);
+          return out;
+        }
+      }
       pqxx::work tx(*conn_);
-      auto out = pg::claim(tx, p);
+      auto more = pg::claim(tx, rest);
       tx.commit();
+      if (out.empty()) return more;
+      for (auto& j : more) out.push_back(std::move(j));
+      sort_claimed(out);
       return out;
     });
   }
@@ -237,18 +221,49 @@ class PgStore final : public Store {
     return guard([&] {
       ensure_prepared();
       JobFinishResult res;
-      pqxx::work tx(*conn_);
-      nlohmann::json completed = nlohmann::json::array();
+      // Completions: the ids as an array, attempts and results as JSON objects keyed by id;
+      // no JSON document is built (a result that is not valid JSON is dropped, as before).
       std::vector<int64_t> completed_ids;
+      std::string ids = "{", attempts = "{", results;
       for (const auto& j : jobs) {
-        if (j.outcome == Outcome::completed) {
-          nlohmann::json row = {{"id", j.id}, {"attempt", j.attempt}};
-          if (!j.result.empty()) row["result"] = nlohmann::json::parse(j.result, nullptr, false);
-          if (row.contains("result") && row["result"].is_discarded()) row.erase("result");
-          completed.push_back(std::move(row));
-          completed_ids.push_back(j.id);
-          continue;
+        if (j.outcome != Outcome::completed) continue;
+        std::string id = std::to_string(j.id);
+        const char* sep = completed_ids.empty() ? "" : ",";
+        ids += sep;
+        ids += id;
+        attempts += sep;
+        attempts += '"' + id + "\":" + std::to_string(j.attempt);
+        if (!j.result.empty() && nlohmann::json::accept(j.result)) {
+          results += results.empty() ? "{" : ",";
+          results += '"' + id + "\":" + j.result;
         }
+        completed_ids.push_back(j.id);
+      }
+      ids += '}';
+      attempts += '}';
+      if (!results.empty()) results += '}';
+      auto complete = [&](pqxx::transaction_base& tx) {
+        if (completed_ids.empty()) return;
+        auto r = tx.exec_prepared("job_complete_many", worker_id, ids, attempts,
+                                  results.empty() ? nullptr : results.c_str());
+        if (r.size() != completed_ids.size()) {
+          std::vector<int64_t> ok;
+          ok.reserve(r.size());
+          for (const auto& row : r) ok.push_back(row[0].as<int64_t>());
+          std::sort(ok.begin(), ok.end());
+          for (int64_t id : completed_ids) {
+            if (!std::binary_search(ok.begin(), ok.end(), id)) res.rejected.push_back(id);
+          }
+        }
+      };
+      if (completed_ids.size() == jobs.size()) {
+        // Only completions (the common batch): one statement, atomic on its own, autocommit.
+        pqxx::nontransaction tx(*conn_);
+        complete(tx);
+        return res;
+      }
+      pqxx::work tx(*conn_);
+      for (const auto& j : jobs) {
         pqxx::result r;
         switch (j.outcome) {
           case Outcome::retry:
@@ -270,22 +285,11 @@ class PgStore final : public Store {
                                  j.error_kind, j.error);
             break;
           case Outcome::completed:
-            break;
+            continue;
         }
         if (r.empty()) res.rejected.push_back(j.id);
       }
-      if (!completed.empty()) {
-        auto r = tx.exec_prepared("job_complete_many", worker_id, completed.dump());
-        if (r.size() != completed_ids.size()) {
-          std::vector<int64_t> ok;
-          ok.reserve(r.size());
-          for (const auto& row : r) ok.push_back(row[0].as<int64_t>());
-          std::sort(ok.begin(), ok.end());
-          for (int64_t id : completed_ids) {
-            if (!std::binary_search(ok.begin(), ok.end(), id)) res.rejected.push_back(id);
-          }
-        }
-      }
+      complete(tx);
       tx.commit();
       return res;
     });
@@ -298,6 +302,21 @@ class PgStore final : public Store {
       auto r = tx.exec_prepared("job_heartbeat", worker_id, lease_seconds);
       tx.commit();
       std::vector<int64_t> cancel;
+      for (const auto& row : r) {
+        if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
+      }
+      return cancel;
+    });
+  }
+
+  std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
+                                        const std::vector<int64_t>& ids) override {
+    return guard([&] {
+      std::vector<int64_t> cancel;
+      if (ids.empty()) return cancel;
+      ensure_prepared();
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_prepared("job_heartbeat_held", worker_id, lease_seconds, pg_int_array(ids));
       for (const auto& row : r) {
         if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
       }
@@ -879,6 +898,106 @@ class PgStore final : public Store {
     });
   }
 
+  // Inserts n jobs with one COPY: job(i) gives the options of row i, payload(i) its JSON.
+  // Ids are reserved up front (COPY returns nothing) with one nextval per row, sent back as
+  // ranges of consecutive ids (usually one). The fields other than id and payload are
+  // formatted again only when a row's options differ from the previous row's.
+  template <class JobAt, class PayloadAt>
+  std::vector<int64_t> copy_jobs(size_t n, JobAt job, PayloadAt payload) {
+    return guard([&] {
+      ensure_prepared();
+      std::vector<int64_t> ids;
+      if (n == 0) return ids;
+      pqxx::work tx(*conn_);
+      // The sequence is looked up once (InitPlan), not per row.
+      auto r = tx.exec_params(R"SQL(
+        SELECT min(v), count(*), (SELECT extract(epoch from now()))
+          FROM (SELECT nextval((SELECT pg_get_serial_sequence('jr_jobs', 'id'))::regclass) AS v, g
+                  FROM generate_series(1, $1::bigint) g) s
+         GROUP BY v - g ORDER BY 1)SQL",
+                              static_cast<int64_t>(n));
+      ids.reserve(n);
+      for (const auto& row : r) {
+        int64_t first = row[0].as<int64_t>(), count = row[1].as<int64_t>();
+        for (int64_t k = 0; k < count; ++k) ids.push_back(first + k);
+      }
+      if (ids.size() != n) throw StoreError("id reservation returned the wrong count", false);
+      double now = r[0][2].as<double>();
+      // Default queue per kind, from the kinds the runners published.
+      std::map<std::string, std::string> default_queue;
+      for (const auto& row : tx.exec("SELECT kind, default_queue FROM jr_kinds WHERE "
+                                     "default_queue IS NOT NULL")) {
+        default_queue[row[0].c_str()] = row[1].c_str();
+      }
+      pqxx::stream_to copy(
+          tx, "jr_jobs",
+          std::vector<std::string>{"id", "queue", "kind", "payload", "state", "priority", "run_at",
+                                   "max_attempts", "timeout_ms", "retry_schedule", "expires_at",
+                                   "options", "base_priority", "lock_key", "lock_limit"});
+      std::vector<std::string> f(15);
+      std::vector<const char*> row(15);
+      const JobInsertParams* prev = nullptr;
+      for (size_t i = 0; i < n; ++i) {
+        const JobInsertParams& j = job(i);
+        f[0] = std::to_string(ids[i]);
+        if (prev != &j && (prev == nullptr || !same_options(*prev, j))) {
+          if (j.queue) {
+            f[1] = *j.queue;
+          } else {
+            auto it = default_queue.find(j.kind);
+            f[1] = it == default_queue.end() ? "default" : it->second;
+          }
+          f[2] = j.kind;
+          bool later = j.run_at.has_value() || j.delay_seconds > 0;
+          f[4] = later ? "scheduled" : "available";
+          f[5] = std::to_string(j.priority);
+          f[6] = j.run_at ? *j.run_at : epoch_to_timestamptz(now + j.delay_seconds);
+          f[7] = j.max_attempts ? std::to_string(*j.max_attempts) : std::string();
+          f[8] = j.timeout_ms ? std::to_string(*j.timeout_ms) : std::string();
+          f[9] = j.retry_schedule ? pg_int_array(to_i64(parse_retry_schedule(*j.retry_schedule)))
+                                  : std::string();
+          f[10] = j.ttl_seconds ? epoch_to_timestamptz(now + *j.ttl_seconds) : std::string();
+          f[11] = insert_options(j);
+          f[12] = f[5];
+          f[13] = j.lock_key ? *j.lock_key : std::string();
+          f[14] = j.lock_limit ? std::to_string(*j.lock_limit) : std::string();
+          for (int k = 1; k < 15; ++k) row[k] = f[k].c_str();
+          if (!j.max_attempts) row[7] = nullptr;
+          if (!j.timeout_ms) row[8] = nullptr;
+          if (!j.retry_schedule) row[9] = nullptr;
+          if (!j.ttl_seconds) row[10] = nullptr;
+          if (!j.lock_key) row[13] = nullptr;
+          if (!j.lock_limit) row[14] = nullptr;
+        }
+        prev = &j;
+        row[0] = f[0].c_str();
+        row[3] = payload(i).c_str();
+        copy << std::make_tuple(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                                row[8], row[9], row[10], row[11], row[12], row[13], row[14]);
+      }
+      copy.complete();
+      tx.commit();
+      return ids;
+    });
+  }
+
+  // Two inserts whose rows differ at most in the payload.
+  static bool same_options(const JobInsertParams& a, const JobInsertParams& b) {
+    return a.kind == b.kind && a.queue == b.queue && a.priority == b.priority &&
+           a.delay_seconds == b.delay_seconds && a.run_at == b.run_at &&
+           a.max_attempts == b.max_attempts && a.timeout_ms == b.timeout_ms &&
+           a.retry_schedule == b.retry_schedule && a.ttl_seconds == b.ttl_seconds &&
+           a.result_ttl_seconds == b.result_ttl_seconds &&
+           a.failure_ttl_seconds == b.failure_ttl_seconds && a.webhook == b.webhook &&
+           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit;
+  }
+
+  static void sort_claimed(std::vector<ClaimedJob>& v) {
+    std::sort(v.begin(), v.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+    });
+  }
+
   static std::vector<int64_t> to_i64(const std::vector<int>& v) {
     return std::vector<int64_t>(v.begin(), v.end());
   }
@@ -956,15 +1075,21 @@ class PgStore final : public Store {
       ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
       RETURNING id)SQL");
     pg::prepare_claim(c);
+    // Completion of a batch, one pkey lookup per job and no join: $2 holds the ids; owner and
+    // state are written so that no index can serve them (`|| ''`) and stay filters after the
+    // lookup, because the planner, estimating one running row for a fresh worker id, would
+    // otherwise read every running row of the owner through jr_jobs_owner_idx (the cost grew
+    // with the backlog, docs/performance.md). Per-job values come from JSON objects keyed by
+    // id (binary search): $3 the attempt (fencing), $4 the result (NULL: no job returned one).
     c.prepare("job_complete_many", R"SQL(
-      WITH x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(id bigint, attempt int,
-                                                                   result jsonb)),
-      d AS (DELETE FROM jr_jobs j USING x
-             WHERE j.id = x.id AND j.attempt = x.attempt AND j.state = 'running'
-               AND j.lease_owner = $1
-         RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
-                   x.result, j.progress, j.errors, j.options, j.created_at, j.started_at,
-                   j.timeout_ms, j.retry_schedule, j.lock_key, j.lock_limit)
+      WITH d AS (
+        DELETE FROM jr_jobs j
+         WHERE j.id = ANY($2::bigint[]) AND j.state || '' = 'running'
+           AND j.lease_owner || '' = $1 AND j.attempt = ($3::jsonb ->> j.id::text)::int
+        RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
+                  nullif($4::jsonb -> j.id::text, 'null'::jsonb) AS result, j.progress,
+                  j.errors, j.options, j.created_at, j.started_at, j.timeout_ms,
+                  j.retry_schedule, j.lock_key, j.lock_limit)
       INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
       SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
              progress, errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit FROM d
@@ -998,6 +1123,11 @@ class PgStore final : public Store {
                                      R"SQL(, options, created_at, started_at,
              timeout_ms, retry_schedule, lock_key, lock_limit FROM d
       RETURNING id)SQL");
+    // By primary key; owner and state are filters (see job_complete_many).
+    c.prepare("job_heartbeat_held", R"SQL(
+      UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
+       WHERE id = ANY($3::bigint[]) AND lease_owner || '' = $1 AND state || '' = 'running'
+      RETURNING id, cancel_requested)SQL");
     c.prepare("job_heartbeat", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
        WHERE lease_owner = $1 AND state = 'running'
@@ -1014,6 +1144,8 @@ class PgStore final : public Store {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
   bool prepared_ = false;
+  // JobClaim: until then, claims go straight to the transaction path (see JobClaim).
+  std::chrono::steady_clock::time_point slow_claims_until_{};
 };
 
 }  // namespace

@@ -177,6 +177,11 @@ class Store {
   virtual JobInsertResult JobInsertEx(const JobInsertParams& p) = 0;
   // Bulk insert in one transaction (COPY); returns the new ids in input order.
   virtual std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) = 0;
+  // Bulk insert of jobs that share everything but the payload (`runner enqueue
+  // --payload-file`): `payloads` are JSON texts, already validated. Same result as
+  // JobInsertMany with `base` copied once per payload, without building those copies.
+  virtual std::vector<int64_t> JobInsertBulk(const JobInsertParams& base,
+                                             const std::vector<std::string>& payloads) = 0;
   virtual std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) = 0;
   // Records outcomes of several attempts in one transaction.
   virtual JobFinishResult JobFinishMany(const std::string& worker_id,
@@ -184,6 +189,12 @@ class Store {
   // Extends the lease of every running job of this worker; returns ids whose cancellation was
   // requested.
   virtual std::vector<int64_t> JobHeartbeat(const std::string& worker_id, double lease_seconds) = 0;
+  // Same for the running jobs of this worker among `ids` only (the jobs the runner knows it
+  // holds). A claim whose answer was lost (connection killed after the commit) leaves rows that
+  // carry the worker's id but that no slot will run: they must expire and be rescued, not be
+  // kept alive by every heartbeat.
+  virtual std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
+                                                const std::vector<int64_t>& ids) = 0;
   // Moves due scheduled/retryable jobs to available; returns how many.
   virtual int JobPromoteDue(int limit) = 0;
   virtual std::optional<JobView> JobGet(int64_t id) = 0;

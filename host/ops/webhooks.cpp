@@ -34,6 +34,15 @@ WebhookDeliverer::~WebhookDeliverer() { stop(); }
 void WebhookDeliverer::start() {
   static std::once_flag curl_once;
   std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  // Publish the per-kind URLs before the engine (started right after) can finish a job: the
+  // outbox trigger reads jr_webhooks when the job completes. The loop publishes again (the
+  // same rows), and keeps trying if the database does not answer now.
+  if (!opts_.kinds_served.empty() || !opts_.per_kind.empty()) {
+    try {
+      Store::open(opts_.database_url)->WebhookUrlsSet(opts_.kinds_served, opts_.per_kind);
+    } catch (const StoreError&) {
+    }
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
