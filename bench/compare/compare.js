@@ -15,11 +15,12 @@ const limit = require("./limit");
 const report = require("./report");
 
 function parseArgs(argv) {
-  const a = { quick: false, runner: null, echo: null, keep: false, only: null };
+  const a = { quick: false, runner: null, echo: null, keep: false, only: null, noPeers: false };
   for (let i = 0; i < argv.length; ++i) {
     const k = argv[i];
     if (k === "--quick") a.quick = true;
     else if (k === "--keep") a.keep = true;
+    else if (k === "--no-peers") a.noPeers = true;  // ours only (quick iterations)
     else if (k === "--runner") a.runner = argv[++i];
     else if (k === "--echo") a.echo = argv[++i];
     else if (k === "--only") a.only = argv[++i].split(",");
@@ -33,23 +34,21 @@ function runnerVersion(runner) {
   return (r.stdout || r.stderr).trim();
 }
 
-// Does the runner execute sandboxed plugins in worker processes? Looks for children of a runner
-// started with isolation "sandbox" while it works.
-async function sandboxSupported(ours, work) {
+// Does the runner execute plugins in sandboxed worker processes? `--isolation sandbox` must be
+// accepted and the runner must have child processes while it works.
+async function sandboxSupported(ours) {
   const help = L.run(ours.runner, ["--help"]).stdout;
-  const cfg = path.join(work, "sandbox.toml");
-  fs.writeFileSync(cfg, '[plugins.echo]\nisolation = "sandbox"\n');
+  if (!/--isolation/.test(help)) return { supported: false, why: "runner has no --isolation option" };
   await ours.reset();
   ours.enqueueCli(2000);
-  const child = ours.startRunner(["--config", cfg], "sandbox-probe");
+  const child = ours.startRunner(["--isolation", "sandbox"], "sandbox-probe");
   let kids = 0;
-  for (let i = 0; i < 20 && kids === 0; ++i) {
+  for (let i = 0; i < 30 && kids === 0 && child.exitCode === null; ++i) {
     await L.sleep(100);
-    const r = L.run("pgrep", ["-P", String(child.pid)]);
-    kids = r.stdout.trim() ? r.stdout.trim().split("\n").length : 0;
+    kids = L.childCount(child.pid);
   }
   await L.stop(child);
-  return { supported: kids > 0, config: cfg, help_mentions_isolation: /isolation/.test(help) };
+  return { supported: kids > 0, why: kids > 0 ? undefined : "no worker processes seen with --isolation sandbox" };
 }
 
 function bestArgs(R) {
@@ -57,6 +56,9 @@ function bestArgs(R) {
   if (!d || d.ours_best.args === "(defaults)") return [];
   return d.ours_best.args.split(" ");
 }
+
+const NONE = ["--isolation", "none"];
+const SANDBOX = ["--isolation", "sandbox"];
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
@@ -131,15 +133,24 @@ async function main() {
       L.log("drain");
       const d = { load: [] };
       const n = P.drainJobs;
-      d.ours_defaults = await ours.drain(n, [], 600, "defaults");
+      // Defaults, both isolations (always explicit: the default isolation is sandbox from the
+      // version that has it): in-process is the comparison with the peers' in-process handlers.
+      d.ours_defaults = await ours.drain(n, NONE, 600, "defaults");
       d.ours_defaults.top = await ours.topStatements();
-      L.log(`ours defaults: ${L.fmt(d.ours_defaults.jobs_per_s)} jobs/s`);
+      L.log(`ours defaults, in-process: ${L.fmt(d.ours_defaults.jobs_per_s)} jobs/s`);
+      if ((await sandboxSupported(ours)).supported) {
+        d.ours_defaults_sandboxed = await ours.drain(n, SANDBOX, 600, "defaults-sandboxed");
+        d.ours_defaults_sandboxed.args = SANDBOX.join(" ");
+        d.ours_defaults_sandboxed.top = await ours.topStatements();
+        L.log(`ours defaults, sandboxed: ${L.fmt(d.ours_defaults_sandboxed.jobs_per_s)} jobs/s, ` +
+          `${d.ours_defaults_sandboxed.children_max} worker processes`);
+      }
       const sweep = q
         ? [[25, 500, 0], [50, 1000, 0], [50, 2000, 500]]
         : [[10, 500, 0], [25, 500, 0], [25, 2000, 0], [50, 1000, 0], [50, 2000, 0], [50, 2000, 500]];
       d.ours_sweep = [];
       for (const [c, pf, fb] of sweep) {
-        const a = ["--concurrency", String(c), "--prefetch", String(pf)];
+        const a = [...NONE, "--concurrency", String(c), "--prefetch", String(pf)];
         if (fb) a.push("--fetch-batch", String(fb));
         const x = await ours.drain(n, a, 600, `c${c}-p${pf}-f${fb}`);
         x.args = a.join(" ");
@@ -147,9 +158,10 @@ async function main() {
         d.ours_sweep.push(x);
         L.log(`ours ${x.args}: ${L.fmt(x.jobs_per_s)} jobs/s, rss max ${x.rss_max_kb} kB`);
       }
-      d.ours_defaults.args = "(defaults)";
+      d.ours_defaults.args = NONE.join(" ");
       d.ours_best = [d.ours_defaults, ...d.ours_sweep].reduce((b, x) => (x.jobs_per_s > b.jobs_per_s ? x : b));
       d.load.push(L.loadAvg());
+      if (!args.noPeers) {
       d.gw_best = await gw.drain(url, gwUtils, n, gw.BEST, 600);
       L.log(`graphile-worker best: ${L.fmt(d.gw_best.jobs_per_s)} jobs/s`);
       d.gw_defaults = await gw.drain(url, gwUtils, Math.min(n, 50000), {}, P.defaultsCap);
@@ -158,27 +170,52 @@ async function main() {
       L.log(`pg-boss best: ${L.fmt(d.boss_best.jobs_per_s)} jobs/s`);
       d.boss_defaults = await boss.drain(url, Math.min(n, 5000), boss.DEFAULTS, P.defaultsCap, "defaults");
       L.log(`pg-boss defaults: ${L.fmt(d.boss_defaults.jobs_per_s)} jobs/s`);
+      }
       d.load.push(L.loadAvg());
       R.phases.drain = d;
     }
 
     if (want("sandbox")) {
+      // The same drain with the plugin in sandboxed worker processes, back to back with the
+      // in-process run of the same settings (best in-process settings, then defaults), plus a
+      // short sweep for the sandbox's own best.
       L.log("sandboxed vs in-process");
-      const s = await sandboxSupported(ours, work);
+      const s = await sandboxSupported(ours);
       if (s.supported) {
-        const best = bestArgs(R);
-        s.in_process = await ours.drain(P.drainJobs, best, 600, "inproc");
-        s.sandboxed = await ours.drain(P.drainJobs, ["--config", s.config, ...best], 600, "sandboxed");
+        const best = bestArgs(R).filter((x, i, a) => x !== "--isolation" && a[i - 1] !== "--isolation");
+        s.args = best.join(" ");
+        s.in_process = await ours.drain(P.drainJobs, [...NONE, ...best], 600, "inproc");
+        s.sandboxed = await ours.drain(P.drainJobs, [...SANDBOX, ...best], 600, "sandboxed");
+        s.sandboxed.top = await ours.topStatements();
+        L.log(`in-process ${L.fmt(s.in_process.jobs_per_s)} jobs/s, sandboxed ${L.fmt(s.sandboxed.jobs_per_s)} jobs/s ` +
+          `(${s.args || "defaults"}; ${s.sandboxed.children_max} worker processes)`);
+        s.sweep = [];
+        for (const [c, pf] of [[25, 500], [50, 1000], [100, 2000]]) {
+          const a = [...SANDBOX, "--concurrency", String(c), "--prefetch", String(pf)];
+          const x = await ours.drain(P.drainJobs, a, 600, `sandboxed-c${c}-p${pf}`);
+          x.args = a.join(" ");
+          s.sweep.push(x);
+          L.log(`sandboxed ${x.args}: ${L.fmt(x.jobs_per_s)} jobs/s, ${x.children_max} worker processes`);
+        }
+        const cands = [{ ...s.sandboxed, args: [...SANDBOX, ...best].join(" ") }, ...s.sweep];
+        if (R.phases.drain && R.phases.drain.ours_defaults_sandboxed) cands.push(R.phases.drain.ours_defaults_sandboxed);
+        s.sandboxed_best = cands.reduce((b, x) => (x.jobs_per_s > b.jobs_per_s ? x : b));
       }
+      s.load = L.loadAvg();
       R.phases.sandbox = s;
     }
 
     if (want("latency")) {
       L.log("latency");
       const l = {};
-      l.ours = await ours.latency(P.rate, P.latencySeconds, []);
-      l.gw = await gw.latency(url, gwUtils, P.rate, P.latencySeconds, gw.BEST);
-      l.boss = await boss.latency(url, P.rate, P.latencySeconds, boss.BEST);
+      l.ours = await ours.latency(P.rate, P.latencySeconds, NONE);
+      if (!R.phases.sandbox || R.phases.sandbox.supported) {
+        l.ours_sandboxed = await ours.latency(P.rate, P.latencySeconds, SANDBOX, "latency-sandboxed");
+      }
+      if (!args.noPeers) {
+        l.gw = await gw.latency(url, gwUtils, P.rate, P.latencySeconds, gw.BEST);
+        l.boss = await boss.latency(url, P.rate, P.latencySeconds, boss.BEST);
+      }
       l.load = L.loadAvg();
       R.phases.latency = l;
       L.log(JSON.stringify(l));

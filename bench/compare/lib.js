@@ -93,6 +93,12 @@ function rssKb(pid) {
   }
 }
 
+// Number of child processes of pid (the runner's sandboxed workers).
+function childCount(pid) {
+  const r = run("pgrep", ["-P", String(pid)]);
+  return r.stdout && r.stdout.trim() ? r.stdout.trim().split("\n").length : 0;
+}
+
 // Runs a command to completion; returns { code, stdout, stderr, seconds }.
 function run(cmd, args, opts = {}) {
   const start = nowMs();
@@ -144,5 +150,5 @@ function fmt(x, digits = 0) {
 
 module.exports = {
   HERE, PEERS, pg, nowMs, sleep, loadAvg, log, pgConfig, urlFor, connString, connect, q1,
-  recreateDb, percentile, paced, rssKb, run, start, stop, fmt,
+  recreateDb, percentile, paced, rssKb, run, start, stop, fmt, childCount,
 };

@@ -18,8 +18,8 @@ class Ours {
     this.work = work;
     this.plugins = path.join(work, "plugins");
     fs.mkdirSync(this.plugins, { recursive: true });
-    const link = path.join(this.plugins, "libjr_echo.so");
-    if (!fs.existsSync(link)) fs.symlinkSync(path.resolve(echoSo), link);
+    // A copy, not a symlink: a sandboxed plugin may only read inside its plugin directory.
+    fs.copyFileSync(path.resolve(echoSo), path.join(this.plugins, "libjr_echo.so"));
     this.env = { ...process.env, DATABASE_URL: this.url };
   }
 
@@ -83,9 +83,12 @@ class Ours {
     return rate;
   }
 
+  // Always with an explicit --isolation (the default changes between versions): "none" runs the
+  // plugin in-process, "sandbox" in confined worker processes. args may carry their own.
   startRunner(args, tag) {
     const logFile = path.join(this.work, `runner-${tag}.log`);
-    return L.start(this.runner, ["--plugins", this.plugins, "--log-level", "warn", ...args],
+    const iso = args.includes("--isolation") ? [] : ["--isolation", "none"];
+    return L.start(this.runner, ["--plugins", this.plugins, "--log-level", "warn", ...iso, ...args],
       { env: this.env }, logFile);
   }
 
@@ -103,9 +106,11 @@ class Ours {
     const child = this.startRunner(args, tag);
     const deadline = L.nowMs() + maxSeconds * 1000;
     let rssMax = 0;
+    let kidsMax = 0;
     for (;;) {
       await L.sleep(250);
       rssMax = Math.max(rssMax, L.rssKb(child.pid) ?? 0);
+      kidsMax = Math.max(kidsMax, L.childCount(child.pid));
       if (child.exitCode !== null) throw new Error(`runner exited (${tag}); see ${this.work}/runner-${tag}.log`);
       // Index-only probes (partial indexes on available / running jobs): a count(*) here
       // would scan the whole queue and steal database time from the run it measures.
@@ -117,7 +122,7 @@ class Ours {
     await L.stop(child);
     const st = await this.doneStats();
     return { jobs_per_s: st.s > 0 ? st.n / st.s : null, done: st.n, seconds: st.s, capped: st.n < n,
-      rss_max_kb: rssMax };
+      rss_max_kb: rssMax, children_max: kidsMax };
   }
 
   async drain(n, args, maxSeconds, tag) {
@@ -130,9 +135,9 @@ class Ours {
 
   // Steady `rate` jobs/s from a small client pool while the runner idles on LISTEN; latency is
   // started_at (claim) - created_at (insert), both from the database clock.
-  async latency(rate, seconds, args) {
+  async latency(rate, seconds, args, tag = "latency") {
     await this.reset();
-    const child = this.startRunner(args, "latency");
+    const child = this.startRunner(args, tag);
     await L.sleep(2000);
     const rssIdle = L.rssKb(child.pid);
     const pool = new L.pg.Pool({ ...L.pgConfig(this.clusterUrl, DB), max: 16 });

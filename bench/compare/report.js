@@ -24,7 +24,11 @@ function print(R) {
   row("drain best (jobs/s)", n(rate(d.ours_best)), n(rate(d.gw_best)), n(rate(d.boss_best)),
     `ours ${d.ours_best ? d.ours_best.args : "?"}; vs gw ${x(rate(d.ours_best), rate(d.gw_best))}, vs boss ${x(rate(d.ours_best), rate(d.boss_best))}`);
   row("drain defaults (jobs/s)", n(rate(d.ours_defaults)), n(rate(d.gw_defaults)), n(rate(d.boss_defaults)),
-    `vs gw ${x(rate(d.ours_defaults), rate(d.gw_defaults))}, vs boss ${x(rate(d.ours_defaults), rate(d.boss_defaults))}`);
+    `ours in-process (--isolation none); vs gw ${x(rate(d.ours_defaults), rate(d.gw_defaults))}, vs boss ${x(rate(d.ours_defaults), rate(d.boss_defaults))}`);
+  if (d.ours_defaults_sandboxed) {
+    row("  ours defaults, sandboxed", n(rate(d.ours_defaults_sandboxed)), "", "",
+      `--isolation sandbox (the default); vs gw ${x(rate(d.ours_defaults_sandboxed), rate(d.gw_defaults))}, vs boss ${x(rate(d.ours_defaults_sandboxed), rate(d.boss_defaults))}`);
+  }
   row("enqueue bulk (jobs/s)", n(e.ours_bulk), n(e.gw_bulk), n(e.boss_bulk),
     `ours = runner enqueue --payload-file (CLI+COPY); vs addJobs ${x(e.ours_bulk, e.gw_bulk)}`);
   if (e.ours_bulk_store_only) row("  ours bulk, store call only", n(e.ours_bulk_store_only), "", "", "id reservation + COPY + commit, without CLI start-up and JSON parsing");
@@ -33,6 +37,9 @@ function print(R) {
   row(`latency p50/p99 ms @${R.params.rate}/s`, lat(l.ours), lat(l.gw), lat(l.boss), "enqueue call (ours: created_at) -> start");
   const clat = (v) => (v ? `${L.fmt(v.commit_p50_ms, 2)} / ${L.fmt(v.commit_p99_ms, 2)}` : "n/a");
   row("  same, from enqueue commit", clat(l.ours), clat(l.gw), clat(l.boss), "enqueue call returned -> start");
+  if (l.ours_sandboxed) {
+    row("  ours sandboxed, created_at / commit", `${lat(l.ours_sandboxed)}; ${clat(l.ours_sandboxed)}`, "", "", "--isolation sandbox");
+  }
   if (s.small) {
     row(`claim rate, ${L.fmt(R.params.scaleSmall)} queued`, n(rate(s.small)), "", "", s.args || "defaults");
     row(`claim rate, ${L.fmt(R.params.scaleBig)} queued`, n(rate(s.big)), "", "",
@@ -47,9 +54,12 @@ function print(R) {
     }
   }
   if (sb.supported) {
-    row("sandboxed vs in-process", n(rate(sb.sandboxed)), "", "", x(rate(sb.sandboxed), rate(sb.in_process)));
+    row("sandboxed vs in-process (jobs/s)", `${n(rate(sb.sandboxed))} / ${n(rate(sb.in_process))}`, "", "",
+      `${x(rate(sb.sandboxed), rate(sb.in_process))}, same settings (${sb.args || "defaults"}), back to back`);
+    row("sandboxed best (jobs/s)", n(rate(sb.sandboxed_best)), n(rate(d.gw_best)), n(rate(d.boss_best)),
+      `${sb.sandboxed_best.args}; vs gw best ${x(rate(sb.sandboxed_best), rate(d.gw_best))}, vs boss best ${x(rate(sb.sandboxed_best), rate(d.boss_best))}`);
   } else if (P.sandbox) {
-    row("sandboxed vs in-process", "n/a", "", "", "runner does not run sandboxed workers yet");
+    row("sandboxed vs in-process", "n/a", "", "", sb.why || "no sandbox");
   }
 
   const w = [34, 22, 18, 18];
@@ -73,7 +83,16 @@ function print(R) {
     latency_p99_ms: round(l.ours ? l.ours.p99_ms : null, 3),
     enqueue_bulk_vs_graphile_worker: round(ratio(e.ours_bulk, e.gw_bulk)),
     sandboxed_vs_in_process: sb.supported ? round(ratio(rate(sb.sandboxed), rate(sb.in_process))) : null,
-    sandboxed_note: sb.supported ? undefined : "runner has no sandboxed execution in the worker yet",
+    sandboxed_note: sb.supported ? undefined : (sb.why || "sandbox phase not run"),
+    sandboxed_best_vs_graphile_worker: sb.supported ? round(ratio(rate(sb.sandboxed_best), rate(d.gw_best))) : null,
+    ours_sandboxed_best_jobs_per_s: sb.supported ? round(rate(sb.sandboxed_best), 0) : null,
+    ours_sandboxed_best_args: sb.supported ? sb.sandboxed_best.args : null,
+    ours_defaults_sandboxed_jobs_per_s: round(rate(d.ours_defaults_sandboxed), 0),
+    defaults_sandboxed_vs_graphile_worker_defaults: round(ratio(rate(d.ours_defaults_sandboxed), rate(d.gw_defaults))),
+    defaults_sandboxed_vs_pg_boss_defaults: round(ratio(rate(d.ours_defaults_sandboxed), rate(d.boss_defaults))),
+    latency_sandboxed_p50_ms: round(l.ours_sandboxed ? l.ours_sandboxed.p50_ms : null, 3),
+    latency_sandboxed_p99_ms: round(l.ours_sandboxed ? l.ours_sandboxed.p99_ms : null, 3),
+    latency_sandboxed_from_commit_p99_ms: round(l.ours_sandboxed ? l.ours_sandboxed.commit_p99_ms : null, 3),
     fraction_of_raw_sql_limit: round(ratio(rate(d.ours_best), bestLimit || null)),
     ours_best_jobs_per_s: round(rate(d.ours_best), 0),
     ours_defaults_jobs_per_s: round(rate(d.ours_defaults), 0),
