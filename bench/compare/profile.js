@@ -20,7 +20,8 @@ function hostSql(root) {
   };
   const claimSrc = src("pg_claim.cpp");
   const storeSrc = src("pg_store.cpp");
-  const claim = claimSrc.match(/kClaimSql = R"SQL\(([\s\S]*?)\)SQL"/)[1];
+  // The fast (autocommit) variant: @FAST@ is a compile-time flag in the C++ source.
+  const claim = claimSrc.match(/kClaimSql = R"SQL\(([\s\S]*?)\)SQL"/)[1].replace(/@FAST@/g, "true");
   const cols = storeSrc.match(/#define JR_DONE_COLS\s*\\\s*("[\s\S]*?")\n\n/)[1]
     .split(/\s*\\?\n\s*/).map((x) => x.trim().replace(/^"|"$/g, "")).join("");
   const complete = storeSrc.match(/"job_complete_many", R"SQL\(([\s\S]*?)\)SQL"\);/)[1]
@@ -41,33 +42,14 @@ async function explainCycle(ours, sql, limit, held) {
     const claim = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
       EXECUTE jr_claim_probe('{echo}', NULL, ${limit}, 'probe', 30, NULL, NULL, NULL)`));
     await c.query(`EXECUTE jr_claim_probe('{echo}', NULL, ${held}, 'probe', 30, NULL, NULL, NULL)`);
-    const ids = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows;
-    const doc = JSON.stringify(ids.map((x) => ({ id: Number(x.id), attempt: 1, result: null })));
+    // The completion as the runner sends it: ids as bigint[], attempts as a JSON object keyed
+    // by id, no results. Its rows are found by primary key whatever the owner holds.
+    const ids = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows
+      .map((x) => Number(x.id));
+    const attempts = JSON.stringify(Object.fromEntries(ids.map((id) => [String(id), 1])));
     const complete = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
-      EXECUTE jr_complete_probe('probe', ${c.escapeLiteral(doc)}::jsonb)`));
-    // The same completion driven by the primary key (ids also passed as an array), for
-    // comparison: its cost no longer depends on how many running jobs the owner holds.
-    // (lease_owner || '' keeps the planner off jr_jobs_owner_idx, whose row estimate for a
-    // fresh worker id is always 1.)
-    await c.query(`PREPARE jr_complete_pk AS ${sql.complete.replace("WHERE j.id = x.id",
-      "WHERE j.id = x.id AND j.id = ANY($3::bigint[])").replace("AND j.lease_owner = $1",
-      "AND (j.lease_owner || '') = $1")}`);
-    const ids2 = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows
-      .map((x) => Number(x.id));
-    const doc2 = JSON.stringify(ids2.map((id) => ({ id, attempt: 1, result: null })));
-    const completePk = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
-      EXECUTE jr_complete_pk('probe', ${c.escapeLiteral(doc2)}::jsonb, '{${ids2.join(",")}}')`));
-    // ... and without the state = 'running' test (every transition out of running clears
-    // lease_owner, so owner + attempt fence alone): the partial indexes on running jobs no
-    // longer match, and the planner looks rows up by jr_jobs_pkey.
-    await c.query(`PREPARE jr_complete_unnest AS ${sql.complete.replace(/ AND j\.state = 'running'(\s+AND j\.lease_owner = \$1)/,
-      "$1")}`);
-    const ids3 = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows
-      .map((x) => Number(x.id));
-    const doc3 = JSON.stringify(ids3.map((id) => ({ id, attempt: 1, result: null })));
-    const completeUnnest = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
-      EXECUTE jr_complete_unnest('probe', ${c.escapeLiteral(doc3)}::jsonb)`));
-    return { claim, complete, completePk, completeUnnest };
+      EXECUTE jr_complete_probe('probe', '{${ids.join(",")}}', ${c.escapeLiteral(attempts)}, NULL)`));
+    return { claim, complete };
   } finally {
     await c.query("ROLLBACK");
     await c.query("DEALLOCATE ALL");
@@ -135,8 +117,6 @@ async function main() {
         const r = await explainCycle(ours, sql, limit, held);
         console.log(`\n== claim statement, ${queued} queued, LIMIT ${limit}\n${r.claim}`);
         console.log(`\n== completion of 500, ${queued} queued, ${held} running for the owner\n${r.complete}`);
-        console.log(`\n== pk-driven completion of 500, ${queued} queued, ${held} running\n${r.completePk}`);
-        console.log(`\n== completion without the state test of 500, ${queued} queued, ${held} running\n${r.completeUnnest}`);
       }
     }
   } finally {
