@@ -103,7 +103,9 @@ std::vector<LinkCheck> Scanner::check_links(const std::vector<std::string>& urls
     out.push_back(std::move(lc));
     int pct = kTeaser + static_cast<int>((kLinksDone - kTeaser) * (i + 1) / urls.size());
     scan_write_status(c, id, "TEASER_READY", "GENERATE", pct);
-    obs.progress(pct, "GENERATE");
+    // The job's step names the status once past RUNNING (as transition() does), so a poller
+    // never sees it go from TEASER_READY back to GENERATE.
+    obs.progress(pct, "TEASER_READY");
   }
   return out;
 }
