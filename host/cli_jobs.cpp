@@ -94,6 +94,9 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
       std::string_view line(text.data() + pos, end - pos);
       pos = end + 1;
       ++lineno;
+      // A UTF-8 byte order mark (files saved by some editors): JSON parsers skip it, jsonb
+      // refuses it, and the line goes to the database as it is.
+      if (line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
       if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
       if (!nlohmann::json::accept(line)) {
         std::string why;

@@ -317,7 +317,7 @@ void Engine::fetch_loop() {
     int got = static_cast<int>(jobs.size());
     if (got > 0) {
       std::lock_guard<std::mutex> lock(held_mu_);
-      for (const auto& j : jobs) held_.insert(j.id);
+      for (const auto& j : jobs) ++held_[j.id];
     }
     if (got > 0) {
       stats_.claimed += got;
@@ -626,7 +626,10 @@ void Engine::complete_loop() {
     }
     {
       std::lock_guard<std::mutex> lock(held_mu_);
-      for (const auto& f : batch) held_.erase(f.id);
+      for (const auto& f : batch) {
+        auto it = held_.find(f.id);
+        if (it != held_.end() && --it->second <= 0) held_.erase(it);
+      }
     }
     unflushed_ -= static_cast<int64_t>(batch.size());
     {
@@ -673,7 +676,8 @@ void Engine::maintain_loop() {
         std::vector<int64_t> held;
         {
           std::lock_guard<std::mutex> lock(held_mu_);
-          held.assign(held_.begin(), held_.end());
+          held.reserve(held_.size());
+          for (const auto& [id, n] : held_) held.push_back(id);
         }
         for (int64_t id : store->JobHeartbeatHeld(opts_.worker_id, opts_.lease_seconds, held)) {
           cancel_running(id, kCancelUser);

@@ -174,9 +174,10 @@ class Engine : public HostServices {
   std::atomic<int64_t> unflushed_{0};
 
   // Ids of the jobs this runner holds (claimed, until their outcome is written): the only
-  // leases the heartbeat extends.
+  // leases the heartbeat extends. Counted: a job can be claimed again (next attempt) before
+  // the outcome of its previous attempt was written, and that write must not drop the claim.
   std::mutex held_mu_;
-  std::unordered_set<int64_t> held_;
+  std::unordered_map<int64_t, int> held_;
 
   std::mutex running_mu_;
   std::unordered_map<int64_t, Running> running_;

@@ -206,9 +206,20 @@ class PgStore final : public Store {
           return out;
         }
       }
-      pqxx::work tx(*conn_);
-      auto more = pg::claim(tx, rest);
-      tx.commit();
+      std::vector<ClaimedJob> more;
+      try {
+        pqxx::work tx(*conn_);
+        more = pg::claim(tx, rest);
+        tx.commit();
+      } catch (const std::exception& e) {
+        // The fast half already committed its claims: hand those out (the engine runs them)
+        // rather than drop them to expire and be rescued with an attempt used.
+        if (out.empty()) throw;
+        log::warn("claiming the rate-limited or lock-keyed part failed; running the rest",
+                  {{"error", e.what()}, {"claimed", out.size()}});
+        sort_claimed(out);
+        return out;
+      }
       if (out.empty()) return more;
       for (auto& j : more) out.push_back(std::move(j));
       sort_claimed(out);
@@ -233,9 +244,12 @@ class PgStore final : public Store {
         ids += id;
         attempts += sep;
         attempts += '"' + id + "\":" + std::to_string(j.attempt);
-        if (!j.result.empty() && nlohmann::json::accept(j.result)) {
+        std::string_view result = j.result;
+        if (result.substr(0, 3) == "\xEF\xBB\xBF") result.remove_prefix(3);  // jsonb refuses a BOM
+        if (!result.empty() && nlohmann::json::accept(result)) {
           results += results.empty() ? "{" : ",";
-          results += '"' + id + "\":" + j.result;
+          results += '"' + id + "\":";
+          results += result;
         }
         completed_ids.push_back(j.id);
       }

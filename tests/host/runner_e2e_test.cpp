@@ -99,6 +99,17 @@ TEST_F(RunnerE2E, MalformedPayloadIsRefusedAndNothingInserted) {
   EXPECT_EQ(q("SELECT count(*) FROM jr_jobs_all"), "0");
 }
 
+// A payload file saved with a UTF-8 byte order mark: JSON parsers skip it, PostgreSQL's jsonb
+// does not, so the bulk path must strip it (else the whole COPY fails).
+TEST_F(RunnerE2E, PayloadFileWithAByteOrderMarkIsEnqueued) {
+  std::string file = dir_.path() + "/bom.jsonl";
+  std::ofstream(file) << "\xEF\xBB\xBF{\"a\":1}\n{\"b\":2}\n";
+  auto r = run_runner({"enqueue", "echo", "--payload-file", file}, env_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(q("SELECT count(*) FROM jr_jobs_all"), "2");
+  EXPECT_EQ(q("SELECT count(*) FROM jr_jobs_all WHERE payload = '{\"a\":1}'::jsonb"), "1");
+}
+
 TEST_F(RunnerE2E, JobOfAKindNobodyHandlesWaitsAndStatusSaysWhy) {
   int64_t orphan = enqueue({"enqueue", "nobody_handles_this", "--payload", "{}"});
   int64_t echo = enqueue({"enqueue", "echo", "--payload", R"({"x":1})"});
