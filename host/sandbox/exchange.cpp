@@ -1,8 +1,10 @@
 // One job (or idle call) on one worker: send the Job frame, serve the worker's host calls, watch
 // the deadline and ctx.cancel, and turn whatever ends the exchange into an ExecOutcome.
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "sandbox.hpp"
 #include "worker_process.hpp"
@@ -59,6 +61,17 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
     w.enc.str(job->queue);
     w.enc.str(std::string_view(job->payload, job->payload_len));
   }
+  // Exchanges in flight in this process: the worker may poll for its next job only while they
+  // are fewer than the CPUs (see proto::kSpinUs).
+  static std::atomic<int> active{0};
+  static const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  struct Active {
+    Active() { active.fetch_add(1, std::memory_order_relaxed); }
+    ~Active() { active.fetch_sub(1, std::memory_order_relaxed); }
+  } in_flight;
+  __atomic_store_n(&w.shared->spin_us,
+                   active.load(std::memory_order_relaxed) < cpus ? uint32_t{proto::kSpinUs} : 0u,
+                   __ATOMIC_RELAXED);
   int64_t write_by = deadline > 0 ? deadline + opts_.kill_grace_ms : 0;
   if (!proto::write_all_until(w.fd, w.enc.finish(), write_by)) {
     return w.wait_exit(200) ? died(true, "") : protocol("worker did not accept the job");

@@ -1,12 +1,16 @@
 #include "protocol.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <ctime>
+#include <thread>
 
 namespace jr::sandbox::proto {
 
@@ -46,6 +50,29 @@ FrameReader::Result FrameReader::fill(int fd) {
     std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
     end_ -= start_;
     start_ = 0;
+  }
+  // At most (CPUs - 1) readers of this process spin at once: more would only take the CPU from
+  // the workers they wait for.
+  static std::atomic<int> spinners{0};
+  static const int max_spinners =
+      std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  if (spin_us_ > 0 && spinners.fetch_add(1) < max_spinners) {
+    struct Leave {
+      ~Leave() { spinners.fetch_sub(1); }
+    } leave;
+    int64_t until = 0;
+    for (int i = 0;; ++i) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 0) != 0) break;  // readable, closed, or an error: read() will say
+      timespec ts{};
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      int64_t now = ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+      if (i == 0) until = now + spin_us_;
+      if (now >= until) break;
+      sched_yield();
+    }
+  } else if (spin_us_ > 0) {
+    spinners.fetch_sub(1);
   }
   for (;;) {
     ssize_t n = ::read(fd, buf_.data() + end_, buf_.size() - end_);

@@ -204,6 +204,8 @@ int serve(jr::LoadedPlugin& p, void* state) {
     Type type;
     {
       std::lock_guard<std::mutex> lock(g_read_mu);
+      g_reader->set_spin_us(
+          static_cast<int>(__atomic_load_n(&g_shared->spin_us, __ATOMIC_RELAXED)));
       FrameReader::Result r = g_reader->next_blocking(kFd, f);
       if (r == FrameReader::Result::eof) return 0;
       if (r != FrameReader::Result::frame) return 3;
@@ -271,6 +273,7 @@ int main(int argc, char** argv) {
   if (page == MAP_FAILED) return 65;
   g_shared = static_cast<proto::SharedPage*>(page);
   static FrameReader reader(proto::kDefaultMaxFrame);
+  reader.set_spin_us(0);  // until the host allows it (SharedPage::spin_us, set per job)
   g_reader = &reader;
   Frame f;
   if (reader.next_blocking(kFd, f) != FrameReader::Result::frame || f.type != Type::init) {

@@ -177,6 +177,7 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   }
   fcntl(w->pidfd, F_SETFD, FD_CLOEXEC);
   w->started_ms = proto::steady_ms();
+  w->reader.set_spin_us(proto::kSpinUs);
   return w;
 }
 
