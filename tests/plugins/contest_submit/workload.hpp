@@ -6,11 +6,14 @@
 // Header-only; deterministic (fixed seed).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <random>
 #include <set>
 #include <string>
@@ -196,5 +199,49 @@ inline std::map<std::pair<int, std::string>, Row> reference(const std::vector<Su
 constexpr const char* kStandingsQuery =
     "SELECT contest_id, team_id, solved, penalty, points, "
     "coalesce((extract(epoch FROM last_accepted_at) * 1000000)::bigint, -1) FROM standings";
+
+// What the database holds after judging `subs`: every stored verdict is the one the rules give,
+// and the standings table equals the serial reference row by row (the first differences are
+// reported). Also checks the reference is not trivial (penalties vary across teams).
+inline void expect_database_matches_reference(pqxx::transaction_base& tx,
+                                              const std::vector<Sub>& subs) {
+  std::map<std::string, std::string> stored;
+  for (const auto& row : tx.exec("SELECT id, verdict FROM submissions")) {
+    stored[row[0].as<std::string>()] = row[1].as<std::string>();
+  }
+  int mismatched = 0;
+  for (const Sub& s : subs) {
+    if (stored[s.id] != s.verdict && ++mismatched <= 5) {
+      ADD_FAILURE() << s.id << ": stored '" << stored[s.id] << "', want " << s.verdict;
+    }
+  }
+  EXPECT_EQ(mismatched, 0);
+
+  std::map<std::pair<int, std::string>, Row> got;
+  for (const auto& row : tx.exec(kStandingsQuery)) {
+    got[{row[0].as<int>(), row[1].as<std::string>()}] =
+        Row{row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<int64_t>(), row[5].as<int64_t>()};
+  }
+  const auto want = reference(subs);
+  ASSERT_GT(want.size(), static_cast<size_t>(kContests * (kTeams - 1)));
+  EXPECT_EQ(got.size(), want.size());
+  auto text = [](const Row& r) {
+    return std::to_string(r.solved) + "/" + std::to_string(r.penalty) + "/" +
+           std::to_string(r.points) + "/" + std::to_string(r.last);
+  };
+  int differing = 0;
+  for (const auto& [key, row] : want) {
+    auto it = got.find(key);
+    if ((it == got.end() || !(it->second == row)) && ++differing <= 5) {
+      ADD_FAILURE() << "contest " << key.first << " " << key.second << ": got "
+                    << (it == got.end() ? std::string("no row") : text(it->second)) << ", want "
+                    << text(row);
+    }
+  }
+  EXPECT_EQ(differing, 0);
+  std::set<int64_t> penalties;
+  for (const auto& [key, row] : want) penalties.insert(row.penalty);
+  EXPECT_GT(penalties.size(), 50u);
+}
 
 }  // namespace cswork
