@@ -12,18 +12,10 @@ using nlohmann::json;
 
 namespace {
 
-class ScanE2E : public ::testing::Test {
+class ScanE2E : public scantest::RunnerScanTest {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scane2e");
-    env = {{"DATABASE_URL", db}};
-    ASSERT_EQ(jrtest::run_runner({"migrate"}, env).exit_code, 0);
-    plugins = dir.path() + "/plugins";
-    fs::create_directories(plugins);
-    fs::copy_file(jrtest::plugin_dir() + "/libjr_scan.so", plugins + "/libjr_scan.so");
-    config = dir.path() + "/runner.toml";
-    std::ofstream(config) << "[plugins.scan]\nallow_hosts = [\"127.0.0.1:" << server.port()
-                          << "\"]\nrequest_timeout_ms = 3000\nuser_agent = \"scan-e2e/1.0\"\n";
+    set_up("scane2e", "request_timeout_ms = 3000\nuser_agent = \"scan-e2e/1.0\"\n");
   }
   int64_t enqueue(const json& payload, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"enqueue", "scan", "--payload", payload.dump()};
@@ -31,11 +23,6 @@ class ScanE2E : public ::testing::Test {
     auto r = jrtest::run_runner(args, env);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return std::stoll(r.out);
-  }
-  json status(int64_t id) {
-    auto r = jrtest::run_runner({"status", std::to_string(id), "--json"}, env);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return json::parse(r.out);
   }
   // Waits until the job leaves the queue (completed or discarded); returns its status.
   json wait_done(int64_t id) {
@@ -49,11 +36,6 @@ class ScanE2E : public ::testing::Test {
         std::chrono::seconds(60));
     return s;
   }
-
-  scantest::FixtureServer server;
-  jrtest::TempDir dir;
-  std::string db, plugins, config;
-  std::map<std::string, std::string> env;
 };
 
 TEST_F(ScanE2E, EnqueuedScanCompletesWithItsReportAndTheRowIsFullReady) {

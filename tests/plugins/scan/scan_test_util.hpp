@@ -3,6 +3,11 @@
 // producer polling the table would), and the plugin config pointing at the fixture server.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -61,5 +66,34 @@ inline std::string payload(const std::string& id, const std::string& url,
   if (!user.empty()) p["user_id"] = user;
   return p.dump();
 }
+
+// A fixture for tests through the real `runner`: a fresh migrated database, a plugin directory
+// holding the scan plugin, and a config that lets it reach the fixture server (plus `extra`).
+class RunnerScanTest : public ::testing::Test {
+ protected:
+  void set_up(const std::string& db_prefix, const std::string& extra) {
+    db = jrtest::PgCluster::get().create_database(db_prefix);
+    env = {{"DATABASE_URL", db}};
+    ASSERT_EQ(jrtest::run_runner({"migrate"}, env).exit_code, 0);
+    plugins = dir.path() + "/plugins";
+    std::filesystem::create_directories(plugins);
+    std::filesystem::copy_file(jrtest::plugin_dir() + "/libjr_scan.so", plugins + "/libjr_scan.so");
+    config = dir.path() + "/runner.toml";
+    std::ofstream(config) << "[plugins.scan]\nallow_hosts = [\"127.0.0.1:" << server.port()
+                          << "\"]\n"
+                          << extra;
+  }
+  // `runner status ID --json` (an empty object when the command failed).
+  nlohmann::json status(int64_t id) {
+    auto r = jrtest::run_runner({"status", std::to_string(id), "--json"}, env);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+  }
+
+  FixtureServer server;
+  jrtest::TempDir dir;
+  std::string db, plugins, config;
+  std::map<std::string, std::string> env;
+};
 
 }  // namespace scantest

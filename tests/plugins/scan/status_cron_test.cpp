@@ -27,29 +27,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class ScanStatusCron : public ::testing::Test {
+class ScanStatusCron : public scantest::RunnerScanTest {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scanstat");
-    env = {{"DATABASE_URL", db}};
-    ASSERT_EQ(jrtest::run_runner({"migrate"}, env).exit_code, 0);
-    plugins = dir.path() + "/plugins";
-    fs::create_directories(plugins);
-    fs::copy_file(jrtest::plugin_dir() + "/libjr_scan.so", plugins + "/libjr_scan.so");
-    config = dir.path() + "/runner.toml";
-    std::ofstream(config) << "[plugins.scan]\nallow_hosts = [\"127.0.0.1:" << server.port()
-                          << "\"]\nrequest_timeout_ms = 5000\nlink_check_timeout_ms = 5000\n";
+    set_up("scanstat", "request_timeout_ms = 5000\nlink_check_timeout_ms = 5000\n");
   }
-  json status(int64_t id) {
-    auto r = jrtest::run_runner({"status", std::to_string(id), "--json"}, env);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? json::parse(r.out) : json::object();
-  }
-
-  scantest::FixtureServer server;
-  jrtest::TempDir dir;
-  std::string db, plugins, config;
-  std::map<std::string, std::string> env;
 };
 
 // Order of the scan_jobs statuses and of the RUNNING steps.
