@@ -2,11 +2,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -105,22 +107,21 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     for (auto& d : plugins) {
       nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, url);
       if (sandbox::isolation_of(d, pc) == "none") continue;
+      // Started by the engine in the background (Engine::start_plugins): an init that fails
+      // is retried with backoff, never fatal.
       auto ex = sandbox::make_executor(d, pc, so);
-      ex->start();
       sandboxed.emplace_back(d.name, ex.get());
       executors[d.name] = std::move(ex);
-      log::info("plugin loaded in the sandbox",
-                {{"plugin", d.name}, {"version", d.version}, {"file", d.path}});
     }
   }
   for (auto& p : plugins) {
     ptrs.push_back(&p);
     if (executors.count(p.name)) continue;
     if (p.desc == nullptr) p = load_plugin(p.path);  // described in the sandbox: load for real
-    init_plugin(p, plugin_config_for(p, cfg.plugin_config, url));
+    // Its init runs in the engine's background start-up, like a sandboxed plugin's.
+    executors[p.name] =
+        std::make_unique<InProcessExecutor>(&p, plugin_config_for(p, cfg.plugin_config, url));
     in_process.push_back(&p);
-    log::info("plugin loaded in-process",
-              {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
   }
   for (const auto& k : cfg.kinds) {
     bool found = false;
@@ -149,6 +150,13 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.prune.result_ttl_seconds = cfg.result_ttl_seconds;
   eo.prune.failure_ttl_seconds = cfg.failure_ttl_seconds;
   eo.priority_aging_seconds = cfg.priority_aging_seconds;
+  eo.enqueues_per_job = cfg.enqueues_per_job;
+  eo.log_lines_per_job = cfg.log_lines_per_job;
+  eo.log_bytes_per_job = cfg.log_bytes_per_job;
+  eo.progress_interval_seconds = cfg.progress_interval_seconds;
+  eo.idle_timeout_seconds = cfg.idle_timeout_seconds;
+  eo.init_retry_max_seconds = cfg.init_retry_max_seconds;
+  // TODO(trust): eo.enqueue_kinds[plugin] = the effective policy's enqueue_kinds.
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
   for (auto& p : plugins) {
     eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, url);
@@ -167,6 +175,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.api_token = cfg.api_token;
   oc.webhook_secret = cfg.webhook_secret;
   oc.webhooks = cfg.webhooks;
+  // TODO(trust): oc.refused_plugins = the plugins refused at describe time (name, file, reason).
   ops::Operations operations(oc);
   eo.observer = &operations;
   Engine engine(eo, ptrs, cfg.kinds, std::move(executors));
@@ -186,6 +195,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     });
   }
   handle_signals(engine);
+  engine.start_plugins();  // their init overlaps the wait for the database below
   // Migrate before serving; an unreachable database is retried with backoff, not fatal.
   for (int delay = 250; !engine.stopping(); delay = std::min(delay * 2, 30000)) {
     try {
@@ -210,8 +220,22 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     std::fflush(nullptr);
     _exit(rc);
   }
-  for (auto* p : in_process) {
-    if (p->initialised && p->desc->shutdown) p->desc->shutdown(p->state);
+  // In-process plugins' shutdown hooks: trusted code, but shutdown does not wait on it for
+  // ever (the process then exits without unloading them).
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([in_process, done] {
+    for (auto* p : in_process) {
+      if (p->initialised && p->desc->shutdown) p->desc->shutdown(p->state);
+    }
+    *done = true;
+  }).detach();
+  for (int waited = 0; !*done && waited < 5000; waited += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!*done) {
+    log::warn("an in-process plugin's shutdown did not return within 5 s; exiting without it");
+    std::fflush(nullptr);
+    _exit(rc);
   }
   return rc;
 }

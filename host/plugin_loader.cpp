@@ -5,7 +5,6 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <filesystem>
-#include <regex>
 
 #include "host_api.hpp"
 #include "log.hpp"
@@ -16,10 +15,18 @@ namespace fs = std::filesystem;
 namespace jr {
 namespace {
 
+// 1-128 of [A-Za-z0-9_.:-]. A plain scan (no std::regex on plugin text), reading at most 129
+// bytes of the name.
 bool valid_name(const char* s) {
   if (s == nullptr) return false;
-  static const std::regex re(R"([A-Za-z0-9_.:\-]{1,128})");
-  return std::regex_match(s, re);
+  size_t n = 0;
+  for (; s[n] != '\0'; ++n) {
+    char c = s[n];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-';
+    if (!ok || n >= 128) return false;
+  }
+  return n >= 1;
 }
 
 // Keeps every loaded library alive for the life of the process.
