@@ -102,6 +102,11 @@ bool SandboxExecutor::start_plugin(std::string* why) {
       *why = "the sandbox is shutting down";
       return false;
     }
+    if (int64_t left = quarantined_until_ - proto::steady_ms(); left > 0) {
+      *why = "quarantined after repeated worker crashes (for " + std::to_string(left / 1000) +
+             " s more)";
+      return false;
+    }
     for (auto& s : slots_) {
       if (s.busy) continue;
       if (s.w) {  // a free slot's worker belongs to nobody: readable under mu_
@@ -121,9 +126,13 @@ bool SandboxExecutor::start_plugin(std::string* why) {
       started = true;
       continue;
     }
-    // Not counted towards quarantine: the engine retries a plugin that cannot start with its
-    // own backoff (a dependency of its init may be down for a while).
     counters_.restarts[static_cast<int>(Restart::start_failure)]++;
+    // A worker that dies while starting counts towards quarantine; an init that says no does
+    // not (a dependency of the plugin may be down for a while: the engine retries with backoff).
+    if (!refused) {
+      std::lock_guard<std::mutex> lock(mu_);
+      note_abnormal_locked(proto::steady_ms());
+    }
     if (refused) {
       // The plugin's own init said no: the same words as the in-process path.
       reason = "init failed: " + (err.rfind("init: ", 0) == 0 ? err.substr(6) : err);
