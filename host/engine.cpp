@@ -978,8 +978,11 @@ void Engine::run_idle_hook(IdleHook& h, Store& store) {
   ctx.services = this;
   {
     std::lock_guard<std::mutex> l(h.mu);
-    if (stopping_) return;
-    h.current = &ctx;
+    if (!stopping_) h.current = &ctx;
+  }
+  if (h.current == nullptr) {  // shutting down: hand the turn back
+    store.LeaderResign(lock, opts_.worker_id);
+    return;
   }
   int64_t started = steady_ms();
   int32_t n = h.executor->idle(ctx, started + h.timeout_ms);
