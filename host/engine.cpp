@@ -875,7 +875,12 @@ void Engine::supervise(PluginRuntime* r) {
     if (was_ready) set_ready(r, false, why);
     why.clear();
     r->in_plugin = true;
-    bool ok = r->executor->start_plugin(&why);
+    bool ok = false;
+    try {
+      ok = r->executor->start_plugin(&why);
+    } catch (const std::exception& e) {  // whatever a worker answered, never fatal
+      why = std::string("start failed: ") + e.what();
+    }
     r->in_plugin = false;
     if (ok || stopping_) continue;
     ++failures;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "bounds.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
 #include "worker_process.hpp"
@@ -121,7 +122,12 @@ bool SandboxExecutor::start_plugin(std::string* why) {
   for (Slot* s : empty) {
     std::string kind, err;
     bool refused = false;
-    s->w = start_worker(&kind, &err, &refused);
+    try {
+      s->w = start_worker(&kind, &err, &refused);
+    } catch (const std::exception& e) {  // a hello with fields of the wrong types
+      kind = "protocol";
+      err = std::string("malformed hello from the worker: ") + e.what();
+    }
     if (s->w) {
       started = true;
       continue;
@@ -245,10 +251,13 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
   nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
   if (hello.is_null()) return nullptr;
   if (!hello.value("ok", false)) {
-    std::string stage = hello.value("stage", "start");
+    // The worker's words (the plugin's init error): bounded before they reach logs and /readyz.
+    std::string storage;
+    std::string stage(bounds::cut(hello.value("stage", "start"), 64, storage));
     *init_refused = stage == "init";
     *kind = stage == "init" ? "init" : "start_failure";
-    *err = stage + ": " + hello.value("error", "unknown error");
+    *err = stage + ": " +
+           std::string(bounds::cut(hello.value("error", "unknown error"), 4096, storage));
     return nullptr;
   }
   counters_.workers_started++;
@@ -383,7 +392,12 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
   }
   std::string kind, err;
   bool refused = false;
-  s->w = start_worker(&kind, &err, &refused);
+  try {
+    s->w = start_worker(&kind, &err, &refused);
+  } catch (const std::exception& e) {  // a hello with fields of the wrong types
+    kind = "protocol";
+    err = std::string("malformed hello from the worker: ") + e.what();
+  }
   if (s->w) return true;
   counters_.restarts[static_cast<int>(Restart::start_failure)]++;
   {
