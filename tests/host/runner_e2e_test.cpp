@@ -193,9 +193,7 @@ TEST_F(RunnerE2E, StartUpRefusesBadPluginsNamingTheFile) {
 // tests/host/robust_test.cpp.)
 TEST_F(RunnerE2E, InProcessInitFailureIsRetriedNotFatal) {
   std::string plugins = plugin_dir_with({test_so("init_fails", "init_fails"), jrtest::echo_so()});
-  std::string cfg = dir_.path() + "/retry.toml";
-  std::ofstream(cfg) << "[worker]\ninit_retry_max = \"300ms\"\n";
-  RunnerProcess runner({"--plugins", plugins, "--isolation", "none", "--config", cfg}, env_);
+  RunnerProcess runner({"--plugins", plugins, "--isolation", "none"}, env_);
   int64_t waiting = enqueue({"enqueue", "init_fails_kind", "--payload", "{}"});
   int64_t echo = enqueue({"enqueue", "echo", "--payload", R"({"x":1})"});
   ASSERT_TRUE(wait_state(echo, "completed", std::chrono::seconds(30))) << runner.log();

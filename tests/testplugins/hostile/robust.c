@@ -163,7 +163,7 @@ static int32_t h_idle(void* state, const jr_host_api* host, jr_job_ctx* ctx) {
 #define JR_IDLE h_idle
 #define JR_MANIFEST                                                       \
   "{\"sandbox\": {\"network\": \"none\", \"memory_mb\": 256}, \"idle\": " \
-  "{\"threshold_seconds\": 0.2, \"poll_interval_seconds\": 0.1}}"
+  "{\"threshold_seconds\": 0.2, \"poll_interval_seconds\": 0.1, \"timeout_seconds\": 2}}"
 #else
 #define JR_IDLE NULL
 #define JR_MANIFEST "{\"sandbox\": {\"network\": \"none\", \"memory_mb\": 256}}"
