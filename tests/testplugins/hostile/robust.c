@@ -142,7 +142,11 @@ static int32_t h_init(const jr_host_api* host, const char* config_json, void** s
   double until = 1e300;
   if (at != NULL && (at = strchr(at, ':')) != NULL) until = strtod(at + 1, NULL);
   if (now_s() < until) {
-    snprintf(err, err_cap, "dependency unreachable (it is down until %.0f)", until);
+    if (at == NULL) {
+      snprintf(err, err_cap, "dependency unreachable");
+    } else {
+      snprintf(err, err_cap, "dependency unreachable (it is down until %.0f)", until);
+    }
     return 1;
   }
 #else
