@@ -54,6 +54,15 @@ bool valid_plugin_name(std::string_view s) {
 LoadedPlugin load_plugin(const std::string& path) { return load_plugin(PinnedFile::pin(path)); }
 
 LoadedPlugin load_plugin(std::shared_ptr<const PinnedFile> pin) {
+  {
+    // The dynamic loader knows a library by the name it was opened with ("/proc/self/fd/N"): if
+    // the memfd were closed, a later pin reusing N would get the old library back. Whatever was
+    // handed to dlopen stays open for the life of the process (plugins are never unloaded).
+    static std::mutex mu;
+    static auto* kept = new std::vector<std::shared_ptr<const PinnedFile>>();
+    std::lock_guard<std::mutex> lock(mu);
+    kept->push_back(pin);
+  }
   LoadedPlugin p = load_plugin(pin->proc_path(), pin->path());
   p.sha256 = pin->sha256();
   p.pin = std::move(pin);
@@ -180,7 +189,7 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
         "plugin built for a newer ABI minor version; fields this host does not know are "
         "ignored",
         {{"plugin", p.name},
-         {"file", path},
+         {"file", shown_as},
          {"plugin_abi_minor", d->abi_minor},
          {"host_abi_minor", JR_ABI_MINOR}});
   }

@@ -83,6 +83,7 @@ std::shared_ptr<const PinnedFile> PinnedFile::pin(const std::string& path, uint6
   auto fail = [&](const std::string& why) { return PluginError("plugin " + path + ": " + why); };
   // O_NONBLOCK: opening a FIFO planted in the plugin directory must not block start-up.
   int in = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (in < 0 && errno == ENOENT) throw fail("file not found");
   if (in < 0) throw fail(std::string("cannot open: ") + std::strerror(errno));
   struct Closer {
     int fd;
