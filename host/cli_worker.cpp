@@ -228,7 +228,8 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
             std::find(cfg.kinds.begin(), cfg.kinds.end(), k.kind) == cfg.kinds.end()) {
           continue;
         }
-        claims.push_back({k.kind, p->name, p->sha256, replace_kinds[p->name]});
+        claims.push_back({k.kind, p->name, p->sha256, replace_kinds[p->name], k.default_queue,
+                          k.timeout_ms, k.max_attempts, k.retry_schedule});
       }
     }
     auto verdicts = claim_kinds_at_start(url, claims);

@@ -29,10 +29,19 @@ std::vector<KindVerdict> claim_kinds(const std::string& database_url,
     for (const auto& k : claims) {
       KindVerdict v;
       v.kind = k.kind;
+      std::string sched;
+      for (int s : k.retry_schedule) sched += (sched.empty() ? "" : ",") + std::to_string(s);
+      std::string timeout = std::to_string(k.timeout_ms);
+      std::string attempts = std::to_string(k.max_attempts);
+      sched = "{" + sched + "}";
       auto ins = tx.exec_params(
-          "INSERT INTO jr_kinds (kind, plugin, plugin_sha256) VALUES ($1, $2, $3) "
+          "INSERT INTO jr_kinds (kind, plugin, plugin_sha256, default_queue, timeout_ms, "
+          "max_attempts, retry_schedule) VALUES ($1, $2, $3, $4, $5, $6, $7) "
           "ON CONFLICT (kind) DO NOTHING RETURNING kind",
-          k.kind, k.plugin, k.sha256);
+          k.kind, k.plugin, k.sha256, k.default_queue.empty() ? nullptr : k.default_queue.c_str(),
+          k.timeout_ms > 0 ? timeout.c_str() : nullptr,
+          k.max_attempts > 0 ? attempts.c_str() : nullptr,
+          k.retry_schedule.empty() ? nullptr : sched.c_str());
       if (!ins.empty()) {
         v.message = "kind recorded as served by this plugin";
         v.level = "info";

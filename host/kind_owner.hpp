@@ -7,6 +7,7 @@
 // Stateless functions; each opens its own connection. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,12 @@ struct KindClaim {
   std::string plugin;    // its plugin's name
   std::string sha256;    // its plugin's content
   bool replace = false;  // [plugins.<name>] replace_kinds
+  // The kind's defaults, written with a new row so that `runner enqueue` sees the default queue
+  // as soon as the kind is recorded (the engine upserts them again when it starts).
+  std::string default_queue;  // "" = none
+  int64_t timeout_ms = 0;     // 0 = none
+  int max_attempts = 0;       // 0 = none
+  std::vector<int> retry_schedule;
 };
 
 struct KindVerdict {
