@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "internal.hpp"
 #include "sandbox.hpp"
@@ -39,13 +40,22 @@ void resolve_user(const std::string& user, int64_t* uid, int64_t* gid) {
   *uid = *gid = -1;
   if (geteuid() != 0) return;
   std::string name = user.empty() ? "nobody" : user;
-  struct passwd* pw = getpwnam(name.c_str());
-  if (pw == nullptr) throw SandboxError("sandbox user '" + name + "' does not exist");
+  // Reentrant lookups: plugins are described from several threads at once.
+  std::vector<char> buf(16384);
+  struct passwd pwd {};
+  struct passwd* pw = nullptr;
+  if (getpwnam_r(name.c_str(), &pwd, buf.data(), buf.size(), &pw) != 0 || pw == nullptr) {
+    throw SandboxError("sandbox user '" + name + "' does not exist");
+  }
   if (pw->pw_uid == 0) throw SandboxError("sandbox user '" + name + "' is root");
   *uid = pw->pw_uid;
   *gid = pw->pw_gid;
   if (user.empty()) {
-    if (struct group* g = getgrnam("nogroup")) *gid = g->gr_gid;
+    struct group grp {};
+    struct group* g = nullptr;
+    if (getgrnam_r("nogroup", &grp, buf.data(), buf.size(), &g) == 0 && g != nullptr) {
+      *gid = g->gr_gid;
+    }
   }
 }
 
