@@ -193,6 +193,8 @@ const std::vector<Migration>& migrations() {
       {4, "flow control: unique, lock keys, dependencies, pauses, rate limits, cron", kV4},
       {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
       {6, "index for dependency resolution (waiting jobs by id)", kV6},
+      {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
+       ops::kMigrationV9},
   };
   return all;
 }
