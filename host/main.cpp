@@ -254,9 +254,12 @@ int main(int argc, char** argv) {
   std::string ls_state, ls_kind, ls_queue;
   int ls_limit = 100;
   bool ls_json = false;
-  jobs_ls->add_option("--state", ls_state,
-                      "scheduled, available, running, retryable, completed, "
-                      "discarded or cancelled");
+  jobs_ls
+      ->add_option("--state", ls_state,
+                   "waiting, scheduled, available, running, retryable, completed, "
+                   "discarded or cancelled")
+      ->check(CLI::IsMember({"waiting", "scheduled", "available", "running", "retryable",
+                             "completed", "discarded", "cancelled"}));
   jobs_ls->add_option("--kind", ls_kind);
   jobs_ls->add_option("--queue", ls_queue);
   jobs_ls->add_option("--limit", ls_limit)->check(CLI::Range(1, 1000000));

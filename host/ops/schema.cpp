@@ -215,16 +215,18 @@ END $$;
 -- Seconds in [lo, 100 years].
 CREATE FUNCTION jr_option_seconds(p_name text, v jsonb, lo float8)
 RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE d float8;
+DECLARE n numeric;
 BEGIN
   IF jsonb_typeof(v) = 'number' THEN
-    d := v::text::float8;
-    IF d >= lo AND d <= 3155760000 THEN
-      RETURN d;
+    n := v::text::numeric;  -- exact: 1e400 is out of range, not a float8 overflow
+    IF n >= lo AND n <= 3155760000 THEN
+      RETURN n::float8;
     END IF;
   END IF;
   RAISE EXCEPTION 'jr_enqueue: ''%'' must be between % and 3155760000 seconds (100 years), got %',
-    p_name, lo, left(v::text, 80) USING ERRCODE = '22023';
+    p_name, lo, CASE WHEN jsonb_typeof(v) = 'number' AND abs(n) < 1e308
+                     THEN (n::float8)::text ELSE left(v::text, 80) END
+    USING ERRCODE = '22023';
 END $$;
 
 -- A name-like text option: a non-empty string of at most p_max bytes, no control characters.
