@@ -141,8 +141,8 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
       // worker (the default command)
       {{"worker", "--dsn", "X"}, 2},
       {{"--concurrency", "0"}, 2},
-      {{"--plugins", empty}, 2},  // no job kind to serve
-      {{"--plugins", jrtest::test_plugin_dir() + "/init_fails"}, 1},
+      {{"--plugins", empty}, 2},                               // no job kind to serve
+      {{"--plugins", jrtest::test_plugin_dir() + "/dup"}, 1},  // two plugins, one kind
       // enqueue
       {{"enqueue", "echo", "--payload", "{}"}, 0},
       {{"enqueue"}, 2},

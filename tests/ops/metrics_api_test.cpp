@@ -279,7 +279,8 @@ TEST_F(OpsHttp, StopDuringStartUpAlwaysEndsTheRunner) {
   for (int i = 0; i < 20; ++i) {
     RunnerProcess p({"--plugins", empty, "--http", "127.0.0.1:0"}, env_);
     int rc = p.wait(std::chrono::seconds(10));
-    ASSERT_EQ(rc, 2) << "run " << i << (rc == -1 ? ": did not exit" : "") << "\n" << p.log();
+    ASSERT_NE(rc, -1) << "run " << i << ": did not exit\n" << p.log();
+    EXPECT_EQ(rc, 2) << p.log();  // no job kind to serve
   }
   std::string plugins = plugin_dir_with({echo_so()});
   for (int round = 0; round < 2; ++round) {
