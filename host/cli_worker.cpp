@@ -203,9 +203,13 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
                 << (r.name.empty() ? r.file : r.name + " (" + r.file + ")") << ": " << r.reason
                 << "\n";
     }
-    return cli::kExitError;
+    // Plugins refused: a runtime failure (1). An empty directory: nothing to serve, bad usage (2).
+    return refused_plugins().empty() ? cli::kExitUsage : cli::kExitError;
   };
-  if (ptrs.empty()) return no_plugin_left("no plugin left to serve");
+  if (ptrs.empty()) {
+    return no_plugin_left(refused_plugins().empty() ? "no plugin to serve (the directory has none)"
+                                                    : "no plugin left to serve");
+  }
   for (const auto& k : cfg.kinds) {
     bool found = false;
     for (auto& p : plugins) {

@@ -93,7 +93,7 @@ class TrustRedTeam : public jrtest::RedTeamFixture {
   }
 
   std::string probe_payload(const std::string& secret1, const std::string& secret2) {
-    return "\"probe;" + secret1 + ";" + secret2 + ";" + secret_file_ + "\"";
+    return arg_payload("probe;" + secret1 + ";" + secret2 + ";" + secret_file_);
   }
 
   std::string token_;
@@ -232,7 +232,7 @@ TEST_F(TrustRedTeam, SwappedPluginFileChangesNothingEvenAfterARespawn) {
   }
   ASSERT_EQ(sha256_of(installed), sha256_of(trust_so("swap_b")));
   int64_t crash =
-      enqueue({"enqueue", "trust_swap", "--payload", "\"crash\"", "--max-attempts", "1"});
+      enqueue({"enqueue", "trust_swap", "--payload", arg_payload("crash"), "--max-attempts", "1"});
   ASSERT_EQ(wait_finished(crash, 60s), "discarded") << runner_->log();
   EXPECT_EQ(status(crash)["errors"][0]["kind"], "crash");
   auto after = enqueue_many("trust_swap", 20, "{}");
