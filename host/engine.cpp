@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "log.hpp"
+#include "ops/job_options.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -40,9 +41,8 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
       kinds_.push_back(k.kind);
       rt->kinds.push_back(k.kind);
     }
-    if (auto it = opts_.enqueue_kinds.find(p->name); it != opts_.enqueue_kinds.end()) {
-      rt->may_enqueue.insert(it->second.begin(), it->second.end());
-    }
+    // Besides its own kinds, those the operator granted it (the trust policy's enqueue_kinds).
+    rt->may_enqueue.insert(p->grants.enqueue_kinds.begin(), p->grants.enqueue_kinds.end());
     // A plugin none of whose kinds is served here is neither started nor reported.
     if (rt->kinds.empty()) continue;
     runtime_by_name_[p->name] = rt.get();
@@ -834,12 +834,17 @@ void Engine::set_ready(PluginRuntime* r, bool ready, const std::string& why) {
   plugins_cv_.notify_all();
   if (!changed) return;
   if (ready) {
+    nlohmann::json f = {{"plugin", r->plugin->name},
+                        {"version", r->plugin->version},
+                        {"file", r->plugin->path},
+                        {"kinds", r->kinds}};
+    if (auto it = opts_.plugin_log_fields.find(r->plugin->name);
+        it != opts_.plugin_log_fields.end() && it->second.is_object()) {
+      for (const auto& [k, v] : it->second.items()) f[k] = v;
+    }
     log::info(
         r->executor->can_stop_calls() ? "plugin loaded in the sandbox" : "plugin loaded in-process",
-        {{"plugin", r->plugin->name},
-         {"version", r->plugin->version},
-         {"file", r->plugin->path},
-         {"kinds", r->kinds}});
+        std::move(f));
   } else {
     log::warn("plugin not ready: its kinds are not claimed until it is",
               {{"plugin", r->plugin->name}, {"file", r->plugin->path}, {"reason", why}});
@@ -1198,22 +1203,11 @@ int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_
   if (ctx != nullptr) fields["job_id"] = ctx->job_id;
   std::unique_ptr<Store> store;
   try {
-    JobInsertParams p;
-    p.kind = std::string(kind);
-    auto body = nlohmann::json::parse(payload);
-    p.payload = body.dump();
-    if (!options_json.empty()) {
-      auto o = nlohmann::json::parse(options_json);
-      if (o.contains("queue")) p.queue = o["queue"].get<std::string>();
-      if (o.contains("priority")) p.priority = o["priority"].get<int>();
-      if (o.contains("delay_seconds")) p.delay_seconds = o["delay_seconds"].get<double>();
-      if (o.contains("run_at")) p.run_at = o["run_at"].get<std::string>();
-      if (o.contains("max_attempts")) p.max_attempts = o["max_attempts"].get<int>();
-      if (o.contains("timeout_seconds")) {
-        p.timeout_ms = static_cast<int64_t>(o["timeout_seconds"].get<double>() * 1000);
-      }
-      if (o.contains("retry_schedule")) p.retry_schedule = o["retry_schedule"].get<std::string>();
-    }
+    // The options of `runner enqueue`, parsed like the CLI and the HTTP API do (one parser:
+    // ops/job_options.hpp); an unknown key or a bad value refuses the enqueue.
+    JobInsertParams p = ops::job_from_parts(
+        kind, nlohmann::json::parse(payload),
+        options_json.empty() ? nlohmann::json() : nlohmann::json::parse(options_json));
     {
       std::lock_guard<std::mutex> lock(enqueue_mu_);
       if (!enqueue_stores_.empty()) {

@@ -86,9 +86,8 @@ struct EngineOptions {
   double progress_interval_seconds = 0.25;  // at most one progress write per job this often
   double idle_timeout_seconds = 60;         // deadline of one idle-hook call
   double init_retry_max_seconds = 60;       // longest pause between a plugin's start attempts
-  // Kinds a plugin may enqueue besides its own (plugin name -> kinds): the operator's grant
-  // (the trust policy's `enqueue_kinds`). Without an entry, only its own kinds.
-  std::map<std::string, std::set<std::string>> enqueue_kinds;
+  // More fields for a plugin's "plugin loaded ..." line (sha256, policy, grants), by name.
+  std::map<std::string, nlohmann::json> plugin_log_fields;
 };
 
 struct EngineStats {

@@ -21,14 +21,6 @@ class Server;
 class StorePool;
 class WebhookDeliverer;
 
-// A plugin the runner refused to load (bad file, policy refused): listed by /readyz.
-// (The trust model's list of refused plugins is handed over in this form.)
-struct RefusedPlugin {
-  std::string name;
-  std::string file;
-  std::string reason;
-};
-
 struct OpsConfig {
   std::string database_url;
   std::string http;  // "" = no HTTP server
@@ -36,7 +28,6 @@ struct OpsConfig {
   std::string webhook_secret;
   std::vector<std::pair<std::string, std::string>> webhooks;  // per kind
   double webhook_retry_base_seconds = 1.0;
-  std::vector<RefusedPlugin> refused_plugins;
 };
 
 class Operations : public EngineObserver {
