@@ -128,12 +128,14 @@ void Engine::stop() {
     std::lock_guard<std::mutex> lock(h->mu);
     if (h->current != nullptr) h->current->cancel.store(kCancelShutdown);
   }
-  {
-    std::lock_guard<std::mutex> lock(plugins_mu_);  // pairs with the waits on plugins_cv_
-  }
+  // Each notify after taking the waiters' mutex: a waiter that has checked its predicate but
+  // not yet slept would otherwise miss it and sleep for ever (these waits have no timeout).
+  { std::lock_guard<std::mutex> lock(plugins_mu_); }
   plugins_cv_.notify_all();
+  { std::lock_guard<std::mutex> lock(ready_mu_); }
   ready_cv_.notify_all();
   room_cv_.notify_all();
+  { std::lock_guard<std::mutex> lock(done_mu_); }
   done_cv_.notify_all();
 }
 
@@ -239,7 +241,7 @@ int Engine::run() {
     std::unique_lock<std::mutex> lock(plugins_mu_);
     auto attempted = [&] {
       for (auto& r : runtimes_) {
-        if (!r->ready && r->reason == "starting") return false;
+        if (!r->attempted) return false;
       }
       return true;
     };
@@ -293,6 +295,9 @@ int Engine::run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   slots_done_ = true;
+  {
+    std::lock_guard<std::mutex> lock(ready_mu_);  // see stop()
+  }
   ready_cv_.notify_all();
   bool detached = cancelled_for_shutdown;
   if (detached) abandoned_handlers_ = true;
@@ -312,6 +317,9 @@ int Engine::run() {
   // kill grace, an in-process one that ignores the request is abandoned.
   finish_background(steady_ms() + 3000);
   completer_done_ = true;
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);  // see stop()
+  }
   done_cv_.notify_all();
   for (auto& t : completers_) t.join();
   completers_.clear();
@@ -867,6 +875,10 @@ void Engine::supervise(PluginRuntime* r) {
     std::string why;
     if (r->executor->ready(&why)) {
       set_ready(r, true, "");
+      {
+        std::lock_guard<std::mutex> lock(plugins_mu_);
+        r->attempted = true;
+      }
       failures = 0;
       delay = first_delay;
       pause(500);
@@ -887,6 +899,14 @@ void Engine::supervise(PluginRuntime* r) {
       why = std::string("start failed: ") + e.what();
     }
     r->in_plugin = false;
+    if (ok) {
+      set_ready(r, true, "");  // logs "plugin loaded ..." before the attempt counts as made
+    }
+    {
+      std::lock_guard<std::mutex> lock(plugins_mu_);
+      r->attempted = true;
+    }
+    plugins_cv_.notify_all();
     if (ok || stopping_) continue;
     ++failures;
     set_ready(r, false, why);
@@ -1168,7 +1188,9 @@ void Engine::end_call(jr_job_ctx& ctx) {
 // The rules of host->enqueue, checked before anything of the request is parsed: a plugin may
 // enqueue its own kinds and the kinds granted to it, at most enqueues_per_job times per call.
 bool Engine::enqueue_permitted(jr_job_ctx* ctx, std::string_view kind) {
-  if (ctx == nullptr) return false;
+  // No context: the host itself (a plugin's call always carries one: host_api and the sandbox
+  // exchange never pass null), so no plugin's rules apply.
+  if (ctx == nullptr) return true;
   int64_t n = ++ctx->usage.enqueues;
   if (n > opts_.enqueues_per_job) {
     if (n == opts_.enqueues_per_job + 1) {

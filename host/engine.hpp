@@ -252,6 +252,7 @@ class Engine : public HostServices {
     std::vector<std::string> kinds;     // served here
     bool ready = false;                 // guarded by plugins_mu_
     std::string reason = "starting";    // guarded by plugins_mu_
+    bool attempted = false;             // its first start attempt is over (plugins_mu_)
     std::thread thread;
     std::atomic<bool> in_plugin{false};  // inside start_plugin()
     std::atomic<bool> finished{false};   // supervise() returned
