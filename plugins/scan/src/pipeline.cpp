@@ -4,6 +4,7 @@
 #include <cctype>
 #include <pqxx/pqxx>
 
+#include "charset.hpp"
 #include "page_parser.hpp"
 #include "report.hpp"
 
@@ -63,6 +64,10 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
                                                  "' from " + r.final_url +
                                                  " (want text/html or application/xhtml+xml)");
   }
+  // gumbo parses UTF-8 only: decode what the page declares (header, BOM, <meta>) first.
+  DecodedPage page = decode_page(r.body, r.content_type);
+  if (!page.fallback.empty()) obs.log("scan " + req.scan_id + ": " + page.fallback);
+  r.body = std::move(page.text);
   // NUL bytes cannot live in jsonb text and HTML parsers drop them anyway.
   r.body.erase(std::remove(r.body.begin(), r.body.end(), '\0'), r.body.end());
   nlohmann::json hops = nlohmann::json::array();
@@ -72,6 +77,8 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
   return {{"final_url", r.final_url},
           {"status", r.status},
           {"content_type", r.content_type},
+          {"charset", page.encoding},
+          {"charset_source", page.source},
           {"bytes", r.body.size()},
           {"fetch_ms", r.fetch_ms},
           {"hops", hops},
@@ -241,6 +248,7 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
                            {"final_url", crawl["final_url"]},
                            {"http_status", crawl["status"]},
                            {"content_type", crawl["content_type"]},
+                           {"charset", crawl.contains("charset") ? crawl["charset"] : nullptr},
                            {"redirects", crawl["hops"]},
                            {"page", page_json},
                            {"metrics", state["analyze"]["metrics"]},

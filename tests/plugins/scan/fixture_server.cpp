@@ -152,6 +152,38 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
     pause(std::chrono::milliseconds(900));
     res.set_content("<html><head><title>Linked</title></head><body>ok</body></html>", html.c_str());
   });
+  // Pages in legacy encodings, declared in each of the places a browser looks (and one
+  // declaration nobody knows). The bytes are Latin-1 / windows-1252, not UTF-8.
+  auto page = [](const std::string& title, const std::string& heading, const std::string& head) {
+    return "<!DOCTYPE html><html><head>" + head + "<title>" + title + "</title></head><body><h1>" +
+           heading + "</h1><p>Le menu du jour.</p></body></html>";
+  };
+  s.Get("/latin1", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Caf\xe9 Cr\xe8me",
+                         "Cr\xe8me br\xfbl\xe9"
+                         "e",
+                         ""),
+                    "text/html; charset=ISO-8859-1");
+  });
+  s.Get("/cp1252-meta", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Prix\xa0: 5 \x80 \x93sp\xe9"
+                         "cial\x94",
+                         "\x8cuvre", "<meta charset=\"windows-1252\">"),
+                    "text/html");
+  });
+  s.Get("/latin1-http-equiv", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("D\xe9j\xe0 vu", "Na\xefve",
+                         "<!-- <meta charset=\"koi8-r\"> --><meta http-equiv=\"Content-Type\" "
+                         "content=\"text/html; charset=iso-8859-1\">"),
+                    "text/html");
+  });
+  s.Get("/header-wins", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Caf\xc3\xa9", "Caf\xc3\xa9", "<meta charset=\"iso-8859-1\">"),
+                    "text/html; charset=\"utf-8\"");
+  });
+  s.Get("/unknown-charset", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Caf\xe9", "Caf\xe9", ""), "text/html; charset=x-klingon");
+  });
   s.Get("/huge", [html](const httplib::Request&, httplib::Response& res) {
     std::string body = "<html><body>" + std::string(3 * 1024 * 1024, 'x') + "</body></html>";
     res.set_content(body, html.c_str());
