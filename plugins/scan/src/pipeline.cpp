@@ -56,7 +56,7 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
   FetchResult r = fetcher_.fetch(req.url, Method::kGet, [&obs] { return obs.cancelled(); });
   if (r.status < 200 || r.status > 299) {
     throw FetchError(FetchErrorKind::kCrawl,
-                     "HTTP " + std::to_string(r.status) + " from " + r.final_url);
+                     "HTTP " + std::to_string(r.status) + " from " + r.final_url, r.status >= 500);
   }
   std::string mt = media_type(r.content_type);
   if (mt != "text/html" && mt != "application/xhtml+xml") {
@@ -159,6 +159,13 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
       state["crawl"] = crawl(req, obs);
     } catch (const FetchError& e) {
       if (e.kind() == FetchErrorKind::kCancelled) throw ScanCancelled();
+      if (e.kind() == FetchErrorKind::kCrawl && e.transient() && req.attempt < req.max_attempts) {
+        std::string msg = "attempt " + std::to_string(req.attempt) + " of " +
+                          std::to_string(req.max_attempts) + " failed: " + e.what() + "; retrying";
+        scan_write_retry(c, id, msg);
+        obs.log("scan " + id + ": " + msg);
+        throw ScanRetry(msg);
+      }
       fail(e.kind() == FetchErrorKind::kValidation ? "ERROR_VALIDATION" : "ERROR_CRAWL", e.what());
     }
     scan_write_state(c, id, state, kCrawlDone);

@@ -23,6 +23,10 @@ struct ScanRequest {
   std::string scan_id;
   std::string url;
   std::string user_id;  // "" when anonymous
+  // The job's attempt and its limit: a transient crawl failure before the last attempt is
+  // retried (ScanRetry) instead of ending the scan in ERROR_CRAWL.
+  int attempt = 1;
+  int max_attempts = 1;
 };
 
 // The job as the pipeline sees it.
@@ -43,6 +47,12 @@ class ScanFailed : public std::runtime_error {
 
  private:
   std::string state_;
+};
+// A transient crawl failure (timeout, connection refused or reset, HTTP 5xx) with attempts
+// left: the row says RUNNING/CRAWL with the failure in error_message; the job should be retried.
+class ScanRetry : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 // Another worker holds this scan right now; try again later.
 class ScanBusy : public std::runtime_error {
@@ -67,8 +77,8 @@ class Scanner {
   explicit Scanner(ScanConfig cfg, std::shared_ptr<Resolver> resolver = nullptr);
 
   // Runs (or resumes, or returns the stored result of) one scan. Returns the full report, or
-  // null when stopped early. Throws ScanFailed, ScanBusy, ScanConflict, ScanCancelled, or
-  // pqxx / std errors for infrastructure trouble.
+  // null when stopped early. Throws ScanFailed, ScanRetry, ScanBusy, ScanConflict, ScanCancelled,
+  // or pqxx / std errors for infrastructure trouble.
   nlohmann::json run(const ScanRequest& req, ScanObserver& obs, StopAfter stop = StopAfter::kFull);
 
   // Deletes expired scans; returns how many.

@@ -38,8 +38,10 @@ class ScanPlugin : public jobrunner::Plugin {
     jobrunner::PluginInfo i;
     i.name = "scan";
     i.version = "1.0.0";
-    // Scan errors are terminal (the scan row says why); attempts only cover database trouble.
-    i.kinds.push_back({"scan", "scan", 120000, 3, "5,30"});
+    // Seed 001: Retry(max=3, interval=[10, 30, 60]), i.e. 4 attempts. Transient crawl failures
+    // (timeout, connection refused/reset, HTTP 5xx) and database trouble are retried; every
+    // other scan error is terminal at once (the scan row says why).
+    i.kinds.push_back({"scan", "scan", 120000, 4, "10,30,60"});
     i.kinds.push_back({"cleanup_expired_scans", "scan", 300000, 3, ""});
     i.manifest = {
         {"sandbox",
@@ -77,6 +79,8 @@ class ScanPlugin : public jobrunner::Plugin {
       req.scan_id = text_field(p, "scan_id", true);
       req.url = text_field(p, "url", true);
       req.user_id = text_field(p, "user_id", false);
+      req.attempt = job.attempt();
+      req.max_attempts = job.max_attempts();
       if (req.scan_id.empty() || req.scan_id.size() > 200) {
         throw jobrunner::PermanentError("scan payload: scan_id must be 1-200 characters");
       }
@@ -86,6 +90,8 @@ class ScanPlugin : public jobrunner::Plugin {
       throw jobrunner::PermanentError(e.what());
     } catch (const scan::ScanConflict& e) {
       throw jobrunner::PermanentError(e.what());
+    } catch (const scan::ScanRetry& e) {
+      throw jobrunner::RetryableError(e.what());
     } catch (const scan::ScanBusy&) {
       throw jobrunner::Snooze(5);
     } catch (const scan::ScanCancelled&) {

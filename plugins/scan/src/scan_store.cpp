@@ -195,6 +195,15 @@ void scan_write_error(pqxx::connection& c, const std::string& id, const std::str
   w.commit();
 }
 
+void scan_write_retry(pqxx::connection& c, const std::string& id, const std::string& message) {
+  pqxx::work w(c);
+  w.exec_params(
+      "UPDATE scan_jobs SET status = 'RUNNING', error_state = NULL, error_message = $2, "
+      "updated_at = now() WHERE id = $1",
+      id, message);
+  w.commit();
+}
+
 int64_t scan_delete_expired(pqxx::connection& c, int64_t ttl_seconds) {
   pqxx::work w(c);
   pqxx::result r = w.exec_params(

@@ -85,6 +85,9 @@ void scan_write_teaser(pqxx::connection& c, const std::string& id, const nlohman
 void scan_write_result(pqxx::connection& c, const std::string& id, const nlohmann::json& result);
 void scan_write_error(pqxx::connection& c, const std::string& id, const std::string& error_state,
                       const std::string& message);
+// A failed attempt that will be retried: the row stays RUNNING (step and progress kept) and
+// error_message says why the scan is taking longer; error_state stays NULL (not terminal).
+void scan_write_retry(pqxx::connection& c, const std::string& id, const std::string& message);
 // Deletes scans created more than ttl_seconds ago or past their expires_at; returns the count.
 int64_t scan_delete_expired(pqxx::connection& c, int64_t ttl_seconds);
 

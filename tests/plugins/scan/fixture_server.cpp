@@ -1,6 +1,10 @@
 #include "fixture_server.hpp"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <stdexcept>
@@ -134,6 +138,14 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
       res.set_content(good_page(base()), html.c_str());
     }
   });
+  s.Get("/recovering", [this, html](const httplib::Request&, httplib::Response& res) {
+    if (hits("/recovering") <= recovering_after_) {
+      res.status = 503;
+      res.set_content("<html><body>try again later</body></html>", html.c_str());
+    } else {
+      res.set_content(good_page(base()), html.c_str());
+    }
+  });
   s.Get("/slow", [this, html](const httplib::Request&, httplib::Response& res) {
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
     while (!stopping_ && std::chrono::steady_clock::now() < until) {
@@ -244,6 +256,43 @@ FixtureServer::~FixtureServer() {
   stopping_ = true;
   server_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+ResetServer::ResetServer() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd_, 16) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw std::runtime_error("reset server: cannot listen");
+  }
+  port_ = ntohs(a.sin_port);
+  thread_ = std::thread([this] {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      ++connections_;
+      // Wait for the request (up to 2 s), then reset instead of answering.
+      pollfd r{c, POLLIN, 0};
+      if (::poll(&r, 1, 2000) == 1) {
+        char buf[4096];
+        (void)::recv(c, buf, sizeof buf, 0);
+      }
+      linger l{1, 0};
+      setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ::close(c);
+    }
+  });
+}
+
+ResetServer::~ResetServer() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  ::close(fd_);
 }
 
 }  // namespace scantest
