@@ -170,6 +170,7 @@ LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
     }
     p.kinds.push_back(std::move(ki));
   }
+  resolve_finalizers(p);
   if (hello_out != nullptr) *hello_out = hello;
   return p;
 }
