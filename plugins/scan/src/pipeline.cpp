@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <pqxx/pqxx>
 
 #include "charset.hpp"
@@ -86,7 +87,8 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
 }
 
 std::vector<LinkCheck> Scanner::check_links(const std::vector<std::string>& urls, ScanObserver& obs,
-                                            pqxx::connection& c, const std::string& id) {
+                                            pqxx::connection& c, const std::string& id,
+                                            int64_t job_id) {
   std::vector<LinkCheck> out;
   for (size_t i = 0; i < urls.size(); ++i) {
     if (obs.cancelled()) throw ScanCancelled();
@@ -109,7 +111,7 @@ std::vector<LinkCheck> Scanner::check_links(const std::vector<std::string>& urls
     }
     out.push_back(std::move(lc));
     int pct = kTeaser + static_cast<int>((kLinksDone - kTeaser) * (i + 1) / urls.size());
-    scan_write_status(c, id, "TEASER_READY", "GENERATE", pct);
+    scan_write_status(c, id, "TEASER_READY", "GENERATE", pct, job_id);
     // The job's step names the status once past RUNNING (as transition() does), so a poller
     // never sees it go from TEASER_READY back to GENERATE.
     obs.progress(pct, "TEASER_READY");
@@ -135,7 +137,8 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
   }
 
   auto transition = [&](const std::string& status, const std::string& step, int pct) {
-    scan_write_status(c, id, status, step, pct);
+    // Records this job in the row: a finalizer for an older job of the scan leaves it alone.
+    scan_write_status(c, id, status, step, pct, req.job_id);
     obs.progress(pct, status == "RUNNING" ? step : status);
     obs.log("scan " + id + ": " + status + (status == "RUNNING" ? " " + step : "") + " " +
             std::to_string(pct) + "%");
@@ -239,7 +242,7 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
 
   std::vector<std::string> sample =
       sample_internal_links(page, static_cast<size_t>(std::max(0, cfg_.report.max_link_checks)));
-  std::vector<LinkCheck> checks = check_links(sample, obs, c, id);
+  std::vector<LinkCheck> checks = check_links(sample, obs, c, id, req.job_id);
   add_link_findings(findings, checks);
 
   nlohmann::json link_json = nlohmann::json::array();
@@ -268,6 +271,32 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
   obs.progress(100, "FULL_READY");
   obs.log("scan " + id + ": FULL_READY 100% (" + std::to_string(findings.size()) + " findings)");
   return result;
+}
+
+std::string Scanner::finalize_status(const std::string& error_kind, const std::string& state) {
+  bool word = !error_kind.empty() && error_kind.size() <= 32 &&
+              std::all_of(error_kind.begin(), error_kind.end(),
+                          [](char ch) { return (ch >= 'a' && ch <= 'z') || ch == '_'; });
+  if (!word) return state == "cancelled" ? "ERROR_CANCELLED" : "ERROR_UNKNOWN";
+  if (error_kind == "error") return "ERROR_INTERNAL";
+  std::string out = "ERROR_";
+  for (char ch : error_kind) out.push_back(static_cast<char>(std::toupper(ch)));
+  return out;
+}
+
+nlohmann::json Scanner::finalize(const FinalizeRequest& f) {
+  auto lease = store_.acquire();
+  pqxx::connection& c = lease.conn();
+  store_.ensure_schema(c);
+  if (!scan_try_lock(c, f.scan_id)) throw ScanBusy("scan " + f.scan_id + " is running elsewhere");
+  ScanLock unlock{c, f.scan_id};
+  std::string status = finalize_status(f.error_kind, f.state);
+  std::string reason =
+      f.error.empty() ? "job " + std::to_string(f.job_id) + " " + f.state : f.error;
+  std::optional<std::string> now = scan_write_final(c, f.scan_id, f.url, f.job_id, status, reason);
+  return {{"scan_id", f.scan_id},
+          {"status", now ? nlohmann::json(*now) : nlohmann::json(nullptr)},
+          {"updated", now && *now == status}};
 }
 
 int64_t Scanner::cleanup_expired() {

@@ -138,6 +138,12 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
       res.set_content(good_page(base()), html.c_str());
     }
   });
+  // A page that never comes (within a minute; cut short when the server stops): a scan of it
+  // runs until the host stops it.
+  s.Get("/hang", [this, html](const httplib::Request&, httplib::Response& res) {
+    pause(std::chrono::seconds(60));
+    res.set_content(good_page(base()), html.c_str());
+  });
   s.Get("/recovering", [this, html](const httplib::Request&, httplib::Response& res) {
     if (hits("/recovering") <= recovering_after_) {
       res.status = 503;

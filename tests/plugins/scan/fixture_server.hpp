@@ -1,10 +1,10 @@
 // A real HTTP server for the scan tests and bench (cpp-httplib on 127.0.0.1, port 0): fixture
 // pages with and without problems, slow, huge, redirect chains, redirects to refused addresses,
-// non-HTML content, a page that fails with 503 a set number of times (/recovering), a page whose
-// scan is slow at two visible steps (/staged), pages in Latin-1 / windows-1252 declared by header
-// or <meta> (/latin1, /cp1252-meta, /latin1-http-equiv, /header-wins, /unknown-charset). Counts
-// hits per path and records the Host and User-Agent headers it saw. ResetServer: a TCP server
-// that resets every connection.
+// non-HTML content, a page that never comes (/hang), one that fails with 503 a set number of
+// times (/recovering), a page whose scan is slow at two visible steps (/staged), pages in
+// Latin-1 / windows-1252 declared by header or <meta> (/latin1, /cp1252-meta, /latin1-http-equiv,
+// /header-wins, /unknown-charset). Counts hits per path and records the Host and User-Agent
+// headers it saw. ResetServer: a TCP server that resets every connection.
 // Thread-safe: handlers run on the server's pool; accessors lock.
 #pragma once
 

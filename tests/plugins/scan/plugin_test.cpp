@@ -340,7 +340,7 @@ TEST_F(ScanPluginTest, ManifestDeclaresCronEnvAndSandbox) {
   EXPECT_EQ(m["sandbox"]["writable"], json::array());
   std::vector<std::string> kinds;
   for (const auto& k : host->plugin().kinds) kinds.push_back(k.kind);
-  EXPECT_EQ(kinds, (std::vector<std::string>{"scan", "cleanup_expired_scans"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"scan", "cleanup_expired_scans", "scan_finalize"}));
 }
 
 TEST_F(ScanPluginTest, InitRefusesBadConfig) {

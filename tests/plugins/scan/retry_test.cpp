@@ -132,9 +132,12 @@ TEST_F(ScanRetryRunner, TransientFailuresAreRetriedUpToTheKindsAttemptsAndOthers
   int64_t failing = enqueue("r-failing", "/error500");
   int64_t missing = enqueue("r-missing", "/missing");
   int64_t refused = enqueue("r-refused", "/to-private");
-  jrtest::RunnerProcess runner({"--config", config, "--plugins", plugins, "--poll-interval", "100ms"}, env);
+  jrtest::RunnerProcess runner(
+      {"--config", config, "--plugins", plugins, "--poll-interval", "100ms"}, env);
   ASSERT_TRUE(jrtest::wait_until(
-      [&] { return scantest::q(db, "SELECT count(*) FROM jr_jobs_done") == "4"; },
+      [&] {
+        return scantest::q(db, "SELECT count(*) FROM jr_jobs_done WHERE kind = 'scan'") == "4";
+      },
       std::chrono::seconds(60)))
       << runner.log();
 
