@@ -293,10 +293,12 @@ nlohmann::json Scanner::finalize(const FinalizeRequest& f) {
   std::string status = finalize_status(f.error_kind, f.state);
   std::string reason =
       f.error.empty() ? "job " + std::to_string(f.job_id) + " " + f.state : f.error;
-  std::optional<std::string> now = scan_write_final(c, f.scan_id, f.url, f.job_id, status, reason);
+  bool written = false;
+  std::optional<std::string> now =
+      scan_write_final(c, f.scan_id, f.url, f.job_id, status, reason, &written);
   return {{"scan_id", f.scan_id},
           {"status", now ? nlohmann::json(*now) : nlohmann::json(nullptr)},
-          {"updated", now && *now == status}};
+          {"updated", written}};
 }
 
 int64_t Scanner::cleanup_expired() {

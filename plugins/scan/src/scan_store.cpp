@@ -218,14 +218,16 @@ void scan_write_retry(pqxx::connection& c, const std::string& id, const std::str
 
 std::optional<std::string> scan_write_final(pqxx::connection& c, const std::string& id,
                                             const std::string& url, int64_t job_id,
-                                            const std::string& status, const std::string& message) {
+                                            const std::string& status, const std::string& message,
+                                            bool* written) {
   pqxx::work w(c);
-  w.exec_params(
+  pqxx::result u = w.exec_params(
       "UPDATE scan_jobs SET status = $4, error_state = $4, error_message = $5, "
       "updated_at = now() "
       "WHERE id = $1 AND url = $2 AND (job_id IS NULL OR job_id = $3) "
       "AND status <> 'FULL_READY' AND status NOT LIKE 'ERROR\\_%'",
       id, url, job_id, status, message);
+  if (written != nullptr) *written = u.affected_rows() > 0;
   pqxx::result r =
       w.exec_params("SELECT status FROM scan_jobs WHERE id = $1 AND url = $2", id, url);
   w.commit();

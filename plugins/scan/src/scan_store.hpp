@@ -93,10 +93,11 @@ void scan_write_retry(pqxx::connection& c, const std::string& id, const std::str
 // A finalizer's write: sets status = error_state = `status` and error_message = `message` if the
 // row exists for `url`, is not terminal (FULL_READY, ERROR_*), and no other job than `job_id`
 // has taken it (job_id NULL: no job ran it yet). Returns the row's status afterwards, nullopt
-// when there is no row for that id and URL.
+// when there is no row for that id and URL; *written says whether this call changed it.
 std::optional<std::string> scan_write_final(pqxx::connection& c, const std::string& id,
                                             const std::string& url, int64_t job_id,
-                                            const std::string& status, const std::string& message);
+                                            const std::string& status, const std::string& message,
+                                            bool* written);
 // Deletes scans created more than ttl_seconds ago or past their expires_at; returns the count.
 int64_t scan_delete_expired(pqxx::connection& c, int64_t ttl_seconds);
 
