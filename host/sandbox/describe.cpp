@@ -305,6 +305,7 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
     }
     p.kinds.push_back(std::move(ki));
   }
+  resolve_finalizers(p);
   if (hello_out != nullptr) *hello_out = hello;
   return p;
 }
