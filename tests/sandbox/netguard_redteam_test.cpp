@@ -116,6 +116,12 @@ TEST_F(NetGuardRedTeam, LoopbackPluginCannotUseTheRunnersRights) {
   std::string tag = std::to_string(getpid());
   std::string in_tmp = "/tmp/jr-ng-redteam-" + tag + ".sock";
   std::string in_shm = "/dev/shm/jr-ng-redteam-" + tag + ".sock";
+  struct Cleanup {
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      for (const auto& p : paths) unlink(p.c_str());
+    }
+  } cleanup{{in_tmp, in_shm}};
   int peer = socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un ua{};
   ua.sun_family = AF_UNIX;
@@ -169,6 +175,7 @@ TEST_F(NetGuardRedTeam, LoopbackPluginCannotUseTheRunnersRights) {
   // No netlink socket at all, so no route; the namespace's table is as it was.
   nlohmann::json nl = result_of(netlink);
   EXPECT_EQ(nl.value("socket_errno", 0), EAFNOSUPPORT) << nl;
+  EXPECT_EQ(ns.routes(), routes_before) << "the plugin changed the routing table";
   // An AF_UNSPEC destination (UDP would send it as AF_INET) is refused; nothing arrived.
   EXPECT_EQ(result_of(unspec), nlohmann::json({{"errno", EPERM}}));
   char d[8];
@@ -190,8 +197,6 @@ TEST_F(NetGuardRedTeam, LoopbackPluginCannotUseTheRunnersRights) {
   std::string routes_after = ns.routes();
   EXPECT_EQ(routes_after, routes_before);
   EXPECT_EQ(routes_after.find("192.0.2.0/24"), std::string::npos) << routes_after;
-  unlink(in_tmp.c_str());
-  unlink(in_shm.c_str());
   close(peer);
   close(udp);
   close(never_reads);

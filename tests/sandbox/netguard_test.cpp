@@ -126,6 +126,12 @@ TEST_F(NetGuardTest, UnixSocketsAreCreatedOnlyBeneathWritablePaths) {
   std::string in_shm = "/dev/shm/jr-netguard-" + tag + ".sock";
   std::string escaped = dir.path() + "/escaped.sock";
   std::filesystem::create_symlink(dir.path(), w + "/link");  // as a plugin could make it
+  struct Cleanup {
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      for (const auto& p : paths) unlink(p.c_str());
+    }
+  } cleanup{{in_tmp, in_shm}};
   auto e = exec({{"writable", {w}}});
   for (const auto& path : {in_tmp, in_shm, w + "/link/escaped.sock"}) {
     nlohmann::json r = run(*e, "unix_bind " + path);
@@ -135,8 +141,6 @@ TEST_F(NetGuardTest, UnixSocketsAreCreatedOnlyBeneathWritablePaths) {
   EXPECT_FALSE(exists(in_tmp)) << "a unix socket was created in /tmp";
   EXPECT_FALSE(exists(in_shm)) << "a unix socket was created in /dev/shm";
   EXPECT_FALSE(exists(escaped)) << "a unix socket was created through a symlink";
-  unlink(in_tmp.c_str());
-  unlink(in_shm.c_str());
   // Beneath the writable path it works, and the file belongs to the worker.
   EXPECT_EQ(run(*e, "unix_bind " + w + "/ok.sock"), nlohmann::json({{"errno", 0}}));
   struct stat st {};
