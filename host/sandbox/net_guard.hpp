@@ -97,7 +97,8 @@ std::vector<std::string> database_socket_dirs(const std::string& conninfo);
 
 class NetGuard {
  public:
-  static constexpr int kMaxPending = 32;  // calls of one worker waiting at once
+  static constexpr int kMaxPending = 16;  // calls of one worker waiting at once (each holds
+                                          // at most 4 MiB of copied data)
 
   // Takes ownership of `listener` (the seccomp notification fd) and `pidfd` (of the worker).
   // `uid`/`gid` >= 0: the worker's identity, taken by the guard's threads when the host is root.
