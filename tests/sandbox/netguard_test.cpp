@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <future>
 
+#include "net_guard.hpp"
 #include "sandbox_support.hpp"
 
 using jr::sandbox::SandboxOptions;
@@ -40,7 +41,7 @@ int inet_socket(int type, int* port, int rcvbuf = 0) {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
-  if (type == SOCK_STREAM && listen(s, 16) != 0) return -1;
+  if (type == SOCK_STREAM && listen(s, 64) != 0) return -1;
   socklen_t len = sizeof a;
   getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
   *port = ntohs(a.sin_port);
@@ -374,6 +375,29 @@ TEST_F(NetGuardTest, GuardedCallsOfOneWorkerDoNotQueueBehindABlockedOne) {
       << "destroying the executor (and its guards) took too long";
   if (never_reads >= 0) close(never_reads);
   close(u);
+}
+
+// The calls waiting in the guard are bounded per worker: beyond NetGuard::kMaxPending a
+// blocking guarded call fails with EAGAIN (it is not queued), and the guard keeps answering.
+TEST_F(NetGuardTest, WaitingGuardedCallsAreBoundedPerWorker) {
+  int port = 0;
+  int never_reads = inet_socket(SOCK_STREAM, &port, 4096);
+  ASSERT_GE(never_reads, 0);
+  auto e = exec();
+  const int n = jr::sandbox::NetGuard::kMaxPending + 4;
+  JobRun r =
+      run_bounded(*e, "flood_threads 127.0.0.1 " + std::to_string(port) + " " + std::to_string(n),
+                  10000, &services, 12000, &never_reads);
+  ASSERT_EQ(r.out.status, JR_OK) << r.out.host_error_kind << ": " << r.out.host_error;
+  nlohmann::json j = nlohmann::json::parse(r.result);
+  EXPECT_EQ(j["stuck"], jr::sandbox::NetGuard::kMaxPending) << j;
+  EXPECT_EQ(j["eagain"], 4) << j;
+  EXPECT_EQ(j["other"], 0) << j;
+  EXPECT_EQ(j["connect"], 0) << j;
+  auto t0 = std::chrono::steady_clock::now();
+  e.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  if (never_reads >= 0) close(never_reads);
 }
 
 }  // namespace

@@ -20,6 +20,9 @@
  *                               a thread floods a never-reading TCP peer at TPORT; once it is
  *                               stuck in a guarded send, this thread sends "ping" to UDP UPORT
  *                               and connects to TPORT, and returns (the flood stays stuck)
+ *   flood_threads ADDR PORT N   N threads each flood their own connection to a never-reading
+ *                               peer; once all are stuck or failed, reports how many failed with
+ *                               EAGAIN (the guard's bound on waiting calls), then returns
  *   pdeathsig_hold              clear PR_SET_PDEATHSIG, report it in a log line, then wait
  *                               for cancellation (a worker that outlives its runner shows here)
  */
@@ -395,6 +398,51 @@ static int32_t cmd_flood_and_udp(const jr_host_api* host, jr_job_ctx* ctx, const
   return result(host, ctx, buf);
 }
 
+static int32_t cmd_flood_threads(const jr_host_api* host, jr_job_ctx* ctx, const char* addr,
+                                 int port, int n) {
+  static struct flood f[64]; /* stuck threads keep using them after this job returns */
+  if (n < 1 || n > 64) n = 64;
+  for (int i = 0; i < n; i++) {
+    f[i].fd = tcp_to(addr, port);
+    if (f[i].fd < 0) return errno_result(host, ctx, -1);
+    atomic_init(&f[i].sends, 0);
+    atomic_init(&f[i].err, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, flood_main, &f[i]) != 0) return errno_result(host, ctx, -1);
+    pthread_detach(t);
+  }
+  long last = -1;
+  int64_t since = now_ms();
+  while (now_ms() - since < 500) {
+    long total = 0;
+    for (int i = 0; i < n; i++) total += atomic_load(&f[i].sends);
+    if (total != last) {
+      last = total;
+      since = now_ms();
+    }
+    usleep(10000);
+  }
+  int eagain = 0, other = 0, stuck = 0;
+  for (int i = 0; i < n; i++) {
+    int e = atomic_load(&f[i].err);
+    if (e == EAGAIN) {
+      eagain++;
+    } else if (e != 0) {
+      other++;
+    } else {
+      stuck++;
+    }
+  }
+  /* The guard still answers while its waiting threads are all taken. */
+  int c = tcp_to(addr, port);
+  int conn = c >= 0 ? 0 : errno;
+  if (c >= 0) close(c);
+  char buf[128];
+  snprintf(buf, sizeof buf, "{\"eagain\":%d,\"other\":%d,\"stuck\":%d,\"connect\":%d}", eagain,
+           other, stuck, conn);
+  return result(host, ctx, buf);
+}
+
 static int32_t cmd_pdeathsig_hold(const jr_host_api* host, jr_job_ctx* ctx) {
   int rc = prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
   char msg[96];
@@ -456,6 +504,9 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   if (strcmp(cmd, "flood") == 0) return cmd_flood(host, ctx, a1, atoi(a2));
   if (strcmp(cmd, "flood_and_udp") == 0) {
     return cmd_flood_and_udp(host, ctx, a1, atoi(a2), atoi(a3));
+  }
+  if (strcmp(cmd, "flood_threads") == 0) {
+    return cmd_flood_threads(host, ctx, a1, atoi(a2), atoi(a3));
   }
   if (strcmp(cmd, "pdeathsig_hold") == 0) return cmd_pdeathsig_hold(host, ctx);
   host->set_error(ctx, "unknown command", 15);
