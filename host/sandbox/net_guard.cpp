@@ -518,7 +518,8 @@ class Pending {
   // True when finished (the result in *r); false to be retried once the socket is ready for
   // *events (0: after a short sleep).
   virtual bool attempt(Result* r, short* next) = 0;
-  virtual Result timed_out() = 0;  // the result once SO_SNDTIMEO has passed
+  virtual Result timed_out() = 0;                 // the result once SO_SNDTIMEO has passed
+  virtual int64_t progress() const { return 0; }  // grows while data is being sent
   int fd() const { return sock_.get(); }
   int64_t deadline_ms = 0;  // 0 = none (the caller is killed at its job's deadline)
   short events = POLLOUT;
@@ -634,6 +635,7 @@ class Send final : public Pending {
     return true;
   }
   Result timed_out() override { return finish(EAGAIN); }
+  int64_t progress() const override { return bytes_ + static_cast<int64_t>(sent_); }
 
  private:
   Result finish(int err) const {
@@ -654,6 +656,7 @@ class Send final : public Pending {
 // died, the calling thread was killed) or the guard stops; then answers (or not: nobody waits).
 void wait_and_answer(const State& s, const Req& req, Pending& p) {
   short events = p.events;
+  bool backoff = false;  // the socket said ready, yet the call would still block: sleep first
   int sleep_ms = 1;
   Result r;
   for (;;) {
@@ -664,17 +667,24 @@ void wait_and_answer(const State& s, const Req& req, Pending& p) {
     }
     int wait = kSliceMs;
     if (p.deadline_ms > 0) wait = static_cast<int>(std::min<int64_t>(wait, p.deadline_ms - now));
-    if (events == 0) {
+    short want = backoff ? 0 : events;
+    if (want == 0) {
+      // No readiness to wait for (a unix connect to a full backlog; a datagram socket that is
+      // writable while its destination's queue is full): retry after 1, 2, 4 ... 50 ms.
       wait = std::min(wait, sleep_ms);
       sleep_ms = std::min(sleep_ms * 2, 50);
     }
-    pollfd fds[3] = {{s.wake, POLLIN, 0}, {s.pidfd, POLLIN, 0}, {p.fd(), events, 0}};
-    int rc = ::poll(fds, events != 0 ? 3 : 2, wait);
+    pollfd fds[3] = {{s.wake, POLLIN, 0}, {s.pidfd, POLLIN, 0}, {p.fd(), want, 0}};
+    int rc = ::poll(fds, want != 0 ? 3 : 2, wait);
     if (rc < 0 && errno != EINTR) return;
     if (s.stop.load() || fds[0].revents != 0 || fds[1].revents != 0) return;  // nobody waits
     if (!s.valid(req.id)) return;
-    if (events != 0 && rc > 0 && fds[2].revents == 0) continue;
+    if (want != 0 && rc > 0 && fds[2].revents == 0) continue;
+    bool said_ready = want != 0 && rc > 0;
+    int64_t before = p.progress();
     if (p.attempt(&r, &events)) break;
+    backoff = said_ready && events != 0 && p.progress() == before;
+    if (!backoff && want != 0) sleep_ms = 1;
   }
   s.respond(req.id, r);
 }

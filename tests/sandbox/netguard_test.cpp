@@ -22,6 +22,8 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <thread>
+#include <vector>
 
 #include "net_guard.hpp"
 #include "sandbox_support.hpp"
@@ -398,6 +400,52 @@ TEST_F(NetGuardTest, WaitingGuardedCallsAreBoundedPerWorker) {
   e.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
   if (never_reads >= 0) close(never_reads);
+}
+
+// A blocking guarded send larger than the socket buffers completes like the kernel's: every byte,
+// in order, while the peer reads slowly; with SO_SNDTIMEO and a peer that stops reading, it
+// returns the bytes sent so far once the timeout has passed.
+TEST_F(NetGuardTest, BlockingGuardedSendsKeepTheirSemantics) {
+  int port = 0;
+  int ls = inet_socket(SOCK_STREAM, &port);
+  ASSERT_GE(ls, 0);
+  auto e = exec();
+  const size_t total = size_t{3} << 20;
+  size_t got = 0;
+  bool in_order = true;
+  std::thread reader([&] {
+    int c = accept(ls, nullptr, nullptr);
+    if (c < 0) return;
+    std::vector<unsigned char> buf(16384);
+    for (;;) {
+      ssize_t n = read(c, buf.data(), buf.size());
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[static_cast<size_t>(i)] != static_cast<unsigned char>((got + i) * 7)) {
+          in_order = false;
+        }
+      }
+      got += static_cast<size_t>(n);
+      usleep(200);  // a slow reader, so the guard has to wait for room many times
+    }
+    close(c);
+  });
+  nlohmann::json r = run(*e, "send_big 127.0.0.1 " + std::to_string(port) + " 3072 0", 30000);
+  reader.join();
+  EXPECT_EQ(r.value("sent", int64_t{-1}), static_cast<int64_t>(total)) << r;
+  EXPECT_EQ(got, total);
+  EXPECT_TRUE(in_order);
+  // A peer that never reads, and a send timeout of 300 ms: a partial count, then the call ends.
+  int never_reads = inet_socket(SOCK_STREAM, &port, 4096);
+  nlohmann::json t = run(*e, "send_big 127.0.0.1 " + std::to_string(port) + " 4000 300", 10000);
+  EXPECT_EQ(t.value("errno", -1), 0) << t;
+  EXPECT_GT(t.value("sent", int64_t{0}), 0) << t;
+  EXPECT_LT(t.value("sent", int64_t{0}), int64_t{4000} << 10) << t;
+  EXPECT_GE(t.value("ms", 0), 300) << t;
+  EXPECT_LT(t.value("ms", 0), 2000) << t;
+  EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  close(never_reads);
+  close(ls);
 }
 
 }  // namespace

@@ -23,6 +23,9 @@
  *   flood_threads ADDR PORT N   N threads each flood their own connection to a never-reading
  *                               peer; once all are stuck or failed, reports how many failed with
  *                               EAGAIN (the guard's bound on waiting calls), then returns
+ *   send_big ADDR PORT KIB MS   connect, set SO_SNDTIMEO to MS (0: none), then one blocking
+ *                               guarded sendmsg of KIB KiB (byte i is i * 7 mod 256); reports
+ *                               what it returned
  *   pdeathsig_hold              clear PR_SET_PDEATHSIG, report it in a log line, then wait
  *                               for cancellation (a worker that outlives its runner shows here)
  */
@@ -443,6 +446,34 @@ static int32_t cmd_flood_threads(const jr_host_api* host, jr_job_ctx* ctx, const
   return result(host, ctx, buf);
 }
 
+static int32_t cmd_send_big(const jr_host_api* host, jr_job_ctx* ctx, const char* addr, int port,
+                            int kib, int ms) {
+  int s = tcp_to(addr, port);
+  if (s < 0) return errno_result(host, ctx, -1);
+  if (ms > 0) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  size_t n = (size_t)kib << 10;
+  unsigned char* data = malloc(n);
+  if (data == NULL) return errno_result(host, ctx, -1);
+  for (size_t i = 0; i < n; i++) data[i] = (unsigned char)(i * 7);
+  struct iovec v = {data, n};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = &v;
+  m.msg_iovlen = 1;
+  int64_t t0 = now_ms();
+  ssize_t sent = sendmsg(s, &m, 0);
+  int e = sent < 0 ? errno : 0;
+  char buf[128];
+  snprintf(buf, sizeof buf, "{\"sent\":%zd,\"errno\":%d,\"ms\":%lld}", sent, e,
+           (long long)(now_ms() - t0));
+  free(data);
+  close(s);
+  return result(host, ctx, buf);
+}
+
 static int32_t cmd_pdeathsig_hold(const jr_host_api* host, jr_job_ctx* ctx) {
   int rc = prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
   char msg[96];
@@ -508,6 +539,11 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   }
   if (strcmp(cmd, "flood_threads") == 0) {
     return cmd_flood_threads(host, ctx, a1, atoi(a2), atoi(a3));
+  }
+  if (strcmp(cmd, "send_big") == 0) {
+    char a4[16] = "0";
+    sscanf(arg, "%*s %*s %*s %*s %15s", a4);
+    return cmd_send_big(host, ctx, a1, atoi(a2), atoi(a3), atoi(a4));
   }
   if (strcmp(cmd, "pdeathsig_hold") == 0) return cmd_pdeathsig_hold(host, ctx);
   host->set_error(ctx, "unknown command", 15);
