@@ -234,17 +234,41 @@ int main(int argc, char** argv) {
 
   auto* plugins = app.add_subcommand("plugins", "inspect plugins");
   plugins->require_subcommand(1);
-  auto* plugins_ls = plugins->add_subcommand("ls", "load every plugin in DIR and describe it");
+  auto* plugins_ls = plugins->add_subcommand(
+      "ls", "describe every plugin in DIR inside the sandbox (no plugin code runs in the runner)");
   std::string plugins_dir;
   bool plugins_json = false;
   plugins_ls->add_option("dir", plugins_dir, "plugin directory")->required();
   plugins_ls->add_flag("--json", plugins_json, "print JSON");
   std::string check_file;
   auto* plugins_check = plugins->add_subcommand(
-      "check", "load a plugin inside the sandbox; print its descriptor and effective policy");
+      "check",
+      "describe a plugin inside the sandbox; print its sha256, what it requests, what is granted "
+      "(and by whom) and the effective policy; exit 1 when it would be refused");
   plugins_check->fallthrough();
   plugins_check->add_option("file", check_file, "plugin .so")->required();
   plugins_check->add_flag("--json", plugins_json, "print JSON");
+  // Trust model (issue 16): approvals bound to (name, SHA-256).
+  bool approve_yes = false;
+  auto* plugins_approve = plugins->add_subcommand(
+      "approve",
+      "describe a plugin in the sandbox, print what it requests, and approve exactly that for "
+      "this file content (RUNNER_APPROVALS / approvals_file)");
+  plugins_approve->fallthrough();
+  plugins_approve->add_option("file", check_file, "plugin .so")->required();
+  plugins_approve->add_flag("--yes", approve_yes, "do not ask for confirmation");
+  plugins_approve->add_flag("--json", plugins_json, "print JSON");
+  auto* plugins_approvals = plugins->add_subcommand("approvals", "list or remove approvals");
+  plugins_approvals->fallthrough();
+  plugins_approvals->require_subcommand(1);
+  auto* approvals_ls = plugins_approvals->add_subcommand("ls", "list approvals");
+  approvals_ls->fallthrough();
+  approvals_ls->add_flag("--json", plugins_json, "print JSON");
+  std::string approval_name, approval_sha;
+  auto* approvals_rm = plugins_approvals->add_subcommand("rm", "remove a plugin's approvals");
+  approvals_rm->fallthrough();
+  approvals_rm->add_option("name", approval_name, "plugin name")->required();
+  approvals_rm->add_option("sha256", approval_sha, "only the approval of this content");
 
   auto* db = app.add_subcommand("db", "manage the local PostgreSQL");
   db->fallthrough();
@@ -304,7 +328,18 @@ int main(int argc, char** argv) {
     }
     if (*plugins_ls) return cmd_plugins_ls(plugins_dir, plugins_json);
     if (*plugins_check) {
-      return sandbox::cmd_plugins_check(check_file, build_config(g).plugin_config, plugins_json);
+      Config cfg = build_config(g);
+      return sandbox::cmd_plugins_check(check_file, sandbox::trust_context(cfg, cfg.concurrency),
+                                        plugins_json);
+    }
+    if (*plugins_approve || *plugins_approvals) {
+      Config cfg = build_config(g);
+      std::string file = sandbox::approvals_path(cfg.approvals_file, cfg.data_dir);
+      if (*plugins_approve) {
+        return sandbox::cmd_plugins_approve(check_file, file, approve_yes, plugins_json);
+      }
+      if (*approvals_ls) return sandbox::cmd_plugins_approvals_ls(file, plugins_json);
+      return sandbox::cmd_plugins_approvals_rm(file, approval_name, approval_sha);
     }
     if (*db) return cmd_db(g, db_action);
     return cmd_worker(g, w);

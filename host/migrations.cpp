@@ -183,6 +183,13 @@ const char* kV6 = R"SQL(
 CREATE INDEX jr_jobs_waiting_id_idx ON jr_jobs (id) WHERE state = 'waiting';
 )SQL";
 
+// v8 (trust model, issue 16): which plugin serves each kind is its name (jr_kinds.plugin) and the
+// SHA-256 of its content; a runner with another plugin for a recorded kind refuses that kind
+// (host/kind_owner.cpp). NULL: recorded by a runner before v8 (name only).
+const char* kV8 = R"SQL(
+ALTER TABLE jr_kinds ADD COLUMN plugin_sha256 text;
+)SQL";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
@@ -193,6 +200,7 @@ const std::vector<Migration>& migrations() {
       {4, "flow control: unique, lock keys, dependencies, pauses, rate limits, cron", kV4},
       {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
       {6, "index for dependency resolution (waiting jobs by id)", kV6},
+      {8, "kind ownership: content SHA-256 of the plugin serving each kind", kV8},
   };
   return all;
 }

@@ -320,8 +320,11 @@ INSERT INTO scan_jobs (id, url, created_at, expires_at) VALUES
 
   // SCAN_JOB_TTL_SECONDS reaches the config through the manifest's env map (host code).
   setenv("SCAN_JOB_TTL_SECONDS", "3600", 1);
-  json cfg = jr::plugin_config_for(host->plugin(),
-                                   json{{"scan", scantest::plugin_config(db, server)}}, db);
+  // As the built-in approval of the shipped plugin grants it (host/sandbox/policy.cpp).
+  jr::LoadedPlugin granted = host->plugin();
+  granted.grants.env = granted.manifest["env"].get<std::map<std::string, std::string>>();
+  json cfg =
+      jr::plugin_config_for(granted, json{{"scan", scantest::plugin_config(db, server)}}, db);
   unsetenv("SCAN_JOB_TTL_SECONDS");
   EXPECT_EQ(cfg["scan_job_ttl_seconds"], 3600);
   jrtest::PluginHost hourly(so(), cfg);

@@ -328,7 +328,8 @@ static int tcp_to(const char* addr, int port) {
 /* Guarded sends (sendmsg always goes to the guard) of 64 KiB until one fails. */
 struct flood {
   int fd;
-  atomic_long sends;
+  atomic_long calls; /* sendmsg calls entered */
+  atomic_long sends; /* and returned */
   atomic_int err;
 };
 
@@ -341,6 +342,7 @@ static void* flood_main(void* p) {
   m.msg_iov = &v;
   m.msg_iovlen = 1;
   for (;;) {
+    atomic_fetch_add(&f->calls, 1);
     if (sendmsg(f->fd, &m, 0) < 0) {
       atomic_store(&f->err, errno);
       return NULL;
@@ -353,6 +355,7 @@ static int32_t cmd_flood(const jr_host_api* host, jr_job_ctx* ctx, const char* a
   struct flood f;
   f.fd = tcp_to(addr, port);
   if (f.fd < 0) return errno_result(host, ctx, -1);
+  atomic_init(&f.calls, 0);
   atomic_init(&f.sends, 0);
   atomic_init(&f.err, 0);
   flood_main(&f);
@@ -368,21 +371,23 @@ static int32_t cmd_flood_and_udp(const jr_host_api* host, jr_job_ctx* ctx, const
   static struct flood f; /* the stuck thread keeps using it after this job returns */
   f.fd = tcp_to(addr, tport);
   if (f.fd < 0) return errno_result(host, ctx, -1);
+  atomic_init(&f.calls, 0);
   atomic_init(&f.sends, 0);
   atomic_init(&f.err, 0);
   pthread_t t;
   if (pthread_create(&t, NULL, flood_main, &f) != 0) return errno_result(host, ctx, -1);
   pthread_detach(t);
-  /* Stuck: no send has completed for 300 ms (the peer's buffers are full). */
+  /* Stuck: inside a send that has not returned for 300 ms (the peer's buffers are full). */
+  int64_t since = now_ms(), start = since;
   long last = -1;
-  int64_t since = now_ms();
-  while (now_ms() - since < 300) {
-    long now = atomic_load(&f.sends);
-    if (now != last) {
-      last = now;
+  while (now_ms() - start < 20000 && atomic_load(&f.err) == 0) {
+    long calls = atomic_load(&f.calls), sends = atomic_load(&f.sends);
+    if (sends != last || calls == sends) {
+      last = sends;
       since = now_ms();
+    } else if (now_ms() - since >= 300) {
+      break;
     }
-    if (atomic_load(&f.err) != 0) break;
     usleep(10000);
   }
   int64_t t0 = now_ms();
@@ -396,8 +401,10 @@ static int32_t cmd_flood_and_udp(const jr_host_api* host, jr_job_ctx* ctx, const
   if (c >= 0) close(c);
   char buf[160];
   snprintf(buf, sizeof buf,
-           "{\"flood_sends\":%ld,\"flood_errno\":%d,\"udp\":%d,\"connect\":%d,\"ms\":%lld}",
-           atomic_load(&f.sends), atomic_load(&f.err), udp, conn, (long long)(now_ms() - t0));
+           "{\"flood_calls\":%ld,\"flood_sends\":%ld,\"flood_errno\":%d,\"udp\":%d,"
+           "\"connect\":%d,\"ms\":%lld}",
+           atomic_load(&f.calls), atomic_load(&f.sends), atomic_load(&f.err), udp, conn,
+           (long long)(now_ms() - t0));
   return result(host, ctx, buf);
 }
 
@@ -408,20 +415,29 @@ static int32_t cmd_flood_threads(const jr_host_api* host, jr_job_ctx* ctx, const
   for (int i = 0; i < n; i++) {
     f[i].fd = tcp_to(addr, port);
     if (f[i].fd < 0) return errno_result(host, ctx, -1);
+    atomic_init(&f[i].calls, 0);
     atomic_init(&f[i].sends, 0);
     atomic_init(&f[i].err, 0);
     pthread_t t;
     if (pthread_create(&t, NULL, flood_main, &f[i]) != 0) return errno_result(host, ctx, -1);
     pthread_detach(t);
   }
+  /* Settled: every thread failed or sits in a send, and no send returned for 300 ms. */
   long last = -1;
-  int64_t since = now_ms();
-  while (now_ms() - since < 500) {
+  int64_t since = now_ms(), start = since;
+  while (now_ms() - start < 20000) {
     long total = 0;
-    for (int i = 0; i < n; i++) total += atomic_load(&f[i].sends);
-    if (total != last) {
+    int settled = 1;
+    for (int i = 0; i < n; i++) {
+      long calls = atomic_load(&f[i].calls), sends = atomic_load(&f[i].sends);
+      total += sends;
+      if (atomic_load(&f[i].err) == 0 && calls == sends) settled = 0;
+    }
+    if (total != last || !settled) {
       last = total;
       since = now_ms();
+    } else if (now_ms() - since >= 300) {
+      break;
     }
     usleep(10000);
   }
