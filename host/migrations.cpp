@@ -201,6 +201,8 @@ const std::vector<Migration>& migrations() {
       {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
       {6, "index for dependency resolution (waiting jobs by id)", kV6},
       {8, "kind ownership: content SHA-256 of the plugin serving each kind", kV8},
+      {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
+       ops::kMigrationV9},
   };
   return all;
 }
