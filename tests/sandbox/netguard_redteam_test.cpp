@@ -93,8 +93,8 @@ int bound_socket(int type, const char* ip, int* port, int rcvbuf = 0) {
 class NetGuardRedTeam : public jrtest::RedTeamFixture {
  protected:
   int64_t hostile(const std::string& cmd, const std::string& timeout = "20s") {
-    return enqueue({"enqueue", "hostile_netguard", "--payload", "\"" + cmd + "\"", "--max-attempts",
-                    "1", "--timeout", timeout});
+    return enqueue({"enqueue", "hostile_netguard", "--payload", R"({"cmd":")" + cmd + "\"}",
+                    "--max-attempts", "1", "--timeout", timeout});
   }
   nlohmann::json result_of(int64_t id) {
     std::string state = wait_finished(id, std::chrono::seconds(30));

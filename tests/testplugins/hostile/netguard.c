@@ -1,6 +1,7 @@
 /* Hostile test plugin "hostile_netguard": a loopback plugin that tries to get the host's network
  * guard to act for it with more than its own rights, or to reach past the guard through the
- * system calls seccomp allows. The payload is a JSON string "COMMAND ARG...": each command
+ * system calls seccomp allows. The payload is a JSON string "COMMAND ARG..." (or an object
+ * {"cmd": "COMMAND ARG..."}): each command
  * reports what the kernel answered as a JSON result (errno 0 = it worked), so the tests assert
  * on outcomes, not on log text. Plain C against abi.h.
  *
@@ -57,10 +58,20 @@
 
 static char g_arg[4096];
 
+/* The command: the payload's JSON string, or the "cmd" string of a payload object
+ * ({"cmd": "bind_tcp 127.0.0.1 80"}, what `runner enqueue` accepts). No escapes are needed. */
 static const char* arg_of(const jr_job* job) {
   size_t n = job->payload_len;
   const char* p = job->payload;
-  if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
+  const char* key = memmem(p, n, "\"cmd\"", 5);
+  if (n > 0 && p[0] == '{' && key != NULL) {
+    const char* open = memchr(key + 5, '"', n - (size_t)(key + 5 - p));
+    const char* close = open ? memchr(open + 1, '"', n - (size_t)(open + 1 - p)) : NULL;
+    if (open != NULL && close != NULL) {
+      p = open + 1;
+      n = (size_t)(close - p);
+    }
+  } else if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
     p++;
     n -= 2;
   }
