@@ -1,7 +1,8 @@
 // bench_sandbox: microseconds per no-op echo job ("{}"), in-process (InProcessExecutor) against
 // sandboxed (SandboxExecutor, warm pool with one worker per caller), at 1 and several concurrent
 // callers. Each caller runs jobs back to back for a fixed time; per-job time = wall / jobs per
-// caller. Usage: bench_sandbox [seconds per point, default 2]. Human lines, then one JSON line.
+// caller. Usage: bench_sandbox [seconds per point, default 2] [network: none (default) | loopback].
+// Human lines, then one JSON line.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -78,20 +79,22 @@ Point measure(jr::Executor& ex, int callers, double seconds) {
 
 int main(int argc, char** argv) {
   double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
+  std::string network = argc > 2 ? argv[2] : "none";
+  nlohmann::json sandbox_config = {{"sandbox", {{"network", network}}}};
   std::string echo = jrtest::plugin_dir() + "/libjr_echo.so";
   jr::LoadedPlugin inproc = jr::load_plugin(echo);
   jr::init_plugin(inproc, nlohmann::json::object());
   jr::InProcessExecutor in(&inproc);
   jr::LoadedPlugin described = jr::sandbox::describe_in_sandbox(echo);
   nlohmann::json points = nlohmann::json::array();
-  std::printf("no-op echo job, %.1f s per point, %u hardware threads\n", seconds,
-              std::thread::hardware_concurrency());
+  std::printf("no-op echo job, network %s, %.1f s per point, %u hardware threads\n",
+              network.c_str(), seconds, std::thread::hardware_concurrency());
   std::printf("%8s %16s %16s %16s %14s\n", "callers", "in-process us", "sandboxed us",
               "overhead us", "sandbox jobs/s");
   for (int callers : {1, 2, 4, 8}) {
     jr::sandbox::SandboxOptions o;
     o.pool_size = callers;
-    auto sb = jr::sandbox::make_executor(described, nlohmann::json::object(), o);
+    auto sb = jr::sandbox::make_executor(described, sandbox_config, o);
     sb->start();
     Point a = measure(in, callers, seconds);
     Point b = measure(*sb, callers, seconds);
@@ -110,6 +113,8 @@ int main(int argc, char** argv) {
                       {"failures", a.failures + b.failures}});
     sb->stop();
   }
-  std::cout << nlohmann::json({{"bench", "sandbox"}, {"points", points}}).dump() << "\n";
+  std::cout
+      << nlohmann::json({{"bench", "sandbox"}, {"network", network}, {"points", points}}).dump()
+      << "\n";
   return 0;
 }

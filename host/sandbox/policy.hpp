@@ -31,6 +31,9 @@ struct Policy {
   Network network = Network::none;  // none: netns + socket() EPERM; loopback/full: sockets allowed
   std::vector<std::string> readable;  // extra read-only paths
   std::vector<std::string> writable;  // extra read-write paths (the scratch dir is always one)
+  // network = "loopback": unix sockets (files, or directories holding them) the worker may reach
+  // besides those beneath readable/writable paths (net_guard.hpp)
+  std::vector<std::string> sockets;
   int64_t max_jobs = 0;               // recycle a worker after this many jobs; 0 = never
   int64_t max_rss_mb = 0;             // recycle a worker whose peak RSS passed this; 0 = never
   int workers = 0;                    // pool size; 0 = the executor's default (concurrency share)

@@ -276,7 +276,7 @@ bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& 
     int own_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
     net_guard = std::make_unique<NetGuard>(
         listener, own_pidfd, init.value("uid", int64_t{-1}), init.value("gid", int64_t{-1}),
-        [plugin, p = pid](const std::string& why) {
+        NetRules::for_worker(init), [plugin, p = pid](const std::string& why) {
           log::warn("sandbox: network call refused",
                     {{"plugin", plugin}, {"pid", p}, {"why", why}});
         });
