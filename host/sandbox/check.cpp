@@ -31,6 +31,7 @@ int cmd_plugins_check(const std::string& file, const nlohmann::json& config_sect
     std::string isolation = isolation_of(p, section);
     Policy pol = policy_for(p, section);
     nlohmann::json hello;
+    opts.describe_as = p.name;  // with the uid and a cgroup of its own, as its workers get
     describe_with_report(file, pol, opts, &hello);  // again, confined as its workers will be
     nlohmann::json kinds = nlohmann::json::array();
     for (const auto& k : p.kinds) {

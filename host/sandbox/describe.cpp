@@ -14,6 +14,8 @@
 #include <iostream>
 #include <map>
 
+#include "cgroup.hpp"
+#include "identity.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
 #include "util.hpp"
@@ -131,15 +133,36 @@ LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
   auto fail = [&](const std::string& why) { return PluginError("plugin " + path + ": " + why); };
   if (!fs::exists(path)) throw fail("file not found");
   std::string abs = fs::absolute(path).string();
-  int64_t uid, gid;
-  detail::resolve_user(policy.user.empty() ? opts.user : policy.user, &uid, &gid);
+  // Its own uid and cgroup: the describe uid, or the plugin's once its name is known.
+  const std::string& user = policy.user.empty() ? opts.user : policy.user;
+  WorkerIdentity id =
+      opts.describe_as.empty() ? describe_identity(user) : plugin_identity(opts.describe_as, user);
+  bool no_cgroup = std::count(opts.simulate_missing.begin(), opts.simulate_missing.end(),
+                              std::string("cgroup")) > 0;
+  std::string label = opts.describe_as.empty() ? "describe" : opts.describe_as;
+  auto cg = PluginCgroup::create(label, {policy.memory_mb, policy.max_threads}, no_cgroup);
   std::string err, kind;
   std::string worker = opts.worker_path.empty() ? default_worker_path() : opts.worker_path;
   auto w = WorkerProcess::spawn(worker, abs, opts.max_frame, &err);
   if (!w) throw fail("cannot start the sandbox worker: " + err);
-  nlohmann::json hello = w->handshake(
-      detail::init_json("describe", abs, policy, nlohmann::json::object(), "", uid, gid, opts),
-      opts.start_timeout_ms, &kind, &err);
+  w->output->configure(opts.describe_as.empty() ? fs::path(path).filename().string() : label,
+                       opts.output, opts.log_observer);
+  if (!w->join_cgroup(*cg, &err)) throw fail("cannot put the sandbox worker in its cgroup: " + err);
+  // `plugins check`: a scratch area too, so the report shows the one its workers get.
+  struct Scratch {
+    std::string dir;
+    ~Scratch() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } scratch;
+  if (!opts.describe_as.empty()) {
+    scratch.dir = detail::make_scratch_dir(opts.scratch_root, label, id.uid, id.gid);
+  }
+  nlohmann::json init = detail::init_json("describe", abs, policy, nlohmann::json::object(),
+                                          scratch.dir, id.uid, id.gid, opts);
+  init["uid_source"] = id.source;
+  nlohmann::json hello = w->handshake(init, opts.start_timeout_ms, &kind, &err);
   if (hello.is_null()) throw fail("sandbox worker died while loading it (" + kind + "): " + err);
   if (!hello.value("ok", false)) {
     std::string e = hello.value("error", "unknown error");
@@ -170,7 +193,13 @@ LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
     }
     p.kinds.push_back(std::move(ki));
   }
-  if (hello_out != nullptr) *hello_out = hello;
+  if (hello_out != nullptr) {
+    *hello_out = hello;
+    (*hello_out)["layers"]["cgroup"] = cg->report();
+    for (const std::string& wmsg : {id.warning, cg->warning()}) {
+      if (!wmsg.empty()) (*hello_out)["warnings"].push_back(wmsg);
+    }
+  }
   return p;
 }
 
