@@ -95,9 +95,9 @@ void procs_below(const std::string& dir, std::vector<pid_t>& out) {
 
 // Removes `dir` and its sub-cgroups (deepest first), retrying briefly while tasks that were just
 // killed finish leaving them.
-void remove_tree(const std::string& dir) {
-  for (const auto& s : subdirs(dir)) remove_tree(s);
-  for (int i = 0; i < 50; ++i) {
+void remove_tree(const std::string& dir, int tries = 50) {
+  for (const auto& s : subdirs(dir)) remove_tree(s, tries);
+  for (int i = 0; i < tries; ++i) {
     if (rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
     if (errno != EBUSY) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -219,7 +219,7 @@ void remove_stale(const std::string& base) {
     if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
     if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
     kill_below(dir);
-    remove_tree(dir);
+    remove_tree(dir, 200);  // up to 2 s: its killed processes are reaped by init
   }
 }
 
