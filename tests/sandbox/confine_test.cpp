@@ -217,8 +217,6 @@ TEST_F(Confine, MemfdsCountAgainstTheMemoryLimit) {
   start_runner({so("confine")});
   enqueue_healthy(20);
   ASSERT_TRUE(wait_loaded("hostile_confine")) << runner_->log();
-  auto cgroups = plugin_cgroups(runner_->pid(), "hostile_confine");
-  ASSERT_FALSE(cgroups.empty()) << "the plugin has no cgroup";
   nlohmann::json st = run("hostile_confine", "memfd 1024");  // its memory_mb is 256
   if (st.value("state", "") == "completed") {
     EXPECT_LE(st["result"].value("held_mb", 9999), 256) << st.dump();
@@ -229,6 +227,8 @@ TEST_F(Confine, MemfdsCountAgainstTheMemoryLimit) {
   // Idle now: whatever worker serves the plugin holds no more than its limit.
   nlohmann::json held = run("hostile_confine", "held");
   EXPECT_LE(held["result"].value("held_mb", 9999), 256) << held.dump();
+  auto cgroups = plugin_cgroups(runner_->pid(), "hostile_confine");
+  ASSERT_FALSE(cgroups.empty()) << "the plugin has no cgroup";
   int64_t charged = -1;
   for (const auto& d : cgroups) {
     for (const char* f : {"/memory.current", "/memory.usage_in_bytes"}) {
@@ -344,21 +344,34 @@ TEST_F(Confine, KillingThePoolLeavesNoProcessInItsCgroup) {
   for (const auto& d : cgroups) EXPECT_FALSE(fs::exists(d)) << d << " outlived the runner";
 }
 
-// Class 8: a worker that cleared its parent-death signal outlived a killed runner; the next
-// runner on the machine empties the cgroups of runners that are gone.
+// Class 8: a worker that cleared its parent-death signal (and kept its job running) outlived a
+// killed runner; the next runner on the machine empties the cgroups of runners that are gone.
 TEST_F(Confine, AWorkerOutlivingAKilledRunnerIsKilledByTheNext) {
   start_runner({so("confine")}, "[plugins.hostile_confine.sandbox]\nworkers = 1\n");
-  nlohmann::json st = run("hostile_confine", "orphan");
-  pid_t orphan = st["result"].value("pid", 0);
-  ASSERT_GT(orphan, 0) << st.dump();
+  int64_t job =
+      enqueue({"enqueue", "hostile_confine", "--payload", "\"orphan\"", "--max-attempts", "1"});
+  pid_t orphan = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::string log = runner_->log();
+        size_t at = log.find("orphan pid ");
+        if (at != std::string::npos) orphan = std::atoi(log.c_str() + at + 11);
+        return orphan > 0;
+      },
+      30s))
+      << runner_->log();
   pid_t first = runner_->pid();
   runner_->signal(SIGKILL);
   runner_->wait(10s);
-  // The others die with the runner (parent-death signal); the orphan may still run.
+  // Its job was running when its runner was killed: not a stalled heartbeat, take it away so
+  // the next runner neither rescues it (lease_lost) nor runs it again.
+  jrtest::PgCluster::exec(url_, "DELETE FROM jr_jobs WHERE id = " + std::to_string(job));
+  // The other workers die with the runner (parent-death signal); the orphan is still there.
   start_runner({so("confine")});
-  EXPECT_TRUE(wait_until([&] { return !running(orphan); }, 10s))
-      << "worker " << orphan << " of the killed runner " << first << " is still running";
-  if (running(orphan)) ::kill(orphan, SIGKILL);
+  bool gone = wait_until([&] { return !running(orphan); }, 10s);
+  EXPECT_TRUE(gone) << "worker " << orphan << " of the killed runner " << first
+                    << " is still running";
+  if (!gone) ::kill(orphan, SIGKILL);
   EXPECT_TRUE(wait_until([&] { return plugin_cgroups(first, "hostile_confine").empty(); }, 10s))
       << "the killed runner's cgroups were not removed";
   enqueue_healthy(10);

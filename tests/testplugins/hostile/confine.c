@@ -14,7 +14,8 @@
  *   fill MB                  writes MB to $TMPDIR/fill, 1 MB at a time
  *   stat PATH...             stat and inotify_add_watch each PATH: the ones that worked
  *   affinity PID...          sched_setaffinity of each PID: the ones that worked
- *   orphan                   prctl(PR_SET_PDEATHSIG, 0): try to outlive the runner
+ *   orphan                   prctl(PR_SET_PDEATHSIG, 0), says "orphan pid PID" on stderr and
+ *                            blocks for ever: tries to outlive the runner
  *   crash                    abort()
  * Results are JSON objects; failures of the attack itself are results too (with errno), so the
  * test sees exactly what the sandbox let through.
@@ -298,9 +299,11 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   if (strcmp(arg, "stat") == 0 && rest != NULL) return stat_paths(host, ctx, rest);
   if (strcmp(arg, "affinity") == 0 && rest != NULL) return affinity(host, ctx, rest);
   if (strcmp(arg, "orphan") == 0) {
+    /* No death with the runner, then never return (nor look at is_cancelled). */
     int rc = prctl(PR_SET_PDEATHSIG, 0);
-    snprintf(buf, sizeof buf, "{\"orphan\":%d,\"pid\":%d}", rc, (int)getpid());
-    return result(host, ctx, buf);
+    int n = snprintf(buf, sizeof buf, "orphan pid %d prctl %d\n", (int)getpid(), rc);
+    write_all(2, buf, (size_t)n);
+    for (;;) pause();
   }
   if (strcmp(arg, "crash") == 0) abort();
   return fail_errno(host, ctx, "unknown command", EINVAL);
