@@ -253,6 +253,7 @@ ConfineReport confine(const ConfineSpec& spec) {
     rs.scratch_mb = pol.scratch_mb;
     rs.uid = geteuid() == 0 ? spec.uid : -1;
     rs.gid = geteuid() == 0 ? spec.gid : -1;
+    rs.user_name = spec.user_name;
     rs.simulate_missing = spec.simulate_missing.count("mountns") > 0;
     try {
       enter_minimal_root(rs, L, rep.warnings);

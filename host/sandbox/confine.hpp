@@ -36,6 +36,7 @@ struct ConfineSpec {
   int64_t uid = -1;  // target uid/gid when running as root; -1 = keep
   int64_t gid = -1;
   std::string uid_source;                // how the host chose it (for the report)
+  std::string user_name;                 // its name in the minimal root's /etc/passwd
   std::vector<std::string> socket_dirs;  // unix socket directories to show in the minimal root
   pid_t host_pid = 0;
   // Test hook: layers to treat as unsupported by the kernel ("landlock", "seccomp", "netns",

@@ -162,6 +162,7 @@ LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
   nlohmann::json init = detail::init_json("describe", abs, policy, nlohmann::json::object(),
                                           scratch.dir, id.uid, id.gid, opts);
   init["uid_source"] = id.source;
+  init["user_name"] = id.name;
   nlohmann::json hello = w->handshake(init, opts.start_timeout_ms, &kind, &err);
   if (hello.is_null()) throw fail("sandbox worker died while loading it (" + kind + "): " + err);
   if (!hello.value("ok", false)) {

@@ -70,6 +70,7 @@ SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plug
   uid_ = id.uid;
   gid_ = id.gid;
   uid_source_ = id.source;
+  user_name_ = id.name;
   if (!id.warning.empty()) host_warnings_.push_back(id.warning);
   bool no_cgroup = std::count(opts_.simulate_missing.begin(), opts_.simulate_missing.end(),
                               std::string("cgroup")) > 0;
@@ -175,6 +176,7 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
   nlohmann::json init =
       detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_, gid_, opts_);
   init["uid_source"] = uid_source_;
+  init["user_name"] = user_name_;
   init["socket_dirs"] = unix_socket_dirs(plugin_config_);
   nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
   if (hello.is_null()) return nullptr;

@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -49,6 +50,7 @@ WorkerIdentity nobody(const std::string& why) {
   id.uid = pw->pw_uid;
   id.gid = pw->pw_gid;
   if (struct group* g = getgrnam("nogroup")) id.gid = g->gr_gid;
+  id.name = "nobody";
   id.source = "nobody";
   id.warning = "user: " + why + "; workers share the uid 'nobody'";
   return id;
@@ -61,16 +63,29 @@ WorkerIdentity named(const std::string& user) {
   WorkerIdentity id;
   id.uid = pw->pw_uid;
   id.gid = pw->pw_gid;
+  id.name = user;
   id.source = "configured user " + user;
   return id;
 }
 
-WorkerIdentity allocated(uint32_t uid) {
+// "jr-<name>", cut to 32 characters of [a-z0-9_-] (a valid user name everywhere).
+std::string user_name(const std::string& plugin) {
+  std::string out = "jr-";
+  for (char c : plugin) {
+    if (out.size() >= 32) break;
+    unsigned char u = static_cast<unsigned char>(c);
+    out += std::isalnum(u) ? static_cast<char>(std::tolower(u)) : (c == '-' ? '-' : '_');
+  }
+  return out;
+}
+
+WorkerIdentity allocated(uint32_t uid, const std::string& plugin) {
   if (!mapped("/proc/self/uid_map", uid) || !mapped("/proc/self/gid_map", uid)) {
     return nobody("uid " + std::to_string(uid) + " is not mapped in this user namespace");
   }
   WorkerIdentity id;
   id.uid = id.gid = uid;
+  id.name = user_name(plugin);
   id.source = "allocated";
   return id;
 }
@@ -87,7 +102,7 @@ uint32_t uid_slot(const std::string& plugin) {
 }
 
 WorkerIdentity plugin_identity(const std::string& plugin, const std::string& user) {
-  if (geteuid() != 0) return {-1, -1, "host uid", ""};
+  if (geteuid() != 0) return {-1, -1, "", "host uid", ""};
   if (!user.empty()) return named(user);
   std::lock_guard<std::mutex> lock(g_mu);
   uint32_t slot = uid_slot(plugin);
@@ -100,13 +115,13 @@ WorkerIdentity plugin_identity(const std::string& plugin, const std::string& use
     }
     slot = slot + 1 >= kUidSlots ? 1 : slot + 1;
   }
-  return allocated(kUidBase + slot);
+  return allocated(kUidBase + slot, plugin);
 }
 
 WorkerIdentity describe_identity(const std::string& user) {
-  if (geteuid() != 0) return {-1, -1, "host uid", ""};
+  if (geteuid() != 0) return {-1, -1, "", "host uid", ""};
   if (!user.empty()) return named(user);
-  WorkerIdentity id = allocated(kUidBase);
+  WorkerIdentity id = allocated(kUidBase, "describe");
   if (id.source == "allocated") id.source = "allocated (describe)";
   return id;
 }

@@ -26,6 +26,7 @@ constexpr uint32_t kUidSlots = 1u << 20;   // base .. base + 1,048,575 (below 2^
 struct WorkerIdentity {
   int64_t uid = -1;  // -1/-1: keep the host's (the host is not root)
   int64_t gid = -1;
+  std::string name;     // the user's name in the worker's own /etc/passwd ("jr-<plugin>", ...)
   std::string source;   // "allocated", "configured user NAME", "nobody", "host uid"
   std::string warning;  // non-empty when degraded (shared nobody)
 };

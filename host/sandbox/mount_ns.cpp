@@ -214,8 +214,7 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
       add(l, false, "system", false, true);
     }
   }
-  std::vector<std::string> etc = {"/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group",
-                                  "/etc/ssl"};
+  std::vector<std::string> etc = {"/etc/ld.so.cache", "/etc/localtime", "/etc/ssl"};
   if (spec.network) {
     for (const char* p : {"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf",
                           "/etc/host.conf", "/etc/services", "/etc/protocols"}) {
@@ -277,6 +276,32 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
       return abandon(errstr(std::string("symlink /dev/") + name));
     }
   }
+  // Its own /etc/passwd and /etc/group: root, nobody, and the worker's user.
+  {
+    Fd etcdir(make_target(root.get(), dev, "/etc", true));
+    if (etcdir.get() < 0) return abandon(errstr("/etc"));
+    std::string name = spec.user_name.empty() ? "jr-plugin" : spec.user_name;
+    std::string home = spec.scratch_dir.empty() ? "/nonexistent" : spec.scratch_dir;
+    std::string passwd = "root:x:0:0:root:/root:/usr/sbin/nologin\n";
+    std::string group = "root:x:0:\n";
+    if (spec.uid > 0 && spec.uid != 65534) {
+      passwd += name + ":x:" + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) +
+                ":jobrunner plugin:" + home + ":/usr/sbin/nologin\n";
+    }
+    if (spec.gid > 0 && spec.gid != 65534) {
+      group += name + ":x:" + std::to_string(spec.gid) + ":\n";
+    }
+    passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+    group += "nogroup:x:65534:\n";
+    for (const auto& [file, text] :
+         {std::pair<const char*, const std::string&>{"passwd", passwd}, {"group", group}}) {
+      Fd f(openat(etcdir.get(), file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644));
+      if (f.get() < 0 ||
+          write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+        return abandon(errstr(std::string("/etc/") + file));
+      }
+    }
+  }
   // 4. A procfs of our own: only the processes the worker may see (its uid, ptrace-able).
   std::string proc_mode = "hidepid=invisible,subset=pid";
   {
@@ -334,7 +359,7 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   layers["mount_ns"] = {{"status", "applied"},
                         {"root",
                          "tmpfs (read-only): /usr /lib* /dev/{null,zero,random,urandom} "
-                         "/sys/devices/system/cpu and listed /etc files"},
+                         "/sys/devices/system/cpu, listed /etc files, its own passwd and group"},
                         {"readable", ro},
                         {"writable", rw},
                         {"sockets", sockets},

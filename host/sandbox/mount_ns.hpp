@@ -4,8 +4,10 @@
 //
 // The new root is a small tmpfs, read-only once built, holding exactly:
 //   /usr, /lib* (bind mounts, read-only; /lib* recreated as symlinks where they are ones)
-//   /etc: ld.so.cache, localtime, passwd, group, ssl/ (and resolv.conf, hosts, nsswitch.conf,
-//         gai.conf, host.conf, services, protocols when the policy grants a network)
+//   /etc: ld.so.cache, localtime, ssl/ (and resolv.conf, hosts, nsswitch.conf, gai.conf,
+//         host.conf, services, protocols when the policy grants a network); passwd and group
+//         written for it: root, nobody/nogroup and the worker's own user (libraries such as
+//         libpq look the running uid up, and an allocated uid has no entry on the host)
 //   /dev: null (read-write), zero, random, urandom; fd, stdin, stdout, stderr symlinks
 //   /proc: a procfs of its own with hidepid=invisible,subset=pid (only processes of the
 //          worker's uid, and only the ones it may ptrace: itself; no /proc/sys, /proc/kcore...)
@@ -35,8 +37,9 @@ struct RootSpec {
   bool network = false;                  // the network files in /etc
   std::string scratch_dir;               // tmpfs mounted here ("" = none)
   int64_t scratch_mb = 0;
-  int64_t uid = -1;  // owner of the scratch tmpfs
+  int64_t uid = -1;  // owner of the scratch tmpfs, and the user in its /etc/passwd
   int64_t gid = -1;
+  std::string user_name;          // that user's name in /etc/passwd and /etc/group
   bool simulate_missing = false;  // tests: behave as if mount namespaces were unavailable
 };
 

@@ -148,6 +148,7 @@ class SandboxExecutor final : public Executor {
   std::string worker_path_;
   int64_t uid_ = -1, gid_ = -1;
   std::string uid_source_;                  // how uid_ was chosen (identity.hpp)
+  std::string user_name_;                   // its name in the workers\' /etc/passwd
   std::vector<std::string> host_warnings_;  // degraded host-side layers (uid, cgroup)
   std::shared_ptr<PluginCgroup> cgroup_;    // the pool's cgroup (inert when unavailable)
   // Bumped when the whole pool is killed (quarantine): a worker of an older generation that

@@ -300,6 +300,7 @@ int main(int argc, char** argv) {
     spec.uid = init.value("uid", int64_t{-1});
     spec.gid = init.value("gid", int64_t{-1});
     spec.uid_source = init.value("uid_source", "");
+    spec.user_name = init.value("user_name", "");
     for (const auto& dir : init.value("socket_dirs", nlohmann::json::array())) {
       spec.socket_dirs.push_back(dir.get<std::string>());
     }
