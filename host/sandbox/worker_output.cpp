@@ -25,7 +25,7 @@ struct OutputTag {
   int64_t refilled_ns = 0;
   uint64_t dropped_lines = 0;  // in the current episode
   uint64_t dropped_bytes = 0;
-  int64_t episode_noticed_ns = 0;  // when the last notice of this episode went out
+  int64_t episode_noticed_ns = 0;  // when the episode started or its last notice went out
 };
 
 namespace {
@@ -82,6 +82,7 @@ void line(Source& s, std::string_view text, bool truncated) {
   refill(t, now);
   double cost = static_cast<double>(text.size() + 1);
   if (t.tokens < cost) {
+    if (t.dropped_lines == 0) t.episode_noticed_ns = now;  // an episode starts: notice in 10 s
     t.dropped_lines++;
     t.dropped_bytes += text.size() + 1;
     t.tokens = std::max(t.tokens - cost, -static_cast<double>(t.lim.bytes_per_second));
@@ -167,7 +168,7 @@ class Hub {
       total += static_cast<size_t>(n);
     }
     if (!s.partial.empty() && !s.discarding) line(s, s.partial, false);
-    if (!s.closed) epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
+    if (!s.closed && !s.paused) epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
     close(s.fd);
     if (s.tag.use_count() <= 2) notice_dropped(*s.tag);  // the worker's last pipe
     sources_.erase(it);
@@ -205,7 +206,7 @@ class Hub {
             epoll_event ev{};
             ev.events = EPOLLIN;
             ev.data.u64 = id;
-            epoll_ctl(ep_, EPOLL_CTL_MOD, s.fd, &ev);
+            if (epoll_ctl(ep_, EPOLL_CTL_ADD, s.fd, &ev) != 0) s.closed = true;
           } else {
             int ms = static_cast<int>((s.resume_ns - now) / 1'000'000) + 1;
             timeout = timeout < 0 ? ms : std::min(timeout, ms);
@@ -233,9 +234,8 @@ class Hub {
             int64_t wait_ns = static_cast<int64_t>(need * 1e9 / t.lim.bytes_per_second);
             s.paused = true;
             s.resume_ns = now_ns() + std::clamp<int64_t>(wait_ns, 50'000'000, 1'000'000'000);
-            epoll_event ev{};
-            ev.data.u64 = it->first;
-            epoll_ctl(ep_, EPOLL_CTL_MOD, s.fd, &ev);
+            // Out of the epoll set (not just no events: a hang-up would still be reported).
+            epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
           }
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
           if (!s.partial.empty() && !s.discarding) line(s, s.partial, false);

@@ -12,12 +12,15 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "cgroup.hpp"
 #include "harness.hpp"
 #include "identity.hpp"
+#include "policy.hpp"
 #include "sandbox.hpp"
+#include "worker_output.hpp"
 #include "worker_process.hpp"
 
 using namespace jr::sandbox;
@@ -192,6 +195,80 @@ TEST(SharedPage, TheMemfdIsSealedAgainstShrinkingAndGrowing) {
   EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
             F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
   EXPECT_EQ(seals & F_SEAL_WRITE, 0);  // both sides write it
+}
+
+TEST(Policy, ScratchMbIsParsedAndBounded) {
+  EXPECT_EQ(make_policy(nlohmann::json::object(), nullptr, nlohmann::json::object()).scratch_mb,
+            256);
+  EXPECT_EQ(make_policy({{"sandbox", {{"scratch_mb", 16}}}}, nullptr, nlohmann::json::object())
+                .scratch_mb,
+            16);
+  EXPECT_THROW(make_policy({{"sandbox", {{"scratch_mb", 0}}}}, nullptr, nlohmann::json::object()),
+               PolicyError);
+  EXPECT_THROW(
+      make_policy({{"sandbox", {{"scratch_mb", "big"}}}}, nullptr, nlohmann::json::object()),
+      PolicyError);
+}
+
+// The reader on its own: lines tagged with the job, an overlong line cut, a flood over the
+// budget dropped and counted in one notice, what is left read when the output is detached.
+TEST(WorkerOutput, LinesAreTaggedCutAndBudgeted) {
+  int out[2], err[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+  std::mutex mu;
+  std::vector<std::pair<std::string, nlohmann::json>> seen;
+  auto w = WorkerOutput::attach(out[0], err[0], "file.so", 4242);
+  OutputLimits lim;
+  lim.line_max = 64;
+  lim.bytes_per_second = 1000;
+  w->configure("unit_plugin", lim,
+               [&](jr::log::Level, const std::string& m, const nlohmann::json& f) {
+                 std::lock_guard<std::mutex> l(mu);
+                 seen.emplace_back(m, f);
+               });
+  w->set_job(77);
+  std::string text = "hello\n" + std::string(200, 'x') + "\nafter\n";
+  ASSERT_EQ(write(err[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ASSERT_EQ(write(out[1], "to stdout\n", 10), 10);
+  std::string flood;
+  for (int i = 0; i < 100; ++i) flood += std::string(50, 'f') + "\n";  // 5100 bytes > 1000/s
+  ASSERT_EQ(write(err[1], flood.data(), flood.size()), static_cast<ssize_t>(flood.size()));
+  close(out[1]);
+  close(err[1]);
+  w.reset();  // drains what is left
+  std::lock_guard<std::mutex> l(mu);
+  int hello = 0, cut = 0, after = 0, stdout_lines = 0, flood_lines = 0, notices = 0;
+  for (const auto& [msg, f] : seen) {
+    if (msg == "plugin output dropped") {
+      ++notices;
+      EXPECT_GT(f.value("dropped_lines", 0), 0);
+      continue;
+    }
+    ASSERT_EQ(msg, "plugin output");
+    EXPECT_EQ(f.value("plugin", ""), "unit_plugin");
+    EXPECT_EQ(f.value("pid", 0), 4242);
+    EXPECT_EQ(f.value("job_id", 0), 77);
+    std::string t = f.value("text", "");
+    EXPECT_LE(t.size(), 64u);
+    hello += t == "hello";
+    after += t == "after";
+    flood_lines += !t.empty() && t[0] == 'f';
+    if (f.value("truncated", false)) {
+      EXPECT_EQ(t, std::string(64, 'x'));
+      ++cut;
+    }
+    if (f.value("stream", "") == "stdout") {
+      EXPECT_EQ(t, "to stdout");
+      ++stdout_lines;
+    }
+  }
+  EXPECT_EQ(hello, 1);
+  EXPECT_EQ(cut, 1);
+  EXPECT_EQ(after, 1);
+  EXPECT_EQ(stdout_lines, 1);
+  EXPECT_LT(flood_lines, 30) << "the budget of 1000 bytes per second was not kept";
+  EXPECT_EQ(notices, 1);
 }
 
 }  // namespace
