@@ -53,6 +53,7 @@ std::string make_scratch_dir(const std::string& root_in, const std::string& plug
     const char* t = std::getenv("TMPDIR");
     root = t != nullptr && *t ? t : "/tmp";
   }
+  remove_stale_scratch_dirs(root);  // of runners that are gone (once per process)
   std::string dir = root + "/jr-sandbox-" + plugin + "-" + std::to_string(getpid()) + "-" +
                     std::to_string(counter.fetch_add(1));
   std::error_code ec;

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -150,6 +151,32 @@ std::vector<std::string> unix_socket_dirs(const nlohmann::json& plugin_config) {
     }
   }
   return out;
+}
+
+void remove_stale_scratch_dirs(const std::string& root) {
+  static std::mutex mu;
+  static std::set<std::string> done;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!done.insert(root).second) return;
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("jr-sandbox-", 0) != 0) continue;
+    // ...-<pid>-<n>: the pid is the second field from the end.
+    size_t last = name.rfind('-');
+    size_t prev =
+        last == std::string::npos || last == 0 ? std::string::npos : name.rfind('-', last - 1);
+    if (prev == std::string::npos || prev < 11) continue;
+    std::string pid = name.substr(prev + 1, last - prev - 1);
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+  }
 }
 
 std::string signal_name(int sig) {

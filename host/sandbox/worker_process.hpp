@@ -94,6 +94,10 @@ class WorkerProcess {
 // network sees them in its minimal root (mount_ns.hpp).
 std::vector<std::string> unix_socket_dirs(const nlohmann::json& plugin_config);
 
+// Once per process and scratch root: removes the scratch directories
+// (`jr-sandbox-<plugin>-<pid>-<n>`) of runners that are gone (their pid is dead here).
+void remove_stale_scratch_dirs(const std::string& root);
+
 // "SIGSEGV" for 11, "signal 77" for unknown numbers.
 std::string signal_name(int sig);
 

@@ -345,7 +345,8 @@ TEST_F(Confine, KillingThePoolLeavesNoProcessInItsCgroup) {
 }
 
 // Class 8: a worker that cleared its parent-death signal (and kept its job running) outlived a
-// killed runner; the next runner on the machine empties the cgroups of runners that are gone.
+// killed runner; the next runner on the machine empties the cgroups of runners that are gone
+// (and removes their scratch dirs).
 TEST_F(Confine, AWorkerOutlivingAKilledRunnerIsKilledByTheNext) {
   start_runner({so("confine")}, "[plugins.hostile_confine.sandbox]\nworkers = 1\n");
   int64_t job =
@@ -361,6 +362,8 @@ TEST_F(Confine, AWorkerOutlivingAKilledRunnerIsKilledByTheNext) {
       30s))
       << runner_->log();
   pid_t first = runner_->pid();
+  std::vector<std::string> old_scratch = scratch_dirs("hostile_confine");
+  EXPECT_FALSE(old_scratch.empty());
   runner_->signal(SIGKILL);
   runner_->wait(10s);
   // Its job was running when its runner was killed: not a stalled heartbeat, take it away so
@@ -374,6 +377,15 @@ TEST_F(Confine, AWorkerOutlivingAKilledRunnerIsKilledByTheNext) {
   if (!gone) ::kill(orphan, SIGKILL);
   EXPECT_TRUE(wait_until([&] { return plugin_cgroups(first, "hostile_confine").empty(); }, 10s))
       << "the killed runner's cgroups were not removed";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (const auto& d : old_scratch) {
+          if (fs::exists(d)) return false;
+        }
+        return true;
+      },
+      30s))
+      << "the killed runner's scratch dirs were left behind";
   enqueue_healthy(10);
   stop_and_check();
 }
