@@ -3,6 +3,7 @@
 // callers. Each caller runs jobs back to back for a fixed time; per-job time = wall / jobs per
 // caller. Usage: bench_sandbox [seconds per point, default 2] [network: none (default) | loopback].
 // Human lines, then one JSON line.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -113,8 +114,26 @@ int main(int argc, char** argv) {
                       {"failures", a.failures + b.failures}});
     sb->stop();
   }
-  std::cout
-      << nlohmann::json({{"bench", "sandbox"}, {"network", network}, {"points", points}}).dump()
-      << "\n";
+  // Worker start: spawn, confinement, plugin load and init of one worker (a pool of one).
+  std::vector<double> starts;
+  for (int i = 0; i < 20; ++i) {
+    jr::sandbox::SandboxOptions o;
+    auto sb = jr::sandbox::make_executor(described, nlohmann::json::object(), o);
+    auto t0 = std::chrono::steady_clock::now();
+    sb->start();
+    starts.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    sb->stop();
+  }
+  std::sort(starts.begin(), starts.end());
+  std::printf("worker start ms: median %.2f, p90 %.2f (20 starts)\n", starts[starts.size() / 2],
+              starts[starts.size() * 9 / 10]);
+  std::cout << nlohmann::json({{"bench", "sandbox"},
+                               {"network", network},
+                               {"points", points},
+                               {"worker_start_ms_median", starts[starts.size() / 2]},
+                               {"worker_start_ms_p90", starts[starts.size() * 9 / 10]}})
+                   .dump()
+            << "\n";
   return 0;
 }

@@ -89,6 +89,9 @@ void apply(Policy& p, const nlohmann::json& obj, const nlohmann::json& plugin_co
       p.max_file_mb = get_count(v, key, int64_t{1} << 30);
     } else if (key == "max_threads") {
       p.max_threads = get_count(v, key, 1 << 20);
+    } else if (key == "scratch_mb") {
+      p.scratch_mb = get_count(v, key, int64_t{1} << 20);
+      if (p.scratch_mb < 1) throw PolicyError("sandbox.scratch_mb must be between 1 and 1048576");
     } else if (key == "user") {
       if (!from_host) continue;  // a plugin does not pick the uid it runs as
       if (!v.is_string()) throw PolicyError("sandbox.user must be a user name");
@@ -127,7 +130,8 @@ nlohmann::json Policy::to_json() const {
           {"max_open_files", max_open_files},
           {"max_file_mb", max_file_mb},
           {"max_threads", max_threads},
-          {"user", user.empty() ? "nobody" : user}};
+          {"scratch_mb", scratch_mb},
+          {"user", user}};
 }
 
 nlohmann::json Policy::grants_json() const {
