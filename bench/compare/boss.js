@@ -100,6 +100,9 @@ class Boss {
   async producer() {
     return {
       send: async () => String(await this.boss.send(this.queue, {})),
+      sendBatch: async (k) => {
+        await this.boss.insert(this.queue, Array.from({ length: k }, () => ({ data: {} })));
+      },
       close: async () => {},
     };
   }

@@ -43,6 +43,7 @@ function parseArgs(argv) {
     else if (k === "--jobs") a.jobs = Number(val());
     else if (k === "--probe-ms") a.probeMs = Number(val());
     else if (k === "--pressure-seconds") a.pressureSeconds = Number(val());
+    else if (k === "--pressure-batch") a.pressureBatch = Number(val());
     else if (k === "--out") a.out = val();
     else throw new Error(`unknown argument ${k} (see bench/compare/run --help)`);
   }
@@ -97,6 +98,7 @@ async function main() {
     pressure_seconds: args.pressureSeconds || (q ? 15 : 60),
     pressure_rate: 800,
     pressure_slots: 32,
+    pressure_batch: args.pressureBatch || 10,
     scale_small: 10000,
     scale_big: 1000000,
     singles: q ? 1000 : 3000,
@@ -131,6 +133,16 @@ async function main() {
   L.log(`  ${R.preparation.order}`);
 
   const cluster = new L.Cluster(work, P.conn);
+  // Whatever goes wrong, leave no worker and no server behind.
+  const die = (e) => {
+    process.stderr.write(`compare: ${e && e.stack ? e.stack : e}\n`);
+    L.killAll();
+    cluster.stop();
+    if (!args.keep) fs.rmSync(work, { recursive: true, force: true });
+    process.exit(1);
+  };
+  process.on("uncaughtException", die);
+  process.on("unhandledRejection", die);
   await cluster.start();
   const systems = {};
   try {
@@ -266,6 +278,7 @@ async function main() {
     }
     throw e;
   } finally {
+    L.killAll();
     for (const s of Object.values(systems)) {
       if (s.probe) await s.probe.end().catch(() => {});
       await s.close().catch(() => {});

@@ -57,6 +57,15 @@ async function prepare(sys, n, F, opts) {
   const enq = await sys.enqueue(n);
   const queued = await sys.countQueued();
   F.check("same job count queued before every drain", queued === n, `${sys.name}: ${queued} queued, want ${n}`);
+  const tables = await statsStep(sys, F, opts);
+  return { enqueue_jobs_per_s: enq.jobs_per_s, enqueue_store_jobs_per_s: enq.store_jobs_per_s ?? null,
+    tables, prep_seconds: (L.nowMs() - t) / 1000 };
+}
+
+// The statistics step after the enqueue, the same for every system: VACUUM ANALYZE of every
+// table of its schema (or nothing, with --stats none), CHECKPOINT, and the assertion that it
+// happened (pg_stat_user_tables of every one of those tables). Returns the number of tables.
+async function statsStep(sys, F, opts) {
   const since = await L.q1(sys.h, "SELECT clock_timestamp()::text");
   const tables = sys.tables ??= await schemaTables(sys);
   if (opts.stats === "analyze") {
@@ -76,8 +85,7 @@ async function prepare(sys, n, F, opts) {
       F.check("no statistics step for any system (--stats none)", Boolean(s && !s.an), `${sys.name}: ${tb} was analyzed after ${since}`);
     }
   }
-  return { enqueue_jobs_per_s: enq.jobs_per_s, enqueue_store_jobs_per_s: enq.store_jobs_per_s ?? null,
-    tables: tables.length, prep_seconds: (L.nowMs() - t) / 1000 };
+  return tables.length;
 }
 
 async function systemBackends(sys) {
@@ -294,4 +302,4 @@ function pairedRatio(phase, a, b) {
   return s;
 }
 
-module.exports = { Fairness, FairnessError, drainOnce, interleaved, pairedRatio, prepare, schemaTables, systemBackends, waitBackendsGone };
+module.exports = { Fairness, FairnessError, drainOnce, interleaved, pairedRatio, prepare, statsStep, schemaTables, systemBackends, waitBackendsGone };

@@ -106,6 +106,9 @@ class Gw {
   async producer() {
     return {
       send: async () => String((await this.utils.addJob(this.task, {})).id),
+      sendBatch: async (k) => {
+        await this.utils.addJobs(Array.from({ length: k }, () => ({ identifier: this.task, payload: {} })));
+      },
       close: async () => {},
     };
   }

@@ -53,8 +53,24 @@ function start(cmd, args, opts = {}, logFile) {
   } else {
     child = spawn(cmd, args, opts);
   }
-  child.exited = new Promise((r) => child.on("exit", (code, sig) => r({ code, sig })));
+  live.add(child);
+  child.exited = new Promise((r) => child.on("exit", (code, sig) => {
+    live.delete(child);
+    r({ code, sig });
+  }));
   return child;
+}
+
+// Children still running (workers, pgbench): killed when the harness dies on an error.
+const live = new Set();
+function killAll() {
+  for (const c of live) {
+    try {
+      c.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
 }
 
 async function stop(child, ms = 15000) {
@@ -352,5 +368,5 @@ async function q1(client, sql, params) {
 
 module.exports = {
   HERE, PEERS, pg, nowMs, sleep, load1, loadAvg, log, run, start, stop, cpuMs, childPids, rssKb,
-  median, summary, percentile, fmt, fmtRange, paced, Cluster, q1, TICK, peerWorker,
+  median, summary, percentile, fmt, fmtRange, paced, Cluster, q1, TICK, peerWorker, killAll,
 };

@@ -109,6 +109,10 @@ class Ours {
         const r = await pool.query("SELECT jr_enqueue('echo', '{}'::jsonb, '{\"queue\": \"default\"}'::jsonb) AS id");
         return String(r.rows[0].id);
       },
+      // k jobs in one statement (one commit).
+      sendBatch: async (k) => {
+        await pool.query("SELECT jr_enqueue('echo', '{}'::jsonb, '{\"queue\": \"default\"}'::jsonb) FROM generate_series(1, $1)", [k]);
+      },
       close: () => pool.end(),
     };
   }
