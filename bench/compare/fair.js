@@ -99,6 +99,28 @@ async function waitBackendsGone(sys, ms = 5000) {
   while (L.nowMs() < deadline && (await systemBackends(sys)).length > 0) await L.sleep(20);
 }
 
+// Requests sent to the server by the system's client sockets (TCP only): data segments and bytes
+// from the kernel's per-socket counters (`ss -ti`), every process except the harness. A request
+// (or a pipelined group of them) is one data segment: this is the round-trip count.
+function clientSegments(cluster) {
+  if (cluster.conn !== "tcp") return null;
+  const r = L.run("ss", ["-tinpH", "state", "established", `( dport = :${cluster.port} )`]);
+  if (r.code !== 0) return null;
+  let segs = 0;
+  let bytes = 0;
+  let sockets = 0;
+  for (const entry of r.stdout.split(/\n(?=\S)/)) {
+    const pid = /pid=(\d+)/.exec(entry);
+    if (!pid || Number(pid[1]) === process.pid) continue;
+    const s = /data_segs_out:(\d+)/.exec(entry);
+    const b = /bytes_sent:(\d+)/.exec(entry);
+    segs += s ? Number(s[1]) : 0;
+    bytes += b ? Number(b[1]) : 0;
+    ++sockets;
+  }
+  return { segs, bytes, sockets };
+}
+
 async function statio(sys) {
   const r = await sys.h.query(`SELECT coalesce(sum(heap_blks_hit + heap_blks_read), 0)::float8 AS heap,
         coalesce(sum(coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0)), 0)::float8 AS idx
@@ -181,7 +203,9 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
     backends.length > 0 && bad.length === 0,
     `${cfg.key}: ${backends.length} backends, client_addr ${JSON.stringify(bad.map((b) => b.addr))}, want ${want ?? "NULL (unix socket)"}`);
   const pids = w.pids();
-  const workerCpu = pids.reduce((s, p) => s + (L.cpuMs(p) ?? 0), 0) - (cpuStart ?? 0);
+  const mainCpu = (L.cpuMs(pids[0]) ?? 0) - (cpuStart ?? 0);
+  const childCpu = pids.slice(1).reduce((s, p) => s + (L.cpuMs(p) ?? 0), 0);
+  const workerCpu = mainCpu + childCpu;
   const bePids = new Set(backends.map((b) => b.pid));
   const backendCpu = backends.reduce((s, b) => s + (L.cpuMs(b.pid) ?? 0), 0);
   const srv1 = cluster.serverCpu();
@@ -190,6 +214,7 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
     if (bePids.has(pid) || !srv0.has(pid) || c1 === null || srv0.get(pid) === null) continue;
     otherCpu += c1 - srv0.get(pid);
   }
+  const net = clientSegments(cluster);
   const lsn1 = await L.q1(sys.h, "SELECT pg_current_wal_lsn()::text");
   const walBytes = Number(await L.q1(sys.h, "SELECT pg_wal_lsn_diff($1, $2)::float8", [lsn1, lsn0]));
   const st = await statements(sys, n);
@@ -216,8 +241,11 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
       wal_bytes_per_job: walBytes / n,
       heap_blocks_per_job: (io1.heap - io0.heap) / n,
       index_blocks_per_job: (io1.idx - io0.idx) / n,
-      cpu_us_per_job: { worker: (1000 * workerCpu) / n, backends: (1000 * backendCpu) / n, server_other: (1000 * otherCpu) / n },
+      cpu_us_per_job: { worker: (1000 * workerCpu) / n, worker_main: (1000 * mainCpu) / n, worker_children: (1000 * childCpu) / n,
+        backends: (1000 * backendCpu) / n, server_other: (1000 * otherCpu) / n },
       backends: backends.length,
+      round_trips_per_job: net ? net.segs / n : null,
+      request_bytes_per_job: net ? net.bytes / n : null,
       ...st,
     },
   };
@@ -273,6 +301,8 @@ function profileSummary(xs) {
   const mid = byRate[Math.floor((byRate.length - 1) / 2)];
   return {
     statements_per_job: m((x) => x.profile.statements_per_job),
+    round_trips_per_job: m((x) => x.profile.round_trips_per_job),
+    request_bytes_per_job: m((x) => x.profile.request_bytes_per_job),
     wal_bytes_per_job: m((x) => x.profile.wal_bytes_per_job),
     stmt_wal_bytes_per_job: m((x) => x.profile.stmt_wal_bytes_per_job),
     blocks_per_job: m((x) => x.profile.blocks_per_job),
@@ -282,6 +312,8 @@ function profileSummary(xs) {
     exec_us_per_job: m((x) => x.profile.exec_us_per_job),
     cpu_us_per_job: {
       worker: m((x) => x.profile.cpu_us_per_job.worker),
+      worker_main: m((x) => x.profile.cpu_us_per_job.worker_main),
+      worker_children: m((x) => x.profile.cpu_us_per_job.worker_children),
       backends: m((x) => x.profile.cpu_us_per_job.backends),
       server_other: m((x) => x.profile.cpu_us_per_job.server_other),
     },

@@ -103,6 +103,19 @@ function childPids(pid) {
   return r.stdout && r.stdout.trim() ? r.stdout.trim().split("\n").map(Number) : [];
 }
 
+// Every descendant of pid (children, grandchildren, ...).
+function descendants(pid) {
+  const out = [];
+  const todo = [pid];
+  while (todo.length) {
+    for (const c of childPids(todo.pop())) {
+      out.push(c);
+      todo.push(c);
+    }
+  }
+  return out;
+}
+
 function rssKb(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/status`, "utf8");
@@ -367,6 +380,6 @@ async function q1(client, sql, params) {
 }
 
 module.exports = {
-  HERE, PEERS, pg, nowMs, sleep, load1, loadAvg, log, run, start, stop, cpuMs, childPids, rssKb,
+  HERE, PEERS, pg, nowMs, sleep, load1, loadAvg, log, run, start, stop, cpuMs, childPids, descendants, rssKb,
   median, summary, percentile, fmt, fmtRange, paced, Cluster, q1, TICK, peerWorker, killAll,
 };

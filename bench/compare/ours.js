@@ -136,7 +136,7 @@ class Ours {
         child = L.start(self.runner, ["--plugins", self.plugins, ...args], { env: self.env }, logFile);
         this.pid = child.pid;
       },
-      pids: () => (child ? [child.pid, ...L.childPids(child.pid)] : []),
+      pids: () => (child ? [child.pid, ...L.descendants(child.pid)] : []),
       exited: () => child && child.exitCode !== null,
       why: () => `runner exited (${tag}); see ${logFile}`,
       async stop() {
