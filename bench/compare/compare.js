@@ -100,7 +100,7 @@ async function main() {
     pressure_slots: 32,
     pressure_batch: args.pressureBatch || 10,
     scale_small: 10000,
-    scale_big: 1000000,
+    scale_big: q ? 300000 : 1000000,
     singles: q ? 1000 : 3000,
   };
   const want = (phase) => !args.only || args.only.includes(phase);

@@ -167,6 +167,7 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
   const cpuStart = w.pid ? L.cpuMs(w.pid) : 0;
   const tGo = L.nowMs();
   w.go();
+  const hook = opts.onStart ? opts.onStart(w, cfg) : null;
   const deadline = tGo + opts.maxSeconds * 1000;
   let prev = tGo;
   let tEnd = null;
@@ -218,6 +219,7 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
   const lsn1 = await L.q1(sys.h, "SELECT pg_current_wal_lsn()::text");
   const walBytes = Number(await L.q1(sys.h, "SELECT pg_wal_lsn_diff($1, $2)::float8", [lsn1, lsn0]));
   const st = await statements(sys, n);
+  if (hook) await hook;
   await w.stop();
   await waitBackendsGone(sys);
   const io1 = await statio(sys);

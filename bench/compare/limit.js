@@ -154,4 +154,4 @@ async function limits(cluster, systems, P, F, opts, work) {
     scripts: Object.fromEntries(variants.map((v) => [v.key, v.script])), cells: cellSummary, floors };
 }
 
-module.exports = { limits };
+module.exports = { limits, runnerSql, OURS_CLAIM };
