@@ -14,8 +14,20 @@ const readline = require("readline");
 
 const PEERS = path.join(__dirname, ".peers", "node_modules");
 const cfg = JSON.parse(process.argv[2]);
-const t0 = performance.timeOrigin;
-const nowMs = () => t0 + performance.now();
+// The wall clock kept within 1 ms of Date.now() (see nowMs in lib.js).
+let wallBase = Date.now();
+let perfBase = performance.now();
+function nowMs() {
+  const p = performance.now();
+  let est = wallBase + (p - perfBase);
+  const d = Date.now();
+  if (est < d || est >= d + 1) {
+    wallBase = est < d ? d : d + 0.999;
+    perfBase = p;
+    est = wallBase;
+  }
+  return est;
+}
 
 let handled = 0;
 const starts = [];
