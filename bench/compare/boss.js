@@ -49,7 +49,7 @@ class Boss {
     await this.cluster.recreateDb(this.db);
     const { PgBoss } = await bossLib();
     // The harness's own instance: enqueues only (no maintenance, no cron).
-    this.boss = new PgBoss({ connectionString: this.conn, supervise: false, schedule: false, max: 16 });
+    this.boss = new PgBoss({ connectionString: this.conn, supervise: false, schedule: false, max: L.PRODUCER_POOL });
     this.boss.on("error", (e) => process.stderr.write(`[pg-boss] ${e.message}\n`));
     await this.boss.start();
     await this.boss.createQueue(this.queue, { notify: true });

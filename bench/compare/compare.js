@@ -98,7 +98,7 @@ async function main() {
     pressure_seconds: args.pressureSeconds || (q ? 15 : 60),
     pressure_rate: 800,
     pressure_slots: 32,
-    pressure_batch: args.pressureBatch || 10,
+    pressure_batch: args.pressureBatch || 1,
     scale_small: 10000,
     scale_big: q ? 300000 : 1000000,
     singles: q ? 1000 : 3000,
@@ -363,7 +363,7 @@ async function latencyPhase(systems, P, chosen, inprocFlags) {
         const id = await prod.send();
         called.set(id, t);
         committed.set(id, L.nowMs());
-      });
+      }, 2 * L.PRODUCER_POOL);
       const deadline = L.nowMs() + 30000;
       while (L.nowMs() < deadline && (await sys.probe.query(sys.unfinishedSql)).rows.length > 0) await L.sleep(50);
       const out = await w.stop();

@@ -54,7 +54,7 @@ class Gw {
   async setup() {
     await this.cluster.recreateDb(this.db);
     const gw = await gwLib();
-    this.utils = await gw.makeWorkerUtils({ connectionString: this.conn, logger: quietLogger(gw) });
+    this.utils = await gw.makeWorkerUtils({ connectionString: this.conn, logger: quietLogger(gw), maxPoolSize: L.PRODUCER_POOL });
     await this.utils.migrate();
     this.h = await this.cluster.connect(this.db, "bench_harness");
     // Register the task identifier once (addJobs does it too); the pgbench floor needs its id.

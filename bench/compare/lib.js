@@ -33,6 +33,9 @@ function nowMs() {
   return est;
 }
 
+// Connections of every system's producer (the harness's enqueue path): the same for all.
+const PRODUCER_POOL = 32;
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function load1() {
@@ -392,5 +395,5 @@ async function q1(client, sql, params) {
 
 module.exports = {
   HERE, PEERS, pg, nowMs, sleep, load1, loadAvg, log, run, start, stop, cpuMs, childPids, descendants, rssKb,
-  median, summary, percentile, fmt, fmtRange, paced, Cluster, q1, TICK, peerWorker, killAll,
+  median, summary, percentile, fmt, fmtRange, paced, Cluster, q1, TICK, peerWorker, killAll, PRODUCER_POOL,
 };

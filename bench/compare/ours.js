@@ -100,7 +100,7 @@ class Ours {
   }
 
   // A producer for steady loads: one statement per job, autocommit, through a pool.
-  async producer(poolSize = 16) {
+  async producer(poolSize = L.PRODUCER_POOL) {
     const pool = new L.pg.Pool({ ...this.cluster.pgConfig(this.db), max: poolSize });
     pool.on("error", () => {});
     await Promise.all([...Array(poolSize).keys()].map(() => pool.query("SELECT 1")));

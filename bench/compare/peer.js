@@ -79,8 +79,8 @@ async function main() {
       process.stdout.write("started\n");
     } else if (line === "stop") {
       if (stopFn) await stopFn();
-      process.stdout.write(`${JSON.stringify({ handled, starts })}\n`);
-      process.exit(0);
+      // A pipe write is asynchronous: exit only once the (large) line is flushed.
+      process.stdout.write(`${JSON.stringify({ handled, starts })}\n`, () => process.exit(0));
     }
   }
 }

@@ -173,48 +173,65 @@ function markdown(R) {
     `last completion seen in the database; ${d ? d.rounds : "?"} interleaved rounds of ${d ? L.fmt(d.n) : "?"} no-op jobs, medians (min-max), ratios per round.` +
     (R.params.quick ? " **Quick run on a shared, loaded machine: indicative only; the full run is still to be made.**" : ""));
   out.push("");
-  out.push("| | jobs/s, median (range) | load during the drains | vs graphile-worker best | vs pg-boss best |");
-  out.push("|---|---|---|---|---|");
+  const S = d ? d.summary : {};
+  const cols = [["ours_default", "jobrunner, no flags (sandboxed, the default)"], ["ours_inproc_best", "jobrunner in-process, best flags"],
+    ["gw_best", "graphile-worker, best settings"], ["boss_best", "pg-boss, best settings"]];
+  const row = (label, f) => out.push(`| ${label} | ${cols.map(([k]) => f(k) ?? "").join(" | ")} |`);
+  out.push(`| | ${cols.map((c) => c[1]).join(" | ")} |`);
+  out.push(`|---|${cols.map(() => "---").join("|")}|`);
   if (d) {
-    const ratioVs = (a, b) => ratioText(pairedRatioFrom(d, a, b));
-    const rowD = (key, label) => {
-      const s = d.summary[key];
-      if (!s) return;
-      out.push(`| ${label} | ${L.fmtRange(s.jobs_per_s)} | ${L.fmtRange(s.load, 1)} | ${key.startsWith("gw") ? "" : ratioVs(key, "gw_best")} | ${key.startsWith("boss") ? "" : ratioVs(key, "boss_best")} |`);
-    };
-    rowD("ours_default", "jobrunner, no flags (sandboxed, the default)");
-    rowD("ours_inproc_best", `jobrunner in-process, best flags (\`${d.summary.ours_inproc_best.settings.join(" ")}\`)`);
-    rowD("ours_sandboxed_same", `jobrunner sandboxed, same flags (\`${d.summary.ours_sandboxed_same.settings.join(" ")}\`)`);
-    rowD("gw_best", `graphile-worker best (${describeGw(d.summary.gw_best)})`);
-    rowD("boss_best", `pg-boss best (${describeBoss(d.summary.boss_best)})`);
-    const sv = d.ratios.sandboxed_vs_inproc_same_flags;
-    if (sv) out.push(`| sandboxed / in-process, same flags | ${ratioText(sv)} | | | |`);
+    row("settings", (k) => (!S[k] ? "n/a" : k === "gw_best" ? describeGw(S[k]) : k === "boss_best" ? describeBoss(S[k])
+      : `\`${S[k].settings.join(" ") || "(no flags)"}\``));
+    row(`drain, ${L.fmt(d.n)} jobs: jobs/s, median (min-max)`, (k) => (S[k] ? `**${L.fmtRange(S[k].jobs_per_s)}**` : "n/a"));
+    row("vs graphile-worker best, per round", (k) => (k === "gw_best" ? "" : ratioText(pairedRatioFrom(d, k, "gw_best"))));
+    row("vs pg-boss best, per round", (k) => (k === "boss_best" ? "" : ratioText(pairedRatioFrom(d, k, "boss_best"))));
+    row("load average during its drains", (k) => (S[k] ? L.fmtRange(S[k].load, 1) : ""));
   }
   if (P.limit) {
     const f = P.limit.floors;
     const sh = shares(R);
-    const fr = (k) => (f[k] ? L.fmtRange(f[k].jobs_per_s) : "n/a");
-    out.push(`| physical floor, ours (claim with lease + history row), pgbench | ${fr("ours_history")} | | | |`);
-    out.push(`| physical floor, ours without the history row | ${fr("ours_no_history")} | | | |`);
-    out.push(`| physical floor, graphile-worker (claim + delete) | ${fr("gw_min")} | | | |`);
-    const p = (v) => (v === null ? "n/a" : `${(100 * v).toFixed(0)}%`);
-    out.push(`| share of own floor: jobrunner in-process best / graphile-worker best | ${p(sh.ours_inproc_best_of_ours_history_floor)} / ${p(sh.gw_best_of_gw_floor)} | | | |`);
+    const p = (v) => (v === null || v === undefined ? "" : `${(100 * v).toFixed(0)}%`);
+    row("own physical floor (pgbench, same preparation), jobs/s", (k) => ({
+      ours_default: f.ours_history ? `${L.fmtRange(f.ours_history.jobs_per_s)} (claim with lease + history row; ${L.fmtRange(f.ours_no_history && f.ours_no_history.jobs_per_s)} without the history row)` : "",
+      ours_inproc_best: "same",
+      gw_best: f.gw_min ? `${L.fmtRange(f.gw_min.jobs_per_s)} (claim + delete)` : "",
+    })[k]);
+    row("share of own floor", (k) => ({ ours_default: p(sh.ours_default_of_ours_history_floor), ours_inproc_best: p(sh.ours_inproc_best_of_ours_history_floor),
+      gw_best: p(sh.gw_best_of_gw_floor) })[k]);
   }
   const l = P.latency;
   if (l) {
-    const s = l.summary;
-    const lt = (k) => (s[k] ? `${L.fmtRange(s[k].p50_ms, 2)} / ${L.fmtRange(s[k].p99_ms, 2)}` : "n/a");
-    out.push(`| latency p50 / p99 at ${l.rate} jobs/s, enqueue commit -> start (ms) | default ${lt("ours_default")}; in-process ${lt("ours_inproc")} | | ${lt("gw_best")} | ${lt("boss_best")} |`);
-  }
-  if (P.enqueue && P.enqueue.bulk.gw) {
-    const e = P.enqueue;
-    out.push(`| bulk enqueue (jobs/s): ours CLI (COPY) / addJobs / insert | ${L.fmtRange(e.bulk.ours)} | | ${L.fmtRange(e.bulk.gw)} (${x2(med(e.bulk.ours) / med(e.bulk.gw))}) | ${L.fmtRange(e.bulk.boss)} |`);
+    const m2 = { ours_default: "ours_default", ours_inproc_best: "ours_inproc", gw_best: "gw_best", boss_best: "boss_best" };
+    row(`latency at ${l.rate} jobs/s offered, enqueue commit -> start, p50 / p99 ms`, (k) => {
+      const x = l.summary[m2[k]];
+      return x ? `${L.fmtRange(x.p50_ms, 2)} / ${L.fmtRange(x.p99_ms, 2)} (${L.fmt(x.achieved_rate.median)}/s achieved)` : "";
+    });
   }
   if (P.pressure) {
-    const s = P.pressure.summary;
-    const c = (k) => (s[k] ? `${pct(s[k].idle_in_tx.share_of_clean)} / ${pct(s[k].active_readers.share_of_clean)}` : "n/a");
-    out.push(`| MVCC pressure, ${P.pressure.offered_per_s} jobs/s offered: share of clean throughput, idle in transaction / repeatable-read readers | default ${c("ours_default")}; in-process ${c("ours_inproc")} | | ${c("gw")} | ${c("boss")} |`);
+    const m2 = { ours_default: "ours_default", ours_inproc_best: "ours_inproc", gw_best: "gw", boss_best: "boss" };
+    row(`MVCC pressure, ${P.pressure.offered_per_s} jobs/s offered, 32 slots, ${P.pressure.seconds} s: share of clean, idle in transaction / repeatable-read readers`, (k) => {
+      const x = P.pressure.summary[m2[k]];
+      return x ? `${pct(x.idle_in_tx.share_of_clean)} / ${pct(x.active_readers.share_of_clean)}` : "";
+    });
   }
+  if (P.enqueue) {
+    const e = P.enqueue;
+    row("bulk enqueue, jobs/s (ours: CLI + COPY; addJobs; insert)", (k) => ({
+      ours_default: `${L.fmtRange(e.bulk.ours)}${e.bulk.gw ? ` (${x2(med(e.bulk.ours) / med(e.bulk.gw))} addJobs)` : ""}`, ours_inproc_best: "same",
+      gw_best: e.bulk.gw ? L.fmtRange(e.bulk.gw) : "", boss_best: e.bulk.boss ? L.fmtRange(e.bulk.boss) : "" })[k]);
+  }
+  out.push("");
+  const extra = [];
+  if (d && d.ratios.sandboxed_vs_inproc_same_flags) {
+    extra.push(`sandboxed / in-process with the same flags (\`${S.ours_sandboxed_same.settings.slice(2).join(" ")}\`): ${ratioText(d.ratios.sandboxed_vs_inproc_same_flags)}`);
+  }
+  if (P.scale) extra.push(`claim rate with ${L.fmt(P.scale.big.n)} queued: ${(100 * P.scale.big_vs_small).toFixed(0)}% of a ${L.fmt(P.scale.small.n)}-job drain`);
+  if (P.handoff) {
+    const h = P.handoff.cells;
+    const g = (c) => (c ? `${L.fmt(c.p50_ms, 0)} ms median (max ${L.fmt(c.max_ms, 0)})` : "n/a");
+    extra.push(`handoff, ${P.handoff.jobs} jobs of ${P.handoff.sleep_ms} ms: next job with the same lock key starts ${g(h["lock_key/default"])} after the previous one completed, a child ${g(h["chain/default"])} after its parent (makespan ${L.fmtRange(h["lock_key/default"].makespan_ms)} ms, ideal ${P.handoff.ideal_makespan_ms})`);
+  }
+  if (extra.length) out.push(extra.map((x) => `${x[0].toUpperCase()}${x.slice(1)}.`).join(" "));
   return out.join("\n");
 }
 
