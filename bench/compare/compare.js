@@ -95,7 +95,7 @@ async function main() {
     sweep_rounds: args.sweepRounds || (q ? 1 : 2),
     latency_seconds: q ? 5 : 15,
     latency_rate: 500,
-    pressure_seconds: args.pressureSeconds || (q ? 15 : 60),
+    pressure_seconds: args.pressureSeconds || (q ? 20 : 90),
     pressure_rate: 800,
     pressure_slots: 32,
     pressure_batch: args.pressureBatch || 1,

@@ -111,8 +111,11 @@ function print(R) {
   if (P.pressure) {
     lines.push("", `MVCC pressure (${P.pressure.offered_per_s} jobs/s offered, ${P.pressure.slots} slots, ${P.pressure.seconds} s per cell):`);
     for (const [k, s] of Object.entries(P.pressure.summary)) {
-      lines.push(`  ${k.padEnd(14)} clean ${L.fmtRange(s.clean.completed_per_s)}/s; idle_in_tx ${L.fmtRange(s.idle_in_tx.completed_per_s)}/s = ${pct(s.idle_in_tx.share_of_clean)}, backlog ${L.fmtRange(s.idle_in_tx.backlog_end)}; ` +
-        `active_readers ${L.fmtRange(s.active_readers.completed_per_s)}/s = ${pct(s.active_readers.share_of_clean)}, backlog ${L.fmtRange(s.active_readers.backlog_end)}`);
+      const c = (x) => `${L.fmtRange(x.completed_per_s)}/s of ${L.fmtRange(x.achieved_enqueue_per_s)}/s enqueued, kept up ${pct(x.kept_up)}, backlog ${L.fmtRange(x.backlog_end)}, dead tuples ${L.fmtRange(x.dead_tuples_end)}`;
+      lines.push(`  ${k}:`);
+      lines.push(`    clean           ${c(s.clean)}`);
+      lines.push(`    idle_in_tx      ${c(s.idle_in_tx)}; ${pct(s.idle_in_tx.share_of_clean)} of clean`);
+      lines.push(`    active_readers  ${c(s.active_readers)}; ${pct(s.active_readers.share_of_clean)} of clean`);
     }
   }
   if (P.handoff) {
@@ -209,9 +212,11 @@ function markdown(R) {
   }
   if (P.pressure) {
     const m2 = { ours_default: "ours_default", ours_inproc_best: "ours_inproc", gw_best: "gw", boss_best: "boss" };
-    row(`MVCC pressure, ${P.pressure.offered_per_s} jobs/s offered, 32 slots, ${P.pressure.seconds} s: share of clean, idle in transaction / repeatable-read readers`, (k) => {
+    row(`MVCC pressure, ${P.pressure.offered_per_s} single enqueues/s offered, 32 slots, ${P.pressure.seconds} s: completed/s clean; idle in transaction, repeatable-read readers as a share of clean (completed / enqueued)`, (k) => {
       const x = P.pressure.summary[m2[k]];
-      return x ? `${pct(x.idle_in_tx.share_of_clean)} / ${pct(x.active_readers.share_of_clean)}` : "";
+      if (!x) return "";
+      const c = (y) => `${pct(y.share_of_clean)} (${pct(y.kept_up)})`;
+      return `${L.fmt(x.clean.completed_per_s.median)}/s of ${L.fmt(x.clean.achieved_enqueue_per_s.median)}/s; ${c(x.idle_in_tx)}; ${c(x.active_readers)}`;
     });
   }
   if (P.enqueue) {
