@@ -174,6 +174,7 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
   let window = null;
   let probes = 0;
   let probeMs = 0;
+  let maxProbeGap = 0;
   let rssMax = 0;
   let kidsMax = 0;
   for (;;) {
@@ -181,9 +182,10 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
     if (w.exited()) throw new Error(w.why());
     const ts = L.nowMs();
     const r = await sys.probe.query(sys.unfinishedSql);
+    maxProbeGap = Math.max(maxProbeGap, ts - prev);
     probeMs += L.nowMs() - ts;
     ++probes;
-    if (probes % 10 === 1) {
+    if (probes % 25 === 1) {
       const pids = w.pids();
       rssMax = Math.max(rssMax, L.rssKb(pids[0]) ?? 0);
       kidsMax = Math.max(kidsMax, pids.length - 1);
@@ -234,7 +236,7 @@ async function drainOnce(cluster, sys, cfg, n, F, opts, tag) {
     n,
     load_before: loadBefore,
     load_after: L.load1(),
-    clock: { end_window_ms: window, probes, probe_mean_ms: probeMs / probes,
+    clock: { end_window_ms: window, max_probe_gap_ms: maxProbeGap, probes, probe_mean_ms: probeMs / probes,
       db_last_completion_minus_probe_end_ms: dbLast === null ? null : dbLast - tEnd },
     prep,
     worker_processes_max: kidsMax + 1,

@@ -117,12 +117,25 @@ function childPids(pid) {
   return r.stdout && r.stdout.trim() ? r.stdout.trim().split("\n").map(Number) : [];
 }
 
-// Every descendant of pid (children, grandchildren, ...).
+// Every descendant of pid (children, grandchildren, ...), from one scan of /proc (no child
+// process: spawning pgrep per worker blocked the event loop for seconds on a loaded machine).
 function descendants(pid) {
+  const kids = new Map();
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      const ppid = Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[1]);
+      if (!kids.has(ppid)) kids.set(ppid, []);
+      kids.get(ppid).push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
   const out = [];
   const todo = [pid];
   while (todo.length) {
-    for (const c of childPids(todo.pop())) {
+    for (const c of kids.get(todo.pop()) || []) {
       out.push(c);
       todo.push(c);
     }
@@ -330,7 +343,7 @@ class Cluster {
     const out = new Map();
     const pm = this.postmasterPid;
     out.set(pm, cpuMs(pm));
-    for (const p of childPids(pm)) out.set(p, cpuMs(p));
+    for (const p of descendants(pm)) out.set(p, cpuMs(p));
     return out;
   }
 }

@@ -240,6 +240,43 @@ function markdown(R) {
   return out.join("\n");
 }
 
+// Where the time goes per job (docs/performance.md): medians over the drain rounds.
+function profileMarkdown(R) {
+  const d = R.phases.drain;
+  if (!d) return "";
+  const f = (x, k = 2) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(k));
+  const out = [];
+  out.push("| per job (medians of the drain rounds) | " + Object.keys(d.summary).join(" | ") + " |");
+  out.push("|---|" + Object.keys(d.summary).map(() => "---").join("|") + "|");
+  const row = (label, g) => out.push(`| ${label} | ${Object.values(d.summary).map((s) => g(s.profile, s)).join(" | ")} |`);
+  row("jobs/s", (p, s) => L.fmtRange(s.jobs_per_s));
+  row("statements (pg_stat_statements calls)", (p) => f(p.statements_per_job, 4));
+  row("round trips (client data segments, `ss -ti`)", (p) => f(p.round_trips_per_job, 4));
+  row("request bytes sent to the server", (p) => f(p.request_bytes_per_job, 1));
+  row("WAL bytes (pg_current_wal_lsn before/after)", (p) => f(p.wal_bytes_per_job, 0));
+  row("shared blocks touched by its statements (hit + read)", (p) => f(p.blocks_per_job, 1));
+  row("  heap / index blocks of its tables (pg_statio_user_tables)", (p) => `${f(p.heap_blocks_per_job, 1)} / ${f(p.index_blocks_per_job, 1)}`);
+  row("blocks dirtied", (p) => f(p.dirtied_per_job, 3));
+  row("server execution time (us, pg_stat_statements)", (p) => f(p.exec_us_per_job, 1));
+  row("CPU us: worker process (runner / node)", (p) => f(p.cpu_us_per_job.worker_main, 1));
+  row("CPU us: sandbox workers (jr-worker)", (p) => f(p.cpu_us_per_job.worker_children, 1));
+  row("CPU us: its PostgreSQL backends", (p) => f(p.cpu_us_per_job.backends, 1));
+  row("CPU us: rest of the server (walwriter, checkpointer, ...)", (p) => f(p.cpu_us_per_job.server_other, 1));
+  row("backends", (p) => f(p.backends, 0));
+  out.push("");
+  out.push("Statements that cost the most server time (the median round of each configuration):");
+  out.push("");
+  out.push("| configuration | statement | calls per job | rows per call | us per job | blocks per job | WAL bytes per job |");
+  out.push("|---|---|---|---|---|---|---|");
+  for (const s of Object.values(d.summary)) {
+    for (const t of s.profile.top.slice(0, 3)) {
+      if (t.us_per_job < 0.5) continue;
+      out.push(`| ${s.key} | \`${t.query.slice(0, 70).replace(/\|/g, "\\|")}\` | ${f(t.calls_per_job, 4)} | ${f(t.rows_per_call, 0)} | ${f(t.us_per_job, 1)} | ${f(t.blocks_per_job, 1)} | ${f(t.wal_bytes_per_job, 0)} |`);
+    }
+  }
+  return out.join("\n");
+}
+
 function describeGw(s) {
   if (!s) return "";
   const x = s.settings;
@@ -269,7 +306,7 @@ function writeReadme(readme, R) {
   fs.writeFileSync(readme, `${text.slice(0, i + begin.length)}\n${markdown(R)}\n${text.slice(j)}`);
 }
 
-module.exports = { print, markdown, goals, shares };
+module.exports = { print, markdown, profileMarkdown, goals, shares };
 
 if (require.main === module) {
   const a = process.argv.slice(2);
@@ -283,6 +320,7 @@ if (require.main === module) {
     }
   };
   if (a[0] === "--markdown") console.log(markdown(load(a[1])));
+  else if (a[0] === "--profile-markdown") console.log(profileMarkdown(load(a[1])));
   else if (a[0] === "--readme") writeReadme(a[1], load(a[2]));
   else print(load(a[0]));
 }
