@@ -29,6 +29,7 @@ function goals(R) {
   const d = P.drain;
   const out = [];
   const g = (goal, value, ok, note = "") => out.push({ goal, value, met: ok, note });
+  const pct = (s) => (!s || s.median === null ? "n/a" : `${(100 * s.median).toFixed(0)}%`);
   if (d && d.ratios) {
     const r = d.ratios;
     if (r.default_vs_gw_best) g("default runner (sandboxed, no flags) >= 1.0x graphile-worker best", ratioText(r.default_vs_gw_best), r.default_vs_gw_best.median >= 1.0);
@@ -37,18 +38,34 @@ function goals(R) {
     if (r.sandboxed_vs_inproc_same_flags) g("sandboxed vs in-process, same flags >= 0.8x", ratioText(r.sandboxed_vs_inproc_same_flags), r.sandboxed_vs_inproc_same_flags.median >= 0.8);
   }
   const lat = P.latency && P.latency.summary.ours_default;
-  if (lat) g("latency p99 at 500 jobs/s, sandboxed default <= 5 ms", `${L.fmtRange(lat.p99_ms, 2)} ms`, med(lat.p99_ms) <= 5, "from the enqueue commit to the claim");
+  if (lat) {
+    g("latency p99 at 500 jobs/s, sandboxed default <= 5 ms", `${L.fmtRange(lat.p99_ms, 2)} ms`, med(lat.p99_ms) <= 5,
+      `from the enqueue commit to the claim; ${L.fmt(med(lat.achieved_rate))}/s achieved`);
+  }
   const e = P.enqueue;
   if (e && e.bulk.gw) {
     const r = med(e.bulk.ours) / med(e.bulk.gw);
     g("bulk enqueue >= 2x graphile-worker addJobs", x2(r), r >= 2);
   }
-  if (P.scale) g("1,000,000-job drain >= 90% of a 10,000-job drain", `${(100 * P.scale.big_vs_small).toFixed(0)}%`, P.scale.big_vs_small >= 0.9, "first claim to last completion");
+  if (P.scale) {
+    g(`${L.fmt(P.scale.big.n)}-job drain >= 90% of a ${L.fmt(P.scale.small.n)}-job drain (the goal: 1,000,000)`, `${(100 * P.scale.big_vs_small).toFixed(0)}%`,
+      P.scale.big_vs_small >= 0.9, "first claim to last completion");
+  }
   if (P.pressure) {
     for (const cell of ["idle_in_tx", "active_readers"]) {
       for (const k of ["ours_inproc", "ours_default"]) {
-        const s = P.pressure.summary[k] && P.pressure.summary[k][cell];
-        if (s) g(`MVCC pressure ${cell}, ${k}: >= 90% of clean`, pct(s.share_of_clean), s.share_of_clean.median >= 0.9);
+        const x = P.pressure.summary[k];
+        const s = x && x[cell];
+        if (!s) continue;
+        // The goal is about 800 jobs/s offered: a clean cell whose producer reached less than 90%
+        // of that cannot say whether the rate holds at 800/s.
+        const reached = med(x.clean.achieved_enqueue_per_s) / P.pressure.offered_per_s;
+        if (reached < 0.9) {
+          g(`MVCC pressure ${cell}, ${k}: >= 90% of clean at ${P.pressure.offered_per_s}/s`, `${pct(s.share_of_clean)} of clean, kept up ${pct(s.kept_up)}`,
+            null, `not evaluated: the producer reached ${L.fmt(med(x.clean.achieved_enqueue_per_s))}/s of ${P.pressure.offered_per_s}/s on this machine`);
+        } else {
+          g(`MVCC pressure ${cell}, ${k}: >= 90% of clean`, `${pct(s.share_of_clean)} (kept up ${pct(s.kept_up)})`, s.share_of_clean.median >= 0.9 && s.kept_up.median >= 0.9);
+        }
       }
     }
   }
@@ -134,7 +151,7 @@ function print(R) {
       `${L.fmt(P.scale.big.db_rate)} with ${P.scale.big.n} (${(100 * P.scale.big_vs_small).toFixed(0)}%)`);
   }
   lines.push("", "goals:");
-  for (const x of goals(R)) lines.push(`  [${x.met ? "met" : "NOT met"}] ${x.goal}: ${x.value}${x.note ? ` (${x.note})` : ""}`);
+  for (const x of goals(R)) lines.push(`  [${x.met === null ? "n/a" : x.met ? "met" : "NOT met"}] ${x.goal}: ${x.value}${x.note ? ` (${x.note})` : ""}`);
   if (R.fairness) {
     lines.push("", `fairness assertions (${R.fairness.all_passed ? "all passed" : "FAILED"}):`);
     for (const a of R.fairness.assertions) lines.push(`  ${a.failed ? "FAIL" : "ok"}  ${a.name} (${a.passed} checks)`);
