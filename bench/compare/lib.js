@@ -314,7 +314,13 @@ class Cluster {
 
   // Does a connection string / config use this run's connection type? (fairness assertion)
   usesConnType(s) {
-    const text = typeof s === "string" ? s : JSON.stringify(s);
+    const raw = typeof s === "string" ? s : JSON.stringify(s);
+    let text = raw;
+    try {
+      text = decodeURIComponent(raw);
+    } catch {
+      // not URI-encoded
+    }
     const tcp = text.includes("127.0.0.1");
     const sock = text.includes(this.sockDir);
     return this.conn === "tcp" ? tcp && !sock : sock && !tcp;
