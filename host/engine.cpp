@@ -191,6 +191,7 @@ int Engine::run() {
           if (e.info->timeout_ms > 0) d.timeout_ms = e.info->timeout_ms;
           if (e.info->max_attempts > 0) d.max_attempts = e.info->max_attempts;
           if (!e.info->retry_schedule_text.empty()) d.retry_schedule = e.info->retry_schedule_text;
+          if (!e.info->finalizer.empty()) d.finalizer = e.info->finalizer;
           defs.push_back(std::move(d));
         }
         s->KindDefaultsUpsert(defs);

@@ -834,14 +834,15 @@ class PgStore final : public Store {
                                 : std::string();
         tx.exec_params(
             "INSERT INTO jr_kinds (kind, plugin, default_queue, timeout_ms, max_attempts, "
-            "retry_schedule) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind) DO UPDATE SET "
-            "plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, timeout_ms = "
-            "EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, retry_schedule = "
-            "EXCLUDED.retry_schedule, updated_at = now()",
+            "retry_schedule, finalizer) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind) "
+            "DO UPDATE SET plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, "
+            "timeout_ms = EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, "
+            "retry_schedule = EXCLUDED.retry_schedule, finalizer = EXCLUDED.finalizer, "
+            "updated_at = now()",
             k.kind, k.plugin, opt(k.default_queue),
             k.timeout_ms ? std::to_string(*k.timeout_ms).c_str() : nullptr,
             k.max_attempts ? std::to_string(*k.max_attempts).c_str() : nullptr,
-            k.retry_schedule ? sched.c_str() : nullptr);
+            k.retry_schedule ? sched.c_str() : nullptr, opt(k.finalizer));
       }
       tx.commit();
       return 0;
