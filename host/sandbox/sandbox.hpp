@@ -130,18 +130,27 @@ class SandboxExecutor final : public Executor {
                   SandboxOptions opts);
   ~SandboxExecutor() override;
 
-  // Starts the pool's workers (load + init of the plugin in each). Throws SandboxError when the
-  // first worker cannot start (bad plugin, init refused): the in-process path fails the same way.
+  // Starts the pool's workers (load + init of the plugin in each). Throws SandboxError when no
+  // worker can start (bad plugin, init refused). The runner uses start_plugin() instead.
   void start();
-  // Asks idle workers to shut down (the plugin's shutdown runs), waits for running jobs to
-  // return, then kills what is left. Later run() calls release their jobs.
+  // Asks idle workers to shut down (the plugin's shutdown runs), waits a bounded time for running
+  // jobs to return, then kills what is left. Later run() calls release their jobs.
   void stop();
 
   ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
   // The plugin's idle hook in a worker: its return value, or -1 (no hook, or the worker failed).
-  int32_t idle(jr_job_ctx& ctx) override;
-  // Same, with a deadline and the outcome (host_error_kind etc.) when the worker failed.
+  // The worker is killed at the deadline (0 = none) or once ctx.cancel is set (+ kill grace).
+  int32_t idle(jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
+  // Same, with the outcome (host_error_kind etc.) when the worker failed.
   int32_t idle_until(jr_job_ctx& ctx, int64_t deadline_steady_ms, ExecOutcome* out);
+
+  // Starts workers in the free empty slots; true (ready) once at least one worker runs the
+  // plugin, false with the reason (init refused, worker failed to start) otherwise. Never throws.
+  bool start_plugin(std::string* why) override;
+  // False before the first worker started, and again after a new worker's init was refused
+  // (until start_plugin() succeeds).
+  bool ready(std::string* why) const override;
+  bool can_stop_calls() const override { return true; }
 
   bool has_idle() const { return has_idle_; }
   const Policy& policy() const { return policy_; }
@@ -169,6 +178,10 @@ class SandboxExecutor final : public Executor {
   void worker_died(Slot* s, Restart why, const std::string& kind, const std::string& text,
                    bool abnormal);
   void maybe_recycle(Slot* s, bool oom);
+  // Tears a worker down without waiting on it: killed and reaped here when that is quick,
+  // otherwise (still exiting, or a network guard to stop) on a background thread.
+  void retire(std::unique_ptr<WorkerProcess> w);
+  void not_ready(const std::string& why);
   void note_abnormal_locked(int64_t now);
   void kill_pool_locked();  // quarantine: every worker goes (cgroup kill)
   void say(log::Level l, const std::string& msg, nlohmann::json fields);
@@ -202,6 +215,8 @@ class SandboxExecutor final : public Executor {
   nlohmann::json layers_;
   std::set<std::string> warned_;  // degraded-layer warnings already logged
   bool has_idle_ = false;
+  bool ready_ = false;                  // guarded by mu_
+  std::string not_ready_ = "starting";  // guarded by mu_
 };
 
 // The effective policy of `plugin` given its host config section (which may hold "sandbox"),

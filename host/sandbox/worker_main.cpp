@@ -172,7 +172,12 @@ void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   if (g_oom.load(std::memory_order_relaxed)) flags |= proto::kDoneOom;
   std::string_view result;
   std::string_view error = clip(ctx.error);
-  if (ctx.has_result) {
+  uint64_t result_size = ctx.result.size();
+  if (ctx.result_refused_size > 0) {  // set_result refused it (bounds::kResultMax)
+    flags |= proto::kDoneTooBig;
+    status = JR_ERR_RETRYABLE;
+    result_size = ctx.result_refused_size;
+  } else if (ctx.has_result) {
     if (ctx.result.size() + error.size() + 128 > g_max_frame) {
       // Refuse here rather than send a frame the host must kill us for.
       flags |= proto::kDoneTooBig;
@@ -189,7 +194,7 @@ void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   g_enc.put<double>(ctx.snooze_seconds);
   g_enc.put<int64_t>(cpu_us);
   g_enc.put<int64_t>(ru.ru_maxrss);
-  g_enc.put<uint64_t>(ctx.result.size());
+  g_enc.put<uint64_t>(result_size);
   g_enc.str(result);
   g_enc.str(error);
   send_locked();
@@ -243,6 +248,7 @@ int serve(jr::LoadedPlugin& p, void* state) {
       ctx.result.clear();
       ctx.error.clear();
       ctx.snooze_seconds = 0;
+      ctx.result_refused_size = 0;
     }
     g_oom.store(false, std::memory_order_relaxed);
     g_seq.store(seq, std::memory_order_release);
