@@ -18,6 +18,7 @@
 #include "ops/job_options.hpp"
 #include "ops/ops.hpp"
 #include "ops/server.hpp"
+#include "plugin_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util.hpp"
@@ -45,6 +46,23 @@ void handle_signals(Engine& engine) {
       }
     }
   }).detach();
+}
+
+// Works out each plugin's database_url (provisioning its role); a plugin whose database grant
+// cannot be honoured is refused with the reason and left out, and the others start.
+void refuse_plugins_without_database(std::deque<LoadedPlugin>& plugins, PluginDatabases& dbs,
+                                     const nlohmann::json& sections,
+                                     std::map<std::string, std::string>& urls) {
+  for (auto it = plugins.begin(); it != plugins.end();) {
+    try {
+      urls[it->name] = dbs.url_for(*it, sections);
+      ++it;
+    } catch (const PluginError& e) {
+      log::error("plugin refused: its database grant cannot be honoured",
+                 {{"plugin", it->name}, {"error", e.what()}});
+      it = plugins.erase(it);
+    }
+  }
 }
 
 void block_signals() {
@@ -86,6 +104,10 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   block_signals();
   std::string url = cli::resolve_database(cfg);
+  // Each plugin's database_url: its own role for a plugin granted a database, none otherwise
+  // (host/plugin_db.hpp). Filled once all plugins are described, before any is initialised.
+  PluginDatabases plugin_dbs(url);
+  std::map<std::string, std::string> db_urls;
   // Plugins: sandboxed (described inside a worker, so no plugin constructor runs here) unless
   // the runner or the plugin's config/manifest says isolation = "none".
   std::deque<LoadedPlugin> plugins;
@@ -96,14 +118,16 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   std::vector<std::pair<std::string, sandbox::SandboxExecutor*>> sandboxed;
   if (cfg.isolation == "none") {
     for (auto& p : load_plugin_dir(cfg.plugins_dir)) plugins.push_back(std::move(p));
+    refuse_plugins_without_database(plugins, plugin_dbs, cfg.plugin_config, db_urls);
   } else {
     sandbox::SandboxOptions so;
     so.pool_size = cfg.concurrency;
     for (auto& d : sandbox::describe_dir_in_sandbox(cfg.plugins_dir, so)) {
       plugins.push_back(std::move(d));
     }
+    refuse_plugins_without_database(plugins, plugin_dbs, cfg.plugin_config, db_urls);
     for (auto& d : plugins) {
-      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, url);
+      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, db_urls[d.name]);
       if (sandbox::isolation_of(d, pc) == "none") continue;
       auto ex = sandbox::make_executor(d, pc, so);
       ex->start();
@@ -117,7 +141,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     ptrs.push_back(&p);
     if (executors.count(p.name)) continue;
     if (p.desc == nullptr) p = load_plugin(p.path);  // described in the sandbox: load for real
-    init_plugin(p, plugin_config_for(p, cfg.plugin_config, url));
+    init_plugin(p, plugin_config_for(p, cfg.plugin_config, db_urls[p.name]));
     in_process.push_back(&p);
     log::info("plugin loaded in-process",
               {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
@@ -151,7 +175,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.priority_aging_seconds = cfg.priority_aging_seconds;
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
   for (auto& p : plugins) {
-    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, url);
+    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
     if (!p.manifest.contains("cron")) continue;
     for (const auto& j : p.manifest["cron"]) {
       try {

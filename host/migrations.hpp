@@ -14,4 +14,8 @@ struct Migration {
 
 const std::vector<Migration>& migrations();
 
+// SQL that takes PUBLIC's privileges away from every jr_* object the current role owns in the
+// current schema. SchemaMigrate runs it after applying migrations (v7 and any later one).
+const char* revoke_public_sql();
+
 }  // namespace jr

@@ -57,7 +57,8 @@ std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir);
 void init_plugin(LoadedPlugin& p, const nlohmann::json& config);
 
 // The plugin's config section from the host config (plugin_config[name]) plus the host-provided
-// keys (database_url) and any environment overrides the manifest declares under "env".
+// keys and any environment overrides the manifest declares under "env". `database_url` is the
+// plugin's own database (PluginDatabases::url_for in plugin_db.hpp); "" adds no key at all.
 nlohmann::json plugin_config_for(const LoadedPlugin& p, const nlohmann::json& all_sections,
                                  const std::string& database_url);
 

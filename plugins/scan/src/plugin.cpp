@@ -42,6 +42,7 @@ class ScanPlugin : public jobrunner::Plugin {
     i.kinds.push_back({"scan", "scan", 120000, 3, "5,30"});
     i.kinds.push_back({"cleanup_expired_scans", "scan", 300000, 3, ""});
     i.manifest = {
+        {"database", true},  // its own role and schema (plugin_scan) on the runner's database
         {"sandbox",
          {{"network", "full"}, {"memory_mb", 512}, {"writable", nlohmann::json::array()}}},
         {"env",
