@@ -34,8 +34,8 @@ std::vector<unsigned char> random_bytes(size_t n) {
 
 std::string base64(const unsigned char* data, size_t n) {
   std::string out(4 * ((n + 2) / 3) + 1, '\0');
-  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
-                            static_cast<int>(n));
+  int len =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
   out.resize(static_cast<size_t>(len));
   return out;
 }
@@ -102,9 +102,8 @@ std::string scram_verifier(const std::string& password) {
   if (EVP_Digest(client_key, sizeof client_key, stored_key, &len, EVP_sha256(), nullptr) != 1) {
     throw std::runtime_error("SHA-256 failed while building a SCRAM verifier");
   }
-  return "SCRAM-SHA-256$" + std::to_string(kIterations) + ":" +
-         base64(salt.data(), salt.size()) + "$" + base64(stored_key, sizeof stored_key) + ":" +
-         base64(server_key, sizeof server_key);
+  return "SCRAM-SHA-256$" + std::to_string(kIterations) + ":" + base64(salt.data(), salt.size()) +
+         "$" + base64(stored_key, sizeof stored_key) + ":" + base64(server_key, sizeof server_key);
 }
 
 std::optional<std::string> read_passfile(const std::string& path, const std::string& user) {
@@ -118,8 +117,7 @@ std::optional<std::string> read_passfile(const std::string& path, const std::str
   return std::nullopt;
 }
 
-void write_passfile(const std::string& path, const std::string& user,
-                    const std::string& password) {
+void write_passfile(const std::string& path, const std::string& user, const std::string& password) {
   std::string tmp = path + ".tmp" + std::to_string(getpid());
   unlink(tmp.c_str());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -129,16 +127,15 @@ void write_passfile(const std::string& path, const std::string& user,
   }
   std::string text = "# written by jobrunner: the password of the database role '" + user +
                      "'\n*:*:*:" + passfile_escape(user) + ":" + passfile_escape(password) + "\n";
-  bool ok = fchmod(fd, 0600) == 0 && write(fd, text.data(), text.size()) ==
-                                         static_cast<ssize_t>(text.size()) &&
+  bool ok = fchmod(fd, 0600) == 0 &&
+            write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
             fsync(fd) == 0;
   int err = errno;
   close(fd);
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
     if (ok) err = errno;
     unlink(tmp.c_str());
-    throw std::runtime_error("cannot write the password file " + path + ": " +
-                             std::strerror(err));
+    throw std::runtime_error("cannot write the password file " + path + ": " + std::strerror(err));
   }
 }
 
@@ -183,13 +180,27 @@ std::string url_encode(const std::string& s) {
 std::string url_for_role(const std::string& base, const std::string& user,
                          const std::string& password,
                          const std::map<std::string, std::string>& fallback) {
-  static const std::set<std::string> kept = {
-      "host",          "hostaddr",         "port",          "connect_timeout",
-      "sslmode",       "sslrootcert",      "sslcrl",        "sslcrldir",
-      "sslsni",        "sslcompression",   "gssencmode",    "channel_binding",
-      "requirepeer",   "target_session_attrs", "keepalives", "keepalives_idle",
-      "keepalives_interval", "keepalives_count", "tcp_user_timeout", "ssl_min_protocol_version",
-      "ssl_max_protocol_version"};
+  static const std::set<std::string> kept = {"host",
+                                             "hostaddr",
+                                             "port",
+                                             "connect_timeout",
+                                             "sslmode",
+                                             "sslrootcert",
+                                             "sslcrl",
+                                             "sslcrldir",
+                                             "sslsni",
+                                             "sslcompression",
+                                             "gssencmode",
+                                             "channel_binding",
+                                             "requirepeer",
+                                             "target_session_attrs",
+                                             "keepalives",
+                                             "keepalives_idle",
+                                             "keepalives_interval",
+                                             "keepalives_count",
+                                             "tcp_user_timeout",
+                                             "ssl_min_protocol_version",
+                                             "ssl_max_protocol_version"};
   auto params = parse_conninfo(base);
   for (const auto& [k, v] : fallback) params.emplace(k, v);  // only where base says nothing
   std::string url = "postgresql:///";

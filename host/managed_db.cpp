@@ -120,7 +120,6 @@ std::string ManagedDb::default_data_dir() {
   return std::string(home ? home : "/tmp") + "/.local/share/jobrunner/pg";
 }
 
-
 std::string ManagedDb::find_bindir() { return bindir_lookup(); }
 
 std::string ManagedDb::bin(const std::string& tool) const {
@@ -171,10 +170,10 @@ void ManagedDb::init_cluster() {
   close(fd);
   CommandResult r;
   if (written) {
-    r = run_command({bin("initdb"), "-D", opts_.data_dir, "-U", opts_.superuser,
-                     "--auth=scram-sha-256", "--pwfile=" + pwfile, "--encoding=UTF8",
-                     "--locale=C", "--no-instructions"},
-                    run_as_);
+    r = run_command(
+        {bin("initdb"), "-D", opts_.data_dir, "-U", opts_.superuser, "--auth=scram-sha-256",
+         "--pwfile=" + pwfile, "--encoding=UTF8", "--locale=C", "--no-instructions"},
+        run_as_);
   }
   unlink(pwfile.c_str());
   if (!written) throw std::runtime_error("cannot write " + pwfile + " for initdb");
@@ -260,8 +259,8 @@ void ManagedDb::upgrade_bootstrap_role() {
   }
   if (!c) {
     throw std::runtime_error("cannot upgrade the managed PostgreSQL in " + opts_.data_dir +
-                             " to password authentication: no superuser connection (" +
-                             last_error + ")");
+                             " to password authentication: no superuser connection (" + last_error +
+                             ")");
   }
   auto one = [](pqxx::connection& conn, const std::string& sql) {
     pqxx::nontransaction tx(conn);
@@ -317,7 +316,8 @@ void ManagedDb::setup_roles_and_database() {
   }
   // PostgreSQL 15 no longer lets every role create objects in the public schema; older servers
   // did. Closed here for the databases new ones are copied from, and ours.
-  for (const std::string& db : {std::string("template1"), std::string("postgres"), opts_.database}) {
+  for (const std::string& db :
+       {std::string("template1"), std::string("postgres"), opts_.database}) {
     pqxx::connection c(superuser_url_for(db));
     pqxx::nontransaction tx(c);
     tx.exec("REVOKE CREATE ON SCHEMA public FROM PUBLIC");

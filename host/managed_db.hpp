@@ -34,9 +34,9 @@
 namespace jr {
 
 struct ManagedDbOptions {
-  std::string data_dir;                     // required; created when missing
-  int port = 5432;                          // names the socket file only; no TCP listener
-  std::string user = "jobrunner";           // the runner's role (not a superuser)
+  std::string data_dir;                       // required; created when missing
+  int port = 5432;                            // names the socket file only; no TCP listener
+  std::string user = "jobrunner";             // the runner's role (not a superuser)
   std::string superuser = "jobrunner_admin";  // the cluster's superuser (initdb's bootstrap role)
   std::string database = "jobrunner";
   std::map<std::string, std::string> settings;  // extra postgresql.conf settings

@@ -73,6 +73,17 @@ class PgStore final : public Store {
 
   int SchemaMigrate() override {
     return guard([&] {
+      // Up to date (the common case: every CLI command and runner start): no lock. The lock is
+      // on the whole database and any role may take an advisory lock, so not waiting for it
+      // when there is nothing to do also means a plugin's role holding it blocks nobody then.
+      {
+        pqxx::nontransaction probe(*conn_);
+        if (!probe.exec("SELECT to_regclass('jr_migrations')")[0][0].is_null() &&
+            probe.exec("SELECT coalesce(max(version), 0) FROM jr_migrations")[0][0].as<int>() >=
+                migrations().back().version) {
+          return 0;
+        }
+      }
       pqxx::work tx(*conn_);
       tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrateLockKey) + ")");
       tx.exec(
@@ -87,6 +98,7 @@ class PgStore final : public Store {
                        m.name);
         ++applied;
       }
+      if (applied > 0) tx.exec(revoke_public_sql());
       tx.commit();
       if (applied > 0) prepare_all();
       return applied;

@@ -72,12 +72,12 @@ std::string pick_role(pqxx::work& tx, const std::string& plugin, const std::stri
         "WHERE rolname = $1",
         cand);
     if (r.empty() || r[0][0].as<std::string>() == marker) return cand;
-    taken += (taken.empty() ? "" : ", ") + cand + " (comment: '" + r[0][0].as<std::string>() +
-             "')";
+    taken += (taken.empty() ? "" : ", ") + cand + " (comment: '" + r[0][0].as<std::string>() + "')";
   }
   throw PluginDbRefused("the database roles " + taken +
                         " exist but were not created by jobrunner for this plugin on database '" +
-                        db + "'; drop them, or give the plugin a database explicitly with "
+                        db +
+                        "'; drop them, or give the plugin a database explicitly with "
                         "[plugins." +
                         plugin + "] database_url");
 }
@@ -136,8 +136,8 @@ PluginDbRole provision_once(pqxx::connection& c, const std::string& runner_url,
                 "a superuser must take them away)");
     }
     // Repairs: a plugin may have changed its own password; an operator its attributes.
-    tx.exec("ALTER ROLE " + role + " WITH LOGIN NOCREATEDB NOCREATEROLE CONNECTION LIMIT " +
-            limit + " PASSWORD " + verifier);
+    tx.exec("ALTER ROLE " + role + " WITH LOGIN NOCREATEDB NOCREATEROLE CONNECTION LIMIT " + limit +
+            " PASSWORD " + verifier);
   }
   tx.exec("COMMENT ON ROLE " + role + " IS " + tx.quote(marker));
   if (one(tx, "SELECT has_database_privilege(" + tx.quote(out.role) +
@@ -160,9 +160,8 @@ PluginDbRole provision_once(pqxx::connection& c, const std::string& runner_url,
     // PostgreSQL 16 and later: a member that does not inherit the plugin's privileges, kept.
     // Before 16 membership would inherit them (the runner's role must inherit, for the
     // privileges it has as a database owner): granted for this statement only.
-    bool member =
-        one(tx, "SELECT pg_has_role(current_user, " + tx.quote(out.role) + ", " +
-                    (server_version >= 160000 ? "'SET'" : "'MEMBER'") + ")") == "t";
+    bool member = one(tx, "SELECT pg_has_role(current_user, " + tx.quote(out.role) + ", " +
+                              (server_version >= 160000 ? "'SET'" : "'MEMBER'") + ")") == "t";
     if (!member) {
       tx.exec("GRANT " + role + " TO CURRENT_USER" +
               (server_version >= 160000 ? " WITH INHERIT FALSE, SET TRUE" : ""));
@@ -173,7 +172,6 @@ PluginDbRole provision_once(pqxx::connection& c, const std::string& runner_url,
     throw fix("its schema " + out.schema + " exists and belongs to '" +
               owner[0][0].as<std::string>() + "', not to the plugin's role " + out.role);
   }
-  tx.exec("REVOKE ALL ON SCHEMA " + schema + " FROM PUBLIC");
   tx.exec("ALTER ROLE " + role + " SET search_path TO " + schema);
   tx.exec_params(
       "INSERT INTO jr_plugin_roles (plugin, role_name, schema_name, password) "
@@ -210,10 +208,10 @@ PluginDbRole provision_plugin_database(const std::string& runner_url, const std:
       bool race = e.sqlstate() == "23505" || e.sqlstate() == "42710";
       if (!race || attempt >= 4) {
         if (e.sqlstate() == "42501") {
-          throw PluginDbRefused("plugin '" + plugin +
-                                "' is granted a database, but the runner's role was refused: " +
-                                e.what() + "Give the plugin a database explicitly with [plugins." +
-                                plugin + "] database_url");
+          throw PluginDbRefused(
+              "plugin '" + plugin +
+              "' is granted a database, but the runner's role was refused: " + e.what() +
+              "Give the plugin a database explicitly with [plugins." + plugin + "] database_url");
         }
         throw;
       }
