@@ -202,19 +202,18 @@ PluginDbRole provision_plugin_database(const std::string& runner_url, const std:
   for (int attempt = 1;; ++attempt) {
     try {
       return provision_once(c, runner_url, plugin, connection_limit);
+    } catch (const pqxx::insufficient_privilege& e) {
+      throw PluginDbRefused(
+          "plugin '" + plugin +
+          "' is granted a database, but the runner's role was refused: " + e.what() +
+          "Give the plugin a database explicitly with [plugins." + plugin + "] database_url");
     } catch (const pqxx::sql_error& e) {
       // Roles are per cluster: a runner of another database on the same server created the
       // same role at the same moment (unique violation on pg_authid). The next attempt sees it.
-      bool race = e.sqlstate() == "23505" || e.sqlstate() == "42710";
-      if (!race || attempt >= 4) {
-        if (e.sqlstate() == "42501") {
-          throw PluginDbRefused(
-              "plugin '" + plugin +
-              "' is granted a database, but the runner's role was refused: " + e.what() +
-              "Give the plugin a database explicitly with [plugins." + plugin + "] database_url");
-        }
-        throw;
-      }
+      // (libpqxx 6 leaves sqlstate() empty on its specific exception classes.)
+      bool race = dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
+                  e.sqlstate() == "23505" || e.sqlstate() == "42710";
+      if (!race || attempt >= 4) throw;
     }
   }
 }
