@@ -79,6 +79,7 @@ class ManagedDb {
   std::string superuser_passfile() const { return opts_.data_dir + ".superuser.pgpass"; }
   const std::string& user() const { return opts_.user; }
   const std::string& superuser() const { return opts_.superuser; }
+  const std::string& database() const { return opts_.database; }
   // Unprivileged user that owns the cluster when we are root ("" otherwise).
   const std::string& run_as() const { return run_as_; }
 

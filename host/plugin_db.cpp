@@ -218,6 +218,25 @@ PluginDbRole provision_plugin_database(const std::string& runner_url, const std:
   }
 }
 
+std::string stored_plugin_database_url(const std::string& runner_url, const std::string& plugin) {
+  pqxx::connection c(runner_url);
+  pqxx::read_transaction tx(c);
+  auto r = tx.exec_params(
+      "SELECT role_name, password, current_database()::text FROM jr_plugin_roles "
+      "WHERE plugin = $1",
+      plugin);
+  if (r.empty()) {
+    throw std::runtime_error("plugin '" + plugin +
+                             "' has no database role here yet (a runner creates it when it "
+                             "starts the plugin with a database grant)");
+  }
+  std::map<std::string, std::string> reached = {{"dbname", r[0][2].as<std::string>()}};
+  if (const char* h = c.hostname(); h && *h) reached["host"] = h;
+  if (const char* p = c.port(); p && *p) reached["port"] = p;
+  return dbauth::url_for_role(runner_url, r[0][0].as<std::string>(), r[0][1].as<std::string>(),
+                              reached);
+}
+
 bool plugin_database_granted(const LoadedPlugin& p, const nlohmann::json& section) {
   if (section.is_object() && section.contains("database") && section["database"].is_boolean()) {
     return section["database"].get<bool>();

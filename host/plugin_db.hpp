@@ -55,6 +55,13 @@ constexpr int kPluginConnectionLimit = 64;
 PluginDbRole provision_plugin_database(const std::string& runner_url, const std::string& plugin,
                                        int connection_limit = kPluginConnectionLimit);
 
+// The URL of the role provisioned for `plugin` on the database `runner_url` reaches, as the
+// runner hands it to the plugin (`runner db url --plugin NAME`: for operators who seed or read
+// a plugin's tables; do that as the plugin, never as a more privileged role, since a plugin's
+// triggers and functions run as whoever touches its tables). Throws std::runtime_error when
+// the plugin has no role there.
+std::string stored_plugin_database_url(const std::string& runner_url, const std::string& plugin);
+
 // Whether the plugin is granted a database: `database = true|false` in its [plugins.<name>]
 // section decides; otherwise its manifest's request `"database": true`.
 // TODO(trust): the policy's `database` grant replaces this when the trust model lands.
