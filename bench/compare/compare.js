@@ -84,7 +84,8 @@ async function main() {
   L.log(`work dir ${work}; runner ${runner}`);
   let r = L.run(runner, ["db", "start", "--data-dir", dataDir]);
   if (r.code !== 0) throw new Error(`runner db start failed: ${r.stderr}`);
-  const url = L.run(runner, ["db", "url", "--data-dir", dataDir]).stdout.trim();
+  // The cluster's superuser: ALTER SYSTEM, pg_stat_statements, and one database per system.
+  const url = L.run(runner, ["db", "url", "--superuser", "--data-dir", dataDir]).stdout.trim();
   // pg_stat_statements for the analysis (same small overhead for every system).
   const admin = await L.connect(url, "postgres");
   await admin.query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'");

@@ -28,7 +28,19 @@ function log(...a) {
   process.stderr.write(`[compare ${new Date().toISOString().slice(11, 19)} load ${loadAvg()}] ${a.join(" ")}\n`);
 }
 
-// "postgresql:///db?host=/dir" (what `runner db url` prints) -> node-postgres config.
+// The password for `user` in a libpq password file ("*:*:*:user:password" lines, as the
+// runner writes them for the managed cluster).
+function passfilePassword(file, user) {
+  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const f = line.split(":");
+    if (f.length >= 5 && (f[3] === user || f[3] === "*")) return f.slice(4).join(":");
+  }
+  return undefined;
+}
+
+// "postgresql:///db?host=/dir&user=u&passfile=/f" (what `runner db url` prints) -> node-postgres
+// config (node-postgres does not read a passfile named in the URL: the password is taken here).
 function pgConfig(url, database) {
   const u = new URL(url);
   const host = u.searchParams.get("host") || "localhost";
@@ -36,6 +48,11 @@ function pgConfig(url, database) {
   if (u.searchParams.get("port")) cfg.port = Number(u.searchParams.get("port"));
   if (u.username) cfg.user = decodeURIComponent(u.username);
   if (u.searchParams.get("user")) cfg.user = u.searchParams.get("user");
+  if (u.password) cfg.password = decodeURIComponent(u.password);
+  if (u.searchParams.get("password")) cfg.password = u.searchParams.get("password");
+  if (!cfg.password && u.searchParams.get("passfile") && cfg.user) {
+    cfg.password = passfilePassword(u.searchParams.get("passfile"), cfg.user);
+  }
   return cfg;
 }
 
@@ -52,6 +69,7 @@ function connString(url, database) {
   let s = `postgres:///${encodeURIComponent(c.database)}?host=${encodeURIComponent(c.host)}`;
   if (c.port) s += `&port=${c.port}`;
   if (c.user) s += `&user=${encodeURIComponent(c.user)}`;
+  if (c.password) s += `&password=${encodeURIComponent(c.password)}`;
   return s;
 }
 

@@ -66,7 +66,8 @@ async function main() {
   fs.chmodSync(work, 0o755);
   const dataDir = path.join(work, "pg");
   L.run(runner, ["db", "start", "--data-dir", dataDir]);
-  const url = L.run(runner, ["db", "url", "--data-dir", dataDir]).stdout.trim();
+  // The cluster's superuser: ALTER SYSTEM, pg_stat_statements, and one database per system.
+  const url = L.run(runner, ["db", "url", "--superuser", "--data-dir", dataDir]).stdout.trim();
   const admin = await L.connect(url, "postgres");
   await admin.query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'");
   await admin.end();
