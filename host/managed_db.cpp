@@ -13,6 +13,7 @@
 #include <pqxx/pqxx>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "db_auth.hpp"
 #include "log.hpp"
@@ -219,7 +220,31 @@ void ManagedDb::prepare_socket_dir() {
   if (last != want) std::ofstream(conf_path, std::ios::app) << want << "\n";
 }
 
-bool ManagedDb::hba_is_ours() const { return read_file(opts_.data_dir + "/pg_hba.conf") == kHba; }
+// Whether every rule in pg_hba.conf asks for a password (scram-sha-256) or rejects: then it is
+// ours, or an operator's addition that keeps to it, and is left alone. Any other method (trust,
+// peer, ident, password in clear, md5) means a cluster of an earlier version: rewritten.
+bool ManagedDb::hba_is_ours() const {
+  std::istringstream in(read_file(opts_.data_dir + "/pg_hba.conf"));
+  bool any = false;
+  for (std::string line; std::getline(in, line);) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::vector<std::string> f;
+    for (std::string w; words >> w;) f.push_back(w);
+    if (f.empty()) continue;
+    if (f[0] == "include" || f[0] == "include_if_exists" || f[0] == "include_dir") return false;
+    // local DATABASE USER METHOD; host* DATABASE USER ADDRESS [MASK] METHOD: the method is the
+    // first of the known ones after the address.
+    size_t at = f[0] == "local" ? 3 : 4;
+    bool ok = false;
+    for (size_t i = at; i < f.size() && i <= at + 1; ++i) {
+      if (f[i] == "scram-sha-256" || f[i] == "reject") ok = true;
+    }
+    if (!ok) return false;
+    any = true;
+  }
+  return any;
+}
 
 void ManagedDb::write_hba() {
   std::string path = opts_.data_dir + "/pg_hba.conf";
