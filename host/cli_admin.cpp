@@ -11,49 +11,14 @@
 #include "managed_db.hpp"
 #include "plugin_db.hpp"
 #include "plugin_loader.hpp"
+#include "sandbox/sandbox.hpp"
 #include "util.hpp"
 
 namespace jr::cli {
 
-int cmd_plugins_ls(const std::string& dir, bool json) {
-  auto plugins = load_plugin_dir(dir);
-  nlohmann::json arr = nlohmann::json::array();
-  for (const auto& p : plugins) {
-    nlohmann::json kinds = nlohmann::json::array();
-    for (const auto& k : p.kinds) {
-      kinds.push_back({{"kind", k.kind},
-                       {"default_queue", k.default_queue},
-                       {"timeout_ms", k.timeout_ms},
-                       {"max_attempts", k.max_attempts},
-                       {"retry_schedule", k.retry_schedule}});
-    }
-    arr.push_back({{"name", p.name},
-                   {"version", p.version},
-                   {"file", p.path},
-                   {"abi", "1." + std::to_string(p.abi_minor)},
-                   {"kinds", kinds},
-                   {"idle_hook", p.has_idle},
-                   {"manifest", p.manifest}});
-  }
-  if (json) {
-    std::cout << arr.dump(2) << "\n";
-  } else {
-    for (const auto& p : arr) {
-      std::cout << p["name"].get<std::string>() << " " << p["version"].get<std::string>()
-                << " (ABI " << p["abi"].get<std::string>() << ") " << p["file"].get<std::string>()
-                << "\n";
-      for (const auto& k : p["kinds"]) {
-        std::cout << "  kind " << k["kind"].get<std::string>();
-        if (!k["default_queue"].get<std::string>().empty()) {
-          std::cout << "  queue=" << k["default_queue"].get<std::string>();
-        }
-        if (k["timeout_ms"].get<int64_t>() > 0) std::cout << "  timeout_ms=" << k["timeout_ms"];
-        std::cout << "\n";
-      }
-    }
-  }
-  return cli::kExitOk;
-}
+// Described in the sandbox from the pinned content (host/sandbox/check.cpp): listing plugins
+// never runs their code in this process.
+int cmd_plugins_ls(const std::string& dir, bool json) { return sandbox::cmd_plugins_ls(dir, json); }
 
 int cmd_db(const GlobalFlags& g, const std::string& action, const DbUrlFlags& url_flags) {
   Config cfg = build_config(g);

@@ -56,6 +56,14 @@ struct EnqueueFlags {
   std::string webhook;  // --webhook URL (host/ops)
 };
 
+// `runner jobs cancel --queue Q [--kind K] [--state S] [--yes]`.
+struct JobsCancelFlags {
+  std::string queue;
+  std::string kind;
+  std::string state;
+  bool yes = false;
+};
+
 struct DlqFlags {
   std::string action;  // ls, show, replay, purge
   int64_t id = 0;
@@ -93,6 +101,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w);
 int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f);
 int cmd_status(const GlobalFlags& g, int64_t id, bool json);
 int cmd_jobs_ls(const GlobalFlags& g, const JobListParams& p, bool json);
+int cmd_jobs_cancel(const GlobalFlags& g, const JobsCancelFlags& f);
 int cmd_plugins_ls(const std::string& dir, bool json);
 // `runner db url --plugin NAME`: the plugin's own role (from jr_plugin_roles, with its
 // password); `--superuser`: the managed cluster's superuser. Default: the runner's role.

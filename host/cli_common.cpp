@@ -56,6 +56,15 @@ std::string render_job(const std::string& job_json) {
   o << "  payload:   " << (j.contains("payload") ? j["payload"].dump() : "-") << "\n";
   if (j.contains("result") && !j["result"].is_null())
     o << "  result:    " << j["result"].dump() << "\n";
+  auto runs = job_runs(j);
+  if (!runs.empty()) {
+    o << "  runs:\n";
+    for (const auto& r : runs) {
+      o << "    attempt " << r.value("attempt", 0) << " on " << r.value("worker_id", "?")
+        << " (host " << (r["host"].is_string() ? r["host"].get<std::string>() : "unknown")
+        << "): " << r.value("outcome", "?") << "\n";
+    }
+  }
   if (j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
     o << "  errors:\n";
     for (const auto& e : j["errors"]) {
@@ -65,6 +74,30 @@ std::string render_job(const std::string& job_json) {
     }
   }
   return o.str();
+}
+
+nlohmann::json job_runs(const nlohmann::json& j) {
+  nlohmann::json runs = nlohmann::json::array();
+  auto text = [](const nlohmann::json& v, const char* k) -> nlohmann::json {
+    return v.contains(k) && v[k].is_string() ? v[k] : nlohmann::json();
+  };
+  if (j.contains("errors") && j["errors"].is_array()) {
+    for (const auto& e : j["errors"]) {
+      if (!e.is_object() || !text(e, "worker_id").is_string()) continue;  // not an attempt
+      runs.push_back({{"attempt", e.value("attempt", 0)},
+                      {"worker_id", e["worker_id"]},
+                      {"host", text(e, "host")},
+                      {"outcome", e.value("kind", std::string("error"))}});
+    }
+  }
+  std::string state = j.value("state", "");
+  if ((state == "completed" || state == "running") && text(j, "worker_id").is_string()) {
+    runs.push_back({{"attempt", j.value("attempt", 0)},
+                    {"worker_id", j["worker_id"]},
+                    {"host", text(j, "worker_host")},
+                    {"outcome", state}});
+  }
+  return runs;
 }
 
 }  // namespace jr::cli

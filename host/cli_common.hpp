@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "config.hpp"
@@ -24,5 +25,10 @@ std::unique_ptr<Store> open_store(const Config& cfg);
 
 // Human-readable rendering of a job row (JSON from Store::JobGet).
 std::string render_job(const std::string& job_json);
+
+// Which runner ran each attempt of a job row (JSON from Store::JobGet): an array of
+// {"attempt", "worker_id", "host", "outcome"} in attempt order, from the error entries of failed
+// attempts, the completed attempt's worker_id/worker_host and a running attempt's lease owner.
+nlohmann::json job_runs(const nlohmann::json& job);
 
 }  // namespace jr::cli

@@ -8,12 +8,14 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
 #include "cron.hpp"
 #include "engine.hpp"
+#include "kind_owner.hpp"
 #include "log.hpp"
 #include "ops/job_options.hpp"
 #include "ops/ops.hpp"
@@ -46,23 +48,6 @@ void handle_signals(Engine& engine) {
       }
     }
   }).detach();
-}
-
-// Works out each plugin's database_url (provisioning its role); a plugin whose database grant
-// cannot be honoured is refused with the reason and left out, and the others start.
-void refuse_plugins_without_database(std::deque<LoadedPlugin>& plugins, PluginDatabases& dbs,
-                                     const nlohmann::json& sections,
-                                     std::map<std::string, std::string>& urls) {
-  for (auto it = plugins.begin(); it != plugins.end();) {
-    try {
-      urls[it->name] = dbs.url_for(*it, sections);
-      ++it;
-    } catch (const PluginError& e) {
-      log::error("plugin refused: its database grant cannot be honoured",
-                 {{"plugin", it->name}, {"error", e.what()}});
-      it = plugins.erase(it);
-    }
-  }
 }
 
 void block_signals() {
@@ -104,47 +89,137 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   block_signals();
   std::string url = cli::resolve_database(cfg);
+  // Plugins (issue 16, trust model): every file is pinned by content and described inside a
+  // confined worker, in parallel with a deadline, so no plugin code runs here and a bad plugin is
+  // refused (logged, kept in refused_plugins()) while the others start. Each plugin then gets
+  // what the operator granted (config, approvals, built-in approvals of the shipped plugins);
+  // a request above that refuses the plugin. isolation = "none" (configuration only) loads the
+  // pinned content in-process.
   // Each plugin's database_url: its own role for a plugin granted a database, none otherwise
-  // (host/plugin_db.hpp). Filled once all plugins are described, before any is initialised.
+  // (host/plugin_db.hpp); made before the plugin is initialised.
   PluginDatabases plugin_dbs(url);
   std::map<std::string, std::string> db_urls;
-  // Plugins: sandboxed (described inside a worker, so no plugin constructor runs here) unless
-  // the runner or the plugin's config/manifest says isolation = "none".
   std::deque<LoadedPlugin> plugins;
   std::map<std::string, std::unique_ptr<Executor>> executors;
   std::vector<LoadedPlugin*> ptrs;
   std::vector<LoadedPlugin*> in_process;
   // Sandboxed plugins by name (executors owned by the engine below).
   std::vector<std::pair<std::string, sandbox::SandboxExecutor*>> sandboxed;
-  if (cfg.isolation == "none") {
-    for (auto& p : load_plugin_dir(cfg.plugins_dir)) plugins.push_back(std::move(p));
-    refuse_plugins_without_database(plugins, plugin_dbs, cfg.plugin_config, db_urls);
-  } else {
+  std::map<std::string, bool> replace_kinds;  // plugin name -> [plugins.<name>] replace_kinds
+  {
     sandbox::SandboxOptions so;
     so.pool_size = cfg.concurrency;
-    for (auto& d : sandbox::describe_dir_in_sandbox(cfg.plugins_dir, so)) {
-      plugins.push_back(std::move(d));
-    }
-    refuse_plugins_without_database(plugins, plugin_dbs, cfg.plugin_config, db_urls);
-    for (auto& d : plugins) {
+    sandbox::TrustContext trust = sandbox::trust_context(cfg, cfg.concurrency);
+    auto refuse = [](const std::string& name, const std::string& file, const std::string& why) {
+      log::error("plugin refused", {{"plugin", name}, {"file", file}, {"reason", why}});
+      note_refused_plugin({name, file, "", why});
+    };
+    sandbox::DescribedDir described = sandbox::describe_dir(cfg.plugins_dir, so);
+    for (const auto& r : described.refused) refuse(r.name, r.file, r.reason);
+    for (auto& d : described.plugins) {
+      sandbox::TrustDecision dec = sandbox::decide_for(d, trust);
+      if (!dec.accepted()) {
+        refuse(d.name, d.path, dec.refusal_text());
+        continue;
+      }
+      d.grants.database = dec.policy.database;
+      d.grants.enqueue_kinds = dec.policy.enqueue_kinds;
+      d.grants.env = dec.policy.env;
+      try {
+        db_urls[d.name] = plugin_dbs.url_for(d, cfg.plugin_config);
+      } catch (const PluginError& e) {
+        refuse(d.name, d.path, e.what());  // its database grant cannot be honoured
+        continue;
+      }
       nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, db_urls[d.name]);
-      if (sandbox::isolation_of(d, pc) == "none") continue;
-      auto ex = sandbox::make_executor(d, pc, so);
-      ex->start();
-      sandboxed.emplace_back(d.name, ex.get());
-      executors[d.name] = std::move(ex);
-      log::info("plugin loaded in the sandbox",
-                {{"plugin", d.name}, {"version", d.version}, {"file", d.path}});
+      // A manifest's cron entries enqueue jobs: only of kinds the plugin may enqueue.
+      std::string bad_cron;
+      if (d.manifest.contains("cron")) {
+        const auto& crons = d.manifest["cron"];
+        if (!crons.is_array()) bad_cron = "its manifest's cron must be an array";
+        for (size_t i = 0; bad_cron.empty() && crons.is_array() && i < crons.size(); ++i) {
+          try {
+            CronEntry e = cron_entry_from_json(crons[i], "plugin:" + d.name);
+            if (!d.may_enqueue(e.kind)) {
+              bad_cron = "its manifest schedules kind '" + e.kind +
+                         "', which it may not enqueue (grant it: [plugins." + d.name +
+                         "] enqueue = [\"" + e.kind + "\"])";
+            }
+          } catch (const std::exception& e) {
+            bad_cron = std::string("bad cron entry in its manifest: ") + e.what();
+          }
+        }
+      }
+      if (!bad_cron.empty()) {
+        refuse(d.name, d.path, bad_cron);
+        continue;
+      }
+      sandbox::Policy pol;
+      try {
+        pol = dec.resolve(pc);
+      } catch (const std::exception& e) {
+        refuse(d.name, d.path, e.what());
+        continue;
+      }
+      replace_kinds[d.name] = dec.replace_kinds;
+      nlohmann::json grants = pol.grants_json();
+      if (dec.isolation == "none") {
+        // Trusted by the operator's configuration: the pinned content, loaded here.
+        try {
+          LoadedPlugin p = load_plugin(d.pin);
+          bool same = p.name == d.name && p.kinds.size() == d.kinds.size();
+          for (size_t i = 0; same && i < p.kinds.size(); ++i) {
+            same = p.kinds[i].kind == d.kinds[i].kind;
+          }
+          if (!same) {
+            throw PluginError("plugin " + d.path +
+                              ": describes itself differently in-process than in the sandbox");
+          }
+          p.grants = d.grants;
+          init_plugin(p, pc);
+          plugins.push_back(std::move(p));
+          in_process.push_back(&plugins.back());
+          log::info("plugin loaded in-process", {{"plugin", d.name},
+                                                 {"version", d.version},
+                                                 {"file", d.path},
+                                                 {"sha256", d.sha256},
+                                                 {"grants", grants}});
+        } catch (const std::exception& e) {
+          refuse(d.name, d.path, e.what());
+        }
+        continue;
+      }
+      try {
+        auto ex = sandbox::make_executor(d, pc, pol, so);
+        ex->start();
+        sandboxed.emplace_back(d.name, ex.get());
+        executors[d.name] = std::move(ex);
+        log::info("plugin loaded in the sandbox", {{"plugin", d.name},
+                                                   {"version", d.version},
+                                                   {"file", d.path},
+                                                   {"sha256", d.sha256},
+                                                   {"policy", pol.to_json()},
+                                                   {"grants", grants}});
+        plugins.push_back(std::move(d));
+      } catch (const std::exception& e) {
+        refuse(d.name, d.path, e.what());
+      }
     }
   }
-  for (auto& p : plugins) {
-    ptrs.push_back(&p);
-    if (executors.count(p.name)) continue;
-    if (p.desc == nullptr) p = load_plugin(p.path);  // described in the sandbox: load for real
-    init_plugin(p, plugin_config_for(p, cfg.plugin_config, db_urls[p.name]));
-    in_process.push_back(&p);
-    log::info("plugin loaded in-process",
-              {{"plugin", p.name}, {"version", p.version}, {"file", p.path}});
+  for (auto& p : plugins) ptrs.push_back(&p);
+  auto no_plugin_left = [&](const char* what) {
+    std::cerr << "runner: " << what << " in " << cfg.plugins_dir << "\n";
+    for (const auto& r : refused_plugins()) {
+      std::cerr << "  refused " << (r.kind.empty() ? "" : "kind " + r.kind + " of ")
+                << (r.name.empty() ? r.file : r.name + " (" + r.file + ")") << ": " << r.reason
+                << "\n";
+    }
+    // Plugins refused: a runtime failure (1). An empty directory: nothing to serve, bad usage (2).
+    return refused_plugins().empty() ? cli::kExitUsage : cli::kExitError;
+  };
+  if (ptrs.empty()) {
+    return no_plugin_left(refused_plugins().empty() ? "no plugin to serve (the directory has none)"
+                                                    : "no plugin left to serve");
   }
   for (const auto& k : cfg.kinds) {
     bool found = false;
@@ -155,6 +230,45 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       std::cerr << "runner: --kinds names '" << k << "', which no plugin in " << cfg.plugins_dir
                 << " handles\n";
       return cli::kExitUsage;
+    }
+  }
+  // Kind ownership across runners (jr_kinds): a kind recorded for another plugin name is not
+  // served here unless [plugins.<name>] replace_kinds = true.
+  std::vector<std::string> serve_kinds = cfg.kinds;
+  {
+    std::vector<KindClaim> claims;
+    for (auto* p : ptrs) {
+      for (const auto& k : p->kinds) {
+        if (!cfg.kinds.empty() &&
+            std::find(cfg.kinds.begin(), cfg.kinds.end(), k.kind) == cfg.kinds.end()) {
+          continue;
+        }
+        claims.push_back({k.kind, p->name, p->sha256, replace_kinds[p->name], k.default_queue,
+                          k.timeout_ms, k.max_attempts, k.retry_schedule});
+      }
+    }
+    auto verdicts = claim_kinds_at_start(url, claims);
+    if (!verdicts) return cli::kExitOk;  // SIGTERM/SIGINT while waiting for the database
+    std::set<std::string> refused_kinds;
+    for (const auto& v : *verdicts) {
+      if (v.serve) continue;
+      refused_kinds.insert(v.kind);
+      for (const auto& c : claims) {
+        if (c.kind == v.kind) {
+          std::string file;
+          for (auto* p : ptrs) {
+            if (p->name == c.plugin) file = p->path;
+          }
+          note_refused_plugin({c.plugin, file, v.kind, v.message});
+        }
+      }
+    }
+    if (!refused_kinds.empty()) {
+      serve_kinds.clear();
+      for (const auto& c : claims) {
+        if (!refused_kinds.count(c.kind)) serve_kinds.push_back(c.kind);
+      }
+      if (serve_kinds.empty()) return no_plugin_left("no job kind left to serve");
     }
   }
   EngineOptions eo;
@@ -178,11 +292,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
     if (!p.manifest.contains("cron")) continue;
     for (const auto& j : p.manifest["cron"]) {
-      try {
-        eo.cron.push_back(cron_entry_from_json(j, "plugin:" + p.name));
-      } catch (const std::invalid_argument& e) {
-        throw PluginError("plugin " + p.path + ": bad cron entry in its manifest: " + e.what());
-      }
+      eo.cron.push_back(cron_entry_from_json(j, "plugin:" + p.name));  // checked when granted
     }
   }
   ops::OpsConfig oc;
@@ -193,7 +303,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.webhooks = cfg.webhooks;
   ops::Operations operations(oc);
   eo.observer = &operations;
-  Engine engine(eo, ptrs, cfg.kinds, std::move(executors));
+  Engine engine(eo, ptrs, serve_kinds, std::move(executors));
   if (!sandboxed.empty()) {
     // /metrics: sandbox workers started and restarts by reason, per plugin.
     ops::set_sandbox_stats_provider([sandboxed] {

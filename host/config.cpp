@@ -142,7 +142,8 @@ void read_file(const std::string& path, Config& cfg) {
   cfg.source = path;
   Reader top(path, root, "");
   top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron", "api_token",
-             "webhook_secret", "webhooks"});
+             "webhook_secret", "webhooks", "approvals_file"});
+  top.str("approvals_file", cfg.approvals_file);
   top.str("api_token", cfg.api_token);
   top.str("webhook_secret", cfg.webhook_secret);
   if (auto wh = root.get("webhooks")) {
@@ -216,6 +217,7 @@ void apply_env(Config& cfg) {
   if (auto v = env("DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_DATA_DIR")) cfg.data_dir = v;
+  if (auto v = env("RUNNER_APPROVALS")) cfg.approvals_file = v;
   if (auto v = env("RUNNER_LOG_LEVEL")) cfg.log_level = v;
   if (auto v = env("RUNNER_PLUGINS")) cfg.plugins_dir = v;
   if (auto v = env("RUNNER_QUEUES")) cfg.queues = split_list(v);

@@ -23,6 +23,9 @@ struct Config {
   std::optional<std::string> database_url;  // DATABASE_URL / database_url
   std::string data_dir;                     // RUNNER_DATA_DIR / data_dir; "" = default
   std::string log_level = "info";           // RUNNER_LOG_LEVEL / log_level
+  // Plugin approvals (`runner plugins approve`): RUNNER_APPROVALS / approvals_file; "" = the
+  // default, approvals.json in the data dir (host/sandbox/approvals.hpp).
+  std::string approvals_file;
 
   // [worker]
   std::string plugins_dir;               // RUNNER_PLUGINS / plugins; "" = none

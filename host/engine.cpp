@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "log.hpp"
+#include "ops/job_options.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -143,6 +144,7 @@ int Engine::run() {
           if (e.info->timeout_ms > 0) d.timeout_ms = e.info->timeout_ms;
           if (e.info->max_attempts > 0) d.max_attempts = e.info->max_attempts;
           if (!e.info->retry_schedule_text.empty()) d.retry_schedule = e.info->retry_schedule_text;
+          if (!e.info->finalizer.empty()) d.finalizer = e.info->finalizer;
           defs.push_back(std::move(d));
         }
         s->KindDefaultsUpsert(defs);
@@ -764,22 +766,11 @@ int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_
   nlohmann::json fields = {{"kind", kind}};
   if (ctx != nullptr) fields["job_id"] = ctx->job_id;
   try {
-    JobInsertParams p;
-    p.kind = std::string(kind);
-    auto body = nlohmann::json::parse(payload);
-    p.payload = body.dump();
-    if (!options_json.empty()) {
-      auto o = nlohmann::json::parse(options_json);
-      if (o.contains("queue")) p.queue = o["queue"].get<std::string>();
-      if (o.contains("priority")) p.priority = o["priority"].get<int>();
-      if (o.contains("delay_seconds")) p.delay_seconds = o["delay_seconds"].get<double>();
-      if (o.contains("run_at")) p.run_at = o["run_at"].get<std::string>();
-      if (o.contains("max_attempts")) p.max_attempts = o["max_attempts"].get<int>();
-      if (o.contains("timeout_seconds")) {
-        p.timeout_ms = static_cast<int64_t>(o["timeout_seconds"].get<double>() * 1000);
-      }
-      if (o.contains("retry_schedule")) p.retry_schedule = o["retry_schedule"].get<std::string>();
-    }
+    // The options of `runner enqueue`, parsed like the CLI and the HTTP API do (one parser:
+    // ops/job_options.hpp); an unknown key or a bad value refuses the enqueue.
+    JobInsertParams p = ops::job_from_parts(
+        kind, nlohmann::json::parse(payload),
+        options_json.empty() ? nlohmann::json() : nlohmann::json::parse(options_json));
     std::lock_guard<std::mutex> lock(aux_mu_);
     if (!aux_store_) aux_store_ = Store::open(opts_.database_url);
     return aux_store_->JobInsert(p);

@@ -7,7 +7,9 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "cli_commands.hpp"
@@ -16,6 +18,7 @@
 #include "engine.hpp"
 #include "log.hpp"
 #include "managed_db.hpp"
+#include "ops/job_options.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util.hpp"
@@ -34,6 +37,31 @@ int cmd_new_plugin(const std::string& name, const std::string& dir);
 int cmd_info(const GlobalFlags& g, const WorkerFlags& w, bool json, bool watch);
 }  // namespace jr::cli
 
+namespace {
+
+// A job id argument: 1 .. 2^63-1, digits only (CLI11 alone would clamp 99999999999999999999 to
+// the largest id).
+const CLI::Validator kJobId(
+    [](std::string& text) -> std::string {
+      try {
+        ops::parse_job_id(text);
+        return {};
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+    },
+    "ID", "job id");
+
+// A time argument (--since, --before): ISO 8601, checked here rather than by the database.
+const CLI::Validator kIsoTime(
+    [](std::string& text) -> std::string {
+      if (ops::is_iso8601_time(text)) return {};
+      return "'" + text.substr(0, 60) + "' is not an ISO 8601 time (e.g. 2026-11-24T09:00:00Z)";
+    },
+    "TIME", "ISO 8601 time");
+
+}  // namespace
+
 int main(int argc, char** argv) {
   log::init(log::Level::info);
   CLI::App app{"runner: runs background jobs from PostgreSQL queues through handler plugins"};
@@ -47,27 +75,35 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", g.data_dir, "directory of the managed local PostgreSQL");
   app.add_option("--log-level", g.log_level, "debug, info, warn or error");
 
+  // Worker flags sit on the root command (`runner --plugins DIR` serves jobs); after parsing,
+  // one given to a command it does not apply to is refused (exit 2), see below.
   WorkerFlags w;
-  app.add_option("--plugins", w.plugins, "directory of plugins to serve");
-  app.add_option("--concurrency", w.concurrency, "job slots (default 10)")
-      ->check(CLI::Range(1, 4096));
-  app.add_option("--queues", w.queues, "serve only these queues (a,b)");
-  app.add_option("--kinds", w.kinds, "serve only these job kinds (a,b)");
-  app.add_option("--lease-seconds", w.lease, "lease length (default 30s)");
-  app.add_option("--poll-interval", w.poll, "fallback poll interval (default 1s)");
-  app.add_option("--shutdown-grace", w.grace, "time in-flight jobs get on SIGTERM (default 30s)");
-  app.add_option("--prefetch", w.prefetch, "jobs claimed ahead of free slots (default: automatic)")
-      ->check(CLI::Range(-1, 100000));
-  app.add_option("--fetch-batch", w.fetch_batch, "max jobs per claim (default: free slots)")
-      ->check(CLI::Range(0, 100000));
-  app.add_option("--worker-id", w.worker_id, "identity in leases and the registry");
-  app.add_option("--isolation", w.isolation,
-                 "sandbox: plugins run in confined worker processes; none: in-process");
-  app.add_option("--rescue-interval", w.rescue_interval,
-                 "how often the leader looks for expired leases (default 5s)");
-  app.add_option("--http", w.http,
-                 "serve /metrics, /healthz, /readyz and the JSON API on [ADDR:]PORT (loopback "
-                 "unless ADDR is given; RUNNER_HTTP)");
+  std::vector<CLI::Option*> worker_flags = {
+      app.add_option("--plugins", w.plugins, "directory of plugins to serve"),
+      app.add_option("--concurrency", w.concurrency, "job slots (default 10)")
+          ->check(CLI::Range(1, 4096)),
+      app.add_option("--queues", w.queues, "serve only these queues (a,b)"),
+      app.add_option("--kinds", w.kinds, "serve only these job kinds (a,b)"),
+      app.add_option("--lease-seconds", w.lease, "lease length (default 30s)"),
+      app.add_option("--poll-interval", w.poll, "fallback poll interval (default 1s)"),
+      app.add_option("--shutdown-grace", w.grace,
+                     "time in-flight jobs get on SIGTERM (default 30s)"),
+      app.add_option("--prefetch", w.prefetch,
+                     "jobs claimed ahead of free slots (default: automatic)")
+          ->check(CLI::Range(-1, 100000)),
+      app.add_option("--fetch-batch", w.fetch_batch, "max jobs per claim (default: free slots)")
+          ->check(CLI::Range(0, 100000)),
+      app.add_option("--worker-id", w.worker_id, "identity in leases and the registry"),
+      app.add_option("--isolation", w.isolation,
+                     "sandbox: plugins run in confined worker processes; none: in-process"),
+      app.add_option("--rescue-interval", w.rescue_interval,
+                     "how often the leader looks for expired leases (default 5s)"),
+      app.add_option("--http", w.http,
+                     "serve /metrics, /healthz, /readyz and the JSON API on [ADDR:]PORT "
+                     "(loopback unless ADDR is given; RUNNER_HTTP)")};
+  // The worker flags other commands use: `torture` starts runners, `info` reads the lease.
+  const std::map<std::string, std::set<std::string>> worker_flags_of = {
+      {"torture", {"--plugins", "--concurrency"}}, {"info", {"--lease-seconds"}}};
 
   auto* worker = app.add_subcommand("worker", "run jobs (the default command)");
   worker->fallthrough();
@@ -77,7 +113,8 @@ int main(int argc, char** argv) {
   enqueue->fallthrough();
   enqueue->add_option("kind", ef.kind, "job kind")->required();
   enqueue->add_option("--payload", ef.payload, "payload JSON");
-  enqueue->add_option("--payload-file", ef.payload_file, "JSON-lines file, one payload per line");
+  enqueue->add_option("--payload-file", ef.payload_file,
+                      "JSON-lines file, one payload per line (- for standard input)");
   enqueue->add_option("--queue", ef.queue, "queue (default: the kind's default, else 'default')");
   enqueue->add_option("--priority", ef.priority, "higher runs first (default 0)");
   auto* delay = enqueue->add_option("--delay", ef.delay, "run after this long (30s, 5m)");
@@ -109,11 +146,11 @@ int main(int argc, char** argv) {
   int64_t cancel_id = 0;
   auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
   cancel->fallthrough();
-  cancel->add_option("id", cancel_id, "job id")->required();
+  cancel->add_option("id", cancel_id, "job id")->required()->check(kJobId);
   int64_t retry_id = 0;
   auto* retry = app.add_subcommand("retry", "run a dead-lettered (or waiting) job again now");
   retry->fallthrough();
-  retry->add_option("id", retry_id, "job id")->required();
+  retry->add_option("id", retry_id, "job id")->required()->check(kJobId);
 
   DlqFlags df;
   auto* dlq = app.add_subcommand("dlq", "the dead letter queue");
@@ -123,8 +160,10 @@ int main(int argc, char** argv) {
     sc->fallthrough();
     sc->add_option("--kind", df.kind, "only this job kind");
     sc->add_option("--queue", df.queue, "only this queue");
-    sc->add_option("--since", df.since, "dead-lettered at or after this time (ISO 8601)");
-    sc->add_option("--before", df.before, "dead-lettered before this time (ISO 8601)");
+    sc->add_option("--since", df.since, "dead-lettered at or after this time (ISO 8601)")
+        ->check(kIsoTime);
+    sc->add_option("--before", df.before, "dead-lettered before this time (ISO 8601)")
+        ->check(kIsoTime);
     sc->add_option("--limit", df.limit, "at most this many (default 1000)")
         ->check(CLI::Range(1, 10000000));
   };
@@ -133,7 +172,7 @@ int main(int argc, char** argv) {
   dlq_ls->add_flag("--json", df.json, "print a JSON array");
   auto* dlq_show = dlq->add_subcommand("show", "show one dead letter with every attempt's error");
   dlq_show->fallthrough();
-  dlq_show->add_option("id", df.id, "job id")->required();
+  dlq_show->add_option("id", df.id, "job id")->required()->check(kJobId);
   dlq_show->add_flag("--json", df.json, "print JSON");
   auto* dlq_replay = dlq->add_subcommand("replay", "retry every matching dead letter");
   dlq_filters(dlq_replay);
@@ -204,7 +243,7 @@ int main(int argc, char** argv) {
   bool status_json = false;
   auto* status = app.add_subcommand("status", "show one job");
   status->fallthrough();
-  status->add_option("id", status_id, "job id")->required();
+  status->add_option("id", status_id, "job id")->required()->check(kJobId);
   status->add_flag("--json", status_json, "print JSON");
 
   auto* jobs = app.add_subcommand("jobs", "list jobs");
@@ -215,13 +254,26 @@ int main(int argc, char** argv) {
   std::string ls_state, ls_kind, ls_queue;
   int ls_limit = 100;
   bool ls_json = false;
-  jobs_ls->add_option("--state", ls_state,
-                      "scheduled, available, running, retryable, completed, "
-                      "discarded or cancelled");
+  jobs_ls
+      ->add_option("--state", ls_state,
+                   "waiting, scheduled, available, running, retryable, completed, "
+                   "discarded or cancelled")
+      ->check(CLI::IsMember({"waiting", "scheduled", "available", "running", "retryable",
+                             "completed", "discarded", "cancelled"}));
   jobs_ls->add_option("--kind", ls_kind);
   jobs_ls->add_option("--queue", ls_queue);
   jobs_ls->add_option("--limit", ls_limit)->check(CLI::Range(1, 1000000));
   jobs_ls->add_flag("--json", ls_json, "print a JSON array");
+
+  JobsCancelFlags jcf;
+  auto* jobs_cancel = jobs->add_subcommand(
+      "cancel", "cancel the jobs of a queue that are not running (all, or one kind or state)");
+  jobs_cancel->fallthrough();
+  jobs_cancel->add_option("--queue", jcf.queue, "the queue")->required();
+  jobs_cancel->add_option("--kind", jcf.kind, "only jobs of this kind");
+  jobs_cancel->add_option("--state", jcf.state,
+                          "only jobs in this state: waiting, scheduled, available or retryable");
+  jobs_cancel->add_flag("--yes", jcf.yes, "cancel without asking (else: a count, and exit 2)");
 
   bool info_json = false, info_watch = false;
   auto* info = app.add_subcommand("info", "queues, live runners and throughput of the last minute");
@@ -234,17 +286,41 @@ int main(int argc, char** argv) {
 
   auto* plugins = app.add_subcommand("plugins", "inspect plugins");
   plugins->require_subcommand(1);
-  auto* plugins_ls = plugins->add_subcommand("ls", "load every plugin in DIR and describe it");
+  auto* plugins_ls = plugins->add_subcommand(
+      "ls", "describe every plugin in DIR inside the sandbox (no plugin code runs in the runner)");
   std::string plugins_dir;
   bool plugins_json = false;
   plugins_ls->add_option("dir", plugins_dir, "plugin directory")->required();
   plugins_ls->add_flag("--json", plugins_json, "print JSON");
   std::string check_file;
   auto* plugins_check = plugins->add_subcommand(
-      "check", "load a plugin inside the sandbox; print its descriptor and effective policy");
+      "check",
+      "describe a plugin inside the sandbox; print its sha256, what it requests, what is granted "
+      "(and by whom) and the effective policy; exit 1 when it would be refused");
   plugins_check->fallthrough();
   plugins_check->add_option("file", check_file, "plugin .so")->required();
   plugins_check->add_flag("--json", plugins_json, "print JSON");
+  // Trust model (issue 16): approvals bound to (name, SHA-256).
+  bool approve_yes = false;
+  auto* plugins_approve = plugins->add_subcommand(
+      "approve",
+      "describe a plugin in the sandbox, print what it requests, and approve exactly that for "
+      "this file content (RUNNER_APPROVALS / approvals_file)");
+  plugins_approve->fallthrough();
+  plugins_approve->add_option("file", check_file, "plugin .so")->required();
+  plugins_approve->add_flag("--yes", approve_yes, "do not ask for confirmation");
+  plugins_approve->add_flag("--json", plugins_json, "print JSON");
+  auto* plugins_approvals = plugins->add_subcommand("approvals", "list or remove approvals");
+  plugins_approvals->fallthrough();
+  plugins_approvals->require_subcommand(1);
+  auto* approvals_ls = plugins_approvals->add_subcommand("ls", "list approvals");
+  approvals_ls->fallthrough();
+  approvals_ls->add_flag("--json", plugins_json, "print JSON");
+  std::string approval_name, approval_sha;
+  auto* approvals_rm = plugins_approvals->add_subcommand("rm", "remove a plugin's approvals");
+  approvals_rm->fallthrough();
+  approvals_rm->add_option("name", approval_name, "plugin name")->required();
+  approvals_rm->add_option("sha256", approval_sha, "only the approval of this content");
 
   auto* db = app.add_subcommand("db", "manage the local PostgreSQL");
   db->fallthrough();
@@ -273,7 +349,25 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every other parse error is bad usage (README: exit 2), not
+    // one of CLI11's own codes.
+    return app.exit(e) == 0 ? cli::kExitOk : cli::kExitUsage;
+  }
+  {
+    std::string command = "worker";
+    if (!app.get_subcommands().empty()) command = app.get_subcommands().front()->get_name();
+    if (command != "worker") {
+      auto allowed = worker_flags_of.find(command);
+      for (const auto* opt : worker_flags) {
+        if (opt->count() == 0) continue;
+        std::string flag = opt->get_name();
+        if (allowed != worker_flags_of.end() && allowed->second.count(flag)) continue;
+        std::cerr << "runner " << command << ": " << flag
+                  << " does not apply to this command (it is a flag of `runner worker`)\n"
+                  << "Run with --help for more information.\n";
+        return cli::kExitUsage;
+      }
+    }
   }
 
   try {
@@ -292,6 +386,7 @@ int main(int argc, char** argv) {
       tf.concurrency = w.concurrency > 0 ? w.concurrency : 50;
       return cmd_torture(g, tf);
     }
+    if (*jobs_cancel) return cmd_jobs_cancel(g, jcf);
     if (*jobs_ls) {
       JobListParams p;
       if (!ls_state.empty()) p.state = ls_state;
@@ -310,7 +405,18 @@ int main(int argc, char** argv) {
     }
     if (*plugins_ls) return cmd_plugins_ls(plugins_dir, plugins_json);
     if (*plugins_check) {
-      return sandbox::cmd_plugins_check(check_file, build_config(g).plugin_config, plugins_json);
+      Config cfg = build_config(g);
+      return sandbox::cmd_plugins_check(check_file, sandbox::trust_context(cfg, cfg.concurrency),
+                                        plugins_json);
+    }
+    if (*plugins_approve || *plugins_approvals) {
+      Config cfg = build_config(g);
+      std::string file = sandbox::approvals_path(cfg.approvals_file, cfg.data_dir);
+      if (*plugins_approve) {
+        return sandbox::cmd_plugins_approve(check_file, file, approve_yes, plugins_json);
+      }
+      if (*approvals_ls) return sandbox::cmd_plugins_approvals_ls(file, plugins_json);
+      return sandbox::cmd_plugins_approvals_rm(file, approval_name, approval_sha);
     }
     if (*db) return cmd_db(g, db_action, db_url_flags);
     return cmd_worker(g, w);

@@ -14,8 +14,9 @@ struct Migration {
 
 const std::vector<Migration>& migrations();
 
-// SQL that takes PUBLIC's privileges away from every jr_* object the current role owns in the
-// current schema. SchemaMigrate runs it after applying migrations (v7 and any later one).
-const char* revoke_public_sql();
+// SQL that states the privileges of the runner's objects (nothing PUBLIC on any jr_* object of
+// the current role in the current schema; jr_enqueue SECURITY DEFINER, executable by
+// jobrunner_producer). SchemaMigrate runs it after applying migrations.
+const char* privileges_sql();
 
 }  // namespace jr

@@ -78,9 +78,12 @@ class PgStore final : public Store {
       // when there is nothing to do also means a plugin's role holding it blocks nobody then.
       {
         pqxx::nontransaction probe(*conn_);
+        std::vector<int64_t> known;
+        for (const auto& m : migrations()) known.push_back(m.version);
         if (!probe.exec("SELECT to_regclass('jr_migrations')")[0][0].is_null() &&
-            probe.exec("SELECT coalesce(max(version), 0) FROM jr_migrations")[0][0].as<int>() >=
-                migrations().back().version) {
+            probe.exec_params("SELECT count(*) FROM jr_migrations WHERE version = ANY($1::int[])",
+                              pg_int_array(known))[0][0]
+                    .as<size_t>() == known.size()) {
           return 0;
         }
       }
@@ -89,16 +92,21 @@ class PgStore final : public Store {
       tx.exec(
           "CREATE TABLE IF NOT EXISTS jr_migrations (version integer PRIMARY KEY, name text NOT "
           "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-      int current = tx.exec("SELECT coalesce(max(version), 0) FROM jr_migrations")[0][0].as<int>();
+      // Every migration not applied yet, in version order: a set, not "above the maximum", so a
+      // migration that lands after a higher-numbered one (parallel branches) is still applied.
+      std::set<int> done;
+      for (const auto& row : tx.exec("SELECT version FROM jr_migrations")) {
+        done.insert(row[0].as<int>());
+      }
       int applied = 0;
       for (const auto& m : migrations()) {
-        if (m.version <= current) continue;
+        if (done.count(m.version)) continue;
         tx.exec(m.sql);
         tx.exec_params("INSERT INTO jr_migrations (version, name) VALUES ($1, $2)", m.version,
                        m.name);
         ++applied;
       }
-      if (applied > 0) tx.exec(revoke_public_sql());
+      if (applied > 0) tx.exec(privileges_sql());
       tx.commit();
       if (applied > 0) prepare_all();
       return applied;
@@ -402,7 +410,8 @@ class PgStore final : public Store {
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(R"SQL(
         WITH exp AS (
-          SELECT j.id, j.attempt, coalesce(j.max_attempts, k.max_attempts, $2) AS max_att,
+          SELECT j.id, j.attempt, j.lease_owner,
+                 coalesce(j.max_attempts, k.max_attempts, $2) AS max_att,
                  coalesce(j.retry_schedule, k.retry_schedule) AS sched
             FROM jr_jobs j LEFT JOIN jr_kinds k ON k.kind = j.kind
            WHERE j.state = 'running' AND j.lease_expires_at < now()
@@ -413,7 +422,9 @@ class PgStore final : public Store {
                  jsonb_build_array(jsonb_build_object(
                    'attempt', attempt, 'at', now(), 'kind', 'lease_lost',
                    'message', 'lease expired: the runner stopped heartbeating (crashed, killed '
-                              'or cut off from the database)')) AS e
+                              'or cut off from the database)',
+                   'worker_id', lease_owner,
+                   'host', (SELECT w.host FROM jr_workers w WHERE w.id = exp.lease_owner))) AS e
             FROM exp),
         dead AS (DELETE FROM jr_jobs j USING entry WHERE j.id = entry.id AND entry.dead
                  RETURNING j.*, entry.e),
@@ -510,6 +521,37 @@ class PgStore final : public Store {
       r = tx.exec_params("SELECT 1 FROM jr_jobs_done WHERE id = $1", id);
       tx.commit();
       return r.empty() ? CancelResult::not_found : CancelResult::already_finished;
+    });
+  }
+
+  int64_t JobCancelMany(const JobCancelFilter& f, bool dry_run) override {
+    return guard([&] {
+      const char* where =
+          "queue = $1 AND ($2::text IS NULL OR kind = $2) AND state <> 'running' AND "
+          "($3::text IS NULL OR state = $3)";
+      pqxx::work tx(*conn_);
+      pqxx::result r;
+      if (dry_run) {
+        r = tx.exec_params(std::string("SELECT count(*) FROM jr_jobs WHERE ") + where, f.queue,
+                           opt(f.kind), opt(f.state));
+      } else {
+        r = tx.exec_params(std::string(R"SQL(
+          WITH x AS (DELETE FROM jr_jobs WHERE )SQL") +
+                               where + R"SQL( RETURNING *),
+          ins AS (
+            INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
+            SELECT id, queue, kind, payload, 'cancelled', priority, attempt, max_attempts, NULL,
+                   progress, errors || jsonb_build_array(jsonb_build_object('attempt', attempt,
+                   'at', now(), 'kind', 'cancelled', 'message',
+                   'cancelled on request before it ran (runner jobs cancel)')),
+                   options, created_at, started_at, timeout_ms, retry_schedule, lock_key,
+                   lock_limit FROM x
+            RETURNING id)
+          SELECT count(*) FROM ins)SQL",
+                           f.queue, opt(f.kind), opt(f.state));
+      }
+      tx.commit();
+      return r[0][0].as<int64_t>();
     });
   }
 
@@ -807,14 +849,15 @@ class PgStore final : public Store {
                                 : std::string();
         tx.exec_params(
             "INSERT INTO jr_kinds (kind, plugin, default_queue, timeout_ms, max_attempts, "
-            "retry_schedule) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind) DO UPDATE SET "
-            "plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, timeout_ms = "
-            "EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, retry_schedule = "
-            "EXCLUDED.retry_schedule, updated_at = now()",
+            "retry_schedule, finalizer) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind) "
+            "DO UPDATE SET plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, "
+            "timeout_ms = EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, "
+            "retry_schedule = EXCLUDED.retry_schedule, finalizer = EXCLUDED.finalizer, "
+            "updated_at = now()",
             k.kind, k.plugin, opt(k.default_queue),
             k.timeout_ms ? std::to_string(*k.timeout_ms).c_str() : nullptr,
             k.max_attempts ? std::to_string(*k.max_attempts).c_str() : nullptr,
-            k.retry_schedule ? sched.c_str() : nullptr);
+            k.retry_schedule ? sched.c_str() : nullptr, opt(k.finalizer));
       }
       tx.commit();
       return 0;
@@ -1116,13 +1159,17 @@ class PgStore final : public Store {
                   nullif($4::jsonb -> j.id::text, 'null'::jsonb) AS result, j.progress,
                   j.errors, j.options, j.created_at, j.started_at, j.timeout_ms,
                   j.retry_schedule, j.lock_key, j.lock_limit)
-      INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
+      INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL(, worker_id, worker_host)
       SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
-             progress, errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit FROM d
+             progress, errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit,
+             $1, (SELECT w.host FROM jr_workers w WHERE w.id = $1) FROM d
       RETURNING id)SQL");
+    // The entry of a failed attempt names its runner ($3, the lease owner) and that runner's
+    // host (migration 9: `runner status` lists who ran each attempt).
     const char* error_entry =
         "jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'kind', "
-        "$5::text, 'message', $6::text))";
+        "$5::text, 'message', $6::text, 'worker_id', $3::text, 'host', "
+        "(SELECT w.host FROM jr_workers w WHERE w.id = $3::text)))";
     c.prepare("job_retry", std::string(R"SQL(
       UPDATE jr_jobs SET state = 'retryable', run_at = now() + make_interval(secs => $4::float8),
              lease_owner = NULL, lease_expires_at = NULL, errors = errors || )SQL") +

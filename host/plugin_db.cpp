@@ -237,14 +237,6 @@ std::string stored_plugin_database_url(const std::string& runner_url, const std:
                               reached);
 }
 
-bool plugin_database_granted(const LoadedPlugin& p, const nlohmann::json& section) {
-  if (section.is_object() && section.contains("database") && section["database"].is_boolean()) {
-    return section["database"].get<bool>();
-  }
-  return p.manifest.is_object() && p.manifest.contains("database") &&
-         p.manifest["database"].is_boolean() && p.manifest["database"].get<bool>();
-}
-
 std::string PluginDatabases::url_for(const LoadedPlugin& p, const nlohmann::json& all_sections) {
   nlohmann::json section = nlohmann::json::object();
   if (all_sections.is_object() && all_sections.contains(p.name) &&
@@ -254,7 +246,7 @@ std::string PluginDatabases::url_for(const LoadedPlugin& p, const nlohmann::json
   if (section.contains("database_url") && section["database_url"].is_string()) {
     return section["database_url"].get<std::string>();  // the operator's choice
   }
-  if (!plugin_database_granted(p, section)) return "";
+  if (!p.grants.database) return "";  // the operator did not grant one (trust model)
   if (auto it = cache_.find(p.name); it != cache_.end()) return it->second;
   int limit = kPluginConnectionLimit;
   if (section.contains("database_connection_limit")) {

@@ -62,17 +62,14 @@ PluginDbRole provision_plugin_database(const std::string& runner_url, const std:
 // the plugin has no role there.
 std::string stored_plugin_database_url(const std::string& runner_url, const std::string& plugin);
 
-// Whether the plugin is granted a database: `database = true|false` in its [plugins.<name>]
-// section decides; otherwise its manifest's request `"database": true`.
-// TODO(trust): the policy's `database` grant replaces this when the trust model lands.
-bool plugin_database_granted(const LoadedPlugin& p, const nlohmann::json& section);
-
 // The database_url each plugin's config gets.
 class PluginDatabases {
  public:
   explicit PluginDatabases(std::string runner_url) : runner_url_(std::move(runner_url)) {}
 
-  // "" for a plugin without a database grant (its config then has no database_url). The
+  // "" for a plugin without a database grant (p.grants.database, decided by the trust model
+  // from its manifest's request, the operator's configuration and approvals; its config then
+  // has no database_url). The
   // operator's own `[plugins.<name>] database_url` is used as given. Otherwise the plugin's
   // role, provisioned on the runner's database (migrated first). Throws PluginError (the
   // plugin is refused, saying how to fix it) when the grant cannot be honoured; pqxx errors

@@ -4,8 +4,9 @@
 #include <algorithm>
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <regex>
+#include <mutex>
 
 #include "host_api.hpp"
 #include "log.hpp"
@@ -16,10 +17,25 @@ namespace fs = std::filesystem;
 namespace jr {
 namespace {
 
+// [A-Za-z0-9_.:-]{1,128}, checked in linear time without reading past 129 bytes (a plugin's
+// string may be unterminated garbage or megabytes long).
 bool valid_name(const char* s) {
   if (s == nullptr) return false;
-  static const std::regex re(R"([A-Za-z0-9_.:\-]{1,128})");
-  return std::regex_match(s, re);
+  size_t n = strnlen(s, 129);
+  if (n == 0 || n > 128) return false;
+  for (size_t i = 0; i < n; ++i) {
+    char c = s[i];
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::mutex g_refused_mu;
+std::vector<RefusedPlugin>& refused_list() {
+  static auto* v = new std::vector<RefusedPlugin>();
+  return *v;
 }
 
 // Keeps every loaded library alive for the life of the process.
@@ -30,7 +46,53 @@ std::vector<boost::dll::shared_library>& libraries() {
 
 }  // namespace
 
-LoadedPlugin load_plugin(const std::string& path) { return load_plugin(path, path); }
+bool valid_plugin_name(std::string_view s) {
+  if (s.size() > 128 || s.find('\0') != std::string_view::npos) return false;
+  return valid_name(std::string(s).c_str());
+}
+
+LoadedPlugin load_plugin(const std::string& path) { return load_plugin(PinnedFile::pin(path)); }
+
+LoadedPlugin load_plugin(std::shared_ptr<const PinnedFile> pin) {
+  {
+    // The dynamic loader knows a library by the name it was opened with ("/proc/self/fd/N"): if
+    // the memfd were closed, a later pin reusing N would get the old library back. Whatever was
+    // handed to dlopen stays open for the life of the process (plugins are never unloaded).
+    static std::mutex mu;
+    static auto* kept = new std::vector<std::shared_ptr<const PinnedFile>>();
+    std::lock_guard<std::mutex> lock(mu);
+    kept->push_back(pin);
+  }
+  LoadedPlugin p = load_plugin(pin->proc_path(), pin->path());
+  p.sha256 = pin->sha256();
+  p.pin = std::move(pin);
+  return p;
+}
+
+bool LoadedPlugin::may_enqueue(std::string_view kind) const {
+  for (const auto& k : kinds) {
+    if (k.kind == kind) return true;
+  }
+  for (const auto& k : grants.enqueue_kinds) {
+    if (k == kind) return true;
+  }
+  return false;
+}
+
+void note_refused_plugin(RefusedPlugin r) {
+  std::lock_guard<std::mutex> lock(g_refused_mu);
+  refused_list().push_back(std::move(r));
+}
+
+std::vector<RefusedPlugin> refused_plugins() {
+  std::lock_guard<std::mutex> lock(g_refused_mu);
+  return refused_list();
+}
+
+void clear_refused_plugins() {
+  std::lock_guard<std::mutex> lock(g_refused_mu);
+  refused_list().clear();
+}
 
 LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
   auto fail = [&](const std::string& why) {
@@ -59,7 +121,9 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
     throw fail("built for ABI major version " + std::to_string(d->abi_major) +
                "; this host speaks major version " + std::to_string(JR_ABI_MAJOR));
   }
-  if (!valid_name(d->name)) throw fail("missing or invalid plugin name");
+  if (!valid_name(d->name)) {
+    throw fail("missing or invalid plugin name (1-128 characters of A-Z a-z 0-9 _ . : -)");
+  }
   if (d->init == nullptr || d->handle == nullptr) {
     throw fail("descriptor lacks the required init and handle functions");
   }
@@ -110,18 +174,23 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
     }
     p.kinds.push_back(std::move(ki));
   }
+  if (d->manifest_json != nullptr &&
+      strnlen(d->manifest_json, kMaxManifestBytes + 1) > kMaxManifestBytes) {
+    throw fail("manifest_json is larger than " + std::to_string(kMaxManifestBytes) + " bytes");
+  }
   if (d->manifest_json != nullptr && *d->manifest_json) {
     p.manifest = nlohmann::json::parse(d->manifest_json, nullptr, false);
     if (p.manifest.is_discarded() || !p.manifest.is_object()) {
       throw fail("manifest_json is not a JSON object");
     }
   }
+  resolve_finalizers(p);
   if (d->abi_minor > JR_ABI_MINOR) {
     log::info(
         "plugin built for a newer ABI minor version; fields this host does not know are "
         "ignored",
         {{"plugin", p.name},
-         {"file", path},
+         {"file", shown_as},
          {"plugin_abi_minor", d->abi_minor},
          {"host_abi_minor", JR_ABI_MINOR}});
   }
@@ -161,6 +230,36 @@ std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
   return out;
 }
 
+void resolve_finalizers(LoadedPlugin& p) {
+  auto fail = [&](const std::string& why) {
+    return PluginError("plugin " + p.path + ": manifest \"finalizers\": " + why);
+  };
+  auto it = p.manifest.find("finalizers");
+  if (it == p.manifest.end()) return;
+  if (!it->is_object()) throw fail("must be an object {\"kind\": \"finalizer kind\"}");
+  auto find = [&](const std::string& kind) -> KindInfo* {
+    for (auto& k : p.kinds) {
+      if (k.kind == kind) return &k;
+    }
+    return nullptr;
+  };
+  for (const auto& [kind, fin] : it->items()) {
+    KindInfo* k = find(kind);
+    if (k == nullptr) throw fail("'" + kind + "' is not one of this plugin's kinds");
+    if (!fin.is_string()) throw fail("the finalizer of '" + kind + "' must be a kind name");
+    const std::string& name = fin.get_ref<const std::string&>();
+    if (find(name) == nullptr) {
+      throw fail("the finalizer of '" + kind + "', '" + name +
+                 "', is not one of this plugin's kinds");
+    }
+    if (name == kind) throw fail("'" + kind + "' cannot be its own finalizer");
+    if (it->contains(name)) {
+      throw fail("the finalizer kind '" + name + "' has a finalizer of its own (no chains)");
+    }
+    k->finalizer = name;
+  }
+}
+
 void init_plugin(LoadedPlugin& p, const nlohmann::json& config) {
   char err[1024] = {0};
   std::string cfg = config.dump();
@@ -183,19 +282,17 @@ nlohmann::json plugin_config_for(const LoadedPlugin& p, const nlohmann::json& al
     cfg = all_sections[p.name];
   }
   if (!cfg.contains("database_url") && !database_url.empty()) cfg["database_url"] = database_url;
-  // The manifest may map environment variables onto config keys: {"env": {"VAR": "key"}}.
-  if (p.manifest.contains("env") && p.manifest["env"].is_object()) {
-    for (const auto& [var, key] : p.manifest["env"].items()) {
-      const char* v = std::getenv(var.c_str());
-      if (v == nullptr || !key.is_string()) continue;
-      std::string text(v);
-      // Keep numbers and booleans typed so the plugin reads them as it reads the TOML values.
-      nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
-      if (!parsed.is_discarded() && (parsed.is_number() || parsed.is_boolean())) {
-        cfg[key.get<std::string>()] = parsed;
-      } else {
-        cfg[key.get<std::string>()] = text;
-      }
+  // Environment passthrough: only what the operator granted (a manifest's "env" is a request).
+  for (const auto& [var, key] : p.grants.env) {
+    const char* v = std::getenv(var.c_str());
+    if (v == nullptr || key.empty()) continue;
+    std::string text(v);
+    // Keep numbers and booleans typed so the plugin reads them as it reads the TOML values.
+    nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+    if (!parsed.is_discarded() && (parsed.is_number() || parsed.is_boolean())) {
+      cfg[key] = parsed;
+    } else {
+      cfg[key] = text;
     }
   }
   return cfg;

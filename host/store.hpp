@@ -129,6 +129,14 @@ struct PruneParams {
 
 enum class CancelResult { cancelled, requested, not_found, already_finished };
 
+// `runner jobs cancel`: the jobs of one queue that are not running, optionally of one kind and
+// in one state (waiting, scheduled, available or retryable; unset: all four).
+struct JobCancelFilter {
+  std::string queue;
+  std::optional<std::string> kind;
+  std::optional<std::string> state;
+};
+
 struct DeadLetterFilter {
   std::optional<std::string> kind;
   std::optional<std::string> queue;
@@ -150,6 +158,9 @@ struct KindDefaults {
   std::optional<int64_t> timeout_ms;
   std::optional<int> max_attempts;
   std::optional<std::string> retry_schedule;
+  // Kind enqueued (in the same transaction) when a job of this kind ends discarded or
+  // cancelled, whatever the path: see migration 10 in migrations.cpp.
+  std::optional<std::string> finalizer{};
 };
 
 // A webhook notification waiting in the outbox (jr_webhook_deliveries), claimed for delivery.
@@ -211,6 +222,9 @@ class Store {
   virtual int JobPrune(const PruneParams& p) = 0;
   // Cancels a waiting job, or flags a running one (its runner asks the handler to stop).
   virtual CancelResult JobCancel(int64_t id) = 0;
+  // Cancels every job matching `f` in one transaction (error kind "cancelled"), or with
+  // `dry_run` only counts them; returns how many.
+  virtual int64_t JobCancelMany(const JobCancelFilter& f, bool dry_run) = 0;
   // Running jobs of this worker whose cancellation was requested.
   virtual std::vector<int64_t> JobCancelRequested(const std::string& worker_id) = 0;
   // Makes a dead-lettered, cancelled or waiting job available now, with at least one attempt

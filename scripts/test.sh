@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command (2): installs what is needed, builds, and runs the whole test suite: the normal
-# build with warnings as errors, then the same tests under AddressSanitizer + UBSan.
+# build with warnings as errors, then the release build (every build the README names), then the
+# same tests under AddressSanitizer + UBSan.
 # Tests start their own throwaway PostgreSQL clusters and loopback servers; nothing else runs.
 # Usage (as root on Debian 12): bash scripts/test.sh
 set -euo pipefail
@@ -30,6 +31,15 @@ echo "   built in $(( $(date +%s) - start )) s"
 echo "== tests (dev)"
 ctest --preset dev -j 2 --timeout 900
 echo "   tests done at $(( $(date +%s) - start )) s"
+
+# The release preset (the README's quick start and the demo build it) with -Werror at -O2: GCC
+# warns there about things -O0 does not see (array bounds, maybe-uninitialized). Built whole,
+# after the dev tests and alone (2 cores: in parallel with the tests it would slow both).
+echo "== build (release preset: RelWithDebInfo -O2, -Werror)"
+rel_start=$(date +%s)
+cmake --preset release -G Ninja -DJR_PLUGINS=ALL >/dev/null
+cmake --build --preset release -j "$JOBS"
+echo "   built in $(( $(date +%s) - rel_start )) s (at $(( $(date +%s) - start )) s)"
 
 # The sanitizer run repeats every test but the sandbox ones: ASan installs its own SIGSEGV
 # handler and maps terabytes of shadow memory, so a crash signal or an address-space limit

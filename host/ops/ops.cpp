@@ -1,7 +1,12 @@
 #include "ops/ops.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "log.hpp"
 #include "ops/server.hpp"
@@ -22,6 +27,35 @@ int64_t steady_ms() {
 double unix_now() {
   using namespace std::chrono;
   return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+// Unix time this process started: its start in clock ticks after boot (/proc/self/stat, field
+// 22) plus the boot time (/proc/stat btime). Falls back to the time of static initialisation,
+// which is before main() too.
+const double kStaticInitTime = unix_now();
+double process_start_time() {
+  std::ifstream stat("/proc/self/stat");
+  std::string text;
+  std::getline(stat, text);
+  auto close = text.rfind(')');  // the command name may hold spaces and parentheses
+  std::ifstream proc_stat("/proc/stat");
+  double boot = 0;
+  for (std::string key; proc_stat >> key;) {
+    if (key == "btime") {
+      proc_stat >> boot;
+      break;
+    }
+    proc_stat.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  long ticks = sysconf(_SC_CLK_TCK);
+  if (close == std::string::npos || boot <= 0 || ticks <= 0) return kStaticInitTime;
+  std::istringstream rest(text.substr(close + 2));
+  std::string field;
+  for (int i = 3; i < 22 && rest >> field; ++i) {
+  }
+  unsigned long long start_ticks = 0;
+  if (!(rest >> start_ticks)) return kStaticInitTime;
+  return boot + static_cast<double>(start_ticks) / static_cast<double>(ticks);
 }
 
 const std::vector<double> kDurationBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -172,17 +206,20 @@ void Operations::add_collectors() {
     }
   });
   registry_.collector([](TextWriter& w) {
-    static const double started = unix_now();
+    static const double started = process_start_time();
     w.family("jobrunner_build_info", "gauge", "Build information; the value is always 1.");
     w.sample("jobrunner_build_info", {{"version", JR_VERSION}}, 1);
-    w.family("jobrunner_start_time_seconds", "gauge", "Unix time this runner's metrics started.");
+    w.family("jobrunner_start_time_seconds", "gauge", "Unix time this runner process started.");
     w.sample("jobrunner_start_time_seconds", {}, started);
   });
 }
 
 void Operations::start(Engine& engine) {
   engine_ = &engine;
-  if (!cfg_.webhooks.empty() || !cfg_.webhook_secret.empty()) {
+  // Every runner delivers webhooks: a per-job URL (`runner enqueue --webhook`) may come from any
+  // enqueuer, whatever this runner's config says. Without a webhook_secret the POSTs go out
+  // unsigned (no X-Jobrunner-Signature), said here and on the first unsigned delivery.
+  {
     WebhookOptions wo;
     wo.database_url = cfg_.database_url;
     wo.owner = engine.worker_id();
@@ -191,9 +228,14 @@ void Operations::start(Engine& engine) {
     wo.per_kind = cfg_.webhooks;
     wo.retry_base_seconds = cfg_.webhook_retry_base_seconds;
     if (wo.secret.empty()) {
-      log::warn(
-          "webhooks are configured but no webhook_secret is set: this runner publishes "
-          "the URLs but does not deliver (set RUNNER_WEBHOOK_SECRET or webhook_secret)");
+      // Nothing configured: look for per-job deliveries once a second rather than 4 times.
+      if (wo.per_kind.empty()) wo.poll_seconds = 1.0;
+      log::write(
+          wo.per_kind.empty() ? log::Level::info : log::Level::warn,
+          "no webhook_secret is set: webhook notifications are delivered unsigned (no "
+          "X-Jobrunner-Signature header); set RUNNER_WEBHOOK_SECRET or webhook_secret to sign "
+          "them",
+          {{"webhooks_configured", wo.per_kind.size()}});
     }
     webhooks_ = std::make_unique<WebhookDeliverer>(std::move(wo));
     webhooks_->start();

@@ -2,8 +2,10 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <thread>
 
 #include "log.hpp"
 #include "ops/job_options.hpp"
@@ -75,7 +77,8 @@ bool same(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-int64_t path_id(const httplib::Request& req) { return std::stoll(req.matches[1].str()); }
+// The {id} of a path; an id beyond 2^63-1 is a bad request (std::invalid_argument: 400).
+int64_t path_id(const httplib::Request& req) { return parse_job_id(req.matches[1].str()); }
 
 }  // namespace
 
@@ -104,7 +107,17 @@ void Server::start() {
     }
     port_ = port;
   }
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  listener_done_ = false;
+  thread_ = std::thread([this] {
+    http_->listen_after_bind();
+    listener_done_ = true;
+  });
+  // httplib's stop() only acts on a server that is already listening: a stop that came before
+  // the thread reached its accept loop was lost, and join() in stop() waited for ever (a runner
+  // stopped during start-up never exited). Return only once the loop runs (or ended).
+  while (!http_->is_running() && !listener_done_) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
   log::info("http server listening",
             {{"address", host_}, {"port", port_}, {"api_writes", !opts_.api_token.empty()}});
 }
@@ -133,6 +146,9 @@ void Server::routes() {
           if (ep) std::rethrow_exception(ep);
         } catch (const StoreError& e) {
           error_reply(res, e.transient() ? 503 : 400, log::redact(e.what()));
+          return;
+        } catch (const std::invalid_argument& e) {  // bad input found by a handler
+          error_reply(res, 400, e.what());
           return;
         } catch (const std::exception& e) {
           msg = e.what();

@@ -7,6 +7,7 @@
 // small mutex-protected pool (a Store is not thread-safe) and gives it back afterwards.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,7 @@ class Server {
   std::function<Readiness()> ready_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  std::atomic<bool> listener_done_{false};  // listen_after_bind() returned
   std::string host_;
   int port_ = 0;
 };

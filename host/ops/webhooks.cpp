@@ -65,8 +65,14 @@ std::pair<int, std::string> WebhookDeliverer::post(const std::string& url, const
   if (!c) return {0, "curl_easy_init failed"};
   struct curl_slist* h = nullptr;
   h = curl_slist_append(h, "Content-Type: application/json");
-  h = curl_slist_append(
-      h, ("X-Jobrunner-Signature: sha256=" + hmac_sha256_hex(opts_.secret, body)).c_str());
+  if (!opts_.secret.empty()) {
+    h = curl_slist_append(
+        h, ("X-Jobrunner-Signature: sha256=" + hmac_sha256_hex(opts_.secret, body)).c_str());
+  } else if (!warned_unsigned_) {
+    warned_unsigned_ = true;
+    log::warn("delivering webhook notifications unsigned: no webhook_secret is set",
+              {{"delivery_id", delivery_id}, {"url", log::redact(url)}});
+  }
   h = curl_slist_append(h, ("X-Jobrunner-Event: " + event).c_str());
   h = curl_slist_append(h, ("X-Jobrunner-Delivery: " + std::to_string(delivery_id)).c_str());
   h = curl_slist_append(h, "Expect:");
@@ -107,7 +113,7 @@ void WebhookDeliverer::loop() {
         store->WebhookUrlsSet(opts_.kinds_served, opts_.per_kind);
         published = true;
       }
-      if (!opts_.secret.empty()) {
+      {
         auto due = store->WebhookClaim(opts_.owner, 20, opts_.timeout_seconds * 3 + 5);
         for (const auto& d : due) {
           auto [status, err] = post(d.url, d.event, d.id, d.body);

@@ -23,7 +23,7 @@ std::string hmac_sha256_hex(const std::string& key, const std::string& body);
 struct WebhookOptions {
   std::string database_url;
   std::string owner;   // the runner's worker id (claims of deliveries)
-  std::string secret;  // HMAC key; empty: this runner does not deliver (rows wait for one that can)
+  std::string secret;  // HMAC key; empty: deliveries are sent unsigned (warned once)
   std::vector<std::string> kinds_served;                      // their URLs are published here
   std::vector<std::pair<std::string, std::string>> per_kind;  // [webhooks] kind = url
   int max_attempts = 10;                                      // then the delivery is marked failed
@@ -59,6 +59,7 @@ class WebhookDeliverer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::thread thread_;
+  bool warned_unsigned_ = false;  // the deliverer thread's own
 };
 
 }  // namespace jr::ops

@@ -79,11 +79,6 @@ bool add_path(int ruleset, const std::string& path, bool writable, int abi) {
   return ok;
 }
 
-std::string dir_of(const std::string& path) {
-  auto slash = path.rfind('/');
-  return slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // Returns the layer's report; appends a warning when it degraded.
 nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>& warnings) {
   int abi = spec.simulate_missing.count("landlock") ? 0 : landlock_abi();
@@ -127,13 +122,13 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
       ro.push_back(p);
     }
   }
-  // The plugin: the file the host opened for us (whatever symlinks led to it), and the
-  // directories it was named in and really lives in (files it ships beside itself).
-  if (spec.plugin_fd >= 0 && !add_fd(rs, spec.plugin_fd, false, abi)) {
+  // The plugin: the content the host pinned for us. A sealed memfd lives outside every file
+  // system (Landlock neither restricts nor accepts a rule for it: EBADFD); an ordinary file gets a
+  // rule for itself alone. Its directory is not granted: files beside a plugin are not readable
+  // unless the policy grants them (issue 16, trust model).
+  if (spec.plugin_fd >= 0 && !add_fd(rs, spec.plugin_fd, false, abi) && errno != EBADFD) {
     warnings.push_back(std::string("landlock: the plugin file not granted: ") + strerror(errno));
   }
-  ro.push_back(dir_of(spec.plugin_path));
-  if (!spec.plugin_real_path.empty()) ro.push_back(dir_of(spec.plugin_real_path));
   for (const auto& p : ro) add_path(rs, p, false, abi);  // missing system paths are fine
   add_path(rs, "/dev/null", true, abi);
   nlohmann::json granted_ro = nlohmann::json::array(), granted_rw = nlohmann::json::array();

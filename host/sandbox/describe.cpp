@@ -1,5 +1,7 @@
-// Reading a plugin's descriptor inside the sandbox, `runner plugins check`, and the small
-// helpers shared by the host-side files (user resolution, scratch dirs, the Init frame).
+// Reading a plugin's descriptor inside the sandbox (pinned content, deadline, every field of the
+// worker's answer validated and bounded), describing a directory in parallel, the trust decision
+// wiring, and the small helpers shared by the host-side files (user resolution, scratch dirs,
+// the Init frame).
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -8,11 +10,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <thread>
+#include <vector>
 
 #include "internal.hpp"
 #include "sandbox.hpp"
@@ -33,13 +40,22 @@ void resolve_user(const std::string& user, int64_t* uid, int64_t* gid) {
   *uid = *gid = -1;
   if (geteuid() != 0) return;
   std::string name = user.empty() ? "nobody" : user;
-  struct passwd* pw = getpwnam(name.c_str());
-  if (pw == nullptr) throw SandboxError("sandbox user '" + name + "' does not exist");
+  // Reentrant lookups: plugins are described from several threads at once.
+  std::vector<char> buf(16384);
+  struct passwd pwd {};
+  struct passwd* pw = nullptr;
+  if (getpwnam_r(name.c_str(), &pwd, buf.data(), buf.size(), &pw) != 0 || pw == nullptr) {
+    throw SandboxError("sandbox user '" + name + "' does not exist");
+  }
   if (pw->pw_uid == 0) throw SandboxError("sandbox user '" + name + "' is root");
   *uid = pw->pw_uid;
   *gid = pw->pw_gid;
   if (user.empty()) {
-    if (struct group* g = getgrnam("nogroup")) *gid = g->gr_gid;
+    struct group grp {};
+    struct group* g = nullptr;
+    if (getgrnam_r("nogroup", &grp, buf.data(), buf.size(), &g) == 0 && g != nullptr) {
+      *gid = g->gr_gid;
+    }
   }
 }
 
@@ -92,31 +108,110 @@ std::string default_worker_path() {
   return JR_WORKER_BUILD_PATH;
 }
 
-std::string isolation_of(const LoadedPlugin& plugin, const nlohmann::json& plugin_config) {
-  std::string v = "sandbox";
-  auto pick = [&](const nlohmann::json& obj, const char* where) {
-    if (!obj.is_object() || !obj.contains("isolation")) return;
-    const auto& x = obj["isolation"];
-    if (!x.is_string() || (x != "none" && x != "sandbox")) {
-      throw SandboxError("plugin " + plugin.name + ": " + where +
-                         " isolation must be \"sandbox\" or \"none\"");
+namespace {
+
+// Every value the worker sends is untrusted: bounded in depth and size before it is copied,
+// compared or dumped (those recurse).
+bool json_bounded(const nlohmann::json& j, int max_depth, size_t max_nodes) {
+  std::vector<std::pair<const nlohmann::json*, int>> stack{{&j, 0}};
+  size_t nodes = 0;
+  while (!stack.empty()) {
+    auto [n, depth] = stack.back();
+    stack.pop_back();
+    if (++nodes > max_nodes || depth > max_depth) return false;
+    if (n->is_structured()) {
+      for (const auto& c : *n) stack.emplace_back(&c, depth + 1);
     }
-    v = x.get<std::string>();
-  };
-  pick(plugin.manifest, "manifest");
-  pick(plugin_config, "config");
-  return v;
+  }
+  return true;
+}
+
+const nlohmann::json& field(const nlohmann::json& obj, const char* key) {
+  static const nlohmann::json null_value;
+  if (!obj.is_object()) return null_value;
+  auto it = obj.find(key);
+  return it == obj.end() ? null_value : *it;
+}
+
+int64_t int_field(const nlohmann::json& obj, const char* key, int64_t min, int64_t max,
+                  const std::function<PluginError(const std::string&)>& fail) {
+  const auto& v = field(obj, key);
+  if (v.is_null()) return 0;
+  if (!v.is_number_integer() && !v.is_number_unsigned()) {
+    throw fail(std::string("descriptor field '") + key + "' is not an integer");
+  }
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max)) {
+    throw fail(std::string("descriptor field '") + key + "' is out of range");
+  }
+  int64_t x = v.get<int64_t>();
+  if (x < min || x > max) throw fail(std::string("descriptor field '") + key + "' is out of range");
+  return x;
+}
+
+std::string str_field(const nlohmann::json& obj, const char* key, size_t max,
+                      const std::function<PluginError(const std::string&)>& fail) {
+  const auto& v = field(obj, key);
+  if (v.is_null()) return "";
+  if (!v.is_string()) throw fail(std::string("descriptor field '") + key + "' is not a string");
+  if (v.get_ref<const std::string&>().size() > max) {
+    throw fail(std::string("descriptor field '") + key + "' is longer than " + std::to_string(max) +
+               " bytes");
+  }
+  return v.get<std::string>();
+}
+
+// The trust decision of `p` under `ctx`: built-in approval by content, approval by (name, sha).
+TrustDecision decide(const LoadedPlugin& p, const nlohmann::json& section,
+                     const std::string& host_isolation, const Approvals* approvals,
+                     int default_workers, const nlohmann::json& plugin_config) {
+  TrustInput in;
+  in.name = p.name;
+  in.sha256 = p.sha256;
+  in.file = p.path;
+  for (const auto& k : p.kinds) in.own_kinds.push_back(k.kind);
+  in.manifest = p.manifest;
+  in.section = section;
+  in.plugin_config = plugin_config;
+  in.host_isolation = host_isolation;
+  in.builtin = !p.sha256.empty() && builtin_approval(p.sha256) != nullptr;
+  const Approval* a =
+      approvals != nullptr && !p.sha256.empty() ? approvals->find(p.name, p.sha256) : nullptr;
+  if (a != nullptr) in.approved = &a->request;
+  in.default_workers = default_workers;
+  return decide_trust(in);
+}
+
+nlohmann::json section_of(const nlohmann::json& sections, const std::string& name) {
+  if (sections.is_object()) {
+    auto it = sections.find(name);
+    if (it != sections.end() && it->is_object()) return *it;
+  }
+  return nlohmann::json::object();
+}
+
+}  // namespace
+
+TrustDecision decide_for(const LoadedPlugin& plugin, const TrustContext& ctx,
+                         const nlohmann::json& plugin_config) {
+  return decide(plugin, section_of(ctx.sections, plugin.name), ctx.host_isolation, &ctx.approvals,
+                ctx.default_workers, plugin_config);
+}
+
+std::string isolation_of(const LoadedPlugin& plugin, const nlohmann::json& plugin_config) {
+  if (plugin_config.is_object() && plugin_config.contains("isolation")) {
+    const auto& x = plugin_config["isolation"];
+    if (!x.is_string() || (x != "none" && x != "sandbox")) {
+      throw SandboxError("plugin " + plugin.name +
+                         ": config isolation must be \"sandbox\" or \"none\"");
+    }
+  }
+  return decide(plugin, plugin_config, "sandbox", nullptr, 1, plugin_config).isolation;
 }
 
 Policy policy_for(const LoadedPlugin& plugin, const nlohmann::json& plugin_config) {
-  nlohmann::json over = plugin_config.is_object() && plugin_config.contains("sandbox")
-                            ? plugin_config["sandbox"]
-                            : nlohmann::json();
-  try {
-    return make_policy(plugin.manifest, over, plugin_config);
-  } catch (const PolicyError& e) {
-    throw PolicyError("plugin " + plugin.name + ": " + e.what());
-  }
+  TrustDecision d = decide(plugin, plugin_config, "sandbox", nullptr, 1 << 20, plugin_config);
+  if (!d.accepted()) throw PolicyError("plugin " + plugin.name + " refused: " + d.refusal_text());
+  return d.policy;
 }
 
 std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
@@ -126,41 +221,81 @@ std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
                                            opts);
 }
 
-LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
-                                  const SandboxOptions& opts, nlohmann::json* hello_out) {
-  auto fail = [&](const std::string& why) { return PluginError("plugin " + path + ": " + why); };
-  if (!fs::exists(path)) throw fail("file not found");
+std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
+                                               const nlohmann::json& plugin_config, Policy policy,
+                                               const SandboxOptions& opts) {
+  return std::make_unique<SandboxExecutor>(plugin, plugin_config, std::move(policy), opts);
+}
+
+LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy& policy,
+                             const SandboxOptions& opts, nlohmann::json* hello_out) {
+  const std::string& path = pin->path();
+  std::function<PluginError(const std::string&)> fail = [&](const std::string& why) {
+    return PluginError("plugin " + path + ": " + why);
+  };
   std::string abs = fs::absolute(path).string();
   int64_t uid, gid;
   detail::resolve_user(policy.user.empty() ? opts.user : policy.user, &uid, &gid);
   std::string err, kind;
   std::string worker = opts.worker_path.empty() ? default_worker_path() : opts.worker_path;
-  auto w = WorkerProcess::spawn(worker, abs, opts.max_frame, &err);
+  // The worker opens the sealed in-memory copy, never the path: what is described is what runs.
+  auto w = WorkerProcess::spawn(worker, pin->proc_path(), opts.describe_max_frame, &err);
   if (!w) throw fail("cannot start the sandbox worker: " + err);
   nlohmann::json hello = w->handshake(
       detail::init_json("describe", abs, policy, nlohmann::json::object(), "", uid, gid, opts),
-      opts.start_timeout_ms, &kind, &err);
-  if (hello.is_null()) throw fail("sandbox worker died while loading it (" + kind + "): " + err);
-  if (!hello.value("ok", false)) {
-    std::string e = hello.value("error", "unknown error");
-    if (hello.value("stage", "") == "load") throw PluginError(e);  // load_plugin's own text
-    throw fail("sandbox setup failed (" + hello.value("stage", "") + "): " + e);
+      opts.describe_timeout_ms, &kind, &err);
+  if (hello.is_null()) {
+    if (kind == "timeout") {
+      throw fail("describing it took longer than " + std::to_string(opts.describe_timeout_ms) +
+                 " ms (its constructors or descriptor never returned); the worker was killed");
+    }
+    throw fail("sandbox worker died while loading it (" + kind + "): " + err);
   }
-  const nlohmann::json& d = hello["plugin"];
+  if (!json_bounded(hello, 64, 200000)) throw fail("its descriptor is nested too deeply");
+  if (!field(hello, "ok").is_boolean() || !hello["ok"].get<bool>()) {
+    std::string e = str_field(hello, "error", 4096, fail);
+    std::string stage = str_field(hello, "stage", 64, fail);
+    if (stage == "load") throw PluginError(e.empty() ? "plugin " + path + ": refused" : e);
+    throw fail("sandbox setup failed (" + stage + "): " + (e.empty() ? "unknown error" : e));
+  }
+  const nlohmann::json& d = field(hello, "plugin");
+  if (!d.is_object()) throw fail("the worker sent no descriptor");
   LoadedPlugin p;
   p.path = path;
-  p.name = d.value("name", "");
-  p.version = d.value("version", "");
-  p.abi_minor = d.value("abi_minor", uint16_t{0});
-  p.manifest = d.value("manifest", nlohmann::json::object());
-  p.has_idle = d.value("has_idle", false);
-  for (const auto& k : d.value("kinds", nlohmann::json::array())) {
+  p.sha256 = pin->sha256();
+  p.pin = pin;
+  p.name = str_field(d, "name", 128, fail);
+  if (!valid_plugin_name(p.name)) throw fail("missing or invalid plugin name");
+  p.version = str_field(d, "version", 256, fail);
+  p.abi_minor = static_cast<uint16_t>(int_field(d, "abi_minor", 0, 65535, fail));
+  const auto& manifest = field(d, "manifest");
+  if (!manifest.is_null()) {
+    if (!manifest.is_object()) throw fail("manifest_json is not a JSON object");
+    if (!json_bounded(manifest, 32, 20000) || manifest.dump().size() > kMaxManifestBytes) {
+      throw fail("manifest_json is larger than " + std::to_string(kMaxManifestBytes) +
+                 " bytes or nested deeper than 32");
+    }
+    p.manifest = manifest;
+  }
+  const auto& idle = field(d, "has_idle");
+  p.has_idle = idle.is_boolean() && idle.get<bool>();
+  const auto& kinds = field(d, "kinds");
+  if (!kinds.is_array() || kinds.empty()) throw fail("declares no job kinds");
+  if (kinds.size() > 1024) throw fail("declares too many job kinds");
+  for (const auto& k : kinds) {
     KindInfo ki;
-    ki.kind = k.value("kind", "");
-    ki.default_queue = k.value("default_queue", "");
-    ki.timeout_ms = k.value("timeout_ms", int64_t{0});
-    ki.max_attempts = k.value("max_attempts", 0);
-    ki.retry_schedule_text = k.value("retry_schedule", "");
+    ki.kind = str_field(k, "kind", 128, fail);
+    if (!valid_plugin_name(ki.kind)) throw fail("a kind has a missing or invalid name");
+    for (const auto& existing : p.kinds) {
+      if (existing.kind == ki.kind) throw fail("declares kind '" + ki.kind + "' twice");
+    }
+    ki.default_queue = str_field(k, "default_queue", 128, fail);
+    if (!ki.default_queue.empty() && !valid_plugin_name(ki.default_queue)) {
+      throw fail("kind '" + ki.kind + "' has an invalid default queue");
+    }
+    ki.timeout_ms = int_field(k, "timeout_ms", 0, INT64_MAX / 2, fail);
+    ki.max_attempts = static_cast<int>(int_field(k, "max_attempts", 0, 1000000000, fail));
+    ki.retry_schedule_text = str_field(k, "retry_schedule", 4096, fail);
     if (!ki.retry_schedule_text.empty()) {
       try {
         ki.retry_schedule = parse_retry_schedule(ki.retry_schedule_text);
@@ -170,16 +305,17 @@ LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
     }
     p.kinds.push_back(std::move(ki));
   }
+  resolve_finalizers(p);
   if (hello_out != nullptr) *hello_out = hello;
   return p;
 }
 
 LoadedPlugin describe_in_sandbox(const std::string& path, const SandboxOptions& opts) {
-  return describe_with_report(path, Policy{}, opts, nullptr);
+  if (!fs::exists(path)) throw PluginError("plugin " + path + ": file not found");
+  return describe_pinned(PinnedFile::pin(path), Policy{}, opts, nullptr);
 }
 
-std::vector<LoadedPlugin> describe_dir_in_sandbox(const std::string& dir,
-                                                  const SandboxOptions& opts) {
+DescribedDir describe_dir(const std::string& dir, const SandboxOptions& opts) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     throw PluginError("plugin directory " + dir + " does not exist or is not a directory");
@@ -189,23 +325,70 @@ std::vector<LoadedPlugin> describe_dir_in_sandbox(const std::string& dir,
     if (e.path().extension() == ".so" && e.is_regular_file()) files.push_back(e.path().string());
   }
   std::sort(files.begin(), files.end());
-  std::vector<LoadedPlugin> out;
-  std::map<std::string, std::string> kind_owner, name_owner;
-  for (const auto& f : files) {
-    LoadedPlugin p = describe_in_sandbox(f, opts);
-    if (auto it = name_owner.find(p.name); it != name_owner.end()) {
-      throw PluginError("plugin " + f + ": plugin name '" + p.name + "' is already used by " +
-                        it->second);
-    }
-    name_owner[p.name] = f;
-    for (const auto& k : p.kinds) {
-      if (auto it = kind_owner.find(k.kind); it != kind_owner.end()) {
-        throw PluginError("plugin " + f + ": job kind '" + k.kind + "' is already handled by " +
-                          it->second + " (two plugins cannot serve one kind)");
+  struct Result {
+    std::optional<LoadedPlugin> plugin;
+    std::string error;
+  };
+  std::vector<Result> results(files.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < files.size();) {
+      try {
+        results[i].plugin = describe_pinned(PinnedFile::pin(files[i]), Policy{}, opts, nullptr);
+      } catch (const std::exception& e) {
+        results[i].error = e.what();
       }
-      kind_owner[k.kind] = f;
     }
-    out.push_back(std::move(p));
+  };
+  size_t n =
+      std::min<size_t>(files.size(), static_cast<size_t>(std::max(1, opts.describe_parallel)));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < n; ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+
+  // A name or kind claimed by two files: none of the claimants can be trusted to own it.
+  std::map<std::string, std::vector<size_t>> by_name, by_kind;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!results[i].plugin) continue;
+    by_name[results[i].plugin->name].push_back(i);
+    for (const auto& k : results[i].plugin->kinds) by_kind[k.kind].push_back(i);
+  }
+  auto others = [&](const std::vector<size_t>& claimants, size_t self) {
+    std::string s;
+    for (size_t j : claimants) {
+      if (j != self) s += (s.empty() ? "" : ", ") + files[j];
+    }
+    return s;
+  };
+  for (const auto& [name, claimants] : by_name) {
+    if (claimants.size() < 2) continue;
+    for (size_t i : claimants) {
+      if (!results[i].error.empty()) continue;
+      results[i].error = "plugin " + files[i] + ": plugin name '" + name + "' is also used by " +
+                         others(claimants, i) + " (both refused)";
+    }
+  }
+  for (const auto& [kind, claimants] : by_kind) {
+    if (claimants.size() < 2) continue;
+    for (size_t i : claimants) {
+      if (!results[i].error.empty()) continue;
+      results[i].error = "plugin " + files[i] + ": job kind '" + kind + "' is also declared by " +
+                         others(claimants, i) +
+                         " (two plugins cannot serve one kind; both refused)";
+    }
+  }
+  DescribedDir out;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (results[i].error.empty()) {
+      out.plugins.push_back(std::move(*results[i].plugin));
+    } else {
+      RefusedPlugin r;
+      r.name = results[i].plugin ? results[i].plugin->name : "";
+      r.file = files[i];
+      r.reason = results[i].error;
+      out.refused.push_back(std::move(r));
+    }
   }
   return out;
 }

@@ -59,6 +59,7 @@ SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plug
                                  Policy policy, SandboxOptions opts)
     : name_(plugin.name),
       path_(std::filesystem::absolute(plugin.path).string()),
+      pin_(plugin.pin),
       plugin_config_(std::move(plugin_config)),
       policy_(std::move(policy)),
       opts_(std::move(opts)),
@@ -147,7 +148,9 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
     *err = e.what();
     return nullptr;
   }
-  auto w = WorkerProcess::spawn(worker_path_, path_, opts_.max_frame, err);
+  // The pinned content (sealed memfd), never the path again: what was described is what runs.
+  auto w =
+      WorkerProcess::spawn(worker_path_, pin_ ? pin_->proc_path() : path_, opts_.max_frame, err);
   if (!w) {
     std::error_code ec;
     std::filesystem::remove_all(scratch, ec);

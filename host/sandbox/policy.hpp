@@ -1,9 +1,13 @@
-// A plugin's sandbox policy: what its worker processes may use. Built from the plugin manifest
-// ({"sandbox": {...}}) with the host config section [plugins.<name>.sandbox] layered on top.
-// Plain value type; parsing is a pure function (throws PolicyError naming the bad key).
+// A plugin's sandbox policy, and the trust decision that produces it. A plugin's manifest only
+// *requests* (its "sandbox" object, "isolation", "env", "database", "enqueue"); decide_trust()
+// grants each dimension from the operator's config, an approval bound to the file's SHA-256, a
+// built-in approval of a shipped plugin, or the default, and refuses the plugin when it asks
+// for more than any of them allows (docs/sandbox.md, "Grants and approvals").
+// Plain value types; every function here is pure (no I/O) and thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -35,15 +39,80 @@ struct Policy {
   int64_t max_threads = 4096;         // RLIMIT_NPROC (per uid: all workers sharing the uid count)
   std::string user;                   // uid to run as when the host is root ("" = nobody)
 
+  // Host-side grants (not part of a worker's confinement; copied to LoadedPlugin::grants):
+  bool database = false;                   // a database role and URL for it; false = no URL
+  std::vector<std::string> enqueue_kinds;  // kinds it may enqueue beyond its own
+  std::map<std::string, std::string> env;  // host env VAR -> config key (configuration-only)
+
+  // The sandbox keys (what a worker applies; make_policy() reads it back).
+  nlohmann::json to_json() const;
+  // {"database": ..., "enqueue_kinds": [...], "env": {...}}.
+  nlohmann::json grants_json() const;
+};
+
+// Merges sandbox objects without any trust decision: defaults, then the manifest's "sandbox"
+// object, then `config_override` (may be null). The worker uses it to read back the policy the
+// host decided (Policy::to_json); the host decides with decide_trust(), never with this.
+// `plugin_config` resolves "readable_config_keys"/"writable_config_keys": config keys whose
+// string values are paths the plugin needs. The "user" key is honoured only from
+// `config_override`. Throws PolicyError on unknown keys or bad values.
+Policy make_policy(const nlohmann::json& manifest, const nlohmann::json& config_override,
+                   const nlohmann::json& plugin_config);
+
+// ---- The trust decision ----
+
+// Where a dimension's effective value came from.
+enum class GrantSource { default_value, config, approval, builtin };
+const char* grant_source_name(GrantSource s);  // "default", "config", "approval", "built-in"
+
+struct DimensionDecision {
+  std::string key;           // "isolation", "env", "database", "enqueue" or a sandbox key
+  nlohmann::json requested;  // null: the manifest does not ask (the default applies)
+  nlohmann::json granted;    // the bound of the layer that decided (null when refused)
+  nlohmann::json effective;  // what the plugin gets
+  GrantSource source = GrantSource::default_value;
+  std::string refused;  // non-empty: this request refuses the plugin, and why
+};
+
+struct TrustInput {
+  std::string name;    // the plugin's name (from its descriptor)
+  std::string sha256;  // of its pinned content
+  std::string file;    // for messages
+  std::vector<std::string> own_kinds;
+  nlohmann::json manifest;  // untrusted: the request
+  // [plugins.<name>]: host keys (isolation, env, database, enqueue, sha256, replace_kinds), the
+  // "sandbox" table, and the plugin's own settings.
+  nlohmann::json section;
+  // Resolves readable_config_keys / writable_config_keys (null: `section`).
+  nlohmann::json plugin_config;
+  std::string host_isolation = "sandbox";    // [worker] isolation / --isolation / RUNNER_ISOLATION
+  const nlohmann::json* approved = nullptr;  // the request an approval of (name, sha256) recorded
+  bool builtin = false;     // a built-in approval (shipped plugin) matches sha256: as config
+  int default_workers = 1;  // the host's pool size per plugin (a request above it needs a grant)
+};
+
+struct TrustDecision {
+  std::string isolation = "sandbox";                  // effective: "sandbox" or "none" (in-process)
+  Policy policy;                                      // effective sandbox policy and grants
+  nlohmann::json sandbox = nlohmann::json::object();  // effective sandbox keys (for resolve())
+  std::vector<DimensionDecision> dims;
+  std::vector<std::string> refusals;  // empty = accepted
+  bool replace_kinds = false;         // [plugins.<name>] replace_kinds
+
+  bool accepted() const { return refusals.empty(); }
+  std::string refusal_text() const;  // the refusals joined with "; "
+  // The effective policy with config-key paths resolved against the final plugin config.
+  Policy resolve(const nlohmann::json& plugin_config) const;
+  // {"isolation", "requested", "granted": {key: {value, source}}, "effective", "refused"}.
   nlohmann::json to_json() const;
 };
 
-// Builds the effective policy: defaults, then the manifest's "sandbox" object, then the host
-// config override (`config_override` = the [plugins.<name>.sandbox] table, may be null).
-// `plugin_config` resolves "readable_config_keys"/"writable_config_keys": config keys whose
-// string values are paths the plugin needs. The "user" key is honoured only from the host
-// config (a plugin does not choose its uid). Throws PolicyError on unknown keys or bad values.
-Policy make_policy(const nlohmann::json& manifest, const nlohmann::json& config_override,
-                   const nlohmann::json& plugin_config);
+TrustDecision decide_trust(const TrustInput& in);
+
+// The part of a manifest an approval records: its "sandbox", "database" and "enqueue" requests
+// (isolation and env are configuration-only, never approved).
+nlohmann::json approvable_request(const nlohmann::json& manifest);
+// Everything a manifest requests (approvable_request plus "isolation" and "env").
+nlohmann::json full_request(const nlohmann::json& manifest);
 
 }  // namespace jr::sandbox

@@ -2,10 +2,14 @@
 //
 //   describe_in_sandbox(path)   what load_plugin() returns (name, version, kinds, manifest),
 //                               read by a confined jr-worker: the plugin's constructors never run
-//                               in the host process.
+//                               in the host process. The file is pinned first (plugin_pin.hpp):
+//                               every later worker runs exactly the described content.
+//   describe_dir(dir)           every plugin of a directory, in parallel, each with a deadline;
+//                               a bad plugin is refused (with its reason), never fatal.
+//   decide_for(plugin, ctx)     the trust decision (policy.hpp): requested / granted / effective.
 //   make_executor(plugin, cfg)  an Executor that runs the plugin's jobs in a pool of warm,
 //                               confined worker processes (one job per worker at a time).
-//   cmd_plugins_check(file)     `runner plugins check FILE`.
+//   cmd_plugins_check(file)     `runner plugins check FILE`, and the other `plugins` commands.
 //
 // Ownership: a SandboxExecutor owns its workers; stop() (or the destructor) shuts them down.
 // Threading: run()/idle() may be called concurrently (the engine's slot threads); start(),
@@ -24,11 +28,16 @@
 #include <string>
 #include <vector>
 
+#include "approvals.hpp"
 #include "executor.hpp"
 #include "log.hpp"
 #include "plugin_loader.hpp"
 #include "policy.hpp"
 #include "protocol.hpp"
+
+namespace jr {
+struct Config;
+}
 
 namespace jr::sandbox {
 
@@ -43,6 +52,9 @@ struct SandboxOptions {
   uint32_t max_frame = proto::kDefaultMaxFrame;
   int64_t kill_grace_ms = 1000;                 // deadline or cancel -> SIGKILL after this long
   int64_t start_timeout_ms = 30000;             // load + init of the plugin in a new worker
+  int64_t describe_timeout_ms = 10000;          // describing a plugin (its constructors run)
+  uint32_t describe_max_frame = 1 << 20;        // the describe hello (descriptor) at most
+  int describe_parallel = 8;                    // plugins described at once
   int crash_loop_limit = 5;                     // abnormal worker deaths ...
   double crash_loop_window_seconds = 60;        // ... within this window quarantine the plugin ...
   double quarantine_seconds = 300;              // ... for this long (its jobs stay queued)
@@ -79,8 +91,30 @@ struct Counters {
   nlohmann::json to_json() const;
 };
 
-// "sandbox" (the default) or "none" (in-process): the host config section's "isolation" wins
-// over the manifest's. Throws SandboxError on any other value.
+// What the operator decided, for decide_for(): the config's [plugins.*] sections, the runner-wide
+// isolation, the approvals file, the pool size (a plugin asking for more workers needs a grant).
+struct TrustContext {
+  nlohmann::json sections = nlohmann::json::object();
+  std::string host_isolation = "sandbox";
+  Approvals approvals;
+  std::string approvals_file;  // where `approvals` came from ("" = none read)
+  int default_workers = 1;
+};
+
+// The TrustContext of a runner configuration: its [plugins.*] sections, isolation, and approvals
+// file (an unreadable or unsafe approvals file is logged as an error and ignored: plugins that
+// need an approval are then refused, nothing else changes).
+TrustContext trust_context(const Config& cfg, int default_workers);
+
+// The trust decision for a described (pinned) plugin: its manifest's requests against the
+// operator's config section, an approval of (name, sha256), a built-in approval and the defaults.
+// `plugin_config` resolves config-key paths (null: its config section).
+TrustDecision decide_for(const LoadedPlugin& plugin, const TrustContext& ctx,
+                         const nlohmann::json& plugin_config = nullptr);
+
+// "sandbox" (the default) or "none" (in-process), as decide_for() with only the built-in
+// approvals and `plugin_config` as the plugin's config section decides it: "none" comes from the
+// config only. Throws SandboxError on a bad config value.
 std::string isolation_of(const LoadedPlugin& plugin, const nlohmann::json& plugin_config);
 
 class SandboxExecutor final : public Executor {
@@ -131,6 +165,7 @@ class SandboxExecutor final : public Executor {
 
   std::string name_;
   std::string path_;
+  std::shared_ptr<const PinnedFile> pin_;  // workers load this content (null: path_, tests only)
   nlohmann::json plugin_config_;
   Policy policy_;
   SandboxOptions opts_;
@@ -151,28 +186,57 @@ class SandboxExecutor final : public Executor {
   bool has_idle_ = false;
 };
 
-// The effective policy of `plugin` given its host config section (which may hold "sandbox").
+// The effective policy of `plugin` given its host config section (which may hold "sandbox"),
+// decided with the built-in approvals only (tests, benches). Throws PolicyError naming every
+// refused request.
 Policy policy_for(const LoadedPlugin& plugin, const nlohmann::json& plugin_config);
 
+// With policy_for()'s decision (throws PolicyError when the plugin is refused).
 std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
                                                const nlohmann::json& plugin_config,
                                                const SandboxOptions& opts);
+// With a policy decided by the caller (decide_for + TrustDecision::resolve).
+std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
+                                               const nlohmann::json& plugin_config, Policy policy,
+                                               const SandboxOptions& opts);
 
 // What load_plugin(path) returns, computed inside a confined worker (desc and state stay null;
-// `path` is the file). Throws PluginError, like load_plugin, when the plugin is refused or its
-// worker dies while loading it.
+// `path` is the file; `pin` and `sha256` are set). Throws PluginError, like load_plugin, when the
+// plugin is refused or its worker dies (or misses opts.describe_timeout_ms) while loading it.
 LoadedPlugin describe_in_sandbox(const std::string& path, const SandboxOptions& opts = {});
-// The sandboxed counterpart of load_plugin_dir (same ordering and duplicate checks).
-std::vector<LoadedPlugin> describe_dir_in_sandbox(const std::string& dir,
-                                                  const SandboxOptions& opts = {});
-// Same as describe_in_sandbox, also returning the worker's hello (layers, warnings).
-LoadedPlugin describe_with_report(const std::string& path, const Policy& policy,
-                                  const SandboxOptions& opts, nlohmann::json* hello);
+// Describes pinned content in a worker confined by `policy`; `hello` (may be null) receives the
+// worker's hello (layers, warnings). Everything the worker says is validated and bounded.
+LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy& policy,
+                             const SandboxOptions& opts, nlohmann::json* hello);
 
-// `runner plugins check FILE [--json]`: loads FILE in the sandbox and prints its descriptor, the
-// effective policy (manifest + [plugins.<name>.sandbox] in `config_sections`) and the layers a
-// worker with that policy applied. Returns the process exit code (0 ok, 1 refused).
-int cmd_plugins_check(const std::string& file, const nlohmann::json& config_sections, bool json);
+struct DescribedDir {
+  std::vector<LoadedPlugin> plugins;   // described, in file name order; names and kinds unique
+  std::vector<RefusedPlugin> refused;  // with the reasons, in file name order
+};
+// Every *.so in `dir`, pinned and described in parallel (opts.describe_parallel at once), each
+// within opts.describe_timeout_ms (then its worker is killed). A plugin that cannot be pinned or
+// described, or whose name or a kind is also claimed by another file, is refused (every claimant
+// of a contested name or kind: none of them can be trusted to own it). Throws PluginError only
+// when `dir` is not a directory.
+DescribedDir describe_dir(const std::string& dir, const SandboxOptions& opts = {});
+
+// `runner plugins check FILE [--json]`: describes FILE in the sandbox and prints its descriptor,
+// sha256, what its manifest requests, what is granted (and by which layer), the effective policy,
+// the worker's uid and the layers a worker with that policy applied. Exit code 0 when the plugin
+// would be accepted, 1 when refused.
+int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool json);
+// `runner plugins ls DIR [--json]`: every plugin of DIR described in the sandbox (no plugin code
+// runs in this process), with its sha256. Exit code 1 when any plugin was refused.
+int cmd_plugins_ls(const std::string& dir, bool json);
+// `runner plugins approve FILE [--yes] [--json]`: describes FILE, prints what it requests and
+// records an approval of exactly that request for (name, sha256) in `approvals_file`. Asks for
+// confirmation unless `yes`; refuses without --yes when stdin is not a terminal.
+int cmd_plugins_approve(const std::string& file, const std::string& approvals_file, bool yes,
+                        bool json);
+// `runner plugins approvals ls [--json]` / `runner plugins approvals rm NAME [SHA256]`.
+int cmd_plugins_approvals_ls(const std::string& approvals_file, bool json);
+int cmd_plugins_approvals_rm(const std::string& approvals_file, const std::string& name,
+                             const std::string& sha256);
 
 // The jr-worker binary this process would start.
 std::string default_worker_path();

@@ -343,10 +343,11 @@ TEST(PluginRoles, APluginWithoutAGrantGetsNoUrlAndAnOperatorsUrlIsKept) {
   EXPECT_EQ(dbs.url_for(p, nlohmann::json::object()), "");
   EXPECT_EQ(dbs.url_for(p, {{"quiet", {{"x", 1}}}}), "");
   EXPECT_TRUE(jr::plugin_config_for(p, {{"quiet", {{"x", 1}}}}, "").count("database_url") == 0);
-  p.manifest = {{"database", true}};
+  p.manifest = {{"database", true}};  // a request alone grants nothing
+  EXPECT_EQ(dbs.url_for(p, nlohmann::json::object()), "");
+  p.grants.database = true;
   EXPECT_EQ(dbs.url_for(p, {{"quiet", {{"database_url", "postgresql:///mine"}}}}),
             "postgresql:///mine");
-  EXPECT_EQ(dbs.url_for(p, {{"quiet", {{"database", false}}}}), "");  // the operator says no
 }
 
 TEST(PluginRoles, ARoleOwnsItsSchemaOnlyAndProvisioningIsIdempotent) {

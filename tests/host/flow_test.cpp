@@ -142,7 +142,8 @@ TEST_F(Flow, LockKeysNeverOverlapAcrossFourRunnersOfEightSlots) {
   std::string cfg = dir_.path() + "/overlap.toml";
   record = dir_.path() + "/overlap.log";
   jrtest::shared_file(record);
-  std::ofstream(cfg) << "[plugins.overlap]\nrecord_file = \"" << record << "\"\n";
+  std::ofstream(cfg) << "[plugins.overlap]\nrecord_file = \"" << record
+                     << "\"\n[plugins.overlap.sandbox]\nwritable_config_keys = [\"record_file\"]\n";
   for (int k = 0; k < 4; ++k) {
     enqueue_many("overlap", 40, "{\"key\":\"k" + std::to_string(k) + "\",\"sleep_ms\":15}",
                  {"--lock-key", "k" + std::to_string(k)});
@@ -296,7 +297,9 @@ TEST_F(Flow, QueuePatternServesNewQueuesWithoutRestart) {
 TEST_F(Flow, IdleHookRunsWhenIdleOneRunnerAtATime) {
   std::string record = dir_.path() + "/idle.log";
   jrtest::shared_file(record);
-  std::string cfg = config("[plugins.idler]\nrecord_file = \"" + record + "\"\n");
+  std::string cfg =
+      config("[plugins.idler]\nrecord_file = \"" + record +
+             "\"\n[plugins.idler.sandbox]\nwritable_config_keys = [\"record_file\"]\n");
   std::string plugins = plugin_dir_with({test_so("idler", "idler")});
   RunnerProcess a({"--plugins", plugins, "--config", cfg}, env_);
   RunnerProcess b({"--plugins", plugins, "--config", cfg}, env_);

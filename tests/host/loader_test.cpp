@@ -133,16 +133,29 @@ TEST(Loader, PluginsLsNamesTheBadFile) {
   EXPECT_NE(ok.out.find("c_echo"), std::string::npos) << ok.out;
 }
 
-TEST(Loader, ConfigSectionAndManifestEnvReachThePlugin) {
+TEST(Loader, ConfigSectionAndGrantedEnvReachThePlugin) {
   LoadedPlugin p = load_plugin(so("c", "c_plugin"));
   p.manifest = {{"env", {{"JR_TEST_TIMEOUT", "timeout"}, {"JR_TEST_NAME", "name"}}}};
   setenv("JR_TEST_TIMEOUT", "2.5", 1);
   setenv("JR_TEST_NAME", "abc", 1);
+  // The manifest's "env" is only a request: nothing is copied until the operator grants it.
+  auto asked = plugin_config_for(p, {{"c_plugin", {{"x", 1}}}}, "postgresql:///db");
+  EXPECT_FALSE(asked.contains("timeout")) << asked.dump();
+  EXPECT_FALSE(asked.contains("name")) << asked.dump();
+  p.grants.env = {{"JR_TEST_TIMEOUT", "timeout"}, {"JR_TEST_NAME", "name"}};
   auto cfg = plugin_config_for(p, {{"c_plugin", {{"x", 1}}}}, "postgresql:///db");
   EXPECT_EQ(cfg["x"], 1);
   EXPECT_EQ(cfg["database_url"], "postgresql:///db");
   EXPECT_DOUBLE_EQ(cfg["timeout"].get<double>(), 2.5);
   EXPECT_EQ(cfg["name"], "abc");
+}
+
+TEST(Loader, LoadPinsTheContentBySha256) {
+  LoadedPlugin p = load_plugin(so("c", "c_plugin"));
+  ASSERT_TRUE(p.pin);
+  EXPECT_EQ(p.sha256.size(), 64u);
+  EXPECT_EQ(p.sha256, p.pin->sha256());
+  EXPECT_EQ(p.path, so("c", "c_plugin"));
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
   std::string record = dir_.path() + "/executions.log";
   std::string cfg = dir_.path() + "/runner.toml";
   jrtest::shared_file(record);
-  std::ofstream(cfg) << "[plugins.record]\nrecord_file = \"" << record << "\"\n";
+  std::ofstream(cfg) << "[plugins.record]\nrecord_file = \"" << record
+                     << "\"\n[plugins.record.sandbox]\nwritable_config_keys = [\"record_file\"]\n";
   std::string payloads = dir_.path() + "/jobs.jsonl";
   {
     std::ofstream out(payloads);
@@ -184,8 +185,10 @@ TEST_F(RunnerE2E, ThrowingHandlerFailsTheJobWithItsMessageAndTheRunnerLivesOn) {
 
 TEST_F(RunnerE2E, StartUpRefusesBadPluginsNamingTheFile) {
   auto r = run_runner({"--plugins", jrtest::test_plugin_dir() + "/dup"}, env_);
+  // Both claimants of the contested kind are refused; with no plugin left the runner exits 1.
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("job kind 'shared_kind' is already handled by"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("job kind 'shared_kind' is also declared by"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no plugin left to serve"), std::string::npos) << r.err;
   r = run_runner({"--plugins", jrtest::test_plugin_dir() + "/init_fails"}, env_);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("libjr_t_init_fails.so: init failed: cannot reach the license server"),

@@ -3,6 +3,9 @@
 // endpoint with its error statuses (400, 401, 403, 404, 409).
 #include <signal.h>
 
+#include <filesystem>
+#include <thread>
+
 #include "ops_fixture.hpp"
 
 namespace jrtest {
@@ -114,7 +117,8 @@ TEST_F(OpsHttp, ApiEndpointsAndErrors) {
   EXPECT_EQ(json(res)["error"], "the request body is not valid JSON");
   res = c->Post("/api/v1/jobs", auth, R"({"kind": "echo", "priority": "x"})", "application/json");
   EXPECT_EQ(res->status, 400);
-  EXPECT_EQ(json(res)["error"], "'priority' must be an integer");
+  EXPECT_EQ(json(res)["error"],
+            "'priority' must be an integer between -1000000 and 1000000, got a string");
   res = c->Post("/api/v1/jobs", auth, R"({"kind": "echo", "depends_on": [987654]})",
                 "application/json");
   EXPECT_EQ(res->status, 400);
@@ -193,6 +197,104 @@ TEST_F(OpsHttp, WritesAreRefusedWithoutAConfiguredToken) {
   // Reads stay open.
   EXPECT_EQ(r.client()->Get("/api/v1/queues")->status, 200);
   EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), 0);
+}
+
+// Issue 17: the API refuses what the CLI refuses, with 400 and a message, and stores nothing:
+// ids beyond 2^63-1 (was 500 {"error":"stoll"}), NUL in kind or queue (was cut by libpq and
+// run as `echo`), wrapped integers (2^64-1 was stored as priority -1), non-object payloads.
+TEST_F(OpsHttp, ApiRefusesBadInputWithA400) {
+  auto plugins = plugin_dir_with({echo_so()});
+  auto env = env_;
+  env["RUNNER_API_TOKEN"] = "t0ken-for-tests";
+  auto r = start_http_runner(plugins, env);
+  ASSERT_GT(r.port, 0);
+  auto c = r.client();
+  httplib::Headers auth = {{"Authorization", "Bearer t0ken-for-tests"}};
+  auto error_of = [](const httplib::Result& res) {
+    return nlohmann::json::parse(res->body).value("error", std::string());
+  };
+  for (const char* path : {"/api/v1/jobs/99999999999999999999", "/api/v1/jobs/0"}) {
+    auto res = c->Get(path);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << path << " " << res->body;
+    EXPECT_NE(error_of(res).find("is not a job id"), std::string::npos) << res->body;
+  }
+  auto res = c->Post("/api/v1/jobs/99999999999999999999/cancel", auth, "", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+  struct Case {
+    std::string body, error;
+  };
+  std::vector<Case> cases = {
+      {R"({"kind": "echo\u0000evil"})", "'kind' must be 1 to 128 characters"},
+      {R"({"kind": "echo", "queue": "default\u0000x"})", "'queue' contains a NUL character"},
+      {R"({"kind": "echo", "priority": 18446744073709551615})",
+       "'priority' must be an integer between -1000000 and 1000000, got 18446744073709551615"},
+      {R"({"kind": "echo", "depends_on": [18446744073709551615]})",
+       "'depends_on' must be an integer between 1 and 9223372036854775807"},
+      {R"({"kind": "echo", "payload": [1, 2]})", "'payload' must be a JSON object, got an array"},
+      {R"({"kind": "echo", "payload": {"a": "\u0000"}})", "'payload' contains a NUL character"},
+      {R"({"kind": "echo", "run_at": "tomorrow"})", "'run_at' must be an ISO 8601 time"},
+      {R"({"kind": "echo", "delay_seconds": 1e300})", "'delay_seconds' must be between 0 and"},
+  };
+  for (const auto& cs : cases) {
+    res = c->Post("/api/v1/jobs", auth, cs.body, "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << cs.body << " " << res->body;
+    EXPECT_EQ(error_of(res).rfind(cs.error, 0), 0u) << cs.body << " " << res->body;
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), 0);
+  r.proc->signal(SIGTERM);
+  EXPECT_EQ(r.proc->wait(std::chrono::seconds(30)), 0);
+}
+
+// jobrunner_start_time_seconds is the process's start, not the time of the first scrape.
+TEST_F(OpsHttp, StartTimeIsWhenTheProcessStarted) {
+  auto unix_now = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  double spawned = unix_now();
+  auto r = start_http_runner(plugin_dir_with({echo_so()}), env_);
+  ASSERT_GT(r.port, 0);
+  // The first scrape comes 3 s after the start (a wait on the clock itself).
+  jrtest::wait_until([&] { return unix_now() - spawned >= 3; }, std::chrono::seconds(10));
+  auto m = scrape(r);
+  double started = v(m, "jobrunner_start_time_seconds");
+  EXPECT_GE(started, spawned - 1);
+  EXPECT_LE(started, spawned + 1.5) << "the first scrape's time, not the process start";
+  EXPECT_EQ(v(scrape(r), "jobrunner_start_time_seconds"), started);
+  r.proc->signal(SIGTERM);
+  EXPECT_EQ(r.proc->wait(std::chrono::seconds(30)), 0);
+}
+
+// A stop at any moment of start-up ends the runner: the HTTP listener thread may not have
+// reached its accept loop when the stop comes (it used to miss the stop and hang, SIGTERM then
+// being ignored). The runner exits 0, or is killed by the SIGTERM's default action when it
+// arrives before the runner handles signals at all.
+TEST_F(OpsHttp, StopDuringStartUpAlwaysEndsTheRunner) {
+  std::string empty = dir_.path() + "/empty";
+  std::filesystem::create_directories(empty);
+  // No plugin: the runner stops by itself right after starting its HTTP server.
+  for (int i = 0; i < 20; ++i) {
+    RunnerProcess p({"--plugins", empty, "--http", "127.0.0.1:0"}, env_);
+    int rc = p.wait(std::chrono::seconds(10));
+    ASSERT_NE(rc, -1) << "run " << i << ": did not exit\n" << p.log();
+    EXPECT_EQ(rc, 2) << p.log();  // no job kind to serve
+  }
+  std::string plugins = plugin_dir_with({echo_so()});
+  for (int round = 0; round < 2; ++round) {
+    for (int delay_ms : {0, 2, 5, 10, 20, 50, 100, 200, 400, 800}) {
+      RunnerProcess p({"--plugins", plugins, "--http", "127.0.0.1:0"}, env_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));  // the moment of the stop
+      p.signal(SIGTERM);
+      int rc = p.wait(std::chrono::seconds(15));
+      ASSERT_TRUE(rc == 0 || rc == 128 + SIGTERM)
+          << "SIGTERM after " << delay_ms << " ms: " << (rc == -1 ? "did not exit" : "exit ") << rc
+          << "\n"
+          << p.log();
+    }
+  }
 }
 
 TEST_F(OpsHttp, BadHttpAddressIsAUsageError) {

@@ -7,8 +7,11 @@
 #include <fstream>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <set>
 #include <thread>
 
+#include "engine.hpp"
+#include "ops/job_options.hpp"
 #include "ops/webhooks.hpp"
 #include "ops_fixture.hpp"
 #include "store.hpp"
@@ -121,6 +124,152 @@ TEST_F(OpsDb, SqlEnqueueInsertsExactlyLikeTheStore) {
   EXPECT_THROW(q("SELECT jr_enqueue('k', '{}', '{\"depends_on\": [424242]}')"), std::exception);
 }
 
+// One set of job options (issue 17): jr_enqueue() accepts exactly the keys of the C++ parser
+// used by the CLI, the API and plugins, refuses an unknown key the same way, and refuses the
+// same bad values, naming the option.
+TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
+  std::string keys = q("SELECT array_to_json(jr_enqueue_option_keys())::text");
+  std::vector<std::string> sql_keys = nlohmann::json::parse(keys).get<std::vector<std::string>>();
+  EXPECT_EQ(
+      std::set<std::string>(sql_keys.begin(), sql_keys.end()),
+      std::set<std::string>(jr::ops::job_option_keys().begin(), jr::ops::job_option_keys().end()));
+  EXPECT_EQ(sql_keys.size(), jr::ops::job_option_keys().size());
+  int64_t parent = jr::Store::open(url_)->JobInsert(mk("k"));
+  // Every key, with a valid value: both accept.
+  std::map<std::string, nlohmann::json> sample = {{"queue", "q"},
+                                                  {"priority", -5},
+                                                  {"delay_seconds", 1.5},
+                                                  {"run_at", "2030-01-01T00:00:00Z"},
+                                                  {"max_attempts", 3},
+                                                  {"timeout_seconds", 0.5},
+                                                  {"retry_schedule", nlohmann::json::array({1, 2})},
+                                                  {"ttl_seconds", 60},
+                                                  {"result_ttl_seconds", 60},
+                                                  {"failure_ttl_seconds", 60},
+                                                  {"unique", true},
+                                                  {"unique_key", "uk"},
+                                                  {"lock_key", "lk"},
+                                                  {"lock_limit", 2},
+                                                  {"depends_on", nlohmann::json::array({parent})},
+                                                  {"webhook", "http://127.0.0.1:9/h"}};
+  auto sql = [&](const nlohmann::json& options, const std::string& payload = "{}",
+                 const std::string& kind = "k") {
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    try {
+      tx.exec("SELECT jr_enqueue(" + tx.quote(kind) + ", " + tx.quote(payload) + ", " +
+              tx.quote(options.dump()) + ")");
+      return std::string();
+    } catch (const pqxx::sql_error& e) {
+      EXPECT_EQ(e.sqlstate(), "22023") << e.what();
+      std::string m = e.what();
+      m = m.substr(m.find("jr_enqueue: ") + 12);
+      return m.substr(0, m.find('\n'));
+    }
+  };
+  auto cpp = [&](const nlohmann::json& options, const std::string& payload = "{}",
+                 const std::string& kind = "k") {
+    try {
+      jr::ops::job_from_parts(kind, nlohmann::json::parse(payload), options);
+      return std::string();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+  };
+  ASSERT_EQ(sample.size(), jr::ops::job_option_keys().size());
+  for (const auto& [k, v] : sample) {
+    nlohmann::json o = {{k, v}};
+    if (k == "lock_limit") o["lock_key"] = "lk";
+    EXPECT_EQ(sql(o), "") << k;
+    EXPECT_EQ(cpp(o), "") << k;
+  }
+  // An unknown key: the same message from both.
+  EXPECT_EQ(sql({{"colour", 1}}), "'colour' is not a known job option");
+  EXPECT_EQ(cpp({{"colour", 1}}), "'colour' is not a known job option");
+  // Bad values: both refuse, naming the option (the same message where the value prints alike).
+  struct Bad {
+    nlohmann::json options;
+    std::string field;
+    bool same_text;
+  };
+  std::vector<Bad> bad = {
+      {{{"priority", 18446744073709551615ull}}, "priority", true},
+      {{{"priority", 1.5}}, "priority", true},
+      {{{"priority", "high"}}, "priority", false},
+      {{{"max_attempts", 0}}, "max_attempts", true},
+      {{{"lock_key", "l"}, {"lock_limit", 4294967297ll}}, "lock_limit", true},
+      {{{"lock_limit", 2}}, "lock_limit", true},
+      {{{"depends_on", {0}}}, "depends_on", true},
+      {{{"depends_on", {9223372036854775808ull}}}, "depends_on", true},
+      {{{"depends_on", "1"}}, "depends_on", false},
+      {{{"delay_seconds", 1e300}}, "delay_seconds", true},
+      {{{"timeout_seconds", 0}}, "timeout_seconds", true},
+      {{{"ttl_seconds", -1}}, "ttl_seconds", true},
+      {{{"run_at", "garbage"}}, "run_at", true},
+      {{{"run_at", 5}}, "run_at", false},
+      {{{"queue", ""}}, "queue", true},
+      {{{"queue", "a\tb"}}, "queue", false},
+      {{{"queue", std::string(1025, 'q')}}, "queue", true},
+      {{{"unique", "yes"}}, "unique", false},
+      {{{"unique", true}, {"unique_key", "u"}}, "unique_key", true},
+      {{{"retry_schedule", {-1}}}, "retry_schedule", true},
+      {{{"retry_schedule", "1,x"}}, "retry_schedule", false},
+      {{{"webhook", "ftp://x"}}, "webhook", false},
+  };
+  for (const auto& b : bad) {
+    std::string from_sql = sql(b.options), from_cpp = cpp(b.options);
+    std::string name = "'" + b.field + "'";
+    EXPECT_EQ(from_sql.rfind(name, 0), 0u) << b.options.dump() << ": " << from_sql;
+    EXPECT_EQ(from_cpp.rfind(name, 0), 0u) << b.options.dump() << ": " << from_cpp;
+    if (b.same_text) {
+      EXPECT_EQ(from_sql, from_cpp) << b.options.dump();
+    }
+  }
+  // A number beyond float8 (C++ refuses it while parsing): exact numeric in SQL, out of range.
+  EXPECT_THROW(q(R"(SELECT jr_enqueue('k', '{}', '{"ttl_seconds": 1e400}'))"), pqxx::sql_error);
+  // Kind and payload follow the same rules too.
+  EXPECT_EQ(sql({}, "[1]").rfind("'payload' must be a JSON object", 0), 0u);
+  EXPECT_EQ(cpp({}, "[1]").rfind("'payload' must be a JSON object", 0), 0u);
+  EXPECT_EQ(sql({}, "{}", "echo evil").rfind("'kind' must be 1 to 128 characters", 0), 0u);
+  EXPECT_EQ(cpp({}, "{}", "echo evil").rfind("'kind' must be 1 to 128 characters", 0), 0u);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE priority < -1000000 OR priority > 1000000"),
+            0);
+}
+
+// The plugin host function (jr_host_api::enqueue -> Engine::job_enqueue) takes every option of
+// `runner enqueue` through the same parser: "unique": true used to be dropped silently, and
+// an unknown key or a wrapped integer accepted.
+TEST_F(OpsDb, PluginEnqueueTakesEveryOptionOfRunnerEnqueue) {
+  jr::EngineOptions eo;
+  eo.database_url = url_;
+  eo.worker_id = "engine-under-test";
+  jr::Engine engine(eo, {}, {});
+  int64_t a = engine.job_enqueue(nullptr, "k", R"({"u": 1})", R"({"unique": true})");
+  int64_t b = engine.job_enqueue(nullptr, "k", R"({"u":1})", R"({"unique": true})");
+  ASSERT_GT(a, 0);
+  EXPECT_EQ(a, b) << "a second unique job while the first waits returns the first";
+  int64_t c = engine.job_enqueue(
+      nullptr, "k", "{}",
+      R"({"lock_key": "L", "lock_limit": 2, "depends_on": [)" + std::to_string(a) +
+          R"(], "ttl_seconds": 60, "result_ttl_seconds": 5, "retry_schedule": [1, 2],
+             "unique_key": "key-1", "webhook": "http://127.0.0.1:9/h"})");
+  ASSERT_GT(c, 0);
+  EXPECT_EQ(q("SELECT row(state, lock_key, lock_limit, depends_on, expires_at IS NOT NULL, "
+              "options->>'result_ttl', retry_schedule, unique_key, options->>'webhook')::text "
+              "FROM jr_jobs WHERE id = " +
+              std::to_string(c)),
+            "(waiting,L,2,{" + std::to_string(a) + "},t,5.0,\"{1,2}\",key-1,http://127.0.0.1:9/h)");
+  int64_t before = count("SELECT count(*) FROM jr_jobs_all");
+  EXPECT_EQ(engine.job_enqueue(nullptr, "k", "{}", R"({"colour": "red"})"), -1);
+  EXPECT_EQ(engine.job_enqueue(nullptr, "k", "{}", R"({"priority": 18446744073709551615})"), -1);
+  EXPECT_EQ(engine.job_enqueue(nullptr, "k", "{}", R"({"depends_on": [424242]})"), -1);
+  EXPECT_EQ(engine.job_enqueue(nullptr, std::string_view("echo\0evil", 9), "{}", ""), -1);
+  EXPECT_EQ(engine.job_enqueue(nullptr, "k", "[1]", ""), -1);
+  EXPECT_EQ(engine.job_enqueue(nullptr, "k", R"({"a": "\u0000"})", ""), -1);
+  EXPECT_EQ(engine.job_enqueue(nullptr, "k", "{}", "[1]"), -1);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), before);
+}
+
 TEST_F(OpsDb, InfoShowsLiveRunnersAndForgetsKilledOnes) {
   auto plugins = plugin_dir_with({echo_so()});
   std::vector<std::string> common = {"--plugins", plugins, "--lease-seconds", "3"};
@@ -194,6 +343,8 @@ class Receiver {
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // httplib ignores a stop() that comes before its accept loop runs.
+    wait_until([this] { return server_.is_running(); }, std::chrono::seconds(5));
   }
   ~Receiver() {
     server_.stop();
@@ -269,6 +420,35 @@ TEST_F(OpsDb, WebhooksAreSignedDeliveredOncePerJobAndRetried) {
   // No extra deliveries trickle in later.
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(rx.hits().size(), 7u);
+}
+
+// With no webhook_secret, notifications are delivered unsigned and the runner says so (they
+// used to wait for ever, with no log line).
+TEST_F(OpsDb, WebhooksWithoutASecretAreDeliveredUnsigned) {
+  Receiver rx(0);
+  ASSERT_GT(rx.port(), 0);
+  std::string url = "http://127.0.0.1:" + std::to_string(rx.port()) + "/plain";
+  auto env = env_;
+  env["RUNNER_WEBHOOK_SECRET"] = "";
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()})}, env);
+  int64_t id = enqueue({"enqueue", "echo", "--payload", R"({"n": 1})", "--webhook", url});
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count("SELECT count(*) FROM jr_webhook_deliveries WHERE state = 'delivered'") == 1;
+      },
+      std::chrono::seconds(20)))
+      << runner.log();
+  auto hits = rx.hits();
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].path, "/plain");
+  EXPECT_EQ(hits[0].signature, "");
+  EXPECT_EQ(hits[0].event, "job.completed");
+  EXPECT_EQ(nlohmann::json::parse(hits[0].body)["job"]["id"], id);
+  std::string log = runner.log();
+  EXPECT_NE(log.find("no webhook_secret is set: webhook notifications are delivered unsigned"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("delivering webhook notifications unsigned"), std::string::npos) << log;
 }
 
 TEST_F(OpsDb, NoPasswordOrTokenInAnyLogLine) {

@@ -214,11 +214,17 @@ TEST(Sandbox, IsolationAndPolicyComeFromManifestAndConfig) {
   EXPECT_EQ(pol.network, jr::sandbox::Network::none);  // from the manifest
 }
 
+jr::sandbox::TrustContext trust_with(const nlohmann::json& sections) {
+  jr::sandbox::TrustContext c;
+  c.sections = sections;
+  return c;
+}
+
 TEST(Sandbox, PluginsCheckPrintsDescriptorPolicyAndLayers) {
   std::stringstream out;
   auto* old = std::cout.rdbuf(out.rdbuf());
-  int rc = jr::sandbox::cmd_plugins_check(echo_path(),
-                                          {{"echo", {{"sandbox", {{"memory_mb", 128}}}}}}, true);
+  int rc = jr::sandbox::cmd_plugins_check(
+      echo_path(), trust_with({{"echo", {{"sandbox", {{"memory_mb", 128}}}}}}), true);
   std::cout.rdbuf(old);
   ASSERT_EQ(rc, 0) << out.str();
   nlohmann::json j = nlohmann::json::parse(out.str());
@@ -232,12 +238,14 @@ TEST(Sandbox, PluginsCheckPrintsDescriptorPolicyAndLayers) {
   EXPECT_EQ(j["layers"]["seccomp"], "applied (allowlist, kill on violation)");
   std::stringstream human;
   old = std::cout.rdbuf(human.rdbuf());
-  rc = jr::sandbox::cmd_plugins_check(echo_path(), nlohmann::json::object(), false);
+  rc = jr::sandbox::cmd_plugins_check(echo_path(), trust_with(nlohmann::json::object()), false);
   std::cout.rdbuf(old);
   EXPECT_EQ(rc, 0);
   EXPECT_NE(human.str().find("plugin     echo 1.0.0 (ABI 1.1)"), std::string::npos) << human.str();
   EXPECT_NE(human.str().find("layer      seccomp: applied"), std::string::npos);
-  EXPECT_EQ(jr::sandbox::cmd_plugins_check("/nonexistent.so", nlohmann::json::object(), false), 1);
+  EXPECT_EQ(jr::sandbox::cmd_plugins_check("/nonexistent.so", trust_with(nlohmann::json::object()),
+                                           false),
+            1);
 }
 
 }  // namespace

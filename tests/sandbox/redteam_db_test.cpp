@@ -25,6 +25,13 @@ namespace {
 using jrtest::PgCluster;
 using nlohmann::json;
 
+// What the operator grants (test plugins have no built-in approval): both plugins the loopback
+// network their manifests ask for, hostile_db the database its manifest asks for.
+constexpr const char* kGrants =
+    "[plugins.hostile_db]\ndatabase = true\n"
+    "[plugins.hostile_db.sandbox]\nnetwork = \"loopback\"\n"
+    "[plugins.hostile_db_nogrant.sandbox]\nnetwork = \"loopback\"\n";
+
 std::string hostile_so(const std::string& c) {
   return jrtest::test_plugin_dir() + "/hostile_" + c + "/libjr_h_" + c + ".so";
 }
@@ -63,9 +70,11 @@ TEST_F(RedTeamDb, APluginWithADatabaseCannotLeaveItsOwnRoleAndOneWithoutGetsNoUr
       {"enqueue", "echo", "--payload", R"({"secret":"queue-secret-4711"})", "--delay", "1h"});
   ASSERT_GT(victim, 0);
 
-  start_runner({hostile_so("db"), hostile_so("db_nogrant")});
+  // The operator grants hostile_db the database its manifest asks for (a test plugin has no
+  // built-in approval); hostile_db_nogrant asks for none.
+  start_runner({hostile_so("db"), hostile_so("db_nogrant")}, kGrants);
   enqueue_healthy(20);
-  std::string payload = json(socket_conninfo() + "|" + marker).dump();
+  std::string payload = arg_payload(socket_conninfo() + "|" + marker);
   int64_t granted = enqueue({"enqueue", "hostile_db", "--payload", payload});
   int64_t nogrant = enqueue({"enqueue", "hostile_db_nogrant", "--payload", payload});
   ASSERT_EQ(wait_finished(granted, std::chrono::seconds(60)), "completed") << runner_->log();
@@ -119,7 +128,7 @@ TEST_F(RedTeamDb, WithoutCreateRoleTheGrantedPluginIsRefusedAloneUntilTheOperato
   auto m = jrtest::run_runner({"migrate"}, env_);
   ASSERT_EQ(m.exit_code, 0) << m.err;
 
-  start_runner({hostile_so("db")});
+  start_runner({hostile_so("db")}, kGrants);
   enqueue_healthy(10);
   ASSERT_TRUE(jrtest::wait_until(
       [&] { return count("SELECT count(*) FROM jr_workers WHERE 'echo' = ANY(kinds)") == 1; },
@@ -141,9 +150,11 @@ TEST_F(RedTeamDb, WithoutCreateRoleTheGrantedPluginIsRefusedAloneUntilTheOperato
   std::string plugin_url = "postgresql:///" + p["dbname"] +
                            "?host=" + jr::dbauth::url_encode(p["host"]) + "&port=" + p["port"] +
                            "&user=" + role + "&password=p-" + tag;
-  start_runner({hostile_so("db")}, "[plugins.hostile_db]\ndatabase_url = \"" + plugin_url + "\"\n");
+  start_runner({hostile_so("db")},
+               "[plugins.hostile_db]\ndatabase = true\ndatabase_url = \"" + plugin_url +
+                   "\"\n[plugins.hostile_db.sandbox]\nnetwork = \"loopback\"\n");
   enqueue_healthy(5);
-  int64_t id = enqueue({"enqueue", "hostile_db", "--payload", json(socket_conninfo()).dump()});
+  int64_t id = enqueue({"enqueue", "hostile_db", "--payload", arg_payload(socket_conninfo())});
   ASSERT_EQ(wait_finished(id, std::chrono::seconds(60)), "completed") << runner_->log();
   json r = result_of(id);
   EXPECT_TRUE(r.value("connected", false)) << r.dump(2);

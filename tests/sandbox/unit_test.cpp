@@ -71,7 +71,12 @@ TEST(Protocol, FramesRoundTripAndOversizedFramesAreRefused) {
     EXPECT_TRUE(d.at_end());
   }
   // Truncated payloads are detected, not read past.
-  proto::Decoder shortd(std::string_view("\x05\x00\x00\x00ab", 6));
+  // A length of 5 followed by 2 bytes. The literal is split so "ab" is not read as part of
+  // the hex escape (\x00ab is one escape): the view covers exactly the 6 bytes written.
+  proto::Decoder shortd(
+      std::string_view("\x05\x00\x00\x00"
+                       "ab",
+                       6));
   EXPECT_EQ(shortd.str(), "");
   EXPECT_FALSE(shortd.ok());
   // A header announcing more than the limit.

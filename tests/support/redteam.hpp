@@ -111,6 +111,12 @@ class RedTeamFixture : public RunnerFixture {
     return runner_->log();
   }
 
+  // The payload that hands a hostile test plugin its argument (tests/testplugins/hostile/
+  // hostile_arg.h): payloads are JSON objects.
+  static std::string arg_payload(const std::string& text) {
+    return nlohmann::json({{"arg", text}}).dump();
+  }
+
   static std::string join_ids(const std::vector<int64_t>& ids) {
     std::string s;
     for (int64_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);

@@ -44,7 +44,10 @@ class RunnerFixture : public ::testing::Test {
     *record_path = dir_.path() + "/executions" + std::to_string(++dirs_) + ".log";
     std::string cfg = dir_.path() + "/record" + std::to_string(dirs_) + ".toml";
     shared_file(*record_path);
-    std::ofstream(cfg) << "[plugins.record]\nrecord_file = \"" << *record_path << "\"\n";
+    // The operator grants the write access the plugin's manifest requests (issue 16).
+    std::ofstream(cfg)
+        << "[plugins.record]\nrecord_file = \"" << *record_path
+        << "\"\n[plugins.record.sandbox]\nwritable_config_keys = [\"record_file\"]\n";
     return cfg;
   }
   static std::map<int64_t, int> executions(const std::string& record_path) {

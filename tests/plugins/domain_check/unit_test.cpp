@@ -143,6 +143,8 @@ TEST(Manifest, DeclaresSandboxEnvAndIdleTiming) {
   setenv("WORKER_ENABLE_IDLE_RECHECK", "false", 1);
   setenv("WORKER_RECHECK_BATCH_SIZE", "7", 1);
   setenv("DOMAIN_CHECKER_DNS_SERVER", "127.0.0.1", 1);
+  // As the built-in approval of the shipped plugin grants it (host/sandbox/policy.cpp).
+  p.grants.env = p.manifest["env"].get<std::map<std::string, std::string>>();
   json cfg =
       jr::plugin_config_for(p, {{"domain_check", {{"dns_timeout", 2.0}}}}, "postgresql:///x");
   unsetenv("DOMAIN_CHECKER_DNS_TIMEOUT");

@@ -175,7 +175,7 @@ TEST_F(ScanPluginTest, EveryErrorStateIsStoredAndTheJobFailsPermanently) {
     SCOPED_TRACE(c.path);
     std::string id = "err-" + std::to_string(n++);
     std::string url = c.path[0] == '/' ? server.url(c.path) : c.path;
-    auto out = scan(id, url);
+    auto out = scan(id, url, 25);  // the last attempt (of 25): transient errors end there too
     EXPECT_EQ(out.status, JR_ERR_PERMANENT);
     EXPECT_EQ(out.error.rfind(c.state + ": ", 0), 0u) << out.error;
     EXPECT_EQ(row(id, "status"), c.state);
@@ -266,11 +266,11 @@ TEST_F(ScanPluginTest, ResumeAfterTeaserOnlyChecksLinks) {
 
 TEST_F(ScanPluginTest, ErroredScanRunsAgainWhenRetried) {
   server.set_flaky_failing(true);
-  auto first = scan("flaky-1", server.url("/flaky"));
+  auto first = scan("flaky-1", server.url("/flaky"), 25);  // a 500 on the last attempt
   EXPECT_EQ(first.status, JR_ERR_PERMANENT);
   EXPECT_EQ(row("flaky-1", "status"), "ERROR_CRAWL");
   server.set_flaky_failing(false);
-  auto second = scan("flaky-1", server.url("/flaky"), 2);
+  auto second = scan("flaky-1", server.url("/flaky"), 26);  // retried from the dead letters
   ASSERT_EQ(second.status, JR_OK) << second.error;
   EXPECT_EQ(row("flaky-1", "status"), "FULL_READY");
   EXPECT_EQ(row("flaky-1", "error_state"), "<null>");
@@ -322,8 +322,11 @@ INSERT INTO scan_jobs (id, url, created_at, expires_at) VALUES
 
   // SCAN_JOB_TTL_SECONDS reaches the config through the manifest's env map (host code).
   setenv("SCAN_JOB_TTL_SECONDS", "3600", 1);
-  json cfg = jr::plugin_config_for(host->plugin(),
-                                   json{{"scan", scantest::plugin_config(db, server)}}, db);
+  // As the built-in approval of the shipped plugin grants it (host/sandbox/policy.cpp).
+  jr::LoadedPlugin granted = host->plugin();
+  granted.grants.env = granted.manifest["env"].get<std::map<std::string, std::string>>();
+  json cfg =
+      jr::plugin_config_for(granted, json{{"scan", scantest::plugin_config(db, server)}}, db);
   unsetenv("SCAN_JOB_TTL_SECONDS");
   EXPECT_EQ(cfg["scan_job_ttl_seconds"], 3600);
   jrtest::PluginHost hourly(so(), cfg);
@@ -342,7 +345,7 @@ TEST_F(ScanPluginTest, ManifestDeclaresCronEnvAndSandbox) {
   EXPECT_EQ(m["sandbox"]["writable"], json::array());
   std::vector<std::string> kinds;
   for (const auto& k : host->plugin().kinds) kinds.push_back(k.kind);
-  EXPECT_EQ(kinds, (std::vector<std::string>{"scan", "cleanup_expired_scans"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"scan", "cleanup_expired_scans", "scan_finalize"}));
 }
 
 TEST_F(ScanPluginTest, InitRefusesBadConfig) {

@@ -6,8 +6,8 @@
  *   hostile_db_nogrant  requests none: reports whether its config has a database_url at all.
  * Both also try to log in without a password as the usual privileged roles.
  *
- * The payload is a JSON string "CONNINFO|MARKER": CONNINFO names the socket and a database
- * (host=... port=... dbname=..., no user), MARKER a file COPY ... TO PROGRAM would create.
+ * The payload is {"arg": "CONNINFO|MARKER"} (hostile_arg.h): CONNINFO names the socket and a
+ * database (host=... port=... dbname=..., no user), MARKER a file COPY ... TO PROGRAM would create.
  * The result is a JSON object: {"has_url": bool, "connected": bool, "whoami": "...",
  * "attacks": {"name": "OK: <first value>" or "<SQLSTATE>: <message>"}, "no_password":
  * {"user": "refused" or "CONNECTED"}}. The test decides what counts as an escape.
@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hostile_arg.h"
 
 #ifndef JR_CASE_NAME
 #error "JR_CASE_NAME must be defined"
@@ -119,17 +121,8 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   (void)state;
   static struct out o;
   char arg[2048], conninfo[2048], marker[1024], sql[4096];
-  size_t n = job->payload_len;
-  const char* p = job->payload;
-  if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
-    ++p;
-    n -= 2;
-  }
-  if (n >= sizeof arg) n = sizeof arg - 1;
-  memcpy(arg, p, n);
-  arg[n] = '\0';
+  jr_hostile_arg(job, arg, 1001); /* at most 1000 bytes: every statement below fits its buffer */
   char* bar = strchr(arg, '|');
-  if (n > 1000) arg[1000] = '\0'; /* keeps every statement below its buffer */
   snprintf(marker, sizeof marker, "%s", bar ? bar + 1 : "/tmp/jr-hostile-db-marker");
   if (bar) *bar = '\0';
   snprintf(conninfo, sizeof conninfo, "%s", arg);

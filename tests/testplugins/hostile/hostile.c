@@ -18,6 +18,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "hostile_arg.h"
+
 #ifndef JR_CASE_NAME
 #error "JR_CASE_NAME must be defined"
 #endif
@@ -25,18 +27,7 @@
 static char g_arg[4096];
 static int g_ctor_errno = -1;
 
-static const char* arg_of(const jr_job* job) {
-  size_t n = job->payload_len;
-  const char* p = job->payload;
-  if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
-    p++;
-    n -= 2;
-  }
-  if (n >= sizeof g_arg) n = sizeof g_arg - 1;
-  memcpy(g_arg, p, n);
-  g_arg[n] = '\0';
-  return g_arg;
-}
+static const char* arg_of(const jr_job* job) { return jr_hostile_arg(job, g_arg, sizeof g_arg); }
 
 static int32_t fail_errno(const jr_host_api* host, jr_job_ctx* ctx, const char* what, int e) {
   char msg[512];
