@@ -27,6 +27,15 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   // Ends the exchange with the worker gone: reap, classify, count, log.
   auto died = [&](bool exited_by_itself, const std::string& protocol_why) {
     std::string kind, text;
+    if (w.generation != generation_.load()) {
+      // Killed with the whole pool (quarantine): not this job's doing.
+      w.kill();
+      w.reap();
+      out.release = true;
+      out.host_error = "plugin " + name_ + " was quarantined; its workers were killed";
+      worker_died(s, Restart::cancelled, "unavailable", out.host_error, false);
+      return out;
+    }
     if (exited_by_itself) {
       WorkerProcess::classify(w.reap(), w.killed_by_us(), &kind, &text);
     } else {
@@ -72,6 +81,8 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   __atomic_store_n(&w.shared->spin_us,
                    active.load(std::memory_order_relaxed) < cpus ? uint32_t{proto::kSpinUs} : 0u,
                    __ATOMIC_RELAXED);
+  // Tags its stdout/stderr until the next exchange (text read just after Done is still this job's).
+  if (w.output) w.output->set_job(job != nullptr ? job->id : 0);
   int64_t write_by = deadline > 0 ? deadline + opts_.kill_grace_ms : 0;
   if (!proto::write_all_until(w.fd, w.enc.finish(), write_by)) {
     return w.wait_exit(200) ? died(true, "") : protocol("worker did not accept the job");

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "cgroup.hpp"
+#include "identity.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
 #include "worker_process.hpp"
@@ -65,7 +67,16 @@ SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plug
       opts_(std::move(opts)),
       has_idle_(plugin.has_idle) {
   worker_path_ = opts_.worker_path.empty() ? default_worker_path() : opts_.worker_path;
-  detail::resolve_user(policy_.user.empty() ? opts_.user : policy_.user, &uid_, &gid_);
+  WorkerIdentity id = plugin_identity(name_, policy_.user.empty() ? opts_.user : policy_.user);
+  uid_ = id.uid;
+  gid_ = id.gid;
+  uid_source_ = id.source;
+  user_name_ = id.name;
+  if (!id.warning.empty()) host_warnings_.push_back(id.warning);
+  bool no_cgroup = std::count(opts_.simulate_missing.begin(), opts_.simulate_missing.end(),
+                              std::string("cgroup")) > 0;
+  cgroup_ = PluginCgroup::create(name_, {policy_.memory_mb, policy_.max_threads}, no_cgroup);
+  if (!cgroup_->warning().empty()) host_warnings_.push_back(cgroup_->warning());
   int n = policy_.workers > 0 ? policy_.workers : std::max(1, opts_.pool_size);
   slots_.resize(static_cast<size_t>(n));
 }
@@ -136,6 +147,7 @@ void SandboxExecutor::stop() {
     w.reap();
     s.w.reset();
   }
+  cgroup_->kill_all();  // anything left in the pool's cgroup
 }
 
 std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, std::string* err,
@@ -158,8 +170,17 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
     return nullptr;
   }
   w->scratch = scratch;
+  w->generation = generation_.load();
+  w->output->configure(name_, opts_.output, opts_.log_observer);
+  if (!w->join_cgroup(*cgroup_, err)) {  // before Init: no plugin code runs outside it
+    *kind = "start_failure";
+    return nullptr;
+  }
   nlohmann::json init =
       detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_, gid_, opts_);
+  init["uid_source"] = uid_source_;
+  init["user_name"] = user_name_;
+  init["socket_dirs"] = unix_socket_dirs(plugin_config_);
   nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
   if (hello.is_null()) return nullptr;
   if (!hello.value("ok", false)) {
@@ -174,7 +195,10 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
   {
     std::lock_guard<std::mutex> lock(mu_);
     layers_ = hello.value("layers", nlohmann::json::object());
-    for (const auto& wmsg : hello.value("warnings", nlohmann::json::array())) {
+    layers_["cgroup"] = cgroup_->report();
+    nlohmann::json warnings = hello.value("warnings", nlohmann::json::array());
+    for (const auto& h : host_warnings_) warnings.push_back(h);
+    for (const auto& wmsg : warnings) {
       if (wmsg.is_string() && warned_.insert(wmsg.get<std::string>()).second) {
         fresh.push_back(wmsg.get<std::string>());
       }
@@ -202,12 +226,21 @@ void SandboxExecutor::note_abnormal_locked(int64_t now) {
                         {"window_seconds", opts_.crash_loop_window_seconds},
                         {"quarantine_seconds", opts_.quarantine_seconds}};
     abnormal_.clear();
+    kill_pool_locked();
     log::error("plugin quarantined: its workers keep dying; its jobs stay queued", f);
     if (opts_.log_observer) {
       opts_.log_observer(log::Level::error,
                          "plugin quarantined: its workers keep dying; its jobs stay queued", f);
     }
   }
+}
+
+void SandboxExecutor::kill_pool_locked() {
+  generation_.fetch_add(1);
+  for (auto& s : slots_) {
+    if (!s.busy && s.w) s.w.reset();  // SIGKILL and reap; busy ones die by the cgroup kill
+  }
+  cgroup_->kill_all(500);
 }
 
 void SandboxExecutor::worker_died(Slot* s, Restart why, const std::string& kind,

@@ -34,12 +34,15 @@
 #include "plugin_loader.hpp"
 #include "policy.hpp"
 #include "protocol.hpp"
+#include "worker_output.hpp"
 
 namespace jr {
 struct Config;
 }
 
 namespace jr::sandbox {
+
+class PluginCgroup;
 
 class SandboxError : public std::runtime_error {
  public:
@@ -62,7 +65,11 @@ struct SandboxOptions {
   int64_t respawn_backoff_initial_ms = 100;
   int64_t respawn_backoff_max_ms = 5000;
   std::string scratch_root;  // per-worker scratch dirs live here ("" = $TMPDIR or /tmp)
-  std::string user;          // uid for workers when the host is root ("" = nobody/nogroup)
+  std::string user;          // uid for workers when the host is root ("" = one per plugin)
+  // describe_with_report: give the worker the uid (and a cgroup named after) this plugin
+  // rather than the describe uid (`plugins check`, once the name is known).
+  std::string describe_as;
+  OutputLimits output;  // bounds on what a worker writes to stdout/stderr (worker_output.hpp)
   std::vector<std::string> simulate_missing;  // tests: pretend the kernel lacks these layers
   // Tests: sees every log line the sandbox writes (after it went to the log).
   std::function<void(log::Level, const std::string&, const nlohmann::json&)> log_observer;
@@ -140,6 +147,9 @@ class SandboxExecutor final : public Executor {
   const Policy& policy() const { return policy_; }
   const Counters& counters() const { return counters_; }
   nlohmann::json layers() const;  // the layers the last started worker reported
+  // The pool's cgroup (tests, `plugins check`); inert when cgroups are unavailable.
+  const PluginCgroup& cgroup() const { return *cgroup_; }
+  int64_t uid() const { return uid_; }
   bool quarantined() const;
   int pool_size() const { return static_cast<int>(slots_.size()); }
 
@@ -160,6 +170,7 @@ class SandboxExecutor final : public Executor {
                    bool abnormal);
   void maybe_recycle(Slot* s, bool oom);
   void note_abnormal_locked(int64_t now);
+  void kill_pool_locked();  // quarantine: every worker goes (cgroup kill)
   void say(log::Level l, const std::string& msg, nlohmann::json fields);
   void account(const ExecOutcome& out, const jr_job& job);
 
@@ -171,6 +182,13 @@ class SandboxExecutor final : public Executor {
   SandboxOptions opts_;
   std::string worker_path_;
   int64_t uid_ = -1, gid_ = -1;
+  std::string uid_source_;                  // how uid_ was chosen (identity.hpp)
+  std::string user_name_;                   // its name in the workers\' /etc/passwd
+  std::vector<std::string> host_warnings_;  // degraded host-side layers (uid, cgroup)
+  std::shared_ptr<PluginCgroup> cgroup_;    // the pool's cgroup (inert when unavailable)
+  // Bumped when the whole pool is killed (quarantine): a worker of an older generation that
+  // dies during a job was killed with the pool, and its job is released.
+  std::atomic<uint64_t> generation_{0};
   Counters counters_;
 
   mutable std::mutex mu_;

@@ -1,5 +1,7 @@
 // jr-worker: the sandbox worker process. Started by exec from the host (never a bare fork), with
-// the IPC socket on fd 3 and the shared page (memfd) on fd 4. It reads one Init frame, confines
+// the IPC socket on fd 3, the shared page (a sealed memfd, closed once mapped) on fd 4, and
+// stdout/stderr on pipes the host reads. The host puts it in the plugin's cgroup before it sends
+// the Init frame, so it waits for that frame before anything else. It reads Init, confines
 // itself (confine.hpp), and only then loads the plugin (which runs its constructors), calls its
 // init, sends Hello with the layers applied, and serves Job frames one at a time until Shutdown
 // or end of stream.
@@ -272,6 +274,7 @@ int main(int argc, char** argv) {
   void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, proto::kSharedFd, 0);
   if (page == MAP_FAILED) return 65;
   g_shared = static_cast<proto::SharedPage*>(page);
+  close(proto::kSharedFd);  // the mapping is all we need; the plugin gets no handle on the memfd
   static FrameReader reader(proto::kDefaultMaxFrame);
   reader.set_spin_us(0);  // until the host allows it (SharedPage::spin_us, set per job)
   g_reader = &reader;
@@ -296,6 +299,11 @@ int main(int argc, char** argv) {
     spec.scratch_dir = init.value("scratch", "");
     spec.uid = init.value("uid", int64_t{-1});
     spec.gid = init.value("gid", int64_t{-1});
+    spec.uid_source = init.value("uid_source", "");
+    spec.user_name = init.value("user_name", "");
+    for (const auto& dir : init.value("socket_dirs", nlohmann::json::array())) {
+      spec.socket_dirs.push_back(dir.get<std::string>());
+    }
     spec.host_pid = host_pid;
     for (const auto& s : init.value("simulate_missing", nlohmann::json::array())) {
       spec.simulate_missing.insert(s.get<std::string>());
