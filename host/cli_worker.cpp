@@ -22,6 +22,7 @@
 #include "ops/job_options.hpp"
 #include "ops/ops.hpp"
 #include "ops/server.hpp"
+#include "plugin_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util.hpp"
@@ -96,6 +97,10 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   // what the operator granted (config, approvals, built-in approvals of the shipped plugins);
   // a request above that refuses the plugin. isolation = "none" (configuration only) loads the
   // pinned content in-process.
+  // Each plugin's database_url: its own role for a plugin granted a database, none otherwise
+  // (host/plugin_db.hpp); made before the plugin is initialised.
+  PluginDatabases plugin_dbs(url);
+  std::map<std::string, std::string> db_urls;
   std::deque<LoadedPlugin> plugins;
   std::map<std::string, std::unique_ptr<Executor>> executors;
   std::vector<LoadedPlugin*> ptrs;
@@ -123,7 +128,13 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       d.grants.database = dec.policy.database;
       d.grants.enqueue_kinds = dec.policy.enqueue_kinds;
       d.grants.env = dec.policy.env;
-      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, url);
+      try {
+        db_urls[d.name] = plugin_dbs.url_for(d, cfg.plugin_config);
+      } catch (const PluginError& e) {
+        refuse(d.name, d.path, e.what());  // its database grant cannot be honoured
+        continue;
+      }
+      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, db_urls[d.name]);
       // A manifest's cron entries enqueue jobs: only of kinds the plugin may enqueue.
       std::string bad_cron;
       if (d.manifest.contains("cron")) {
@@ -283,7 +294,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.plugin_log_fields = loaded_fields;
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
   for (auto& p : plugins) {
-    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, url);
+    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
     if (!p.manifest.contains("cron")) continue;
     for (const auto& j : p.manifest["cron"]) {
       eo.cron.push_back(cron_entry_from_json(j, "plugin:" + p.name));  // checked when granted

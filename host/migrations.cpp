@@ -224,7 +224,97 @@ CREATE TRIGGER jr_jobs_done_finalizer AFTER INSERT ON jr_jobs_done
   EXECUTE FUNCTION jr_enqueue_finalizer();
 )SQL";
 
+// The privileges of the runner's objects, (re)stated after every batch of migrations (so a
+// later migration cannot open an object by oversight, nor undo these by CREATE OR REPLACE):
+//   - PUBLIC has nothing on any jr_* table, view, sequence or function in the schema the
+//     migrations run in (tables have nothing by default; functions are executable by PUBLIC by
+//     default, as jr_enqueue was). Objects of other owners are left alone.
+//   - jr_enqueue runs as its owner (SECURITY DEFINER) with a fixed search_path (this schema, then
+//     pg_temp), and the role jobrunner_producer, when it exists, may execute it: a producer needs
+//     no privilege on the tables.
+const char* kPrivileges = R"SQL(
+DO $jr$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    SELECT c.oid::regclass AS obj, CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS what
+      FROM pg_class c
+     WHERE c.relnamespace = current_schema()::regnamespace AND c.relname LIKE 'jr\_%'
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+       AND pg_has_role(c.relowner, 'MEMBER')
+  LOOP
+    EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', r.what, r.obj);
+  END LOOP;
+  FOR r IN
+    SELECT p.oid::regprocedure AS fn FROM pg_proc p
+     WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'jr\_%'
+       AND pg_has_role(p.proowner, 'MEMBER')
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.fn);
+  END LOOP;
+  IF pg_has_role((SELECT proowner FROM pg_proc
+                   WHERE oid = to_regprocedure('jr_enqueue(text, jsonb, jsonb)')), 'MEMBER') THEN
+    EXECUTE format('ALTER FUNCTION jr_enqueue(text, jsonb, jsonb) SECURITY DEFINER '
+                   'SET search_path = %I, pg_temp', current_schema());
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'jobrunner_producer') THEN
+      GRANT EXECUTE ON FUNCTION jr_enqueue(text, jsonb, jsonb) TO jobrunner_producer;
+    END IF;
+  END IF;
+END $jr$;
+)SQL";
+
+// v7: least privilege (issue 16, class 4). With kPrivileges after it, nothing of the runner's
+// is PUBLIC any more: a plugin's own role (host/plugin_db.cpp) can neither read the queue nor
+// call jr_enqueue. SQL producers get jr_enqueue through the role jobrunner_producer (GRANT
+// jobrunner_producer TO app_role), created here when the runner's role may create roles (else a
+// NOTICE says so, and the operator creates it and grants it EXECUTE on jr_enqueue).
+// jr_plugin_roles keeps each plugin role's password, readable by the runner's role only.
+const char* kV7 = R"SQL(
+CREATE TABLE jr_plugin_roles (
+  plugin      text PRIMARY KEY,
+  role_name   text NOT NULL UNIQUE,
+  schema_name text NOT NULL UNIQUE,
+  password    text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+-- Functions this role creates from now on are not executable by PUBLIC.
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+DO $jr$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'jobrunner_producer') THEN
+    IF (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
+      BEGIN
+        CREATE ROLE jobrunner_producer NOLOGIN;
+        COMMENT ON ROLE jobrunner_producer IS
+          'jobrunner: members may call jr_enqueue() to enqueue jobs from SQL';
+      EXCEPTION WHEN duplicate_object OR unique_violation THEN
+        NULL;  -- created at this moment by a runner of another database on this server
+      END;
+    ELSE
+      RAISE NOTICE 'jobrunner: role jobrunner_producer not created (no CREATEROLE); '
+                   'create it and GRANT EXECUTE ON FUNCTION jr_enqueue(text, jsonb, jsonb) to it';
+    END IF;
+  END IF;
+  -- PostgreSQL 15 took CREATE on the public schema away from PUBLIC; older servers did not.
+  IF EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a
+              WHERE n.oid = current_schema()::regnamespace AND a.grantee = 0
+                AND a.privilege_type = 'CREATE') THEN
+    IF pg_has_role((SELECT nspowner FROM pg_namespace
+                     WHERE oid = current_schema()::regnamespace), 'MEMBER') THEN
+      EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', current_schema());
+    ELSE
+      RAISE WARNING 'jobrunner: every role may create objects in schema %, where the jr_* '
+                    'tables are: REVOKE CREATE ON SCHEMA % FROM PUBLIC', current_schema(),
+                    current_schema();
+    END IF;
+  END IF;
+END $jr$;
+)SQL";
+
 }  // namespace
+
+const char* privileges_sql() { return kPrivileges; }
 
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> all = {
@@ -234,6 +324,7 @@ const std::vector<Migration>& migrations() {
       {4, "flow control: unique, lock keys, dependencies, pauses, rate limits, cron", kV4},
       {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
       {6, "index for dependency resolution (waiting jobs by id)", kV6},
+      {7, "least privilege: nothing PUBLIC, jobrunner_producer, plugin roles", kV7},
       {8, "kind ownership: content SHA-256 of the plugin serving each kind", kV8},
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},

@@ -73,6 +73,20 @@ class PgStore final : public Store {
 
   int SchemaMigrate() override {
     return guard([&] {
+      // Up to date (the common case: every CLI command and runner start): no lock. The lock is
+      // on the whole database and any role may take an advisory lock, so not waiting for it
+      // when there is nothing to do also means a plugin's role holding it blocks nobody then.
+      {
+        pqxx::nontransaction probe(*conn_);
+        std::vector<int64_t> known;
+        for (const auto& m : migrations()) known.push_back(m.version);
+        if (!probe.exec("SELECT to_regclass('jr_migrations')")[0][0].is_null() &&
+            probe.exec_params("SELECT count(*) FROM jr_migrations WHERE version = ANY($1::int[])",
+                              pg_int_array(known))[0][0]
+                    .as<size_t>() == known.size()) {
+          return 0;
+        }
+      }
       pqxx::work tx(*conn_);
       tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrateLockKey) + ")");
       tx.exec(
@@ -92,6 +106,7 @@ class PgStore final : public Store {
                        m.name);
         ++applied;
       }
+      if (applied > 0) tx.exec(privileges_sql());
       tx.commit();
       if (applied > 0) prepare_all();
       return applied;

@@ -110,8 +110,9 @@ void resolve_finalizers(LoadedPlugin& p);
 void init_plugin(LoadedPlugin& p, const nlohmann::json& config);
 
 // The plugin's config section from the host config (plugin_config[name]) plus the host-provided
-// keys (database_url) and the host environment variables the operator granted it
-// (p.grants.env: VAR -> key; a manifest's "env" alone copies nothing).
+// keys and the host environment variables the operator granted it (p.grants.env: VAR -> key; a
+// manifest's "env" alone copies nothing). `database_url` is the plugin's own database
+// (PluginDatabases::url_for in plugin_db.hpp); "" adds no key at all.
 nlohmann::json plugin_config_for(const LoadedPlugin& p, const nlohmann::json& all_sections,
                                  const std::string& database_url);
 

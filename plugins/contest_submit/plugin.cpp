@@ -74,7 +74,9 @@ class ContestSubmit : public jobrunner::Plugin {
     // Producers put each submission on its contest's queue, contest:submissions:{contest_id};
     // this default only catches producers that forget to.
     i.kinds.push_back({"contest_submit", "contest:submissions:default", 30000, 10, ""});
-    i.manifest = {{"sandbox", {{"network", "loopback"}, {"memory_mb", 256}}},
+    // "database": its own role and schema (plugin_contest_submit) on the runner's database.
+    i.manifest = {{"database", true},
+                  {"sandbox", {{"network", "loopback"}, {"memory_mb", 256}}},
                   {"env",
                    {{"CONTEST_SUBMIT_DATABASE_URL", "database_url"},
                     {"CONTEST_SUBMIT_STATEMENT_TIMEOUT_MS", "statement_timeout_ms"}}}};

@@ -50,6 +50,7 @@ class ScanPlugin : public jobrunner::Plugin {
     // cancel). Idempotent; retried on database trouble; snoozes while the scan is held.
     i.kinds.push_back({"scan_finalize", "scan", 30000, 10, "5,15,60,300"});
     i.manifest = {
+        {"database", true},  // its own role and schema (plugin_scan) on the runner's database
         {"finalizers", {{"scan", "scan_finalize"}}},
         {"sandbox",
          {{"network", "full"}, {"memory_mb", 512}, {"writable", nlohmann::json::array()}}},

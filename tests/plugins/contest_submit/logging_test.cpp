@@ -34,6 +34,9 @@ TEST(ContestLogging, JudgedSubmissionsAndDiscoveredQueuesAreLoggedAtInfoOnce) {
   std::string url = jrtest::PgCluster::get().create_database("cslog");
   std::map<std::string, std::string> env = {{"DATABASE_URL", url}};
   ASSERT_EQ(jrtest::run_runner({"migrate"}, env).exit_code, 0);
+  // The plugin's own role and schema (the runners reuse them): contests are seeded and the
+  // contest tables read through it, the queue through the runner's role.
+  std::string plugin_url = jrtest::plugin_database(url, "contest_submit").url;
   jrtest::TempDir dir;
   fs::copy_file(cstest::plugin_so(), dir.path() + "/libjr_contest_submit.so");
 
@@ -52,11 +55,12 @@ TEST(ContestLogging, JudgedSubmissionsAndDiscoveredQueuesAreLoggedAtInfoOnce) {
       {"contest:submissions:2", "l7", 2, "Y", "2.4", "2024-06-01T12:02:00Z", "wrong_answer"},
       {"contest:submissions:2", "l8", 2, "Y", "2.5", "2024-06-01T12:03:00Z", "accepted"}};
   auto q = [&](const std::string& sql) { return jrtest::PgCluster::query_one(url, sql); };
+  auto pq = [&](const std::string& sql) { return jrtest::PgCluster::query_one(plugin_url, sql); };
   {
-    pqxx::connection c(url);
+    pqxx::connection c(plugin_url);
     contest::ensure_schema(c);
   }
-  cstest::create_demo_contests(url);
+  cstest::create_demo_contests(plugin_url);
   std::map<int64_t, const Sub*> by_job;
   for (const auto& s : subs) {
     json p = {{"submission_id", s.id},   {"contest_id", s.contest}, {"team_id", "t1"},
@@ -90,7 +94,7 @@ TEST(ContestLogging, JudgedSubmissionsAndDiscoveredQueuesAreLoggedAtInfoOnce) {
                                ", contest " + std::to_string(s.contest) + ", team t1, problem " +
                                s.problem + ", queue " + s.queue + ", verdict " + s.verdict +
                                ", score " +
-                               q("SELECT score FROM submissions WHERE id = '" + s.id + "'"));
+                               pq("SELECT score FROM submissions WHERE id = '" + s.id + "'"));
   }
   EXPECT_EQ(seen.size(), subs.size());
 
@@ -107,7 +111,7 @@ TEST(ContestLogging, JudgedSubmissionsAndDiscoveredQueuesAreLoggedAtInfoOnce) {
     EXPECT_EQ(line["msg"], "discovered queue " + s.queue + ": first submission " + s.id +
                                " of contest " + std::to_string(s.contest) + " (job " +
                                std::to_string(job) + ")");
-    EXPECT_EQ(q("SELECT first_job_id FROM contest_queues WHERE queue = '" + s.queue + "'"),
+    EXPECT_EQ(pq("SELECT first_job_id FROM contest_queues WHERE queue = '" + s.queue + "'"),
               std::to_string(job));
   }
   EXPECT_EQ(queues, (std::set<std::string>{"contest:submissions:1", "contest:submissions:2"}));

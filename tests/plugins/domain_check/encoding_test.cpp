@@ -17,7 +17,7 @@ using jrtest::PgCluster;
 using nlohmann::json;
 
 TEST(DomainCheckEncoding, Latin1AndCutUtf8WhoisRepliesAreStoredWithEveryOtherName) {
-  std::string db = PgCluster::get().create_database("dcenc");
+  std::string db = dctest::plugin_db("dcenc");
   jrtest::PluginHost host(dctest::so_path(), config(db));
   jrtest::JobOutcome out = host.run(
       "domain_check",
@@ -78,7 +78,7 @@ TEST(DomainCheckEncoding, BytesAreDecodedAsWindows1252AndCutOnCharacterBoundarie
 }
 
 TEST(DomainCheckEncoding, ARowTheDatabaseRefusesCostsOnlyItsOwnName) {
-  std::string db = PgCluster::get().create_database("dcenc");
+  std::string db = dctest::plugin_db("dcenc");
   domain_check::DomainStore store(db, 1);
   auto result = [](const std::string& name, const std::string& checked_at) {
     domain_check::DomainResult r;

@@ -18,7 +18,8 @@ using nlohmann::json;
 class ScanCharsetTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scancs");
+    // The plugin's own role and schema (what a runner hands it).
+    db = jrtest::plugin_database(jrtest::PgCluster::get().create_database("scancs"), "scan").url;
     host = std::make_unique<jrtest::PluginHost>(jrtest::plugin_dir() + "/libjr_scan.so",
                                                 scantest::plugin_config(db, server));
   }

@@ -44,7 +44,7 @@ class ScanFinalize : public scantest::RunnerScanTest {
   // The page fetch may take a minute: only the host stops these scans.
   void SetUp() override {
     set_up("scanfin", "request_timeout_ms = 60000\n");
-    jrtest::PgCluster::exec(db, scan::kScanJobsDdl);  // the producer's table, polled below
+    jrtest::PgCluster::exec(pdb, scan::kScanJobsDdl);  // the producer's table, polled below
   }
   int64_t enqueue(const std::string& id, const std::string& path,
                   const std::vector<std::string>& extra = {}) {
@@ -56,7 +56,7 @@ class ScanFinalize : public scantest::RunnerScanTest {
     return std::stoll(r.out);
   }
   std::string row(const std::string& id) {
-    return scantest::q(db,
+    return scantest::q(pdb,
                        "SELECT status || '|' || coalesce(step, '-') || '|' || "
                        "coalesce(error_state, '-') || '|' || coalesce(error_message, '-') "
                        "FROM scan_jobs WHERE id = '" +
@@ -107,8 +107,8 @@ TEST_F(ScanFinalize, ACancelledScanEndsInErrorCancelledRunningOrQueued) {
       30s))
       << runner.log();
   // Cancelled while it waits (scheduled for later): the producer's QUEUED row must not stay so.
-  jrtest::PgCluster::exec(db, "INSERT INTO scan_jobs (id, url, status) VALUES ('fin-queued', '" +
-                                  server.url("/hang") + "', 'QUEUED')");
+  jrtest::PgCluster::exec(pdb, "INSERT INTO scan_jobs (id, url, status) VALUES ('fin-queued', '" +
+                                   server.url("/hang") + "', 'QUEUED')");
   int64_t queued = enqueue("fin-queued", "/hang", {"--delay", "1h"});
   ASSERT_EQ(jrtest::run_runner({"cancel", std::to_string(queued)}, env).exit_code, 0);
 
@@ -170,7 +170,9 @@ TEST_F(ScanFinalize, AScanWhoseRunnerIsKilledEndsInErrorLeaseLost) {
 class ScanFinalizeRules : public ::testing::Test {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scanfinrules");
+    // The plugin's own role and schema (what a runner hands it).
+    db = jrtest::plugin_database(jrtest::PgCluster::get().create_database("scanfinrules"), "scan")
+             .url;
     host = std::make_unique<jrtest::PluginHost>(jrtest::plugin_dir() + "/libjr_scan.so",
                                                 scantest::plugin_config(db, server));
   }

@@ -21,7 +21,9 @@ using scantest::q;
 class ScanPluginTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scan");
+    // The plugin's own role and schema (what a runner hands it); the test reads and seeds
+    // scan_jobs through it too.
+    db = jrtest::plugin_database(jrtest::PgCluster::get().create_database("scan"), "scan").url;
     scantest::install_audit(db);
     host = std::make_unique<jrtest::PluginHost>(so(), scantest::plugin_config(db, server));
   }

@@ -34,7 +34,8 @@ int dead_port() {
 class ScanRetryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scanretry");
+    // The plugin's own role and schema (what a runner hands it).
+    db = jrtest::plugin_database(jrtest::PgCluster::get().create_database("scanretry"), "scan").url;
     json cfg = scantest::plugin_config(db, server);
     cfg["allow_hosts"].push_back("127.0.0.1:" + std::to_string(reset.port()));
     cfg["allow_hosts"].push_back("127.0.0.1:" + std::to_string(refused_port));
@@ -149,7 +150,7 @@ TEST_F(ScanRetryRunner, TransientFailuresAreRetriedUpToTheKindsAttemptsAndOthers
             std::string::npos)
       << r.dump();
   EXPECT_EQ(server.hits("/recovering"), 3);
-  EXPECT_EQ(scantest::q(db, "SELECT status FROM scan_jobs WHERE id = 'r-recovering'"),
+  EXPECT_EQ(scantest::q(pdb, "SELECT status FROM scan_jobs WHERE id = 'r-recovering'"),
             "FULL_READY");
 
   json f = status(failing);
@@ -157,7 +158,7 @@ TEST_F(ScanRetryRunner, TransientFailuresAreRetriedUpToTheKindsAttemptsAndOthers
   EXPECT_EQ(f["attempt"], 4);
   EXPECT_EQ(f["errors"].size(), 4u) << f.dump();
   EXPECT_EQ(server.hits("/error500"), 4);
-  EXPECT_EQ(scantest::q(db,
+  EXPECT_EQ(scantest::q(pdb,
                         "SELECT status || ': ' || error_message FROM scan_jobs "
                         "WHERE id = 'r-failing'"),
             "ERROR_CRAWL: HTTP 500 from " + server.url("/error500"));
@@ -168,7 +169,7 @@ TEST_F(ScanRetryRunner, TransientFailuresAreRetriedUpToTheKindsAttemptsAndOthers
     EXPECT_EQ(s["state"], "discarded") << s.dump();
     EXPECT_EQ(s["attempt"], 1) << s.dump();
     EXPECT_EQ(
-        scantest::q(db, std::string("SELECT status FROM scan_jobs WHERE id = '") + scan + "'"),
+        scantest::q(pdb, std::string("SELECT status FROM scan_jobs WHERE id = '") + scan + "'"),
         state);
   }
   EXPECT_EQ(server.hits("/missing"), 1);
