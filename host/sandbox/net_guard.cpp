@@ -757,7 +757,18 @@ class Handler {
   // The worker's socket, duplicated, and its family and type. Checks that the caller still
   // waits (its pid was not reused while we read its memory).
   bool dup_socket(int fd, Fd* s, int* domain, int* type, Result* r) {
-    *s = Fd(dup_from(s_.pidfd, fd));
+    // The calling thread's own descriptor table, not the worker's: with an exec grant (issue 22)
+    // the caller may be a handler process the worker started, whose fd N is another file.
+    // PIDFD_THREAD (Linux 6.9) names any thread; without it only a process's main thread.
+    Fd caller(static_cast<int>(syscall(SYS_pidfd_open, req_.pid, 0x80 /* PIDFD_THREAD */)));
+    if (caller.get() < 0 && errno == EINVAL) {
+      caller = Fd(static_cast<int>(syscall(SYS_pidfd_open, req_.pid, 0)));
+    }
+    if (caller.get() < 0) {
+      *r = fail(EINTR);  // the caller is gone (or, on old kernels, a secondary thread)
+      return false;
+    }
+    *s = Fd(dup_from(caller.get(), fd));
     if (s->get() < 0) {
       *r = fail(errno == EBADF ? EBADF : ENOTSOCK);
       return false;
