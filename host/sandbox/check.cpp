@@ -8,8 +8,8 @@
 #include <ctime>
 #include <iostream>
 
-#include "exec_kinds.hpp"
 #include "config.hpp"
+#include "exec_kinds.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
 

@@ -170,9 +170,9 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
         syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == 0) {
       granted_exec.push_back(p);
     } else {
-      warnings.push_back("landlock: program " + p + " not granted: " +
-                         (fd >= 0 && !S_ISREG(st.st_mode) ? "not a regular file"
-                                                           : std::strerror(errno)));
+      warnings.push_back(
+          "landlock: program " + p + " not granted: " +
+          (fd >= 0 && !S_ISREG(st.st_mode) ? "not a regular file" : std::strerror(errno)));
     }
     if (fd >= 0) close(fd);
   }
@@ -343,10 +343,10 @@ ConfineReport confine(const ConfineSpec& spec) {
       L["seccomp"] = "applied (allowlist, kill on violation)";
       if (!pol.exec.empty()) {  // issue 22
         L["seccomp"] =
-            std::string("applied (allowlist, kill on violation; exec granted: fork without "
-                        "namespaces, signals but to -1, execve ") +
-            (pol.exec_from_handlers ? "anywhere (sandbox.exec)" : "only from the spawn path") +
-            ")";
+            std::string(
+                "applied (allowlist, kill on violation; exec granted: fork without "
+                "namespaces, signals but to -1, execve ") +
+            (pol.exec_from_handlers ? "anywhere (sandbox.exec)" : "only from the spawn path") + ")";
       }
       if (pol.network == Network::loopback) {
         L["network"] =

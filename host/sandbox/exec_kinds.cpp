@@ -50,8 +50,8 @@ std::string elf_interp(int fd) {
   std::memcpy(&eh, h.data(), sizeof eh);
   if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256) return "";
   for (unsigned i = 0; i < eh.e_phnum; ++i) {
-    std::string ph = read_at(fd, static_cast<off_t>(eh.e_phoff + i * sizeof(Elf64_Phdr)),
-                             sizeof(Elf64_Phdr));
+    std::string ph =
+        read_at(fd, static_cast<off_t>(eh.e_phoff + i * sizeof(Elf64_Phdr)), sizeof(Elf64_Phdr));
     if (ph.size() < sizeof(Elf64_Phdr)) return "";
     Elf64_Phdr p;
     std::memcpy(&p, ph.data(), sizeof p);
@@ -83,8 +83,8 @@ void closure(const std::string& program, int depth, std::vector<std::string>& ou
   if (std::find(out.begin(), out.end(), real) == out.end()) out.push_back(real);
   if (head.rfind("#!", 0) == 0) {
     if (depth >= 4) throw PolicyError("program " + program + ": #! interpreters nest too deep");
-    std::string line = head.substr(2, head.find('\n') == std::string::npos ? std::string::npos
-                                                                            : head.find('\n') - 2);
+    std::string line = head.substr(
+        2, head.find('\n') == std::string::npos ? std::string::npos : head.find('\n') - 2);
     size_t b = line.find_first_not_of(" \t");
     if (b == std::string::npos) throw PolicyError("program " + program + ": empty #! line");
     size_t e = line.find_first_of(" \t", b);
@@ -106,12 +106,14 @@ std::vector<ExecKind> parse_exec_kinds(const nlohmann::json& section) {
   std::vector<ExecKind> out;
   if (!section.is_object() || !section.contains("kinds")) return out;
   const auto& arr = section["kinds"];
-  if (!arr.is_array()) throw PolicyError("kinds must be an array of tables ([[plugins.<name>.kinds]])");
+  if (!arr.is_array())
+    throw PolicyError("kinds must be an array of tables ([[plugins.<name>.kinds]])");
   if (arr.size() > 1024) throw PolicyError("kinds: more than 1024 entries");
   std::set<std::string> seen;
-  static const std::set<std::string> known = {
-      "kind",    "command",         "env",         "workers",        "queue",
-      "timeout_seconds", "max_attempts", "retry_schedule", "max_message_kb", "cancel_grace_ms"};
+  static const std::set<std::string> known = {"kind",           "command",        "env",
+                                              "workers",        "queue",          "timeout_seconds",
+                                              "max_attempts",   "retry_schedule", "max_message_kb",
+                                              "cancel_grace_ms"};
   for (size_t i = 0; i < arr.size(); ++i) {
     const auto& e = arr[i];
     if (!e.is_object()) throw PolicyError(where(i, "") + " is not a table");
@@ -162,7 +164,8 @@ std::vector<ExecKind> parse_exec_kinds(const nlohmann::json& section) {
     k.info.timeout_ms = int_key(e, "timeout_seconds", 1, 86400 * 7, 0, at) * 1000;
     k.info.max_attempts = static_cast<int>(int_key(e, "max_attempts", 1, 1000, 0, at));
     if (auto it = e.find("retry_schedule"); it != e.end()) {
-      if (!it->is_string()) throw PolicyError(at + ": retry_schedule must be a string (\"60,300\")");
+      if (!it->is_string())
+        throw PolicyError(at + ": retry_schedule must be a string (\"60,300\")");
       try {
         k.info.retry_schedule = parse_retry_schedule(it->get<std::string>());
         k.info.retry_schedule_text = it->get<std::string>();

@@ -18,10 +18,10 @@ namespace jr::sandbox {
 
 // One [[plugins.<name>.kinds]] entry, validated (PolicyError names the entry and the key).
 struct ExecKind {
-  KindInfo info;                            // kind, queue, timeout, attempts, retry schedule
-  std::vector<std::string> command;         // argv; command[0] an absolute path
-  std::map<std::string, std::string> env;   // the handler's environment (nothing else passes)
-  int workers = 1;                          // warm handler processes of this kind
+  KindInfo info;                           // kind, queue, timeout, attempts, retry schedule
+  std::vector<std::string> command;        // argv; command[0] an absolute path
+  std::map<std::string, std::string> env;  // the handler's environment (nothing else passes)
+  int workers = 1;                         // warm handler processes of this kind
 };
 
 // Parses `section["kinds"]` (absent: none). Throws PolicyError.

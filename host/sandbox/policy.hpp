@@ -101,10 +101,10 @@ struct TrustInput {
   bool builtin = false;     // a built-in approval (shipped plugin) matches sha256: as config
   int default_workers = 1;  // the host's pool size per plugin (a request above it needs a grant)
   // exec grant (issue 22), computed by the caller (it reads the command files):
-  bool exec_plugin = false;                 // the shipped exec plugin (built-in approval)
-  std::vector<std::string> exec_programs;   // its configured kinds' programs and interpreters
-  std::vector<std::string> exec_extra;      // [plugins.<name>.sandbox] exec, with interpreters
-  std::string exec_error;                   // non-empty: a command cannot be granted, and why
+  bool exec_plugin = false;                // the shipped exec plugin (built-in approval)
+  std::vector<std::string> exec_programs;  // its configured kinds' programs and interpreters
+  std::vector<std::string> exec_extra;     // [plugins.<name>.sandbox] exec, with interpreters
+  std::string exec_error;                  // non-empty: a command cannot be granted, and why
 };
 
 struct TrustDecision {

@@ -36,9 +36,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kMaxWarm = 8;               // warm children per worker, all kinds together
-constexpr int64_t kStartTimeoutMs = 30000;   // from spawn to the child's "ready"
-constexpr int kMaxDepth = 64;                // JSON nesting accepted from a child
+constexpr size_t kMaxWarm = 8;              // warm children per worker, all kinds together
+constexpr int64_t kStartTimeoutMs = 30000;  // from spawn to the child's "ready"
+constexpr int kMaxDepth = 64;               // JSON nesting accepted from a child
 constexpr int kTickMs = 50;
 
 // Layout of the worker's "jr.exec.v1" extension (host/sandbox/worker_main.cpp).
@@ -151,8 +151,7 @@ class ExecPlugin {
   std::list<std::string> lru_;  // kinds, most recent first
 };
 
-bool ExecPlugin::spawn(const std::string& kind, const KindSpec& spec, Child& c,
-                       std::string* err) {
+bool ExecPlugin::spawn(const std::string& kind, const KindSpec& spec, Child& c, std::string* err) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0) {
     *err = std::string("pipe: ") + std::strerror(errno);
@@ -394,6 +393,13 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
   int64_t start_deadline = ch.spawned_ms + kStartTimeoutMs;
 
   auto kill_child = [&](int64_t grace) { stop(ch, grace); };
+  if (ch.ready) {  // a warm child: the job goes out now (a new one gets it after "ready")
+    if (!send(ch, job_line, &err)) {
+      kill_child(0);
+      return fail(Fail::crash, err);
+    }
+    job_sent = true;
+  }
   for (;;) {
     // Cancellation and deadline: a message, then SIGTERM, then SIGKILL, all within the host's
     // kill grace (1 s), so this worker returns and stays warm.
@@ -461,13 +467,13 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
       if (type == "progress") {
         double pct = m.value("percent", -1.0);
         if (!m["percent"].is_number() || !std::isfinite(pct)) continue;
-        std::string step = m.contains("step") && m["step"].is_string() ? m["step"].get<std::string>()
-                                                                        : std::string();
+        std::string step = m.contains("step") && m["step"].is_string()
+                               ? m["step"].get<std::string>()
+                               : std::string();
         host_->progress(ctx, pct, step.empty() ? nullptr : step.c_str());
       } else if (type == "log") {
-        std::string level = m.contains("level") && m["level"].is_string()
-                                ? m["level"].get<std::string>()
-                                : "info";
+        std::string level =
+            m.contains("level") && m["level"].is_string() ? m["level"].get<std::string>() : "info";
         int lv = level == "debug"   ? JR_LOG_DEBUG
                  : level == "warn"  ? JR_LOG_WARN
                  : level == "error" ? JR_LOG_ERROR
@@ -496,8 +502,7 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
           kill_child(0);
           return fail(Fail::crash, err);
         }
-      } else if (type == "result" || type == "error" || type == "snooze" ||
-                 type == "cancelled") {
+      } else if (type == "result" || type == "error" || type == "snooze" || type == "cancelled") {
         if (!ch.rbuf.empty()) {
           kill_child(0);
           return fail(Fail::protocol, "bytes after the job's outcome: '" + clip(ch.rbuf) + "'");
@@ -510,9 +515,8 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
           return JR_OK;
         }
         if (type == "snooze") {
-          double s = m.contains("seconds") && m["seconds"].is_number()
-                         ? m["seconds"].get<double>()
-                         : 0;
+          double s =
+              m.contains("seconds") && m["seconds"].is_number() ? m["seconds"].get<double>() : 0;
           if (!std::isfinite(s) || s < 0) s = 0;
           host_->snooze(ctx, std::min(s, 86400.0 * 365));
           return JR_SNOOZE;
@@ -522,8 +526,8 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
                                ? m["message"].get<std::string>()
                                : "handler failed";
         host_->set_error(ctx, text.data(), text.size());
-        bool permanent = m.contains("permanent") && m["permanent"].is_boolean() &&
-                         m["permanent"].get<bool>();
+        bool permanent =
+            m.contains("permanent") && m["permanent"].is_boolean() && m["permanent"].get<bool>();
         return permanent ? JR_ERR_PERMANENT : JR_ERR_RETRYABLE;
       } else {
         kill_child(0);
@@ -532,8 +536,8 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
     }
     if (over) {
       kill_child(0);
-      return fail(Fail::oversize, "a message over " + std::to_string(spec.max_message) +
-                                      " bytes (max_message_kb)");
+      return fail(Fail::oversize,
+                  "a message over " + std::to_string(spec.max_message) + " bytes (max_message_kb)");
     }
     if (!open || !alive(ch)) {
       // Give it a moment to be reaped so the status says what happened.
@@ -542,8 +546,9 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
       kill_child(0);
       if (cancel_at != 0) return JR_CANCELLED;  // we stopped it
       return fail(ch.ready ? Fail::crash : Fail::start,
-                  std::string(ch.ready ? "handler exited mid-job (" : "handler exited before "
-                                                                      "its ready line (") +
+                  std::string(ch.ready ? "handler exited mid-job ("
+                                       : "handler exited before "
+                                         "its ready line (") +
                       st + ")");
     }
   }

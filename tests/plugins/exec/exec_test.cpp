@@ -15,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "redteam.hpp"
@@ -25,7 +26,9 @@ using namespace std::chrono_literals;
 using jrtest::RedTeamFixture;
 using jrtest::wait_until;
 
-std::string handlers_dir() { return std::string(JR_TEST_SOURCE_DIR) + "/tests/plugins/exec/handlers"; }
+std::string handlers_dir() {
+  return std::string(JR_TEST_SOURCE_DIR) + "/tests/plugins/exec/handlers";
+}
 std::string sdk_dir() { return std::string(JR_TEST_SOURCE_DIR) + "/sdk/python"; }
 std::string exec_so() { return jrtest::plugin_dir() + "/libjr_exec.so"; }
 
@@ -33,7 +36,7 @@ std::string exec_so() { return jrtest::plugin_dir() + "/libjr_exec.so"; }
 // docs/exec.md, "Tested").
 int load_jobs() {
   const char* v = std::getenv("JR_EXEC_JOBS");
-  return v != nullptr ? std::atoi(v) : 1500;
+  return v != nullptr ? std::atoi(v) : 1000;
 }
 
 std::string kind_toml(const std::string& kind, const std::string& script, int workers,
@@ -45,8 +48,7 @@ std::string kind_toml(const std::string& kind, const std::string& script, int wo
 }
 
 std::string sandbox_toml() {
-  return "[plugins.exec.sandbox]\nreadable = [\"" + handlers_dir() + "\", \"" + sdk_dir() +
-         "\"]\n";
+  return "[plugins.exec.sandbox]\nreadable = [\"" + handlers_dir() + "\", \"" + sdk_dir() + "\"]\n";
 }
 
 // Python processes running `script` (the exec plugin's warm children).
@@ -81,9 +83,22 @@ class ExecTest : public RedTeamFixture {
   }
   int64_t enqueue_one(const std::string& kind, const nlohmann::json& payload,
                       const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"enqueue", kind, payload.dump()};
+    std::vector<std::string> args = {"enqueue", kind, "--payload", payload.dump()};
     args.insert(args.end(), extra.begin(), extra.end());
     return enqueue(args);
+  }
+  // The runner's log without the per-job lines (for failure messages).
+  std::string interesting_log() {
+    std::istringstream in(runner_->log());
+    std::string out;
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("\"job completed\"") != std::string::npos ||
+          line.find("\"job started\"") != std::string::npos) {
+        continue;
+      }
+      out += line.substr(0, 2000) + "\n";
+    }
+    return out.size() > 30000 ? out.substr(out.size() - 30000) : out;
   }
   bool all_finished(const std::vector<int64_t>& ids, std::chrono::milliseconds limit) {
     std::string sql = "SELECT count(*) FROM jr_jobs_done WHERE id = ANY('{" + join_ids(ids) + "}')";
@@ -95,10 +110,9 @@ class ExecTest : public RedTeamFixture {
 // handler that ignores its deadline (killed, its kind keeps working), and kill -9 of the warm
 // children mid-job (every job still completes: retried without loss).
 TEST_F(ExecTest, ManyJobsRetriesSnoozeEnqueueDeadlinesAndKill9) {
-  std::string toml =
-      kind_toml("py_work", "work.py", 2,
-                "max_attempts = 3\nretry_schedule = \"1\"\ntimeout_seconds = 20\n") +
-      kind_toml("py_child", "work.py", 1) + sandbox_toml();
+  std::string toml = kind_toml("py_work", "work.py", 2,
+                               "max_attempts = 3\nretry_schedule = \"1\"\ntimeout_seconds = 20\n") +
+                     kind_toml("py_child", "work.py", 1) + sandbox_toml();
   start_runner({exec_so()}, toml);
   enqueue_healthy(50);
 
@@ -106,7 +120,8 @@ TEST_F(ExecTest, ManyJobsRetriesSnoozeEnqueueDeadlinesAndKill9) {
   auto plain = enqueue_many("py_work", n, R"({"progress": true})");
   ASSERT_EQ(static_cast<int>(plain.size()), n);
   std::vector<int64_t> retried, permanent, snoozed, parents, slow;
-  for (int i = 0; i < 20; ++i) retried.push_back(enqueue_one("py_work", {{"fail_attempts", 1}, {"n", i}}));
+  for (int i = 0; i < 20; ++i)
+    retried.push_back(enqueue_one("py_work", {{"fail_attempts", 1}, {"n", i}}));
   for (int i = 0; i < 5; ++i) permanent.push_back(enqueue_one("py_work", {{"permanent", true}}));
   double until = static_cast<double>(std::time(nullptr)) + 2;
   for (int i = 0; i < 5; ++i) snoozed.push_back(enqueue_one("py_work", {{"snooze_until", until}}));
@@ -137,14 +152,15 @@ TEST_F(ExecTest, ManyJobsRetriesSnoozeEnqueueDeadlinesAndKill9) {
   all.push_back(stubborn);
   ASSERT_TRUE(all_finished(all, 600s))
       << "finished " << count("SELECT count(*) FROM jr_jobs_done WHERE kind = 'py_work'") << "\n"
-      << runner_->log().substr(0, 20000);
+      << interesting_log();
 
   EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE state = 'completed' AND id = ANY('{" +
                   join_ids(plain) + "}')"),
             n);
   // Progress reached the database (the last value of each job).
   EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE progress::text LIKE '%half%' AND id = "
-                  "ANY('{" + join_ids(plain) + "}')"),
+                  "ANY('{" +
+                  join_ids(plain) + "}')"),
             n);
   for (int64_t id : retried) {
     EXPECT_EQ(state(id), "completed") << errors(id);
@@ -175,12 +191,13 @@ TEST_F(ExecTest, ManyJobsRetriesSnoozeEnqueueDeadlinesAndKill9) {
   // handler crash naming the signal, and the retry completed it.
   int64_t crashed = count(
       "SELECT count(*) FROM jr_jobs_done WHERE errors::text LIKE '%handler_crash%SIGKILL%' AND "
-      "state = 'completed' AND id IN (" + std::to_string(slow[0]) + "," + std::to_string(slow[1]) +
-      ")");
+      "state = 'completed' AND id IN (" +
+      std::to_string(slow[0]) + "," + std::to_string(slow[1]) + ")");
   EXPECT_GE(crashed, 1) << errors(slow[0]) << errors(slow[1]);
   // Warm children: far fewer handler processes started than jobs run (the pids in the results).
-  int64_t distinct = count("SELECT count(DISTINCT result->>'pid') FROM jr_jobs_done WHERE kind = "
-                           "'py_work' AND result ? 'pid'");
+  int64_t distinct = count(
+      "SELECT count(DISTINCT result->>'pid') FROM jr_jobs_done WHERE kind = "
+      "'py_work' AND result ? 'pid'");
   EXPECT_LT(distinct, 40) << "handlers are not reused";
   stop_and_check();
   EXPECT_TRUE(handler_pids("work.py").empty()) << "a handler outlived its runner";
@@ -209,8 +226,8 @@ TEST_F(ExecTest, HostileHandlerIsContained) {
   auto healthy_py = enqueue_many("py_work", 200, R"({})");
 
   std::map<std::string, int64_t> ids;
-  for (const char* what : {"shadow", "sh", "python_again", "write", "scratch", "print", "flood",
-                           "flood_line"}) {
+  for (const char* what :
+       {"shadow", "sh", "python_again", "write", "scratch", "print", "flood", "flood_line"}) {
     nlohmann::json p = {{"do", what}, {"path", outside}};
     ids[what] = enqueue_one("py_hostile", p);
   }
@@ -220,7 +237,7 @@ TEST_F(ExecTest, HostileHandlerIsContained) {
 
   for (const auto& [what, id] : ids) {
     std::string st = wait_finished(id, 120s);
-    ASSERT_FALSE(st.empty()) << what << " did not finish\n" << runner_->log().substr(0, 20000);
+    ASSERT_FALSE(st.empty()) << what << " did not finish\n" << interesting_log();
   }
   for (const char* what : {"shadow", "sh", "python_again", "write", "socket"}) {
     nlohmann::json r = result(ids[what]);

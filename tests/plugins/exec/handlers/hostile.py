@@ -42,7 +42,7 @@ def hostile(payload, job):
         return {"wrote": os.path.abspath("scratch.txt")}
     if do == "flood":
         fd = jobrunner_handler._chan._out.fileno()
-        chunk = b"garbage, not a protocol message " * 2048
+        chunk = b"garbage, not a protocol message\n" * 2048
         for _ in range(1000):
             os.write(fd, chunk)
         return {"flooded": True}
