@@ -59,8 +59,13 @@ std::vector<pid_t> handler_pids(const std::string& script) {
   while (dirent* e = readdir(d)) {
     pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
     if (pid <= 0) continue;
-    std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string cmd;
+    try {  // the process may be gone by now
+      std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
+      cmd.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    } catch (const std::exception&) {
+      continue;
+    }
     if (cmd.rfind("/usr/bin/python3", 0) == 0 && cmd.find(script) != std::string::npos) {
       out.push_back(pid);
     }
@@ -126,9 +131,6 @@ TEST_F(ExecTest, ManyJobsRetriesSnoozeEnqueueDeadlinesAndKill9) {
   double until = static_cast<double>(std::time(nullptr)) + 2;
   for (int i = 0; i < 5; ++i) snoozed.push_back(enqueue_one("py_work", {{"snooze_until", until}}));
   for (int i = 0; i < 20; ++i) parents.push_back(enqueue_one("py_work", {{"enqueue", true}}));
-  // Deadline ignored (the cancel message and SIGTERM): killed at its 2 s timeout, one attempt.
-  int64_t stubborn = enqueue_one("py_work", {{"ignore_deadline", true}},
-                                 {"--timeout", "2s", "--max-attempts", "1"});
   // Slow jobs, whose children get kill -9 while they run.
   for (int i = 0; i < 2; ++i) slow.push_back(enqueue_one("py_work", {{"sleep_ms", 3000}}));
 
@@ -145,6 +147,9 @@ TEST_F(ExecTest, ManyJobsRetriesSnoozeEnqueueDeadlinesAndKill9) {
   ASSERT_FALSE(pids.empty());
   for (pid_t p : pids) ::kill(p, SIGKILL);
 
+  // Deadline ignored (the cancel message and SIGTERM): killed at its 2 s timeout, one attempt.
+  int64_t stubborn = enqueue_one("py_work", {{"ignore_deadline", true}},
+                                 {"--timeout", "2s", "--max-attempts", "1"});
   std::vector<int64_t> all = plain;
   for (auto* v : {&retried, &permanent, &snoozed, &parents, &slow}) {
     all.insert(all.end(), v->begin(), v->end());
