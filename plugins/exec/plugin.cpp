@@ -211,6 +211,12 @@ bool ExecPlugin::spawn(const std::string& kind, const KindSpec& spec, Child& c, 
       path = ext_->path;
     }
     execve(path, argv.data(), envp.data());
+    // Only async-signal-safe calls here: say why on stderr (the runner logs it).
+    const char* why = strerror(errno);
+    const char* parts[] = {"exec: cannot execute ", prog.c_str(), ": ", why, "\n"};
+    for (const char* part : parts) {
+      if (write(2, part, strlen(part)) < 0) break;
+    }
     _exit(127);
   }
   close(in[0]);

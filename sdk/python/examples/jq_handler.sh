@@ -6,7 +6,7 @@
 #
 #   [[plugins.exec.kinds]]
 #   kind = "upper"
-#   command = ["/bin/sh", "/srv/handlers/jq_handler.sh"]
+#   command = ["/usr/bin/sh", "/srv/handlers/jq_handler.sh"]   # /usr/bin: /bin is not in the sandbox root
 set -u
 echo '{"type":"ready","protocol":1}'
 while IFS= read -r line; do

@@ -302,3 +302,25 @@ TEST_F(ExecTest, ExecGrantOnlyForTheShippedPluginAndShownByCheck) {
 }
 
 }  // namespace
+
+namespace {
+
+// The protocol is language-neutral: the shell example (sdk/python/examples/jq_handler.sh) runs
+// jq and tr, which the operator grants with [plugins.exec.sandbox] exec (handlers may then exec
+// those programs, and only those: a python3 the config does not list stays refused).
+TEST_F(ExecTest, ShellHandlerWithGrantedPrograms) {
+  std::string ex = std::string(JR_TEST_SOURCE_DIR) + "/sdk/python/examples";
+  std::string toml = "[[plugins.exec.kinds]]\nkind = \"upper\"\ncommand = [\"/usr/bin/sh\", \"" +
+                     ex + "/jq_handler.sh\"]\n[plugins.exec.sandbox]\nreadable = [\"" + ex +
+                     "\"]\nexec = [\"/usr/bin/jq\", \"/usr/bin/tr\"]\n";
+  start_runner({exec_so()}, toml);
+  int64_t ok = enqueue_one("upper", {{"text", "hello"}});
+  int64_t bad = enqueue_one("upper", nlohmann::json::object());
+  ASSERT_EQ(wait_finished(ok, 60s), "completed") << errors(ok) << interesting_log();
+  EXPECT_EQ(result(ok)["upper"], "HELLO");
+  EXPECT_EQ(wait_finished(bad, 60s), "discarded");
+  EXPECT_NE(errors(bad).find("payload.text is missing"), std::string::npos) << errors(bad);
+  stop_and_check();
+}
+
+}  // namespace
