@@ -191,6 +191,8 @@ constexpr KeySpec kKeys[] = {
     {"max_open_files", Cmp::le},
     {"max_file_mb", Cmp::le},
     {"max_threads", Cmp::le},
+    {"scratch_mb",
+     Cmp::le},  // a bigger scratch tmpfs is more memory: above the default needs a grant
 };
 
 int network_rank(const nlohmann::json& v) {

@@ -46,7 +46,8 @@ json defaults_for_test(const std::string& key) {
                          {"workers", 4},
                          {"max_open_files", 256},
                          {"max_file_mb", 1024},
-                         {"max_threads", 4096}};
+                         {"max_threads", 4096},
+                         {"scratch_mb", 256}};
   return d.at(key);
 }
 
@@ -83,7 +84,8 @@ TEST(Trust, AskingForLessIsAlwaysHonoured) {
                                           {"workers", 2},
                                           {"max_open_files", 64},
                                           {"max_file_mb", 10},
-                                          {"max_threads", 16}}},
+                                          {"max_threads", 16},
+                                          {"scratch_mb", 8}}},
                                         {"enqueue", {"p_kind"}}}));
   ASSERT_TRUE(d.accepted()) << d.refusal_text();
   EXPECT_EQ(d.policy.memory_mb, 256);
@@ -91,6 +93,7 @@ TEST(Trust, AskingForLessIsAlwaysHonoured) {
   EXPECT_EQ(d.policy.workers, 2);
   EXPECT_EQ(d.policy.max_open_files, 64);
   EXPECT_EQ(d.policy.max_threads, 16);
+  EXPECT_EQ(d.policy.scratch_mb, 8);
   EXPECT_EQ(dim(d, "memory_mb").granted, 1024);
   EXPECT_EQ(dim(d, "memory_mb").effective, 256);
   EXPECT_TRUE(d.policy.enqueue_kinds.empty());  // its own kind needs no grant
@@ -108,7 +111,8 @@ TEST(Trust, EveryRequestAboveTheDefaultRefusesThePluginNamingTheKeyAndTheWayToGr
                                                           {"workers", 64},
                                                           {"max_open_files", 100000},
                                                           {"max_file_mb", 1 << 20},
-                                                          {"max_threads", 100000}};
+                                                          {"max_threads", 100000},
+                                                          {"scratch_mb", 1 << 20}};
   for (const auto& [key, value] : asks) {
     TrustDecision d = decide_trust(input({{"sandbox", {{key, value}}}}));
     ASSERT_FALSE(d.accepted()) << key << "=" << value.dump();
