@@ -117,6 +117,18 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
     } catch (const std::exception& e) {
       uid_json = {{"error", e.what()}};
     }
+    // What the confined describe actually ran as (the uid allocated for the plugin, or its
+    // named user), rather than the sandbox's fallback user.
+    if (dec.accepted() && dec.isolation == "sandbox") {
+      nlohmann::json ran =
+          hello.value("layers", nlohmann::json::object()).value("user", nlohmann::json());
+      if (ran.is_object() && ran.contains("uid")) {
+        uid_json = {{"user", pol.user.empty() ? "(allocated for the plugin)" : pol.user},
+                    {"uid", ran["uid"]},
+                    {"gid", ran.value("gid", nlohmann::json())},
+                    {"source", ran.value("source", "")}};
+      }
+    }
     if (dec.isolation == "none") {
       uid_json = {{"user", "(in-process: the runner's own user)"},
                   {"uid", static_cast<int64_t>(geteuid())}};
