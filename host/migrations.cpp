@@ -1,6 +1,7 @@
 #include "migrations.hpp"
 
 #include "ops/schema.hpp"
+#include "ops/ui_schema.hpp"
 
 namespace jr {
 
@@ -203,6 +204,10 @@ const std::vector<Migration>& migrations() {
       {8, "kind ownership: content SHA-256 of the plugin serving each kind", kV8},
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},
+      {11,
+       "web dashboard: per-queue indexes, runner details, throughput per minute, dependency "
+       "edges, cron runs",
+       ops::kMigrationV11},
   };
   return all;
 }

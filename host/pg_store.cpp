@@ -585,17 +585,26 @@ class PgStore final : public Store {
     });
   }
 
+  // $6 of dlq_where(): the selected ids, or NULL for every job the other filters match.
+  static const char* dlq_ids(const DeadLetterFilter& f, std::string& holder) {
+    if (f.ids.empty()) return nullptr;
+    holder = pg_int_array(f.ids);
+    return holder.c_str();
+  }
+
   static std::string dlq_where() {
     return "state = 'discarded' AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR "
            "queue = $3) AND ($4::timestamptz IS NULL OR finished_at >= $4) AND "
-           "($5::timestamptz IS NULL OR finished_at < $5)";
+           "($5::timestamptz IS NULL OR finished_at < $5) AND ($6::bigint[] IS NULL OR id = "
+           "ANY($6::bigint[]))";
   }
 
   std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(revive_sql(dlq_where()), f.limit, opt(f.kind), opt(f.queue),
-                              opt(f.since), opt(f.before));
+                              opt(f.since), opt(f.before), dlq_ids(f, ids_text));
       std::vector<int64_t> ids;
       for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
       if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
@@ -606,10 +615,12 @@ class PgStore final : public Store {
 
   std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec_params("SELECT row_to_json(d)::text FROM jr_jobs_done d WHERE " +
                                   dlq_where() + " ORDER BY id LIMIT $1",
-                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before),
+                              dlq_ids(f, ids_text));
       std::vector<JobView> out;
       for (const auto& row : r) out.push_back(JobView{row[0].c_str()});
       return out;
@@ -618,12 +629,13 @@ class PgStore final : public Store {
 
   int DeadLetterPurge(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(
           "DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done "
           "WHERE " +
               dlq_where() + " LIMIT $1)",
-          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before), dlq_ids(f, ids_text));
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });
