@@ -463,7 +463,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
     if (f.before) residual.push_back("created_at < " + p.add(*f.before) + "::timestamptz");
   }
   if (f.search) {
-    residual.push_back("strpos(lower(payload::text), lower(" + p.add(*f.search) + ")) > 0");
+    residual.push_back("strpos(lower(payload::text), lower(" + p.add(*f.search) + "::text)) > 0");
   }
   std::string residual_sql;
   for (const auto& r : residual) residual_sql += (residual_sql.empty() ? "" : " AND ") + r;
