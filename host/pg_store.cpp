@@ -287,7 +287,7 @@ class PgStore final : public Store {
         switch (j.outcome) {
           case Outcome::retry:
             r = tx.exec_prepared("job_retry", j.id, j.attempt, worker_id, j.delay_seconds,
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::snooze:
             r = tx.exec_prepared("job_snooze", j.id, j.attempt, worker_id, j.delay_seconds);
@@ -297,11 +297,11 @@ class PgStore final : public Store {
             break;
           case Outcome::discard:
             r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "discarded",
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::cancelled:
             r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "cancelled",
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::completed:
             continue;
@@ -384,7 +384,7 @@ class PgStore final : public Store {
       tx.exec_params(
           "UPDATE jr_jobs SET progress = jsonb_build_object('percent', $3::float8, 'step', "
           "$4::text, 'at', now()) WHERE id = $1 AND attempt = $2 AND state = 'running'",
-          id, attempt, percent, step.empty() ? nullptr : step.c_str());
+          id, attempt, percent, step.empty() ? nullptr : valid_utf8(step).c_str());
       tx.commit();
       return 0;
     });
