@@ -7,7 +7,6 @@
 #include <pqxx/pqxx>
 
 #include "log.hpp"
-#include "sandbox/sandbox.hpp"
 #include "util.hpp"
 
 namespace jr::ops {
@@ -32,29 +31,6 @@ std::string database_session_name() {
 }
 
 void name_database_sessions() { setenv("PGAPPNAME", database_session_name().c_str(), 0); }
-
-nlohmann::json plugin_state_json(const LoadedPlugin& p, const sandbox::SandboxExecutor* ex) {
-  nlohmann::json kinds = nlohmann::json::array();
-  for (const auto& k : p.kinds) kinds.push_back(k.kind);
-  nlohmann::json j = {{"name", p.name},
-                      {"version", p.version},
-                      {"sha256", p.sha256},
-                      {"kinds", kinds},
-                      {"isolation", ex ? "sandbox" : "none"}};
-  if (ex) {
-    nlohmann::json c = ex->counters().to_json();
-    j["workers"] = ex->pool_size();
-    j["workers_started"] = c["workers_started"];
-    j["jobs"] = c["jobs"];
-    j["restarts"] = c["restarts"];
-    j["failures"] = c["failures"];
-    j["quarantined"] = ex->quarantined();
-    j["quarantines"] = c["quarantines"];
-    j["layers"] = ex->layers();
-    j["policy"] = ex->policy().to_json();
-  }
-  return j;
-}
 
 nlohmann::json refused_plugins_json() {
   nlohmann::json out = nlohmann::json::array();

@@ -25,7 +25,7 @@ CREATE STATISTICS jr_jobs_done_ui_queue_state (mcv) ON queue, state FROM jr_jobs
 
 -- The planner's row estimate for one (queue, state) of jr_jobs or jr_jobs_done.
 CREATE FUNCTION jr_ui_estimate(p_done boolean, p_queue text, p_state text)
-RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE plan json;
 BEGIN
   EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %I WHERE queue = %L AND state = %L',

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <pqxx/pqxx>
 #include <stdexcept>
@@ -337,6 +338,7 @@ namespace {
 struct Part {
   std::string where;  // index-served conditions, "AND"-joined
   std::string order;  // ORDER BY of the range
+  Params params;      // exactly those `where` uses (an unused parameter has no type)
 };
 
 std::string row_json(bool done) {
@@ -379,7 +381,9 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
   const std::string table = done ? "jr_jobs_done" : "jr_jobs";
   Params p;
   std::string base = "state = " + p.add(f.state);
-  std::vector<std::string> residual;
+  // Residual filters: applied to at most the scan budget of rows; they add their parameters per
+  // statement (a statement must use every parameter it is given).
+  std::vector<std::function<std::string(Params&)>> residual_fns;
   auto add_cond = [](std::string& where, const std::string& c) { where += " AND " + c; };
   std::vector<Part> parts;
   std::string key_sql;  // the sort key as a JSON array, for cursors
@@ -392,7 +396,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
     if (f.kind) add_cond(w, "kind = " + p.add(*f.kind));
     if (f.queue) {
       if (f.state == "completed") {
-        residual.push_back("queue = " + p.add(*f.queue));
+        residual_fns.push_back([&f](Params& ps) { return "queue = " + ps.add(*f.queue); });
       } else {
         add_cond(w, "queue = " + p.add(*f.queue));
       }
@@ -407,7 +411,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
       std::string id = p.add(cur[1].get<int64_t>());
       add_cond(w, "finished_at <= " + ts + " AND (finished_at < " + ts + " OR id < " + id + ")");
     }
-    parts.push_back({w, "finished_at DESC, id DESC"});
+    parts.push_back({w, "finished_at DESC, id DESC", p});
     key_sql = "json_build_array(" + us_of("finished_at") + ", id)::text";
   } else if (f.state == "available") {
     // Claim order within each queue, queues by name: jr_jobs_queue_available_idx (queue,
@@ -418,17 +422,22 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
           !cur[2].is_number_integer() || (f.queue && cur[0].get<std::string>() != *f.queue)) {
         throw bad_cursor();
       }
-      std::string q = p.add(cur[0].get<std::string>());
-      std::string pr = p.add(cur[1].get<int64_t>());
-      std::string id = p.add(cur[2].get<int64_t>());
-      parts.push_back(
-          {w + " AND queue = " + q + " AND priority = " + pr + " AND id > " + id, "id"});
-      parts.push_back({w + " AND queue = " + q + " AND priority < " + pr, "priority DESC, id"});
-      if (!f.queue) parts.push_back({w + " AND queue > " + q, "queue, priority DESC, id"});
+      const std::string cq = cur[0].get<std::string>();
+      const int64_t cp = cur[1].get<int64_t>(), ci = cur[2].get<int64_t>();
+      Params a = p, b = p, c = p;
+      std::string same = w + " AND queue = " + a.add(cq) + " AND priority = " + a.add(cp) +
+                         " AND id > " + a.add(ci);
+      parts.push_back({same, "id", a});
+      std::string lower = w + " AND queue = " + b.add(cq) + " AND priority < " + b.add(cp);
+      parts.push_back({lower, "priority DESC, id", b});
+      if (!f.queue)
+        parts.push_back({w + " AND queue > " + c.add(cq), "queue, priority DESC, id", c});
     } else if (f.queue) {
-      parts.push_back({w + " AND queue = " + p.add(*f.queue), "priority DESC, id"});
+      Params a = p;
+      std::string wq = w + " AND queue = " + a.add(*f.queue);
+      parts.push_back({wq, "priority DESC, id", a});
     } else {
-      parts.push_back({w, "queue, priority DESC, id"});
+      parts.push_back({w, "queue, priority DESC, id", p});
     }
     key_sql = "json_build_array(queue, priority, id)::text";
   } else if (f.state == "running") {
@@ -439,7 +448,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
       if (cur.size() != 1 || !cur[0].is_number_integer()) throw bad_cursor();
       add_cond(w, "id < " + p.add(cur[0].get<int64_t>()));
     }
-    parts.push_back({w, "id DESC"});
+    parts.push_back({w, "id DESC", p});
     key_sql = "json_build_array(id)::text";
   } else {
     // waiting, scheduled, retryable: (queue, run_at, id) from jr_jobs_ui_pending_idx.
@@ -454,19 +463,26 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
                       ts_from_us(p.add(cur[1].get<int64_t>())) + ", " +
                       p.add(cur[2].get<int64_t>()) + ")");
     }
-    parts.push_back({w, "queue, run_at, id"});
+    parts.push_back({w, "queue, run_at, id", p});
     key_sql = "json_build_array(queue, " + us_of("run_at") + ", id)::text";
   }
   if (!done) {
-    if (f.kind) residual.push_back("kind = " + p.add(*f.kind));
-    if (f.since) residual.push_back("created_at >= " + p.add(*f.since) + "::timestamptz");
-    if (f.before) residual.push_back("created_at < " + p.add(*f.before) + "::timestamptz");
+    if (f.kind) residual_fns.push_back([&f](Params& ps) { return "kind = " + ps.add(*f.kind); });
+    if (f.since) {
+      residual_fns.push_back(
+          [&f](Params& ps) { return "created_at >= " + ps.add(*f.since) + "::timestamptz"; });
+    }
+    if (f.before) {
+      residual_fns.push_back(
+          [&f](Params& ps) { return "created_at < " + ps.add(*f.before) + "::timestamptz"; });
+    }
   }
   if (f.search) {
-    residual.push_back("strpos(lower(payload::text), lower(" + p.add(*f.search) + "::text)) > 0");
+    residual_fns.push_back([&f](Params& ps) {
+      return "strpos(lower(payload::text), lower(" + ps.add(*f.search) + "::text)) > 0";
+    });
   }
-  std::string residual_sql;
-  for (const auto& r : residual) residual_sql += (residual_sql.empty() ? "" : " AND ") + r;
+  const bool has_residual = !residual_fns.empty();
 
   const int64_t need_total = f.limit + 1;
   nlohmann::json rows = nlohmann::json::array();
@@ -477,9 +493,11 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
     for (const auto& part : parts) {
       int64_t need = need_total - static_cast<int64_t>(rows.size());
       if (need <= 0) break;
-      Params q = p;
+      Params q = part.params;
+      std::string residual_sql;
+      for (auto& fn : residual_fns) residual_sql += (residual_sql.empty() ? "" : " AND ") + fn(q);
       std::string sql;
-      if (residual.empty()) {
+      if (!has_residual) {
         sql = "SELECT " + row_json(done) + ", " + key_sql + " FROM " + table + " WHERE " +
               part.where + " ORDER BY " + part.order + " LIMIT " + q.add(need);
       } else {
@@ -492,9 +510,9 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
         rows.push_back(nlohmann::json::parse(row[0].c_str()));
         keys.emplace_back(row[1].c_str());
       }
-      if (residual.empty() || static_cast<int64_t>(r.size()) >= need) continue;
+      if (!has_residual || static_cast<int64_t>(r.size()) >= need) continue;
       // The page is not full: how far did this range's scan get? (keys only)
-      Params k = p;
+      Params k = part.params;
       std::string scan = "SELECT " + key_sql + " AS key FROM " + table + " WHERE " + part.where +
                          " ORDER BY " + part.order + " LIMIT " + k.add(budget);
       auto e =
