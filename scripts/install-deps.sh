@@ -17,6 +17,7 @@ PKGS=(
   dnsmasq-base
   procps psmisc curl
   systemd
+  chromium
 )
 
 SUDO=""
@@ -29,8 +30,12 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
+# The dashboard's browser test drives chromium through puppeteer-core from npm (tests/ui).
+install_ui_test_deps() { bash "$(dirname "$0")/install-ui-test-deps.sh"; }
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PKGS[@]} packages already installed"
+  install_ui_test_deps
   exit 0
 fi
 
@@ -45,4 +50,5 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_ui_test_deps
 echo "install-deps: done"

@@ -75,7 +75,7 @@ JR.pages.jobs = (main, params) => {
   const list = h('div', { class: 'panel' }, h('p', { class: 'muted' }, 'Loading…'));
   append(main, h('h1', {}, 'Jobs'), tabs,
          filterForm(params, go, { timeLabel: ['completed', 'discarded', 'cancelled'].includes(state) ? 'finished' : 'created' }), list);
-  api('/api/v1/jobs' + q({ ...params, state, limit: 50 })).then((res) => {
+  api('/api/v1/jobs' + q({ ...params, state, limit: params.limit || 50 })).then((res) => {
     clear(list).append(res.jobs.length ? jobTable(res, {}) : h('p', { class: 'muted' }, 'No ' + state + ' job matches.'),
                        pager(res, { ...params, state }, '#/jobs'),
                        h('p', { class: 'muted' }, 'Order: ' + res.order + '.'));
