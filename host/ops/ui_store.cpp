@@ -108,14 +108,21 @@ nlohmann::json decode_cursor(const std::string& text) {
 // One pooled connection and the statement runner (EXPLAIN first when asked).
 class DashboardDb::Conn {
  public:
-  explicit Conn(const std::string& url) : c(url) {}
+  explicit Conn(const std::string& url) : c(url) {
+    // Short index probes only: JIT compilation (triggered by the subplans' cost estimates) cost
+    // more than the whole overview took without it (55 ms of 130 in bench/ui).
+    pqxx::nontransaction tx(c);
+    tx.exec("SET jit = off");
+  }
   pqxx::result exec(const std::string& sql, const Params& p,
-                    const std::function<void(const std::string&, const std::string&)>& explain) {
+                    const std::function<void(const std::string&, const std::string&)>& explain,
+                    bool analyze) {
     auto ptrs = p.pointers();
     pqxx::nontransaction tx(c);
     if (explain) {
-      auto plan =
-          tx.exec_params("EXPLAIN (FORMAT JSON) " + sql, pqxx::prepare::make_dynamic_params(ptrs));
+      const char* how =
+          analyze ? "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " : "EXPLAIN (FORMAT JSON) ";
+      auto plan = tx.exec_params(how + sql, pqxx::prepare::make_dynamic_params(ptrs));
       explain(sql, plan[0][0].c_str());
     }
     return tx.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs));
@@ -128,9 +135,10 @@ DashboardDb::DashboardDb(std::string url, size_t max_idle)
 DashboardDb::~DashboardDb() = default;
 
 void DashboardDb::set_explain(
-    std::function<void(const std::string& sql, const std::string& plan_json)> sink) {
+    std::function<void(const std::string& sql, const std::string& plan_json)> sink, bool analyze) {
   std::lock_guard<std::mutex> lock(mu_);
   explain_ = std::move(sink);
+  analyze_ = analyze;
 }
 
 std::unique_ptr<DashboardDb::Conn> DashboardDb::take() {
@@ -264,7 +272,8 @@ nlohmann::json DashboardDb::overview(double live_seconds) {
                    WHERE heartbeat_at > now() - make_interval(secs => )SQL" +
          live + R"SQL(::float8)),
       'now', now())::text)SQL";
-  auto raw = with([&](Conn& c) { return std::string(c.exec(sql, p, explain_)[0][0].c_str()); });
+  auto raw =
+      with([&](Conn& c) { return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str()); });
   auto j = nlohmann::json::parse(raw);
 
   // Shape it per queue.
@@ -505,7 +514,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
               " WHERE " + part.where + " ORDER BY " + part.order + " LIMIT " + q.add(budget) +
               ") s WHERE " + residual_sql + " ORDER BY " + part.order + " LIMIT " + q.add(need);
       }
-      auto r = c.exec(sql, q, explain_);
+      auto r = c.exec(sql, q, explain_, analyze_);
       for (const auto& row : r) {
         rows.push_back(nlohmann::json::parse(row[0].c_str()));
         keys.emplace_back(row[1].c_str());
@@ -519,7 +528,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
           c.exec("WITH s AS MATERIALIZED (SELECT key, row_number() OVER () AS rn FROM (" + scan +
                      ") x) SELECT (SELECT count(*) FROM s), (SELECT key FROM s ORDER BY rn "
                      "DESC LIMIT 1)",
-                 k, explain_);
+                 k, explain_, analyze_);
       int64_t examined = e[0][0].as<int64_t>();
       if (examined >= budget) {
         stopped_at = e[0][1].c_str();
@@ -571,7 +580,7 @@ nlohmann::json DashboardDb::dependencies(int64_t id) {
       "parent = " +
       v + " ORDER BY child LIMIT 101) n " + lookup + "))::text";
   auto j = nlohmann::json::parse(
-      with([&](Conn& c) { return std::string(c.exec(sql, p, explain_)[0][0].c_str()); }));
+      with([&](Conn& c) { return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str()); }));
   j["more_children"] = j["children"].size() > 100;
   if (j["children"].size() > 100) j["children"].erase(100);
   return j;
@@ -591,7 +600,7 @@ nlohmann::json DashboardDb::dead_letter_count(const DeadLetterSelection& s) {
   if (s.before) w += " AND finished_at < " + p.add(*s.before) + "::timestamptz";
   std::string sql = "SELECT count(*) FROM (SELECT 1 FROM jr_jobs_done WHERE " + w + " LIMIT " +
                     p.add(100001) + ") x";
-  int64_t n = with([&](Conn& c) { return c.exec(sql, p, explain_)[0][0].as<int64_t>(); });
+  int64_t n = with([&](Conn& c) { return c.exec(sql, p, explain_, analyze_)[0][0].as<int64_t>(); });
   return {{"count", std::min<int64_t>(n, 100000)}, {"capped", n > 100000}};
 }
 
@@ -606,7 +615,7 @@ nlohmann::json DashboardDb::locks() {
              GROUP BY lock_key ORDER BY lock_key LIMIT 1000) l)SQL";
   Params p;
   return {{"locks", nlohmann::json::parse(with([&](Conn& c) {
-             return std::string(c.exec(sql, p, explain_)[0][0].c_str());
+             return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str());
            }))}};
 }
 
@@ -616,7 +625,7 @@ nlohmann::json DashboardDb::kinds() {
       "'default_queue', default_queue) ORDER BY kind), '[]')::text FROM jr_kinds";
   Params p;
   return {{"kinds", nlohmann::json::parse(with([&](Conn& c) {
-             return std::string(c.exec(sql, p, explain_)[0][0].c_str());
+             return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str());
            }))}};
 }
 
@@ -638,7 +647,7 @@ nlohmann::json DashboardDb::cron() {
       FROM jr_cron c)SQL";
   Params p;
   return {{"entries", nlohmann::json::parse(with([&](Conn& c) {
-             return std::string(c.exec(sql, p, explain_)[0][0].c_str());
+             return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str());
            }))}};
 }
 
@@ -662,7 +671,7 @@ nlohmann::json DashboardDb::runners(double live_seconds) {
   Params p;
   p.add(std::to_string(live_seconds));
   return {{"runners", nlohmann::json::parse(with([&](Conn& c) {
-             return std::string(c.exec(sql, p, explain_)[0][0].c_str());
+             return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str());
            }))}};
 }
 

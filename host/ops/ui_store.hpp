@@ -24,7 +24,7 @@
 
 namespace jr::ops::ui {
 
-constexpr int64_t kCountCap = 10000;   // exact counts per (queue, state) up to this
+constexpr int64_t kCountCap = 2000;    // exact counts per (queue, state) up to this
 constexpr int64_t kScanLimit = 10000;  // rows a filter without an index may examine per request
 constexpr int kMaxPage = 500;
 
@@ -74,8 +74,10 @@ class DashboardDb {
   nlohmann::json runners(double live_seconds);
 
   // Tests and bench/ui: every statement is first run as EXPLAIN (FORMAT JSON) with the same
-  // parameters and the plan handed to `sink` (nullptr: off).
-  void set_explain(std::function<void(const std::string& sql, const std::string& plan_json)> sink);
+  // parameters (with `analyze`: EXPLAIN (ANALYZE, BUFFERS), which runs it) and the plan handed
+  // to `sink` (nullptr: off).
+  void set_explain(std::function<void(const std::string& sql, const std::string& plan_json)> sink,
+                   bool analyze = false);
 
  private:
   class Conn;
@@ -89,6 +91,7 @@ class DashboardDb {
   std::mutex mu_;
   std::vector<std::unique_ptr<Conn>> idle_;
   std::function<void(const std::string&, const std::string&)> explain_;
+  bool analyze_ = false;
 };
 
 // The cursor of a job list page: opaque to clients (base64url of a JSON array of the sort key).
