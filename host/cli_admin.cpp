@@ -9,6 +9,7 @@
 #include "cli_common.hpp"
 #include "log.hpp"
 #include "managed_db.hpp"
+#include "plugin_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util.hpp"
@@ -19,8 +20,12 @@ namespace jr::cli {
 // never runs their code in this process.
 int cmd_plugins_ls(const std::string& dir, bool json) { return sandbox::cmd_plugins_ls(dir, json); }
 
-int cmd_db(const GlobalFlags& g, const std::string& action) {
+int cmd_db(const GlobalFlags& g, const std::string& action, const DbUrlFlags& url_flags) {
   Config cfg = build_config(g);
+  if (action == "url" && !url_flags.plugin.empty()) {
+    std::cout << stored_plugin_database_url(resolve_database(cfg), url_flags.plugin) << "\n";
+    return cli::kExitOk;
+  }
   ManagedDbOptions o;
   o.data_dir = cfg.data_dir.empty() ? ManagedDb::default_data_dir() : cfg.data_dir + "/pg";
   ManagedDb db(o);
@@ -36,7 +41,7 @@ int cmd_db(const GlobalFlags& g, const std::string& action) {
               << db.data_dir() << "\n";
     return up ? cli::kExitOk : cli::kExitError;
   } else if (action == "url") {
-    std::cout << db.url() << "\n";
+    std::cout << (url_flags.superuser ? db.superuser_url_for(db.database()) : db.url()) << "\n";
   }
   return cli::kExitOk;
 }

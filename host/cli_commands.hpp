@@ -103,7 +103,13 @@ int cmd_status(const GlobalFlags& g, int64_t id, bool json);
 int cmd_jobs_ls(const GlobalFlags& g, const JobListParams& p, bool json);
 int cmd_jobs_cancel(const GlobalFlags& g, const JobsCancelFlags& f);
 int cmd_plugins_ls(const std::string& dir, bool json);
-int cmd_db(const GlobalFlags& g, const std::string& action);
+// `runner db url --plugin NAME`: the plugin's own role (from jr_plugin_roles, with its
+// password); `--superuser`: the managed cluster's superuser. Default: the runner's role.
+struct DbUrlFlags {
+  std::string plugin;
+  bool superuser = false;
+};
+int cmd_db(const GlobalFlags& g, const std::string& action, const DbUrlFlags& url_flags = {});
 int cmd_cancel(const GlobalFlags& g, int64_t id);
 int cmd_retry(const GlobalFlags& g, int64_t id);
 int cmd_dlq(const GlobalFlags& g, const DlqFlags& f);

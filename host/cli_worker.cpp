@@ -2,11 +2,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -21,6 +23,7 @@
 #include "ops/ops.hpp"
 #include "ops/server.hpp"
 #include "ops/ui_publish.hpp"
+#include "plugin_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util.hpp"
@@ -96,6 +99,10 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   // what the operator granted (config, approvals, built-in approvals of the shipped plugins);
   // a request above that refuses the plugin. isolation = "none" (configuration only) loads the
   // pinned content in-process.
+  // Each plugin's database_url: its own role for a plugin granted a database, none otherwise
+  // (host/plugin_db.hpp); made before the plugin is initialised.
+  PluginDatabases plugin_dbs(url);
+  std::map<std::string, std::string> db_urls;
   std::deque<LoadedPlugin> plugins;
   std::map<std::string, std::unique_ptr<Executor>> executors;
   std::vector<LoadedPlugin*> ptrs;
@@ -103,6 +110,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   // Sandboxed plugins by name (executors owned by the engine below).
   std::vector<std::pair<std::string, sandbox::SandboxExecutor*>> sandboxed;
   std::map<std::string, bool> replace_kinds;  // plugin name -> [plugins.<name>] replace_kinds
+  std::map<std::string, nlohmann::json> loaded_fields;  // for the "plugin loaded" lines
   {
     sandbox::SandboxOptions so;
     so.pool_size = cfg.concurrency;
@@ -122,7 +130,13 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       d.grants.database = dec.policy.database;
       d.grants.enqueue_kinds = dec.policy.enqueue_kinds;
       d.grants.env = dec.policy.env;
-      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, url);
+      try {
+        db_urls[d.name] = plugin_dbs.url_for(d, cfg.plugin_config);
+      } catch (const PluginError& e) {
+        refuse(d.name, d.path, e.what());  // its database grant cannot be honoured
+        continue;
+      }
+      nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, db_urls[d.name]);
       // A manifest's cron entries enqueue jobs: only of kinds the plugin may enqueue.
       std::string bad_cron;
       if (d.manifest.contains("cron")) {
@@ -167,30 +181,25 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
                               ": describes itself differently in-process than in the sandbox");
           }
           p.grants = d.grants;
-          init_plugin(p, pc);
           plugins.push_back(std::move(p));
           in_process.push_back(&plugins.back());
-          log::info("plugin loaded in-process", {{"plugin", d.name},
-                                                 {"version", d.version},
-                                                 {"file", d.path},
-                                                 {"sha256", d.sha256},
-                                                 {"grants", grants}});
+          // Its init runs in the engine's background start-up (retried while it fails, never
+          // fatal), which logs "plugin loaded in-process" with these fields once it is up.
+          executors[d.name] = std::make_unique<InProcessExecutor>(&plugins.back(), pc);
+          loaded_fields[d.name] = {{"sha256", d.sha256}, {"grants", grants}};
         } catch (const std::exception& e) {
           refuse(d.name, d.path, e.what());
         }
         continue;
       }
       try {
+        // Started by the engine in the background (Engine::start_plugins): an init that fails
+        // is retried with backoff, never fatal; "plugin loaded in the sandbox" once it is up.
         auto ex = sandbox::make_executor(d, pc, pol, so);
-        ex->start();
         sandboxed.emplace_back(d.name, ex.get());
         executors[d.name] = std::move(ex);
-        log::info("plugin loaded in the sandbox", {{"plugin", d.name},
-                                                   {"version", d.version},
-                                                   {"file", d.path},
-                                                   {"sha256", d.sha256},
-                                                   {"policy", pol.to_json()},
-                                                   {"grants", grants}});
+        loaded_fields[d.name] = {
+            {"sha256", d.sha256}, {"policy", pol.to_json()}, {"grants", grants}};
         plugins.push_back(std::move(d));
       } catch (const std::exception& e) {
         refuse(d.name, d.path, e.what());
@@ -278,9 +287,16 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.prune.result_ttl_seconds = cfg.result_ttl_seconds;
   eo.prune.failure_ttl_seconds = cfg.failure_ttl_seconds;
   eo.priority_aging_seconds = cfg.priority_aging_seconds;
+  eo.enqueues_per_job = cfg.enqueues_per_job;
+  eo.log_lines_per_job = cfg.log_lines_per_job;
+  eo.log_bytes_per_job = cfg.log_bytes_per_job;
+  eo.progress_interval_seconds = cfg.progress_interval_seconds;
+  eo.idle_timeout_seconds = cfg.idle_timeout_seconds;
+  eo.init_retry_max_seconds = cfg.init_retry_max_seconds;
+  eo.plugin_log_fields = loaded_fields;
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
   for (auto& p : plugins) {
-    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, url);
+    eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
     if (!p.manifest.contains("cron")) continue;
     for (const auto& j : p.manifest["cron"]) {
       eo.cron.push_back(cron_entry_from_json(j, "plugin:" + p.name));  // checked when granted
@@ -325,6 +341,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     return out;
   });
   handle_signals(engine);
+  engine.start_plugins();  // their init overlaps the wait for the database below
   // Migrate before serving; an unreachable database is retried with backoff, not fatal.
   for (int delay = 250; !engine.stopping(); delay = std::min(delay * 2, 30000)) {
     try {
@@ -350,8 +367,22 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     std::fflush(nullptr);
     _exit(rc);
   }
-  for (auto* p : in_process) {
-    if (p->initialised && p->desc->shutdown) p->desc->shutdown(p->state);
+  // In-process plugins' shutdown hooks: trusted code, but shutdown does not wait on it for
+  // ever (the process then exits without unloading them).
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([in_process, done] {
+    for (auto* p : in_process) {
+      if (p->initialised && p->desc->shutdown) p->desc->shutdown(p->state);
+    }
+    *done = true;
+  }).detach();
+  for (int waited = 0; !*done && waited < 5000; waited += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!*done) {
+    log::warn("an in-process plugin's shutdown did not return within 5 s; exiting without it");
+    std::fflush(nullptr);
+    _exit(rc);
   }
   return rc;
 }

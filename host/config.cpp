@@ -52,7 +52,8 @@ class Reader {
     return section_.empty() ? "'" + key + "'" : "'" + section_ + "." + key + "'";
   }
 
-  void known(std::set<std::string> keys) {
+  void known(std::set<std::string> keys, const std::set<std::string>& more = {}) {
+    keys.insert(more.begin(), more.end());
     for (const auto& [k, v] : table_) {
       std::string key(k.str());
       if (!keys.count(key)) {
@@ -86,6 +87,18 @@ class Reader {
                  std::to_string(v));
       }
       out = static_cast<int>(v);
+    }
+  }
+  void integer64(const char* key, int64_t& out, int64_t min, int64_t max) {
+    if (auto n = table_.get(key)) {
+      if (!n->is_integer()) fail(*n, key, "must be an integer");
+      int64_t v = n->as_integer()->get();
+      if (v < min || v > max) {
+        fail(*n, key,
+             "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                 std::to_string(v));
+      }
+      out = v;
     }
   }
   // Seconds as a number or a duration string ("30s", "5m").
@@ -161,7 +174,10 @@ void read_file(const std::string& path, Config& cfg) {
     Reader r(path, *w->as_table(), "worker");
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
              "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
-             "failure_ttl", "max_attempts", "priority_aging", "isolation", "http"});
+             "failure_ttl", "max_attempts", "priority_aging", "isolation", "http"},
+            // Limits on host services (docs/sandbox.md).
+            {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
+             "idle_timeout", "init_retry_max"});
     r.str("http", cfg.http);
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
@@ -178,6 +194,12 @@ void read_file(const std::string& path, Config& cfg) {
     r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
     r.seconds("priority_aging", cfg.priority_aging_seconds);
     r.str("isolation", cfg.isolation);
+    r.integer64("enqueues_per_job", cfg.enqueues_per_job, 0, 100000000);
+    r.integer64("log_lines_per_job", cfg.log_lines_per_job, 0, int64_t{1} << 40);
+    r.integer64("log_bytes_per_job", cfg.log_bytes_per_job, 0, int64_t{1} << 40);
+    r.seconds("progress_interval", cfg.progress_interval_seconds);
+    r.seconds("idle_timeout", cfg.idle_timeout_seconds);
+    r.seconds("init_retry_max", cfg.init_retry_max_seconds);
   }
   if (auto c = root.get("cron")) {
     if (!c->is_array_of_tables()) top.fail(*c, "cron", "must be an array of tables ([[cron]])");
@@ -275,6 +297,8 @@ void validate(const Config& cfg) {
   if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
   if (cfg.rescue_interval_seconds <= 0) throw ConfigError("rescue_interval must be positive");
   if (cfg.max_attempts < 1) throw ConfigError("max_attempts must be at least 1");
+  if (cfg.idle_timeout_seconds < 0.1) throw ConfigError("idle_timeout must be at least 0.1s");
+  if (cfg.init_retry_max_seconds < 0.1) throw ConfigError("init_retry_max must be at least 0.1s");
 }
 
 }  // namespace jr

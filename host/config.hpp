@@ -43,6 +43,13 @@ struct Config {
   int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
   double priority_aging_seconds = 60;    // RUNNER_PRIORITY_AGING: waiting per point; 0 = off
   std::string isolation = "sandbox";     // RUNNER_ISOLATION: sandbox | none (per plugin too)
+  // Limits on host services, per job attempt or idle call (docs/sandbox.md).
+  int64_t enqueues_per_job = 1000;          // host->enqueue calls; more are refused
+  int64_t log_lines_per_job = 10000;        // log lines; past either budget, one line says
+  int64_t log_bytes_per_job = 1048576;      // so and the rest is dropped
+  double progress_interval_seconds = 0.25;  // progress_interval: min time between writes
+  double idle_timeout_seconds = 60;         // idle_timeout: deadline of one idle-hook call
+  double init_retry_max_seconds = 60;       // init_retry_max: longest pause between starts
 
   // [[cron]]: periodic jobs (name, schedule, kind, payload, queue, timezone, backfill).
   std::vector<nlohmann::json> cron;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "log.hpp"
@@ -30,32 +31,50 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
   for (auto* p : plugins_) {
     if (!executors_.count(p->name)) executors_[p->name] = std::make_unique<InProcessExecutor>(p);
     Executor* ex = executors_[p->name].get();
+    auto rt = std::make_unique<PluginRuntime>();
+    rt->plugin = p;
+    rt->executor = ex;
     for (const auto& k : p->kinds) {
+      rt->may_enqueue.insert(k.kind);
       if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), k.kind) == kinds.end()) continue;
       kind_map_[k.kind] = KindEntry{p, &k, ex};
       kinds_.push_back(k.kind);
+      rt->kinds.push_back(k.kind);
     }
+    // Besides its own kinds, those the operator granted it (the trust policy's enqueue_kinds).
+    rt->may_enqueue.insert(p->grants.enqueue_kinds.begin(), p->grants.enqueue_kinds.end());
+    // A plugin none of whose kinds is served here is neither started nor reported.
+    if (rt->kinds.empty()) continue;
+    runtime_by_name_[p->name] = rt.get();
+    runtimes_.push_back(std::move(rt));
   }
   std::sort(kinds_.begin(), kinds_.end());
   if (opts_.worker_id.empty()) opts_.worker_id = make_worker_id();
   // Idle hooks: settings from the manifest's "idle" block, overridden by the config keys it
-  // names; its "enabled_key" set to false in the config turns the hook off.
+  // names; its "enabled_key" set to false in the config turns the hook off. The manifest is
+  // the plugin's: values of the wrong type are ignored.
   for (auto* p : plugins_) {
-    if (!p->has_idle) continue;
+    if (!p->has_idle || !runtime_by_name_.count(p->name)) continue;
     nlohmann::json idle = p->manifest.value("idle", nlohmann::json::object());
+    if (!idle.is_object()) idle = nlohmann::json::object();
     nlohmann::json cfg = opts_.plugin_configs.count(p->name) ? opts_.plugin_configs[p->name]
                                                              : nlohmann::json::object();
-    auto setting = [&](const char* name, double def) {
-      double v = idle.value(name, def);
-      if (idle.contains("config_keys") && idle["config_keys"].contains(name)) {
-        std::string key = idle["config_keys"][name].get<std::string>();
-        if (cfg.contains(key) && cfg[key].is_number()) v = cfg[key].get<double>();
-      }
-      return v;
+    auto config_key = [&](const char* name) -> std::string {
+      if (!idle.contains("config_keys") || !idle["config_keys"].is_object()) return "";
+      const auto& keys = idle["config_keys"];
+      return keys.contains(name) && keys[name].is_string() ? keys[name].get<std::string>() : "";
     };
-    if (idle.contains("enabled_key")) {
+    auto setting = [&](const char* name, double def) {
+      double v = idle.contains(name) && idle[name].is_number() ? idle[name].get<double>() : def;
+      std::string key = config_key(name);
+      if (!key.empty() && cfg.is_object() && cfg.contains(key) && cfg[key].is_number()) {
+        v = cfg[key].get<double>();
+      }
+      return std::isfinite(v) ? v : def;
+    };
+    if (idle.contains("enabled_key") && idle["enabled_key"].is_string()) {
       std::string key = idle["enabled_key"].get<std::string>();
-      if (cfg.contains(key) && cfg[key].is_boolean() && !cfg[key].get<bool>()) {
+      if (cfg.is_object() && cfg.contains(key) && cfg[key].is_boolean() && !cfg[key].get<bool>()) {
         log::info("idle hook disabled by config", {{"plugin", p->name}, {"key", key}});
         continue;
       }
@@ -63,9 +82,12 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
     auto hook = std::make_unique<IdleHook>();
     hook->plugin = p;
     hook->executor = executors_[p->name].get();
+    hook->runtime = runtime_by_name_[p->name];
     hook->threshold_ms = static_cast<int64_t>(setting("threshold_seconds", 60) * 1000);
     hook->poll_ms =
         std::max<int64_t>(50, static_cast<int64_t>(setting("poll_interval_seconds", 30) * 1000));
+    hook->timeout_ms = std::max<int64_t>(
+        100, static_cast<int64_t>(setting("timeout_seconds", opts_.idle_timeout_seconds) * 1000));
     for (const auto& k : p->kinds) {
       if (kind_map_.count(k.kind)) {
         hook->kinds.push_back(k.kind);
@@ -87,6 +109,12 @@ Engine::~Engine() {
   for (auto& t : slots_) {
     if (t.joinable()) t.join();
   }
+  finish_background(steady_ms() + 2000);
+  if (progress_thread_.joinable()) {
+    progress_done_ = true;
+    progress_cv_.notify_all();
+    progress_thread_.join();
+  }
 }
 
 void Engine::stop() {
@@ -94,8 +122,20 @@ void Engine::stop() {
     log::info("shutdown requested: no new jobs will be claimed",
               {{"worker_id", opts_.worker_id}, {"grace_seconds", opts_.shutdown_grace_seconds}});
   }
+  // Idle hooks are not work anyone waits for: ask them to stop now (a sandboxed one is killed
+  // after the kill grace if it does not).
+  for (auto& h : idle_hooks_) {
+    std::lock_guard<std::mutex> lock(h->mu);
+    if (h->current != nullptr) h->current->cancel.store(kCancelShutdown);
+  }
+  // Each notify after taking the waiters' mutex: a waiter that has checked its predicate but
+  // not yet slept would otherwise miss it and sleep for ever (these waits have no timeout).
+  { std::lock_guard<std::mutex> lock(plugins_mu_); }
+  plugins_cv_.notify_all();
+  { std::lock_guard<std::mutex> lock(ready_mu_); }
   ready_cv_.notify_all();
   room_cv_.notify_all();
+  { std::lock_guard<std::mutex> lock(done_mu_); }
   done_cv_.notify_all();
 }
 
@@ -128,6 +168,13 @@ int Engine::run() {
     log::error("no job kinds to serve: no plugin loaded, or --kinds matches none of them");
     return 2;
   }
+  // Whichever way run() returns, the background threads that may be inside plugin code are
+  // waited for a bounded time only.
+  struct Finish {
+    Engine* e;
+    ~Finish() { e->finish_background(steady_ms() + 2000); }
+  } finish{this};
+  start_plugins();  // plugins come up while the database is awaited
   // Register before starting work, retrying until the database is reachable.
   {
     int delay = 250;
@@ -144,6 +191,7 @@ int Engine::run() {
           if (e.info->timeout_ms > 0) d.timeout_ms = e.info->timeout_ms;
           if (e.info->max_attempts > 0) d.max_attempts = e.info->max_attempts;
           if (!e.info->retry_schedule_text.empty()) d.retry_schedule = e.info->retry_schedule_text;
+          if (!e.info->finalizer.empty()) d.finalizer = e.info->finalizer;
           defs.push_back(std::move(d));
         }
         s->KindDefaultsUpsert(defs);
@@ -160,12 +208,6 @@ int Engine::run() {
       }
     }
   }
-  log::info("runner started",
-            {{"worker_id", opts_.worker_id},
-             {"kinds", kinds_},
-             {"queues", opts_.queues.empty() ? nlohmann::json("*") : nlohmann::json(opts_.queues)},
-             {"concurrency", opts_.concurrency}});
-
   if (opts_.maintenance) {
     MaintenanceOptions mo;
     mo.database_url = opts_.database_url;
@@ -186,8 +228,38 @@ int Engine::run() {
     completers_.emplace_back([this] { complete_loop(); });
   }
   maintainer_ = std::thread([this] { maintain_loop(); });
+  progress_thread_ = std::thread([this] { progress_loop(); });
   for (int i = 0; i < opts_.concurrency; ++i) slots_.emplace_back([this] { slot_loop(); });
   fetcher_ = std::thread([this] { fetch_loop(); });
+  for (auto& h : idle_hooks_) {
+    IdleHook* hp = h.get();
+    h->thread = std::thread([this, hp] { idle_loop(hp); });
+  }
+  // "runner started" once every plugin had its first start attempt (bounded: a plugin still
+  // starting then is reported as not ready; the others are served meanwhile anyway).
+  {
+    int64_t by = steady_ms() + 30000;
+    std::unique_lock<std::mutex> lock(plugins_mu_);
+    auto attempted = [&] {
+      for (auto& r : runtimes_) {
+        if (!r->attempted) return false;
+      }
+      return true;
+    };
+    while (!stopping_ && !attempted() && steady_ms() < by) {
+      plugins_cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  }
+  nlohmann::json not_ready = nlohmann::json::object();
+  for (const auto& st : plugin_status()) {
+    if (!st.ready) not_ready[st.name] = st.reason;
+  }
+  log::info("runner started",
+            {{"worker_id", opts_.worker_id},
+             {"kinds", kinds_},
+             {"queues", opts_.queues.empty() ? nlohmann::json("*") : nlohmann::json(opts_.queues)},
+             {"concurrency", opts_.concurrency},
+             {"plugins_not_ready", not_ready}});
 
   fetcher_.join();
   // No more claims. Jobs claimed but not started go back without using an attempt.
@@ -224,9 +296,12 @@ int Engine::run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   slots_done_ = true;
+  {
+    std::lock_guard<std::mutex> lock(ready_mu_);  // see stop()
+  }
   ready_cv_.notify_all();
   bool detached = cancelled_for_shutdown;
-  abandoned_handlers_ = detached;
+  if (detached) abandoned_handlers_ = true;
   for (auto& t : slots_) {
     if (detached) {
       t.detach();  // may still be stuck inside a plugin that ignores cancellation
@@ -235,7 +310,17 @@ int Engine::run() {
     }
   }
   slots_.clear();
+  // Every job's last progress was written by its slot (flush_progress); the writer can go.
+  progress_done_ = true;
+  progress_cv_.notify_all();
+  if (progress_thread_.joinable()) progress_thread_.join();
+  // Idle hooks and plugin starts: cancelled at stop(); a sandboxed one is killed within the
+  // kill grace, an in-process one that ignores the request is abandoned.
+  finish_background(steady_ms() + 3000);
   completer_done_ = true;
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);  // see stop()
+  }
   done_cv_.notify_all();
   for (auto& t : completers_) t.join();
   completers_.clear();
@@ -293,6 +378,15 @@ void Engine::fetch_loop() {
     }
     int want = std::min(
         room, opts_.fetch_batch > 0 ? opts_.fetch_batch : std::max(1, opts_.completion_batch));
+    // Only the kinds of ready plugins: a plugin whose init failed leaves its jobs queued (for
+    // another runner, or for this one once it is up).
+    std::vector<std::string> kinds = claimable_kinds();
+    if (kinds.empty()) {
+      std::unique_lock<std::mutex> lock(plugins_mu_);
+      plugins_cv_.wait_for(lock, std::chrono::milliseconds(poll_ms),
+                           [&] { return stopping_.load() || !ready_kinds_.empty(); });
+      continue;
+    }
     std::vector<ClaimedJob> jobs;
     double throttled = 0;
     try {
@@ -300,7 +394,7 @@ void Engine::fetch_loop() {
       if (!store) break;
       JobClaimParams p;
       p.worker_id = opts_.worker_id;
-      p.kinds = kinds_;
+      p.kinds = std::move(kinds);
       p.queues = opts_.queues;
       p.limit = want;
       p.lease_seconds = opts_.lease_seconds;
@@ -403,6 +497,7 @@ void Engine::execute(ClaimedJob& job) {
   ctx.job_id = job.id;
   ctx.attempt = job.attempt;
   ctx.kind = job.kind;
+  ctx.plugin = k.plugin->name;
   ctx.services = this;
   int64_t timeout_ms = job.timeout_ms.value_or(k.info->timeout_ms);
   int64_t now_steady = steady_ms();
@@ -428,6 +523,9 @@ void Engine::execute(ClaimedJob& job) {
     int expected = kNoCancel;
     ctx.cancel.compare_exchange_strong(expected, kCancelTimeout);
   }
+  // The last progress reaches the database before the outcome can (the completer's write
+  // ends the attempt, and later progress writes match nothing).
+  end_call(ctx);
   bool still_ours;
   {
     std::lock_guard<std::mutex> lock(running_mu_);
@@ -650,6 +748,8 @@ void Engine::cancel_running(int64_t id, int reason) {
   }
 }
 
+// Heartbeats, timeouts and cancellation polls. Never calls plugin code (idle hooks run on their
+// own threads), so whatever a plugin does, the leases of every job here keep being renewed.
 void Engine::maintain_loop() {
   std::unique_ptr<Store> store;
   const int64_t heartbeat_ms =
@@ -686,10 +786,6 @@ void Engine::maintain_loop() {
         store->WorkerHeartbeat(opts_.worker_id, stats_.completed.load());
         next_heartbeat = now + heartbeat_ms;
       }
-      if (!idle_hooks_.empty() && !stopping_) {
-        if (!store) store = Store::open(opts_.database_url);
-        run_idle_hooks(*store, now);
-      }
       if (now >= next_cancel_poll) {
         bool any_running;
         {
@@ -717,27 +813,233 @@ void Engine::maintain_loop() {
   }
 }
 
-void Engine::run_idle_hooks(Store& store, int64_t now) {
-  for (auto& h : idle_hooks_) {
-    if (now < h->next_poll) continue;
-    h->next_poll = now + h->poll_ms;
-    if (now - h->last_active.load() < h->threshold_ms) continue;
-    if (!store.KindsIdle(h->kinds)) continue;  // work is queued or running somewhere
-    std::string lock = "idle:" + h->plugin->name;
-    if (!store.LeaderTryAcquire(lock, opts_.worker_id, 300)) continue;  // another runner's turn
-    jr_job_ctx ctx;
-    ctx.kind = "(idle:" + h->plugin->name + ")";
-    ctx.services = this;
-    int32_t n = h->executor->idle(ctx);
-    store.LeaderResign(lock, opts_.worker_id);
-    h->last_active = steady_ms();  // the next call waits a full threshold again
-    if (n < 0) {
-      log::warn("idle hook failed", {{"plugin", h->plugin->name}, {"result", n}});
-    } else if (n > 0) {
-      log::info("idle hook enqueued jobs", {{"plugin", h->plugin->name}, {"jobs", n}});
-    }
+// --- plugins: start-up and readiness ------------------------------------------------------------
+
+void Engine::start_plugins() {
+  std::lock_guard<std::mutex> lock(plugins_mu_);
+  if (plugins_started_) return;
+  plugins_started_ = true;
+  for (auto& r : runtimes_) {
+    PluginRuntime* rp = r.get();
+    r->thread = std::thread([this, rp] { supervise(rp); });
   }
 }
+
+void Engine::set_ready(PluginRuntime* r, bool ready, const std::string& why) {
+  bool changed;
+  {
+    std::lock_guard<std::mutex> lock(plugins_mu_);
+    changed = r->ready != ready;
+    r->ready = ready;
+    r->reason = ready ? "" : why;
+    if (changed) {
+      ready_kinds_.clear();
+      for (const auto& rt : runtimes_) {
+        if (rt->ready) ready_kinds_.insert(ready_kinds_.end(), rt->kinds.begin(), rt->kinds.end());
+      }
+      std::sort(ready_kinds_.begin(), ready_kinds_.end());
+    }
+  }
+  plugins_cv_.notify_all();
+  if (!changed) return;
+  if (ready) {
+    nlohmann::json f = {{"plugin", r->plugin->name},
+                        {"version", r->plugin->version},
+                        {"file", r->plugin->path},
+                        {"kinds", r->kinds}};
+    if (auto it = opts_.plugin_log_fields.find(r->plugin->name);
+        it != opts_.plugin_log_fields.end() && it->second.is_object()) {
+      for (const auto& [k, v] : it->second.items()) f[k] = v;
+    }
+    log::info(
+        r->executor->can_stop_calls() ? "plugin loaded in the sandbox" : "plugin loaded in-process",
+        std::move(f));
+  } else {
+    log::warn("plugin not ready: its kinds are not claimed until it is",
+              {{"plugin", r->plugin->name}, {"file", r->plugin->path}, {"reason", why}});
+  }
+}
+
+// One per plugin: brings it up, retries with backoff while its start fails (each failure logged
+// with the reason), and notices when it stops being ready (a new worker's init refused).
+void Engine::supervise(PluginRuntime* r) {
+  const int64_t max_delay =
+      std::max<int64_t>(100, static_cast<int64_t>(opts_.init_retry_max_seconds * 1000));
+  const int64_t first_delay = std::min<int64_t>(1000, max_delay);
+  int64_t delay = first_delay;
+  int failures = 0;
+  auto pause = [&](int64_t ms) {
+    std::unique_lock<std::mutex> lock(plugins_mu_);
+    plugins_cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_.load(); });
+  };
+  while (!stopping_) {
+    std::string why;
+    if (r->executor->ready(&why)) {
+      set_ready(r, true, "");
+      {
+        std::lock_guard<std::mutex> lock(plugins_mu_);
+        r->attempted = true;
+      }
+      failures = 0;
+      delay = first_delay;
+      pause(500);
+      continue;
+    }
+    bool was_ready;
+    {
+      std::lock_guard<std::mutex> lock(plugins_mu_);
+      was_ready = r->ready;
+    }
+    if (was_ready) set_ready(r, false, why);
+    why.clear();
+    r->in_plugin = true;
+    bool ok = false;
+    try {
+      ok = r->executor->start_plugin(&why);
+    } catch (const std::exception& e) {  // whatever a worker answered, never fatal
+      why = std::string("start failed: ") + e.what();
+    }
+    r->in_plugin = false;
+    if (ok) {
+      set_ready(r, true, "");  // logs "plugin loaded ..." before the attempt counts as made
+    }
+    {
+      std::lock_guard<std::mutex> lock(plugins_mu_);
+      r->attempted = true;
+    }
+    plugins_cv_.notify_all();
+    if (ok || stopping_) continue;
+    ++failures;
+    set_ready(r, false, why);
+    log::error("plugin failed to start; retrying", {{"plugin", r->plugin->name},
+                                                    {"file", r->plugin->path},
+                                                    {"error", why},
+                                                    {"attempt", failures},
+                                                    {"retry_in_ms", delay}});
+    pause(delay);
+    delay = std::min(delay * 2, max_delay);
+  }
+  r->finished = true;
+}
+
+std::vector<std::string> Engine::claimable_kinds() {
+  std::lock_guard<std::mutex> lock(plugins_mu_);
+  return ready_kinds_;
+}
+
+std::vector<Engine::PluginStatus> Engine::plugin_status() const {
+  std::vector<PluginStatus> out;
+  std::lock_guard<std::mutex> lock(plugins_mu_);
+  for (const auto& r : runtimes_) {
+    out.push_back({r->plugin->name, r->plugin->path, r->ready, r->reason});
+  }
+  return out;
+}
+
+void Engine::finish_background(int64_t deadline_ms) {
+  stop();  // idempotent; wakes the starters and cancels idle calls
+  auto settle = [&](std::thread& t, const std::atomic<bool>& finished, const char* what,
+                    const std::string& plugin) {
+    if (!t.joinable()) return;
+    while (!finished && steady_ms() < deadline_ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (finished) {
+      t.join();
+      return;
+    }
+    // Inside plugin code that ignores the shutdown (an in-process init or idle hook): the
+    // process must exit without unloading the plugin under it.
+    log::warn("shutdown: a plugin call did not return in time; abandoning it",
+              {{"plugin", plugin}, {"call", what}});
+    t.detach();
+    abandoned_handlers_ = true;
+  };
+  for (auto& h : idle_hooks_) settle(h->thread, h->finished, "idle hook", h->plugin->name);
+  for (auto& r : runtimes_) settle(r->thread, r->finished, "start", r->plugin->name);
+}
+
+// --- idle hooks
+// ------------------------------------------------------------------------------------
+
+// One per plugin with a hook, with its own connection: a hook that hangs holds up nothing but
+// itself (and is killed at its deadline when sandboxed).
+void Engine::idle_loop(IdleHook* h) {
+  std::unique_ptr<Store> store;
+  int64_t delay = 250;
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> lock(plugins_mu_);
+      plugins_cv_.wait_for(lock, std::chrono::milliseconds(h->poll_ms),
+                           [&] { return stopping_.load(); });
+    }
+    if (stopping_) break;
+    try {
+      if (!store) store = Store::open(opts_.database_url);
+      run_idle_hook(*h, *store);
+      delay = 250;
+    } catch (const StoreError& e) {
+      ++stats_.db_errors;
+      log::error("idle hook: database error; retrying",
+                 {{"plugin", h->plugin->name}, {"error", e.what()}, {"retry_in_ms", delay}});
+      store.reset();
+      std::unique_lock<std::mutex> lock(plugins_mu_);
+      plugins_cv_.wait_for(lock, std::chrono::milliseconds(delay),
+                           [&] { return stopping_.load(); });
+      delay = std::min<int64_t>(delay * 2, 30000);
+    }
+  }
+  h->finished = true;
+}
+
+void Engine::run_idle_hook(IdleHook& h, Store& store) {
+  {
+    std::lock_guard<std::mutex> lock(plugins_mu_);
+    if (!h.runtime->ready) return;
+  }
+  if (steady_ms() - h.last_active.load() < h.threshold_ms) return;
+  if (!store.KindsIdle(h.kinds)) return;  // work is queued or running somewhere
+  std::string lock = "idle:" + h.plugin->name;
+  // The leadership outlives the deadline, so no other runner calls the hook meanwhile.
+  double ttl = std::max(300.0, h.timeout_ms / 1000.0 + 60);
+  if (!store.LeaderTryAcquire(lock, opts_.worker_id, ttl)) return;  // another runner's turn
+  jr_job_ctx ctx;
+  ctx.kind = "(idle:" + h.plugin->name + ")";
+  ctx.plugin = h.plugin->name;
+  ctx.services = this;
+  {
+    std::lock_guard<std::mutex> l(h.mu);
+    if (!stopping_) h.current = &ctx;
+  }
+  if (h.current == nullptr) {  // shutting down: hand the turn back
+    store.LeaderResign(lock, opts_.worker_id);
+    return;
+  }
+  int64_t started = steady_ms();
+  int32_t n = h.executor->idle(ctx, started + h.timeout_ms);
+  {
+    std::lock_guard<std::mutex> l(h.mu);
+    h.current = nullptr;
+  }
+  end_call(ctx);
+  bool late = steady_ms() - started >= h.timeout_ms;
+  try {
+    store.LeaderResign(lock, opts_.worker_id);
+  } catch (const StoreError& e) {
+    log::warn("idle hook: could not resign its lock", {{"error", e.what()}});
+  }
+  h.last_active = steady_ms();  // the next call waits a full threshold again
+  if (late && h.executor->can_stop_calls()) {
+    log::warn("idle hook ran past its deadline; its worker was killed",
+              {{"plugin", h.plugin->name}, {"timeout_ms", h.timeout_ms}});
+  } else if (n < 0) {
+    log::warn("idle hook failed", {{"plugin", h.plugin->name}, {"result", n}});
+  } else if (n > 0) {
+    log::info("idle hook enqueued jobs", {{"plugin", h.plugin->name}, {"jobs", n}});
+  }
+}
+
+// --- host services ------------------------------------------------------------------------------
 
 void Engine::job_log(jr_job_ctx* ctx, int level, std::string_view msg) {
   log::Level l = level <= JR_LOG_DEBUG  ? log::Level::debug
@@ -745,37 +1047,208 @@ void Engine::job_log(jr_job_ctx* ctx, int level, std::string_view msg) {
                  : level == JR_LOG_WARN ? log::Level::warn
                                         : log::Level::error;
   nlohmann::json f = nlohmann::json::object();
-  if (ctx != nullptr) f = {{"job_id", ctx->job_id}, {"kind", ctx->kind}, {"attempt", ctx->attempt}};
+  if (ctx != nullptr) {
+    // The per-call budget: past it, one line says so and the rest is counted, not written.
+    int64_t lines = ++ctx->usage.log_lines;
+    int64_t bytes = ctx->usage.log_bytes += static_cast<int64_t>(msg.size());
+    if (lines > opts_.log_lines_per_job || bytes > opts_.log_bytes_per_job) {
+      if (ctx->usage.log_suppressed++ == 0) {
+        log::warn("log budget exhausted: further lines of this job are suppressed",
+                  {{"job_id", ctx->job_id},
+                   {"kind", ctx->kind},
+                   {"plugin", ctx->plugin},
+                   {"log_lines_per_job", opts_.log_lines_per_job},
+                   {"log_bytes_per_job", opts_.log_bytes_per_job}});
+      }
+      ctx->usage.log_suppressed_bytes += static_cast<int64_t>(msg.size());
+      return;
+    }
+    f = {{"job_id", ctx->job_id}, {"kind", ctx->kind}, {"attempt", ctx->attempt}};
+  }
   log::write(l, msg, std::move(f));
 }
 
+// Coalesced: the latest value is kept in the call's usage and written by the progress thread
+// (at most once per progress interval per job); the plugin never waits on the database.
 void Engine::job_progress(jr_job_ctx* ctx, double percent, std::string_view step) {
-  try {
-    std::lock_guard<std::mutex> lock(aux_mu_);
-    if (!aux_store_) aux_store_ = Store::open(opts_.database_url);
-    aux_store_->JobProgress(ctx->job_id, ctx->attempt, percent, std::string(step));
-  } catch (const StoreError& e) {
-    aux_store_.reset();
-    log::warn("progress update failed", {{"job_id", ctx->job_id}, {"error", e.what()}});
+  if (ctx == nullptr || ctx->job_id == 0) return;  // an idle call has no job to report on
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(ctx->usage.progress_mu);
+    ctx->usage.progress_percent = percent;
+    ctx->usage.progress_step.assign(step);
+    ctx->usage.progress_dirty = true;
+    first = !ctx->usage.progress_seen;
+    ctx->usage.progress_seen = true;
   }
+  if (first) {
+    {
+      std::lock_guard<std::mutex> lock(progress_mu_);
+      progress_calls_.insert(ctx);
+    }
+    progress_cv_.notify_one();
+  }
+}
+
+void Engine::progress_loop() {
+  const int64_t interval =
+      std::max<int64_t>(10, static_cast<int64_t>(opts_.progress_interval_seconds * 1000));
+  struct Pending {
+    int64_t id;
+    int attempt;
+    double percent;
+    std::string step;
+  };
+  std::vector<Pending> batch;
+  int64_t delay = 250;
+  int64_t pause = 0;  // after a failed write (outside the write lock: jobs' ends must not wait)
+  while (!progress_done_) {
+    {
+      std::unique_lock<std::mutex> lock(progress_mu_);
+      progress_cv_.wait_for(
+          lock, std::chrono::milliseconds(std::max(pause, std::min<int64_t>(interval, 100))),
+          [&] { return progress_done_.load(); });
+      pause = 0;
+      if (progress_done_) break;
+    }
+    // Values are taken and written under the write lock, so a job's end (flush_progress) waits
+    // for a write of its value in flight and cannot be overtaken by it.
+    std::lock_guard<std::mutex> write_lock(progress_write_mu_);
+    {
+      std::lock_guard<std::mutex> lock(progress_mu_);
+      int64_t now = steady_ms();
+      for (jr_job_ctx* c : progress_calls_) {
+        std::lock_guard<std::mutex> l(c->usage.progress_mu);
+        if (!c->usage.progress_dirty || now - c->usage.progress_written_ms < interval) continue;
+        batch.push_back({c->job_id, c->attempt, c->usage.progress_percent, c->usage.progress_step});
+        c->usage.progress_dirty = false;
+        c->usage.progress_written_ms = now;
+      }
+    }
+    if (batch.empty()) continue;
+    try {
+      if (!progress_store_) progress_store_ = Store::open(opts_.database_url);
+      for (const auto& p : batch) progress_store_->JobProgress(p.id, p.attempt, p.percent, p.step);
+      delay = 250;
+    } catch (const StoreError& e) {
+      // Progress is advisory: these values are dropped (a later one, or the last one written
+      // at the job's end, replaces them).
+      ++stats_.db_errors;
+      progress_store_.reset();
+      log::warn("progress update failed", {{"jobs", batch.size()}, {"error", e.what()}});
+      pause = delay;
+      delay = std::min<int64_t>(delay * 2, 5000);
+    }
+    batch.clear();
+  }
+}
+
+void Engine::flush_progress(jr_job_ctx& ctx) {
+  {
+    std::lock_guard<std::mutex> lock(ctx.usage.progress_mu);
+    if (!ctx.usage.progress_seen) return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    progress_calls_.erase(&ctx);
+  }
+  // Under the write lock: a write of this job's earlier value that is in flight finishes first.
+  std::lock_guard<std::mutex> lock(progress_write_mu_);
+  double percent;
+  std::string step;
+  {
+    std::lock_guard<std::mutex> l(ctx.usage.progress_mu);
+    if (!ctx.usage.progress_dirty) return;
+    ctx.usage.progress_dirty = false;
+    percent = ctx.usage.progress_percent;
+    step = ctx.usage.progress_step;
+  }
+  try {
+    if (!progress_store_) progress_store_ = Store::open(opts_.database_url);
+    progress_store_->JobProgress(ctx.job_id, ctx.attempt, percent, step);
+  } catch (const StoreError& e) {
+    ++stats_.db_errors;
+    progress_store_.reset();
+    log::warn("progress update failed", {{"job_id", ctx.job_id}, {"error", e.what()}});
+  }
+}
+
+void Engine::end_call(jr_job_ctx& ctx) {
+  flush_progress(ctx);
+  int64_t n = ctx.usage.log_suppressed.load();
+  if (n > 0) {
+    log::warn("log budget exhausted: lines of this job were suppressed",
+              {{"job_id", ctx.job_id},
+               {"kind", ctx.kind},
+               {"plugin", ctx.plugin},
+               {"suppressed_lines", n},
+               {"suppressed_bytes", ctx.usage.log_suppressed_bytes.load()}});
+  }
+}
+
+// The rules of host->enqueue, checked before anything of the request is parsed: a plugin may
+// enqueue its own kinds and the kinds granted to it, at most enqueues_per_job times per call.
+bool Engine::enqueue_permitted(jr_job_ctx* ctx, std::string_view kind) {
+  // No context: the host itself (a plugin's call always carries one: host_api and the sandbox
+  // exchange never pass null), so no plugin's rules apply.
+  if (ctx == nullptr) return true;
+  int64_t n = ++ctx->usage.enqueues;
+  if (n > opts_.enqueues_per_job) {
+    if (n == opts_.enqueues_per_job + 1) {
+      log::error(
+          "enqueue refused: the job used up its enqueue budget; further enqueues of "
+          "this job are refused silently",
+          {{"job_id", ctx->job_id},
+           {"kind", ctx->kind},
+           {"plugin", ctx->plugin},
+           {"enqueues_per_job", opts_.enqueues_per_job}});
+    }
+    return false;
+  }
+  auto it = runtime_by_name_.find(ctx->plugin);
+  if (it == runtime_by_name_.end() || !it->second->may_enqueue.count(std::string(kind))) {
+    log::error(
+        "enqueue refused: a plugin may enqueue only its own kinds and those granted to it",
+        {{"job_id", ctx->job_id},
+         {"plugin", ctx->plugin},
+         {"requested_kind", kind},
+         {"allowed", it == runtime_by_name_.end() ? nlohmann::json::array()
+                                                  : nlohmann::json(it->second->may_enqueue)}});
+    return false;
+  }
+  return true;
 }
 
 int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_view payload,
                             std::string_view options_json) {
+  if (!enqueue_permitted(ctx, kind)) return -1;
   nlohmann::json fields = {{"kind", kind}};
   if (ctx != nullptr) fields["job_id"] = ctx->job_id;
+  std::unique_ptr<Store> store;
   try {
     // The options of `runner enqueue`, parsed like the CLI and the HTTP API do (one parser:
     // ops/job_options.hpp); an unknown key or a bad value refuses the enqueue.
     JobInsertParams p = ops::job_from_parts(
         kind, nlohmann::json::parse(payload),
         options_json.empty() ? nlohmann::json() : nlohmann::json::parse(options_json));
-    std::lock_guard<std::mutex> lock(aux_mu_);
-    if (!aux_store_) aux_store_ = Store::open(opts_.database_url);
-    return aux_store_->JobInsert(p);
+    {
+      std::lock_guard<std::mutex> lock(enqueue_mu_);
+      if (!enqueue_stores_.empty()) {
+        store = std::move(enqueue_stores_.back());
+        enqueue_stores_.pop_back();
+      }
+    }
+    if (!store) store = Store::open(opts_.database_url);
+    int64_t id = store->JobInsert(p);
+    std::lock_guard<std::mutex> lock(enqueue_mu_);
+    if (enqueue_stores_.size() < 4) enqueue_stores_.push_back(std::move(store));
+    return id;
   } catch (const StoreError& e) {
-    aux_store_.reset();
     fields["error"] = e.what();
+    if (store && !e.transient()) {  // the request was refused; the connection is fine
+      std::lock_guard<std::mutex> lock(enqueue_mu_);
+      if (enqueue_stores_.size() < 4) enqueue_stores_.push_back(std::move(store));
+    }
   } catch (const std::exception& e) {
     fields["error"] = std::string("invalid enqueue request: ") + e.what();
   }

@@ -2,12 +2,19 @@
 // leases alive, and shuts down gracefully.
 //
 // Threads (each with its own database connection where it needs one):
-//   fetcher     claims jobs when slots are free; sleeps on LISTEN/NOTIFY (poll as fallback)
+//   fetcher     claims jobs of ready plugins when slots are free; sleeps on LISTEN/NOTIFY
 //   slots x N   run one job at a time through the plugin
 //   completer   writes outcomes (batched, one transaction per batch), retrying through outages
-//   maintainer  heartbeats leases and the worker registry, promotes due jobs, enforces timeouts
+//   maintainer  heartbeats leases and the worker registry, enforces timeouts, polls cancels;
+//               it never calls plugin code, so no plugin can stop lease renewal
+//   starter x P one per plugin: brings it up (init) and retries with backoff while it fails
+//   idle x H    one per plugin with an idle hook: calls it when its kinds are idle, with a
+//               deadline (a sandboxed hook is killed at it)
+//   progress    writes coalesced progress updates (a plugin's progress call never waits on
+//               the database)
 // Every database failure is logged and retried with backoff; a lost connection never kills the
-// runner and never drops an outcome.
+// runner and never drops an outcome. Shutdown waits a bounded time for plugin code: threads
+// still inside an in-process plugin after that are abandoned (abandoned_handlers()).
 #pragma once
 
 #include <atomic>
@@ -19,6 +26,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -69,6 +77,17 @@ struct EngineOptions {
   // Plugin config sections (after env overrides), for idle-hook settings named in manifests.
   std::map<std::string, nlohmann::json> plugin_configs;
   EngineObserver* observer = nullptr;  // metrics hooks (host/ops); must outlive the engine
+
+  // Limits on the host services a plugin uses, per job attempt (or idle call); [worker] keys
+  // of the same names. See docs/sandbox.md, "Limits on host services".
+  int64_t enqueues_per_job = 1000;
+  int64_t log_lines_per_job = 10000;
+  int64_t log_bytes_per_job = 1 << 20;
+  double progress_interval_seconds = 0.25;  // at most one progress write per job this often
+  double idle_timeout_seconds = 60;         // deadline of one idle-hook call
+  double init_retry_max_seconds = 60;       // longest pause between a plugin's start attempts
+  // More fields for a plugin's "plugin loaded ..." line (sha256, policy, grants), by name.
+  std::map<std::string, nlohmann::json> plugin_log_fields;
 };
 
 struct EngineStats {
@@ -111,6 +130,18 @@ class Engine : public HostServices {
     return static_cast<int>(running_.size());
   }
 
+  // Starts bringing the plugins up in the background (run() does it too); call early so their
+  // init overlaps the wait for the database. Idempotent.
+  void start_plugins();
+  struct PluginStatus {
+    std::string name;
+    std::string file;
+    bool ready = false;
+    std::string reason;  // why not ready
+  };
+  // The plugins serving at least one kind here, and whether each is ready. Thread-safe.
+  std::vector<PluginStatus> plugin_status() const;
+
   // HostServices
   void job_log(jr_job_ctx* ctx, int level, std::string_view msg) override;
   void job_progress(jr_job_ctx* ctx, double percent, std::string_view step) override;
@@ -128,11 +159,24 @@ class Engine : public HostServices {
     int64_t deadline_ms = 0;  // steady clock; 0 = none
   };
 
+  struct IdleHook;
+  struct PluginRuntime;
   void fetch_loop();
   void slot_loop();
   void complete_loop();
   void maintain_loop();
-  void run_idle_hooks(Store& store, int64_t now);
+  void idle_loop(IdleHook* h);
+  void run_idle_hook(IdleHook& h, Store& store);
+  void supervise(PluginRuntime* r);
+  void set_ready(PluginRuntime* r, bool ready, const std::string& why);
+  std::vector<std::string> claimable_kinds();
+  // Waits until `done` or the deadline for the background threads (starters, idle hooks);
+  // the ones still inside plugin code are detached and the engine marked abandoned.
+  void finish_background(int64_t deadline_ms);
+  bool enqueue_permitted(jr_job_ctx* ctx, std::string_view kind);
+  void progress_loop();
+  void flush_progress(jr_job_ctx& ctx);
+  void end_call(jr_job_ctx& ctx);
 
   void execute(ClaimedJob& job);
   JobFinish classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
@@ -182,19 +226,59 @@ class Engine : public HostServices {
   std::mutex running_mu_;
   std::unordered_map<int64_t, Running> running_;
 
-  std::mutex aux_mu_;  // guards aux_store_ (plugin enqueue and progress)
+  std::mutex aux_mu_;  // guards aux_store_ (registration)
   std::unique_ptr<Store> aux_store_;
+  // Connections for plugin enqueues, taken and given back, so enqueues of different jobs do not
+  // queue behind one connection.
+  std::mutex enqueue_mu_;
+  std::vector<std::unique_ptr<Store>> enqueue_stores_;
+
+  // Progress: calls that reported progress (registered on the first report, until the call
+  // ends); the progress thread writes their latest values, a job's last one is written before
+  // its outcome (flush_progress, under progress_write_mu_).
+  std::mutex progress_mu_;
+  std::condition_variable progress_cv_;
+  std::unordered_set<jr_job_ctx*> progress_calls_;
+  std::mutex progress_write_mu_;  // held while writing; guards progress_store_
+  std::unique_ptr<Store> progress_store_;
+  std::thread progress_thread_;
+  std::atomic<bool> progress_done_{false};
+
+  // Plugins: readiness, and the kinds of the ready ones (the only kinds claimed).
+  struct PluginRuntime {
+    LoadedPlugin* plugin = nullptr;
+    Executor* executor = nullptr;
+    std::set<std::string> may_enqueue;  // its own kinds and the granted ones
+    std::vector<std::string> kinds;     // served here
+    bool ready = false;                 // guarded by plugins_mu_
+    std::string reason = "starting";    // guarded by plugins_mu_
+    bool attempted = false;             // its first start attempt is over (plugins_mu_)
+    std::thread thread;
+    std::atomic<bool> in_plugin{false};  // inside start_plugin()
+    std::atomic<bool> finished{false};   // supervise() returned
+  };
+  std::vector<std::unique_ptr<PluginRuntime>> runtimes_;
+  std::unordered_map<std::string, PluginRuntime*> runtime_by_name_;
+  mutable std::mutex plugins_mu_;
+  std::condition_variable plugins_cv_;    // readiness changes and stop
+  std::vector<std::string> ready_kinds_;  // guarded by plugins_mu_
+  bool plugins_started_ = false;          // guarded by plugins_mu_
 
   std::unique_ptr<Maintenance> maintenance_;
   // Idle hooks: per plugin with one, its settings and when its jobs last ran here.
   struct IdleHook {
     LoadedPlugin* plugin = nullptr;
     Executor* executor = nullptr;
+    PluginRuntime* runtime = nullptr;
     std::vector<std::string> kinds;
     int64_t threshold_ms = 60000;
     int64_t poll_ms = 30000;
-    int64_t next_poll = 0;
+    int64_t timeout_ms = 60000;
     std::atomic<int64_t> last_active{0};
+    std::thread thread;
+    std::mutex mu;                  // guards current
+    jr_job_ctx* current = nullptr;  // the call in progress, to cancel it at shutdown
+    std::atomic<bool> finished{false};
   };
   std::vector<std::unique_ptr<IdleHook>> idle_hooks_;
   std::unordered_map<std::string, IdleHook*> idle_by_kind_;

@@ -10,14 +10,23 @@
 // report an outcome (crash, seccomp kill, out of memory, protocol error), run() says so in
 // host_error_kind.
 //
-// Threading: run() is called concurrently from the engine's slot threads.
+// Readiness: a plugin is brought up by start_plugin() (its init), which the engine calls from a
+// background thread and retries with backoff while it fails; the engine claims a plugin's kinds
+// only while ready() says so.
+//
+// Threading: run() is called concurrently from the engine's slot threads, idle() from the
+// plugin's idle thread, start_plugin() from its start-up thread; ready() from any thread.
 #pragma once
 
 #include <jobrunner/abi.h>
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "bounds.hpp"
 #include "host_api.hpp"
 #include "plugin_loader.hpp"
 
@@ -38,26 +47,65 @@ class Executor {
   virtual ~Executor() = default;
   // `deadline_steady_ms`: steady-clock ms after which the attempt may be killed; 0 = none.
   virtual ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) = 0;
-  // Calls the plugin's idle hook (see abi.h); returns its result, or -1 without a hook.
-  virtual int32_t idle(jr_job_ctx& /*ctx*/) { return -1; }
+  // Calls the plugin's idle hook (see abi.h); returns its result, or -1 without a hook or when
+  // the call failed. An executor that can (the sandbox) kills the call at the deadline (0 =
+  // none) or once ctx.cancel is set.
+  virtual int32_t idle(jr_job_ctx& /*ctx*/, int64_t /*deadline_steady_ms*/) { return -1; }
+
+  // Brings the plugin up (its init). True when it is ready; false with `why` when it could not
+  // be (the engine retries with backoff and claims none of its kinds meanwhile). Called from one
+  // thread at a time; may take as long as the plugin's init.
+  virtual bool start_plugin(std::string* /*why*/) { return true; }
+  // Whether the plugin can take jobs now; `why` says why not. Thread-safe, cheap.
+  virtual bool ready(std::string* /*why*/) const { return true; }
+  // Whether a call that ignores cancellation can be stopped (a sandboxed worker is killed; an
+  // in-process call cannot be).
+  virtual bool can_stop_calls() const { return false; }
 };
 
 // Calls the plugin's handle in this process. Cannot stop a handler that ignores cancellation.
 class InProcessExecutor final : public Executor {
  public:
-  explicit InProcessExecutor(LoadedPlugin* plugin) : plugin_(plugin) {}
+  // `config`: the plugin's config section, handed to its init by start_plugin().
+  explicit InProcessExecutor(LoadedPlugin* plugin, nlohmann::json config = nlohmann::json::object())
+      : plugin_(plugin), config_(std::move(config)), initialised_(plugin->initialised) {}
   ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t) override {
     ExecOutcome out;
     out.status = plugin_->desc->handle(plugin_->state, host_api(), &ctx, &job);
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    if (ctx.result_refused_size > 0 && out.status == JR_OK) {
+      out.host_error_kind = "protocol";
+      out.host_error = "result of " + std::to_string(ctx.result_refused_size) +
+                       " bytes exceeds the limit of " + std::to_string(bounds::kResultMax) +
+                       " bytes";
+    }
     return out;
   }
-  int32_t idle(jr_job_ctx& ctx) override {
+  int32_t idle(jr_job_ctx& ctx, int64_t) override {
     if (!plugin_->has_idle) return -1;
     return plugin_->desc->idle(plugin_->state, host_api(), &ctx);
+  }
+  bool start_plugin(std::string* why) override {
+    if (plugin_->initialised) return true;
+    try {
+      init_plugin(*plugin_, config_);
+    } catch (const std::exception& e) {
+      *why = e.what();
+      return false;
+    }
+    initialised_ = true;
+    return true;
+  }
+  bool ready(std::string* why) const override {
+    if (initialised_.load()) return true;
+    *why = "not initialised";
+    return false;
   }
 
  private:
   LoadedPlugin* plugin_;
+  nlohmann::json config_;
+  std::atomic<bool> initialised_;  // plugin_->initialised, readable from any thread
 };
 
 }  // namespace jr

@@ -1,35 +1,59 @@
 #include "host_api.hpp"
 
 #include <cmath>
+#include <cstring>
+
+#include "bounds.hpp"
 
 namespace jr {
 namespace {
 
+// The edge for in-process plugins: every string is bounded here (bounds.hpp) before the host
+// services see it. C strings are measured with strnlen up to one byte past their bound.
+
 void api_log(jr_job_ctx* ctx, int32_t level, const char* msg, size_t len) {
   if (ctx == nullptr || ctx->services == nullptr || msg == nullptr) return;
-  ctx->services->job_log(ctx, level, std::string_view(msg, len));
+  std::string storage;
+  ctx->services->job_log(ctx, level,
+                         bounds::cut(std::string_view(msg, len), bounds::kLogMessageMax, storage));
 }
 
 int32_t api_progress(jr_job_ctx* ctx, double percent, const char* step) {
   if (ctx == nullptr || ctx->services == nullptr || !std::isfinite(percent)) return -1;
   if (percent < 0) percent = 0;
   if (percent > 100) percent = 100;
-  ctx->services->job_progress(ctx, percent, step ? std::string_view(step) : std::string_view());
+  std::string_view text;
+  std::string storage;
+  if (step != nullptr) {
+    text = bounds::cut(std::string_view(step, strnlen(step, bounds::kProgressStepMax + 1)),
+                       bounds::kProgressStepMax, storage);
+  }
+  ctx->services->job_progress(ctx, percent, text);
   return 0;
 }
 
 int32_t api_set_result(jr_job_ctx* ctx, const char* json, size_t len) {
   if (ctx == nullptr || json == nullptr) return -1;
   std::lock_guard<std::mutex> lock(ctx->mu);
+  if (len > bounds::kResultMax) {
+    // As in the sandbox, where such a result cannot cross the frame limit: the attempt fails.
+    ctx->result.clear();
+    ctx->has_result = false;
+    ctx->result_refused_size = len;
+    return -1;
+  }
   ctx->result.assign(json, len);
   ctx->has_result = true;
+  ctx->result_refused_size = 0;
   return 0;
 }
 
 int32_t api_set_error(jr_job_ctx* ctx, const char* msg, size_t len) {
   if (ctx == nullptr || msg == nullptr) return -1;
+  std::string storage;
+  std::string_view text = bounds::cut(std::string_view(msg, len), bounds::kErrorTextMax, storage);
   std::lock_guard<std::mutex> lock(ctx->mu);
-  ctx->error.assign(msg, len);
+  ctx->error.assign(text);
   return 0;
 }
 
@@ -49,8 +73,17 @@ int32_t api_enqueue(jr_job_ctx* ctx, const char* kind, const char* payload, size
   if (ctx == nullptr || ctx->services == nullptr || kind == nullptr || payload == nullptr) {
     return -1;
   }
-  int64_t id = ctx->services->job_enqueue(ctx, kind, std::string_view(payload, payload_len),
-                                          options_json ? options_json : "");
+  std::string_view k(kind, strnlen(kind, bounds::kEnqueueKindMax + 1));
+  std::string_view p(payload, payload_len);
+  std::string_view o;
+  if (options_json != nullptr) {
+    o = std::string_view(options_json, strnlen(options_json, bounds::kEnqueueOptionsMax + 1));
+  }
+  if (std::string why = bounds::enqueue_refusal(k, p, o); !why.empty()) {
+    ctx->services->job_log(ctx, JR_LOG_ERROR, "enqueue refused: " + why);
+    return -1;
+  }
+  int64_t id = ctx->services->job_enqueue(ctx, k, p, o);
   if (id < 0) return -1;
   if (out_id != nullptr) *out_id = id;
   return 0;

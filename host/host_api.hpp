@@ -4,7 +4,10 @@
 //
 // Threading: one jr_job_ctx per running call; its fields are written by the plugin's threads
 // during that call and read by the engine after the call returns. `cancel` may be set from any
-// thread at any time.
+// thread at any time; `usage` is updated by whichever thread makes a host call.
+//
+// Strings reaching HostServices have been bounded at the edge (bounds.hpp): host_api.cpp for
+// in-process plugins, sandbox/exchange.cpp for workers.
 #pragma once
 
 #include <jobrunner/abi.h>
@@ -13,6 +16,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace jr {
 
@@ -32,6 +36,24 @@ class HostServices {
 // The jr_host_api table every plugin receives (static storage).
 const jr_host_api* host_api();
 
+// What one call (a job attempt or an idle call) has used of the host's services, for the
+// per-call budgets the engine enforces (EngineOptions). Plugin threads may call concurrently.
+struct CallUsage {
+  std::atomic<int64_t> log_lines{0};
+  std::atomic<int64_t> log_bytes{0};
+  std::atomic<int64_t> log_suppressed{0};  // lines dropped once the budget was used up
+  std::atomic<int64_t> log_suppressed_bytes{0};
+  std::atomic<int64_t> enqueues{0};  // requests, refused ones included
+  // Progress: the latest value, written to the database at most every progress interval and
+  // once more before the outcome (Engine). Guarded by progress_mu.
+  std::mutex progress_mu;
+  bool progress_seen = false;   // the call reported progress at least once
+  bool progress_dirty = false;  // the latest value is not written yet
+  double progress_percent = 0;
+  std::string progress_step;
+  int64_t progress_written_ms = 0;  // steady clock
+};
+
 }  // namespace jr
 
 struct jr_job_ctx {
@@ -47,4 +69,10 @@ struct jr_job_ctx {
   std::string result;
   std::string error;
   double snooze_seconds = 0;
+  // In-process: the size of a result refused for exceeding bounds::kResultMax (0 = none).
+  size_t result_refused_size = 0;
+
+  // Set by the engine: the plugin making this call (for the enqueue rules) and its usage.
+  std::string plugin;
+  jr::CallUsage usage;
 };

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <regex>
 #include <stdexcept>
 
 namespace jr::log {
@@ -65,18 +64,6 @@ std::string timestamp() {
 
 }  // namespace
 
-namespace {
-// Cheap test before the regexes: could this line hold a secret at all?
-bool may_hold_secret(const std::string& line) {
-  if (line.find("://") != std::string::npos && line.find('@') != std::string::npos) return true;
-  for (const char* k : {"assword", "ASSWORD", "token", "TOKEN", "secret", "SECRET", "api_key",
-                        "apikey", "Bearer", "asswd"}) {
-    if (line.find(k) != std::string::npos) return true;
-  }
-  return false;
-}
-}  // namespace
-
 void init(Level min_level) { set_level(min_level); }
 
 void set_level(Level min_level) { logger()->set_level(to_spd(min_level)); }
@@ -100,25 +87,146 @@ void write(Level level, std::string_view msg, nlohmann::json fields) {
   if (fields.is_object()) {
     for (auto& [k, v] : fields.items()) line[k] = std::move(v);
   }
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   // Last line of defence: whatever a message or a plugin passes in, no secret is written.
-  if (may_hold_secret(text)) text = redact(text);
+  std::string text = redact(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   lg->log(to_spd(level), "{}", text);
 }
 
-std::string redact(std::string_view conninfo) {
-  std::string s(conninfo);
-  // postgresql://user:secret@host/db (anywhere in the text: messages quote URLs)
-  static const std::regex url_pw(R"(([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s"']*):[^@\s"'/]*@)");
-  s = std::regex_replace(s, url_pw, "$1:***@");
-  // password=secret in key/value strings or URL query parameters; tokens and secrets likewise
-  static const std::regex kv_pw(
-      R"(((?:password|passwd|token|api_key|apikey|access_token|secret)\s*=\s*)('[^']*'|[^\s&"']+))",
-      std::regex::icase);
-  s = std::regex_replace(s, kv_pw, "$1***");
-  static const std::regex bearer(R"((Bearer\s+)[A-Za-z0-9._~+/=-]+)");
-  s = std::regex_replace(s, bearer, "$1***");
-  return s;
+// Redaction is a hand-written scan, linear in the text (three passes, each looking at every byte
+// a bounded number of times): it runs on every log line, and log lines carry plugin text.
+// (std::regex recursed per character and crashed the runner on one long line.)
+namespace {
+
+bool space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+bool letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool digit(char c) { return c >= '0' && c <= '9'; }
+bool quote(char c) { return c == '"' || c == '\''; }
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// scheme://user:PASSWORD@ -> scheme://user:***@, anywhere in the text (messages quote URLs).
+std::string redact_url_passwords(std::string_view s) {
+  std::string out;
+  size_t copied = 0;  // s[0, copied) is in `out`
+  const size_t n = s.size();
+  for (size_t pos = s.find("://"); pos != std::string_view::npos; pos = s.find("://", pos + 1)) {
+    // A scheme (a letter, then letters, digits, + . -) must end right before "://".
+    bool has_letter = false;
+    for (size_t b = pos; b > 0; --b) {
+      char c = s[b - 1];
+      if (!(letter(c) || digit(c) || c == '+' || c == '.' || c == '-')) break;
+      has_letter = has_letter || letter(c);
+    }
+    if (!has_letter) continue;
+    size_t j = pos + 3;  // user: up to ':'
+    while (j < n && s[j] != ':' && s[j] != '/' && s[j] != '@' && !space(s[j]) && !quote(s[j])) ++j;
+    if (j >= n || s[j] != ':') continue;
+    size_t k = j + 1;  // password: up to '@'
+    while (k < n && s[k] != '@' && s[k] != '/' && !space(s[k]) && !quote(s[k])) ++k;
+    if (k >= n || s[k] != '@') continue;
+    out.append(s.data() + copied, j + 1 - copied);
+    out += "***";
+    copied = k;  // the '@' and what follows are kept
+    pos = k;
+  }
+  if (copied == 0) return std::string(s);
+  out.append(s.data() + copied, n - copied);
+  return out;
+}
+
+// KEY=VALUE and KEY = 'quoted value' for secret-looking keys (any case, also as the end of a
+// longer name: db_password=...). The value ends at white space, '&', a quote, or a JSON escape
+// that stands for one of those (the text is usually a JSON log line, which must stay valid).
+std::string redact_key_values(std::string_view s) {
+  static constexpr std::string_view kKeys[] = {"password", "passwd", "token",
+                                               "api_key",  "apikey", "secret"};
+  std::string out;
+  size_t copied = 0;
+  const size_t n = s.size();
+  size_t no_quote_after = std::string_view::npos;  // no "'" at or after this position
+  for (size_t e = s.find('='); e != std::string_view::npos; e = s.find('=', e + 1)) {
+    if (e < copied) continue;
+    size_t b = e;
+    while (b > copied && space(s[b - 1])) --b;
+    bool key = false;
+    for (std::string_view k : kKeys) {
+      if (b - copied < k.size()) continue;
+      bool same = true;
+      for (size_t i = 0; i < k.size() && same; ++i) same = lower(s[b - k.size() + i]) == k[i];
+      if (same) {
+        key = true;
+        break;
+      }
+    }
+    if (!key) continue;
+    size_t v = e + 1;
+    while (v < n && space(s[v])) ++v;
+    size_t end = v;
+    if (v < n && s[v] == '\'') {
+      size_t close = std::string_view::npos;
+      if (no_quote_after == std::string_view::npos || v + 1 < no_quote_after) {
+        close = s.find('\'', v + 1);
+        if (close == std::string_view::npos) no_quote_after = v + 1;
+      }
+      if (close == std::string_view::npos) continue;
+      end = close + 1;
+    } else {
+      while (end < n) {
+        char c = s[end];
+        if (space(c) || c == '&' || quote(c)) break;
+        if (c == '\\' && end + 1 < n) {
+          char x = s[end + 1];
+          if (x == '"' || x == 'n' || x == 'r' || x == 't' || x == 'f' || x == 'b') break;
+          end += 2;
+          continue;
+        }
+        ++end;
+      }
+      if (end == v) continue;
+    }
+    out.append(s.data() + copied, v - copied);
+    out += "***";
+    copied = end;
+    e = end > 0 ? end - 1 : 0;
+  }
+  if (copied == 0) return std::string(s);
+  out.append(s.data() + copied, n - copied);
+  return out;
+}
+
+// "Bearer TOKEN" -> "Bearer ***".
+std::string redact_bearer(std::string_view s) {
+  std::string out;
+  size_t copied = 0;
+  const size_t n = s.size();
+  auto token_char = [](char c) {
+    return letter(c) || digit(c) || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' ||
+           c == '=' || c == '-';
+  };
+  for (size_t pos = s.find("Bearer"); pos != std::string_view::npos;
+       pos = s.find("Bearer", pos + 1)) {
+    if (pos < copied) continue;
+    size_t v = pos + 6;
+    while (v < n && space(s[v])) ++v;
+    if (v == pos + 6) continue;  // at least one space
+    size_t end = v;
+    while (end < n && token_char(s[end])) ++end;
+    if (end == v) continue;
+    out.append(s.data() + copied, v - copied);
+    out += "***";
+    copied = end;
+    pos = end - 1;
+  }
+  if (copied == 0) return std::string(s);
+  out.append(s.data() + copied, n - copied);
+  return out;
+}
+
+}  // namespace
+
+std::string redact(std::string_view text) {
+  return redact_bearer(redact_key_values(redact_url_passwords(text)));
 }
 
 }  // namespace jr::log

@@ -29,7 +29,9 @@ inline void error(std::string_view m, nlohmann::json f = nlohmann::json::object(
   write(Level::error, m, std::move(f));
 }
 
-// Replaces the password in a PostgreSQL URL or key=value connection string with "***".
-std::string redact(std::string_view conninfo);
+// Replaces secrets with "***": the password of a URL (scheme://user:PASSWORD@), the value of
+// password=, passwd=, token=, api_key=, apikey=, secret= (any case, also as the end of a longer
+// key), and a "Bearer TOKEN". Linear in the length of the text (every log line goes through it).
+std::string redact(std::string_view text);
 
 }  // namespace jr::log

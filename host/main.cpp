@@ -335,10 +335,16 @@ int main(int argc, char** argv) {
   db->fallthrough();
   db->require_subcommand(1);
   std::string db_action;
+  cli::DbUrlFlags db_url_flags;
   for (const char* a : {"start", "stop", "status", "url"}) {
-    db->add_subcommand(a, std::string(a) + " the managed cluster")
-        ->fallthrough()
-        ->callback([&db_action, a] { db_action = a; });
+    auto* sub = db->add_subcommand(a, std::string(a) + " the managed cluster")
+                    ->fallthrough()
+                    ->callback([&db_action, a] { db_action = a; });
+    if (std::string(a) != "url") continue;
+    sub->add_option("--plugin", db_url_flags.plugin,
+                    "the URL of that plugin's own role (password included)");
+    sub->add_flag("--superuser", db_url_flags.superuser,
+                  "the managed cluster's superuser (for administration only)");
   }
 
   // ---- plugin SDK: `runner new-plugin NAME DIR` ----
@@ -422,7 +428,7 @@ int main(int argc, char** argv) {
       if (*approvals_ls) return sandbox::cmd_plugins_approvals_ls(file, plugins_json);
       return sandbox::cmd_plugins_approvals_rm(file, approval_name, approval_sha);
     }
-    if (*db) return cmd_db(g, db_action);
+    if (*db) return cmd_db(g, db_action, db_url_flags);
     return cmd_worker(g, w);
   } catch (const ConfigError& e) {
     std::cerr << "runner: invalid configuration: " << e.what() << "\n";

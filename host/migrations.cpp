@@ -191,7 +191,131 @@ const char* kV8 = R"SQL(
 ALTER TABLE jr_kinds ADD COLUMN plugin_sha256 text;
 )SQL";
 
+// v10: finalizers. A plugin may name, per kind, a finalizer kind in its manifest
+// ("finalizers": {"scan": "scan_finalize"}); the runners publish it in jr_kinds with the other
+// kind defaults. Whenever a job of such a kind ends discarded (dead letter) or cancelled, one
+// job of the finalizer kind is inserted in the transaction that finishes it, so the plugin can
+// record an outcome that its own code never saw (a timeout, a kill, a lost lease, a cancel
+// before it ran). A trigger on jr_jobs_done, like the webhook outbox (v5), so every finishing
+// path is covered without each one knowing: the runner's outcomes, the rescuer, ttl expiry,
+// cancellation and dependency resolution. A row trigger whose WHEN clause PostgreSQL evaluates
+// before queueing anything, so completions (the hot path) cost one comparison per row and never
+// call the function. Exactly once per finish: the finalizer job carries the unique key
+// "jr:finalize:<job id>" while it is live, and a finish that would add a second one (a revived
+// job finishing again before its finalizer ran) adds nothing.
+const char* kV10 = R"SQL(
+ALTER TABLE jr_kinds ADD COLUMN finalizer text;
+
+CREATE FUNCTION jr_enqueue_finalizer() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO jr_jobs (queue, kind, payload, priority, base_priority, unique_key)
+  SELECT coalesce(f.default_queue, NEW.queue), k.finalizer,
+         jsonb_build_object('job_id', NEW.id, 'kind', NEW.kind, 'state', NEW.state,
+                            'error_kind', NEW.errors -> -1 ->> 'kind',
+                            'error', NEW.errors -> -1 ->> 'message',
+                            'payload', NEW.payload),
+         NEW.priority, NEW.priority, 'jr:finalize:' || NEW.id
+    FROM jr_kinds k LEFT JOIN jr_kinds f ON f.kind = k.finalizer
+   WHERE k.kind = NEW.kind AND k.finalizer IS NOT NULL
+  ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER jr_jobs_done_finalizer AFTER INSERT ON jr_jobs_done
+  FOR EACH ROW WHEN (NEW.state IN ('discarded', 'cancelled'))
+  EXECUTE FUNCTION jr_enqueue_finalizer();
+)SQL";
+
+// The privileges of the runner's objects, (re)stated after every batch of migrations (so a
+// later migration cannot open an object by oversight, nor undo these by CREATE OR REPLACE):
+//   - PUBLIC has nothing on any jr_* table, view, sequence or function in the schema the
+//     migrations run in (tables have nothing by default; functions are executable by PUBLIC by
+//     default, as jr_enqueue was). Objects of other owners are left alone.
+//   - jr_enqueue runs as its owner (SECURITY DEFINER) with a fixed search_path (this schema, then
+//     pg_temp), and the role jobrunner_producer, when it exists, may execute it: a producer needs
+//     no privilege on the tables.
+const char* kPrivileges = R"SQL(
+DO $jr$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    SELECT c.oid::regclass AS obj, CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS what
+      FROM pg_class c
+     WHERE c.relnamespace = current_schema()::regnamespace AND c.relname LIKE 'jr\_%'
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+       AND pg_has_role(c.relowner, 'MEMBER')
+  LOOP
+    EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', r.what, r.obj);
+  END LOOP;
+  FOR r IN
+    SELECT p.oid::regprocedure AS fn FROM pg_proc p
+     WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'jr\_%'
+       AND pg_has_role(p.proowner, 'MEMBER')
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.fn);
+  END LOOP;
+  IF pg_has_role((SELECT proowner FROM pg_proc
+                   WHERE oid = to_regprocedure('jr_enqueue(text, jsonb, jsonb)')), 'MEMBER') THEN
+    EXECUTE format('ALTER FUNCTION jr_enqueue(text, jsonb, jsonb) SECURITY DEFINER '
+                   'SET search_path = %I, pg_temp', current_schema());
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'jobrunner_producer') THEN
+      GRANT EXECUTE ON FUNCTION jr_enqueue(text, jsonb, jsonb) TO jobrunner_producer;
+    END IF;
+  END IF;
+END $jr$;
+)SQL";
+
+// v7: least privilege (issue 16, class 4). With kPrivileges after it, nothing of the runner's
+// is PUBLIC any more: a plugin's own role (host/plugin_db.cpp) can neither read the queue nor
+// call jr_enqueue. SQL producers get jr_enqueue through the role jobrunner_producer (GRANT
+// jobrunner_producer TO app_role), created here when the runner's role may create roles (else a
+// NOTICE says so, and the operator creates it and grants it EXECUTE on jr_enqueue).
+// jr_plugin_roles keeps each plugin role's password, readable by the runner's role only.
+const char* kV7 = R"SQL(
+CREATE TABLE jr_plugin_roles (
+  plugin      text PRIMARY KEY,
+  role_name   text NOT NULL UNIQUE,
+  schema_name text NOT NULL UNIQUE,
+  password    text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+-- Functions this role creates from now on are not executable by PUBLIC.
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+DO $jr$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'jobrunner_producer') THEN
+    IF (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
+      BEGIN
+        CREATE ROLE jobrunner_producer NOLOGIN;
+        COMMENT ON ROLE jobrunner_producer IS
+          'jobrunner: members may call jr_enqueue() to enqueue jobs from SQL';
+      EXCEPTION WHEN duplicate_object OR unique_violation THEN
+        NULL;  -- created at this moment by a runner of another database on this server
+      END;
+    ELSE
+      RAISE NOTICE 'jobrunner: role jobrunner_producer not created (no CREATEROLE); '
+                   'create it and GRANT EXECUTE ON FUNCTION jr_enqueue(text, jsonb, jsonb) to it';
+    END IF;
+  END IF;
+  -- PostgreSQL 15 took CREATE on the public schema away from PUBLIC; older servers did not.
+  IF EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a
+              WHERE n.oid = current_schema()::regnamespace AND a.grantee = 0
+                AND a.privilege_type = 'CREATE') THEN
+    IF pg_has_role((SELECT nspowner FROM pg_namespace
+                     WHERE oid = current_schema()::regnamespace), 'MEMBER') THEN
+      EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', current_schema());
+    ELSE
+      RAISE WARNING 'jobrunner: every role may create objects in schema %, where the jr_* '
+                    'tables are: REVOKE CREATE ON SCHEMA % FROM PUBLIC', current_schema(),
+                    current_schema();
+    END IF;
+  END IF;
+END $jr$;
+)SQL";
+
 }  // namespace
+
+const char* privileges_sql() { return kPrivileges; }
 
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> all = {
@@ -201,9 +325,11 @@ const std::vector<Migration>& migrations() {
       {4, "flow control: unique, lock keys, dependencies, pauses, rate limits, cron", kV4},
       {5, "operations: jr_enqueue() for SQL producers, webhook outbox", ops::kMigrationV5},
       {6, "index for dependency resolution (waiting jobs by id)", kV6},
+      {7, "least privilege: nothing PUBLIC, jobrunner_producer, plugin roles", kV7},
       {8, "kind ownership: content SHA-256 of the plugin serving each kind", kV8},
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},
+      {10, "finalizer jobs for discarded and cancelled jobs of kinds that declare one", kV10},
       {11,
        "web dashboard: per-queue indexes, runner details, throughput per minute, dependency "
        "edges, cron runs",

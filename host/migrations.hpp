@@ -14,4 +14,9 @@ struct Migration {
 
 const std::vector<Migration>& migrations();
 
+// SQL that states the privileges of the runner's objects (nothing PUBLIC on any jr_* object of
+// the current role in the current schema; jr_enqueue SECURITY DEFINER, executable by
+// jobrunner_producer). SchemaMigrate runs it after applying migrations.
+const char* privileges_sql();
+
 }  // namespace jr

@@ -73,6 +73,20 @@ class PgStore final : public Store {
 
   int SchemaMigrate() override {
     return guard([&] {
+      // Up to date (the common case: every CLI command and runner start): no lock. The lock is
+      // on the whole database and any role may take an advisory lock, so not waiting for it
+      // when there is nothing to do also means a plugin's role holding it blocks nobody then.
+      {
+        pqxx::nontransaction probe(*conn_);
+        std::vector<int64_t> known;
+        for (const auto& m : migrations()) known.push_back(m.version);
+        if (!probe.exec("SELECT to_regclass('jr_migrations')")[0][0].is_null() &&
+            probe.exec_params("SELECT count(*) FROM jr_migrations WHERE version = ANY($1::int[])",
+                              pg_int_array(known))[0][0]
+                    .as<size_t>() == known.size()) {
+          return 0;
+        }
+      }
       pqxx::work tx(*conn_);
       tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrateLockKey) + ")");
       tx.exec(
@@ -92,6 +106,7 @@ class PgStore final : public Store {
                        m.name);
         ++applied;
       }
+      if (applied > 0) tx.exec(privileges_sql());
       tx.commit();
       if (applied > 0) prepare_all();
       return applied;
@@ -846,14 +861,15 @@ class PgStore final : public Store {
                                 : std::string();
         tx.exec_params(
             "INSERT INTO jr_kinds (kind, plugin, default_queue, timeout_ms, max_attempts, "
-            "retry_schedule) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind) DO UPDATE SET "
-            "plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, timeout_ms = "
-            "EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, retry_schedule = "
-            "EXCLUDED.retry_schedule, updated_at = now()",
+            "retry_schedule, finalizer) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind) "
+            "DO UPDATE SET plugin = EXCLUDED.plugin, default_queue = EXCLUDED.default_queue, "
+            "timeout_ms = EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts, "
+            "retry_schedule = EXCLUDED.retry_schedule, finalizer = EXCLUDED.finalizer, "
+            "updated_at = now()",
             k.kind, k.plugin, opt(k.default_queue),
             k.timeout_ms ? std::to_string(*k.timeout_ms).c_str() : nullptr,
             k.max_attempts ? std::to_string(*k.max_attempts).c_str() : nullptr,
-            k.retry_schedule ? sched.c_str() : nullptr);
+            k.retry_schedule ? sched.c_str() : nullptr, opt(k.finalizer));
       }
       tx.commit();
       return 0;

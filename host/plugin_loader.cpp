@@ -184,6 +184,7 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
       throw fail("manifest_json is not a JSON object");
     }
   }
+  resolve_finalizers(p);
   if (d->abi_minor > JR_ABI_MINOR) {
     log::info(
         "plugin built for a newer ABI minor version; fields this host does not know are "
@@ -227,6 +228,36 @@ std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
     out.push_back(std::move(p));
   }
   return out;
+}
+
+void resolve_finalizers(LoadedPlugin& p) {
+  auto fail = [&](const std::string& why) {
+    return PluginError("plugin " + p.path + ": manifest \"finalizers\": " + why);
+  };
+  auto it = p.manifest.find("finalizers");
+  if (it == p.manifest.end()) return;
+  if (!it->is_object()) throw fail("must be an object {\"kind\": \"finalizer kind\"}");
+  auto find = [&](const std::string& kind) -> KindInfo* {
+    for (auto& k : p.kinds) {
+      if (k.kind == kind) return &k;
+    }
+    return nullptr;
+  };
+  for (const auto& [kind, fin] : it->items()) {
+    KindInfo* k = find(kind);
+    if (k == nullptr) throw fail("'" + kind + "' is not one of this plugin's kinds");
+    if (!fin.is_string()) throw fail("the finalizer of '" + kind + "' must be a kind name");
+    const std::string& name = fin.get_ref<const std::string&>();
+    if (find(name) == nullptr) {
+      throw fail("the finalizer of '" + kind + "', '" + name +
+                 "', is not one of this plugin's kinds");
+    }
+    if (name == kind) throw fail("'" + kind + "' cannot be its own finalizer");
+    if (it->contains(name)) {
+      throw fail("the finalizer kind '" + name + "' has a finalizer of its own (no chains)");
+    }
+    k->finalizer = name;
+  }
 }
 
 void init_plugin(LoadedPlugin& p, const nlohmann::json& config) {

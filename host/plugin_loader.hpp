@@ -36,6 +36,9 @@ struct KindInfo {
   int max_attempts = 0;       // 0 = host default
   std::vector<int> retry_schedule;
   std::string retry_schedule_text;
+  // Kind enqueued when a job of this kind ends discarded or cancelled ("" = none); from the
+  // manifest's "finalizers" map (resolve_finalizers). See docs/writing-a-plugin.md.
+  std::string finalizer;
 };
 
 // What the operator granted a plugin beyond its sandbox limits, decided by the trust model
@@ -97,12 +100,19 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as);
 // claiming one kind.
 std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir);
 
+// Reads the manifest's "finalizers" object ({"kind": "finalizer_kind", ...}) into
+// KindInfo::finalizer. Both must be kinds of this plugin, a kind cannot finalize itself, and a
+// finalizer kind cannot have a finalizer of its own (no chains, no loops). Throws PluginError
+// naming the problem. load_plugin and the sandbox's describe call it.
+void resolve_finalizers(LoadedPlugin& p);
+
 // Calls the plugin's init with its config section; throws PluginError on failure.
 void init_plugin(LoadedPlugin& p, const nlohmann::json& config);
 
 // The plugin's config section from the host config (plugin_config[name]) plus the host-provided
-// keys (database_url) and the host environment variables the operator granted it
-// (p.grants.env: VAR -> key; a manifest's "env" alone copies nothing).
+// keys and the host environment variables the operator granted it (p.grants.env: VAR -> key; a
+// manifest's "env" alone copies nothing). `database_url` is the plugin's own database
+// (PluginDatabases::url_for in plugin_db.hpp); "" adds no key at all.
 nlohmann::json plugin_config_for(const LoadedPlugin& p, const nlohmann::json& all_sections,
                                  const std::string& database_url);
 

@@ -159,6 +159,9 @@ struct KindDefaults {
   std::optional<int64_t> timeout_ms;
   std::optional<int> max_attempts;
   std::optional<std::string> retry_schedule;
+  // Kind enqueued (in the same transaction) when a job of this kind ends discarded or
+  // cancelled, whatever the path: see migration 10 in migrations.cpp.
+  std::optional<std::string> finalizer{};
 };
 
 // A webhook notification waiting in the outbox (jr_webhook_deliveries), claimed for delivery.

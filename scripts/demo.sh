@@ -31,6 +31,14 @@ die() {
 }
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -P pager=off "$DATABASE_URL" "$@"; }
 psql_val() { psql -X -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
+# A plugin's tables are in its own schema, readable by its own role only: talk to them as that
+# role (`runner db url --plugin NAME`; the URL holds its password, so it is not printed).
+psql_as() {
+  local plugin="$1" url
+  shift
+  url="$("$RUNNER" db url --plugin "$plugin")"
+  psql -X -q -v ON_ERROR_STOP=1 -P pager=off "$url" "$@"
+}
 
 # --- stopping what we started ----------------------------------------------------------------
 # A pid file holds the pid of a process this demo started; it is only signalled while that pid
@@ -164,25 +172,30 @@ say "worker processes now: $(pgrep -c -P "$(cat "$STATE/runner.pid")" jr-worker 
   "as user $(ps -o user= -p "$(pgrep -P "$(cat "$STATE/runner.pid")" jr-worker | head -1)" 2>/dev/null || echo '?')"
 
 # --- 5. the demo's rows ----------------------------------------------------------------------
-step "Resetting the demo's rows and registering datasets and a contest (SQL)"
-psql_q <<SQL
--- Earlier demo runs: remove their rows so this run judges and parses afresh.
+step "Resetting the demo's rows and registering datasets and a contest (SQL, as each plugin)"
+say "each plugin has a database role and schema of its own, and no access to the queue:"
+psql_val "SELECT plugin || ': role ' || role_name || ', schema ' || schema_name
+          FROM jr_plugin_roles ORDER BY plugin" | sed 's/^/      /'
+# Earlier demo runs: remove their rows so this run judges and parses afresh.
+psql_as scan -c "DO \$\$ BEGIN  -- scan_jobs is created by the plugin on first use
+  IF to_regclass('scan_jobs') IS NOT NULL THEN DELETE FROM scan_jobs WHERE id LIKE 'demo-%'; END IF;
+END \$\$"
+psql_as domain_check -c "DO \$\$ BEGIN
+  IF to_regclass('domains') IS NOT NULL THEN DELETE FROM domains WHERE name LIKE '%.test'; END IF;
+END \$\$"
+psql_as dataset_parse <<SQL
 DELETE FROM names WHERE dataset_id IN ('us-2023', 'fr-2022', 'oops');
 DELETE FROM datasets WHERE id IN ('us-2023', 'fr-2022', 'oops');
-DELETE FROM standings WHERE contest_id = $CONTEST;
-DELETE FROM submissions WHERE contest_id = $CONTEST OR id LIKE 'demo-%';
-DELETE FROM problems WHERE contest_id = $CONTEST;
-DELETE FROM contests WHERE id = $CONTEST;
-DO \$\$ BEGIN  -- created by the plugins on first use
-  IF to_regclass('scan_jobs') IS NOT NULL THEN DELETE FROM scan_jobs WHERE id LIKE 'demo-%'; END IF;
-  IF to_regclass('domains') IS NOT NULL THEN DELETE FROM domains WHERE name LIKE '%.test'; END IF;
-END \$\$;
-
 INSERT INTO datasets (id, country_code, storage_path) VALUES
   ('us-2023', 'US', 'yob2023.txt'),
   ('fr-2022', 'FR', 'nat2022.csv'),
   ('oops',    'US', 'nat2022.csv');   -- the wrong file for the US parser
-
+SQL
+psql_as contest_submit <<SQL
+DELETE FROM standings WHERE contest_id = $CONTEST;
+DELETE FROM submissions WHERE contest_id = $CONTEST OR id LIKE 'demo-%';
+DELETE FROM problems WHERE contest_id = $CONTEST;
+DELETE FROM contests WHERE id = $CONTEST;
 INSERT INTO contests (id, starts_at, ends_at, scoring, penalty_minutes)
 VALUES ($CONTEST, to_timestamp($CONTEST_START), now() + interval '4 hours', 'icpc', 20);
 INSERT INTO problems (contest_id, id, checker, tolerance, expected, points) VALUES
@@ -291,20 +304,20 @@ step "The dead letter queue: permanent failures go straight there, whatever --ma
 run "$RUNNER" dlq ls --since "$SINCE"
 
 step "dataset_parse: the datasets table and the top US names"
-psql_q -c "SELECT id, status, metrics->>'parser' AS parser, metrics->>'rows_inserted' AS inserted,
+psql_as dataset_parse -c "SELECT id, status, metrics->>'parser' AS parser, metrics->>'rows_inserted' AS inserted,
              metrics->>'rows_skipped' AS skipped, left(error_message, 50) AS error
            FROM datasets WHERE id IN ('us-2023', 'fr-2022', 'oops') ORDER BY id"
-psql_q -c "SELECT name, sex, count, rank FROM names
+psql_as dataset_parse -c "SELECT name, sex, count, rank FROM names
            WHERE dataset_id = 'us-2023' AND rank <= 3 ORDER BY sex, rank"
-psql_q -c "SELECT name, sex, count, year FROM names WHERE dataset_id = 'fr-2022'
+psql_as dataset_parse -c "SELECT name, sex, count, year FROM names WHERE dataset_id = 'fr-2022'
            ORDER BY count DESC, name LIMIT 4"
 
 step "contest_submit: verdicts and standings of contest $CONTEST (icpc: penalty = minutes + 20 per wrong try)"
-psql_q -c "SELECT id, team_id AS team, problem_id AS problem, answer, verdict, score,
+psql_as contest_submit -c "SELECT id, team_id AS team, problem_id AS problem, answer, verdict, score,
              (extract(epoch FROM submitted_at) - $CONTEST_START)::int / 60 AS minute,
              left(detail, 40) AS detail
            FROM submissions WHERE contest_id = $CONTEST ORDER BY submitted_at, id"
-psql_q -c "SELECT rank() OVER (ORDER BY solved DESC, penalty, last_accepted_at) AS rank,
+psql_as contest_submit -c "SELECT rank() OVER (ORDER BY solved DESC, penalty, last_accepted_at) AS rank,
              team_id AS team, solved, penalty
            FROM standings WHERE contest_id = $CONTEST ORDER BY 1, team_id"
 
@@ -315,19 +328,19 @@ psql_q -c "SELECT d->>'input' AS input, d->>'status' AS status, d->>'method' AS 
                       '') AS evidence
            FROM jr_jobs_done j, jsonb_array_elements(j.result->'domains') d
            WHERE j.id = $(job_id domains)"
-psql_q -c "SELECT name, status, method, details->>'latency_ms' AS ms FROM domains
+psql_as domain_check -c "SELECT name, status, method, details->>'latency_ms' AS ms FROM domains
            WHERE name LIKE '%.test' OR name = 'example.com' ORDER BY name"
 
 step "scan: the scan_jobs rows (status, teaser) and the findings of each report"
-psql_q -c "SELECT id, status, step, progress AS pct, teaser->>'finding_count' AS findings,
+psql_as scan -c "SELECT id, status, step, progress AS pct, teaser->>'finding_count' AS findings,
              coalesce(error_message, (SELECT string_agg(f->>'id', ', ')
                                       FROM jsonb_array_elements(teaser->'findings') f), '')
                AS \"teaser (first 3 findings) / error\"
            FROM scan_jobs WHERE id LIKE 'demo-%' ORDER BY created_at"
-psql_q -c "SELECT s.id AS scan, f->>'severity' AS severity, f->>'id' AS finding
+psql_as scan -c "SELECT s.id AS scan, f->>'severity' AS severity, f->>'id' AS finding
            FROM scan_jobs s, jsonb_array_elements(s.result->'findings') WITH ORDINALITY AS x(f, n)
            WHERE s.id LIKE 'demo-%' ORDER BY s.id, n"
-psql_q -c "SELECT id, result->>'http_status' AS http, result->'metrics'->>'word_count' AS words,
+psql_as scan -c "SELECT id, result->>'http_status' AS http, result->'metrics'->>'word_count' AS words,
              result->'metrics'->>'redirects' AS redirects,
              (SELECT string_agg(k->>'phrase', ', ') FROM
                 (SELECT k FROM jsonb_array_elements(result->'keyphrases') k LIMIT 3) top) AS keyphrases

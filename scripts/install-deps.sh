@@ -30,6 +30,12 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
+# The dashboard's browser test (tests/ui) runs under Node.js and installs its driver with npm.
+# Debian's nodejs and npm only when the commands are missing: a Node.js of another origin (one
+# that bundles npm) stays, since Debian's npm package would conflict with it.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
 # The dashboard's browser test drives chromium through puppeteer-core from npm (tests/ui).
 install_ui_test_deps() { bash "$(dirname "$0")/install-ui-test-deps.sh"; }
 

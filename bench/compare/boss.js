@@ -1,138 +1,116 @@
-// bench/compare/boss.js: pg-boss 12 driver (enqueue bulk/single, drain, latency) against its
-// own database "boss" in the shared throwaway cluster. Runs the workers in this Node process;
-// handlers are no-ops. Single-threaded (the event loop).
+// bench/compare/boss.js: pg-boss 12 driver in database "boss" of the run's cluster: schema (the
+// first start() migrates), one queue "noop" (notify on), bulk enqueue (insert in chunks of
+// 10,000), single enqueue (send), the worker (peer.js in its own process), and the queries the
+// fair harness needs. Same interface as ours.js and gw.js. Single-threaded (the event loop).
 "use strict";
 
 const path = require("path");
 const L = require("./lib");
 
-const DB = "boss";
 let bossMod = null;
 async function bossLib() {
   if (!bossMod) bossMod = await import(path.join(L.PEERS, "pg-boss", "dist", "index.js"));
   return bossMod;
 }
 
-// Fastest documented settings of pg-boss 12 (node_modules/pg-boss/dist/types.d.ts): batch fetch
-// of 500 with burst mode (keep fetching while batches come back full), LISTEN/NOTIFY wake-ups
-// (instance useListenNotify + queue notify), the shortest allowed poll interval.
-const BEST = {
-  ctor: { useListenNotify: true, max: 40 },
-  queue: { notify: true },
-  work: { batchSize: 500, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5, localConcurrency: 4 },
-};
-const DEFAULTS = { ctor: {}, queue: {}, work: {} };
+// pg-boss 12's fastest documented knobs (node_modules/pg-boss/dist/types.d.ts): batch fetch with
+// burst mode (keep fetching while batches come back full), LISTEN/NOTIFY wake-ups (instance
+// useListenNotify + queue notify), the shortest allowed poll interval, a pool for the local
+// workers. The sweep varies batch size and local concurrency.
+const base = { ctor: { useListenNotify: true, max: 40 }, work: { burstWhenBatchFull: true, pollingIntervalSeconds: 0.5 } };
+const SWEEP = [
+  { key: "boss_b500_x4", label: "pg-boss batchSize 500, localConcurrency 4, burst, notify, pool 40",
+    settings: { ctor: base.ctor, work: { ...base.work, batchSize: 500, localConcurrency: 4 } } },
+  { key: "boss_b100_x8", label: "pg-boss batchSize 100, localConcurrency 8, burst, notify, pool 40",
+    settings: { ctor: base.ctor, work: { ...base.work, batchSize: 100, localConcurrency: 8 } } },
+  { key: "boss_b1000_x2", label: "pg-boss batchSize 1000, localConcurrency 2, burst, notify, pool 40",
+    settings: { ctor: base.ctor, work: { ...base.work, batchSize: 1000, localConcurrency: 2 } } },
+];
 
-async function open(url, settings) {
-  const { PgBoss } = await bossLib();
-  const boss = new PgBoss({ connectionString: L.connString(url, DB), ...settings.ctor });
-  boss.on("error", (e) => process.stderr.write(`[pg-boss] ${e.message}\n`));
-  await boss.start();
-  return boss;
-}
-
-async function setup(url) {
-  await L.recreateDb(url, DB);
-  const boss = await open(url, DEFAULTS);
-  await boss.createQueue("noop");
-  await boss.createQueue("noop_single");
-  await boss.stop({ graceful: false, close: true });
-}
-
-async function remaining(client, name) {
-  return Number(await L.q1(client,
-    "SELECT count(*) FROM pgboss.job WHERE name = $1 AND state IN ('created', 'retry', 'active')", [name]));
-}
-
-async function enqueueBulk(boss, n, name = "noop", chunk = 10000) {
-  const t = L.nowMs();
-  for (let i = 0; i < n; i += chunk) {
-    const m = Math.min(chunk, n - i);
-    const jobs = new Array(m);
-    for (let k = 0; k < m; ++k) jobs[k] = { data: {} };
-    await boss.insert(name, jobs);
+class Boss {
+  constructor(cluster, work, db = "boss") {
+    this.name = "boss";
+    this.cluster = cluster;
+    this.db = db;
+    this.work = work;
+    this.schemas = ["pgboss"];
+    this.queue = "noop";
+    const c = cluster.pgConfig(db);
+    this.conn = cluster.conn === "tcp"
+      ? `postgres://${c.user}@${c.host}:${c.port}/${db}`
+      : `postgres:///${db}?host=${encodeURIComponent(c.host)}&port=${c.port}&user=${c.user}`;
   }
-  return n / ((L.nowMs() - t) / 1000);
-}
 
-async function enqueueSingle(url, n) {
-  const boss = await open(url, DEFAULTS);
-  const t = L.nowMs();
-  for (let i = 0; i < n; ++i) await boss.send("noop_single", {});
-  const rate = n / ((L.nowMs() - t) / 1000);
-  await boss.deleteAllJobs("noop_single");
-  await boss.stop({ graceful: false, close: true });
-  return rate;
-}
-
-async function bulk(url, n) {
-  const boss = await open(url, DEFAULTS);
-  await boss.deleteAllJobs("noop");
-  const rate = await enqueueBulk(boss, n);
-  await boss.deleteAllJobs("noop");
-  await boss.stop({ graceful: false, close: true });
-  return rate;
-}
-
-// Pre-enqueues n jobs on a fresh queue, works it with `settings` until done or maxSeconds.
-async function drain(url, n, settings, maxSeconds, tag) {
-  const name = `drain_${tag}`;
-  const boss = await open(url, settings);
-  await boss.createQueue(name, settings.queue);
-  await enqueueBulk(boss, n, name);
-  const client = await L.connect(url, DB);
-  let first = null;
-  let calls = 0;
-  const handler = async (jobs) => {
-    if (first === null) first = L.nowMs();
-    calls += jobs.length;
-  };
-  if (Object.keys(settings.work).length) await boss.work(name, settings.work, handler);
-  else await boss.work(name, handler);
-  const deadline = L.nowMs() + maxSeconds * 1000;
-  let left = n;
-  let end = null;
-  for (;;) {
-    await L.sleep(calls >= n ? 5 : 50);
-    // Ask the database only once every job has reached the handler (a count(*) on the job
-    // table during the run would steal database time from it).
-    if (calls < n && L.nowMs() <= deadline) continue;
-    left = await remaining(client, name);
-    if (left === 0 || L.nowMs() > deadline) {
-      end = L.nowMs();
-      break;
-    }
+  connectionStrings() {
+    return [this.conn];
   }
-  await boss.offWork(name, { wait: false });
-  await boss.stop({ graceful: false, close: true, timeout: 2000 });
-  await client.end();
-  const done = n - left;
-  const secs = (end - (first ?? end)) / 1000;
-  return { jobs_per_s: secs > 0 ? done / secs : null, done, seconds: secs, capped: left > 0 };
-}
 
-async function latency(url, rate, seconds, settings) {
-  const name = "lat";
-  const boss = await open(url, settings);
-  await boss.createQueue(name, settings.queue);
-  const lat = [];
-  const started = new Map();
-  const committed = new Map();
-  await boss.work(name, settings.work, async (jobs) => {
-    const now = L.nowMs();
-    for (const j of jobs) {
-      lat.push(now - j.data.t);
-      started.set(String(j.id), now);
+  async setup() {
+    await this.cluster.recreateDb(this.db);
+    const { PgBoss } = await bossLib();
+    // The harness's own instance: enqueues only (no maintenance, no cron).
+    this.boss = new PgBoss({ connectionString: this.conn, supervise: false, schedule: false, max: L.PRODUCER_POOL });
+    this.boss.on("error", (e) => process.stderr.write(`[pg-boss] ${e.message}\n`));
+    await this.boss.start();
+    await this.boss.createQueue(this.queue, { notify: true });
+    this.h = await this.cluster.connect(this.db, "bench_harness");
+    this.table = await L.q1(this.h, "SELECT table_name FROM pgboss.queue WHERE name = $1", [this.queue]);
+  }
+
+  async close() {
+    if (this.boss) await this.boss.stop({ graceful: false, close: true, timeout: 2000 });
+    if (this.h) await this.h.end();
+  }
+
+  async reset() {
+    await this.h.query(`TRUNCATE pgboss.${this.table}`);
+  }
+
+  async enqueue(n, chunk = 10000) {
+    const t = L.nowMs();
+    for (let i = 0; i < n; i += chunk) {
+      const m = Math.min(chunk, n - i);
+      const jobs = new Array(m);
+      for (let k = 0; k < m; ++k) jobs[k] = { data: {} };
+      await this.boss.insert(this.queue, jobs);
     }
-  });
-  await L.sleep(1000);
-  const total = Math.round(rate * seconds);
-  const sent = await L.paced(rate, total, () =>
-    boss.send(name, { t: L.nowMs() }).then((id) => committed.set(String(id), L.nowMs())));
-  const deadline = L.nowMs() + 30000;
-  while (lat.length < total - sent.failed && L.nowMs() < deadline) await L.sleep(20);
-  await boss.stop({ graceful: false, close: true, timeout: 2000 });
-  return { ...require("./gw").summary(lat, started, committed, total), ...sent };
+    const seconds = (L.nowMs() - t) / 1000;
+    return { seconds, jobs_per_s: n / seconds };
+  }
+
+  async countQueued() {
+    return Number(await L.q1(this.h, `SELECT count(*) FROM pgboss.${this.table} WHERE name = $1 AND state = 'created'`, [this.queue]));
+  }
+
+  // A finished job stays as a 'completed' row: unfinished = created, retry or active (the
+  // index job_i14 covers the live states).
+  get unfinishedSql() {
+    return `SELECT id FROM pgboss.${this.table} WHERE name = '${this.queue}' AND state IN ('created', 'retry', 'active') LIMIT 1`;
+  }
+
+  async countDone() {
+    return Number(await L.q1(this.h, `SELECT count(*) FROM pgboss.${this.table} WHERE name = $1 AND state = 'completed'`, [this.queue]));
+  }
+
+  async lastCompletionMs() {
+    const v = await L.q1(this.h, `SELECT extract(epoch from max(completed_on)) * 1000 FROM pgboss.${this.table} WHERE name = $1`, [this.queue]);
+    return v === null ? null : Number(v);
+  }
+
+  async producer() {
+    return {
+      send: async () => String(await this.boss.send(this.queue, {})),
+      sendBatch: async (k) => {
+        await this.boss.insert(this.queue, Array.from({ length: k }, () => ({ data: {} })));
+      },
+      close: async () => {},
+    };
+  }
+
+  worker(settings, tag, record = false) {
+    return L.peerWorker({ system: "boss", conn: this.conn, settings, queue: this.queue, record },
+      path.join(this.work, `boss-${tag}.log`));
+  }
 }
 
-module.exports = { DB, BEST, DEFAULTS, setup, bulk, enqueueSingle, drain, latency };
+module.exports = { Boss, SWEEP, bossLib };

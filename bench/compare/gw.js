@@ -1,12 +1,12 @@
-// bench/compare/gw.js: graphile-worker 0.18 driver (enqueue bulk/single, drain, latency) against
-// its own database "gw" in the shared throwaway cluster. Runs the worker in this Node process;
-// handlers are no-ops. Single-threaded (the event loop).
+// bench/compare/gw.js: graphile-worker 0.18 driver in database "gw" of the run's cluster:
+// schema (workerUtils.migrate), bulk enqueue (addJobs in chunks of 10,000), single enqueue
+// (addJob), the worker (peer.js in its own process), and the queries the fair harness needs.
+// Same interface as ours.js and boss.js. Single-threaded (the event loop).
 "use strict";
 
 const path = require("path");
 const L = require("./lib");
 
-const DB = "gw";
 let gwMod = null;
 async function gwLib() {
   if (!gwMod) gwMod = await import(path.join(L.PEERS, "graphile-worker", "dist", "index.js"));
@@ -19,128 +19,104 @@ function quietLogger(gw) {
   });
 }
 
-// Settings from https://worker.graphile.org/docs/performance (the preset behind its published
-// numbers) and the 0.18 type docs in node_modules/graphile-worker/dist/index.d.ts.
-const BEST = {
-  concurrentJobs: 24,
-  maxPoolSize: 25,
-  localQueue: { size: 500 },
-  completeJobBatchDelay: 0,
-  failJobBatchDelay: 0,
-};
+// The documented best (https://worker.graphile.org/docs/performance, the configuration behind
+// its published numbers; the same options in the 0.18 package's dist/index.d.ts: localQueue.size,
+// completeJobBatchDelay, failJobBatchDelay, concurrentJobs, maxPoolSize) and two neighbours for
+// the sweep.
+const DOC_BEST = { concurrentJobs: 24, maxPoolSize: 25, localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 };
+const SWEEP = [
+  { key: "gw_c24_lq500", label: "graphile-worker documented best: concurrentJobs 24, maxPoolSize 25, localQueue 500, completeJobBatchDelay 0", settings: DOC_BEST },
+  { key: "gw_c48_lq1000", label: "graphile-worker concurrentJobs 48, maxPoolSize 50, localQueue 1000, completeJobBatchDelay 0",
+    settings: { ...DOC_BEST, concurrentJobs: 48, maxPoolSize: 50, localQueue: { size: 1000 } } },
+  { key: "gw_c24_lq500_d5", label: "graphile-worker documented best with completeJobBatchDelay 5 ms",
+    settings: { ...DOC_BEST, completeJobBatchDelay: 5, failJobBatchDelay: 5 } },
+];
 
-async function setup(url) {
-  await L.recreateDb(url, DB);
-  const gw = await gwLib();
-  const utils = await gw.makeWorkerUtils({ connectionString: L.connString(url, DB), logger: quietLogger(gw) });
-  await utils.migrate();
-  return utils;
-}
-
-async function remaining(client) {
-  return Number(await L.q1(client, "SELECT count(*) FROM graphile_worker._private_jobs"));
-}
-
-// Bulk: addJobs in chunks of `chunk`; returns jobs/s.
-async function enqueueBulk(utils, n, chunk = 10000) {
-  const t = L.nowMs();
-  for (let i = 0; i < n; i += chunk) {
-    const m = Math.min(chunk, n - i);
-    const specs = new Array(m);
-    for (let k = 0; k < m; ++k) specs[k] = { identifier: "noop", payload: {} };
-    await utils.addJobs(specs);
+class Gw {
+  constructor(cluster, work, db = "gw") {
+    this.name = "gw";
+    this.cluster = cluster;
+    this.db = db;
+    this.work = work;
+    this.schemas = ["graphile_worker"];
+    this.task = "noop";
+    // node-postgres / pg-connection-string form of the run's connection type.
+    const c = cluster.pgConfig(db);
+    this.conn = cluster.conn === "tcp"
+      ? `postgres://${c.user}@${c.host}:${c.port}/${db}`
+      : `postgres:///${db}?host=${encodeURIComponent(c.host)}&port=${c.port}&user=${c.user}`;
   }
-  return n / ((L.nowMs() - t) / 1000);
-}
 
-async function enqueueSingle(utils, n) {
-  const t = L.nowMs();
-  for (let i = 0; i < n; ++i) await utils.addJob("noop_single", {});
-  const rate = n / ((L.nowMs() - t) / 1000);
-  await utils.withPgClient((c) => c.query("DELETE FROM graphile_worker._private_jobs"));
-  return rate;
-}
+  connectionStrings() {
+    return [this.conn];
+  }
 
-// Pre-enqueues n jobs, then runs a worker with `settings` until they are all gone or maxSeconds
-// passed. jobs/s = jobs finished (gone from the table) / (last finish seen - first handler start).
-async function drain(url, utils, n, settings, maxSeconds) {
-  const gw = await gwLib();
-  await utils.withPgClient((c) => c.query("DELETE FROM graphile_worker._private_jobs"));
-  await enqueueBulk(utils, n);
-  const client = await L.connect(url, DB);
-  let first = null;
-  let calls = 0;
-  const runner = await gw.run({
-    preset: { worker: { connectionString: L.connString(url, DB), ...settings } },
-    logger: quietLogger(gw),
-    taskList: {
-      noop: async () => {
-        if (first === null) first = L.nowMs();
-        ++calls;
+  async setup() {
+    await this.cluster.recreateDb(this.db);
+    const gw = await gwLib();
+    this.utils = await gw.makeWorkerUtils({ connectionString: this.conn, logger: quietLogger(gw), maxPoolSize: L.PRODUCER_POOL });
+    await this.utils.migrate();
+    this.h = await this.cluster.connect(this.db, "bench_harness");
+    // Register the task identifier once (addJobs does it too); the pgbench floor needs its id.
+    await this.utils.addJobs([{ identifier: this.task, payload: {} }]);
+    await this.reset();
+    this.taskId = Number(await L.q1(this.h, "SELECT id FROM graphile_worker._private_tasks WHERE identifier = $1", [this.task]));
+  }
+
+  async close() {
+    if (this.utils) await this.utils.release();
+    if (this.h) await this.h.end();
+  }
+
+  async reset() {
+    await this.h.query("TRUNCATE graphile_worker._private_jobs");
+  }
+
+  async enqueue(n, chunk = 10000) {
+    const t = L.nowMs();
+    for (let i = 0; i < n; i += chunk) {
+      const m = Math.min(chunk, n - i);
+      const specs = new Array(m);
+      for (let k = 0; k < m; ++k) specs[k] = { identifier: this.task, payload: {} };
+      await this.utils.addJobs(specs);
+    }
+    const seconds = (L.nowMs() - t) / 1000;
+    return { seconds, jobs_per_s: n / seconds };
+  }
+
+  async countQueued() {
+    return Number(await L.q1(this.h, "SELECT count(*) FROM graphile_worker._private_jobs WHERE is_available"));
+  }
+
+  // A completed job is deleted in the statement that completes it: no row left = every
+  // completion committed. The same primary-key probe as ours.
+  get unfinishedSql() {
+    return "SELECT id FROM graphile_worker._private_jobs ORDER BY id LIMIT 1";
+  }
+
+  // Completed = enqueued - left (graphile-worker keeps no row for a finished job).
+  async countDone(enqueued) {
+    return enqueued - Number(await L.q1(this.h, "SELECT count(*) FROM graphile_worker._private_jobs"));
+  }
+
+  async lastCompletionMs() {
+    return null;  // no completion timestamp: the row is deleted
+  }
+
+  async producer() {
+    return {
+      send: async () => String((await this.utils.addJob(this.task, {})).id),
+      sendBatch: async (k) => {
+        await this.utils.addJobs(Array.from({ length: k }, () => ({ identifier: this.task, payload: {} })));
       },
-    },
-    noHandleSignals: true,
-  });
-  const deadline = L.nowMs() + maxSeconds * 1000;
-  let left = n;
-  let end = null;
-  for (;;) {
-    await L.sleep(calls >= n ? 5 : 50);
-    // Ask the database only once every job has reached the handler (a count(*) on the job
-    // table during the run would steal database time from it).
-    if (calls < n && L.nowMs() <= deadline) continue;
-    left = await remaining(client);
-    if (left === 0) {
-      end = L.nowMs();
-      break;
-    }
-    if (L.nowMs() > deadline) {
-      end = L.nowMs();
-      break;
-    }
+      close: async () => {},
+    };
   }
-  await runner.stop();
-  await client.end();
-  const done = n - left;
-  const secs = (end - (first ?? end)) / 1000;
-  return { jobs_per_s: secs > 0 ? done / secs : null, done, seconds: secs, capped: left > 0 };
+
+  worker(settings, tag, record = false) {
+    return L.peerWorker({ system: "gw", conn: this.conn, settings, queue: this.task, record },
+      path.join(this.work, `gw-${tag}.log`));
+  }
 }
 
-// Steady `rate` jobs/s for `seconds`; enqueue-to-handler-start from timestamps in the payload.
-async function latency(url, utils, rate, seconds, settings) {
-  const gw = await gwLib();
-  await utils.withPgClient((c) => c.query("DELETE FROM graphile_worker._private_jobs"));
-  const lat = [];
-  const started = new Map();
-  const committed = new Map();
-  const runner = await gw.run({
-    preset: { worker: { connectionString: L.connString(url, DB), ...settings } },
-    logger: quietLogger(gw),
-    taskList: { lat: async (p, helpers) => {
-      const now = L.nowMs();
-      lat.push(now - p.t);
-      started.set(String(helpers.job.id), now);
-    } },
-    noHandleSignals: true,
-  });
-  await L.sleep(500);
-  const total = Math.round(rate * seconds);
-  const sent = await L.paced(rate, total, () =>
-    utils.addJob("lat", { t: L.nowMs() }).then((j) => committed.set(String(j.id), L.nowMs())));
-  const deadline = L.nowMs() + 30000;
-  while (lat.length < total - sent.failed && L.nowMs() < deadline) await L.sleep(20);
-  await runner.stop();
-  return { ...summary(lat, started, committed, total), ...sent };
-}
-
-// Percentiles from the enqueue call, and from the moment the enqueue call returned (committed).
-function summary(lat, started, committed, total) {
-  lat.sort((a, b) => a - b);
-  const fc = [];
-  for (const [id, t] of started) if (committed.has(id)) fc.push(t - committed.get(id));
-  fc.sort((a, b) => a - b);
-  return { p50_ms: L.percentile(lat, 0.5), p99_ms: L.percentile(lat, 0.99), n: lat.length, sent: total,
-    commit_p50_ms: L.percentile(fc, 0.5), commit_p99_ms: L.percentile(fc, 0.99) };
-}
-
-module.exports = { summary, DB, BEST, setup, enqueueBulk, enqueueSingle, drain, latency };
+module.exports = { Gw, SWEEP, DOC_BEST, gwLib };

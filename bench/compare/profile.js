@@ -1,132 +1,118 @@
-// bench/compare/profile.js: the evidence behind docs/performance.md's analysis (run it through
-// `bench/compare/run --profile`). On a throwaway cluster: drains jobs with the runner's defaults
-// while `perf record` samples the runner, lists the statements that cost the most database
-// time (pg_stat_statements), and EXPLAIN ANALYZEs the runner's own claim statement (its text
-// taken from pg_stat_statements) with 10,000 and with 1,000,000 jobs queued.
+// bench/compare/profile.js: the evidence behind docs/performance.md's profile, beyond the per-job
+// costs every drain of compare.js records (run it through `bench/compare/run --profile
+// [--conn tcp|socket] [--jobs N]`). On a throwaway cluster prepared as fair.js prepares it:
+//   - drains N jobs with our runner in-process (best flags) and with no flags (sandboxed) while
+//     `perf record` samples the runner (and its workers) for 3 s; prints the hottest symbols
+//   - drains the same N jobs with graphile-worker's documented best, for the per-job costs side
+//     by side (statements, round trips, WAL, blocks, CPU per process)
+//   - EXPLAIN (ANALYZE, BUFFERS) of the runner's own claim and completion statements (taken from
+//     host/ at HEAD) with 10,000 queued, next to the minimal claim of limit.js
+// Single-threaded (the event loop); perf and psql run as child processes.
 "use strict";
 
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
 const L = require("./lib");
+const fair = require("./fair");
 const { Ours } = require("./ours");
+const gwm = require("./gw");
 
-// The runner's statements, read from the host sources (raw strings in pg_claim.cpp/pg_store.cpp).
-function hostSql(root) {
-  // From the committed tree (HEAD), not the working tree others may be editing.
-  const src = (f) => {
-    const r = L.run("git", ["-C", root, "show", `${process.env.SQL_COMMIT || "HEAD"}:host/${f}`]);
-    return r.code === 0 ? r.stdout : fs.readFileSync(path.join(root, "host", f), "utf8");
-  };
-  const claimSrc = src("pg_claim.cpp");
-  const storeSrc = src("pg_store.cpp");
-  // The fast (autocommit) variant: @FAST@ is a compile-time flag in the C++ source.
-  const claim = claimSrc.match(/kClaimSql = R"SQL\(([\s\S]*?)\)SQL"/)[1].replace(/@FAST@/g, "true");
-  const cols = storeSrc.match(/#define JR_DONE_COLS\s*\\\s*("[\s\S]*?")\n\n/)[1]
-    .split(/\s*\\?\n\s*/).map((x) => x.trim().replace(/^"|"$/g, "")).join("");
-  const complete = storeSrc.match(/"job_complete_many", R"SQL\(([\s\S]*?)\)SQL"\);/)[1]
-    .replace(/\)SQL" JR_DONE_COLS R"SQL\(/g, cols);
-  return { claim, complete };
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : dflt;
 }
 
-const explain = (r) => r.rows.map((x) => x["QUERY PLAN"]).join("\n");
-
-// EXPLAIN ANALYZE the claim of `limit` jobs, then the completion of 500 of them while the
-// owner holds `held` running jobs in all (what a completion backlog or a big prefetch means).
-async function explainCycle(ours, sql, limit, held) {
-  const c = ours.db;
-  await c.query("BEGIN");
-  try {
-    await c.query(`PREPARE jr_claim_probe AS ${sql.claim}`);
-    await c.query(`PREPARE jr_complete_probe AS ${sql.complete}`);
-    const claim = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
-      EXECUTE jr_claim_probe('{echo}', NULL, ${limit}, 'probe', 30, NULL, NULL, NULL)`));
-    await c.query(`EXECUTE jr_claim_probe('{echo}', NULL, ${held}, 'probe', 30, NULL, NULL, NULL)`);
-    // The completion as the runner sends it: ids as bigint[], attempts as a JSON object keyed
-    // by id, no results. Its rows are found by primary key whatever the owner holds.
-    const ids = (await c.query("SELECT id FROM jr_jobs WHERE lease_owner = 'probe' ORDER BY id LIMIT 500")).rows
-      .map((x) => Number(x.id));
-    const attempts = JSON.stringify(Object.fromEntries(ids.map((id) => [String(id), 1])));
-    const complete = explain(await c.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON)
-      EXECUTE jr_complete_probe('probe', '{${ids.join(",")}}', ${c.escapeLiteral(attempts)}, NULL)`));
-    return { claim, complete };
-  } finally {
-    await c.query("ROLLBACK");
-    await c.query("DEALLOCATE ALL");
-  }
-}
+const NONE = ["--isolation", "none"];
 
 async function main() {
   const root = path.resolve(L.HERE, "..", "..");
-  const runner = process.env.RUNNER || path.join(root, "build", "compare-rel", "runner");
-  const echo = process.env.ECHO_SO || path.join(root, "build", "compare-rel", "plugins", "libjr_echo.so");
-  const jobs = Number(process.env.JOBS || 200000);
-  if (process.env.EXPLAIN_ONLY) process.env.SKIP_DRAIN = "1";
+  const runner = path.resolve(arg("--runner", path.join(root, "build", "release", "runner")));
+  const echo = path.resolve(arg("--echo", path.join(root, "build", "release", "plugins", "libjr_echo.so")));
+  const n = Number(arg("--jobs", 100000));
+  const conn = arg("--conn", "tcp");
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "jr-profile-"));
   fs.chmodSync(work, 0o755);
-  const dataDir = path.join(work, "pg");
-  L.run(runner, ["db", "start", "--data-dir", dataDir]);
-  const url = L.run(runner, ["db", "url", "--data-dir", dataDir]).stdout.trim();
-  const admin = await L.connect(url, "postgres");
-  await admin.query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'");
-  await admin.end();
-  L.run(runner, ["db", "stop", "--data-dir", dataDir]);
-  L.run(runner, ["db", "start", "--data-dir", dataDir]);
-  const ours = new Ours(runner, echo, url, work);
+  const cluster = new L.Cluster(work, conn);
+  await cluster.start();
+  const systems = {};
   try {
-    await ours.setup();
-    await ours.db.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-    console.log(`load ${L.loadAvg()}`);
-    const drains = process.env.SKIP_DRAIN ? [] : [["defaults", []], ["c50-p2000", ["--concurrency", "50", "--prefetch", "2000"]]];
-    for (const [tag, args] of drains) {
-      await ours.reset();
-      ours.enqueueCli(jobs);
-      await ours.db.query("TRUNCATE jr_jobs_done");
-      await ours.db.query("SELECT pg_stat_statements_reset()");
-      const child = ours.startRunner(args, `profile-${tag}`);
-      await L.sleep(1000);
-      const perfData = path.join(work, `perf-${tag}.data`);
-      const perf = L.start("perf", ["record", "-F", "499", "-g", "-p", String(child.pid), "-o", perfData, "--", "sleep", "4"],
-        {}, path.join(work, "perf.log"));
-      await perf.exited;
-      for (;;) {
-        await L.sleep(250);
-        const busy = await L.q1(ours.db, `SELECT EXISTS (SELECT 1 FROM jr_jobs WHERE state = 'available')
-          OR EXISTS (SELECT 1 FROM jr_jobs WHERE state = 'running')`);
-        if (!busy) break;
-      }
-      await L.stop(child);
-      const st = await ours.doneStats();
-      console.log(`\n== ${tag}: ${L.fmt(st.n / st.s)} jobs/s (${st.n} jobs in ${st.s.toFixed(2)} s), load ${L.loadAvg()}`);
-      const top = await ours.db.query(`SELECT calls, round(total_exec_time::numeric) AS total_ms,
-          round(mean_exec_time::numeric, 3) AS mean_ms, rows, round(rows::numeric / greatest(calls, 1), 1) AS rows_per_call,
-          regexp_replace(left(query, 70), '\\s+', ' ', 'g') AS query
-        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'jr')
-        ORDER BY total_exec_time DESC LIMIT 8`);
-      console.table(top.rows);
-      const rep = L.run("perf", ["report", "-i", perfData, "--no-children", "--sort", "dso,sym", "--stdio", "-g", "none",
-        "--percent-limit", "1.5"]);
-      console.log(rep.stdout.split("\n").filter((x) => x && !x.startsWith("#")).slice(0, 30).join("\n"));
+    const admin = await cluster.connect("postgres");
+    await admin.query("CREATE ROLE bench_harness LOGIN SUPERUSER");
+    await admin.end();
+    systems.ours = new Ours(cluster, runner, echo, work);
+    systems.gw = new gwm.Gw(cluster, work);
+    for (const s of Object.values(systems)) {
+      await s.setup();
+      await s.h.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      s.probe = await cluster.connect(s.db, "bench_harness");
     }
-    const sql = hostSql(root);
-    for (const queued of [10000, Number(process.env.BIG || 1000000)]) {
-      await ours.reset();
-      ours.enqueueMany(queued);
-      await ours.db.query("VACUUM ANALYZE jr_jobs");
-      for (const [limit, held] of [[110, 600], [500, 5000], [500, 30000]]) {
-        const r = await explainCycle(ours, sql, limit, held);
-        console.log(`\n== claim statement, ${queued} queued, LIMIT ${limit}\n${r.claim}`);
-        console.log(`\n== completion of 500, ${queued} queued, ${held} running for the owner\n${r.complete}`);
+    const F = new fair.Fairness(cluster, "analyze");
+    console.log(`load ${L.loadAvg()}; ${n} jobs per drain; connection ${conn}`);
+    const cfgs = [
+      { key: "ours_inproc", sys: "ours", settings: [...NONE, "--concurrency", "50", "--prefetch", "2000"] },
+      { key: "ours_default", sys: "ours", settings: [] },
+      { key: "gw_best", sys: "gw", settings: gwm.DOC_BEST },
+    ];
+    for (const cfg of cfgs) {
+      const perfData = path.join(work, `perf-${cfg.key}.data`);
+      const opts = { stats: "analyze", probeMs: 20, maxSeconds: 600 };
+      if (cfg.sys === "ours") {
+        opts.onStart = async (w) => {
+          await L.sleep(300);
+          // -a would sample everyone's builds on this shared machine: the runner and its
+          // workers only (their pids at this moment).
+          const pids = w.pids().join(",");
+          const perf = L.start("perf", ["record", "-F", "499", "-g", "-p", pids, "-o", perfData, "--", "sleep", "3"],
+            {}, path.join(work, "perf.log"));
+          await perf.exited;
+        };
+      }
+      const x = await fair.drainOnce(cluster, systems[cfg.sys], cfg, n, F, opts, `profile-${cfg.key}`);
+      const p = x.profile;
+      console.log(`\n== ${cfg.key} (${Array.isArray(cfg.settings) ? cfg.settings.join(" ") || "no flags" : JSON.stringify(cfg.settings)}): ` +
+        `${L.fmt(x.jobs_per_s)} jobs/s, load ${x.load_before}->${x.load_after}`);
+      console.log(`   per job: ${p.statements_per_job.toFixed(4)} statements, ${p.round_trips_per_job === null ? "n/a" : p.round_trips_per_job.toFixed(4)} round trips, ` +
+        `${p.wal_bytes_per_job.toFixed(0)} WAL bytes, ${p.blocks_per_job.toFixed(1)} blocks (heap ${p.heap_blocks_per_job.toFixed(1)}, index ${p.index_blocks_per_job.toFixed(1)}), ` +
+        `CPU us: worker ${p.cpu_us_per_job.worker_main.toFixed(1)} + children ${p.cpu_us_per_job.worker_children.toFixed(1)}, backends ${p.cpu_us_per_job.backends.toFixed(1)}, other server ${p.cpu_us_per_job.server_other.toFixed(1)}`);
+      console.table(p.top.map((t) => ({ calls_per_job: t.calls_per_job.toFixed(4), us_per_job: t.us_per_job.toFixed(2),
+        rows_per_call: t.rows_per_call.toFixed(0), blocks_per_job: t.blocks_per_job.toFixed(2), wal_per_job: t.wal_bytes_per_job.toFixed(0),
+        query: t.query.slice(0, 60) })));
+      if (fs.existsSync(perfData)) {
+        const rep = L.run("perf", ["report", "-i", perfData, "--no-children", "--sort", "comm,dso,sym", "--stdio", "-g", "none",
+          "--percent-limit", "2"]);
+        console.log(rep.stdout.split("\n").filter((l) => l && !l.startsWith("#")).slice(0, 25).join("\n"));
+      }
+    }
+    // EXPLAIN of the runner's statements against the minimal claim, 10,000 queued.
+    const ours = systems.ours;
+    await ours.reset();
+    ours.enqueue(10000);
+    await ours.h.query("VACUUM ANALYZE jr_jobs");
+    const limit = require("./limit");
+    const rs = limit.runnerSql(root);
+    if (rs) {
+      for (const [name, sql] of [["runner claim", rs.claim], ["minimal claim", limit.OURS_CLAIM]]) {
+        const text = sql.replace(/\\gset/g, "").replace(/:n::int/g, "500").replace(/:n\b/g, "500");
+        await ours.h.query("BEGIN");
+        const r = await ours.h.query(`EXPLAIN (ANALYZE, BUFFERS) ${text}`);
+        await ours.h.query("ROLLBACK");
+        console.log(`\n== EXPLAIN ${name}, 10,000 queued\n${r.rows.map((x) => x["QUERY PLAN"]).join("\n")}`);
       }
     }
   } finally {
-    await ours.close();
-    L.run(runner, ["db", "stop", "--data-dir", dataDir]);
-    if (!process.env.KEEP) fs.rmSync(work, { recursive: true, force: true });
+    L.killAll();
+    for (const s of Object.values(systems)) {
+      if (s.probe) await s.probe.end().catch(() => {});
+      await s.close().catch(() => {});
+    }
+    cluster.stop();
+    if (!process.argv.includes("--keep")) fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
 main().then(() => process.exit(0), (e) => {
   process.stderr.write(`profile: ${e.stack || e}\n`);
+  L.killAll();
   process.exit(1);
 });

@@ -103,7 +103,9 @@ int main(int argc, char** argv) {
       pqxx::nontransaction tx(c);
       tx.exec("CREATE DATABASE " + tx.quote_name(name));
     }
-    std::string url = db.url_for(name);
+    // The password in the URL: a sandboxed plugin (JR_TEST_ISOLATION=sandbox) runs under
+    // another uid and cannot read the runner's password file.
+    std::string url = db.url_with_password_for(name);
     std::vector<std::unique_ptr<jrtest::PluginHost>> hosts;
     for (int h = 0; h < hosts_n; ++h) {
       hosts.push_back(

@@ -1,7 +1,9 @@
 // bench_sandbox: microseconds per no-op echo job ("{}"), in-process (InProcessExecutor) against
 // sandboxed (SandboxExecutor, warm pool with one worker per caller), at 1 and several concurrent
 // callers. Each caller runs jobs back to back for a fixed time; per-job time = wall / jobs per
-// caller. Usage: bench_sandbox [seconds per point, default 2]. Human lines, then one JSON line.
+// caller. Usage: bench_sandbox [seconds per point, default 2] [network: none (default) | loopback].
+// Human lines, then one JSON line.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -78,20 +80,22 @@ Point measure(jr::Executor& ex, int callers, double seconds) {
 
 int main(int argc, char** argv) {
   double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
+  std::string network = argc > 2 ? argv[2] : "none";
+  nlohmann::json sandbox_config = {{"sandbox", {{"network", network}}}};
   std::string echo = jrtest::plugin_dir() + "/libjr_echo.so";
   jr::LoadedPlugin inproc = jr::load_plugin(echo);
   jr::init_plugin(inproc, nlohmann::json::object());
   jr::InProcessExecutor in(&inproc);
   jr::LoadedPlugin described = jr::sandbox::describe_in_sandbox(echo);
   nlohmann::json points = nlohmann::json::array();
-  std::printf("no-op echo job, %.1f s per point, %u hardware threads\n", seconds,
-              std::thread::hardware_concurrency());
+  std::printf("no-op echo job, network %s, %.1f s per point, %u hardware threads\n",
+              network.c_str(), seconds, std::thread::hardware_concurrency());
   std::printf("%8s %16s %16s %16s %14s\n", "callers", "in-process us", "sandboxed us",
               "overhead us", "sandbox jobs/s");
   for (int callers : {1, 2, 4, 8}) {
     jr::sandbox::SandboxOptions o;
     o.pool_size = callers;
-    auto sb = jr::sandbox::make_executor(described, nlohmann::json::object(), o);
+    auto sb = jr::sandbox::make_executor(described, sandbox_config, o);
     sb->start();
     Point a = measure(in, callers, seconds);
     Point b = measure(*sb, callers, seconds);
@@ -110,6 +114,26 @@ int main(int argc, char** argv) {
                       {"failures", a.failures + b.failures}});
     sb->stop();
   }
-  std::cout << nlohmann::json({{"bench", "sandbox"}, {"points", points}}).dump() << "\n";
+  // Worker start: spawn, confinement, plugin load and init of one worker (a pool of one).
+  std::vector<double> starts;
+  for (int i = 0; i < 20; ++i) {
+    jr::sandbox::SandboxOptions o;
+    auto sb = jr::sandbox::make_executor(described, nlohmann::json::object(), o);
+    auto t0 = std::chrono::steady_clock::now();
+    sb->start();
+    starts.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    sb->stop();
+  }
+  std::sort(starts.begin(), starts.end());
+  std::printf("worker start ms: median %.2f, p90 %.2f (20 starts)\n", starts[starts.size() / 2],
+              starts[starts.size() * 9 / 10]);
+  std::cout << nlohmann::json({{"bench", "sandbox"},
+                               {"network", network},
+                               {"points", points},
+                               {"worker_start_ms_median", starts[starts.size() / 2]},
+                               {"worker_start_ms_p90", starts[starts.size() * 9 / 10]}})
+                   .dump()
+            << "\n";
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bounds.hpp"
 #include "log.hpp"
 #include "ops/server.hpp"
 #include "ops/ui_publish.hpp"
@@ -278,11 +279,36 @@ void Operations::start(Engine& engine) {
     so.api_token = cfg_.api_token;
     so.live_seconds = cfg_.lease_seconds;
     server_ = std::make_unique<Server>(so, *pool_, registry_, [this]() -> Readiness {
+      Readiness r;
       Engine* e = engine_.load();
-      if (!e) return {false, "starting"};
-      if (e->stopping()) return {false, "shutting down"};
-      if (e->kinds().empty()) return {false, "no plugin loaded: no job kinds to serve"};
-      return {};
+      if (!e) return {false, "starting", {}};
+      if (e->stopping()) return {false, "shutting down", {}};
+      if (e->kinds().empty()) return {false, "no plugin loaded: no job kinds to serve", {}};
+      // Not ready while any plugin is not (its kinds are not served); every plugin's state
+      // and the plugins refused at start-up are in the body.
+      nlohmann::json plugins = nlohmann::json::array();
+      for (const auto& p : e->plugin_status()) {
+        nlohmann::json j = {{"name", p.name}, {"file", p.file}, {"ready", p.ready}};
+        if (!p.ready) {
+          // Plugin text (its init error) on an unauthenticated endpoint: bounded, redacted.
+          std::string cut;
+          std::string why = log::redact(bounds::cut(p.reason, 1024, cut));
+          j["reason"] = why;
+          if (r.ready) {
+            r.ready = false;
+            r.reason = "plugin " + p.name + " is not ready: " + why;
+          }
+        }
+        plugins.push_back(std::move(j));
+      }
+      nlohmann::json refused = nlohmann::json::array();
+      for (const auto& p : refused_plugins()) {  // refused at start-up (plugin_loader.hpp)
+        nlohmann::json j = {{"name", p.name}, {"file", p.file}, {"reason", log::redact(p.reason)}};
+        if (!p.kind.empty()) j["kind"] = p.kind;
+        refused.push_back(std::move(j));
+      }
+      r.details = {{"plugins", plugins}, {"refused_plugins", refused}};
+      return r;
     });
     server_->start();
   }

@@ -201,16 +201,22 @@ void Server::routes() {
     if (r.ready) {
       try {
         if (!pool_.with([](Store& st) { return st.Ping(); })) {
-          r = {false, "database unreachable"};
+          r.ready = false;
+          r.reason = "database unreachable";
         }
       } catch (const StoreError& e) {
-        r = {false, std::string("database unreachable: ") + log::redact(e.what())};
+        r.ready = false;
+        r.reason = std::string("database unreachable: ") + log::redact(e.what());
       }
     }
+    nlohmann::json body = r.details.is_object() ? r.details : nlohmann::json::object();
     if (r.ready) {
-      json_reply(res, 200, {{"status", "ready"}});
+      body["status"] = "ready";
+      json_reply(res, 200, body);
     } else {
-      json_reply(res, 503, {{"status", "not ready"}, {"reason", r.reason}});
+      body["status"] = "not ready";
+      body["reason"] = r.reason;
+      json_reply(res, 503, body);
     }
   });
 

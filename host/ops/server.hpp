@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,7 +70,8 @@ class StorePool {
 
 struct Readiness {
   bool ready = true;
-  std::string reason;  // why not
+  std::string reason;                                 // why not
+  nlohmann::json details = nlohmann::json::object();  // more members of /readyz's body
 };
 
 struct ServerOptions {

@@ -102,6 +102,7 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
     TrustDecision dec = decide_for(p, ctx);
     const Policy& pol = dec.policy;
     if (dec.accepted() && dec.isolation == "sandbox") {
+      opts.describe_as = p.name;  // with the uid and a cgroup of its own, as its workers get
       describe_pinned(pin, pol, opts, &hello);  // again, confined as its workers will be
     }
     int64_t uid = -1, gid = -1;

@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "mount_ns.hpp"
+
 namespace jr::sandbox {
 namespace {
 
@@ -182,10 +184,11 @@ ConfineReport confine(const ConfineSpec& spec) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw ConfineError(errstr("PR_SET_PDEATHSIG"));
   if (spec.host_pid > 0 && getppid() != spec.host_pid) _exit(70);
   L["pdeathsig"] = "applied";
-  // 2. Only stdin/stdout/stderr, the IPC socket (3), the shared page (4) and the plugin file (5)
-  //    stay open.
+  // 2. Only stdin (/dev/null), stdout/stderr (pipes the host reads), the IPC socket (3), the
+  //    shared page (4, closed once mapped) and the plugin file (5) stay open.
   if (close_range(6, ~0U, 0) != 0) throw ConfineError(errstr("close_range"));
   L["close_fds"] = "applied (kept 0-5)";
+  L["output"] = "stdout and stderr are pipes the host reads, bounds and logs tagged";
   // 3. Environment: nothing from the host; TMPDIR and HOME point at the scratch dir.
   clearenv();
   if (!spec.scratch_dir.empty()) {
@@ -234,6 +237,25 @@ ConfineReport confine(const ConfineSpec& spec) {
   } else {
     L["netns"] = std::string("not requested (network ") + network_name(pol.network) + ")";
   }
+  // 6b. Mount namespace with a minimal root and the scratch tmpfs (needs CAP_SYS_ADMIN).
+  {
+    RootSpec rs;
+    rs.readable = pol.readable;
+    rs.writable = pol.writable;
+    if (pol.network != Network::none) rs.socket_dirs = spec.socket_dirs;
+    rs.network = pol.network != Network::none;
+    rs.scratch_dir = spec.scratch_dir;
+    rs.scratch_mb = pol.scratch_mb;
+    rs.uid = geteuid() == 0 ? spec.uid : -1;
+    rs.gid = geteuid() == 0 ? spec.gid : -1;
+    rs.user_name = spec.user_name;
+    rs.simulate_missing = spec.simulate_missing.count("mountns") > 0;
+    try {
+      enter_minimal_root(rs, L, rep.warnings);
+    } catch (const std::exception& e) {
+      throw ConfineError(e.what());
+    }
+  }
   // 7. Unprivileged uid/gid.
   if (geteuid() == 0 && spec.uid >= 0) {
     gid_t g = static_cast<gid_t>(spec.gid);
@@ -244,7 +266,7 @@ ConfineReport confine(const ConfineSpec& spec) {
     if (getuid() != u || geteuid() != u || getgid() != g) {
       throw ConfineError("uid drop did not take effect");
     }
-    L["user"] = {{"status", "applied"}, {"uid", u}, {"gid", g}};
+    L["user"] = {{"status", "applied"}, {"uid", u}, {"gid", g}, {"source", spec.uid_source}};
     // A dedicated uid makes RLIMIT_NPROC meaningful (root ignores it): no thread/fork bombs.
     set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", static_cast<rlim_t>(pol.max_threads),
               static_cast<rlim_t>(pol.max_threads), lim);

@@ -1,7 +1,9 @@
 // Worker side: confines the jr-worker process before any plugin code runs. Layers, in order:
 // parent-death signal, close other fds, clear the environment, rlimits, no-new-privs, network
-// namespace (needs privileges, so before the uid drop), uid/gid drop (when root), Landlock file
-// (and TCP) rules, seccomp allowlist. A layer the kernel lacks is reported as "degraded: ..."
+// namespace and mount namespace with a minimal root and the scratch tmpfs (both need
+// privileges, so before the uid drop; mount_ns.hpp), uid/gid drop (when root), Landlock file
+// (and TCP) rules, seccomp allowlist. (The cgroup is the host's doing: the worker is in it
+// before it reads its Init frame.) A layer the kernel lacks is reported as "degraded: ..."
 // with a warning, never skipped silently; a layer that must not fail (uid drop, rlimits,
 // no-new-privs) throws ConfineError and the worker refuses to load the plugin.
 //
@@ -33,8 +35,12 @@ struct ConfineSpec {
   std::string scratch_dir;
   int64_t uid = -1;  // target uid/gid when running as root; -1 = keep
   int64_t gid = -1;
+  std::string uid_source;                // how the host chose it (for the report)
+  std::string user_name;                 // its name in the minimal root's /etc/passwd
+  std::vector<std::string> socket_dirs;  // unix socket directories to show in the minimal root
   pid_t host_pid = 0;
-  // Test hook: layers to treat as unsupported by the kernel ("landlock", "seccomp", "netns"),
+  // Test hook: layers to treat as unsupported by the kernel ("landlock", "seccomp", "netns",
+  // "mountns"),
   // so the degradation path is exercised on a kernel that has them all.
   std::set<std::string> simulate_missing;
 };

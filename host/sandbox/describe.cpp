@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "cgroup.hpp"
+#include "identity.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
 #include "util.hpp"
@@ -67,6 +69,7 @@ std::string make_scratch_dir(const std::string& root_in, const std::string& plug
     const char* t = std::getenv("TMPDIR");
     root = t != nullptr && *t ? t : "/tmp";
   }
+  remove_stale_scratch_dirs(root);  // of runners that are gone (once per process)
   std::string dir = root + "/jr-sandbox-" + plugin + "-" + std::to_string(getpid()) + "-" +
                     std::to_string(counter.fetch_add(1));
   std::error_code ec;
@@ -234,16 +237,38 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
     return PluginError("plugin " + path + ": " + why);
   };
   std::string abs = fs::absolute(path).string();
-  int64_t uid, gid;
-  detail::resolve_user(policy.user.empty() ? opts.user : policy.user, &uid, &gid);
+  // Its own uid and cgroup: the describe uid, or the plugin's once its name is known.
+  const std::string& user = policy.user.empty() ? opts.user : policy.user;
+  WorkerIdentity id =
+      opts.describe_as.empty() ? describe_identity(user) : plugin_identity(opts.describe_as, user);
+  bool no_cgroup = std::count(opts.simulate_missing.begin(), opts.simulate_missing.end(),
+                              std::string("cgroup")) > 0;
+  std::string label = opts.describe_as.empty() ? "describe" : opts.describe_as;
+  auto cg = PluginCgroup::create(label, {policy.memory_mb, policy.max_threads}, no_cgroup);
   std::string err, kind;
   std::string worker = opts.worker_path.empty() ? default_worker_path() : opts.worker_path;
   // The worker opens the sealed in-memory copy, never the path: what is described is what runs.
   auto w = WorkerProcess::spawn(worker, pin->proc_path(), opts.describe_max_frame, &err);
   if (!w) throw fail("cannot start the sandbox worker: " + err);
-  nlohmann::json hello = w->handshake(
-      detail::init_json("describe", abs, policy, nlohmann::json::object(), "", uid, gid, opts),
-      opts.describe_timeout_ms, &kind, &err);
+  w->output->configure(opts.describe_as.empty() ? fs::path(path).filename().string() : label,
+                       opts.output, opts.log_observer);
+  if (!w->join_cgroup(*cg, &err)) throw fail("cannot put the sandbox worker in its cgroup: " + err);
+  // `plugins check`: a scratch area too, so the report shows the one its workers get.
+  struct Scratch {
+    std::string dir;
+    ~Scratch() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } scratch;
+  if (!opts.describe_as.empty()) {
+    scratch.dir = detail::make_scratch_dir(opts.scratch_root, label, id.uid, id.gid);
+  }
+  nlohmann::json init = detail::init_json("describe", abs, policy, nlohmann::json::object(),
+                                          scratch.dir, id.uid, id.gid, opts);
+  init["uid_source"] = id.source;
+  init["user_name"] = id.name;
+  nlohmann::json hello = w->handshake(init, opts.describe_timeout_ms, &kind, &err);
   if (hello.is_null()) {
     if (kind == "timeout") {
       throw fail("describing it took longer than " + std::to_string(opts.describe_timeout_ms) +
@@ -305,7 +330,14 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
     }
     p.kinds.push_back(std::move(ki));
   }
-  if (hello_out != nullptr) *hello_out = hello;
+  resolve_finalizers(p);
+  if (hello_out != nullptr) {
+    *hello_out = hello;
+    (*hello_out)["layers"]["cgroup"] = cg->report();
+    for (const std::string& wmsg : {id.warning, cg->warning()}) {
+      if (!wmsg.empty()) (*hello_out)["warnings"].push_back(wmsg);
+    }
+  }
   return p;
 }
 

@@ -1,11 +1,18 @@
 // One job (or idle call) on one worker: send the Job frame, serve the worker's host calls, watch
 // the deadline and ctx.cancel, and turn whatever ends the exchange into an ExecOutcome.
+//
+// This is the edge where a worker's bytes enter the host: every string in a frame is bounded
+// here (bounds.hpp) before the host services (engine, log, database) see it. The loop waits on
+// nothing but the worker's socket (in ticks of kReadTickMs), its own deadline and ctx.cancel; a
+// killed worker is torn down without waiting on it (SandboxExecutor::retire).
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <thread>
 
+#include "bounds.hpp"
 #include "sandbox.hpp"
 #include "worker_process.hpp"
 
@@ -27,11 +34,19 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   // Ends the exchange with the worker gone: reap, classify, count, log.
   auto died = [&](bool exited_by_itself, const std::string& protocol_why) {
     std::string kind, text;
+    if (w.generation != generation_.load()) {
+      // Killed with the whole pool (quarantine): not this job's doing.
+      w.kill();
+      w.reap();
+      out.release = true;
+      out.host_error = "plugin " + name_ + " was quarantined; its workers were killed";
+      worker_died(s, Restart::cancelled, "unavailable", out.host_error, false);
+      return out;
+    }
     if (exited_by_itself) {
       WorkerProcess::classify(w.reap(), w.killed_by_us(), &kind, &text);
     } else {
       w.kill();
-      w.reap();
       kind = "protocol";
       text = protocol_why;
     }
@@ -72,6 +87,8 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   __atomic_store_n(&w.shared->spin_us,
                    active.load(std::memory_order_relaxed) < cpus ? uint32_t{proto::kSpinUs} : 0u,
                    __ATOMIC_RELAXED);
+  // Tags its stdout/stderr until the next exchange (text read just after Done is still this job's).
+  if (w.output) w.output->set_job(job != nullptr ? job->id : 0);
   int64_t write_by = deadline > 0 ? deadline + opts_.kill_grace_ms : 0;
   if (!proto::write_all_until(w.fd, w.enc.finish(), write_by)) {
     return w.wait_exit(200) ? died(true, "") : protocol("worker did not accept the job");
@@ -81,6 +98,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   bool cancel_sent = false;
   int cancel_why = kNoCancel;
   int64_t kill_at = 0;
+  std::string text;  // storage for a bounded string from the current frame
   for (;;) {
     Frame f;
     FrameReader::Result r = w.reader.parse(f);
@@ -91,13 +109,16 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         int32_t level = d.get<int32_t>();
         std::string_view msg = d.str();
         if (!d.ok()) return protocol("malformed log frame");
-        if (fseq == seq && ctx.services != nullptr) ctx.services->job_log(&ctx, level, msg);
+        if (fseq == seq && ctx.services != nullptr) {
+          ctx.services->job_log(&ctx, level, bounds::cut(msg, bounds::kLogMessageMax, text));
+        }
       } else if (f.type == Type::progress) {
         double pct = d.get<double>();
         std::string_view step = d.str();
         if (!d.ok()) return protocol("malformed progress frame");
-        if (fseq == seq && ctx.services != nullptr) {
-          ctx.services->job_progress(&ctx, std::clamp(pct, 0.0, 100.0), step);
+        if (fseq == seq && ctx.services != nullptr && std::isfinite(pct)) {
+          ctx.services->job_progress(&ctx, std::clamp(pct, 0.0, 100.0),
+                                     bounds::cut(step, bounds::kProgressStepMax, text));
         }
       } else if (f.type == Type::enqueue) {
         uint64_t req = d.get<uint64_t>();
@@ -105,7 +126,11 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         if (!d.ok()) return protocol("malformed enqueue frame");
         int64_t id = -1;
         if (fseq == seq && ctx.services != nullptr) {
-          id = ctx.services->job_enqueue(&ctx, kind, payload, options);
+          if (std::string why = bounds::enqueue_refusal(kind, payload, options); !why.empty()) {
+            ctx.services->job_log(&ctx, JR_LOG_ERROR, "enqueue refused: " + why);
+          } else {
+            id = ctx.services->job_enqueue(&ctx, kind, payload, options);
+          }
         }
         proto::Encoder reply;
         reply.begin(Type::enqueue_reply);
@@ -124,6 +149,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         std::string_view result = d.str(), error = d.str();
         if (!d.ok() || !d.at_end()) return protocol("malformed done frame");
         if (fseq != seq) return protocol("done frame for another job");
+        error = bounds::cut(error, bounds::kErrorTextMax, text);
         {
           std::lock_guard<std::mutex> lock(ctx.mu);
           ctx.has_result = (flags & proto::kDoneHasResult) != 0;
@@ -170,7 +196,6 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
     }
     if (cancel_sent && now >= kill_at) {
       w.kill();
-      w.reap();
       std::string grace = std::to_string(opts_.kill_grace_ms) + " ms";
       if (cancel_why == kCancelUser) {
         out.host_error_kind = "cancelled";

@@ -4,10 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <thread>
 
+#include "bounds.hpp"
+#include "cgroup.hpp"
+#include "identity.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
 #include "worker_process.hpp"
@@ -65,7 +69,16 @@ SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plug
       opts_(std::move(opts)),
       has_idle_(plugin.has_idle) {
   worker_path_ = opts_.worker_path.empty() ? default_worker_path() : opts_.worker_path;
-  detail::resolve_user(policy_.user.empty() ? opts_.user : policy_.user, &uid_, &gid_);
+  WorkerIdentity id = plugin_identity(name_, policy_.user.empty() ? opts_.user : policy_.user);
+  uid_ = id.uid;
+  gid_ = id.gid;
+  uid_source_ = id.source;
+  user_name_ = id.name;
+  if (!id.warning.empty()) host_warnings_.push_back(id.warning);
+  bool no_cgroup = std::count(opts_.simulate_missing.begin(), opts_.simulate_missing.end(),
+                              std::string("cgroup")) > 0;
+  cgroup_ = PluginCgroup::create(name_, {policy_.memory_mb, policy_.max_threads}, no_cgroup);
+  if (!cgroup_->warning().empty()) host_warnings_.push_back(cgroup_->warning());
   int n = policy_.workers > 0 ? policy_.workers : std::max(1, opts_.pool_size);
   slots_.resize(static_cast<size_t>(n));
 }
@@ -89,26 +102,105 @@ bool SandboxExecutor::quarantined() const {
 }
 
 void SandboxExecutor::start() {
-  for (auto& s : slots_) {
-    if (s.w) continue;
-    std::string kind, err;
-    bool refused = false;
-    s.w = start_worker(&kind, &err, &refused);
-    if (!s.w) {
-      counters_.restarts[static_cast<int>(Restart::start_failure)]++;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        note_abnormal_locked(proto::steady_ms());
+  std::string why;
+  if (!start_plugin(&why)) throw SandboxError("plugin " + path_ + ": " + why);
+}
+
+bool SandboxExecutor::start_plugin(std::string* why) {
+  bool started = false;
+  std::vector<Slot*> empty;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      *why = "the sandbox is shutting down";
+      return false;
+    }
+    if (int64_t left = quarantined_until_ - proto::steady_ms(); left > 0) {
+      *why = "quarantined after repeated worker crashes (for " + std::to_string(left / 1000) +
+             " s more)";
+      return false;
+    }
+    for (auto& s : slots_) {
+      if (s.busy) continue;
+      if (s.w) {  // a free slot's worker belongs to nobody: readable under mu_
+        started = true;
+        continue;
       }
-      if (refused) {
-        // The plugin's own init said no: the same words as the in-process path.
-        std::string why = err.rfind("init: ", 0) == 0 ? err.substr(6) : err;
-        throw SandboxError("plugin " + path_ + ": init failed: " + why);
-      }
-      throw SandboxError("plugin " + path_ + ": sandbox worker failed to start (" + kind +
-                         "): " + err);
+      s.busy = true;  // ours while its worker starts
+      empty.push_back(&s);
     }
   }
+  std::string reason;
+  for (Slot* s : empty) {
+    std::string kind, err;
+    bool refused = false;
+    try {
+      s->w = start_worker(&kind, &err, &refused);
+    } catch (const std::exception& e) {  // a hello with fields of the wrong types
+      kind = "protocol";
+      err = std::string("malformed hello from the worker: ") + e.what();
+    }
+    if (s->w) {
+      started = true;
+      continue;
+    }
+    counters_.restarts[static_cast<int>(Restart::start_failure)]++;
+    // A worker that dies while starting counts towards quarantine; an init that says no does
+    // not (a dependency of the plugin may be down for a while: the engine retries with backoff).
+    if (!refused) {
+      std::lock_guard<std::mutex> lock(mu_);
+      note_abnormal_locked(proto::steady_ms());
+    }
+    if (refused) {
+      // The plugin's own init said no: the same words as the in-process path.
+      reason = "init failed: " + (err.rfind("init: ", 0) == 0 ? err.substr(6) : err);
+    } else {
+      reason = "sandbox worker failed to start (" + kind + "): " + err;
+    }
+    break;  // the other slots would fail alike
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Slot* s : empty) s->busy = false;
+    ready_ = started;
+    not_ready_ = started ? "" : reason;
+  }
+  cv_.notify_all();
+  if (!started) *why = reason;
+  return started;
+}
+
+bool SandboxExecutor::ready(std::string* why) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ready_) *why = not_ready_;
+  return ready_;
+}
+
+void SandboxExecutor::not_ready(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ready_ = false;
+  not_ready_ = why;
+}
+
+namespace {
+std::atomic<int> g_retiring{0};  // workers being torn down on background threads
+}  // namespace
+
+void SandboxExecutor::retire(std::unique_ptr<WorkerProcess> w) {
+  if (!w) return;
+  if (w->alive()) {
+    w->kill();
+    if (w->wait_exit(100)) w->reap();
+  }
+  if (!w->alive() && !w->net_guard) return;  // gone: the rest of the teardown is quick
+  // Still exiting, or a network guard whose thread may be inside a blocking call: the slot
+  // and the job must not wait for that.
+  ++g_retiring;
+  std::thread([w = std::move(w)]() mutable {
+    w->reap();
+    w.reset();
+    --g_retiring;
+  }).detach();
 }
 
 void SandboxExecutor::stop() {
@@ -118,24 +210,35 @@ void SandboxExecutor::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  // Jobs in flight return by their deadline (+ grace) or on cancellation; wait for them.
+  // Jobs in flight return by their deadline (+ grace) or on cancellation; wait for them, within
+  // a bound: shutdown never waits without end on plugin code.
+  const int64_t wait_by = proto::steady_ms() + opts_.kill_grace_ms + 5000;
+  std::vector<Slot*> mine;
   std::unique_lock<std::mutex> lock(mu_);
   for (auto& s : slots_) {
-    cv_.wait(lock, [&] { return !s.busy; });
+    int64_t left = std::max<int64_t>(0, wait_by - proto::steady_ms());
+    if (!cv_.wait_for(lock, std::chrono::milliseconds(left), [&] { return !s.busy; })) {
+      log::warn("sandbox: a worker is still busy at shutdown; leaving it", {{"plugin", name_}});
+      continue;
+    }
     s.busy = true;  // ours now; nobody else takes a slot once stopping_
+    mine.push_back(&s);
   }
   lock.unlock();
-  for (auto& s : slots_) {
-    if (!s.w) continue;
-    WorkerProcess& w = *s.w;
+  // Every worker runs the plugin's shutdown at the same time; together they get 2 s.
+  for (Slot* s : mine) {
+    if (!s->w) continue;
+    WorkerProcess& w = *s->w;
     w.enc.begin(proto::Type::shutdown);
-    if (!proto::write_all_until(w.fd, w.enc.finish(), proto::steady_ms() + 1000) ||
-        !w.wait_exit(2000)) {
-      w.kill();
-    }
-    w.reap();
-    s.w.reset();
+    if (!proto::write_all_until(w.fd, w.enc.finish(), proto::steady_ms() + 200)) w.kill();
   }
+  const int64_t exit_by = proto::steady_ms() + 2000;
+  for (Slot* s : mine) {
+    if (!s->w) continue;
+    if (!s->w->wait_exit(std::max<int64_t>(0, exit_by - proto::steady_ms()))) s->w->kill();
+    retire(std::move(s->w));
+  }
+  cgroup_->kill_all();  // anything left in the pool's cgroup
 }
 
 std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, std::string* err,
@@ -158,15 +261,27 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
     return nullptr;
   }
   w->scratch = scratch;
+  w->generation = generation_.load();
+  w->output->configure(name_, opts_.output, opts_.log_observer);
+  if (!w->join_cgroup(*cgroup_, err)) {  // before Init: no plugin code runs outside it
+    *kind = "start_failure";
+    return nullptr;
+  }
   nlohmann::json init =
       detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_, gid_, opts_);
+  init["uid_source"] = uid_source_;
+  init["user_name"] = user_name_;
+  init["socket_dirs"] = unix_socket_dirs(plugin_config_);
   nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
   if (hello.is_null()) return nullptr;
   if (!hello.value("ok", false)) {
-    std::string stage = hello.value("stage", "start");
+    // The worker's words (the plugin's init error): bounded before they reach logs and /readyz.
+    std::string storage;
+    std::string stage(bounds::cut(hello.value("stage", "start"), 64, storage));
     *init_refused = stage == "init";
     *kind = stage == "init" ? "init" : "start_failure";
-    *err = stage + ": " + hello.value("error", "unknown error");
+    *err = stage + ": " +
+           std::string(bounds::cut(hello.value("error", "unknown error"), 4096, storage));
     return nullptr;
   }
   counters_.workers_started++;
@@ -174,7 +289,10 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
   {
     std::lock_guard<std::mutex> lock(mu_);
     layers_ = hello.value("layers", nlohmann::json::object());
-    for (const auto& wmsg : hello.value("warnings", nlohmann::json::array())) {
+    layers_["cgroup"] = cgroup_->report();
+    nlohmann::json warnings = hello.value("warnings", nlohmann::json::array());
+    for (const auto& h : host_warnings_) warnings.push_back(h);
+    for (const auto& wmsg : warnings) {
       if (wmsg.is_string() && warned_.insert(wmsg.get<std::string>()).second) {
         fresh.push_back(wmsg.get<std::string>());
       }
@@ -202,6 +320,7 @@ void SandboxExecutor::note_abnormal_locked(int64_t now) {
                         {"window_seconds", opts_.crash_loop_window_seconds},
                         {"quarantine_seconds", opts_.quarantine_seconds}};
     abnormal_.clear();
+    kill_pool_locked();
     log::error("plugin quarantined: its workers keep dying; its jobs stay queued", f);
     if (opts_.log_observer) {
       opts_.log_observer(log::Level::error,
@@ -210,11 +329,19 @@ void SandboxExecutor::note_abnormal_locked(int64_t now) {
   }
 }
 
+void SandboxExecutor::kill_pool_locked() {
+  generation_.fetch_add(1);
+  for (auto& s : slots_) {
+    if (!s.busy && s.w) s.w.reset();  // SIGKILL and reap; busy ones die by the cgroup kill
+  }
+  cgroup_->kill_all(500);
+}
+
 void SandboxExecutor::worker_died(Slot* s, Restart why, const std::string& kind,
                                   const std::string& text, bool abnormal) {
   counters_.restarts[static_cast<int>(why)]++;
   pid_t pid = s->w ? s->w->pid : -1;
-  s->w.reset();
+  retire(std::move(s->w));
   if (abnormal) {
     std::lock_guard<std::mutex> lock(mu_);
     note_abnormal_locked(proto::steady_ms());
@@ -301,7 +428,12 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
   }
   std::string kind, err;
   bool refused = false;
-  s->w = start_worker(&kind, &err, &refused);
+  try {
+    s->w = start_worker(&kind, &err, &refused);
+  } catch (const std::exception& e) {  // a hello with fields of the wrong types
+    kind = "protocol";
+    err = std::string("malformed hello from the worker: ") + e.what();
+  }
   if (s->w) return true;
   counters_.restarts[static_cast<int>(Restart::start_failure)]++;
   {
@@ -310,6 +442,7 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
   }
   say(log::Level::error, "sandbox worker failed to start; the job goes back to the queue",
       {{"error_kind", kind}, {"error", err}});
+  if (refused) not_ready("init failed: " + (err.rfind("init: ", 0) == 0 ? err.substr(6) : err));
   out.release = true;  // not the job's fault: no attempt used
   out.host_error_kind = kind == "init" ? "unavailable" : kind;
   out.host_error = "sandbox worker failed to start: " + err;
@@ -345,9 +478,9 @@ void SandboxExecutor::account(const ExecOutcome& out, const jr_job& job) {
       {{"job_id", job.id}, {"kind", job.kind}, {"error_kind", kind}, {"error", out.host_error}});
 }
 
-int32_t SandboxExecutor::idle(jr_job_ctx& ctx) {
+int32_t SandboxExecutor::idle(jr_job_ctx& ctx, int64_t deadline) {
   ExecOutcome out;
-  return idle_until(ctx, 0, &out);
+  return idle_until(ctx, deadline, &out);
 }
 
 int32_t SandboxExecutor::idle_until(jr_job_ctx& ctx, int64_t deadline, ExecOutcome* out) {
@@ -380,12 +513,11 @@ void SandboxExecutor::maybe_recycle(Slot* s, bool oom) {
       !w.wait_exit(1000)) {
     w.kill();
   }
-  w.reap();
   Restart r = oom ? Restart::oom : Restart::recycle;
   counters_.restarts[static_cast<int>(r)]++;
   say(log::Level::info, "sandbox worker recycled",
       {{"reason", restart_name(r)}, {"why", why}, {"pid", w.pid}, {"jobs", w.jobs}});
-  s->w.reset();
+  retire(std::move(s->w));
 }
 
 }  // namespace jr::sandbox

@@ -64,6 +64,8 @@ void apply(Policy& p, const nlohmann::json& obj, const nlohmann::json& plugin_co
       for (auto& s : get_paths(v, key)) p.readable.push_back(s);
     } else if (key == "writable") {
       for (auto& s : get_paths(v, key)) p.writable.push_back(s);
+    } else if (key == "sockets") {
+      for (auto& s : get_paths(v, key)) p.sockets.push_back(s);
     } else if (key == "readable_config_keys" || key == "writable_config_keys") {
       if (!v.is_array()) throw PolicyError("sandbox." + key + " must be an array of config keys");
       for (const auto& k : v) {
@@ -87,6 +89,9 @@ void apply(Policy& p, const nlohmann::json& obj, const nlohmann::json& plugin_co
       p.max_file_mb = get_count(v, key, int64_t{1} << 30);
     } else if (key == "max_threads") {
       p.max_threads = get_count(v, key, 1 << 20);
+    } else if (key == "scratch_mb") {
+      p.scratch_mb = get_count(v, key, int64_t{1} << 20);
+      if (p.scratch_mb < 1) throw PolicyError("sandbox.scratch_mb must be between 1 and 1048576");
     } else if (key == "user") {
       if (!from_host) continue;  // a plugin does not pick the uid it runs as
       if (!v.is_string()) throw PolicyError("sandbox.user must be a user name");
@@ -118,13 +123,15 @@ nlohmann::json Policy::to_json() const {
           {"network", network_name(network)},
           {"readable", readable},
           {"writable", writable},
+          {"sockets", sockets},
           {"max_jobs", max_jobs},
           {"max_rss_mb", max_rss_mb},
           {"workers", workers},
           {"max_open_files", max_open_files},
           {"max_file_mb", max_file_mb},
           {"max_threads", max_threads},
-          {"user", user.empty() ? "nobody" : user}};
+          {"scratch_mb", scratch_mb},
+          {"user", user}};
 }
 
 nlohmann::json Policy::grants_json() const {
@@ -139,7 +146,7 @@ Policy make_policy(const nlohmann::json& manifest, const nlohmann::json& config_
   }
   apply(p, config_override, plugin_config, true);
   // De-duplicate grants while keeping their order (the worker adds one Landlock rule per path).
-  for (auto* list : {&p.readable, &p.writable}) {
+  for (auto* list : {&p.readable, &p.writable, &p.sockets}) {
     std::set<std::string> seen;
     std::vector<std::string> out;
     for (auto& s : *list) {
@@ -177,6 +184,7 @@ constexpr KeySpec kKeys[] = {
     {"writable", Cmp::subset},
     {"readable_config_keys", Cmp::subset},
     {"writable_config_keys", Cmp::subset},
+    {"sockets", Cmp::subset},  // loopback: unix sockets reachable besides the grants above
     {"max_jobs", Cmp::any},
     {"max_rss_mb", Cmp::any},
     {"workers", Cmp::le},

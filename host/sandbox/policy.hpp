@@ -31,13 +31,17 @@ struct Policy {
   Network network = Network::none;  // none: netns + socket() EPERM; loopback/full: sockets allowed
   std::vector<std::string> readable;  // extra read-only paths
   std::vector<std::string> writable;  // extra read-write paths (the scratch dir is always one)
-  int64_t max_jobs = 0;               // recycle a worker after this many jobs; 0 = never
-  int64_t max_rss_mb = 0;             // recycle a worker whose peak RSS passed this; 0 = never
-  int workers = 0;                    // pool size; 0 = the executor's default (concurrency share)
-  int64_t max_open_files = 256;       // RLIMIT_NOFILE
-  int64_t max_file_mb = 1024;         // RLIMIT_FSIZE
-  int64_t max_threads = 4096;         // RLIMIT_NPROC (per uid: all workers sharing the uid count)
-  std::string user;                   // uid to run as when the host is root ("" = nobody)
+  // network = "loopback": unix sockets (files, or directories holding them) the worker may reach
+  // besides those beneath readable/writable paths (net_guard.hpp)
+  std::vector<std::string> sockets;
+  int64_t max_jobs = 0;          // recycle a worker after this many jobs; 0 = never
+  int64_t max_rss_mb = 0;        // recycle a worker whose peak RSS passed this; 0 = never
+  int workers = 0;               // pool size; 0 = the executor's default (concurrency share)
+  int64_t max_open_files = 256;  // RLIMIT_NOFILE
+  int64_t max_file_mb = 1024;    // RLIMIT_FSIZE
+  int64_t max_threads = 4096;    // RLIMIT_NPROC and pids.max: all the plugin's workers
+  int64_t scratch_mb = 256;      // size of each worker's scratch tmpfs (1 .. 1<<20)
+  std::string user;              // uid to run as when the host is root ("" = allocated)
 
   // Host-side grants (not part of a worker's confinement; copied to LoadedPlugin::grants):
   bool database = false;                   // a database role and URL for it; false = no URL

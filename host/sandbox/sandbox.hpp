@@ -34,12 +34,15 @@
 #include "plugin_loader.hpp"
 #include "policy.hpp"
 #include "protocol.hpp"
+#include "worker_output.hpp"
 
 namespace jr {
 struct Config;
 }
 
 namespace jr::sandbox {
+
+class PluginCgroup;
 
 class SandboxError : public std::runtime_error {
  public:
@@ -62,7 +65,11 @@ struct SandboxOptions {
   int64_t respawn_backoff_initial_ms = 100;
   int64_t respawn_backoff_max_ms = 5000;
   std::string scratch_root;  // per-worker scratch dirs live here ("" = $TMPDIR or /tmp)
-  std::string user;          // uid for workers when the host is root ("" = nobody/nogroup)
+  std::string user;          // uid for workers when the host is root ("" = one per plugin)
+  // describe_with_report: give the worker the uid (and a cgroup named after) this plugin
+  // rather than the describe uid (`plugins check`, once the name is known).
+  std::string describe_as;
+  OutputLimits output;  // bounds on what a worker writes to stdout/stderr (worker_output.hpp)
   std::vector<std::string> simulate_missing;  // tests: pretend the kernel lacks these layers
   // Tests: sees every log line the sandbox writes (after it went to the log).
   std::function<void(log::Level, const std::string&, const nlohmann::json&)> log_observer;
@@ -123,23 +130,35 @@ class SandboxExecutor final : public Executor {
                   SandboxOptions opts);
   ~SandboxExecutor() override;
 
-  // Starts the pool's workers (load + init of the plugin in each). Throws SandboxError when the
-  // first worker cannot start (bad plugin, init refused): the in-process path fails the same way.
+  // Starts the pool's workers (load + init of the plugin in each). Throws SandboxError when no
+  // worker can start (bad plugin, init refused). The runner uses start_plugin() instead.
   void start();
-  // Asks idle workers to shut down (the plugin's shutdown runs), waits for running jobs to
-  // return, then kills what is left. Later run() calls release their jobs.
+  // Asks idle workers to shut down (the plugin's shutdown runs), waits a bounded time for running
+  // jobs to return, then kills what is left. Later run() calls release their jobs.
   void stop();
 
   ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
   // The plugin's idle hook in a worker: its return value, or -1 (no hook, or the worker failed).
-  int32_t idle(jr_job_ctx& ctx) override;
-  // Same, with a deadline and the outcome (host_error_kind etc.) when the worker failed.
+  // The worker is killed at the deadline (0 = none) or once ctx.cancel is set (+ kill grace).
+  int32_t idle(jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
+  // Same, with the outcome (host_error_kind etc.) when the worker failed.
   int32_t idle_until(jr_job_ctx& ctx, int64_t deadline_steady_ms, ExecOutcome* out);
+
+  // Starts workers in the free empty slots; true (ready) once at least one worker runs the
+  // plugin, false with the reason (init refused, worker failed to start) otherwise. Never throws.
+  bool start_plugin(std::string* why) override;
+  // False before the first worker started, and again after a new worker's init was refused
+  // (until start_plugin() succeeds).
+  bool ready(std::string* why) const override;
+  bool can_stop_calls() const override { return true; }
 
   bool has_idle() const { return has_idle_; }
   const Policy& policy() const { return policy_; }
   const Counters& counters() const { return counters_; }
   nlohmann::json layers() const;  // the layers the last started worker reported
+  // The pool's cgroup (tests, `plugins check`); inert when cgroups are unavailable.
+  const PluginCgroup& cgroup() const { return *cgroup_; }
+  int64_t uid() const { return uid_; }
   bool quarantined() const;
   int pool_size() const { return static_cast<int>(slots_.size()); }
 
@@ -159,7 +178,12 @@ class SandboxExecutor final : public Executor {
   void worker_died(Slot* s, Restart why, const std::string& kind, const std::string& text,
                    bool abnormal);
   void maybe_recycle(Slot* s, bool oom);
+  // Tears a worker down without waiting on it: killed and reaped here when that is quick,
+  // otherwise (still exiting, or a network guard to stop) on a background thread.
+  void retire(std::unique_ptr<WorkerProcess> w);
+  void not_ready(const std::string& why);
   void note_abnormal_locked(int64_t now);
+  void kill_pool_locked();  // quarantine: every worker goes (cgroup kill)
   void say(log::Level l, const std::string& msg, nlohmann::json fields);
   void account(const ExecOutcome& out, const jr_job& job);
 
@@ -171,6 +195,13 @@ class SandboxExecutor final : public Executor {
   SandboxOptions opts_;
   std::string worker_path_;
   int64_t uid_ = -1, gid_ = -1;
+  std::string uid_source_;                  // how uid_ was chosen (identity.hpp)
+  std::string user_name_;                   // its name in the workers\' /etc/passwd
+  std::vector<std::string> host_warnings_;  // degraded host-side layers (uid, cgroup)
+  std::shared_ptr<PluginCgroup> cgroup_;    // the pool's cgroup (inert when unavailable)
+  // Bumped when the whole pool is killed (quarantine): a worker of an older generation that
+  // dies during a job was killed with the pool, and its job is released.
+  std::atomic<uint64_t> generation_{0};
   Counters counters_;
 
   mutable std::mutex mu_;
@@ -184,6 +215,8 @@ class SandboxExecutor final : public Executor {
   nlohmann::json layers_;
   std::set<std::string> warned_;  // degraded-layer warnings already logged
   bool has_idle_ = false;
+  bool ready_ = false;                  // guarded by mu_
+  std::string not_ready_ = "starting";  // guarded by mu_
 };
 
 // The effective policy of `plugin` given its host config section (which may hold "sandbox"),

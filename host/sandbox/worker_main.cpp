@@ -1,5 +1,7 @@
 // jr-worker: the sandbox worker process. Started by exec from the host (never a bare fork), with
-// the IPC socket on fd 3 and the shared page (memfd) on fd 4. It reads one Init frame, confines
+// the IPC socket on fd 3, the shared page (a sealed memfd, closed once mapped) on fd 4, and
+// stdout/stderr on pipes the host reads. The host puts it in the plugin's cgroup before it sends
+// the Init frame, so it waits for that frame before anything else. It reads Init, confines
 // itself (confine.hpp), and only then loads the plugin (which runs its constructors), calls its
 // init, sends Hello with the layers applied, and serves Job frames one at a time until Shutdown
 // or end of stream.
@@ -170,7 +172,12 @@ void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   if (g_oom.load(std::memory_order_relaxed)) flags |= proto::kDoneOom;
   std::string_view result;
   std::string_view error = clip(ctx.error);
-  if (ctx.has_result) {
+  uint64_t result_size = ctx.result.size();
+  if (ctx.result_refused_size > 0) {  // set_result refused it (bounds::kResultMax)
+    flags |= proto::kDoneTooBig;
+    status = JR_ERR_RETRYABLE;
+    result_size = ctx.result_refused_size;
+  } else if (ctx.has_result) {
     if (ctx.result.size() + error.size() + 128 > g_max_frame) {
       // Refuse here rather than send a frame the host must kill us for.
       flags |= proto::kDoneTooBig;
@@ -187,7 +194,7 @@ void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   g_enc.put<double>(ctx.snooze_seconds);
   g_enc.put<int64_t>(cpu_us);
   g_enc.put<int64_t>(ru.ru_maxrss);
-  g_enc.put<uint64_t>(ctx.result.size());
+  g_enc.put<uint64_t>(result_size);
   g_enc.str(result);
   g_enc.str(error);
   send_locked();
@@ -241,6 +248,7 @@ int serve(jr::LoadedPlugin& p, void* state) {
       ctx.result.clear();
       ctx.error.clear();
       ctx.snooze_seconds = 0;
+      ctx.result_refused_size = 0;
     }
     g_oom.store(false, std::memory_order_relaxed);
     g_seq.store(seq, std::memory_order_release);
@@ -272,6 +280,7 @@ int main(int argc, char** argv) {
   void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, proto::kSharedFd, 0);
   if (page == MAP_FAILED) return 65;
   g_shared = static_cast<proto::SharedPage*>(page);
+  close(proto::kSharedFd);  // the mapping is all we need; the plugin gets no handle on the memfd
   static FrameReader reader(proto::kDefaultMaxFrame);
   reader.set_spin_us(0);  // until the host allows it (SharedPage::spin_us, set per job)
   g_reader = &reader;
@@ -296,6 +305,11 @@ int main(int argc, char** argv) {
     spec.scratch_dir = init.value("scratch", "");
     spec.uid = init.value("uid", int64_t{-1});
     spec.gid = init.value("gid", int64_t{-1});
+    spec.uid_source = init.value("uid_source", "");
+    spec.user_name = init.value("user_name", "");
+    for (const auto& dir : init.value("socket_dirs", nlohmann::json::array())) {
+      spec.socket_dirs.push_back(dir.get<std::string>());
+    }
     spec.host_pid = host_pid;
     for (const auto& s : init.value("simulate_missing", nlohmann::json::array())) {
       spec.simulate_missing.insert(s.get<std::string>());

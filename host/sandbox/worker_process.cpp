@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -17,6 +19,8 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "log.hpp"
@@ -82,6 +86,99 @@ int sys_pidfd_kill(int pidfd, int sig) {
 
 }  // namespace
 
+namespace {
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+void add_hosts(const std::string& list, std::vector<std::string>& out) {
+  size_t i = 0;
+  while (i <= list.size()) {
+    size_t j = list.find(',', i);
+    if (j == std::string::npos) j = list.size();
+    std::string h = list.substr(i, j - i);
+    while (h.size() > 1 && h.back() == '/') h.pop_back();
+    if (!h.empty() && h[0] == '/' && h.find("..") == std::string::npos &&
+        std::find(out.begin(), out.end(), h) == out.end()) {
+      out.push_back(h);
+    }
+    i = j + 1;
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> unix_socket_dirs(const nlohmann::json& plugin_config) {
+  std::vector<std::string> out;
+  if (!plugin_config.is_object()) return out;
+  auto it = plugin_config.find("database_url");
+  if (it == plugin_config.end() || !it->is_string()) return out;
+  std::string url = it->get<std::string>();
+  size_t scheme = url.find("://");
+  if (scheme != std::string::npos) {
+    // postgresql://user:pw@%2Fsocket%2Fdir:5432/db?host=/socket/dir&...
+    size_t start = scheme + 3;
+    size_t end = url.find_first_of("/?", start);
+    std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
+    size_t at = authority.rfind('@');
+    if (at != std::string::npos) authority = authority.substr(at + 1);
+    size_t colon = authority.rfind(':');
+    if (colon != std::string::npos) authority = authority.substr(0, colon);
+    add_hosts(url_decode(authority), out);
+    size_t q = url.find('?');
+    while (q != std::string::npos) {
+      size_t amp = url.find('&', q + 1);
+      std::string kv = url.substr(q + 1, amp == std::string::npos ? amp : amp - q - 1);
+      if (kv.rfind("host=", 0) == 0) add_hosts(url_decode(kv.substr(5)), out);
+      q = amp;
+    }
+  } else {
+    // key=value: host=/socket/dir dbname=...
+    std::istringstream in(url);
+    for (std::string kv; in >> kv;) {
+      if (kv.rfind("host=", 0) == 0) add_hosts(kv.substr(5), out);
+    }
+  }
+  return out;
+}
+
+void remove_stale_scratch_dirs(const std::string& root) {
+  static std::mutex mu;
+  static std::set<std::string> done;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!done.insert(root).second) return;
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("jr-sandbox-", 0) != 0) continue;
+    // ...-<pid>-<n>: the pid is the second field from the end.
+    size_t last = name.rfind('-');
+    size_t prev =
+        last == std::string::npos || last == 0 ? std::string::npos : name.rfind('-', last - 1);
+    if (prev == std::string::npos || prev < 11) continue;
+    std::string pid = name.substr(prev + 1, last - prev - 1);
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+  }
+}
+
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
@@ -115,8 +212,12 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   // stall the host.
   timeval tick{0, kReadTickMs * 1000};
   setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
-  int mfd = memfd_create("jr-shared", MFD_CLOEXEC);
-  if (child < 0 || mfd < 0 || ftruncate(mfd, 4096) != 0) {
+  // The shared page: sealed at its size once sized, so the worker cannot shrink it under the
+  // host's mapping (a SIGBUS in the runner) nor grow it; populated by the host now, so its page
+  // is the host's and no later access by the host faults.
+  int mfd = memfd_create("jr-shared", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (child < 0 || mfd < 0 || ftruncate(mfd, 4096) != 0 ||
+      fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     *err = errstr("memfd");
     if (child >= 0) close(child);
     if (mfd >= 0) close(mfd);
@@ -124,13 +225,40 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   }
   w->memfd_ = fcntl(mfd, F_DUPFD_CLOEXEC, 10);
   close(mfd);
-  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w->memfd_, 0);
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, w->memfd_, 0);
   if (page == MAP_FAILED) {
     *err = errstr("mmap");
     close(child);
     return nullptr;
   }
   w->shared = static_cast<proto::SharedPage*>(page);
+  std::memset(page, 0, 4096);
+  // The worker's own stdout and stderr: pipes the host reads (never the host's stderr, whose
+  // file and flags a plugin could otherwise truncate and change).
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    *err = errstr("pipe");
+    close(child);
+    return nullptr;
+  }
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    *err = errstr("pipe");
+    close(child);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return nullptr;
+  }
+  struct PipeEnds {
+    int fds[4];
+    ~PipeEnds() {
+      for (int fd : fds) {
+        if (fd >= 0) close(fd);
+      }
+    }
+  } pipes{{out_pipe[0], err_pipe[0], fcntl(out_pipe[1], F_DUPFD_CLOEXEC, 10),
+           fcntl(err_pipe[1], F_DUPFD_CLOEXEC, 10)}};
+  close(out_pipe[1]);
+  close(err_pipe[1]);
 
   std::string host_pid = std::to_string(getpid());
   std::vector<char*> argv = {const_cast<char*>(worker_path.c_str()),
@@ -139,13 +267,8 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (isatty(2)) {
-    // Never a terminal in the sandbox (TIOCSTI would let a plugin type into it).
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  } else {
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);  // plugin stdout never reaches the host's stdout
-  }
+  posix_spawn_file_actions_adddup2(&fa, pipes.fds[2], 1);
+  posix_spawn_file_actions_adddup2(&fa, pipes.fds[3], 2);
   posix_spawn_file_actions_adddup2(&fa, child, proto::kWorkerFd);
   posix_spawn_file_actions_adddup2(&fa, w->memfd_, proto::kSharedFd);
   posix_spawn_file_actions_adddup2(&fa, plugin_fd.fd, proto::kPluginFd);
@@ -170,6 +293,10 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& worker_pa
     return nullptr;
   }
   w->pid = pid;
+  // The worker holds the write ends now; the host keeps only the read ends.
+  std::string label = std::filesystem::path(plugin_path).filename().string();
+  w->output = WorkerOutput::attach(pipes.fds[0], pipes.fds[1], label, pid);
+  pipes.fds[0] = pipes.fds[1] = -1;
   w->pidfd = sys_pidfd_open(pid);
   if (w->pidfd < 0) {
     *err = errstr("pidfd_open");
@@ -197,6 +324,14 @@ WorkerProcess::~WorkerProcess() {
     std::filesystem::remove_all(scratch, ec);
   }
 }
+
+bool WorkerProcess::join_cgroup(PluginCgroup& cg, std::string* err) {
+  if (!cg.active()) return true;
+  cgroup_leaf = cg.place(pid, err);
+  return cgroup_leaf != nullptr;
+}
+
+int WorkerProcess::shared_seals() const { return fcntl(memfd_, F_GET_SEALS); }
 
 void WorkerProcess::kill() {
   if (pid <= 0 || reaped_) return;
@@ -276,7 +411,7 @@ bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& 
     int own_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
     net_guard = std::make_unique<NetGuard>(
         listener, own_pidfd, init.value("uid", int64_t{-1}), init.value("gid", int64_t{-1}),
-        [plugin, p = pid](const std::string& why) {
+        NetRules::for_worker(init), [plugin, p = pid](const std::string& why) {
           log::warn("sandbox: network call refused",
                     {{"plugin", plugin}, {"pid", p}, {"why", why}});
         });

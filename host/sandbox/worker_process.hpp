@@ -1,8 +1,11 @@
 // Host side of one jr-worker process: spawned by posix_spawn (exec of the jr-worker binary, never
 // a fork of the multithreaded host) from one long-lived spawner thread (the parent-death signal
 // follows the thread that created the child, so it must outlive the workers), with the IPC
-// socket on fd 3 and the shared page on fd 4. Owns the socket, a pidfd, the mapping and the
-// scratch directory; the destructor kills and reaps the process if it is still there.
+// socket on fd 3, the shared page on fd 4 (a memfd sealed against shrinking and growing, so the
+// worker cannot make the host's mapping fault) and its own stdout/stderr pipes on fd 1/2 (read
+// by worker_output.hpp). Owns the socket, a pidfd, the mapping, the output pipes, its cgroup
+// leaf and the scratch directory; the destructor kills and reaps the process if it is still
+// there, then logs what it wrote last and removes its leaf.
 //
 // Threading: one WorkerProcess is used by one thread at a time (the pool hands it out).
 #pragma once
@@ -13,8 +16,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "cgroup.hpp"
 #include "protocol.hpp"
+#include "worker_output.hpp"
 
 namespace jr::sandbox {
 
@@ -41,6 +47,12 @@ class WorkerProcess {
   nlohmann::json handshake(const nlohmann::json& init, int64_t timeout_ms, std::string* kind,
                            std::string* err);
 
+  // Moves the (just spawned) worker into `cg` before it gets its Init frame. False with `err`
+  // set when that failed: the worker must not run (the caller drops it).
+  bool join_cgroup(PluginCgroup& cg, std::string* err);
+  // The seals of the shared page's memfd (tests).
+  int shared_seals() const;
+
   void kill();                         // SIGKILL; remembered so the status is not blamed on OOM
   bool wait_exit(int64_t timeout_ms);  // true once the process has exited (pidfd readable)
   int reap();                          // waits for and returns the wait status (once; cached)
@@ -63,6 +75,10 @@ class WorkerProcess {
   std::string scratch;  // removed with the worker
   int64_t started_ms = 0;
   std::unique_ptr<NetGuard> net_guard;  // network = "loopback" only
+  uint64_t generation = 0;              // the executor's pool generation when it started
+  // Declared last among the public members: destroyed first after the process is reaped.
+  std::unique_ptr<CgroupLeaf> cgroup_leaf;
+  std::unique_ptr<WorkerOutput> output;  // its stdout/stderr
 
  private:
   explicit WorkerProcess(uint32_t max_frame);  // out of line: NetGuard is incomplete here
@@ -72,6 +88,15 @@ class WorkerProcess {
   bool reaped_ = false;
   int status_ = 0;
 };
+
+// The directories of the unix sockets a plugin's config names: the host (or host=) of its
+// `database_url` when that is an absolute path (a PostgreSQL socket directory). A worker with a
+// network sees them in its minimal root (mount_ns.hpp).
+std::vector<std::string> unix_socket_dirs(const nlohmann::json& plugin_config);
+
+// Once per process and scratch root: removes the scratch directories
+// (`jr-sandbox-<plugin>-<pid>-<n>`) of runners that are gone (their pid is dead here).
+void remove_stale_scratch_dirs(const std::string& root);
 
 // "SIGSEGV" for 11, "signal 77" for unknown numbers.
 std::string signal_name(int sig);

@@ -7,6 +7,7 @@
 #include <jobrunner/plugin.hpp>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,7 +74,9 @@ class ContestSubmit : public jobrunner::Plugin {
     // Producers put each submission on its contest's queue, contest:submissions:{contest_id};
     // this default only catches producers that forget to.
     i.kinds.push_back({"contest_submit", "contest:submissions:default", 30000, 10, ""});
-    i.manifest = {{"sandbox", {{"network", "loopback"}, {"memory_mb", 256}}},
+    // "database": its own role and schema (plugin_contest_submit) on the runner's database.
+    i.manifest = {{"database", true},
+                  {"sandbox", {{"network", "loopback"}, {"memory_mb", 256}}},
                   {"env",
                    {{"CONTEST_SUBMIT_DATABASE_URL", "database_url"},
                     {"CONTEST_SUBMIT_STATEMENT_TIMEOUT_MS", "statement_timeout_ms"}}}};
@@ -121,6 +124,14 @@ class ContestSubmit : public jobrunner::Plugin {
     try {
       Lease conn(*pool_);
       contest::JudgeOutcome o = (*conn).judge(s);
+      // Seed 004's operators read one line per judged submission (a redelivery included).
+      std::string verdict(contest::to_string(o.verdict));
+      job.info((o.redelivered ? "submission " + s.id + " already judged (redelivered)"
+                              : "judged submission " + s.id) +
+               ": job " + std::to_string(job.id()) + ", contest " + std::to_string(o.contest_id) +
+               ", team " + o.team_id + ", problem " + o.problem_id + ", queue " +
+               std::string(queue) + ", verdict " + verdict + ", score " + std::to_string(o.score));
+      note_queue(*conn, job, s);
       conn.done();
       if (o.conflict) {
         job.warn("submission " + s.id +
@@ -140,7 +151,37 @@ class ContestSubmit : public jobrunner::Plugin {
   }
 
  private:
+  // Logs the discovery of a queue once for all runners: the first time this process judges
+  // from a queue, it records the queue in contest_queues, and logs when that insert was the
+  // first anywhere. The verdict is already committed: a failure here only costs the log line
+  // (tried again on the next submission from that queue).
+  void note_queue(contest::JudgeConnection& conn, jobrunner::Job& job,
+                  const contest::Submission& s) {
+    std::string queue(job.queue());
+    {
+      std::lock_guard<std::mutex> lock(queues_mu_);
+      if (known_queues_.count(queue)) return;
+    }
+    bool first;
+    try {
+      first = conn.note_queue(queue, s.contest_id, job.id(), s.id);
+    } catch (const pqxx::failure& e) {
+      job.warn("recording queue " + queue + " in contest_queues failed: " + e.what());
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(queues_mu_);
+      known_queues_.insert(queue);
+    }
+    if (first) {
+      job.info("discovered queue " + queue + ": first submission " + s.id + " of contest " +
+               std::to_string(s.contest_id) + " (job " + std::to_string(job.id()) + ")");
+    }
+  }
+
   std::unique_ptr<ConnectionPool> pool_;
+  std::mutex queues_mu_;
+  std::set<std::string> known_queues_;  // queues this process has recorded; guarded by queues_mu_
 };
 
 }  // namespace

@@ -63,7 +63,9 @@ class DatasetParse : public jobrunner::Plugin {
     // 1 hour per attempt; 4 attempts with retries after 1, 5 and 15 minutes.
     i.kinds.push_back({kParse, "datasets", 3'600'000, 4, "60,300,900"});
     i.kinds.push_back({kReprocess, "datasets", 3'600'000, 4, "60,300,900"});
-    i.manifest = {{"env",
+    // "database": its own role and schema (plugin_dataset_parse) on the runner's database.
+    i.manifest = {{"database", true},
+                  {"env",
                    {{"WORKER_STORAGE_ROOT", "storage_root"},
                     {"DATASET_DATABASE_URL", "database_url"},
                     {"DATASET_BATCH_SIZE", "batch_size"},

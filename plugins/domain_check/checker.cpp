@@ -10,11 +10,14 @@
 #include <thread>
 
 #include "domain_name.hpp"
+#include "utf8_text.hpp"
 #include "whois_client.hpp"
 
 namespace domain_check {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr size_t kWhoisExcerptBytes = 200;  // of the decoded (UTF-8) reply
 
 std::string iso8601_now() {
   auto now = std::chrono::system_clock::now();
@@ -39,6 +42,13 @@ nlohmann::json DomainResult::to_json() const {
                       {"latency_ms", latency_ms},
                       {"details", details}};
   return j;
+}
+
+void DomainResult::make_storable() {
+  for (std::string* s : {&input, &name, &status, &method, &reason, &checked_at}) {
+    if (!is_valid_utf8(*s) || s->find('\0') != std::string::npos) *s = to_utf8(*s);
+  }
+  domain_check::make_storable(details);
 }
 
 Checker::Checker(const Settings& s) : s_(s) {}
@@ -99,7 +109,9 @@ void Checker::confirm_with_whois(DnsClient& dns, const std::string& name, Domain
       r.details["error"] = reply.detail;
       return;
   }
-  r.details["whois_excerpt"] = reply.text.substr(0, 200);
+  // The reply is whatever bytes the server sent (Latin-1 is common): decode it, then cut on a
+  // character boundary, so the excerpt is valid UTF-8 (it is stored as jsonb).
+  r.details["whois_excerpt"] = utf8_prefix(to_utf8(reply.text), kWhoisExcerptBytes);
   if (reply.text.find_first_not_of(" \t\r\n") == std::string::npos) {
     r.status = "unknown";
     r.reason = "WHOIS empty reply";
@@ -253,6 +265,7 @@ std::vector<DomainResult> Checker::check_all(const std::vector<std::string>& inp
       results[i] = std::move(copy);
     }
   }
+  for (auto& r : results) r.make_storable();
   return results;
 }
 

@@ -26,6 +26,9 @@ struct DomainResult {
   nlohmann::json details = nlohmann::json::object();
 
   nlohmann::json to_json() const;
+  // Makes every text field valid UTF-8 without NUL (utf8_text.hpp), so that dumping and
+  // storing this result cannot fail whatever bytes a server sent.
+  void make_storable();
 };
 
 using ProgressFn = std::function<void(size_t done, size_t total)>;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "utf8_text.hpp"
+
 namespace domain_check {
 namespace {
 
@@ -93,8 +95,40 @@ void DomainStore::ensure_schema() {
   schema_ready_ = true;
 }
 
-size_t DomainStore::upsert(const std::vector<DomainResult>& results) {
+namespace {
+
+// SQLSTATE classes that depend on one row's values rather than on the database's condition:
+// 22 data exception, 23 integrity constraint violation, 54 program limit exceeded.
+bool row_error(const pqxx::sql_error& e) {
+  const std::string& s = e.sqlstate();
+  return s.rfind("22", 0) == 0 || s.rfind("23", 0) == 0 || s.rfind("54", 0) == 0;
+}
+
+std::string values_tuple(pqxx::transaction_base& tx, const DomainResult& r) {
+  nlohmann::json details = r.details;
+  details["latency_ms"] = r.latency_ms;
+  if (!r.reason.empty()) details["reason"] = r.reason;
+  make_storable(details);
+  return "(" + tx.quote(to_utf8(r.name)) + "," + tx.quote(r.status) + "," +
+         (r.method.empty() ? std::string("NULL") : tx.quote(r.method)) + "," +
+         tx.quote(r.checked_at) + "::timestamptz," +
+         tx.quote(details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) +
+         "::jsonb)";
+}
+
+const char* const kUpsertHead =
+    "INSERT INTO domains (name, status, method, checked_at, details) VALUES ";
+const char* const kUpsertTail =
+    " ON CONFLICT (name) DO UPDATE SET status = EXCLUDED.status, method = EXCLUDED.method,"
+    " checked_at = EXCLUDED.checked_at, details = EXCLUDED.details,"
+    " recheck_enqueued_at = NULL"
+    " WHERE domains.checked_at <= EXCLUDED.checked_at";
+
+}  // namespace
+
+UpsertReport DomainStore::upsert(const std::vector<DomainResult>& results) {
   ensure_schema();
+  UpsertReport report;
   std::vector<const DomainResult*> rows;
   for (const auto& r : results) {
     if (r.status != "invalid" && !r.name.empty()) rows.push_back(&r);
@@ -107,37 +141,64 @@ size_t DomainStore::upsert(const std::vector<DomainResult>& results) {
       std::unique(rows.begin(), rows.end(),
                   [](const DomainResult* a, const DomainResult* b) { return a->name == b->name; }),
       rows.end());
-  if (rows.empty()) return 0;
+  if (rows.empty()) return report;
   Lease conn(*this);
   try {
     pqxx::work tx(*conn);
     constexpr size_t kChunk = 500;
     for (size_t start = 0; start < rows.size(); start += kChunk) {
-      std::string sql = "INSERT INTO domains (name, status, method, checked_at, details) VALUES ";
       size_t end = std::min(rows.size(), start + kChunk);
+      std::string sql = kUpsertHead;
+      for (size_t i = start; i < end; ++i) {
+        if (i > start) sql += ',';
+        sql += values_tuple(tx, *rows[i]);
+      }
+      try {
+        pqxx::subtransaction chunk(tx, "chunk");
+        chunk.exec(sql + kUpsertTail);
+        chunk.commit();
+        report.written += end - start;
+        continue;
+      } catch (const pqxx::sql_error& e) {
+        if (!row_error(e)) throw;
+      }
+      // Some row of this chunk was refused: write them one by one, each behind a savepoint.
       for (size_t i = start; i < end; ++i) {
         const DomainResult& r = *rows[i];
-        nlohmann::json details = r.details;
-        details["latency_ms"] = r.latency_ms;
-        if (!r.reason.empty()) details["reason"] = r.reason;
-        if (i > start) sql += ',';
-        sql += "(" + tx.quote(r.name) + "," + tx.quote(r.status) + "," +
-               (r.method.empty() ? std::string("NULL") : tx.quote(r.method)) + "," +
-               tx.quote(r.checked_at) + "::timestamptz," + tx.quote(details.dump()) + "::jsonb)";
+        try {
+          pqxx::subtransaction one(tx, "row");
+          one.exec(kUpsertHead + values_tuple(tx, r) + kUpsertTail);
+          one.commit();
+          ++report.written;
+          continue;
+        } catch (const pqxx::sql_error& e) {
+          if (!row_error(e)) throw;
+          std::string why = e.what();
+          while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+          report.failed[r.name] = to_utf8(why);
+        }
+        DomainResult stand_in;
+        stand_in.name = r.name;
+        stand_in.status = "unknown";
+        stand_in.reason = "not stored";
+        stand_in.checked_at = iso8601_now();
+        stand_in.details["error"] = report.failed[r.name];
+        try {
+          pqxx::subtransaction one(tx, "stand_in");
+          one.exec(kUpsertHead + values_tuple(tx, stand_in) + kUpsertTail);
+          one.commit();
+          ++report.written;
+        } catch (const pqxx::sql_error& e) {
+          if (!row_error(e)) throw;
+        }
       }
-      sql +=
-          " ON CONFLICT (name) DO UPDATE SET status = EXCLUDED.status, method = EXCLUDED.method,"
-          " checked_at = EXCLUDED.checked_at, details = EXCLUDED.details,"
-          " recheck_enqueued_at = NULL"
-          " WHERE domains.checked_at <= EXCLUDED.checked_at";
-      tx.exec(sql);
     }
     tx.commit();
   } catch (const pqxx::broken_connection&) {
     conn.discard();
     throw;
   }
-  return rows.size();
+  return report;
 }
 
 RecheckOutcome DomainStore::recheck_stale(

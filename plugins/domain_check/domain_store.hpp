@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <pqxx/pqxx>
@@ -27,6 +28,14 @@ struct RecheckOutcome {
   std::string error;  // why enqueuing stopped early ("" when it did not)
 };
 
+struct UpsertReport {
+  size_t written = 0;  // rows written, the stand-in rows of failed names included
+  // Names whose result the database refused (name -> why). Each got a stand-in row (status
+  // unknown, reason "not stored") when even that could be written; the other names of the
+  // batch are stored normally.
+  std::map<std::string, std::string> failed;
+};
+
 class DomainStore {
  public:
   DomainStore(std::string url, size_t pool_size);
@@ -37,8 +46,11 @@ class DomainStore {
   void ensure_schema();
 
   // Upserts the results for valid names (invalid ones are not stored), in one transaction.
-  // An older result never overwrites a newer one. Returns rows written.
-  size_t upsert(const std::vector<DomainResult>& results);
+  // An older result never overwrites a newer one. Text is made valid UTF-8 first. A row the
+  // database refuses (a data or constraint error) costs only its own name: that chunk is
+  // written again row by row and the refused names are reported. Connection trouble, deadlocks
+  // and the like still throw (the job retries as a whole).
+  UpsertReport upsert(const std::vector<DomainResult>& results);
 
   // Selects stale domains with FOR UPDATE SKIP LOCKED, hands them to `enqueue` in batches, and
   // marks those enqueued (recheck_enqueued_at = now()) in the same transaction, so a concurrent

@@ -62,11 +62,25 @@ class DomainCheck : public jobrunner::Plugin {
     std::vector<DomainResult> results = checker_->check_all(names, cancelled, progress);
     if (job.cancelled()) throw jobrunner::Cancelled();
     job.progress(90, "storing");
+    UpsertReport stored;
     try {
-      store_->upsert(results);
+      stored = store_->upsert(results);
     } catch (const std::exception& e) {
       throw jobrunner::RetryableError(std::string("storing results in the domains table: ") +
                                       e.what());
+    }
+    // A name the database refused is that name's failure, not the job's.
+    for (auto& r : results) {
+      auto it = stored.failed.find(r.name);
+      if (r.name.empty() || it == stored.failed.end()) continue;
+      r.status = "unknown";
+      r.reason = "not stored";
+      r.details = {{"error", it->second}};
+    }
+    if (!stored.failed.empty()) {
+      job.warn("domain_check: " + std::to_string(stored.failed.size()) +
+               " result(s) refused by the database, recorded as unknown/\"not stored\"; first: " +
+               stored.failed.begin()->first + ": " + stored.failed.begin()->second);
     }
     nlohmann::json out = {{"domains", nlohmann::json::array()}};
     nlohmann::json summary = {{"available", 0}, {"registered", 0}, {"invalid", 0}, {"unknown", 0}};

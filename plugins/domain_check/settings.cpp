@@ -275,6 +275,8 @@ nlohmann::json manifest() {
       {"db_pool_size", d.db_pool_size},
   };
   return {
+      // Its own role and schema (plugin_domain_check) on the runner's database.
+      {"database", true},
       {"sandbox", {{"network", "full"}, {"writable", json::array()}, {"memory_mb", 256}}},
       {"env", env},
       // The host's idle service reads these: the defaults here, overridden by the plugin's

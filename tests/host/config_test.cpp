@@ -56,6 +56,33 @@ servers = ["127.0.0.1"]
   EXPECT_EQ(c.plugin_config["domain_check"]["servers"][0], "127.0.0.1");
 }
 
+// Limits on host services (docs/sandbox.md): defaults, and each key read with its unit.
+TEST_F(ConfigTest, ReadsTheHostServiceLimits) {
+  Config d = load_config(write("[worker]\n"));
+  EXPECT_EQ(d.enqueues_per_job, 1000);
+  EXPECT_EQ(d.log_lines_per_job, 10000);
+  EXPECT_EQ(d.log_bytes_per_job, 1048576);
+  EXPECT_DOUBLE_EQ(d.progress_interval_seconds, 0.25);
+  EXPECT_DOUBLE_EQ(d.idle_timeout_seconds, 60);
+  EXPECT_DOUBLE_EQ(d.init_retry_max_seconds, 60);
+  Config c = load_config(write(R"([worker]
+enqueues_per_job = 50
+log_lines_per_job = 200
+log_bytes_per_job = 65536
+progress_interval = "1s"
+idle_timeout = "5m"
+init_retry_max = "500ms"
+)"));
+  EXPECT_EQ(c.enqueues_per_job, 50);
+  EXPECT_EQ(c.log_lines_per_job, 200);
+  EXPECT_EQ(c.log_bytes_per_job, 65536);
+  EXPECT_DOUBLE_EQ(c.progress_interval_seconds, 1);
+  EXPECT_DOUBLE_EQ(c.idle_timeout_seconds, 300);
+  EXPECT_DOUBLE_EQ(c.init_retry_max_seconds, 0.5);
+  EXPECT_THROW(load_config(write("[worker]\nenqueues_per_job = -1\n")), ConfigError);
+  EXPECT_THROW(validate(load_config(write("[worker]\nidle_timeout = 0\n"))), ConfigError);
+}
+
 TEST_F(ConfigTest, EnvironmentOverridesTheFile) {
   auto path = write("[worker]\nconcurrency = 4\nqueues = [\"a\"]\n");
   setenv("RUNNER_CONCURRENCY", "12", 1);

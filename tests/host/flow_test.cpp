@@ -304,7 +304,7 @@ TEST_F(Flow, IdleHookRunsWhenIdleOneRunnerAtATime) {
   RunnerProcess a({"--plugins", plugins, "--config", cfg}, env_);
   RunnerProcess b({"--plugins", plugins, "--config", cfg}, env_);
   ASSERT_TRUE(wait_until(
-      [&] { return count("SELECT count(*) FROM jr_jobs_all WHERE kind = 'echo'") >= 6; }, 30s))
+      [&] { return count("SELECT count(*) FROM jr_jobs_all WHERE kind = 'idler'") >= 6; }, 30s))
       << a.log();
   a.signal(SIGTERM);
   b.signal(SIGTERM);
@@ -319,7 +319,7 @@ TEST_F(Flow, IdleHookRunsWhenIdleOneRunnerAtATime) {
   for (size_t i = 1; i < spans.size(); ++i) {
     EXPECT_GE(spans[i].first, spans[i - 1].second) << "two idle calls overlapped";
   }
-  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE kind = 'echo'"),
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE kind = 'idler'"),
             static_cast<int64_t>(spans.size()));
 }
 

@@ -5,12 +5,15 @@
 // runners publish; the HTTP layer's security headers, CSRF check and token rules.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <set>
 
+#include "db_auth.hpp"
 #include "harness.hpp"
 #include "ops/metrics.hpp"
 #include "ops/server.hpp"
@@ -368,6 +371,46 @@ TEST_F(UiDb, ARunnerPublishesItsDetailsAndFinishedAttempts) {
   EXPECT_EQ(PgCluster::query_one(
                 url, "SELECT sum(count) FROM jr_stats_minute WHERE outcome = 'completed'"),
             "5");
+}
+
+// Least privilege (migration v7) covers the dashboard's objects: a producer enqueueing a child
+// through jr_enqueue (SECURITY DEFINER) records its dependency edge through the trigger, yet
+// neither the producer nor any other role reads the edges, the throughput counts, the cron runs
+// or what runners publish, nor calls the estimate function; the runner's role (not a superuser)
+// owns all of them.
+TEST_F(UiDb, OnlyTheRunnersRoleReachesTheDashboardsObjects) {
+  std::string url = PgCluster::get().create_database("uipriv");
+  jr::Store::open(url)->SchemaMigrate();
+  const std::string app = "jr_ui_app_" + std::to_string(getpid());
+  PgCluster::exec(url, "CREATE ROLE " + app + " LOGIN PASSWORD 'app-pw'");
+  PgCluster::exec(url, "GRANT jobrunner_producer TO " + app);
+  const std::string app_url = jr::dbauth::url_for_role(url, app, "app-pw");
+  auto refused = [&](const std::string& sql) {
+    try {
+      PgCluster::exec(app_url, sql);
+      return false;
+    } catch (const pqxx::insufficient_privilege&) {
+      return true;
+    }
+  };
+  const std::string parent = PgCluster::query_one(app_url, "SELECT jr_enqueue('k', '{}')");
+  const std::string child = PgCluster::query_one(
+      app_url, "SELECT jr_enqueue('k', '{}', '{\"depends_on\": [" + parent + "]}')");
+  EXPECT_EQ(PgCluster::query_one(url, "SELECT parent || '>' || child FROM jr_job_deps"),
+            parent + ">" + child);
+  for (const char* sql :
+       {"SELECT * FROM jr_job_deps", "SELECT * FROM jr_stats_minute", "SELECT * FROM jr_cron_runs",
+        "SELECT details FROM jr_workers", "SELECT jr_ui_estimate(false, 'q', 'available')",
+        "INSERT INTO jr_stats_minute VALUES (now(), 'completed', 1)"}) {
+    EXPECT_TRUE(refused(sql)) << sql;
+  }
+  EXPECT_EQ(PgCluster::query_one(url,
+                                 "SELECT count(*) FROM pg_class c WHERE c.relname IN "
+                                 "('jr_job_deps', 'jr_stats_minute', 'jr_cron_runs') AND "
+                                 "c.relowner = current_user::regrole"),
+            "3");
+  EXPECT_EQ(PgCluster::query_one(url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"),
+            "f");
 }
 
 // The HTTP layer in-process: security headers, the page, the CSRF header and the token.

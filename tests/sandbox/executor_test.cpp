@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "identity.hpp"
 #include "sandbox_support.hpp"
 
 using jr::sandbox::Restart;
@@ -98,7 +99,11 @@ TEST(Sandbox, WorkerIsConfinedAndReportsItsLayers) {
     EXPECT_TRUE(logs.has("sandbox layer degraded"));
   }
   if (geteuid() == 0) {
-    EXPECT_EQ(L["user"]["uid"], 65534);
+    // A uid of its own, allocated from the documented range.
+    EXPECT_GE(L["user"]["uid"].get<int64_t>(), jr::sandbox::kUidBase);
+    EXPECT_LT(L["user"]["uid"].get<int64_t>(),
+              int64_t{jr::sandbox::kUidBase} + jr::sandbox::kUidSlots);
+    EXPECT_EQ(L["user"]["source"], "allocated");
     EXPECT_EQ(L["netns"], "applied (empty network namespace)");
   } else {
     EXPECT_EQ(L["netns"].get<std::string>().rfind("degraded", 0), 0u);
@@ -108,10 +113,12 @@ TEST(Sandbox, WorkerIsConfinedAndReportsItsLayers) {
   nlohmann::json j = nlohmann::json::parse(env.result);
   EXPECT_EQ(j["env"], 2);  // TMPDIR and HOME only
   if (geteuid() == 0) {
-    EXPECT_EQ(j["uid"], 65534);
+    EXPECT_EQ(j["uid"], L["user"]["uid"]);
+    EXPECT_EQ(e->uid(), L["user"]["uid"]);
   }
   JobRun fds = run_job(*e, "hostile_good", "\"fds\"", &s, 5000);
-  EXPECT_EQ(fds.result, R"({"fds":5})");  // 0-2, the IPC socket, the shared page
+  // 0 (/dev/null), 1-2 (its output pipes), the IPC socket; the shared page is mapped, not open.
+  EXPECT_EQ(fds.result, R"({"fds":4})");
 }
 
 TEST(Sandbox, MissingKernelLayersDegradeWithAWarning) {

@@ -16,6 +16,8 @@
 #include <thread>
 
 #include "managed_db.hpp"
+#include "plugin_db.hpp"
+#include "store.hpp"
 
 namespace fs = std::filesystem;
 
@@ -66,11 +68,21 @@ std::string PgCluster::create_database(const std::string& prefix) {
   pqxx::connection c(impl_->db->url_for("postgres"));
   pqxx::nontransaction tx(c);
   tx.exec("CREATE DATABASE " + tx.quote_name(name));
-  return impl_->db->url_for(name);
+  return impl_->db->url_with_password_for(name);
 }
 
 std::string PgCluster::url(const std::string& database) const {
-  return impl_->db->url_for(database);
+  return impl_->db->url_with_password_for(database);
+}
+
+std::string PgCluster::superuser_url(const std::string& database) const {
+  return impl_->db->superuser_url_for(database);
+}
+
+PluginDb plugin_database(const std::string& url, const std::string& plugin) {
+  jr::Store::open(url)->SchemaMigrate();
+  jr::PluginDbRole r = jr::provision_plugin_database(url, plugin);
+  return PluginDb{r.url, r.role, r.schema};
 }
 
 void PgCluster::restart() { impl_->db->restart(); }

@@ -13,13 +13,19 @@
 
 namespace jrtest {
 
-// The cluster of this test process. Started on first use.
+// The cluster of this test process. Started on first use. Like the runner's managed cluster it
+// wants a password from everyone: the URLs below are the runner's role (not a superuser; owns
+// the databases it creates) with the password in the URL, so a sandboxed worker under any uid
+// can use them too.
 class PgCluster {
  public:
   static PgCluster& get();
-  // A new, empty database; returns its URL. Names are unique per process.
+  // A new, empty database owned by the runner's role; returns its URL. Names are unique per
+  // process.
   std::string create_database(const std::string& prefix = "t");
   std::string url(const std::string& database) const;
+  // The cluster's superuser, for the tests that need its powers (say why where used).
+  std::string superuser_url(const std::string& database) const;
   void restart();
   const std::string& root() const { return root_; }
   // Runs SQL on `url` and returns the first column of the first row ("" when none).
@@ -33,6 +39,17 @@ class PgCluster {
   struct Impl;
   Impl* impl_;
 };
+
+// What `runner` gives a plugin granted a database: its own role and schema on the database at
+// `url` (migrated first), made by the runner's own code (jr::provision_plugin_database). Tests
+// put `url` into the plugin's config and read or seed the plugin's tables through it (its
+// search_path is the plugin's schema); the runner, given the same database, reuses the role.
+struct PluginDb {
+  std::string url;  // the plugin's role, password included
+  std::string role;
+  std::string schema;
+};
+PluginDb plugin_database(const std::string& url, const std::string& plugin);
 
 // Paths baked in by CMake.
 std::string runner_path();

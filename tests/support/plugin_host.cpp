@@ -96,7 +96,7 @@ int PluginHost::idle() {
   jr_job_ctx ctx;
   ctx.services = this;
   ctx.kind = "(idle)";
-  if (executor_) return executor_->idle(ctx);
+  if (executor_) return executor_->idle(ctx, 0);
   return plugin_.desc->idle(plugin_.state, jr::host_api(), &ctx);
 }
 

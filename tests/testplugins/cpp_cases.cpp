@@ -8,7 +8,7 @@
 //                  payload sleep_ms then slows it down (ignoring cancellation on purpose)
 //   6 overlap      kind "overlap": sleeps payload sleep_ms, then appends
 //                  "<job id> <payload key> <start ns> <end ns>\n" to config["record_file"]
-//   7 idler        kind "idler" with an idle hook that enqueues one echo job and appends
+//   7 idler        kind "idler" with an idle hook that enqueues one job of its kind and appends
 //                  "<start ns> <end ns>\n" to config["record_file"] (threshold 0.3 s, poll 0.1 s)
 // 5-7 declare record_file writable in their sandbox policy; a test creates the file first
 // (jrtest::shared_file), because the sandbox user may not create files in the test's dir.
@@ -113,7 +113,7 @@ class Case : public jobrunner::Plugin {
 #if JR_CASE == 7
   int idle(jobrunner::Context& ctx) override {
     int64_t start = now_ns();
-    ctx.enqueue("echo", {{ "from", "idle" }});
+    ctx.enqueue("idler", {{ "from", "idle" }});  // a plugin may enqueue only its own kinds
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::string line = std::to_string(start) + " " + std::to_string(now_ns()) + "\n";
     if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return -1;

@@ -44,6 +44,15 @@ CREATE TABLE IF NOT EXISTS submissions (
   judged_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS submissions_contest_team_idx ON submissions (contest_id, team_id);
+-- The per-contest queues judged from so far (seed 004's "queue registry"): a runner that judges
+-- the first submission of a queue inserts its row and logs the discovery, once for all runners.
+CREATE TABLE IF NOT EXISTS contest_queues (
+  queue text PRIMARY KEY,
+  contest_id bigint NOT NULL,
+  first_job_id bigint NOT NULL,
+  first_submission_id text NOT NULL,
+  discovered_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS standings (
   contest_id bigint NOT NULL,
   team_id text NOT NULL,
@@ -86,6 +95,9 @@ void prepare(pqxx::connection_base& c) {
             "ON CONFLICT (contest_id, team_id) DO UPDATE SET solved = EXCLUDED.solved, "
             "penalty = EXCLUDED.penalty, points = EXCLUDED.points, "
             "last_accepted_at = EXCLUDED.last_accepted_at");
+  c.prepare("cs_note_queue",
+            "INSERT INTO contest_queues (queue, contest_id, first_job_id, first_submission_id) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (queue) DO NOTHING RETURNING queue");
   c.prepare("cs_standing", "SELECT solved, penalty, points, " CS_MICROS(
                                "last_accepted_at") " FROM standings "
                                                    "WHERE contest_id = $1 AND team_id = $2");
@@ -242,6 +254,12 @@ JudgeOutcome JudgeConnection::judge(const Submission& s) {
   }
   tx.commit();
   return o;
+}
+
+bool JudgeConnection::note_queue(const std::string& queue, int64_t contest_id, int64_t job_id,
+                                 const std::string& submission_id) {
+  pqxx::nontransaction tx(conn_);
+  return !tx.exec_prepared("cs_note_queue", queue, contest_id, job_id, submission_id).empty();
 }
 
 std::optional<TeamStanding> JudgeConnection::standing(int64_t contest_id,

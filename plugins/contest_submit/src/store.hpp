@@ -20,8 +20,8 @@
 
 namespace contest {
 
-// Creates the tables (contests, problems, submissions, standings) if missing, under a
-// transaction-level advisory lock so concurrent first starts do not race.
+// Creates the tables (contests, problems, submissions, contest_queues, standings) if missing, under
+// a transaction-level advisory lock so concurrent first starts do not race.
 void ensure_schema(pqxx::connection_base& conn);
 
 struct JudgeOutcome {
@@ -52,6 +52,11 @@ class JudgeConnection {
   // problem row (nothing written), pqxx::broken_connection / pqxx::sql_error for database
   // trouble (nothing written; retrying is safe).
   JudgeOutcome judge(const Submission& s);
+
+  // Records `queue` in contest_queues unless it is there already; true when this call added
+  // it (the first submission judged from that queue, by any runner). Autocommit.
+  bool note_queue(const std::string& queue, int64_t contest_id, int64_t job_id,
+                  const std::string& submission_id);
 
   // The stored standings row of a team, if any.
   std::optional<TeamStanding> standing(int64_t contest_id, const std::string& team_id);

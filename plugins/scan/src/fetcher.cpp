@@ -22,8 +22,9 @@ std::vector<IpAddress> SystemResolver::resolve(const std::string& host) {
   addrinfo* res = nullptr;
   int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
   if (rc != 0) {
+    // EAI_AGAIN: the DNS server failed to answer now; EAI_NONAME and the rest will not change.
     throw FetchError(FetchErrorKind::kCrawl,
-                     "could not resolve host '" + host + "': " + gai_strerror(rc));
+                     "could not resolve host '" + host + "': " + gai_strerror(rc), rc == EAI_AGAIN);
   }
   std::vector<IpAddress> out;
   for (addrinfo* p = res; p != nullptr; p = p->ai_next) {
@@ -120,6 +121,24 @@ struct EasyHandle {
   }
 };
 
+// curl failures of the connection itself, which another attempt may not meet: refused, reset,
+// cut short, a TLS handshake that broke off.
+bool transient_curl_error(CURLcode rc) {
+  switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_redirect(long status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
@@ -192,7 +211,7 @@ FetchResult Fetcher::fetch(const std::string& url, Method method,
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (remaining <= 0) {
       throw FetchError(FetchErrorKind::kCrawl,
-                       "timed out after " + std::to_string(cfg_.request_timeout_ms) + " ms");
+                       "timed out after " + std::to_string(cfg_.request_timeout_ms) + " ms", true);
     }
     EasyHandle e;
     if (e.h == nullptr) throw FetchError(FetchErrorKind::kCrawl, "curl_easy_init failed");
@@ -245,10 +264,12 @@ FetchResult Fetcher::fetch(const std::string& url, Method method,
       if (rc == CURLE_OPERATION_TIMEDOUT) {
         throw FetchError(
             FetchErrorKind::kCrawl,
-            "timed out after " + std::to_string(cfg_.request_timeout_ms) + " ms fetching " + t.url);
+            "timed out after " + std::to_string(cfg_.request_timeout_ms) + " ms fetching " + t.url,
+            true);
       }
       std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-      throw FetchError(FetchErrorKind::kCrawl, "fetch of " + t.url + " failed: " + detail);
+      throw FetchError(FetchErrorKind::kCrawl, "fetch of " + t.url + " failed: " + detail,
+                       transient_curl_error(rc));
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -25,13 +25,19 @@ namespace scan {
 // kCancelled: the caller's cancel predicate became true.
 enum class FetchErrorKind { kValidation, kCrawl, kCancelled };
 
+// transient(): a kCrawl failure that may well not happen again (a timeout, a refused or reset
+// connection, a DNS server failure, an HTTP 5xx): worth another attempt. Everything else (4xx,
+// too large, too many redirects, wrong content type, a refusal) would fail the same way.
 class FetchError : public std::runtime_error {
  public:
-  FetchError(FetchErrorKind kind, const std::string& msg) : std::runtime_error(msg), kind_(kind) {}
+  FetchError(FetchErrorKind kind, const std::string& msg, bool transient = false)
+      : std::runtime_error(msg), kind_(kind), transient_(transient) {}
   FetchErrorKind kind() const { return kind_; }
+  bool transient() const { return transient_; }
 
  private:
   FetchErrorKind kind_;
+  bool transient_;
 };
 
 // Resolves a host name to its addresses, once per hop. Throws FetchError(kCrawl) on failure.

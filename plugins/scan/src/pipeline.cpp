@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <pqxx/pqxx>
 
+#include "charset.hpp"
 #include "page_parser.hpp"
 #include "report.hpp"
 
@@ -55,7 +57,7 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
   FetchResult r = fetcher_.fetch(req.url, Method::kGet, [&obs] { return obs.cancelled(); });
   if (r.status < 200 || r.status > 299) {
     throw FetchError(FetchErrorKind::kCrawl,
-                     "HTTP " + std::to_string(r.status) + " from " + r.final_url);
+                     "HTTP " + std::to_string(r.status) + " from " + r.final_url, r.status >= 500);
   }
   std::string mt = media_type(r.content_type);
   if (mt != "text/html" && mt != "application/xhtml+xml") {
@@ -63,6 +65,10 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
                                                  "' from " + r.final_url +
                                                  " (want text/html or application/xhtml+xml)");
   }
+  // gumbo parses UTF-8 only: decode what the page declares (header, BOM, <meta>) first.
+  DecodedPage page = decode_page(r.body, r.content_type);
+  if (!page.fallback.empty()) obs.log("scan " + req.scan_id + ": " + page.fallback);
+  r.body = std::move(page.text);
   // NUL bytes cannot live in jsonb text and HTML parsers drop them anyway.
   r.body.erase(std::remove(r.body.begin(), r.body.end(), '\0'), r.body.end());
   nlohmann::json hops = nlohmann::json::array();
@@ -72,6 +78,8 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
   return {{"final_url", r.final_url},
           {"status", r.status},
           {"content_type", r.content_type},
+          {"charset", page.encoding},
+          {"charset_source", page.source},
           {"bytes", r.body.size()},
           {"fetch_ms", r.fetch_ms},
           {"hops", hops},
@@ -79,7 +87,8 @@ nlohmann::json Scanner::crawl(const ScanRequest& req, ScanObserver& obs) {
 }
 
 std::vector<LinkCheck> Scanner::check_links(const std::vector<std::string>& urls, ScanObserver& obs,
-                                            pqxx::connection& c, const std::string& id) {
+                                            pqxx::connection& c, const std::string& id,
+                                            int64_t job_id) {
   std::vector<LinkCheck> out;
   for (size_t i = 0; i < urls.size(); ++i) {
     if (obs.cancelled()) throw ScanCancelled();
@@ -102,7 +111,7 @@ std::vector<LinkCheck> Scanner::check_links(const std::vector<std::string>& urls
     }
     out.push_back(std::move(lc));
     int pct = kTeaser + static_cast<int>((kLinksDone - kTeaser) * (i + 1) / urls.size());
-    scan_write_status(c, id, "TEASER_READY", "GENERATE", pct);
+    scan_write_status(c, id, "TEASER_READY", "GENERATE", pct, job_id);
     // The job's step names the status once past RUNNING (as transition() does), so a poller
     // never sees it go from TEASER_READY back to GENERATE.
     obs.progress(pct, "TEASER_READY");
@@ -128,7 +137,8 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
   }
 
   auto transition = [&](const std::string& status, const std::string& step, int pct) {
-    scan_write_status(c, id, status, step, pct);
+    // Records this job in the row: a finalizer for an older job of the scan leaves it alone.
+    scan_write_status(c, id, status, step, pct, req.job_id);
     obs.progress(pct, status == "RUNNING" ? step : status);
     obs.log("scan " + id + ": " + status + (status == "RUNNING" ? " " + step : "") + " " +
             std::to_string(pct) + "%");
@@ -152,6 +162,13 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
       state["crawl"] = crawl(req, obs);
     } catch (const FetchError& e) {
       if (e.kind() == FetchErrorKind::kCancelled) throw ScanCancelled();
+      if (e.kind() == FetchErrorKind::kCrawl && e.transient() && req.attempt < req.max_attempts) {
+        std::string msg = "attempt " + std::to_string(req.attempt) + " of " +
+                          std::to_string(req.max_attempts) + " failed: " + e.what() + "; retrying";
+        scan_write_retry(c, id, msg);
+        obs.log("scan " + id + ": " + msg);
+        throw ScanRetry(msg);
+      }
       fail(e.kind() == FetchErrorKind::kValidation ? "ERROR_VALIDATION" : "ERROR_CRAWL", e.what());
     }
     scan_write_state(c, id, state, kCrawlDone);
@@ -225,7 +242,7 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
 
   std::vector<std::string> sample =
       sample_internal_links(page, static_cast<size_t>(std::max(0, cfg_.report.max_link_checks)));
-  std::vector<LinkCheck> checks = check_links(sample, obs, c, id);
+  std::vector<LinkCheck> checks = check_links(sample, obs, c, id, req.job_id);
   add_link_findings(findings, checks);
 
   nlohmann::json link_json = nlohmann::json::array();
@@ -241,6 +258,7 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
                            {"final_url", crawl["final_url"]},
                            {"http_status", crawl["status"]},
                            {"content_type", crawl["content_type"]},
+                           {"charset", crawl.contains("charset") ? crawl["charset"] : nullptr},
                            {"redirects", crawl["hops"]},
                            {"page", page_json},
                            {"metrics", state["analyze"]["metrics"]},
@@ -253,6 +271,34 @@ nlohmann::json Scanner::run(const ScanRequest& req, ScanObserver& obs, StopAfter
   obs.progress(100, "FULL_READY");
   obs.log("scan " + id + ": FULL_READY 100% (" + std::to_string(findings.size()) + " findings)");
   return result;
+}
+
+std::string Scanner::finalize_status(const std::string& error_kind, const std::string& state) {
+  bool word = !error_kind.empty() && error_kind.size() <= 32 &&
+              std::all_of(error_kind.begin(), error_kind.end(),
+                          [](char ch) { return (ch >= 'a' && ch <= 'z') || ch == '_'; });
+  if (!word) return state == "cancelled" ? "ERROR_CANCELLED" : "ERROR_UNKNOWN";
+  if (error_kind == "error") return "ERROR_INTERNAL";
+  std::string out = "ERROR_";
+  for (char ch : error_kind) out.push_back(static_cast<char>(std::toupper(ch)));
+  return out;
+}
+
+nlohmann::json Scanner::finalize(const FinalizeRequest& f) {
+  auto lease = store_.acquire();
+  pqxx::connection& c = lease.conn();
+  store_.ensure_schema(c);
+  if (!scan_try_lock(c, f.scan_id)) throw ScanBusy("scan " + f.scan_id + " is running elsewhere");
+  ScanLock unlock{c, f.scan_id};
+  std::string status = finalize_status(f.error_kind, f.state);
+  std::string reason =
+      f.error.empty() ? "job " + std::to_string(f.job_id) + " " + f.state : f.error;
+  bool written = false;
+  std::optional<std::string> now =
+      scan_write_final(c, f.scan_id, f.url, f.job_id, status, reason, &written);
+  return {{"scan_id", f.scan_id},
+          {"status", now ? nlohmann::json(*now) : nlohmann::json(nullptr)},
+          {"updated", written}};
 }
 
 int64_t Scanner::cleanup_expired() {

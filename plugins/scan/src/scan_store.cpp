@@ -26,8 +26,19 @@ CREATE TABLE IF NOT EXISTS scan_jobs (
   created_at    timestamptz NOT NULL DEFAULT now(),
   expires_at    timestamptz,
   state         jsonb,
-  updated_at    timestamptz NOT NULL DEFAULT now()
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  job_id        bigint
 );
+-- Tables created before job_id existed get it (checked first: ALTER TABLE would take an
+-- exclusive lock on every start even when there is nothing to do).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                  WHERE table_schema = current_schema() AND table_name = 'scan_jobs'
+                    AND column_name = 'job_id') THEN
+    ALTER TABLE scan_jobs ADD COLUMN job_id bigint;
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS scan_jobs_created_at_idx ON scan_jobs (created_at);
 CREATE INDEX IF NOT EXISTS scan_jobs_expires_at_idx ON scan_jobs (expires_at);
 )SQL";
@@ -146,12 +157,13 @@ void scan_unlock(pqxx::connection& c, const std::string& id) {
 }
 
 void scan_write_status(pqxx::connection& c, const std::string& id, const std::string& status,
-                       const std::string& step, int progress) {
+                       const std::string& step, int progress, int64_t job_id) {
   pqxx::work w(c);
   w.exec_params(
       "UPDATE scan_jobs SET status = $2, step = $3, progress = $4, error_state = NULL, "
-      "error_message = NULL, updated_at = now() WHERE id = $1",
-      id, status, step, progress);
+      "error_message = NULL, updated_at = now(), "
+      "job_id = CASE WHEN $5 > 0 THEN $5 ELSE job_id END WHERE id = $1",
+      id, status, step, progress, job_id);
   w.commit();
 }
 
@@ -193,6 +205,34 @@ void scan_write_error(pqxx::connection& c, const std::string& id, const std::str
       "WHERE id = $1",
       id, error_state, message);
   w.commit();
+}
+
+void scan_write_retry(pqxx::connection& c, const std::string& id, const std::string& message) {
+  pqxx::work w(c);
+  w.exec_params(
+      "UPDATE scan_jobs SET status = 'RUNNING', error_state = NULL, error_message = $2, "
+      "updated_at = now() WHERE id = $1",
+      id, message);
+  w.commit();
+}
+
+std::optional<std::string> scan_write_final(pqxx::connection& c, const std::string& id,
+                                            const std::string& url, int64_t job_id,
+                                            const std::string& status, const std::string& message,
+                                            bool* written) {
+  pqxx::work w(c);
+  pqxx::result u = w.exec_params(
+      "UPDATE scan_jobs SET status = $4, error_state = $4, error_message = $5, "
+      "updated_at = now() "
+      "WHERE id = $1 AND url = $2 AND (job_id IS NULL OR job_id = $3) "
+      "AND status <> 'FULL_READY' AND status NOT LIKE 'ERROR\\_%'",
+      id, url, job_id, status, message);
+  if (written != nullptr) *written = u.affected_rows() > 0;
+  pqxx::result r =
+      w.exec_params("SELECT status FROM scan_jobs WHERE id = $1 AND url = $2", id, url);
+  w.commit();
+  if (r.empty()) return std::nullopt;
+  return r[0][0].as<std::string>();
 }
 
 int64_t scan_delete_expired(pqxx::connection& c, int64_t ttl_seconds) {

@@ -76,8 +76,10 @@ ScanRow scan_load_or_create(pqxx::connection& c, const std::string& id, const st
 bool scan_try_lock(pqxx::connection& c, const std::string& id);
 void scan_unlock(pqxx::connection& c, const std::string& id);
 
+// job_id > 0 records the job writing (scan_jobs.job_id): every run of the pipeline that changes
+// the row writes a status before anything else, so the row always names its latest job.
 void scan_write_status(pqxx::connection& c, const std::string& id, const std::string& status,
-                       const std::string& step, int progress);
+                       const std::string& step, int progress, int64_t job_id = 0);
 void scan_write_state(pqxx::connection& c, const std::string& id, const nlohmann::json& state,
                       int progress);
 void scan_write_teaser(pqxx::connection& c, const std::string& id, const nlohmann::json& teaser,
@@ -85,6 +87,17 @@ void scan_write_teaser(pqxx::connection& c, const std::string& id, const nlohman
 void scan_write_result(pqxx::connection& c, const std::string& id, const nlohmann::json& result);
 void scan_write_error(pqxx::connection& c, const std::string& id, const std::string& error_state,
                       const std::string& message);
+// A failed attempt that will be retried: the row stays RUNNING (step and progress kept) and
+// error_message says why the scan is taking longer; error_state stays NULL (not terminal).
+void scan_write_retry(pqxx::connection& c, const std::string& id, const std::string& message);
+// A finalizer's write: sets status = error_state = `status` and error_message = `message` if the
+// row exists for `url`, is not terminal (FULL_READY, ERROR_*), and no other job than `job_id`
+// has taken it (job_id NULL: no job ran it yet). Returns the row's status afterwards, nullopt
+// when there is no row for that id and URL; *written says whether this call changed it.
+std::optional<std::string> scan_write_final(pqxx::connection& c, const std::string& id,
+                                            const std::string& url, int64_t job_id,
+                                            const std::string& status, const std::string& message,
+                                            bool* written);
 // Deletes scans created more than ttl_seconds ago or past their expires_at; returns the count.
 int64_t scan_delete_expired(pqxx::connection& c, int64_t ttl_seconds);
 

@@ -129,7 +129,8 @@ class HarnessError : public std::runtime_error {
 class Harness {
  public:
   // Validates the descriptor as the host loader does, then calls init with `config` (the
-  // plugin's config section; the host adds database_url, add it yourself if you need one).
+  // plugin's config section; the host adds database_url for a plugin whose manifest asks for a
+  // database: add it yourself if you need one).
   explicit Harness(const jr_plugin_desc* desc,
                    const nlohmann::json& config = nlohmann::json::object())
       : s_(std::make_unique<State>()) {

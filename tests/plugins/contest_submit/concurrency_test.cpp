@@ -80,7 +80,11 @@ std::vector<Delivery> judge_all(std::vector<std::unique_ptr<jrtest::PluginHost>>
 }
 
 TEST(ContestConcurrency, TwentyThousandSubmissionsEightThreadsRedeliveriesMatchSerialReference) {
-  std::string url = jrtest::PgCluster::get().create_database("csconc");
+  // The plugin's own role and schema (what a runner hands it): the tables are seeded and read
+  // there.
+  std::string url =
+      jrtest::plugin_database(jrtest::PgCluster::get().create_database("csconc"), "contest_submit")
+          .url;
   std::vector<std::unique_ptr<jrtest::PluginHost>> hosts;
   for (int h = 0; h < kHosts; ++h) {
     hosts.push_back(std::make_unique<jrtest::PluginHost>(

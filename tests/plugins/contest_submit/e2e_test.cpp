@@ -55,43 +55,47 @@ class ContestE2E : public ::testing::Test {
   void SetUp() override {
     url_ = jrtest::PgCluster::get().create_database("cse2e");
     env_ = {{"DATABASE_URL", url_}};
+    // The plugin's own role and schema (what a runner hands it): the CLI, the plugin and the
+    // test's queries of the contest tables all use it.
+    plugin_url_ = jrtest::plugin_database(url_, "contest_submit").url;
   }
-  std::string q(const std::string& sql) { return jrtest::PgCluster::query_one(url_, sql); }
-  std::string url_;
+  std::string q(const std::string& sql) { return jrtest::PgCluster::query_one(plugin_url_, sql); }
+  std::string url_;         // the runner's role: the queue
+  std::string plugin_url_;  // the plugin's role: the contest tables
   std::map<std::string, std::string> env_;
 };
 
 TEST_F(ContestE2E, CliJudgesWithTheSameCodeAndThePluginSeesItAsJudged) {
-  auto schema = run_cli({"schema"}, url_);
+  auto schema = run_cli({"schema"}, plugin_url_);
   ASSERT_EQ(schema.exit_code, 0) << schema.err;
-  cstest::create_demo_contests(url_);
+  cstest::create_demo_contests(plugin_url_);
 
   auto wa = run_cli({"judge", "--submission-id", "cli-1", "--contest", "1", "--team", "t1",
                      "--problem", "A", "--answer", "41", "--submitted-at", "2024-05-01T10:05:00Z"},
-                    url_);
+                    plugin_url_);
   ASSERT_EQ(wa.exit_code, 0) << wa.err;
   EXPECT_EQ(nlohmann::json::parse(wa.out)["verdict"], "wrong_answer");
 
   nlohmann::json ac_payload = {
       {"submission_id", "cli-2"}, {"contest_id", 1}, {"team_id", "t1"},
       {"problem_id", "A"},        {"answer", "42"},  {"submitted_at", "2024-05-01T10:30:00Z"}};
-  auto ac = run_cli({"judge", "--payload", ac_payload.dump()}, url_);
+  auto ac = run_cli({"judge", "--payload", ac_payload.dump()}, plugin_url_);
   ASSERT_EQ(ac.exit_code, 0) << ac.err;
   nlohmann::json r = nlohmann::json::parse(ac.out);
   EXPECT_EQ(r["verdict"], "accepted");
   EXPECT_EQ(r["standing"]["penalty"], 50);
 
   // The same submission arriving as a job afterwards is a redelivery: counted once.
-  jrtest::PluginHost host(cstest::plugin_so(), nlohmann::json{{"database_url", url_}});
+  jrtest::PluginHost host(cstest::plugin_so(), nlohmann::json{{"database_url", plugin_url_}});
   jrtest::JobOutcome o = host.run("contest_submit", ac_payload.dump());
   ASSERT_EQ(o.status, JR_OK) << o.error;
   EXPECT_EQ(nlohmann::json::parse(o.result)["redelivered"], true);
-  auto again = run_cli({"judge", "--payload", ac_payload.dump()}, url_);
+  auto again = run_cli({"judge", "--payload", ac_payload.dump()}, plugin_url_);
   EXPECT_EQ(nlohmann::json::parse(again.out)["redelivered"], true);
-  EXPECT_EQ(cstest::read_standing(url_, 1, "t1"),
+  EXPECT_EQ(cstest::read_standing(plugin_url_, 1, "t1"),
             (cstest::Standing{1, 50, 1, "2024-05-01 10:30:00"}));
 
-  auto table = run_cli({"standings", "--contest", "1"}, url_);
+  auto table = run_cli({"standings", "--contest", "1"}, plugin_url_);
   ASSERT_EQ(table.exit_code, 0) << table.err;
   nlohmann::json rows = nlohmann::json::parse(table.out);
   ASSERT_EQ(rows.size(), 1u);
@@ -100,12 +104,14 @@ TEST_F(ContestE2E, CliJudgesWithTheSameCodeAndThePluginSeesItAsJudged) {
 }
 
 TEST_F(ContestE2E, CliRejectsAMalformedSubmissionNamingTheField) {
-  ASSERT_EQ(run_cli({"schema"}, url_).exit_code, 0);
-  auto r = run_cli(
-      {"judge", "--submission-id", "x", "--contest", "1", "--team", "t1", "--problem", "A"}, url_);
+  ASSERT_EQ(run_cli({"schema"}, plugin_url_).exit_code, 0);
+  auto r =
+      run_cli({"judge", "--submission-id", "x", "--contest", "1", "--team", "t1", "--problem", "A"},
+              plugin_url_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("missing field 'answer'"), std::string::npos) << r.err;
-  auto t = run_cli({"judge", "--payload", R"({"submission_id":"x","contest_id":"one"})"}, url_);
+  auto t =
+      run_cli({"judge", "--payload", R"({"submission_id":"x","contest_id":"one"})"}, plugin_url_);
   EXPECT_EQ(t.exit_code, 2);
   EXPECT_NE(t.err.find("field 'contest_id' must be an integer, got string"), std::string::npos)
       << t.err;
@@ -114,8 +120,8 @@ TEST_F(ContestE2E, CliRejectsAMalformedSubmissionNamingTheField) {
 
 TEST_F(ContestE2E, RunnerServesPerContestQueuesAndDeadLettersMalformedSubmissions) {
   ASSERT_EQ(jrtest::run_runner({"migrate"}, env_).exit_code, 0);
-  ASSERT_EQ(run_cli({"schema"}, url_).exit_code, 0);
-  cstest::create_demo_contests(url_);
+  ASSERT_EQ(run_cli({"schema"}, plugin_url_).exit_code, 0);
+  cstest::create_demo_contests(plugin_url_);
   jrtest::TempDir dir;
   fs::copy_file(cstest::plugin_so(), dir.path() + "/libjr_contest_submit.so");
 
@@ -150,8 +156,11 @@ TEST_F(ContestE2E, RunnerServesPerContestQueuesAndDeadLettersMalformedSubmission
       {"--plugins", dir.path(), "--queues", "contest:submissions:1,contest:submissions:2",
        "--concurrency", "4"},
       env_);
-  ASSERT_TRUE(jrtest::wait_until([&] { return q("SELECT count(*) FROM jr_jobs_done") == "6"; },
-                                 std::chrono::seconds(30)))
+  ASSERT_TRUE(jrtest::wait_until(
+      [&] {
+        return jrtest::PgCluster::query_one(url_, "SELECT count(*) FROM jr_jobs_done") == "6";
+      },
+      std::chrono::seconds(30)))
       << runner.log();
   auto status = [&](int64_t id) {
     auto r = jrtest::run_runner({"status", std::to_string(id), "--json"}, env_);
@@ -166,11 +175,11 @@ TEST_F(ContestE2E, RunnerServesPerContestQueuesAndDeadLettersMalformedSubmission
   // Queue contest:submissions:3 is not served by this runner.
   EXPECT_EQ(status(elsewhere)["state"], "available");
 
-  EXPECT_EQ(cstest::read_standing(url_, 1, "t1"),
+  EXPECT_EQ(cstest::read_standing(plugin_url_, 1, "t1"),
             (cstest::Standing{1, 50, 1, "2024-05-01 10:30:00"}));
-  EXPECT_EQ(cstest::read_standing(url_, 2, "t9"),
+  EXPECT_EQ(cstest::read_standing(plugin_url_, 2, "t9"),
             (cstest::Standing{1, 0, 250, "2024-06-01 12:01:00"}));
-  EXPECT_EQ(cstest::read_standing(url_, 1, "t2"),
+  EXPECT_EQ(cstest::read_standing(plugin_url_, 1, "t2"),
             (cstest::Standing{1, 60, 1, "2024-05-01 11:00:00"}));
   EXPECT_NE(runner.log().find("submission e6 of contest 1 arrived on queue contest:submissions:2"),
             std::string::npos)

@@ -16,7 +16,10 @@ using cstest::Standing;
 class Judge : public ::testing::Test {
  protected:
   void SetUp() override {
-    url_ = jrtest::PgCluster::get().create_database("cs");
+    // The plugin's own role and schema (what a runner hands it); the test reads and seeds the
+    // plugin's tables through it too.
+    url_ = jrtest::plugin_database(jrtest::PgCluster::get().create_database("cs"), "contest_submit")
+               .url;
     host_ = std::make_unique<jrtest::PluginHost>(cstest::plugin_so(),
                                                  nlohmann::json{{"database_url", url_}});
     cstest::create_demo_contests(url_);
@@ -50,7 +53,8 @@ class Judge : public ::testing::Test {
 };
 
 TEST_F(Judge, InitCreatesTheSchemaAndASecondInitIsHarmless) {
-  EXPECT_EQ(q("SELECT count(*) FROM information_schema.tables WHERE table_name IN "
+  EXPECT_EQ(q("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+              "'plugin_contest_submit' AND table_name IN "
               "('contests', 'problems', 'submissions', 'standings')"),
             "4");
   jrtest::PluginHost second(cstest::plugin_so(), nlohmann::json{{"database_url", url_}});
@@ -234,7 +238,9 @@ TEST_F(Judge, DatabaseTroubleIsRetryable) {
   // A real failure: the plugin's database disappears under it (connections terminated and the
   // database renamed away), so judging cannot reach its tables.
   ASSERT_EQ(verdict("d1", 1, "t1", "A", "41", "2024-05-01T10:05:00Z"), "wrong_answer");
-  std::string admin = jrtest::PgCluster::get().url("postgres");
+  // Ending another role's sessions takes a superuser (the runner's role is not a member of the
+  // plugin's).
+  std::string admin = jrtest::PgCluster::get().superuser_url("postgres");
   std::string db = q("SELECT current_database()");
   auto rename = [&](const std::string& from, const std::string& to) {
     // Terminated backends take a moment to exit; the rename fails while they are listed.

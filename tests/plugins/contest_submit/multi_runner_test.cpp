@@ -61,14 +61,17 @@ class ContestMultiRunner : public ::testing::Test {
     env_ = {{"DATABASE_URL", url_}};
     auto r = jrtest::run_runner({"migrate"}, env_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    // The plugin's own role and schema, as the runners will find them: contests are seeded and
+    // submissions read there.
+    plugin_url_ = jrtest::plugin_database(url_, "contest_submit").url;
     plugins_ = dir_.path() + "/plugins";
     fs::create_directories(plugins_);
     fs::copy_file(jrtest::plugin_dir() + "/libjr_contest_submit.so",
                   plugins_ + "/libjr_contest_submit.so");
   }
 
-  int64_t count(const std::string& sql) {
-    std::string v = jrtest::PgCluster::query_one(url_, sql);
+  int64_t count(const std::string& sql, const std::string& url = "") {
+    std::string v = jrtest::PgCluster::query_one(url.empty() ? url_ : url, sql);
     return v.empty() ? 0 : std::stoll(v);
   }
 
@@ -97,6 +100,7 @@ class ContestMultiRunner : public ::testing::Test {
   int64_t done() { return count("SELECT count(*) FROM jr_jobs_done"); }
 
   std::string url_;
+  std::string plugin_url_;  // the plugin's role: its tables
   std::map<std::string, std::string> env_;
   jrtest::TempDir dir_;
   std::string plugins_;
@@ -110,13 +114,16 @@ TEST_F(ContestMultiRunner, ThreeRunnersEightSlotsTwentyThousandSubmissionsKillAn
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   // The contest schema (the plugin's own init creates it), then contests 1..19 only.
-  { jrtest::PluginHost schema(plugins_ + "/libjr_contest_submit.so", {{"database_url", url_}}); }
+  {
+    jrtest::PluginHost schema(plugins_ + "/libjr_contest_submit.so",
+                              {{"database_url", plugin_url_}});
+  }
   {
     std::string sql;
     for (int c = 1; c <= kContests; ++c) {
       if (c != kLateContest) sql += cswork::contest_sql(c);
     }
-    jrtest::PgCluster::exec(url_, sql);
+    jrtest::PgCluster::exec(plugin_url_, sql);
   }
 
   const std::vector<Sub> subs = cswork::generate();
@@ -167,7 +174,7 @@ TEST_F(ContestMultiRunner, ThreeRunnersEightSlotsTwentyThousandSubmissionsKillAn
       << "done " << done() << "\n"
       << logs();
   const int64_t done_before_late = done();
-  jrtest::PgCluster::exec(url_, cswork::contest_sql(kLateContest));
+  jrtest::PgCluster::exec(plugin_url_, cswork::contest_sql(kLateContest));
   ASSERT_NO_FATAL_FAILURE(enqueue(first_wave[kLateContest]));
   const double late_at = secs();
 
@@ -323,11 +330,13 @@ TEST_F(ContestMultiRunner, ThreeRunnersEightSlotsTwentyThousandSubmissionsKillAn
   ASSERT_FALSE(first_late_finish.empty());
   EXPECT_LT(first_late_finish, last_other_finish);
   EXPECT_EQ(
-      count("SELECT count(*) FROM submissions WHERE contest_id = " + std::to_string(kLateContest)),
+      count("SELECT count(*) FROM submissions WHERE contest_id = " + std::to_string(kLateContest),
+            plugin_url_),
       kPerContest);
 
   // The stored submissions: each id once, with its verdict.
-  pqxx::read_transaction tx(conn);
+  pqxx::connection plugin_conn(plugin_url_);
+  pqxx::read_transaction tx(plugin_conn);
   EXPECT_EQ(tx.exec("SELECT count(*) FROM submissions")[0][0].as<int64_t>(),
             kContests * kPerContest);
   // Every verdict as the rules give it; standings equal the serial reference, row by row.

@@ -17,6 +17,8 @@ namespace {
 
 TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
   std::string url = PgCluster::get().create_database("dpe2e");
+  // The plugin's tables are in its own schema, under its own role (the runner reuses it).
+  std::string plugin_url = jrtest::plugin_database(url, "dataset_parse").url;
   jrtest::TempDir plugins, storage;
   fs::create_symlink(jrtest::plugin_dir() + "/libjr_dataset_parse.so",
                      plugins.path() + "/libjr_dataset_parse.so");
@@ -29,11 +31,12 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
   // The plugin creates its tables in init; wait for them before registering datasets.
   ASSERT_TRUE(jrtest::wait_until(
       [&] {
-        return PgCluster::query_one(url, "SELECT to_regclass('datasets') IS NOT NULL") == "t";
+        return PgCluster::query_one(plugin_url, "SELECT to_regclass('datasets') IS NOT NULL") ==
+               "t";
       },
       std::chrono::seconds(30)))
       << runner.log();
-  PgCluster::exec(url,
+  PgCluster::exec(plugin_url,
                   "INSERT INTO datasets (id, country_code, storage_path) VALUES "
                   "('us-2021', 'US', 'us/yob2021.txt'), ('mars-2021', 'MA', 'us/yob2021.txt'), "
                   "('late-2020', 'US', 'us/yob2020.txt')");
@@ -58,10 +61,11 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
       << job(good).dump(2) << runner.log();
   json done = job(good);
   EXPECT_EQ(done["result"]["metrics"]["rows_inserted"], 2000);
-  EXPECT_EQ(PgCluster::query_one(url, "SELECT status FROM datasets WHERE id = 'us-2021'"),
+  EXPECT_EQ(PgCluster::query_one(plugin_url, "SELECT status FROM datasets WHERE id = 'us-2021'"),
             "completed");
-  EXPECT_EQ(PgCluster::query_one(url, "SELECT count(*) FROM names WHERE dataset_id = 'us-2021'"),
-            "2000");
+  EXPECT_EQ(
+      PgCluster::query_one(plugin_url, "SELECT count(*) FROM names WHERE dataset_id = 'us-2021'"),
+      "2000");
 
   ASSERT_TRUE(jrtest::wait_until([&] { return job(bad)["state"] == "discarded"; },
                                  std::chrono::seconds(60)))
@@ -71,12 +75,14 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
   ASSERT_FALSE(dead["errors"].empty());
   std::string msg = dead["errors"].back()["message"];
   EXPECT_NE(msg.find("no parser for country 'MA'"), std::string::npos) << dead.dump(2);
-  EXPECT_EQ(PgCluster::query_one(url, "SELECT status FROM datasets WHERE id = 'mars-2021'"),
+  EXPECT_EQ(PgCluster::query_one(plugin_url, "SELECT status FROM datasets WHERE id = 'mars-2021'"),
             "failed");
-  EXPECT_EQ(PgCluster::query_one(url, "SELECT error_message FROM datasets WHERE id = 'mars-2021'"),
-            msg);
-  EXPECT_EQ(PgCluster::query_one(url, "SELECT count(*) FROM names WHERE dataset_id = 'mars-2021'"),
-            "0");
+  EXPECT_EQ(
+      PgCluster::query_one(plugin_url, "SELECT error_message FROM datasets WHERE id = 'mars-2021'"),
+      msg);
+  EXPECT_EQ(
+      PgCluster::query_one(plugin_url, "SELECT count(*) FROM names WHERE dataset_id = 'mars-2021'"),
+      "0");
 
   ASSERT_TRUE(jrtest::wait_until([&] { return job(late)["state"] == "retryable"; },
                                  std::chrono::seconds(60)))
@@ -91,7 +97,7 @@ TEST(DatasetParseEndToEnd, RunnerParsesADatasetAndDeadLettersABadOne) {
                                                           "'::timestamptz - now())"));
   EXPECT_GT(wait_s, 40);
   EXPECT_LE(wait_s, 60.5);
-  EXPECT_EQ(PgCluster::query_one(url, "SELECT status FROM datasets WHERE id = 'late-2020'"),
+  EXPECT_EQ(PgCluster::query_one(plugin_url, "SELECT status FROM datasets WHERE id = 'late-2020'"),
             "pending");
 
   // The kinds carry the retry policy the issue asks for.

@@ -19,7 +19,11 @@ namespace {
 
 class DatasetParse : public ::testing::Test {
  protected:
-  void SetUp() override { url_ = PgCluster::get().create_database("dp"); }
+  // The plugin's own role and schema (what a runner hands it); the test reads and seeds the
+  // plugin's tables through it too.
+  void SetUp() override {
+    url_ = jrtest::plugin_database(PgCluster::get().create_database("dp"), "dataset_parse").url;
+  }
 
   json config(const json& extra = json::object()) const {
     json c = {{"database_url", url_}, {"storage_root", root_.path()}};

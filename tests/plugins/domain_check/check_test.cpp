@@ -15,7 +15,7 @@ using jrtest::PgCluster;
 using nlohmann::json;
 
 TEST(DomainCheck, ClassifiesRegisteredAvailableAndInvalidNames) {
-  std::string db = PgCluster::get().create_database("dc");
+  std::string db = dctest::plugin_db("dc");
   jrtest::PluginHost host(dctest::so_path(), config(db));
   std::string long_label(64, 'a');
   json payload = {{"domains",
@@ -101,7 +101,7 @@ TEST(DomainCheck, ClassifiesRegisteredAvailableAndInvalidNames) {
 }
 
 TEST(DomainCheck, EachFailureGetsUnknownWithItsReason) {
-  std::string db = PgCluster::get().create_database("dc");
+  std::string db = dctest::plugin_db("dc");
   jrtest::PluginHost host(dctest::so_path(), config(db));
   auto t0 = std::chrono::steady_clock::now();
   json res = dctest::run_ok(host, {{"domains",
@@ -151,7 +151,7 @@ TEST(DomainCheck, EachFailureGetsUnknownWithItsReason) {
 }
 
 TEST(DomainCheck, UnreachableResolverIsUnknownPerDomainNotAJobFailure) {
-  std::string db = PgCluster::get().create_database("dc");
+  std::string db = dctest::plugin_db("dc");
   json cfg = config(db);
   cfg["dns_port"] = dctest::dead_port();
   jrtest::PluginHost host(dctest::so_path(), cfg);
@@ -168,7 +168,7 @@ TEST(DomainCheck, UnreachableResolverIsUnknownPerDomainNotAJobFailure) {
 }
 
 TEST(DomainCheck, MalformedPayloadsArePermanentErrors) {
-  std::string db = PgCluster::get().create_database("dc");
+  std::string db = dctest::plugin_db("dc");
   json cfg = config(db);
   cfg["max_domains_per_job"] = 3;
   jrtest::PluginHost host(dctest::so_path(), cfg);
@@ -186,7 +186,7 @@ TEST(DomainCheck, MalformedPayloadsArePermanentErrors) {
 }
 
 TEST(DomainCheck, ChecksRunConcurrentlyUpToTheLimit) {
-  std::string db = PgCluster::get().create_database("dc");
+  std::string db = dctest::plugin_db("dc");
   dctest::WhoisServer slow_whois({}, 300);  // every reply takes 300 ms
   json cfg = config(db);
   cfg["whois_servers"]["test"] = "127.0.0.1:" + std::to_string(slow_whois.port());
@@ -205,7 +205,7 @@ TEST(DomainCheck, ChecksRunConcurrentlyUpToTheLimit) {
 }
 
 TEST(DomainCheck, DuplicatesAreCheckedOnceAndRowsAreUpdatedByNewerChecks) {
-  std::string db = PgCluster::get().create_database("dc");
+  std::string db = dctest::plugin_db("dc");
   dctest::WhoisServer whois_a({});
   json cfg = config(db);
   cfg["whois_servers"]["test"] = "127.0.0.1:" + std::to_string(whois_a.port());

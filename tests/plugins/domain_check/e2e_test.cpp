@@ -14,6 +14,8 @@ using nlohmann::json;
 
 TEST(DomainCheckE2E, RunnerCompletesAJobWithPerDomainStatuses) {
   std::string db = PgCluster::get().create_database("dce2e");
+  // The plugin's table is in its own schema, under its own role (the runner reuses it).
+  std::string plugin_url = jrtest::plugin_database(db, "domain_check").url;
   jrtest::TempDir dir;
   std::string plugins = dir.path() + "/plugins";
   std::filesystem::create_directories(plugins);
@@ -73,7 +75,7 @@ TEST(DomainCheckE2E, RunnerCompletesAJobWithPerDomainStatuses) {
   EXPECT_EQ(dctest::entry(result, "not a name")["status"], "invalid");
   EXPECT_EQ(dctest::entry(result, "hang.slow")["status"], "unknown");
   EXPECT_EQ(dctest::entry(result, "hang.slow")["reason"], "timeout");
-  EXPECT_EQ(PgCluster::query_one(db,
+  EXPECT_EQ(PgCluster::query_one(plugin_url,
                                  "SELECT string_agg(name || '=' || status, ',' ORDER BY name)"
                                  " FROM domains"),
             "free.test=available,hang.slow=unknown,parked.test=registered,taken.test=registered");

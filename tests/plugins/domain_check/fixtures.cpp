@@ -263,6 +263,16 @@ void WhoisServer::serve(int fd) {
     reply = "";
   } else if (name.rfind("limit", 0) == 0) {
     reply = "Query limit exceeded; try again later\r\n";
+  } else if (name.rfind("latin1", 0) == 0) {
+    reply = "Domain Name: " + name + "\r\nRegistrant: Soci\xe9t\xe9 G\xe9n\xe9rale\r\n";
+  } else if (name.rfind("cututf8", 0) == 0) {
+    reply = "Domain Name: " + name + "\r\nRegistrant: ";
+    reply.append(199 - reply.size(), 'x');  // bytes 0-198; byte 199 starts a 2-byte character
+    reply += "\xc3\xa9t\xc3\xa9\r\n";
+  } else if (name.rfind("nulbyte", 0) == 0) {
+    reply = "Domain Name: " + name + "\r\nRemarks: a";
+    reply.push_back('\0');
+    reply += "b\r\n";
   } else if (registered_.count(name)) {
     reply = "Domain Name: " + name + "\r\nRegistrar: Loopback Registrar\r\nName Server: NONE\r\n";
   } else {

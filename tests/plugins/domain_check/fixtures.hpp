@@ -86,6 +86,9 @@ class ServfailUdp {
 //   starts with "hang"        nothing, connection held open until shutdown
 //   starts with "empty"       closes without a reply
 //   starts with "limit"       "Query limit exceeded"
+//   starts with "latin1"      a registration record in Latin-1 ("Soci\xe9t\xe9 G\xe9n\xe9rale")
+//   starts with "cututf8"     a UTF-8 record whose byte 200 falls inside a two-byte "\xc3\xa9"
+//   starts with "nulbyte"     a registration record with a NUL byte in it
 //   otherwise                 "No match for "NAME"."
 // delay_ms delays every reply (to observe concurrency).
 class WhoisServer {

@@ -79,7 +79,7 @@ std::vector<std::string> names_of(const std::vector<jrtest::Enqueued>& jobs) {
 }
 
 TEST(DomainCheckIdle, TwoRunnersEnqueueExactlyTheStaleDomainsOnce) {
-  std::string db = PgCluster::get().create_database("dcidle");
+  std::string db = dctest::plugin_db("dcidle");
   json cfg = dctest::config(db);
   cfg["recheck_max_batches"] = 1;  // 50 per call: both runners get a share of each round
   Rendezvous r;
@@ -146,7 +146,7 @@ TEST(DomainCheckIdle, TwoRunnersEnqueueExactlyTheStaleDomainsOnce) {
 }
 
 TEST(DomainCheckIdle, DefaultBatchingAndDisabledRecheck) {
-  std::string db = PgCluster::get().create_database("dcidle");
+  std::string db = dctest::plugin_db("dcidle");
   jrtest::PluginHost host(dctest::so_path(), dctest::config(db));
   EXPECT_EQ(host.idle(), 0);
   seed(db, "old", 120, "8 days");

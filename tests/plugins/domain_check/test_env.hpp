@@ -29,6 +29,13 @@ Env& env();
 
 inline std::string so_path() { return jrtest::plugin_dir() + "/libjr_domain_check.so"; }
 
+// A fresh database's role and schema for the plugin (what a runner hands it): the plugin's
+// config and the test's own queries of the domains table both use this URL.
+inline std::string plugin_db(const std::string& prefix) {
+  return jrtest::plugin_database(jrtest::PgCluster::get().create_database(prefix), "domain_check")
+      .url;
+}
+
 // A config pointing at the shared fixtures: .test -> the WHOIS server, .gone -> a dead port.
 inline nlohmann::json config(const std::string& db_url) {
   return {{"database_url", db_url},

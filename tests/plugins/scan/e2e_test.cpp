@@ -52,11 +52,11 @@ TEST_F(ScanE2E, EnqueuedScanCompletesWithItsReportAndTheRowIsFullReady) {
   EXPECT_EQ(s["result"]["scan_id"], "e2e-user");
   EXPECT_EQ(s["result"]["findings"][0]["id"], "title_missing");
   EXPECT_EQ(s["result"]["teaser"]["findings"].size(), 3u);
-  EXPECT_EQ(scantest::q(db,
+  EXPECT_EQ(scantest::q(pdb,
                         "SELECT status || ',' || user_id || ',' || progress FROM scan_jobs "
                         "WHERE id = 'e2e-user'"),
             "FULL_READY,u-1,100");
-  EXPECT_EQ(json::parse(scantest::q(db, "SELECT result FROM scan_jobs WHERE id = 'e2e-user'")),
+  EXPECT_EQ(json::parse(scantest::q(pdb, "SELECT result FROM scan_jobs WHERE id = 'e2e-user'")),
             s["result"]);
 
   json a = wait_done(anonymous);
@@ -69,11 +69,11 @@ TEST_F(ScanE2E, EnqueuedScanCompletesWithItsReportAndTheRowIsFullReady) {
   EXPECT_NE(r.dump().find("ERROR_VALIDATION: refused address 10.0.0.1 (private)"),
             std::string::npos)
       << r.dump();
-  EXPECT_EQ(scantest::q(db, "SELECT status FROM scan_jobs WHERE id = 'e2e-private'"),
+  EXPECT_EQ(scantest::q(pdb, "SELECT status FROM scan_jobs WHERE id = 'e2e-private'"),
             "ERROR_VALIDATION");
 
   // Cleanup through the runner too (the kind the hourly cron entry enqueues).
-  jrtest::PgCluster::exec(db,
+  jrtest::PgCluster::exec(pdb,
                           "UPDATE scan_jobs SET created_at = now() - interval '2 days' "
                           "WHERE id = 'e2e-private'");
   auto r2 = jrtest::run_runner({"enqueue", "cleanup_expired_scans", "--payload", "{}"}, env);
@@ -81,7 +81,7 @@ TEST_F(ScanE2E, EnqueuedScanCompletesWithItsReportAndTheRowIsFullReady) {
   json c = wait_done(std::stoll(r2.out));
   EXPECT_EQ(c["state"], "completed") << c.dump();
   EXPECT_EQ(c["result"]["deleted"], 1);
-  EXPECT_EQ(scantest::q(db, "SELECT count(*) FROM scan_jobs"), "2");
+  EXPECT_EQ(scantest::q(pdb, "SELECT count(*) FROM scan_jobs"), "2");
 }
 
 }  // namespace

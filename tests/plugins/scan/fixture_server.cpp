@@ -1,6 +1,10 @@
 #include "fixture_server.hpp"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <stdexcept>
@@ -134,8 +138,22 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
       res.set_content(good_page(base()), html.c_str());
     }
   });
+  // A page that never comes (within a minute; cut short when the server stops): a scan of it
+  // runs until the host stops it.
+  s.Get("/hang", [this, html](const httplib::Request&, httplib::Response& res) {
+    pause(std::chrono::seconds(60));
+    res.set_content(good_page(base()), html.c_str());
+  });
+  s.Get("/recovering", [this, html](const httplib::Request&, httplib::Response& res) {
+    if (hits("/recovering") <= recovering_after_) {
+      res.status = 503;
+      res.set_content("<html><body>try again later</body></html>", html.c_str());
+    } else {
+      res.set_content(good_page(base()), html.c_str());
+    }
+  });
   s.Get("/slow", [this, html](const httplib::Request&, httplib::Response& res) {
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(4000);
     while (!stopping_ && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -151,6 +169,38 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
   s.Get(R"(/slow-link/(\d+))", [this, html](const httplib::Request&, httplib::Response& res) {
     pause(std::chrono::milliseconds(900));
     res.set_content("<html><head><title>Linked</title></head><body>ok</body></html>", html.c_str());
+  });
+  // Pages in legacy encodings, declared in each of the places a browser looks (and one
+  // declaration nobody knows). The bytes are Latin-1 / windows-1252, not UTF-8.
+  auto page = [](const std::string& title, const std::string& heading, const std::string& head) {
+    return "<!DOCTYPE html><html><head>" + head + "<title>" + title + "</title></head><body><h1>" +
+           heading + "</h1><p>Le menu du jour.</p></body></html>";
+  };
+  s.Get("/latin1", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Caf\xe9 Cr\xe8me",
+                         "Cr\xe8me br\xfbl\xe9"
+                         "e",
+                         ""),
+                    "text/html; charset=ISO-8859-1");
+  });
+  s.Get("/cp1252-meta", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Prix\xa0: 5 \x80 \x93sp\xe9"
+                         "cial\x94",
+                         "\x8cuvre", "<meta charset=\"windows-1252\">"),
+                    "text/html");
+  });
+  s.Get("/latin1-http-equiv", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("D\xe9j\xe0 vu", "Na\xefve",
+                         "<!-- <meta charset=\"koi8-r\"> --><meta http-equiv=\"Content-Type\" "
+                         "content=\"text/html; charset=iso-8859-1\">"),
+                    "text/html");
+  });
+  s.Get("/header-wins", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Caf\xc3\xa9", "Caf\xc3\xa9", "<meta charset=\"iso-8859-1\">"),
+                    "text/html; charset=\"utf-8\"");
+  });
+  s.Get("/unknown-charset", [page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page("Caf\xe9", "Caf\xe9", ""), "text/html; charset=x-klingon");
   });
   s.Get("/huge", [html](const httplib::Request&, httplib::Response& res) {
     std::string body = "<html><body>" + std::string(3 * 1024 * 1024, 'x') + "</body></html>";
@@ -212,6 +262,43 @@ FixtureServer::~FixtureServer() {
   stopping_ = true;
   server_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+ResetServer::ResetServer() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd_, 16) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw std::runtime_error("reset server: cannot listen");
+  }
+  port_ = ntohs(a.sin_port);
+  thread_ = std::thread([this] {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      ++connections_;
+      // Wait for the request (up to 2 s), then reset instead of answering.
+      pollfd r{c, POLLIN, 0};
+      if (::poll(&r, 1, 2000) == 1) {
+        char buf[4096];
+        (void)::recv(c, buf, sizeof buf, 0);
+      }
+      linger l{1, 0};
+      setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ::close(c);
+    }
+  });
+}
+
+ResetServer::~ResetServer() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  ::close(fd_);
 }
 
 }  // namespace scantest

@@ -21,7 +21,9 @@ using scantest::q;
 class ScanPluginTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    db = jrtest::PgCluster::get().create_database("scan");
+    // The plugin's own role and schema (what a runner hands it); the test reads and seeds
+    // scan_jobs through it too.
+    db = jrtest::plugin_database(jrtest::PgCluster::get().create_database("scan"), "scan").url;
     scantest::install_audit(db);
     host = std::make_unique<jrtest::PluginHost>(so(), scantest::plugin_config(db, server));
   }
@@ -153,7 +155,7 @@ struct ErrorCase {
 
 TEST_F(ScanPluginTest, EveryErrorStateIsStoredAndTheJobFailsPermanently) {
   const std::vector<ErrorCase> cases = {
-      {"/slow", "ERROR_CRAWL", "timed out after 500 ms"},
+      {"/slow", "ERROR_CRAWL", "timed out after 1500 ms"},
       {"/huge", "ERROR_CRAWL", "too large"},
       {"/huge-chunked", "ERROR_CRAWL", "too large"},
       {"/data.json", "ERROR_CRAWL", "unsupported content type 'application/json'"},
@@ -173,7 +175,7 @@ TEST_F(ScanPluginTest, EveryErrorStateIsStoredAndTheJobFailsPermanently) {
     SCOPED_TRACE(c.path);
     std::string id = "err-" + std::to_string(n++);
     std::string url = c.path[0] == '/' ? server.url(c.path) : c.path;
-    auto out = scan(id, url);
+    auto out = scan(id, url, 25);  // the last attempt (of 25): transient errors end there too
     EXPECT_EQ(out.status, JR_ERR_PERMANENT);
     EXPECT_EQ(out.error.rfind(c.state + ": ", 0), 0u) << out.error;
     EXPECT_EQ(row(id, "status"), c.state);
@@ -264,11 +266,11 @@ TEST_F(ScanPluginTest, ResumeAfterTeaserOnlyChecksLinks) {
 
 TEST_F(ScanPluginTest, ErroredScanRunsAgainWhenRetried) {
   server.set_flaky_failing(true);
-  auto first = scan("flaky-1", server.url("/flaky"));
+  auto first = scan("flaky-1", server.url("/flaky"), 25);  // a 500 on the last attempt
   EXPECT_EQ(first.status, JR_ERR_PERMANENT);
   EXPECT_EQ(row("flaky-1", "status"), "ERROR_CRAWL");
   server.set_flaky_failing(false);
-  auto second = scan("flaky-1", server.url("/flaky"), 2);
+  auto second = scan("flaky-1", server.url("/flaky"), 26);  // retried from the dead letters
   ASSERT_EQ(second.status, JR_OK) << second.error;
   EXPECT_EQ(row("flaky-1", "status"), "FULL_READY");
   EXPECT_EQ(row("flaky-1", "error_state"), "<null>");
@@ -343,7 +345,7 @@ TEST_F(ScanPluginTest, ManifestDeclaresCronEnvAndSandbox) {
   EXPECT_EQ(m["sandbox"]["writable"], json::array());
   std::vector<std::string> kinds;
   for (const auto& k : host->plugin().kinds) kinds.push_back(k.kind);
-  EXPECT_EQ(kinds, (std::vector<std::string>{"scan", "cleanup_expired_scans"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"scan", "cleanup_expired_scans", "scan_finalize"}));
 }
 
 TEST_F(ScanPluginTest, InitRefusesBadConfig) {

@@ -53,7 +53,7 @@ inline std::string audit(const std::string& url, const std::string& id) {
 inline nlohmann::json plugin_config(const std::string& db, const FixtureServer& s) {
   return {{"database_url", db},
           {"allow_hosts", {"127.0.0.1:" + std::to_string(s.port())}},
-          {"request_timeout_ms", 500},
+          {"request_timeout_ms", 1500},
           {"link_check_timeout_ms", 1000},
           {"max_body_bytes", 1024 * 1024},
           {"max_redirects", 3},
@@ -75,6 +75,8 @@ class RunnerScanTest : public ::testing::Test {
     db = jrtest::PgCluster::get().create_database(db_prefix);
     env = {{"DATABASE_URL", db}};
     ASSERT_EQ(jrtest::run_runner({"migrate"}, env).exit_code, 0);
+    // The plugin's own role and schema, as the runner will find them: scan_jobs lives there.
+    pdb = jrtest::plugin_database(db, "scan").url;
     plugins = dir.path() + "/plugins";
     std::filesystem::create_directories(plugins);
     std::filesystem::copy_file(jrtest::plugin_dir() + "/libjr_scan.so", plugins + "/libjr_scan.so");
@@ -92,7 +94,9 @@ class RunnerScanTest : public ::testing::Test {
 
   FixtureServer server;
   jrtest::TempDir dir;
-  std::string db, plugins, config;
+  std::string db;   // the runner's role: the queue
+  std::string pdb;  // the plugin's role: scan_jobs
+  std::string plugins, config;
   std::map<std::string, std::string> env;
 };
 

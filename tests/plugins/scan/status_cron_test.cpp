@@ -82,9 +82,9 @@ std::string str(const std::vector<RowSeen>& v) {
 }
 
 TEST_F(ScanStatusCron, StatusTransitionsObservedThroughRunnerStatusAndTheScanJobsRow) {
-  scantest::install_audit(db);
+  scantest::install_audit(pdb);
   // The producer creates the row (QUEUED) and enqueues the job, as the README describes.
-  jrtest::PgCluster::exec(db,
+  jrtest::PgCluster::exec(pdb,
                           "INSERT INTO scan_jobs (id, url, user_id, status, progress, created_at, "
                           "expires_at) VALUES ('staged-1', '" +
                               server.url("/staged") +
@@ -101,7 +101,7 @@ TEST_F(ScanStatusCron, StatusTransitionsObservedThroughRunnerStatusAndTheScanJob
   std::vector<RowSeen> rows;
   std::atomic<bool> stop{false};
   std::thread row_poller([&] {
-    pqxx::connection c(db);
+    pqxx::connection c(pdb);
     while (!stop) {
       pqxx::read_transaction tx(c);
       auto r = tx.exec(
@@ -203,7 +203,7 @@ TEST_F(ScanStatusCron, StatusTransitionsObservedThroughRunnerStatusAndTheScanJob
   EXPECT_EQ(rows.back().progress, 100);
 
   // Every write to the row (the trigger): the complete flow, in order.
-  EXPECT_EQ(scantest::audit(db, "staged-1"),
+  EXPECT_EQ(scantest::audit(pdb, "staged-1"),
             "QUEUED/-/0/--,RUNNING/CRAWL/5/--,RUNNING/CRAWL/25/--,RUNNING/PARSE/30/--,"
             "RUNNING/PARSE/45/--,RUNNING/ANALYZE/50/--,RUNNING/ANALYZE/65/--,"
             "RUNNING/GENERATE/70/--,TEASER_READY/GENERATE/80/T-,TEASER_READY/GENERATE/85/T-,"
@@ -220,8 +220,8 @@ TEST_F(ScanStatusCron, StatusTransitionsObservedThroughRunnerStatusAndTheScanJob
 TEST_F(ScanStatusCron, HourlyCleanupFiresThroughTheHostCron) {
   // Scans of every age, before any runner: the cleanup deletes those created more than the TTL
   // (24 h) ago or past their expires_at, and keeps the rest.
-  jrtest::PgCluster::exec(db, scan::kScanJobsDdl);
-  jrtest::PgCluster::exec(db, R"SQL(
+  jrtest::PgCluster::exec(pdb, scan::kScanJobsDdl);
+  jrtest::PgCluster::exec(pdb, R"SQL(
     INSERT INTO scan_jobs (id, url, status, created_at, expires_at) VALUES
       ('old',      'http://example.com/1', 'FULL_READY', now() - interval '25 hours', NULL),
       ('expired',  'http://example.com/2', 'ERROR_CRAWL', now() - interval '2 hours',
@@ -266,7 +266,7 @@ TEST_F(ScanStatusCron, HourlyCleanupFiresThroughTheHostCron) {
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("cleanup_expired_scans"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("0 * * * *"), std::string::npos) << text.out;
-  EXPECT_EQ(scantest::q(db, "SELECT count(*) FROM scan_jobs"), "4");
+  EXPECT_EQ(scantest::q(pdb, "SELECT count(*) FROM scan_jobs"), "4");
 
   // An hour passes for the cron table: the tick is due now. The leader's maintainer enqueues
   // the job on its next pass, and a slot runs it.
@@ -289,7 +289,7 @@ TEST_F(ScanStatusCron, HourlyCleanupFiresThroughTheHostCron) {
   EXPECT_EQ(s["queue"], "scan");
   EXPECT_EQ(s["result"]["deleted"], 2) << s.dump();
   EXPECT_EQ(s["result"]["ttl_seconds"], 86400);
-  EXPECT_EQ(scantest::q(db, "SELECT string_agg(id, ',' ORDER BY id) FROM scan_jobs"),
+  EXPECT_EQ(scantest::q(pdb, "SELECT string_agg(id, ',' ORDER BY id) FROM scan_jobs"),
             "fresh,recent");
   EXPECT_NE(runner.log().find("cron: periodic jobs enqueued"), std::string::npos) << runner.log();
 
