@@ -13,6 +13,12 @@ nlohmann::json plugin_state_json(const LoadedPlugin& p, const sandbox::SandboxEx
                       {"sha256", p.sha256},
                       {"kinds", kinds},
                       {"isolation", ex ? "sandbox" : "none"}};
+  // What the trust decision granted beyond the sandbox limits (names only: the env map holds
+  // host variable -> config key, never a value).
+  nlohmann::json env = nlohmann::json::array();
+  for (const auto& [var, key] : p.grants.env) env.push_back(var);
+  j["grants"] = {
+      {"database", p.grants.database}, {"enqueue_kinds", p.grants.enqueue_kinds}, {"env", env}};
   if (ex) {
     nlohmann::json c = ex->counters().to_json();
     j["workers"] = ex->pool_size();

@@ -95,7 +95,9 @@ async function main() {
   fs.mkdirSync(pluginDir);
   for (const so of PLUGINS) fs.copyFileSync(so, path.join(pluginDir, path.basename(so)));
   const config = path.join(tmp, 'runner.toml');
-  fs.writeFileSync(config, '[[cron]]\nname = "heartbeat"\nschedule = "@every 2s"\nkind = "echo"\npayload = { cron = true }\nqueue = "cron"\n');
+  fs.writeFileSync(config, '[[cron]]\nname = "heartbeat"\nschedule = "@every 2s"\nkind = "echo"\npayload = { cron = true }\nqueue = "cron"\n' +
+                         // A grant of the operator's (the trust model), shown on the Runners page.
+                         '[plugins.ui_dashboard]\nenqueue = ["echo"]\n');
 
   // ---- jobs in every state ----
   const completed = enqueueMany('echo', Array.from({ length: 30 }, (_, i) => ({ n: i })));
@@ -303,6 +305,8 @@ async function main() {
   await page.waitForFunction(() => document.querySelector('table.plugins') && /ui_dashboard/.test(document.querySelector('main').textContent));
   const runnersText = await page.$eval('main', (m) => m.textContent);
   assert(/sandbox/.test(runnersText) && /layers/.test(runnersText), 'plugin sandbox state shown');
+  const grants = await page.$$eval('table.plugins tbody tr', (trs) => Object.fromEntries(trs.map((t) => [t.cells[0].firstChild.textContent, t.cells[8].textContent])));
+  assert.deepStrictEqual(grants, { echo: 'none', ui_dashboard: 'enqueue echo' }, 'grants of the trust decision');
   await shot('runners');
   log('cron entries with their ticks and jobs; runners with plugins and sandbox layers');
 

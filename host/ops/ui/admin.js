@@ -67,6 +67,17 @@ function layerSummary(layers) {
       h('dd', { class: 'mono' }, typeof v === 'object' ? (v && v.status ? v.status + ' ' : '') + JSON.stringify(v) : String(v))])));
 }
 
+// What the operator granted a plugin (the trust model): a database, other kinds to enqueue, host
+// environment variables; 'none' when nothing.
+function grantSummary(g) {
+  if (!g || typeof g !== 'object') return '';
+  const parts = [];
+  if (g.database === true) parts.push('database');
+  if (Array.isArray(g.enqueue_kinds) && g.enqueue_kinds.length) parts.push('enqueue ' + g.enqueue_kinds.join(', '));
+  if (Array.isArray(g.env) && g.env.length) parts.push('env ' + g.env.join(', '));
+  return parts.length ? parts.join('; ') : 'none';
+}
+
 JR.pages.runners = (main) => {
   const list = h('div', {});
   append(main, h('h1', {}, 'Runners and plugins'), list);
@@ -84,12 +95,13 @@ JR.pages.runners = (main) => {
         kv([['host', w.host], ['pid', w.pid], ['kinds', (w.kinds || []).join(', ')], ['queues', (w.queues || []).length ? w.queues.join(', ') : 'all'],
             ['started', fmtTime(w.started_at)], ['heartbeat', fmtAge(w.heartbeat_age_seconds) + ' ago'], ['jobs done', fmtNum(w.jobs_done)],
             ['running', fmtNum(w.running)], ['connections', fmtNum(w.connections)], ['version', d.version]]),
-        plugins.length ? h('table', { class: 'plugins' }, h('thead', {}, h('tr', {}, ['plugin', 'version', 'isolation', 'workers', 'started', 'jobs', 'restarts', 'quarantine', 'layers'].map((c) => h('th', {}, c)))),
+        plugins.length ? h('table', { class: 'plugins' }, h('thead', {}, h('tr', {}, ['plugin', 'version', 'isolation', 'workers', 'started', 'jobs', 'restarts', 'quarantine', 'grants', 'layers'].map((c) => h('th', {}, c)))),
           h('tbody', {}, plugins.map((p) => h('tr', {}, h('td', {}, p.name, h('div', { class: 'muted mono small' }, String(p.sha256 || '').slice(0, 16))),
             h('td', {}, p.version), h('td', {}, badge(p.isolation)), h('td', { class: 'num' }, p.workers === undefined ? '' : p.workers),
             h('td', { class: 'num' }, p.workers_started === undefined ? '' : p.workers_started), h('td', { class: 'num' }, p.jobs === undefined ? '' : fmtNum(p.jobs)),
             h('td', {}, p.isolation === 'sandbox' ? restarts(p) : ''),
             h('td', {}, p.quarantined ? h('span', { class: 'badge st-discarded' }, 'quarantined') : (p.quarantines ? p.quarantines + ' past' : '')),
+            h('td', { class: 'small' }, grantSummary(p.grants)),
             h('td', {}, layerSummary(p.layers))))))
           : h('p', { class: 'muted' }, 'Plugin details not published yet.'),
         refused.length ? [h('h3', {}, 'Refused plugins'), h('table', { class: 'refused' }, h('thead', {}, h('tr', {}, ['plugin', 'file', 'kind', 'reason'].map((c) => h('th', {}, c)))),
