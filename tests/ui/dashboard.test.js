@@ -37,6 +37,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jr-ui-'));
 fs.chmodSync(tmp, 0o755);
 const dataDir = path.join(tmp, 'db');
 const children = [];
+let browser = null;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
@@ -131,7 +132,7 @@ async function main() {
                                                          (await get('/api/v1/jobs/' + hostileJob)).state === 'completed');
   log('jobs in every state; runner on port', w.port);
 
-  const browser = await puppeteer.launch({
+  browser = await puppeteer.launch({
     executablePath: CHROMIUM, headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
            '--no-first-run', '--disable-dev-shm-usage', '--user-data-dir=' + path.join(tmp, 'chromium-profile')],
@@ -150,6 +151,9 @@ async function main() {
   };
   const rowIds = () => page.$$eval('table.jobs tbody tr', (trs) => trs.map((t) => Number(t.dataset.id)));
   const flashText = () => page.$eval('#flash', (f) => (f.hidden ? '' : f.textContent));
+  // A click on a button of a table the page re-renders every 2 s: found and clicked in one task
+  // of the page (an element handle taken first could be replaced before the click lands).
+  const clickNow = async (p, sel) => { await p.waitForSelector(sel); await p.$eval(sel, (b) => b.click()); };
 
   // ---- Overview ----
   await go('overview');
@@ -278,24 +282,29 @@ async function main() {
   // ---- Queues: pause stops claiming, resume starts it again; rate limits ----
   await go('queues');
   await page.waitForSelector('tr[data-queue=pausable] button');
-  await page.click('tr[data-queue=pausable] button');
+  await clickNow(page, 'tr[data-queue=pausable] button');
   await page.waitForFunction(() => /paused/.test(document.querySelector('tr[data-queue=pausable]').textContent));
   const waiting = enqueueMany('echo', [1, 2, 3, 4, 5].map((i) => ({ paused: i })), '--queue', 'pausable');
-  await sleep(2500);  // many claim cycles (NOTIFY wakes the runner at once; polling every 200 ms)
+  // A job of another queue enqueued after them completes: the runner claimed since, and passed
+  // over the paused queue's older jobs.
+  for (let i = 0; i < 3; ++i) {
+    const probe = enqueue('echo', { probe: i }, '--queue', 'probe');
+    await waitFor('a later job of another queue to complete', async () => (await get('/api/v1/jobs/' + probe)).state === 'completed');
+  }
   for (const id of waiting) assert.strictEqual((await get('/api/v1/jobs/' + id)).state, 'available', 'paused: not claimed');
   await page.type('#limit-name', 'pausable');
   await page.type('#limit-rate', '50');
   await page.click('#limit-form button');
   await page.waitForSelector('tr[data-key="queue:pausable"]');
   await shot('queues');
-  await page.click('tr[data-key="queue:pausable"] button');
+  await clickNow(page, 'tr[data-key="queue:pausable"] button');
   await page.waitForFunction(() => !document.querySelector('tr[data-key="queue:pausable"]'));
-  await page.click('tr[data-queue=pausable] button');
+  await clickNow(page, 'tr[data-queue=pausable] button');
   await waitFor('the paused queue to drain after resume', async () => {
     const states = await Promise.all(waiting.map((id) => get('/api/v1/jobs/' + id)));
     return states.every((j) => j.state === 'completed');
   });
-  log('pause stopped claiming for 2.5 s; resume drained the queue; limit set and removed');
+  log('pause stopped claiming while 3 later jobs of another queue ran; resume drained the queue; limit set and removed');
 
   // ---- Cron and Runners ----
   await go('cron');
@@ -318,7 +327,7 @@ async function main() {
   await page2.goto(`http://127.0.0.1:${ui.port}/ui/#/queues`, { waitUntil: 'domcontentloaded' });
   await page2.waitForFunction(() => /no API token is configured/.test(document.querySelector('#mode').textContent));
   await page2.waitForSelector('tr[data-queue=later] button');
-  await page2.click('tr[data-queue=later] button');
+  await clickNow(page2, 'tr[data-queue=later] button');
   await page2.waitForFunction(() => !document.querySelector('#flash').hidden);
   const ro = await page2.$eval('#flash', (f) => f.textContent);
   assert(/Refused \(403\): state-changing endpoints are disabled: no API token is configured/.test(ro), ro);
@@ -329,17 +338,19 @@ async function main() {
 
   assert.deepStrictEqual(problems, []);
   await browser.close();
+  browser = null;
   log('all checks passed');
 }
 
 async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
   const exited = (c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve()
                                                                       : new Promise((r) => c.once('exit', r)));
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
   await Promise.race([Promise.all(children.map(exited)), sleep(30000)]);
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   cp.spawnSync(RUNNER, ['--data-dir', dataDir, 'db', 'stop'], { timeout: 30000 });
-  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 5 });
 }
 
 main().then(async () => { await cleanup(); process.exit(0); }, async (e) => {
