@@ -57,9 +57,19 @@ static int32_t init(const jr_host_api* host, const char* config, void** state, c
 static const jr_kind_desc kProgress = {sizeof(jr_kind_desc), 3, "ui_progress", NULL, 0, NULL};
 static const jr_kind_desc kHostileKind = {sizeof(jr_kind_desc), 1, "ui_hostile", NULL, 0, NULL};
 static const jr_kind_desc* const kKinds[] = {&kProgress, &kHostileKind};
-static const jr_plugin_desc kDesc = {
-    sizeof(jr_plugin_desc), JR_ABI_MAJOR, JR_ABI_MINOR, "ui_dashboard", "1.0.0", kKinds, 2, 0,
-    "{\"sandbox\": {\"network\": \"none\", \"memory_mb\": 128}}", init, handle, NULL, NULL};
+static const jr_plugin_desc kDesc = {sizeof(jr_plugin_desc),
+                                     JR_ABI_MAJOR,
+                                     JR_ABI_MINOR,
+                                     "ui_dashboard",
+                                     "1.0.0",
+                                     kKinds,
+                                     2,
+                                     0,
+                                     "{\"sandbox\": {\"network\": \"none\", \"memory_mb\": 128}}",
+                                     init,
+                                     handle,
+                                     NULL,
+                                     NULL};
 
 JR_EXPORT const jr_plugin_desc* jr_plugin_entry_v1(uint32_t host_abi_minor) {
   (void)host_abi_minor;
