@@ -329,9 +329,14 @@ TEST_F(UiDb, CronTicksRecordTheJobTheyMade) {
     return after;
   };
   st->CronRun(next);  // first run: schedules only
+  // Ticks a distinct second apart from one fixed instant (from now() of each run they could
+  // coincide when the runs are a second apart, and a tick is enqueued once), recent enough not
+  // to be skipped as stale (5 minutes).
+  const std::string base = PgCluster::query_one(url, "SELECT now()");
   for (int i = 0; i < 3; ++i) {
-    PgCluster::exec(url, "UPDATE jr_cron SET next_run_at = now() - make_interval(secs => " +
-                             std::to_string(10 + i) + ")");
+    PgCluster::exec(url, "UPDATE jr_cron SET next_run_at = '" + base +
+                             "'::timestamptz - make_interval(secs => " + std::to_string(10 + i) +
+                             ")");
     EXPECT_EQ(st->CronRun(next), 1);
   }
   DashboardDb db(url);
