@@ -35,6 +35,8 @@ namespace jr::cli {
 int cmd_new_plugin(const std::string& name, const std::string& dir);
 // `runner info [--json] [--watch]` (host/ops/cli_info.cpp): queues, live runners, throughput.
 int cmd_info(const GlobalFlags& g, const WorkerFlags& w, bool json, bool watch);
+// `runner ui --http PORT` (host/ops/cli_ui.cpp): the web dashboard alone, no jobs served.
+int cmd_ui(const GlobalFlags& g, const WorkerFlags& w);
 }  // namespace jr::cli
 
 namespace {
@@ -99,11 +101,14 @@ int main(int argc, char** argv) {
       app.add_option("--rescue-interval", w.rescue_interval,
                      "how often the leader looks for expired leases (default 5s)"),
       app.add_option("--http", w.http,
-                     "serve /metrics, /healthz, /readyz and the JSON API on [ADDR:]PORT "
+                     "serve /metrics, /healthz, /readyz, the JSON API and the dashboard (/ui) on "
+                     "[ADDR:]PORT "
                      "(loopback unless ADDR is given; RUNNER_HTTP)")};
   // The worker flags other commands use: `torture` starts runners, `info` reads the lease.
   const std::map<std::string, std::set<std::string>> worker_flags_of = {
-      {"torture", {"--plugins", "--concurrency"}}, {"info", {"--lease-seconds"}}};
+      {"torture", {"--plugins", "--concurrency"}},
+      {"info", {"--lease-seconds"}},
+      {"ui", {"--http", "--lease-seconds"}}};
 
   auto* worker = app.add_subcommand("worker", "run jobs (the default command)");
   worker->fallthrough();
@@ -281,6 +286,10 @@ int main(int argc, char** argv) {
   info->add_flag("--json", info_json, "print JSON");
   info->add_flag("--watch", info_watch, "refresh every second until Ctrl-C");
 
+  auto* ui = app.add_subcommand(
+      "ui", "serve the web dashboard at /ui on --http [ADDR:]PORT, without running jobs");
+  ui->fallthrough();
+
   auto* migrate = app.add_subcommand("migrate", "create or upgrade the schema");
   migrate->fallthrough();
 
@@ -381,6 +390,7 @@ int main(int argc, char** argv) {
     if (*limit) return cmd_limit(g, lf);
     if (*cron_ls) return cmd_cron_ls(g, cron_json);
     if (*info) return cmd_info(g, w, info_json, info_watch);
+    if (*ui) return cmd_ui(g, w);
     if (*torture) {
       tf.plugins = w.plugins;
       tf.concurrency = w.concurrency > 0 ? w.concurrency : 50;

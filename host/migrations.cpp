@@ -1,6 +1,7 @@
 #include "migrations.hpp"
 
 #include "ops/schema.hpp"
+#include "ops/ui_schema.hpp"
 
 namespace jr {
 
@@ -329,6 +330,10 @@ const std::vector<Migration>& migrations() {
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},
       {10, "finalizer jobs for discarded and cancelled jobs of kinds that declare one", kV10},
+      {11,
+       "web dashboard: per-queue indexes, runner details, throughput per minute, dependency "
+       "edges, cron runs",
+       ops::kMigrationV11},
   };
   return all;
 }

@@ -302,7 +302,7 @@ class PgStore final : public Store {
         switch (j.outcome) {
           case Outcome::retry:
             r = tx.exec_prepared("job_retry", j.id, j.attempt, worker_id, j.delay_seconds,
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::snooze:
             r = tx.exec_prepared("job_snooze", j.id, j.attempt, worker_id, j.delay_seconds);
@@ -312,11 +312,11 @@ class PgStore final : public Store {
             break;
           case Outcome::discard:
             r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "discarded",
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::cancelled:
             r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "cancelled",
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::completed:
             continue;
@@ -399,7 +399,7 @@ class PgStore final : public Store {
       tx.exec_params(
           "UPDATE jr_jobs SET progress = jsonb_build_object('percent', $3::float8, 'step', "
           "$4::text, 'at', now()) WHERE id = $1 AND attempt = $2 AND state = 'running'",
-          id, attempt, percent, step.empty() ? nullptr : step.c_str());
+          id, attempt, percent, step.empty() ? nullptr : valid_utf8(step).c_str());
       tx.commit();
       return 0;
     });
@@ -600,17 +600,26 @@ class PgStore final : public Store {
     });
   }
 
+  // $6 of dlq_where(): the selected ids, or NULL for every job the other filters match.
+  static const char* dlq_ids(const DeadLetterFilter& f, std::string& holder) {
+    if (f.ids.empty()) return nullptr;
+    holder = pg_int_array(f.ids);
+    return holder.c_str();
+  }
+
   static std::string dlq_where() {
     return "state = 'discarded' AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR "
            "queue = $3) AND ($4::timestamptz IS NULL OR finished_at >= $4) AND "
-           "($5::timestamptz IS NULL OR finished_at < $5)";
+           "($5::timestamptz IS NULL OR finished_at < $5) AND ($6::bigint[] IS NULL OR id = "
+           "ANY($6::bigint[]))";
   }
 
   std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(revive_sql(dlq_where()), f.limit, opt(f.kind), opt(f.queue),
-                              opt(f.since), opt(f.before));
+                              opt(f.since), opt(f.before), dlq_ids(f, ids_text));
       std::vector<int64_t> ids;
       for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
       if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
@@ -621,10 +630,12 @@ class PgStore final : public Store {
 
   std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec_params("SELECT row_to_json(d)::text FROM jr_jobs_done d WHERE " +
                                   dlq_where() + " ORDER BY id LIMIT $1",
-                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before),
+                              dlq_ids(f, ids_text));
       std::vector<JobView> out;
       for (const auto& row : r) out.push_back(JobView{row[0].c_str()});
       return out;
@@ -633,12 +644,13 @@ class PgStore final : public Store {
 
   int DeadLetterPurge(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(
           "DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done "
           "WHERE " +
               dlq_where() + " LIMIT $1)",
-          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before), dlq_ids(f, ids_text));
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });

@@ -143,6 +143,7 @@ struct DeadLetterFilter {
   std::optional<std::string> since;   // timestamptz text: finished at or after
   std::optional<std::string> before;  // timestamptz text: finished before
   int limit = 100;
+  std::vector<int64_t> ids;  // non-empty: only these jobs (the dashboard's selection)
 };
 
 struct WorkerRegisterParams {

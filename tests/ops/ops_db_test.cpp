@@ -469,9 +469,9 @@ TEST_F(OpsDb, NoPasswordOrTokenInAnyLogLine) {
     ASSERT_GT(r.port, 0);
     auto c = r.client();
     std::string hook = "http://127.0.0.1:1/hook?token=" + hook_token;  // nothing listens: fails
-    auto res = c->Post("/api/v1/jobs", {{"Authorization", "Bearer " + token}},
-                       R"({"kind": "echo", "payload": {"x": 1}, "webhook": ")" + hook + "\"}",
-                       "application/json");
+    auto res = c->Post(
+        "/api/v1/jobs", {{"Authorization", "Bearer " + token}, {"X-Jobrunner-CSRF", "1"}},
+        R"({"kind": "echo", "payload": {"x": 1}, "webhook": ")" + hook + "\"}", "application/json");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 201) << res->body;
     int64_t id = nlohmann::json::parse(res->body)["id"].get<int64_t>();
