@@ -46,7 +46,8 @@ echo "   built in $(( $(date +%s) - rel_start )) s (at $(( $(date +%s) - start )
 # cannot be observed the way the sandbox classifies them, and LeakSanitizer's exit-time tracer
 # is exactly what the seccomp filter forbids. They run in the build above (test_sandbox,
 # test_sandbox_e2e, and every *_sandboxed plugin suite); here runners and plugins run
-# in-process, so ASan sees the plugins' code.
+# in-process, so ASan sees the plugins' code. test_remote_db checks the network guard of
+# sandboxed workers (in-process plugins have none).
 ASAN_SKIP='^test_sandbox(_e2e)?$|_sandboxed$'
 echo "== build (asan preset: ASan + UBSan, -Werror)"
 cmake --preset asan "${FLAGS[@]}" >/dev/null

@@ -12,16 +12,21 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
 
 #include "../plugins/dataset_parse/gen.hpp"
 #include "db_auth.hpp"
@@ -38,6 +43,7 @@ namespace {
 constexpr const char* kNsEnv = "JR_REMOTE_DB_TEST_NS";
 constexpr const char* kDbAddr = "192.0.2.10";
 constexpr const char* kOtherAddr = "192.0.2.11";
+constexpr const char* kDnsAddr = "192.0.2.53";  // the namespace's resolver (its resolv.conf)
 
 int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
 
@@ -103,6 +109,75 @@ class Listener {
  private:
   int fd_ = -1;
   int n_ = 0;
+};
+
+// A DNS server on 192.0.2.53:53 (UDP) that answers svc.test with 192.0.2.10 (A), everything
+// else with NXDOMAIN, and records every question name it was asked.
+class DnsServer {
+ public:
+  DnsServer() {
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(53);
+    inet_pton(AF_INET, kDnsAddr, &a.sin_addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ADD_FAILURE() << "bind 192.0.2.53:53: " << std::strerror(errno);
+    }
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~DnsServer() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  std::set<std::string> asked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return asked_;
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      unsigned char q[512];
+      sockaddr_in from{};
+      socklen_t flen = sizeof from;
+      ssize_t n = recvfrom(fd_, q, sizeof q, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+      if (n < 12) continue;
+      size_t at = 12;
+      std::string name;
+      while (at < static_cast<size_t>(n) && q[at] != 0 && at + q[at] < static_cast<size_t>(n)) {
+        name += (name.empty() ? "" : ".") + std::string(reinterpret_cast<char*>(q + at + 1), q[at]);
+        at += q[at] + 1;
+      }
+      at += 1;
+      if (at + 4 > static_cast<size_t>(n)) continue;
+      int type = (q[at] << 8) | q[at + 1];
+      at += 4;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        asked_.insert(name);
+      }
+      std::vector<unsigned char> r(q, q + at);  // header and question
+      r[2] = 0x81;
+      bool known = name == "svc.test";
+      r[3] = known ? 0x80 : 0x83;  // RA; NOERROR or NXDOMAIN
+      r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;
+      if (known && type == 1) {
+        r[7] = 1;
+        unsigned char ans[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 10};
+        r.insert(r.end(), ans, ans + sizeof ans);
+      }
+      sendto(fd_, r.data(), r.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
+    }
+  }
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::set<std::string> asked_;
+  std::thread thread_;
 };
 
 class RemoteDbTest : public ::testing::Test {
@@ -266,6 +341,35 @@ TEST_F(RemoteDbTest, AServerByNameAndPluginsCheckShowsTheGrants) {
       << text.out;
 }
 
+// A grant by name brings DNS with it: to the resolver of resolv.conf only, about the granted
+// name only (glibc's queries go through the guard as sendmmsg on a connected UDP socket).
+TEST_F(RemoteDbTest, DnsGoesOnlyToTheResolverAndOnlyAboutGrantedNames) {
+  DnsServer dns;
+  start(g_db->create("remote_dns", kDbAddr), {hostile_so(), so("echo")},
+        std::string(kGrants) + "connect = [\"svc.test:5432\"]\n");
+  auto run = [&](const std::string& cmd, int64_t* id) {
+    *id = enqueue("hostile_netgrant", {{"arg", cmd}});
+    json r = finished(*id);
+    EXPECT_EQ(r.value("state", ""), "completed") << cmd << ": " << r.dump() << runner_->log();
+    return r["result"];
+  };
+  int64_t ok_id = 0, leak_id = 0, port_id = 0;
+  json ok = run("dns svc.test", &ok_id);
+  EXPECT_EQ(ok.value("errno", -1), 0) << ok.dump() << runner_->log();
+  EXPECT_EQ(ok.value("addr", ""), kDbAddr);
+  json leak = run("dns leak-secret.example", &leak_id);
+  EXPECT_NE(leak.value("errno", 0), 0) << leak.dump();
+  EXPECT_EQ(run(std::string("udp ") + kDnsAddr + " 5353", &port_id).value("errno", -1), EPERM);
+  stop();
+  std::set<std::string> asked = dns.asked();
+  EXPECT_TRUE(asked.count("svc.test")) << runner_->log();
+  EXPECT_FALSE(asked.count("leak-secret.example")) << "the query reached the resolver";
+  std::string log = runner_->log();
+  EXPECT_NE(log.find("a DNS query about \\\"leak-secret.example\\\", which no grant names"),
+            std::string::npos)
+      << log;
+}
+
 // A name grant follows the name: once db.test points elsewhere, the new address is admitted
 // (re-resolved) and the old one is not.
 TEST(NetRulesByName, ANameIsResolvedAgainWhenItMoves) {
@@ -315,6 +419,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot set up the test's network namespace\n");
     return 1;
   }
+  if (sh(std::string("ip addr add ") + kDnsAddr + "/32 dev lo") != 0) return 1;
   // db.test -> 192.0.2.10, in this mount namespace only.
   char hosts[] = "/tmp/jr-remote-db-hosts-XXXXXX";
   int fd = mkstemp(hosts);
@@ -322,8 +427,16 @@ int main(int argc, char** argv) {
   close(fd);
   std::ofstream(hosts) << "127.0.0.1 localhost\n" << kDbAddr << " db.test\n";
   chmod(hosts, 0644);
+  // The resolver: 192.0.2.53 (DnsServer), in this mount namespace only.
+  char resolv[] = "/tmp/jr-remote-db-resolv-XXXXXX";
+  fd = mkstemp(resolv);
+  if (fd < 0) return 1;
+  close(fd);
+  std::ofstream(resolv) << "nameserver " << kDnsAddr << "\noptions timeout:1 attempts:1\n";
+  chmod(resolv, 0644);
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-      mount(hosts, "/etc/hosts", nullptr, MS_BIND, nullptr) != 0) {
+      mount(hosts, "/etc/hosts", nullptr, MS_BIND, nullptr) != 0 ||
+      mount(resolv, "/etc/resolv.conf", nullptr, MS_BIND, nullptr) != 0) {
     std::fprintf(stderr, "cannot bind-mount /etc/hosts: %s\n", std::strerror(errno));
     return 1;
   }
@@ -333,5 +446,6 @@ int main(int argc, char** argv) {
   int rc = RUN_ALL_TESTS();
   g_db = nullptr;
   unlink(hosts);
+  unlink(resolv);
   return rc;
 }
