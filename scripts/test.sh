@@ -48,7 +48,7 @@ echo "   built in $(( $(date +%s) - rel_start )) s (at $(( $(date +%s) - start )
 # test_sandbox_e2e, and every *_sandboxed plugin suite); here runners and plugins run
 # in-process, so ASan sees the plugins' code. test_remote_db checks the network guard of
 # sandboxed workers (in-process plugins have none).
-ASAN_SKIP='^test_sandbox(_e2e)?$|_sandboxed$'
+ASAN_SKIP='^test_sandbox(_e2e)?$|_sandboxed$|^test_remote_db$'
 echo "== build (asan preset: ASan + UBSan, -Werror)"
 cmake --preset asan "${FLAGS[@]}" >/dev/null
 cmake --build --preset asan -j "$JOBS"
