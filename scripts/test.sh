@@ -41,6 +41,11 @@ cmake --preset release -G Ninja -DJR_PLUGINS=ALL >/dev/null
 cmake --build --preset release -j "$JOBS"
 echo "   built in $(( $(date +%s) - rel_start )) s (at $(( $(date +%s) - start )) s)"
 
+# The Debian packages of the release build, installed into a scratch root (postinst makes the
+# users there), and a job run from the installed files (issue 20).
+echo "== Debian package (build, install into a scratch root, run a job)"
+bash scripts/deb-test.sh $(bash scripts/build-deb.sh build/release build/release/deb)
+
 # The sanitizer run repeats every test but the sandbox ones: ASan installs its own SIGSEGV
 # handler and maps terabytes of shadow memory, so a crash signal or an address-space limit
 # cannot be observed the way the sandbox classifies them, and LeakSanitizer's exit-time tracer
