@@ -53,6 +53,12 @@ if [ "$rc" != "0" ]; then
   kill "$asan_pid" 2>/dev/null || true
   exit "$rc"
 fi
+
+# The Debian packages of the release build, installed into a scratch root (postinst makes the
+# users there), and a job run from the installed files (issue 20).
+echo "== Debian package (build, install into a scratch root, run a job)"
+bash scripts/deb-test.sh $(bash scripts/build-deb.sh build/release build/release/deb)
+
 echo "== build (asan preset: ASan + UBSan, -Werror)"
 wait "$asan_pid" || true
 if [ "$(cat build/asan-build.rc 2>/dev/null)" != "0" ]; then
@@ -66,10 +72,11 @@ echo "   built at $(( $(date +%s) - start )) s"
 # cannot be observed the way the sandbox classifies them, and LeakSanitizer's exit-time tracer
 # is exactly what the seccomp filter forbids. They ran on the release build above (test_sandbox,
 # test_sandbox_e2e, and every *_sandboxed plugin suite); here runners and plugins run
-# in-process, so ASan sees the plugins' code.
-# The browser test (test_ui_browser) ran in the release pass; the dashboard's server code runs
-# under ASan in test_ops_ui, and a slowed runner behind real Chromium would only add minutes.
-ASAN_SKIP='^test_sandbox(_e2e)?$|_sandboxed$|^test_ui_browser$'
+# in-process, so ASan sees the plugins' code. test_remote_db checks the network guard of
+# sandboxed workers (in-process plugins have none). The browser test (test_ui_browser) ran in
+# the release pass; the dashboard's server code runs under ASan in test_ops_ui, and a slowed
+# runner behind real Chromium would only add minutes.
+ASAN_SKIP='^test_sandbox(_e2e)?$|_sandboxed$|^test_ui_browser$|^test_remote_db$'
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -436,3 +436,37 @@ TEST(DescribeDir, BadPluginsAreRefusedWithTheirReasonsAndTheOthersDescribed) {
 }
 
 }  // namespace
+
+TEST(Trust, ConnectGrantsAreRequestsLikeEveryOtherWidening) {
+  json req = {{"sandbox", {{"network", "loopback"}, {"connect", {"db.internal:5432"}}}}};
+  // Asked for in the manifest only: refused, naming the key and how to grant it.
+  TrustInput in = input(req);
+  in.approved = nullptr;
+  TrustDecision d = decide_trust(in);
+  ASSERT_FALSE(d.accepted());
+  EXPECT_NE(d.refusal_text().find("sandbox.connect"), std::string::npos) << d.refusal_text();
+  // Granted in the config: the config's list is what it gets.
+  TrustDecision g = decide_trust(
+      input(req, {{"sandbox", {{"network", "loopback"}, {"connect", {"10.0.0.0/8:5432"}}}}}));
+  ASSERT_TRUE(g.accepted()) << g.refusal_text();
+  EXPECT_EQ(g.policy.connect, std::vector<std::string>{"10.0.0.0/8:5432"});
+  EXPECT_EQ(dim(g, "connect").source, GrantSource::config);
+  // An approval of exactly that request.
+  json approved = approvable_request(req);
+  TrustInput ai = input(req, {{"sandbox", {{"network", "loopback"}}}});
+  ai.approved = &approved;
+  TrustDecision a = decide_trust(ai);
+  ASSERT_TRUE(a.accepted()) << a.refusal_text();
+  EXPECT_EQ(a.policy.connect, std::vector<std::string>{"db.internal:5432"});
+  // A bad entry is refused with the entry and the problem.
+  TrustDecision bad = decide_trust(
+      input(json::object(), {{"sandbox", {{"network", "loopback"}, {"connect", {"db"}}}}}));
+  ASSERT_FALSE(bad.accepted());
+  EXPECT_NE(bad.refusal_text().find("\"db\": no port"), std::string::npos) << bad.refusal_text();
+  // connect without the guarded mode means nothing: refused, saying so.
+  TrustDecision none =
+      decide_trust(input(json::object(), {{"sandbox", {{"connect", {"10.0.0.1:80"}}}}}));
+  ASSERT_FALSE(none.accepted());
+  EXPECT_NE(none.refusal_text().find("needs sandbox.network = \"loopback\""), std::string::npos)
+      << none.refusal_text();
+}
