@@ -135,6 +135,19 @@ int main(int argc, char** argv) {
                                    "or runs: print the existing id");
   enqueue->add_option("--unique-key", ef.unique_key, "uniqueness by this key instead")
       ->excludes(unique);
+  enqueue->add_option("--unique-for", ef.unique_for,
+                      "no second job with this key (--unique-key, else kind and payload) "
+                      "enqueued within this period, finished or not (1h, 30m)");
+  enqueue->add_option("--unique-states", ef.unique_states,
+                      "the states in which a job with the key blocks another "
+                      "(available,scheduled,running,completed,...)");
+  enqueue->add_flag("--replace", ef.replace,
+                    "update the pending job with the key (payload, run time) instead of "
+                    "refusing; a running one gets a successor");
+  enqueue->add_option("--debounce", ef.debounce,
+                      "run this long after the last enqueue with the key (5s)");
+  enqueue->add_option("--debounce-max", ef.debounce_max,
+                      "with --debounce: never later than this after the first (default 10x)");
   enqueue->add_option("--lock-key", ef.lock_key, "jobs sharing this key never run at once");
   enqueue->add_option("--lock-limit", ef.lock_limit, "with --lock-key: at most N at once")
       ->check(CLI::Range(1, 1000000));

@@ -1,5 +1,6 @@
 #include "migrations.hpp"
 
+#include "job_model_sql.hpp"
 #include "ops/schema.hpp"
 
 namespace jr {
@@ -329,6 +330,8 @@ const std::vector<Migration>& migrations() {
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},
       {10, "finalizer jobs for discarded and cancelled jobs of kinds that declare one", kV10},
+      {14, "uniqueness over a period and states, replace and debounce (jr_enqueue_ex)",
+       kMigrationV14},
   };
   return all;
 }
