@@ -60,6 +60,7 @@ struct EnqueueFlags {
   bool replace = false;       // --replace
   std::string debounce;       // --debounce 5s
   std::string debounce_max;   // --debounce-max 1m
+  std::string rate_key;       // --rate-key tenant:42 (per-tenant rate limits)
 };
 
 // `runner jobs cancel --queue Q [--kind K] [--state S] [--yes]`.

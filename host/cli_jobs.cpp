@@ -59,7 +59,8 @@ std::string flag_of(const std::string& field) {
       {"unique_states", "--unique-states"},
       {"replace", "--replace"},
       {"debounce_seconds", "--debounce"},
-      {"debounce_max_seconds", "--debounce-max"}};
+      {"debounce_max_seconds", "--debounce-max"},
+      {"rate_key", "--rate-key"}};
   auto it = flags.find(field);
   return it == flags.end() ? field : it->second;
 }
@@ -217,6 +218,7 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
     if (f.replace) set("replace", "", true);
     duration("debounce_seconds", f.debounce);
     duration("debounce_max_seconds", f.debounce_max);
+    if (!f.rate_key.empty()) set("rate_key", f.rate_key, f.rate_key);
     if (!f.depends_on.empty()) {
       nlohmann::json ids = nlohmann::json::array();
       for (const auto& id : split_list(f.depends_on)) {

@@ -28,7 +28,7 @@ CREATE OR REPLACE FUNCTION jr_enqueue_option_keys() RETURNS text[] LANGUAGE sql 
                'timeout_seconds', 'retry_schedule', 'ttl_seconds', 'result_ttl_seconds',
                'failure_ttl_seconds', 'unique', 'unique_key', 'lock_key', 'lock_limit',
                'depends_on', 'webhook', 'unique_for_seconds', 'unique_states', 'replace',
-               'debounce_seconds', 'debounce_max_seconds']::text[]
+               'debounce_seconds', 'debounce_max_seconds', 'rate_key']::text[]
 $$;
 
 CREATE FUNCTION jr_enqueue_ex(p_kind text, p_payload jsonb, p_options jsonb,
@@ -228,6 +228,14 @@ BEGIN
         USING ERRCODE = '22023';
     END IF;
   END IF;
+  IF o ? 'rate_key' THEN
+    v_text := jr_option_text('rate_key', o->'rate_key', 1024);
+    IF v_text LIKE 'queue:%' OR v_text LIKE 'kind:%' OR strpos(v_text, '*') > 0 THEN
+      RAISE EXCEPTION 'jr_enqueue: ''rate_key'' must not start with queue: or kind: nor contain *, '
+        'got %', left((o->'rate_key')::text, 80) USING ERRCODE = '22023';
+    END IF;
+    v_opts := v_opts || jsonb_build_object('rate_key', v_text);
+  END IF;
   IF o ? 'webhook' THEN
     v_text := jr_option_text('webhook', o->'webhook', 8192);
     IF v_text !~ '^https?://[^/]' THEN
@@ -330,6 +338,20 @@ CREATE OR REPLACE FUNCTION jr_enqueue(p_kind text, p_payload jsonb, p_options js
 RETURNS bigint LANGUAGE sql AS $$
   SELECT job_id FROM jr_enqueue_ex(p_kind, p_payload, p_options)
 $$;
+)SQL";
+
+// v15. Rate keys (docs/job-model.md, host/pg_claim.cpp). A bucket's key is "queue:NAME",
+// "kind:NAME", a rate key, or a pattern "prefix*" (a default for every rate key starting with
+// prefix; the runners copy it into a bucket of the key's own, pattern = the pattern's key, when
+// they first claim such a job).
+const char* const kMigrationV15 = R"SQL(
+ALTER TABLE jr_rate_limits DROP CONSTRAINT jr_rate_limits_key_check;
+ALTER TABLE jr_rate_limits ADD CONSTRAINT jr_rate_limits_key_check
+  CHECK (key <> '' AND key !~ '[\x01-\x1f\x7f]');
+ALTER TABLE jr_rate_limits ADD COLUMN pattern text;
+CREATE INDEX jr_rate_limits_pattern_idx ON jr_rate_limits (pattern) WHERE pattern IS NOT NULL;
+CREATE INDEX jr_jobs_rate_key_available_idx ON jr_jobs ((options->>'rate_key'), priority DESC, id)
+  WHERE state = 'available' AND options ? 'rate_key';
 )SQL";
 
 }  // namespace jr

@@ -11,4 +11,9 @@ namespace jr {
 // given); jr_unique_locks serialises the enqueues of one key.
 extern const char* const kMigrationV14;
 
+// v15: per-tenant rate limits. Buckets in jr_rate_limits for any rate key ("tenant:42") and
+// default patterns ("tenant:*", from which the runners make one bucket per key as they meet
+// it: pattern names it); an index of the available rate-keyed jobs by key for the claim.
+extern const char* const kMigrationV15;
+
 }  // namespace jr

@@ -332,6 +332,7 @@ const std::vector<Migration>& migrations() {
       {10, "finalizer jobs for discarded and cancelled jobs of kinds that declare one", kV10},
       {14, "uniqueness over a period and states, replace and debounce (jr_enqueue_ex)",
        kMigrationV14},
+      {15, "per-tenant rate limits: buckets for rate keys and key patterns", kMigrationV15},
   };
   return all;
 }

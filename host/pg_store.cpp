@@ -52,6 +52,7 @@ std::string insert_options(const JobInsertParams& p) {
   if (p.result_ttl_seconds) o["result_ttl"] = *p.result_ttl_seconds;
   if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
   if (p.webhook) o["webhook"] = *p.webhook;
+  if (p.rate_key) o["rate_key"] = *p.rate_key;
   return o.dump();
 }
 
@@ -81,6 +82,7 @@ std::string enqueue_options(const JobInsertParams& p) {
   if (p.replace) o["replace"] = true;
   if (p.debounce_seconds) o["debounce_seconds"] = *p.debounce_seconds;
   if (p.debounce_max_seconds) o["debounce_max_seconds"] = *p.debounce_max_seconds;
+  if (p.rate_key) o["rate_key"] = *p.rate_key;
   return o.dump();
 }
 
@@ -774,7 +776,13 @@ class PgStore final : public Store {
       tx.exec_params(
           "INSERT INTO jr_rate_limits (key, rate, burst, tokens) VALUES ($1, $2, $3, $3) "
           "ON CONFLICT (key) DO UPDATE SET rate = EXCLUDED.rate, burst = EXCLUDED.burst, "
-          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now()",
+          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now(), "
+          "pattern = NULL",
+          key, rate, burst);
+      // A pattern ("tenant:*"): the buckets made from it follow (migration 15).
+      tx.exec_params(
+          "UPDATE jr_rate_limits SET rate = $2, burst = $3, tokens = least(tokens, $3) "
+          "WHERE pattern = $1",
           key, rate, burst);
       tx.commit();
       return 0;
@@ -785,6 +793,7 @@ class PgStore final : public Store {
     return guard([&] {
       pqxx::work tx(*conn_);
       auto r = tx.exec_params("DELETE FROM jr_rate_limits WHERE key = $1", key);
+      tx.exec_params("DELETE FROM jr_rate_limits WHERE pattern = $1", key);
       tx.commit();
       return r.affected_rows() > 0;
     });
@@ -795,8 +804,8 @@ class PgStore final : public Store {
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec(
           "SELECT coalesce(json_agg(json_build_object('key', key, 'rate', rate, 'burst', burst, "
-          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at))) "
-          "ORDER BY key), '[]')::text FROM jr_rate_limits");
+          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at)), "
+          "'pattern', pattern) ORDER BY key), '[]')::text FROM jr_rate_limits");
       return std::string(r[0][0].c_str());
     });
   }
@@ -1107,7 +1116,7 @@ class PgStore final : public Store {
            a.retry_schedule == b.retry_schedule && a.ttl_seconds == b.ttl_seconds &&
            a.result_ttl_seconds == b.result_ttl_seconds &&
            a.failure_ttl_seconds == b.failure_ttl_seconds && a.webhook == b.webhook &&
-           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit;
+           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit && a.rate_key == b.rate_key;
   }
 
   static void sort_claimed(std::vector<ClaimedJob>& v) {

@@ -59,6 +59,11 @@ struct JobInsertParams {
   bool unique_period() const {
     return unique_for_seconds || !unique_states.empty() || replace || debounce_seconds;
   }
+  // Per-tenant rate limits (migration 15): the job is claimed under the token bucket of this
+  // key ("tenant:42"; a bucket set for it, else one made from the longest matching pattern
+  // such as "tenant:*"; none: unlimited) instead of its queue's or kind's. Kept in
+  // options.rate_key.
+  std::optional<std::string> rate_key;
   // Lock keys: at most lock_limit (default 1) jobs with this key run at once, anywhere.
   std::optional<std::string> lock_key;
   std::optional<int> lock_limit;

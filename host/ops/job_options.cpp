@@ -254,7 +254,8 @@ const std::vector<std::string>& job_option_keys() {
                                                 "unique_states",
                                                 "replace",
                                                 "debounce_seconds",
-                                                "debounce_max_seconds"};
+                                                "debounce_max_seconds",
+                                                "rate_key"};
   return keys;
 }
 
@@ -502,6 +503,15 @@ JobInsertParams job_from_parts(std::string_view kind, const json& payload, const
     if (*p.debounce_max_seconds < *p.debounce_seconds) {
       bad("debounce_max_seconds", "must be at least debounce_seconds");
     }
+  }
+  if (o.contains("rate_key")) {
+    std::string key = text(o, "rate_key", kMaxNameBytes);
+    if (key.rfind("queue:", 0) == 0 || key.rfind("kind:", 0) == 0 ||
+        key.find('*') != std::string::npos) {
+      bad("rate_key",
+          "must not start with queue: or kind: nor contain *, got " + shown(o["rate_key"]));
+    }
+    p.rate_key = key;
   }
   if (o.contains("webhook")) {
     std::string url = text(o, "webhook", kMaxUrlBytes);

@@ -250,6 +250,65 @@ TEST_F(JobModel, DebouncePushesTheRunTimeBackUpToTheMaximum) {
   for (int64_t c : capped) EXPECT_TRUE(wait_state(c, "completed", 30s));
 }
 
+// Per-tenant rate limits: `runner limit set --key 'tenant:*' --rate 10` and two tenants
+// flooding one queue (--rate-key): each gets its own 10 jobs/s (within 10 % over 10 s), though
+// all of one tenant's jobs were enqueued first, and jobs without a rate key are not held back.
+TEST_F(JobModel, TwoTenantsOnOneQueueEachGetTheirOwnRate) {
+  auto set = jrtest::run_runner({"limit", "set", "--key", "tenant:*", "--rate", "10"}, env_);
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  auto a = enqueue_many("echo", 400, "{}", {"--rate-key", "tenant:a"});
+  auto b = enqueue_many("echo", 400, "{}", {"--rate-key", "tenant:b"});
+  auto plain = enqueue_many("echo", 100, R"({"plain": 1})");
+  ASSERT_EQ(a.size() + b.size() + plain.size(), 900u);
+  RunnerProcess runner(
+      {"--plugins", plugin_dir_with({echo_so()}), "--poll-interval", "50ms", "--concurrency", "8"},
+      env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs_done WHERE payload ? 'plain'") == 100; },
+      20s))
+      << runner.log();
+  ASSERT_TRUE(wait_until([&] { return count("SELECT count(*) FROM jr_jobs_done") >= 100; }, 20s));
+  double t0 = std::stod(
+      q("SELECT extract(epoch FROM min(started_at)) FROM jr_jobs_all WHERE options ? 'rate_key'"));
+  ASSERT_TRUE(wait_until([&] { return db_now() > t0 + 11.5; }, 30s));
+  auto started = [&](const std::string& key) {
+    return count("SELECT count(*) FROM jr_jobs_all WHERE options->>'rate_key' = '" + key +
+                 "' AND started_at >= to_timestamp(" + std::to_string(t0 + 1) +
+                 ") AND started_at < to_timestamp(" + std::to_string(t0 + 11) + ")");
+  };
+  int64_t na = started("tenant:a"), nb = started("tenant:b");
+  std::printf("per-tenant rate over 10 s: tenant:a %lld jobs, tenant:b %lld jobs (limit 10/s)\n",
+              static_cast<long long>(na), static_cast<long long>(nb));
+  EXPECT_GE(na, 90);
+  EXPECT_LE(na, 110);
+  EXPECT_GE(nb, 90);
+  EXPECT_LE(nb, 110);
+  // Each key got its own bucket, made from the pattern.
+  EXPECT_EQ(q("SELECT string_agg(key || '<' || pattern, ',' ORDER BY key) FROM jr_rate_limits "
+              "WHERE pattern IS NOT NULL"),
+            "tenant:a<tenant:*,tenant:b<tenant:*");
+  // Changing the pattern changes the buckets made from it; removing it removes them.
+  ASSERT_EQ(
+      jrtest::run_runner({"limit", "set", "--key", "tenant:*", "--rate", "1000"}, env_).exit_code,
+      0);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_rate_limits WHERE rate = 1000"), 3);
+  ASSERT_TRUE(wait_until([&] { return count("SELECT count(*) FROM jr_jobs") == 0; }, 20s))
+      << "the rest runs at the new rate";
+  ASSERT_EQ(jrtest::run_runner({"limit", "rm", "--key", "tenant:*"}, env_).exit_code, 0);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_rate_limits"), 0);
+}
+
+TEST_F(JobModel, RateKeysAreCheckedLikeEveryOption) {
+  auto r =
+      jrtest::run_runner({"enqueue", "echo", "--payload", "{}", "--rate-key", "queue:x"}, env_);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--rate-key"), std::string::npos) << r.err;
+  r = jrtest::run_runner({"limit", "set", "--key", "ten*ant", "--rate", "1"}, env_);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THROW(q(R"(SELECT jr_enqueue('echo', '{}', '{"rate_key": "a*"}'))"), std::exception);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), 0);
+}
+
 // Bad values of the new options are refused by the CLI with the flag's name.
 TEST_F(JobModel, CliRefusesBadUniquenessOptions) {
   auto bad = [&](std::vector<std::string> args, const std::string& says) {

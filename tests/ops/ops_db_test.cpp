@@ -157,7 +157,8 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
                                                   {"unique_states", {"available", "completed"}},
                                                   {"replace", true},
                                                   {"debounce_seconds", 5},
-                                                  {"debounce_max_seconds", 60}};
+                                                  {"debounce_max_seconds", 60},
+                                                  {"rate_key", "tenant:42"}};
   auto sql = [&](const nlohmann::json& options, const std::string& payload = "{}",
                  const std::string& kind = "k") {
     pqxx::connection c(url_);
@@ -231,6 +232,8 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
       {{{"debounce_seconds", 5}, {"delay_seconds", 1}}, "debounce_seconds", true},
       {{{"debounce_max_seconds", 5}}, "debounce_max_seconds", true},
       {{{"debounce_seconds", 5}, {"debounce_max_seconds", 1}}, "debounce_max_seconds", true},
+      {{{"rate_key", "kind:x"}}, "rate_key", true},
+      {{{"rate_key", "t:*"}}, "rate_key", true},
   };
   for (const auto& b : bad) {
     std::string from_sql = sql(b.options), from_cpp = cpp(b.options);
