@@ -294,13 +294,12 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
 
 // Rate-keyed jobs (the slow path's last step): at most `room`, each key within its bucket.
 // Sets retry_after (when a key used all its tokens) to when its next token is due, if sooner.
+// `keys`: the keys with available jobs (job_rate_keys), read before any bucket was locked.
 std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p,
-                                         const ClaimScope& s, int room, double& retry_after) {
+                                         const ClaimScope& s, const std::vector<std::string>& keys,
+                                         int room, double& retry_after) {
   std::vector<ClaimedJob> out;
-  if (room <= 0) return out;
-  std::vector<std::string> keys;
-  for (const auto& row : tx.exec_prepared("job_rate_keys")) keys.emplace_back(row[0].c_str());
-  if (keys.empty()) return out;
+  if (room <= 0 || keys.empty()) return out;
   std::string key_arr = pg_text_array(keys);
   tx.exec_prepared("job_rate_buckets", key_arr);
   struct Bucket {
@@ -425,6 +424,10 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
   ClaimScope base = base_scope(p);
   // Rate limits that touch this runner's queues or kinds.
   std::vector<ClaimedJob> out;
+  // The rate keys with available jobs, listed before the queue and kind buckets are locked, so
+  // the section that other runners wait for is no longer when there are none (the usual case).
+  std::vector<std::string> rate_keys;
+  for (const auto& row : tx.exec_prepared("job_rate_keys")) rate_keys.emplace_back(row[0].c_str());
   auto limits = tx.exec_params(
       "SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate "
       "FROM jr_rate_limits WHERE key LIKE 'queue:%' OR key LIKE 'kind:%' ORDER BY key FOR UPDATE");
@@ -478,8 +481,8 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
     }
     if (p.throttled_retry_seconds != nullptr) *p.throttled_retry_seconds = retry_after;
   }
-  for (auto& j :
-       claim_rate_keyed(tx, p, base, p.limit - static_cast<int>(out.size()), keyed_retry)) {
+  for (auto& j : claim_rate_keyed(tx, p, base, rate_keys, p.limit - static_cast<int>(out.size()),
+                                  keyed_retry)) {
     out.push_back(std::move(j));
   }
   if (keyed_retry > 0 && p.throttled_retry_seconds != nullptr) {
