@@ -54,6 +54,13 @@ struct EnqueueFlags {
   int lock_limit = 0;
   std::string depends_on;
   std::string webhook;  // --webhook URL (host/ops)
+  // Uniqueness over a period and states, replace, debounce (docs/job-model.md).
+  std::string unique_for;     // --unique-for 1h
+  std::string unique_states;  // --unique-states available,scheduled,running,completed
+  bool replace = false;       // --replace
+  std::string debounce;       // --debounce 5s
+  std::string debounce_max;   // --debounce-max 1m
+  std::string rate_key;       // --rate-key tenant:42 (per-tenant rate limits)
 };
 
 // `runner jobs cancel --queue Q [--kind K] [--state S] [--yes]`.

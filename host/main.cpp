@@ -140,6 +140,22 @@ int main(int argc, char** argv) {
                                    "or runs: print the existing id");
   enqueue->add_option("--unique-key", ef.unique_key, "uniqueness by this key instead")
       ->excludes(unique);
+  enqueue->add_option("--unique-for", ef.unique_for,
+                      "no second job with this key (--unique-key, else kind and payload) "
+                      "enqueued within this period, finished or not (1h, 30m)");
+  enqueue->add_option("--unique-states", ef.unique_states,
+                      "the states in which a job with the key blocks another "
+                      "(available,scheduled,running,completed,...)");
+  enqueue->add_flag("--replace", ef.replace,
+                    "update the pending job with the key (payload, run time) instead of "
+                    "refusing; a running one gets a successor");
+  enqueue->add_option("--debounce", ef.debounce,
+                      "run this long after the last enqueue with the key (5s)");
+  enqueue->add_option("--debounce-max", ef.debounce_max,
+                      "with --debounce: never later than this after the first (default 10x)");
+  enqueue->add_option("--rate-key", ef.rate_key,
+                      "claim under this key's token bucket (tenant:42; `runner limit set --key "
+                      "'tenant:*'` sets the default per key) instead of the queue's or kind's");
   enqueue->add_option("--lock-key", ef.lock_key, "jobs sharing this key never run at once");
   enqueue->add_option("--lock-limit", ef.lock_limit, "with --lock-key: at most N at once")
       ->check(CLI::Range(1, 1000000));
@@ -210,7 +226,11 @@ int main(int argc, char** argv) {
   limit->require_subcommand(1);
   auto* limit_set = limit->add_subcommand("set", "set a token bucket");
   limit_set->fallthrough();
-  limit_set->add_option("--key", lf.key, "queue:NAME or kind:NAME")->required();
+  limit_set
+      ->add_option("--key", lf.key,
+                   "queue:NAME, kind:NAME, a rate key (tenant:42) or a default for every "
+                   "rate key with a prefix (tenant:*)")
+      ->required();
   limit_set->add_option("--rate", lf.rate, "jobs per second")->required();
   limit_set->add_option("--burst", lf.burst, "bucket size (default: max(1, rate))");
   auto* limit_ls = limit->add_subcommand("ls", "list limits");
@@ -218,7 +238,8 @@ int main(int argc, char** argv) {
   limit_ls->add_flag("--json", lf.json, "print JSON");
   auto* limit_rm = limit->add_subcommand("rm", "remove a limit");
   limit_rm->fallthrough();
-  limit_rm->add_option("--key", lf.key, "queue:NAME or kind:NAME")->required();
+  limit_rm->add_option("--key", lf.key, "queue:NAME, kind:NAME, a rate key or a pattern")
+      ->required();
   for (auto* sc : {limit_set, limit_ls, limit_rm}) {
     std::string name = sc->get_name();
     sc->callback([&lf, name] { lf.action = name; });

@@ -1,5 +1,6 @@
 #include "migrations.hpp"
 
+#include "job_model_sql.hpp"
 #include "ops/schema.hpp"
 #include "ops/ui_schema.hpp"
 
@@ -334,6 +335,9 @@ const std::vector<Migration>& migrations() {
        "web dashboard: per-queue indexes, runner details, throughput per minute, dependency "
        "edges, cron runs",
        ops::kMigrationV11},
+      {14, "uniqueness over a period and states, replace and debounce (jr_enqueue_ex)",
+       kMigrationV14},
+      {15, "per-tenant rate limits: buckets for rate keys and key patterns", kMigrationV15},
   };
   return all;
 }

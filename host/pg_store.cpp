@@ -52,6 +52,37 @@ std::string insert_options(const JobInsertParams& p) {
   if (p.result_ttl_seconds) o["result_ttl"] = *p.result_ttl_seconds;
   if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
   if (p.webhook) o["webhook"] = *p.webhook;
+  if (p.rate_key) o["rate_key"] = *p.rate_key;
+  return o.dump();
+}
+
+// The options object of jr_enqueue_ex() for a job whose uniqueness has a period, states,
+// replace or debounce (migration 14): the one implementation of those lives in SQL, and these
+// are the keys of host/ops/job_options.cpp, already validated.
+std::string enqueue_options(const JobInsertParams& p) {
+  nlohmann::json o = nlohmann::json::object();
+  if (p.queue) o["queue"] = *p.queue;
+  if (p.priority != 0) o["priority"] = p.priority;
+  if (p.delay_seconds > 0) o["delay_seconds"] = p.delay_seconds;
+  if (p.run_at) o["run_at"] = *p.run_at;
+  if (p.max_attempts) o["max_attempts"] = *p.max_attempts;
+  if (p.timeout_ms) o["timeout_seconds"] = static_cast<double>(*p.timeout_ms) / 1000.0;
+  if (p.retry_schedule) o["retry_schedule"] = *p.retry_schedule;
+  if (p.ttl_seconds) o["ttl_seconds"] = *p.ttl_seconds;
+  if (p.result_ttl_seconds) o["result_ttl_seconds"] = *p.result_ttl_seconds;
+  if (p.failure_ttl_seconds) o["failure_ttl_seconds"] = *p.failure_ttl_seconds;
+  if (p.unique) o["unique"] = true;
+  if (p.unique_key) o["unique_key"] = *p.unique_key;
+  if (p.lock_key) o["lock_key"] = *p.lock_key;
+  if (p.lock_limit) o["lock_limit"] = *p.lock_limit;
+  if (!p.depends_on.empty()) o["depends_on"] = p.depends_on;
+  if (p.webhook) o["webhook"] = *p.webhook;
+  if (p.unique_for_seconds) o["unique_for_seconds"] = *p.unique_for_seconds;
+  if (!p.unique_states.empty()) o["unique_states"] = p.unique_states;
+  if (p.replace) o["replace"] = true;
+  if (p.debounce_seconds) o["debounce_seconds"] = *p.debounce_seconds;
+  if (p.debounce_max_seconds) o["debounce_max_seconds"] = *p.debounce_max_seconds;
+  if (p.rate_key) o["rate_key"] = *p.rate_key;
   return o.dump();
 }
 
@@ -124,6 +155,19 @@ class PgStore final : public Store {
   }
 
   JobInsertResult JobInsertEx(const JobInsertParams& p) override {
+    if (p.unique_period()) {
+      return guard([&] {
+        pqxx::work tx(*conn_);
+        auto r =
+            tx.exec_params("SELECT job_id, outcome FROM jr_enqueue_ex($1, $2::jsonb, $3::jsonb)",
+                           p.kind, p.payload, enqueue_options(p));
+        tx.commit();
+        std::string outcome = r[0][1].c_str();
+        JobInsertResult res{r[0][0].as<int64_t>(), outcome == "inserted"};
+        res.replaced = outcome == "replaced" || outcome == "debounced";
+        return res;
+      });
+    }
     return guard([&] {
       ensure_prepared();
       std::string sched = p.retry_schedule
@@ -172,7 +216,7 @@ class PgStore final : public Store {
   std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) override {
     // COPY cannot resolve unique keys or check parents: such jobs go one by one.
     bool special = std::any_of(jobs.begin(), jobs.end(), [](const JobInsertParams& j) {
-      return j.unique || j.unique_key || !j.depends_on.empty();
+      return j.unique || j.unique_key || !j.depends_on.empty() || j.unique_period();
     });
     if (special) {
       std::vector<int64_t> ids;
@@ -186,7 +230,7 @@ class PgStore final : public Store {
 
   std::vector<int64_t> JobInsertBulk(const JobInsertParams& base,
                                      const std::vector<std::string>& payloads) override {
-    if (base.unique || base.unique_key || !base.depends_on.empty()) {
+    if (base.unique || base.unique_key || !base.depends_on.empty() || base.unique_period()) {
       std::vector<int64_t> ids;
       JobInsertParams p = base;
       for (const auto& payload : payloads) {
@@ -488,6 +532,13 @@ class PgStore final : public Store {
                            WHERE w.state = 'waiting' AND w.depends_on @> ARRAY[jr_jobs_done.id]))SQL",
                               p.result_ttl_seconds, p.failure_ttl_seconds, p.cancelled_ttl_seconds,
                               p.limit);
+      // The lock rows of period-unique keys (migration 14) only queue up enqueues of one key:
+      // one not used for an hour and not held now can go (a later enqueue inserts it again).
+      tx.exec_params(R"SQL(
+        DELETE FROM jr_unique_locks WHERE key IN (
+          SELECT key FROM jr_unique_locks WHERE locked_at < now() - interval '1 hour'
+           LIMIT $1 FOR UPDATE SKIP LOCKED))SQL",
+                     p.limit);
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });
@@ -737,7 +788,13 @@ class PgStore final : public Store {
       tx.exec_params(
           "INSERT INTO jr_rate_limits (key, rate, burst, tokens) VALUES ($1, $2, $3, $3) "
           "ON CONFLICT (key) DO UPDATE SET rate = EXCLUDED.rate, burst = EXCLUDED.burst, "
-          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now()",
+          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now(), "
+          "pattern = NULL",
+          key, rate, burst);
+      // A pattern ("tenant:*"): the buckets made from it follow (migration 15).
+      tx.exec_params(
+          "UPDATE jr_rate_limits SET rate = $2, burst = $3, tokens = least(tokens, $3) "
+          "WHERE pattern = $1",
           key, rate, burst);
       tx.commit();
       return 0;
@@ -748,6 +805,7 @@ class PgStore final : public Store {
     return guard([&] {
       pqxx::work tx(*conn_);
       auto r = tx.exec_params("DELETE FROM jr_rate_limits WHERE key = $1", key);
+      tx.exec_params("DELETE FROM jr_rate_limits WHERE pattern = $1", key);
       tx.commit();
       return r.affected_rows() > 0;
     });
@@ -758,8 +816,8 @@ class PgStore final : public Store {
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec(
           "SELECT coalesce(json_agg(json_build_object('key', key, 'rate', rate, 'burst', burst, "
-          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at))) "
-          "ORDER BY key), '[]')::text FROM jr_rate_limits");
+          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at)), "
+          "'pattern', pattern) ORDER BY key), '[]')::text FROM jr_rate_limits");
       return std::string(r[0][0].c_str());
     });
   }
@@ -1070,7 +1128,7 @@ class PgStore final : public Store {
            a.retry_schedule == b.retry_schedule && a.ttl_seconds == b.ttl_seconds &&
            a.result_ttl_seconds == b.result_ttl_seconds &&
            a.failure_ttl_seconds == b.failure_ttl_seconds && a.webhook == b.webhook &&
-           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit;
+           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit && a.rate_key == b.rate_key;
   }
 
   static void sort_claimed(std::vector<ClaimedJob>& v) {

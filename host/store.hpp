@@ -47,6 +47,23 @@ struct JobInsertParams {
   // returns the existing job's id instead. `unique` derives the key from kind and payload.
   std::optional<std::string> unique_key;
   bool unique = false;
+  // Uniqueness over a period and chosen states, replace and debounce (migration 14,
+  // docs/job-model.md). Any of these makes the insert go through jr_enqueue_ex(), which
+  // serialises the enqueues of one key; the key is unique_key, else derived from kind and
+  // payload as with `unique`, and is kept in options.unique_key (not in the live-unique column).
+  std::optional<double> unique_for_seconds;    // a job enqueued within this period blocks
+  std::vector<std::string> unique_states;      // states in which a job blocks (empty: default)
+  bool replace = false;                        // update a pending holder's payload and run time
+  std::optional<double> debounce_seconds;      // run this long after the last enqueue...
+  std::optional<double> debounce_max_seconds;  // ...but no later than this after the first
+  bool unique_period() const {
+    return unique_for_seconds || !unique_states.empty() || replace || debounce_seconds;
+  }
+  // Per-tenant rate limits (migration 15): the job is claimed under the token bucket of this
+  // key ("tenant:42"; a bucket set for it, else one made from the longest matching pattern
+  // such as "tenant:*"; none: unlimited) instead of its queue's or kind's. Kept in
+  // options.rate_key.
+  std::optional<std::string> rate_key;
   // Lock keys: at most lock_limit (default 1) jobs with this key run at once, anywhere.
   std::optional<std::string> lock_key;
   std::optional<int> lock_limit;
@@ -58,7 +75,8 @@ struct JobInsertParams {
 
 struct JobInsertResult {
   int64_t id = 0;
-  bool inserted = true;  // false: a unique job with the same key already existed
+  bool inserted = true;   // false: a unique job with the same key already existed
+  bool replaced = false;  // (not inserted) that job's payload and run time were updated
 };
 
 struct ClaimedJob {

@@ -234,7 +234,7 @@ void Server::routes() {
       JobInsertResult ins = st.JobInsertEx(p);
       return std::make_pair(ins, st.JobGet(ins.id));
     });
-    nlohmann::json out = {{"id", r.id}, {"inserted", r.inserted}};
+    nlohmann::json out = {{"id", r.id}, {"inserted", r.inserted}, {"replaced", r.replaced}};
     if (view) {
       auto j = nlohmann::json::parse(view->json);
       for (const char* k : {"kind", "queue", "state", "priority", "run_at"}) {
