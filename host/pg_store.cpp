@@ -51,15 +51,16 @@ using pg::opt;
 // same statement, so a child starts within milliseconds of its last parent (the leader's
 // dependency pass, every poll interval, remains for the rest: a dead parent, or two parents
 // completed at the same moment in two transactions, neither seeing the other's).
-#define JR_PROMOTE_CHILDREN_SQL                                                                 \
-  ", kids AS (SELECT c.id FROM jr_jobs c "                                                      \
-  "            WHERE c.state = 'waiting' AND c.depends_on && $2::bigint[] "                     \
-  "              AND NOT EXISTS (SELECT 1 FROM unnest(c.depends_on) p(id) "                     \
-  "                               WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.id = p.id) "         \
-  "                                 AND NOT EXISTS (SELECT 1 FROM jr_jobs_done x "               \
-  "                                                  WHERE x.id = p.id AND x.state = 'completed')) " \
-  "              FOR UPDATE OF c SKIP LOCKED), "                                                \
-  "promote AS (UPDATE jr_jobs c SET state = 'available', run_at = now() FROM kids "             \
+#define JR_PROMOTE_CHILDREN_SQL                                                          \
+  ", kids AS (SELECT c.id FROM jr_jobs c "                                               \
+  "            WHERE c.state = 'waiting' AND c.depends_on && $2::bigint[] "              \
+  "              AND NOT EXISTS (SELECT 1 FROM unnest(c.depends_on) p(id) "              \
+  "                               WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.id = p.id) " \
+  "                                 AND NOT EXISTS (SELECT 1 FROM jr_jobs_done x "       \
+  "                                                  WHERE x.id = p.id AND x.state = "   \
+  "'completed')) "                                                                       \
+  "              FOR UPDATE OF c SKIP LOCKED), "                                         \
+  "promote AS (UPDATE jr_jobs c SET state = 'available', run_at = now() FROM kids "      \
   "             WHERE c.id = kids.id RETURNING c.id) "
 
 // The options document of an insert: retention settings the pruner reads.

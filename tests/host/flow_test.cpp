@@ -201,9 +201,8 @@ TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
   ASSERT_TRUE(wait_until([&] { return completed() == n; }, 60s)) << runner.log();
   // A child enqueued after its parents completed is available at once (no wait for a poll).
   int64_t parent = count("SELECT max(id) FROM jr_jobs_done");
-  int64_t late =
-      enqueue({"enqueue", "echo", "--payload", "{}", "--queue", "late", "--depends-on",
-               std::to_string(parent)});
+  int64_t late = enqueue({"enqueue", "echo", "--payload", "{}", "--queue", "late", "--depends-on",
+                          std::to_string(parent)});
   ASSERT_TRUE(wait_until([&] { return completed() == n + 1; }, 60s)) << runner.log();
   std::string wait_ms =
       q("SELECT round(extract(epoch from started_at - created_at) * 1000) FROM jr_jobs_done "
@@ -216,8 +215,8 @@ TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
   ASSERT_EQ(jrtest::run_runner({"queue", "pause", "chain"}, env_).exit_code, 0);
   int64_t prev = 0;
   for (int i = 0; i < n; ++i) {
-    std::vector<std::string> args = {"enqueue", "echo", "--queue", "chain", "--payload",
-                                     R"({"sleep_ms":100})"};
+    std::vector<std::string> args = {"enqueue", "echo",      "--queue",
+                                     "chain",   "--payload", R"({"sleep_ms":100})"};
     if (prev != 0) {
       args.push_back("--depends-on");
       args.push_back(std::to_string(prev));
@@ -228,11 +227,11 @@ TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
   ASSERT_TRUE(wait_until([&] { return completed() == 2 * n + 1; }, 60s)) << runner.log();
   for (const char* queue : {"default", "chain"}) {
     // Each job's start minus the previous one's end, in start order.
-    std::string gaps = q(
-        "SELECT string_agg(round(gap)::text, ' ') FROM (SELECT extract(epoch from started_at - "
-        "lag(finished_at) OVER (ORDER BY started_at)) * 1000 AS gap FROM jr_jobs_done "
-        "WHERE queue = '" +
-        std::string(queue) + "') g WHERE gap IS NOT NULL");
+    std::string gaps =
+        q("SELECT string_agg(round(gap)::text, ' ') FROM (SELECT extract(epoch from started_at - "
+          "lag(finished_at) OVER (ORDER BY started_at)) * 1000 AS gap FROM jr_jobs_done "
+          "WHERE queue = '" +
+          std::string(queue) + "') g WHERE gap IS NOT NULL");
     std::printf("handoff %s: gaps %s ms\n", queue, gaps.c_str());
     std::istringstream in(gaps);
     int seen = 0;
