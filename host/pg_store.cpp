@@ -396,6 +396,33 @@ class PgStore final : public Store {
     });
   }
 
+  std::vector<int64_t> JobReleaseOrphanedClaims(const std::string& worker_id,
+                                                const std::vector<int64_t>& held) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(
+          "UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL, "
+          "lease_expires_at = NULL WHERE lease_owner = $1 AND state = 'running' "
+          "AND NOT (id = ANY($2::bigint[])) "
+          "AND started_at >= (SELECT w.started_at FROM jr_workers w WHERE w.id = $1) RETURNING id",
+          worker_id, pg_int_array(held));
+      std::vector<int64_t> ids;
+      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+      if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return ids;
+    });
+  }
+
+  void SessionAsyncCommit() override {
+    async_commit_ = true;
+    guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("SET synchronous_commit TO off");
+      return 0;
+    });
+  }
+
   int JobPromoteDue(int limit) override {
     return guard([&] {
       ensure_prepared();
@@ -840,7 +867,7 @@ class PgStore final : public Store {
       tx.exec_params(
           "INSERT INTO jr_workers (id, host, pid, kinds, queues) VALUES ($1, $2, $3, $4, $5) "
           "ON CONFLICT (id) DO UPDATE SET kinds = EXCLUDED.kinds, queues = EXCLUDED.queues, "
-          "heartbeat_at = now()",
+          "heartbeat_at = now(), host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now()",
           p.worker_id, std::string(host), static_cast<int>(getpid()), pg_text_array(p.kinds),
           pg_text_array(p.queues));
       tx.commit();
@@ -1113,6 +1140,10 @@ class PgStore final : public Store {
     try {
       conn_ = std::make_unique<pqxx::connection>(url_);
       prepared_ = false;
+      if (async_commit_) {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec("SET synchronous_commit TO off");
+      }
     } catch (const std::exception& e) {
       conn_.reset();
       throw StoreError(std::string("cannot connect to PostgreSQL at ") + log::redact(url_) + ": " +
@@ -1267,6 +1298,7 @@ class PgStore final : public Store {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
   bool prepared_ = false;
+  bool async_commit_ = false;  // SessionAsyncCommit(): re-applied on every reconnect
   // JobClaim: until then, claims go straight to the transaction path (see JobClaim).
   std::chrono::steady_clock::time_point slow_claims_until_{};
 };
