@@ -278,6 +278,43 @@ TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
   (void)ids;
 }
 
+// Issue 17: a live, healthy runner keeps its leases on a machine whose CPUs are saturated and
+// whose database is busy committing: short leases (2 s), jobs longer than a lease, spinning
+// threads at the runner's own priority, and a writer committing in a tight loop.
+TEST_F(Lifecycle, LiveRunnerKeepsItsLeasesUnderCpuAndCommitLoad) {
+  enqueue_many("echo", 24, R"({"sleep_ms":3000})");
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> hogs;
+  for (int i = 0; i < 12; ++i) {
+    hogs.emplace_back([&] {
+      while (busy) {
+      }
+    });
+  }
+  std::thread writer([&] {
+    pqxx::connection c(url_);
+    pqxx::nontransaction(c).exec("CREATE TABLE load_rows (x bigint)");
+    while (busy) {
+      pqxx::work tx(c);
+      tx.exec("INSERT INTO load_rows SELECT generate_series(1, 2000)");
+      tx.commit();
+    }
+  });
+  RunnerProcess runner({"--plugins", echo_plugins(), "--concurrency", "8", "--lease-seconds", "2",
+                        "--rescue-interval", "0.2"},
+                       env_);
+  bool ok = wait_until([&] { return completed() == 24; }, 120s);
+  busy = false;
+  writer.join();
+  for (auto& t : hogs) t.join();
+  ASSERT_TRUE(ok) << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE errors @> "
+                  "'[{\"kind\": \"lease_lost\"}]' OR attempt > 1"),
+            0)
+      << runner.log();
+  EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
+}
+
 TEST_F(Lifecycle, PostgresRestartMidRunLosesNothing) {
   std::string record;
   std::string cfg = record_config(&record);
@@ -490,10 +527,10 @@ TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
   std::atomic<bool> finished{false};
   jrtest::RunResult r;
   std::thread torture([&] {
-    r = jrtest::run_runner({"torture", "--jobs", "600", "--runners", "2", "--concurrency", "4",
-                            "--kill-every", "0", "--plugins", jrtest::plugin_dir(), "--seed", "11",
-                            "--time-limit", "120"},
-                           env_, std::chrono::seconds(180));
+    r = jrtest::run_runner(
+        {"torture", "--jobs", "600", "--runners", "2", "--concurrency", "4", "--kill-every", "0",
+         "--plugins", jrtest::plugin_dir(), "--seed", "11", "--time-limit", "120"},
+        env_, std::chrono::seconds(180));
     finished = true;
   });
   RunnerProcess rogue({"--plugins", echo_plugins(), "--queues", "torture-*", "--concurrency", "4",
