@@ -329,6 +329,10 @@ const std::vector<Migration>& migrations() {
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},
       {10, "finalizer jobs for discarded and cancelled jobs of kinds that declare one", kV10},
+      // Completions look up the waiting children of the jobs they complete (issue 17 handoff):
+      // without the pending list, a lookup does not scan every recently inserted entry.
+      {12, "waiting-children index without a pending list",
+       "ALTER INDEX jr_jobs_waiting_idx SET (fastupdate = off)"},
   };
   return all;
 }

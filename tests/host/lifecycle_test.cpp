@@ -393,6 +393,7 @@ TEST_F(Lifecycle, BackendsKilledInALoopChargeNoAttempt) {
   RunnerProcess b({"--plugins", plugins, "--concurrency", "4", "--lease-seconds", "3",
                    "--rescue-interval", "0.5"},
                   env_);
+  ASSERT_TRUE(wait_until([&] { return completed() > 0; }, 60s)) << a.log();
   std::atomic<bool> done{false};
   std::atomic<int> kills{0};
   std::thread killer([&] {
@@ -406,7 +407,7 @@ TEST_F(Lifecycle, BackendsKilledInALoopChargeNoAttempt) {
                      .as<int>();
       } catch (const std::exception&) {
       }
-      std::this_thread::sleep_for(50ms);
+      std::this_thread::sleep_for(250ms);
     }
   });
   bool ok = wait_until(
@@ -427,7 +428,7 @@ TEST_F(Lifecycle, BackendsKilledInALoopChargeNoAttempt) {
       count("SELECT count(*) FROM jr_jobs_done WHERE errors @> '[{\"kind\": \"lease_lost\"}]'");
   std::printf("backends terminated: %d; jobs on a second attempt: %lld, lease_lost: %lld\n",
               kills.load(), static_cast<long long>(second), static_cast<long long>(lost));
-  EXPECT_GT(kills.load(), 20);
+  EXPECT_GT(kills.load(), 10);
   EXPECT_EQ(second, 0) << a.log().substr(0, 4000);
   EXPECT_EQ(lost, 0);
   EXPECT_TRUE(a.alive() && b.alive());
@@ -533,6 +534,15 @@ TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
         env_, std::chrono::seconds(180));
     finished = true;
   });
+  // One of the torture's runners leads maintenance (so the rescuer runs while the rogue is
+  // frozen) before the rogue starts.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count(
+                   "SELECT count(*) FROM jr_leaders WHERE name = 'maintenance' AND owner LIKE "
+                   "'torture-%'") == 1;
+      },
+      60s));
   RunnerProcess rogue({"--plugins", echo_plugins(), "--queues", "torture-*", "--concurrency", "4",
                        "--prefetch", "20", "--lease-seconds", "1", "--worker-id", "rogue"},
                       env_);
@@ -540,7 +550,7 @@ TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
     // Frozen while it holds jobs, past its lease; the torture's runners rescue them.
     if (count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'rogue'") > 0) {
       rogue.signal(SIGSTOP);
-      std::this_thread::sleep_for(2500ms);
+      std::this_thread::sleep_for(3000ms);
       rogue.signal(SIGCONT);
     }
     std::this_thread::sleep_for(200ms);
