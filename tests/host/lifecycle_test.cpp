@@ -236,6 +236,14 @@ TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
   std::string plugins = echo_plugins();
   std::atomic<bool> busy{true};
   std::vector<std::thread> hogs;
+  struct Stop {  // the spinning threads end whichever way the test leaves
+    std::atomic<bool>& busy;
+    std::vector<std::thread>& threads;
+    ~Stop() {
+      busy = false;
+      for (auto& t : threads) t.join();
+    }
+  } stop{busy, hogs};
   for (int i = 0; i < 4; ++i) {
     hogs.emplace_back([&] {
       while (busy) {
@@ -258,7 +266,6 @@ TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
     if (completed() != n * round) break;
   }
   busy = false;
-  for (auto& t : hogs) t.join();
 
   // Two slots busy, ten prefetched: the ten go back available with no attempt used.
   auto ids = enqueue_many("echo", 12, R"({"sleep_ms":1000})", {"--queue", "pre"});
@@ -534,6 +541,10 @@ TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
         env_, std::chrono::seconds(180));
     finished = true;
   });
+  struct Join {  // the torture run ends on its own (time limit); wait for it whatever happens
+    std::thread& t;
+    ~Join() { t.join(); }
+  } join{torture};
   // One of the torture's runners leads maintenance (so the rescuer runs while the rogue is
   // frozen) before the rogue starts.
   ASSERT_TRUE(wait_until(
@@ -555,7 +566,6 @@ TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
     }
     std::this_thread::sleep_for(200ms);
   }
-  torture.join();
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("was alive: it ran twice"), std::string::npos) << r.out << r.err;
 }
