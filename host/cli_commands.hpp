@@ -95,7 +95,8 @@ struct TortureFlags {
   int jobs = 2000;
   int runners = 3;
   int concurrency = 50;
-  double kill_every = 2.0;  // seconds between random kills; 0 = none
+  double kill_every = 1.0;  // seconds between random kills; 0 = none
+  int min_kills = 4;        // kill -9s the run must see (more job waves until then)
   int time_limit = 600;     // seconds
   std::string plugins;      // directory with libjr_echo.so
   uint64_t seed = 0;

@@ -262,6 +262,10 @@ int main(int argc, char** argv) {
   torture->add_option("--runners", tf.runners, "runner processes (default 3)")
       ->check(CLI::Range(1, 64));
   torture->add_option("--kill-every", tf.kill_every, "seconds between random kills (0: none)");
+  torture
+      ->add_option("--min-kills", tf.min_kills,
+                   "kill -9s the run must see; more jobs are enqueued until then (default 4)")
+      ->check(CLI::Range(0, 1000));
   torture->add_option("--time-limit", tf.time_limit, "give up after this many seconds");
   torture->add_option("--seed", tf.seed, "random seed (default: random)");
 

@@ -335,6 +335,10 @@ const std::vector<Migration>& migrations() {
        "web dashboard: per-queue indexes, runner details, throughput per minute, dependency "
        "edges, cron runs",
        ops::kMigrationV11},
+      // Completions look up the waiting children of the jobs they complete (issue 17 handoff):
+      // without the pending list, a lookup does not scan every recently inserted entry.
+      {12, "waiting-children index without a pending list",
+       "ALTER INDEX jr_jobs_waiting_idx SET (fastupdate = off)"},
       {14, "uniqueness over a period and states, replace and debounce (jr_enqueue_ex)",
        kMigrationV14},
       {15, "per-tenant rate limits: buckets for rate keys and key patterns", kMigrationV15},

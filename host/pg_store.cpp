@@ -46,6 +46,23 @@ using pg::opt;
   "id, queue, kind, payload, state, priority, attempt, max_attempts, result, progress, " \
   "errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit"
 
+// Appended to a statement whose CTE `d` holds jobs that just completed (and $2 the ids asked
+// for): their waiting children whose every parent has now completed become available in the
+// same statement, so a child starts within milliseconds of its last parent (the leader's
+// dependency pass, every poll interval, remains for the rest: a dead parent, or two parents
+// completed at the same moment in two transactions, neither seeing the other's).
+#define JR_PROMOTE_CHILDREN_SQL                                                          \
+  ", kids AS (SELECT c.id FROM jr_jobs c "                                               \
+  "            WHERE c.state = 'waiting' AND c.depends_on && $2::bigint[] "              \
+  "              AND NOT EXISTS (SELECT 1 FROM unnest(c.depends_on) p(id) "              \
+  "                               WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.id = p.id) " \
+  "                                 AND NOT EXISTS (SELECT 1 FROM jr_jobs_done x "       \
+  "                                                  WHERE x.id = p.id AND x.state = "   \
+  "'completed')) "                                                                       \
+  "              FOR UPDATE OF c SKIP LOCKED), "                                         \
+  "promote AS (UPDATE jr_jobs c SET state = 'available', run_at = now() FROM kids "      \
+  "             WHERE c.id = kids.id RETURNING c.id) "
+
 // The options document of an insert: retention settings the pruner reads.
 std::string insert_options(const JobInsertParams& p) {
   nlohmann::json o = nlohmann::json::object();
@@ -320,14 +337,28 @@ class PgStore final : public Store {
       ids += '}';
       attempts += '}';
       if (!results.empty()) results += '}';
+      // Waiting claimers are woken (NOTIFY, as an insert does) when an outcome frees a lock
+      // key's slot, makes a child available or puts a job back: the next job starts within
+      // milliseconds, not at the next poll.
+      bool wake = false;
       auto complete = [&](pqxx::transaction_base& tx) {
         if (completed_ids.empty()) return;
         auto r = tx.exec_prepared("job_complete_many", worker_id, ids, attempts,
                                   results.empty() ? nullptr : results.c_str());
-        if (r.size() != completed_ids.size()) {
+        // One row per completed job, and a row without an id when someone must be woken.
+        size_t done = r.size();
+        for (const auto& row : r) {
+          if (row[0].is_null()) {
+            wake = true;
+            --done;
+          }
+        }
+        if (done != completed_ids.size()) {
           std::vector<int64_t> ok;
-          ok.reserve(r.size());
-          for (const auto& row : r) ok.push_back(row[0].as<int64_t>());
+          ok.reserve(done);
+          for (const auto& row : r) {
+            if (!row[0].is_null()) ok.push_back(row[0].as<int64_t>());
+          }
           std::sort(ok.begin(), ok.end());
           for (int64_t id : completed_ids) {
             if (!std::binary_search(ok.begin(), ok.end(), id)) res.rejected.push_back(id);
@@ -335,9 +366,11 @@ class PgStore final : public Store {
         }
       };
       if (completed_ids.size() == jobs.size()) {
-        // Only completions (the common batch): one statement, atomic on its own, autocommit.
+        // Only completions (the common batch): one statement, atomic on its own, autocommit
+        // (the wake-up follows the commit, when it is needed at all).
         pqxx::nontransaction tx(*conn_);
         complete(tx);
+        if (wake) tx.exec("SELECT pg_notify('jr_jobs', '')");
         return res;
       }
       pqxx::work tx(*conn_);
@@ -365,9 +398,14 @@ class PgStore final : public Store {
           case Outcome::completed:
             continue;
         }
-        if (r.empty()) res.rejected.push_back(j.id);
+        if (r.empty()) {
+          res.rejected.push_back(j.id);
+        } else if (j.outcome == Outcome::release || r[0][1].as<bool>()) {
+          wake = true;  // available again, or a lock key's slot freed
+        }
       }
       complete(tx);
+      if (wake) tx.exec("SELECT pg_notify('jr_jobs', '')");
       tx.commit();
       return res;
     });
@@ -399,6 +437,33 @@ class PgStore final : public Store {
         if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
       }
       return cancel;
+    });
+  }
+
+  std::vector<int64_t> JobReleaseOrphanedClaims(const std::string& worker_id,
+                                                const std::vector<int64_t>& held) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(
+          "UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL, "
+          "lease_expires_at = NULL WHERE lease_owner = $1 AND state = 'running' "
+          "AND NOT (id = ANY($2::bigint[])) "
+          "AND started_at >= (SELECT w.started_at FROM jr_workers w WHERE w.id = $1) RETURNING id",
+          worker_id, pg_int_array(held));
+      std::vector<int64_t> ids;
+      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+      if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return ids;
+    });
+  }
+
+  void SessionAsyncCommit() override {
+    async_commit_ = true;
+    guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("SET synchronous_commit TO off");
+      return 0;
     });
   }
 
@@ -872,7 +937,7 @@ class PgStore final : public Store {
       tx.exec_params(
           "INSERT INTO jr_workers (id, host, pid, kinds, queues) VALUES ($1, $2, $3, $4, $5) "
           "ON CONFLICT (id) DO UPDATE SET kinds = EXCLUDED.kinds, queues = EXCLUDED.queues, "
-          "heartbeat_at = now()",
+          "heartbeat_at = now(), host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now()",
           p.worker_id, std::string(host), static_cast<int>(getpid()), pg_text_array(p.kinds),
           pg_text_array(p.queues));
       tx.commit();
@@ -1145,6 +1210,10 @@ class PgStore final : public Store {
     try {
       conn_ = std::make_unique<pqxx::connection>(url_);
       prepared_ = false;
+      if (async_commit_) {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec("SET synchronous_commit TO off");
+      }
     } catch (const std::exception& e) {
       conn_.reset();
       throw StoreError(std::string("cannot connect to PostgreSQL at ") + log::redact(url_) + ": " +
@@ -1197,13 +1266,18 @@ class PgStore final : public Store {
 
   void prepare_all() {
     auto& c = *conn_;
+    // A job whose parents all completed already is not made to wait for the leader's
+    // dependency pass: it is available (or scheduled) at once.
     c.prepare("job_insert", R"SQL(
       INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, run_at,
                            max_attempts, timeout_ms, retry_schedule, expires_at, options,
                            unique_key, lock_key, lock_limit, depends_on)
       VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
               $1, $3::jsonb,
-              CASE WHEN $16::bigint[] IS NOT NULL THEN 'waiting'
+              CASE WHEN $16::bigint[] IS NOT NULL AND EXISTS (
+                          SELECT 1 FROM unnest($16::bigint[]) p(id) WHERE NOT EXISTS (
+                            SELECT 1 FROM jr_jobs_done d
+                             WHERE d.id = p.id AND d.state = 'completed')) THEN 'waiting'
                    WHEN $6::timestamptz IS NOT NULL OR $5::float8 > 0 THEN 'scheduled'
                    ELSE 'available' END,
               $4, $4, coalesce($6::timestamptz, now() + make_interval(secs => $5::float8)),
@@ -1229,11 +1303,18 @@ class PgStore final : public Store {
                   nullif($4::jsonb -> j.id::text, 'null'::jsonb) AS result, j.progress,
                   j.errors, j.options, j.created_at, j.started_at, j.timeout_ms,
                   j.retry_schedule, j.lock_key, j.lock_limit)
+      , ins AS (
       INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL(, worker_id, worker_host)
       SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
              progress, errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit,
              $1, (SELECT w.host FROM jr_workers w WHERE w.id = $1) FROM d
-      RETURNING id)SQL");
+      RETURNING id, lock_key)
+      )SQL" JR_PROMOTE_CHILDREN_SQL R"SQL(
+      SELECT id, false FROM ins
+      UNION ALL
+      SELECT NULL, true
+       WHERE EXISTS (SELECT 1 FROM promote) OR EXISTS (SELECT 1 FROM ins WHERE lock_key IS NOT NULL)
+      )SQL");
     // The entry of a failed attempt names its runner ($3, the lease owner) and that runner's
     // host (migration 9: `runner status` lists who ran each attempt).
     const char* error_entry =
@@ -1245,17 +1326,17 @@ class PgStore final : public Store {
              lease_owner = NULL, lease_expires_at = NULL, errors = errors || )SQL") +
                                error_entry + R"SQL(
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     c.prepare("job_snooze", R"SQL(
       UPDATE jr_jobs SET state = 'scheduled', run_at = now() + make_interval(secs => $4::float8),
              attempt = attempt - 1, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     c.prepare("job_release", R"SQL(
       UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL,
              lease_expires_at = NULL
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     c.prepare("job_finish_done", std::string(R"SQL(
       WITH d AS (DELETE FROM jr_jobs
                   WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
@@ -1265,7 +1346,7 @@ class PgStore final : public Store {
              errors || )SQL") + error_entry +
                                      R"SQL(, options, created_at, started_at,
              timeout_ms, retry_schedule, lock_key, lock_limit FROM d
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     // By primary key; owner and state are filters (see job_complete_many).
     c.prepare("job_heartbeat_held", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
@@ -1287,6 +1368,7 @@ class PgStore final : public Store {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
   bool prepared_ = false;
+  bool async_commit_ = false;  // SessionAsyncCommit(): re-applied on every reconnect
   // JobClaim: until then, claims go straight to the transaction path (see JobClaim).
   std::chrono::steady_clock::time_point slow_claims_until_{};
 };

@@ -225,6 +225,17 @@ class Store {
   // kept alive by every heartbeat.
   virtual std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
                                                 const std::vector<int64_t>& ids) = 0;
+  // This connection's commits stop waiting for the WAL flush (synchronous_commit off, kept
+  // across reconnects). For lease renewals only: one lost in a database crash costs nothing
+  // (the lease is renewed again, or expires as if the runner had stopped), while a renewal
+  // queued behind other sessions' fsyncs on a loaded machine could let a live lease expire.
+  virtual void SessionAsyncCommit() = 0;
+  // Claims of this runner whose answer never arrived (the connection died after the claim had
+  // committed): running jobs leased to `worker_id`, claimed since this process registered
+  // (WorkerRegister), that are not among `held`. Puts them back available with the attempt the
+  // claim took restored (no runner died, no attempt is charged). Returns their ids.
+  virtual std::vector<int64_t> JobReleaseOrphanedClaims(const std::string& worker_id,
+                                                        const std::vector<int64_t>& held) = 0;
   // Moves due scheduled/retryable jobs to available; returns how many.
   virtual int JobPromoteDue(int limit) = 0;
   virtual std::optional<JobView> JobGet(int64_t id) = 0;

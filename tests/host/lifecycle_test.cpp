@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "runner_fixture.hpp"
@@ -226,6 +227,101 @@ TEST_F(Lifecycle, SigtermLetsShortJobsFinishWithinTheGrace) {
   (void)ids;
 }
 
+// Issue 17: SIGTERM the moment the claim of a batch for free slots committed, before the slots
+// picked the jobs up (the window is widest on a busy machine: threads spin here meanwhile). A
+// job claimed for a free slot runs within the grace like one already started, so a runner that
+// exits 0 has completed all of them; it used to release some at random (39 of 40 in CI). Jobs
+// prefetched beyond the slots go back at once, their attempt not charged.
+TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
+  std::string plugins = echo_plugins();
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> hogs;
+  struct Stop {  // the spinning threads end whichever way the test leaves
+    std::atomic<bool>& busy;
+    std::vector<std::thread>& threads;
+    ~Stop() {
+      busy = false;
+      for (auto& t : threads) t.join();
+    }
+  } stop{busy, hogs};
+  for (int i = 0; i < 4; ++i) {
+    hogs.emplace_back([&] {
+      while (busy) {
+      }
+    });
+  }
+  const int rounds = 4, n = 24;
+  for (int round = 1; round <= rounds; ++round) {
+    enqueue_many("echo", n, R"({"sleep_ms":300})");
+    RunnerProcess runner({"--plugins", plugins, "--concurrency", std::to_string(n), "--prefetch",
+                          "0", "--shutdown-grace", "10s"},
+                         env_);
+    ASSERT_TRUE(wait_until(
+        [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == n; }, 30s))
+        << runner.log();
+    runner.signal(SIGTERM);
+    EXPECT_EQ(runner.wait(20s), 0) << runner.log();
+    EXPECT_EQ(completed(), n * round) << "round " << round << "\n" << runner.log();
+    EXPECT_EQ(count("SELECT count(*) FROM jr_jobs"), 0) << "round " << round;
+    if (completed() != n * round) break;
+  }
+  busy = false;
+
+  // Two slots busy, ten prefetched: the ten go back available with no attempt used.
+  auto ids = enqueue_many("echo", 12, R"({"sleep_ms":1000})", {"--queue", "pre"});
+  RunnerProcess runner({"--plugins", plugins, "--concurrency", "2", "--prefetch", "10", "--queues",
+                        "pre", "--shutdown-grace", "10s"},
+                       env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == 12; }, 30s))
+      << runner.log();
+  // Whether or not the two slots took theirs yet, two run and ten go back.
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(20s), 0) << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE queue = 'pre'"), 2);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE queue = 'pre' AND state = 'available' "
+                  "AND attempt = 0"),
+            10);
+  (void)ids;
+}
+
+// Issue 17: a live, healthy runner keeps its leases on a machine whose CPUs are saturated and
+// whose database is busy committing: short leases (2 s), jobs longer than a lease, spinning
+// threads at the runner's own priority, and a writer committing in a tight loop.
+TEST_F(Lifecycle, LiveRunnerKeepsItsLeasesUnderCpuAndCommitLoad) {
+  enqueue_many("echo", 24, R"({"sleep_ms":3000})");
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> hogs;
+  for (int i = 0; i < 12; ++i) {
+    hogs.emplace_back([&] {
+      while (busy) {
+      }
+    });
+  }
+  std::thread writer([&] {
+    pqxx::connection c(url_);
+    pqxx::nontransaction(c).exec("CREATE TABLE load_rows (x bigint)");
+    while (busy) {
+      pqxx::work tx(c);
+      tx.exec("INSERT INTO load_rows SELECT generate_series(1, 2000)");
+      tx.commit();
+    }
+  });
+  RunnerProcess runner({"--plugins", echo_plugins(), "--concurrency", "8", "--lease-seconds", "2",
+                        "--rescue-interval", "0.2"},
+                       env_);
+  bool ok = wait_until([&] { return completed() == 24; }, 120s);
+  busy = false;
+  writer.join();
+  for (auto& t : hogs) t.join();
+  ASSERT_TRUE(ok) << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE errors @> "
+                  "'[{\"kind\": \"lease_lost\"}]' OR attempt > 1"),
+            0)
+      << runner.log();
+  EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
+}
+
 TEST_F(Lifecycle, PostgresRestartMidRunLosesNothing) {
   std::string record;
   std::string cfg = record_config(&record);
@@ -289,6 +385,60 @@ TEST_F(Lifecycle, BackendsKilledEverySecondLoseNothing) {
   EXPECT_TRUE(a.alive() && b.alive());
   std::set<int64_t> dup;
   expect_all_ran(ids, record, &dup);
+}
+
+// Issue 17: a claim that commits after its connection was terminated (its answer lost) used to
+// leave its jobs to expire and be rescued with an attempt charged although no runner died. The
+// runner now puts them back itself after reconnecting, attempt restored: with backends killed
+// in a tight loop, every job completes on its first attempt and no lease is lost.
+TEST_F(Lifecycle, BackendsKilledInALoopChargeNoAttempt) {
+  enqueue_many("echo", 3000, R"({"sleep_ms":2})");
+  std::string plugins = echo_plugins();
+  RunnerProcess a({"--plugins", plugins, "--concurrency", "4", "--lease-seconds", "3",
+                   "--rescue-interval", "0.5"},
+                  env_);
+  RunnerProcess b({"--plugins", plugins, "--concurrency", "4", "--lease-seconds", "3",
+                   "--rescue-interval", "0.5"},
+                  env_);
+  ASSERT_TRUE(wait_until([&] { return completed() > 0; }, 60s)) << a.log();
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    pqxx::connection c(url_);
+    while (!done) {
+      try {
+        pqxx::nontransaction tx(c);
+        kills += tx.exec(
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                       "datname = current_database() AND pid <> pg_backend_pid()")[0][0]
+                     .as<int>();
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+  });
+  bool ok = wait_until(
+      [&] {
+        try {
+          return completed() == 3000;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      300s);
+  // Every job completed, so an orphaned claim's job was rescued and ran again by now.
+  done = true;
+  killer.join();
+  ASSERT_TRUE(ok) << "completed " << completed() << "\n" << a.log().substr(0, 4000);
+  int64_t second = count("SELECT count(*) FROM jr_jobs_done WHERE attempt > 1");
+  int64_t lost =
+      count("SELECT count(*) FROM jr_jobs_done WHERE errors @> '[{\"kind\": \"lease_lost\"}]'");
+  std::printf("backends terminated: %d; jobs on a second attempt: %lld, lease_lost: %lld\n",
+              kills.load(), static_cast<long long>(second), static_cast<long long>(lost));
+  EXPECT_GT(kills.load(), 10);
+  EXPECT_EQ(second, 0) << a.log().substr(0, 4000);
+  EXPECT_EQ(lost, 0);
+  EXPECT_TRUE(a.alive() && b.alive());
 }
 
 TEST_F(Lifecycle, CancelAQueuedJobAndARunningOne) {
@@ -367,10 +517,57 @@ TEST_F(Lifecycle, TortureCommandLosesNothingUnderRandomKills) {
        "--plugins", jrtest::plugin_dir(), "--seed", "7", "--time-limit", "240"},
       env_, std::chrono::seconds(300));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("400 jobs, 0 lost, 0 in a wrong final state"), std::string::npos) << r.out;
   auto last = r.out.substr(r.out.rfind('{'));
   auto j = nlohmann::json::parse(last);
-  EXPECT_GT(j["kills"].get<int>() + j["sigterms"].get<int>(), 0);
+  EXPECT_GE(j["jobs"].get<int>(), 400);  // more waves until the kills asked for happened
+  EXPECT_EQ(j["lost"].get<int>(), 0);
+  EXPECT_EQ(j["wrong_state"].get<int>(), 0);
+  EXPECT_EQ(j["ran_twice_live_lease_lost"].get<int>(), 0);
+  EXPECT_EQ(j["fenced_completions"].get<int>(), 0);
+  // Issue 17: the default asks for at least 4 kill -9 (3 or fewer proved little).
+  EXPECT_GT(j["kills"].get<int>(), 3);
+}
+
+// Issue 17: a job that runs twice fails the torture run. A runner the torture did not start
+// serves its queue too and is frozen for longer than its lease now and then: its jobs are
+// rescued and run again while it is alive, which `runner torture` must report and fail on.
+TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
+  std::atomic<bool> finished{false};
+  jrtest::RunResult r;
+  std::thread torture([&] {
+    r = jrtest::run_runner(
+        {"torture", "--jobs", "600", "--runners", "2", "--concurrency", "4", "--kill-every", "0",
+         "--plugins", jrtest::plugin_dir(), "--seed", "11", "--time-limit", "120"},
+        env_, std::chrono::seconds(180));
+    finished = true;
+  });
+  struct Join {  // the torture run ends on its own (time limit); wait for it whatever happens
+    std::thread& t;
+    ~Join() { t.join(); }
+  } join{torture};
+  // One of the torture's runners leads maintenance (so the rescuer runs while the rogue is
+  // frozen) before the rogue starts.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count(
+                   "SELECT count(*) FROM jr_leaders WHERE name = 'maintenance' AND owner LIKE "
+                   "'torture-%'") == 1;
+      },
+      60s));
+  RunnerProcess rogue({"--plugins", echo_plugins(), "--queues", "torture-*", "--concurrency", "4",
+                       "--prefetch", "20", "--lease-seconds", "1", "--worker-id", "rogue"},
+                      env_);
+  while (!finished) {
+    // Frozen while it holds jobs, past its lease; the torture's runners rescue them.
+    if (count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'rogue'") > 0) {
+      rogue.signal(SIGSTOP);
+      std::this_thread::sleep_for(3000ms);
+      rogue.signal(SIGCONT);
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("was alive: it ran twice"), std::string::npos) << r.out << r.err;
 }
 
 }  // namespace
