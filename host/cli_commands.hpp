@@ -54,6 +54,13 @@ struct EnqueueFlags {
   int lock_limit = 0;
   std::string depends_on;
   std::string webhook;  // --webhook URL (host/ops)
+  // Uniqueness over a period and states, replace, debounce (docs/job-model.md).
+  std::string unique_for;     // --unique-for 1h
+  std::string unique_states;  // --unique-states available,scheduled,running,completed
+  bool replace = false;       // --replace
+  std::string debounce;       // --debounce 5s
+  std::string debounce_max;   // --debounce-max 1m
+  std::string rate_key;       // --rate-key tenant:42 (per-tenant rate limits)
 };
 
 // `runner jobs cancel --queue Q [--kind K] [--state S] [--yes]`.
@@ -88,7 +95,8 @@ struct TortureFlags {
   int jobs = 2000;
   int runners = 3;
   int concurrency = 50;
-  double kill_every = 2.0;  // seconds between random kills; 0 = none
+  double kill_every = 1.0;  // seconds between random kills; 0 = none
+  int min_kills = 4;        // kill -9s the run must see (more job waves until then)
   int time_limit = 600;     // seconds
   std::string plugins;      // directory with libjr_echo.so
   uint64_t seed = 0;

@@ -22,9 +22,19 @@ int cmd_queue(const GlobalFlags& g, const std::string& action, const std::string
 }
 
 int cmd_limit(const GlobalFlags& g, const LimitFlags& f) {
-  if (f.action != "ls" && f.key.rfind("queue:", 0) != 0 && f.key.rfind("kind:", 0) != 0) {
-    std::cerr << "runner limit: --key must be queue:NAME or kind:NAME, got '" << f.key << "'\n";
-    return kExitUsage;
+  if (f.action != "ls") {
+    // queue:NAME, kind:NAME, a rate key (tenant:42) or a default for rate keys (tenant:*).
+    bool named = f.key.rfind("queue:", 0) == 0 || f.key.rfind("kind:", 0) == 0;
+    size_t star = f.key.find('*');
+    bool ok = f.key.size() > (named ? f.key.find(':') + 1 : 0) && f.key.size() <= 1024 &&
+              (star == std::string::npos || (!named && star == f.key.size() - 1));
+    for (char c : f.key) ok = ok && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+    if (!ok) {
+      std::cerr << "runner limit: --key must be queue:NAME, kind:NAME, a rate key (tenant:42) or "
+                   "a default for rate keys ending in * (tenant:*), got '"
+                << f.key << "'\n";
+      return kExitUsage;
+    }
   }
   auto store = open_store(build_config(g));
   if (f.action == "set") {

@@ -36,24 +36,31 @@ namespace {
 
 // The `runner enqueue` flag behind a job option, for messages.
 std::string flag_of(const std::string& field) {
-  static const std::map<std::string, std::string> flags = {{"kind", "KIND"},
-                                                           {"payload", "--payload"},
-                                                           {"queue", "--queue"},
-                                                           {"priority", "--priority"},
-                                                           {"delay_seconds", "--delay"},
-                                                           {"run_at", "--run-at"},
-                                                           {"max_attempts", "--max-attempts"},
-                                                           {"timeout_seconds", "--timeout"},
-                                                           {"retry_schedule", "--retry-schedule"},
-                                                           {"ttl_seconds", "--ttl"},
-                                                           {"result_ttl_seconds", "--result-ttl"},
-                                                           {"failure_ttl_seconds", "--failure-ttl"},
-                                                           {"unique", "--unique"},
-                                                           {"unique_key", "--unique-key"},
-                                                           {"lock_key", "--lock-key"},
-                                                           {"lock_limit", "--lock-limit"},
-                                                           {"depends_on", "--depends-on"},
-                                                           {"webhook", "--webhook"}};
+  static const std::map<std::string, std::string> flags = {
+      {"kind", "KIND"},
+      {"payload", "--payload"},
+      {"queue", "--queue"},
+      {"priority", "--priority"},
+      {"delay_seconds", "--delay"},
+      {"run_at", "--run-at"},
+      {"max_attempts", "--max-attempts"},
+      {"timeout_seconds", "--timeout"},
+      {"retry_schedule", "--retry-schedule"},
+      {"ttl_seconds", "--ttl"},
+      {"result_ttl_seconds", "--result-ttl"},
+      {"failure_ttl_seconds", "--failure-ttl"},
+      {"unique", "--unique"},
+      {"unique_key", "--unique-key"},
+      {"lock_key", "--lock-key"},
+      {"lock_limit", "--lock-limit"},
+      {"depends_on", "--depends-on"},
+      {"webhook", "--webhook"},
+      {"unique_for_seconds", "--unique-for"},
+      {"unique_states", "--unique-states"},
+      {"replace", "--replace"},
+      {"debounce_seconds", "--debounce"},
+      {"debounce_max_seconds", "--debounce-max"},
+      {"rate_key", "--rate-key"}};
   auto it = flags.find(field);
   return it == flags.end() ? field : it->second;
 }
@@ -204,6 +211,14 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
     if (!f.lock_key.empty()) set("lock_key", f.lock_key, f.lock_key);
     if (f.lock_limit > 0) set("lock_limit", std::to_string(f.lock_limit), f.lock_limit);
     if (!f.webhook.empty()) set("webhook", log::redact(f.webhook), f.webhook);
+    duration("unique_for_seconds", f.unique_for);
+    if (!f.unique_states.empty()) {
+      set("unique_states", f.unique_states, split_list(f.unique_states));
+    }
+    if (f.replace) set("replace", "", true);
+    duration("debounce_seconds", f.debounce);
+    duration("debounce_max_seconds", f.debounce_max);
+    if (!f.rate_key.empty()) set("rate_key", f.rate_key, f.rate_key);
     if (!f.depends_on.empty()) {
       nlohmann::json ids = nlohmann::json::array();
       for (const auto& id : split_list(f.depends_on)) {
@@ -265,14 +280,18 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
   }
   auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> ids;
-  bool one_by_one = base.unique || base.unique_key || !base.depends_on.empty();
+  bool one_by_one =
+      base.unique || base.unique_key || !base.depends_on.empty() || base.unique_period();
   if (payloads.size() == 1 || one_by_one) {
     JobInsertParams p = base;
     for (auto& payload : payloads) {
       p.payload = std::move(payload);
       JobInsertResult r = store->JobInsertEx(p);
-      if (!r.inserted) {
-        log::info("an identical unique job is already waiting or running; returning its id",
+      if (r.replaced) {
+        log::info("a pending job with the same unique key was updated; returning its id",
+                  {{"job_id", r.id}});
+      } else if (!r.inserted) {
+        log::info("a job with the same unique key already exists; returning its id",
                   {{"job_id", r.id}});
       }
       ids.push_back(r.id);

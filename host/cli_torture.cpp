@@ -1,7 +1,9 @@
 // `runner torture`: a stress test against a given database. Enqueues jobs with random
 // failures, timeouts and snoozes into a private queue, runs K runner processes over them while
 // killing (-9) and restarting them at random, then checks that every job reached the final
-// state it had to, that none was lost, and reports re-executions and throughput.
+// state it had to, that none was lost and that none ran twice (a completion fenced off, or a
+// lease lost by a runner that was never killed), and reports re-executions and throughput.
+// Fails (exit 1) on any of these, and when fewer kills than --min-kills happened.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "cli_commands.hpp"
@@ -63,43 +66,50 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
   }
   std::mt19937_64 rng(f.seed ? f.seed : std::random_device{}());
   std::string queue = "torture-" + std::to_string(rng() % 1000000);
-  // The jobs, with the final state each must reach.
-  std::vector<JobInsertParams> jobs;
+  // The jobs, with the final state each must reach. More waves are added while the kills
+  // asked for (--min-kills) have not happened yet: a fast machine must not finish the run
+  // before the faults it is meant to survive.
+  std::vector<int64_t> ids;
   std::vector<std::string> expect;
-  double now =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  for (int i = 0; i < f.jobs; ++i) {
-    JobInsertParams p;
-    p.kind = "echo";
-    p.queue = queue;
-    p.max_attempts = 10;
-    p.retry_schedule = "0,1";
-    int dice = static_cast<int>(rng() % 100);
-    int sleep = static_cast<int>(rng() % 30);
-    std::string e = "completed";
-    if (dice < 65) {
-      p.payload = "{\"sleep_ms\":" + std::to_string(sleep) + "}";
-    } else if (dice < 80) {
-      p.payload = "{\"sleep_ms\":" + std::to_string(sleep) +
-                  ",\"fail_attempts\":" + std::to_string(1 + rng() % 3) + "}";
-    } else if (dice < 85) {
-      p.payload = R"({"fail":"permanent"})";
-      e = "discarded";
-    } else if (dice < 90) {
-      p.payload = R"({"sleep_ms":3000})";  // always times out
-      p.timeout_ms = 150;
-      p.max_attempts = 2;
-      e = "discarded";
-    } else {
-      p.payload = "{\"snooze_until\":" + std::to_string(now + 1 + rng() % 3) + "}";
-    }
-    jobs.push_back(std::move(p));
-    expect.push_back(e);
-  }
   auto store = Store::open(url);
-  auto ids = store->JobInsertMany(jobs);
+  auto enqueue_wave = [&](int n) {
+    std::vector<JobInsertParams> jobs;
+    double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    for (int i = 0; i < n; ++i) {
+      JobInsertParams p;
+      p.kind = "echo";
+      p.queue = queue;
+      p.max_attempts = 10;
+      p.retry_schedule = "0,1";
+      int dice = static_cast<int>(rng() % 100);
+      int sleep = static_cast<int>(rng() % 30);
+      std::string e = "completed";
+      if (dice < 65) {
+        p.payload = "{\"sleep_ms\":" + std::to_string(sleep) + "}";
+      } else if (dice < 80) {
+        p.payload = "{\"sleep_ms\":" + std::to_string(sleep) +
+                    ",\"fail_attempts\":" + std::to_string(1 + rng() % 3) + "}";
+      } else if (dice < 85) {
+        p.payload = R"({"fail":"permanent"})";
+        e = "discarded";
+      } else if (dice < 90) {
+        p.payload = R"({"sleep_ms":3000})";  // always times out
+        p.timeout_ms = 150;
+        p.max_attempts = 2;
+        e = "discarded";
+      } else {
+        p.payload = "{\"snooze_until\":" + std::to_string(now + 1 + rng() % 3) + "}";
+      }
+      jobs.push_back(std::move(p));
+      expect.push_back(e);
+    }
+    for (int64_t id : store->JobInsertMany(jobs)) ids.push_back(id);
+  };
+  enqueue_wave(f.jobs);
   std::cout << "torture: " << ids.size() << " jobs in queue " << queue << ", " << f.runners
-            << " runners x " << f.concurrency << " slots, kills every ~" << f.kill_every << " s\n"
+            << " runners x " << f.concurrency << " slots, kills every ~" << f.kill_every
+            << " s, at least " << f.min_kills << " kill -9\n"
             << std::flush;
 
   char tmpl[] = "/tmp/jr-torture-XXXXXX";
@@ -110,14 +120,30 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
       "--lease-seconds", "2",   "--rescue-interval", "0.5",
       "--poll-interval", "0.1", "--shutdown-grace",  "1s",
       "--log-level",     "warn"};
+  // Each runner process has its own worker id, so every lease_lost entry names the process
+  // that lost it: only a killed (-9) one may.
   std::vector<pid_t> pids;
-  for (int i = 0; i < f.runners; ++i) {
-    pids.push_back(spawn_runner(args, logdir + "/runner" + std::to_string(i) + ".log"));
-  }
+  std::vector<std::string> worker_ids;
+  std::set<std::string> killed_workers;
+  int generation = 0;
+  auto spawn = [&](size_t i) {
+    std::string id = queue + "-r" + std::to_string(i) + "-g" + std::to_string(++generation);
+    std::vector<std::string> a = args;
+    a.insert(a.end(), {"--worker-id", id});
+    pid_t pid = spawn_runner(a, logdir + "/runner" + std::to_string(i) + ".log");
+    if (i < pids.size()) {
+      pids[i] = pid;
+      worker_ids[i] = id;
+    } else {
+      pids.push_back(pid);
+      worker_ids.push_back(id);
+    }
+  };
+  for (int i = 0; i < f.runners; ++i) spawn(static_cast<size_t>(i));
   pqxx::connection conn(url);
   auto t0 = std::chrono::steady_clock::now();
   auto next_kill = t0 + std::chrono::milliseconds(static_cast<int64_t>(f.kill_every * 1000));
-  int kills = 0, terms = 0;
+  int kills = 0, terms = 0, unclean_exits = 0;
   bool done = false;
   auto last_report = t0;
   while (!done) {
@@ -126,6 +152,16 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
     int64_t left =
         std::stoll(q1(conn, "SELECT count(*) FROM jr_jobs WHERE queue = '" + queue + "'"));
     done = left == 0;
+    if (done && f.kill_every > 0 && kills < f.min_kills &&
+        now_t - t0 < std::chrono::seconds(f.time_limit)) {
+      int n = std::max(100, f.jobs / 4);
+      enqueue_wave(n);
+      std::cout << "  all final after " << kills << " kill -9 of " << f.min_kills
+                << ": another wave of " << n << " jobs\n"
+                << std::flush;
+      done = false;
+      continue;
+    }
     if (now_t - last_report > std::chrono::seconds(2)) {
       std::cout << "  " << left << " jobs not final yet, " << kills << " kills, " << terms
                 << " SIGTERMs\n"
@@ -140,9 +176,15 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
       size_t victim = rng() % pids.size();
       bool term = rng() % 4 == 0;
       kill(pids[victim], term ? SIGTERM : SIGKILL);
-      waitpid(pids[victim], nullptr, 0);
+      int status = 0;
+      waitpid(pids[victim], &status, 0);
       (term ? terms : kills)++;
-      pids[victim] = spawn_runner(args, logdir + "/runner" + std::to_string(victim) + ".log");
+      // A runner that did not exit 0 on SIGTERM was not clean either: its leases count as lost.
+      if (!term || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        killed_workers.insert(worker_ids[victim]);
+      }
+      if (term && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) ++unclean_exits;
+      spawn(victim);
       next_kill = now_t + std::chrono::milliseconds(static_cast<int64_t>(
                               f.kill_every * 1000 * (0.5 + (rng() % 1000) / 1000.0)));
     }
@@ -169,6 +211,23 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
                              "SELECT count(*) FROM jr_jobs_done d, jsonb_array_elements(d.errors) "
                              "e WHERE d.queue = '" +
                                  queue + "' AND e->>'kind' = 'lease_lost'"));
+  // A lease lost by a runner that was never killed: a live runner's job was run again
+  // elsewhere while it still ran it.
+  int64_t live_lost = 0;
+  {
+    pqxx::nontransaction tx(conn);
+    for (const auto& row : tx.exec_params(
+             "SELECT d.id, e->>'worker_id' FROM jr_jobs_done d, jsonb_array_elements(d.errors) e "
+             "WHERE d.queue = $1 AND e->>'kind' = 'lease_lost'",
+             queue)) {
+      std::string w = row[1].is_null() ? "" : row[1].c_str();
+      if (killed_workers.count(w)) continue;
+      if (++live_lost <= 5) {
+        std::cerr << "  job " << row[0].c_str() << " lost its lease while runner '" << w
+                  << "' was alive: it ran twice\n";
+      }
+    }
+  }
   int64_t fenced = 0;
   for (int i = 0; i < f.runners; ++i) {
     std::ifstream in(logdir + "/runner" + std::to_string(i) + ".log");
@@ -176,9 +235,13 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
       if (line.find("outcome rejected") != std::string::npos) ++fenced;
     }
   }
+  // A completion fenced off means a handler ran to completion on an attempt that was no
+  // longer the job's: the job ran twice.
   nlohmann::json out = {{"jobs", ids.size()},
                         {"lost", lost},
                         {"wrong_state", wrong},
+                        {"ran_twice_live_lease_lost", live_lost},
+                        {"unclean_sigterm_exits", unclean_exits},
                         {"attempts_lost_to_kills", reexecuted},
                         {"fenced_completions", fenced},
                         {"kills", kills},
@@ -188,12 +251,25 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
                         {"queue", queue},
                         {"logs", logdir}};
   std::cout << "torture: " << ids.size() << " jobs, " << lost << " lost, " << wrong
-            << " in a wrong final state, " << reexecuted
-            << " attempts re-run after a kill (possible duplicates), " << fenced
+            << " in a wrong final state, " << live_lost << " leases lost by live runners, "
+            << reexecuted << " attempts re-run after a kill (possible duplicates), " << fenced
             << " late completions fenced off, " << kills << " kill -9, " << terms << " SIGTERM, "
             << static_cast<int64_t>(ids.size() / secs) << " jobs/s\n"
             << out.dump() << "\n";
-  bool ok = lost == 0 && wrong == 0 && done;
+  if (fenced > 0 || live_lost > 0) {
+    std::cerr << "runner torture: jobs ran twice: " << fenced
+              << " duplicate completions fenced off, " << live_lost
+              << " leases lost by live runners\n";
+  }
+  if (unclean_exits > 0) {
+    std::cerr << "runner torture: " << unclean_exits << " runners did not exit 0 on SIGTERM\n";
+  }
+  if (f.kill_every > 0 && kills < f.min_kills) {
+    std::cerr << "runner torture: only " << kills << " kill -9 of the " << f.min_kills
+              << " asked for (--min-kills) within the time limit\n";
+  }
+  bool ok = lost == 0 && wrong == 0 && done && fenced == 0 && live_lost == 0 &&
+            unclean_exits == 0 && (f.kill_every <= 0 || kills >= f.min_kills);
   if (ok) fs::remove_all(logdir);
   return ok ? kExitOk : kExitError;
 }

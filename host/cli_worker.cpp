@@ -22,6 +22,7 @@
 #include "ops/job_options.hpp"
 #include "ops/ops.hpp"
 #include "ops/server.hpp"
+#include "ops/ui_publish.hpp"
 #include "plugin_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox/exec_kinds.hpp"
@@ -91,6 +92,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     return cli::kExitUsage;
   }
   block_signals();
+  ops::name_database_sessions();  // "jobrunner PID@HOST": the dashboard counts connections
   std::string url = cli::resolve_database(cfg);
   // Plugins (issue 16, trust model): every file is pinned by content and described inside a
   // confined worker, in parallel with a deadline, so no plugin code runs here and a bad plugin is
@@ -319,6 +321,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.api_token = cfg.api_token;
   oc.webhook_secret = cfg.webhook_secret;
   oc.webhooks = cfg.webhooks;
+  oc.lease_seconds = cfg.lease_seconds;
   ops::Operations operations(oc);
   eo.observer = &operations;
   Engine engine(eo, ptrs, serve_kinds, std::move(executors));
@@ -337,6 +340,19 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       return out;
     });
   }
+  // The dashboard: every plugin's isolation and sandbox state (workers, restarts, quarantine,
+  // layers), published with this runner's jr_workers row.
+  ops::set_plugin_state_provider([&plugins, &sandboxed] {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& p : plugins) {
+      const sandbox::SandboxExecutor* ex = nullptr;
+      for (const auto& [name, e] : sandboxed) {
+        if (name == p.name) ex = e;
+      }
+      out.push_back(ops::plugin_state_json(p, ex));
+    }
+    return out;
+  });
   handle_signals(engine);
   engine.start_plugins();  // their init overlaps the wait for the database below
   // Migrate before serving; an unreachable database is retried with backoff, not fatal.
@@ -356,6 +372,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   int rc = engine.run();
   ops::set_sandbox_stats_provider({});
   operations.stop();
+  ops::set_plugin_state_provider({});
   if (engine.abandoned_handlers()) {
     // Their jobs were released; the threads are still inside plugin code, so neither the
     // plugins nor this process's globals may be torn down under them.

@@ -5,8 +5,10 @@
 //   fetcher     claims jobs of ready plugins when slots are free; sleeps on LISTEN/NOTIFY
 //   slots x N   run one job at a time through the plugin
 //   completer   writes outcomes (batched, one transaction per batch), retrying through outages
-//   maintainer  heartbeats leases and the worker registry, enforces timeouts, polls cancels;
-//               it never calls plugin code, so no plugin can stop lease renewal
+//   heartbeat   renews the leases of the jobs held here, on its own connection (asynchronous
+//               commit) so nothing else delays it; never calls plugin code
+//   maintainer  heartbeats the worker registry, enforces timeouts, polls cancels; it never
+//               calls plugin code
 //   starter x P one per plugin: brings it up (init) and retries with backoff while it fails
 //   idle x H    one per plugin with an idle hook: calls it when its kinds are idle, with a
 //               deadline (a sandboxed hook is killed at it)
@@ -165,6 +167,7 @@ class Engine : public HostServices {
   void slot_loop();
   void complete_loop();
   void maintain_loop();
+  void heartbeat_loop();
   void idle_loop(IdleHook* h);
   void run_idle_hook(IdleHook& h, Store& store);
   void supervise(PluginRuntime* r);
@@ -185,7 +188,9 @@ class Engine : public HostServices {
   std::unique_ptr<Store> connect_with_backoff(const char* role);
   void backoff_sleep(int& delay_ms);
   void cancel_running(int64_t id, int reason);
-  void release_ready_jobs();
+  // Gives claimed jobs that no slot took back without charging an attempt; with `keep_for_idle`
+  // the ones an idle slot is about to take stay (they run: see run()). Returns how many left.
+  size_t release_ready_jobs(bool keep_for_idle);
 
   EngineOptions opts_;
   std::vector<LoadedPlugin*> plugins_;
@@ -206,6 +211,7 @@ class Engine : public HostServices {
   std::condition_variable room_cv_;   // fetcher waits for room
   std::deque<ClaimedJob> ready_;
   int inflight_ = 0;
+  int idle_slots_ = 0;  // slots waiting for a job (each takes one of ready_ when it wakes)
   // Moving average of job execution time (µs), for the automatic prefetch.
   std::atomic<int64_t> avg_job_us_{100000};
   int max_inflight() const;
@@ -285,6 +291,9 @@ class Engine : public HostServices {
   std::thread fetcher_;
   std::vector<std::thread> completers_;
   std::thread maintainer_;
+  std::thread heartbeater_;
+  std::mutex heartbeat_mu_;
+  std::condition_variable heartbeat_cv_;  // wakes the heartbeat thread at shutdown
   std::vector<std::thread> slots_;
 };
 

@@ -35,6 +35,8 @@ namespace jr::cli {
 int cmd_new_plugin(const std::string& name, const std::string& dir);
 // `runner info [--json] [--watch]` (host/ops/cli_info.cpp): queues, live runners, throughput.
 int cmd_info(const GlobalFlags& g, const WorkerFlags& w, bool json, bool watch);
+// `runner ui --http PORT` (host/ops/cli_ui.cpp): the web dashboard alone, no jobs served.
+int cmd_ui(const GlobalFlags& g, const WorkerFlags& w);
 }  // namespace jr::cli
 
 namespace {
@@ -99,11 +101,14 @@ int main(int argc, char** argv) {
       app.add_option("--rescue-interval", w.rescue_interval,
                      "how often the leader looks for expired leases (default 5s)"),
       app.add_option("--http", w.http,
-                     "serve /metrics, /healthz, /readyz and the JSON API on [ADDR:]PORT "
+                     "serve /metrics, /healthz, /readyz, the JSON API and the dashboard (/ui) on "
+                     "[ADDR:]PORT "
                      "(loopback unless ADDR is given; RUNNER_HTTP)")};
   // The worker flags other commands use: `torture` starts runners, `info` reads the lease.
   const std::map<std::string, std::set<std::string>> worker_flags_of = {
-      {"torture", {"--plugins", "--concurrency"}}, {"info", {"--lease-seconds"}}};
+      {"torture", {"--plugins", "--concurrency"}},
+      {"info", {"--lease-seconds"}},
+      {"ui", {"--http", "--lease-seconds"}}};
 
   auto* worker = app.add_subcommand("worker", "run jobs (the default command)");
   worker->fallthrough();
@@ -135,6 +140,22 @@ int main(int argc, char** argv) {
                                    "or runs: print the existing id");
   enqueue->add_option("--unique-key", ef.unique_key, "uniqueness by this key instead")
       ->excludes(unique);
+  enqueue->add_option("--unique-for", ef.unique_for,
+                      "no second job with this key (--unique-key, else kind and payload) "
+                      "enqueued within this period, finished or not (1h, 30m)");
+  enqueue->add_option("--unique-states", ef.unique_states,
+                      "the states in which a job with the key blocks another "
+                      "(available,scheduled,running,completed,...)");
+  enqueue->add_flag("--replace", ef.replace,
+                    "update the pending job with the key (payload, run time) instead of "
+                    "refusing; a running one gets a successor");
+  enqueue->add_option("--debounce", ef.debounce,
+                      "run this long after the last enqueue with the key (5s)");
+  enqueue->add_option("--debounce-max", ef.debounce_max,
+                      "with --debounce: never later than this after the first (default 10x)");
+  enqueue->add_option("--rate-key", ef.rate_key,
+                      "claim under this key's token bucket (tenant:42; `runner limit set --key "
+                      "'tenant:*'` sets the default per key) instead of the queue's or kind's");
   enqueue->add_option("--lock-key", ef.lock_key, "jobs sharing this key never run at once");
   enqueue->add_option("--lock-limit", ef.lock_limit, "with --lock-key: at most N at once")
       ->check(CLI::Range(1, 1000000));
@@ -205,7 +226,11 @@ int main(int argc, char** argv) {
   limit->require_subcommand(1);
   auto* limit_set = limit->add_subcommand("set", "set a token bucket");
   limit_set->fallthrough();
-  limit_set->add_option("--key", lf.key, "queue:NAME or kind:NAME")->required();
+  limit_set
+      ->add_option("--key", lf.key,
+                   "queue:NAME, kind:NAME, a rate key (tenant:42) or a default for every "
+                   "rate key with a prefix (tenant:*)")
+      ->required();
   limit_set->add_option("--rate", lf.rate, "jobs per second")->required();
   limit_set->add_option("--burst", lf.burst, "bucket size (default: max(1, rate))");
   auto* limit_ls = limit->add_subcommand("ls", "list limits");
@@ -213,7 +238,8 @@ int main(int argc, char** argv) {
   limit_ls->add_flag("--json", lf.json, "print JSON");
   auto* limit_rm = limit->add_subcommand("rm", "remove a limit");
   limit_rm->fallthrough();
-  limit_rm->add_option("--key", lf.key, "queue:NAME or kind:NAME")->required();
+  limit_rm->add_option("--key", lf.key, "queue:NAME, kind:NAME, a rate key or a pattern")
+      ->required();
   for (auto* sc : {limit_set, limit_ls, limit_rm}) {
     std::string name = sc->get_name();
     sc->callback([&lf, name] { lf.action = name; });
@@ -236,6 +262,10 @@ int main(int argc, char** argv) {
   torture->add_option("--runners", tf.runners, "runner processes (default 3)")
       ->check(CLI::Range(1, 64));
   torture->add_option("--kill-every", tf.kill_every, "seconds between random kills (0: none)");
+  torture
+      ->add_option("--min-kills", tf.min_kills,
+                   "kill -9s the run must see; more jobs are enqueued until then (default 4)")
+      ->check(CLI::Range(0, 1000));
   torture->add_option("--time-limit", tf.time_limit, "give up after this many seconds");
   torture->add_option("--seed", tf.seed, "random seed (default: random)");
 
@@ -280,6 +310,10 @@ int main(int argc, char** argv) {
   info->fallthrough();
   info->add_flag("--json", info_json, "print JSON");
   info->add_flag("--watch", info_watch, "refresh every second until Ctrl-C");
+
+  auto* ui = app.add_subcommand(
+      "ui", "serve the web dashboard at /ui on --http [ADDR:]PORT, without running jobs");
+  ui->fallthrough();
 
   auto* migrate = app.add_subcommand("migrate", "create or upgrade the schema");
   migrate->fallthrough();
@@ -381,6 +415,7 @@ int main(int argc, char** argv) {
     if (*limit) return cmd_limit(g, lf);
     if (*cron_ls) return cmd_cron_ls(g, cron_json);
     if (*info) return cmd_info(g, w, info_json, info_watch);
+    if (*ui) return cmd_ui(g, w);
     if (*torture) {
       tf.plugins = w.plugins;
       tf.concurrency = w.concurrency > 0 ? w.concurrency : 50;

@@ -1,6 +1,8 @@
 #include "migrations.hpp"
 
+#include "job_model_sql.hpp"
 #include "ops/schema.hpp"
+#include "ops/ui_schema.hpp"
 
 namespace jr {
 
@@ -329,6 +331,17 @@ const std::vector<Migration>& migrations() {
       {9, "job options checked in jr_enqueue(), runner of each attempt, finished timeout_ms",
        ops::kMigrationV9},
       {10, "finalizer jobs for discarded and cancelled jobs of kinds that declare one", kV10},
+      {11,
+       "web dashboard: per-queue indexes, runner details, throughput per minute, dependency "
+       "edges, cron runs",
+       ops::kMigrationV11},
+      // Completions look up the waiting children of the jobs they complete (issue 17 handoff):
+      // without the pending list, a lookup does not scan every recently inserted entry.
+      {12, "waiting-children index without a pending list",
+       "ALTER INDEX jr_jobs_waiting_idx SET (fastupdate = off)"},
+      {14, "uniqueness over a period and states, replace and debounce (jr_enqueue_ex)",
+       kMigrationV14},
+      {15, "per-tenant rate limits: buckets for rate keys and key patterns", kMigrationV15},
   };
   return all;
 }

@@ -13,8 +13,18 @@
 // Rate limits: token buckets in jr_rate_limits rows, locked for the claim's transaction.
 // Limited queues/kinds are excluded from the main claim and claimed separately, at most as
 // many as there are whole tokens.
+//
+// Rate keys (per-tenant limits, migration 15, docs/job-model.md): a job with options.rate_key
+// is never claimed by the main statement (the fast one only reports that such jobs wait). The
+// slow path walks the distinct keys with available jobs (a loose index scan), finds each key's
+// bucket (its own row, else one made from the longest "prefix*" pattern row; none: no limit),
+// locks those buckets in key order, shares the claim's room among the keys round-robin from a
+// random start (each at most its whole tokens), and claims every key's share in one statement,
+// so one tenant's backlog neither starves another nor uses its budget.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <map>
 #include <set>
 
 #include "pg_internal.hpp"
@@ -32,8 +42,13 @@ namespace {
 const char* kClaimSql = R"SQL(
 WITH RECURSIVE lim AS (
   SELECT @FAST@ AND EXISTS (SELECT 1 FROM jr_rate_limits r
-                             WHERE r.key NOT LIKE 'kind:%' OR substr(r.key, 6) = ANY($1::text[]))
+                             WHERE r.key LIKE 'queue:%'
+                                OR (r.key LIKE 'kind:%' AND substr(r.key, 6) = ANY($1::text[])))
          AS limited),
+keyed AS (
+  SELECT @FAST@ AND EXISTS (SELECT 1 FROM jr_jobs k
+                             WHERE k.state = 'available' AND k.options ? 'rate_key'
+                               AND k.kind = ANY($1::text[])) AS waiting),
 qs AS (
   SELECT min(queue) AS queue FROM jr_jobs WHERE state = 'available' AND $8::text[] IS NULL
   UNION ALL
@@ -55,7 +70,7 @@ cand AS (
     SELECT j.id, j.queue, j.priority, j.lock_key FROM jr_jobs j
      WHERE j.state = 'available' AND j.queue = q.queue AND j.kind = ANY($1::text[])
        AND ($7::text[] IS NULL OR j.kind <> ALL($7::text[]))
-       AND (j.expires_at IS NULL OR j.expires_at > now())
+       AND (j.expires_at IS NULL OR j.expires_at > now()) AND NOT (j.options ? 'rate_key')
      ORDER BY j.priority DESC, j.id
      LIMIT least($3::int, ceil($3::int * 2.0 / (SELECT n FROM nq))::int)
        FOR UPDATE SKIP LOCKED) c),
@@ -79,6 +94,74 @@ SELECT id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, 
   FROM pick WHERE lock_key IS NOT NULL AND (@FAST@ OR pg_try_advisory_xact_lock(27251, hashtext(lock_key)))
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM lim WHERE limited
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM keyed WHERE waiting
+)SQL";
+
+// Rate keys, step 1: the distinct keys with available jobs (at most 1,000 per claim).
+const char* kRateKeysSql = R"SQL(
+WITH RECURSIVE k AS (
+  SELECT min(options->>'rate_key') AS key FROM jr_jobs
+   WHERE state = 'available' AND options ? 'rate_key'
+  UNION ALL
+  SELECT (SELECT min(j.options->>'rate_key') FROM jr_jobs j
+           WHERE j.state = 'available' AND j.options ? 'rate_key' AND j.options->>'rate_key' > k.key)
+    FROM k WHERE k.key IS NOT NULL)
+SELECT key FROM k WHERE key IS NOT NULL LIMIT 1000
+)SQL";
+
+// Step 2: a bucket for every key that has none but matches a "prefix*" pattern row (the
+// longest), full; then every bucket of these keys, locked in key order, with its tokens now.
+const char* kRateBucketsSql = R"SQL(
+INSERT INTO jr_rate_limits (key, rate, burst, tokens, pattern)
+SELECT k, b.rate, b.burst, b.burst, b.key
+  FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) keys
+  CROSS JOIN LATERAL (
+    SELECT r.key, r.rate, r.burst FROM jr_rate_limits r
+     WHERE r.pattern IS NULL AND right(r.key, 1) = '*'
+       AND left(keys.k, length(r.key) - 1) = left(r.key, -1)
+     ORDER BY length(r.key) DESC LIMIT 1) b
+ WHERE NOT EXISTS (SELECT 1 FROM jr_rate_limits e WHERE e.key = keys.k)
+ORDER BY k
+ON CONFLICT (key) DO NOTHING
+)SQL";
+const char* kRateLockSql = R"SQL(
+SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate
+  FROM jr_rate_limits WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE
+)SQL";
+
+// Step 3: each key's share ($1 keys, $2 counts), candidates locked; $3 kinds, $4 exact queues,
+// $5 queue patterns (NULL: any). Lock-keyed candidates need their key lock (see above).
+const char* kRateClaimSql = R"SQL(
+WITH q AS (SELECT unnest($1::text[]) AS key, unnest($2::int[]) AS n)
+SELECT c.id, c.lock_key, q.key FROM q CROSS JOIN LATERAL (
+  SELECT j.id, j.lock_key FROM jr_jobs j
+   WHERE j.state = 'available' AND j.options ? 'rate_key' AND j.options->>'rate_key' = q.key
+     AND j.kind = ANY($3::text[])
+     AND ($4::text[] IS NULL OR j.queue = ANY($4::text[]))
+     AND ($5::text[] IS NULL OR j.queue LIKE ANY($5::text[]))
+     AND NOT EXISTS (SELECT 1 FROM jr_queue_pauses p WHERE p.queue = j.queue)
+     AND (j.expires_at IS NULL OR j.expires_at > now())
+   ORDER BY j.priority DESC, j.id LIMIT q.n FOR UPDATE SKIP LOCKED) c
+ WHERE c.lock_key IS NULL OR pg_try_advisory_xact_lock(27251, hashtext(c.lock_key))
+)SQL";
+
+const char* kClaimIdsSql = R"SQL(
+UPDATE jr_jobs j
+   SET state = 'running', attempt = j.attempt + 1, lease_owner = $2,
+       lease_expires_at = now() + make_interval(secs => $3::float8), started_at = now()
+ WHERE j.id = ANY($1::bigint[]) AND j.state = 'available'
+RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
+          j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
+          extract(epoch from j.started_at), false
+)SQL";
+
+const char* kRateSpendSql = R"SQL(
+UPDATE jr_rate_limits r
+   SET tokens = least(r.burst, r.tokens + r.rate * extract(epoch from now() - r.updated_at)) - u.n,
+       updated_at = now()
+  FROM (SELECT unnest($1::text[]) AS k, unnest($2::int[]) AS n) u
+ WHERE r.key = u.k
 )SQL";
 
 std::string claim_sql(bool fast) {
@@ -209,9 +292,108 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
   return out;
 }
 
+// Rate-keyed jobs (the slow path's last step): at most `room`, each key within its bucket.
+// Sets retry_after (when a key used all its tokens) to when its next token is due, if sooner.
+// `keys`: the keys with available jobs (job_rate_keys), read before any bucket was locked.
+std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p,
+                                         const ClaimScope& s, const std::vector<std::string>& keys,
+                                         int room, double& retry_after) {
+  std::vector<ClaimedJob> out;
+  if (room <= 0 || keys.empty()) return out;
+  std::string key_arr = pg_text_array(keys);
+  tx.exec_prepared("job_rate_buckets", key_arr);
+  struct Bucket {
+    int allowance;
+    double tokens;
+    double rate;
+  };
+  std::map<std::string, Bucket> buckets;
+  for (const auto& row : tx.exec_prepared("job_rate_lock", key_arr)) {
+    double tokens = row[1].as<double>();
+    buckets[row[0].c_str()] = {static_cast<int>(std::floor(tokens)), tokens, row[2].as<double>()};
+  }
+  // Round-robin from a random start: one job per key per turn, within each key's tokens.
+  std::vector<int> share(keys.size(), 0);
+  size_t start = static_cast<size_t>(std::rand()) % keys.size();
+  for (bool more = true; room > 0 && more;) {
+    more = false;
+    for (size_t i = 0; i < keys.size() && room > 0; ++i) {
+      size_t k = (start + i) % keys.size();
+      auto b = buckets.find(keys[k]);
+      if (b != buckets.end() && share[k] >= b->second.allowance) continue;
+      ++share[k];
+      --room;
+      more = true;
+    }
+  }
+  std::vector<std::string> want_keys;
+  std::vector<int64_t> want_n;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    if (share[k] > 0) {
+      want_keys.push_back(keys[k]);
+      want_n.push_back(share[k]);
+    }
+  }
+  if (want_keys.empty()) {
+    for (const auto& [key, b] : buckets) {
+      double wait = std::max(0.002, (1.0 - (b.tokens - std::floor(b.tokens))) / b.rate);
+      retry_after = retry_after == 0 ? wait : std::min(retry_after, wait);
+    }
+    return out;
+  }
+  auto a = claim_args(s);
+  auto cands = tx.exec_prepared("job_rate_claim", pg_text_array(want_keys), pg_int_array(want_n),
+                                a[0], s.exact_queues.empty() ? nullptr : a[1].c_str(),
+                                s.patterns.empty() ? nullptr : a[2].c_str());
+  std::vector<int64_t> plain, locked;
+  std::map<int64_t, std::string> key_of;
+  for (const auto& row : cands) {
+    int64_t id = row[0].as<int64_t>();
+    (row[1].is_null() ? plain : locked).push_back(id);
+    key_of[id] = row[2].c_str();
+  }
+  if (!plain.empty()) {
+    for (const auto& row :
+         tx.exec_prepared("job_claim_ids", pg_int_array(plain), p.worker_id, p.lease_seconds)) {
+      out.push_back(to_job(row));
+    }
+  }
+  if (!locked.empty()) {
+    for (const auto& row :
+         tx.exec_prepared("job_claim_locked", pg_int_array(locked), p.worker_id, p.lease_seconds)) {
+      out.push_back(to_job(row));
+    }
+  }
+  std::map<std::string, int> used;
+  for (const auto& j : out) ++used[key_of[j.id]];
+  std::vector<std::string> spend_keys;
+  std::vector<int64_t> spend_n;
+  for (const auto& [key, n] : used) {
+    auto b = buckets.find(key);
+    if (b == buckets.end()) continue;
+    spend_keys.push_back(key);
+    spend_n.push_back(n);
+    if (n >= b->second.allowance) {
+      double left = b->second.tokens - n;
+      double wait = std::max(0.002, (1.0 - (left - std::floor(left))) / b->second.rate);
+      retry_after = retry_after == 0 ? wait : std::min(retry_after, wait);
+    }
+  }
+  if (!spend_keys.empty()) {
+    tx.exec_prepared("job_rate_spend", pg_text_array(spend_keys), pg_int_array(spend_n));
+  }
+  return out;
+}
+
 }  // namespace
 
 void prepare_claim(pqxx::connection_base& c) {
+  c.prepare("job_rate_keys", kRateKeysSql);
+  c.prepare("job_rate_buckets", kRateBucketsSql);
+  c.prepare("job_rate_lock", kRateLockSql);
+  c.prepare("job_rate_claim", kRateClaimSql);
+  c.prepare("job_claim_ids", kClaimIdsSql);
+  c.prepare("job_rate_spend", kRateSpendSql);
   c.prepare("job_claim", claim_sql(false));
   c.prepare("job_claim_fast", claim_sql(true));
   c.prepare("job_claim_locked", kClaimLockedSql);
@@ -242,9 +424,14 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
   ClaimScope base = base_scope(p);
   // Rate limits that touch this runner's queues or kinds.
   std::vector<ClaimedJob> out;
+  // The rate keys with available jobs, listed before the queue and kind buckets are locked, so
+  // the section that other runners wait for is no longer when there are none (the usual case).
+  std::vector<std::string> rate_keys;
+  for (const auto& row : tx.exec_prepared("job_rate_keys")) rate_keys.emplace_back(row[0].c_str());
   auto limits = tx.exec_params(
       "SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate "
-      "FROM jr_rate_limits ORDER BY key FOR UPDATE");
+      "FROM jr_rate_limits WHERE key LIKE 'queue:%' OR key LIKE 'kind:%' ORDER BY key FOR UPDATE");
+  double keyed_retry = 0;
   if (limits.empty()) {
     out = claim_scope(tx, p, base, p.limit);
   } else {
@@ -293,6 +480,14 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
       for (auto& j : got) out.push_back(std::move(j));
     }
     if (p.throttled_retry_seconds != nullptr) *p.throttled_retry_seconds = retry_after;
+  }
+  for (auto& j : claim_rate_keyed(tx, p, base, rate_keys, p.limit - static_cast<int>(out.size()),
+                                  keyed_retry)) {
+    out.push_back(std::move(j));
+  }
+  if (keyed_retry > 0 && p.throttled_retry_seconds != nullptr) {
+    double& r = *p.throttled_retry_seconds;
+    r = r == 0 ? keyed_retry : std::min(r, keyed_retry);
   }
   std::sort(out.begin(), out.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
     return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;

@@ -132,10 +132,21 @@ int cron_run(pqxx::work& tx, const Store::CronNext& next) {
         INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, unique_key)
         VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
                 $1, $3::jsonb, 'available', 0, 0, $4)
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING)SQL",
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING id)SQL",
                               row[3].c_str(), row[4].is_null() ? nullptr : row[4].c_str(),
                               row[5].c_str(), "cron:" + name + ":" + tick + " " + tz);
       enqueued += static_cast<int>(r.affected_rows());
+      // The dashboard shows the job each tick made (migration 11; the last 20 per entry).
+      if (!r.empty()) {
+        tx.exec_params("INSERT INTO jr_cron_runs (name, tick, job_id) VALUES ($1, $2, $3)", name,
+                       tick, r[0][0].as<int64_t>());
+      }
+    }
+    if (!ticks.empty()) {
+      tx.exec_params(
+          "DELETE FROM jr_cron_runs WHERE name = $1 AND job_id < (SELECT min(job_id) FROM (SELECT "
+          "job_id FROM jr_cron_runs WHERE name = $1 ORDER BY job_id DESC LIMIT 20) k)",
+          name);
     }
     auto n = next(schedule, after);
     tx.exec_params(

@@ -46,12 +46,60 @@ using pg::opt;
   "id, queue, kind, payload, state, priority, attempt, max_attempts, result, progress, " \
   "errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit"
 
+// Appended to a statement whose CTE `d` holds jobs that just completed (and $2 the ids asked
+// for): their waiting children whose every parent has now completed become available in the
+// same statement, so a child starts within milliseconds of its last parent (the leader's
+// dependency pass, every poll interval, remains for the rest: a dead parent, or two parents
+// completed at the same moment in two transactions, neither seeing the other's).
+#define JR_PROMOTE_CHILDREN_SQL                                                          \
+  ", kids AS (SELECT c.id FROM jr_jobs c "                                               \
+  "            WHERE c.state = 'waiting' AND c.depends_on && $2::bigint[] "              \
+  "              AND NOT EXISTS (SELECT 1 FROM unnest(c.depends_on) p(id) "              \
+  "                               WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.id = p.id) " \
+  "                                 AND NOT EXISTS (SELECT 1 FROM jr_jobs_done x "       \
+  "                                                  WHERE x.id = p.id AND x.state = "   \
+  "'completed')) "                                                                       \
+  "              FOR UPDATE OF c SKIP LOCKED), "                                         \
+  "promote AS (UPDATE jr_jobs c SET state = 'available', run_at = now() FROM kids "      \
+  "             WHERE c.id = kids.id RETURNING c.id) "
+
 // The options document of an insert: retention settings the pruner reads.
 std::string insert_options(const JobInsertParams& p) {
   nlohmann::json o = nlohmann::json::object();
   if (p.result_ttl_seconds) o["result_ttl"] = *p.result_ttl_seconds;
   if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
   if (p.webhook) o["webhook"] = *p.webhook;
+  if (p.rate_key) o["rate_key"] = *p.rate_key;
+  return o.dump();
+}
+
+// The options object of jr_enqueue_ex() for a job whose uniqueness has a period, states,
+// replace or debounce (migration 14): the one implementation of those lives in SQL, and these
+// are the keys of host/ops/job_options.cpp, already validated.
+std::string enqueue_options(const JobInsertParams& p) {
+  nlohmann::json o = nlohmann::json::object();
+  if (p.queue) o["queue"] = *p.queue;
+  if (p.priority != 0) o["priority"] = p.priority;
+  if (p.delay_seconds > 0) o["delay_seconds"] = p.delay_seconds;
+  if (p.run_at) o["run_at"] = *p.run_at;
+  if (p.max_attempts) o["max_attempts"] = *p.max_attempts;
+  if (p.timeout_ms) o["timeout_seconds"] = static_cast<double>(*p.timeout_ms) / 1000.0;
+  if (p.retry_schedule) o["retry_schedule"] = *p.retry_schedule;
+  if (p.ttl_seconds) o["ttl_seconds"] = *p.ttl_seconds;
+  if (p.result_ttl_seconds) o["result_ttl_seconds"] = *p.result_ttl_seconds;
+  if (p.failure_ttl_seconds) o["failure_ttl_seconds"] = *p.failure_ttl_seconds;
+  if (p.unique) o["unique"] = true;
+  if (p.unique_key) o["unique_key"] = *p.unique_key;
+  if (p.lock_key) o["lock_key"] = *p.lock_key;
+  if (p.lock_limit) o["lock_limit"] = *p.lock_limit;
+  if (!p.depends_on.empty()) o["depends_on"] = p.depends_on;
+  if (p.webhook) o["webhook"] = *p.webhook;
+  if (p.unique_for_seconds) o["unique_for_seconds"] = *p.unique_for_seconds;
+  if (!p.unique_states.empty()) o["unique_states"] = p.unique_states;
+  if (p.replace) o["replace"] = true;
+  if (p.debounce_seconds) o["debounce_seconds"] = *p.debounce_seconds;
+  if (p.debounce_max_seconds) o["debounce_max_seconds"] = *p.debounce_max_seconds;
+  if (p.rate_key) o["rate_key"] = *p.rate_key;
   return o.dump();
 }
 
@@ -124,6 +172,19 @@ class PgStore final : public Store {
   }
 
   JobInsertResult JobInsertEx(const JobInsertParams& p) override {
+    if (p.unique_period()) {
+      return guard([&] {
+        pqxx::work tx(*conn_);
+        auto r =
+            tx.exec_params("SELECT job_id, outcome FROM jr_enqueue_ex($1, $2::jsonb, $3::jsonb)",
+                           p.kind, p.payload, enqueue_options(p));
+        tx.commit();
+        std::string outcome = r[0][1].c_str();
+        JobInsertResult res{r[0][0].as<int64_t>(), outcome == "inserted"};
+        res.replaced = outcome == "replaced" || outcome == "debounced";
+        return res;
+      });
+    }
     return guard([&] {
       ensure_prepared();
       std::string sched = p.retry_schedule
@@ -172,7 +233,7 @@ class PgStore final : public Store {
   std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) override {
     // COPY cannot resolve unique keys or check parents: such jobs go one by one.
     bool special = std::any_of(jobs.begin(), jobs.end(), [](const JobInsertParams& j) {
-      return j.unique || j.unique_key || !j.depends_on.empty();
+      return j.unique || j.unique_key || !j.depends_on.empty() || j.unique_period();
     });
     if (special) {
       std::vector<int64_t> ids;
@@ -186,7 +247,7 @@ class PgStore final : public Store {
 
   std::vector<int64_t> JobInsertBulk(const JobInsertParams& base,
                                      const std::vector<std::string>& payloads) override {
-    if (base.unique || base.unique_key || !base.depends_on.empty()) {
+    if (base.unique || base.unique_key || !base.depends_on.empty() || base.unique_period()) {
       std::vector<int64_t> ids;
       JobInsertParams p = base;
       for (const auto& payload : payloads) {
@@ -276,14 +337,28 @@ class PgStore final : public Store {
       ids += '}';
       attempts += '}';
       if (!results.empty()) results += '}';
+      // Waiting claimers are woken (NOTIFY, as an insert does) when an outcome frees a lock
+      // key's slot, makes a child available or puts a job back: the next job starts within
+      // milliseconds, not at the next poll.
+      bool wake = false;
       auto complete = [&](pqxx::transaction_base& tx) {
         if (completed_ids.empty()) return;
         auto r = tx.exec_prepared("job_complete_many", worker_id, ids, attempts,
                                   results.empty() ? nullptr : results.c_str());
-        if (r.size() != completed_ids.size()) {
+        // One row per completed job, and a row without an id when someone must be woken.
+        size_t done = r.size();
+        for (const auto& row : r) {
+          if (row[0].is_null()) {
+            wake = true;
+            --done;
+          }
+        }
+        if (done != completed_ids.size()) {
           std::vector<int64_t> ok;
-          ok.reserve(r.size());
-          for (const auto& row : r) ok.push_back(row[0].as<int64_t>());
+          ok.reserve(done);
+          for (const auto& row : r) {
+            if (!row[0].is_null()) ok.push_back(row[0].as<int64_t>());
+          }
           std::sort(ok.begin(), ok.end());
           for (int64_t id : completed_ids) {
             if (!std::binary_search(ok.begin(), ok.end(), id)) res.rejected.push_back(id);
@@ -291,9 +366,11 @@ class PgStore final : public Store {
         }
       };
       if (completed_ids.size() == jobs.size()) {
-        // Only completions (the common batch): one statement, atomic on its own, autocommit.
+        // Only completions (the common batch): one statement, atomic on its own, autocommit
+        // (the wake-up follows the commit, when it is needed at all).
         pqxx::nontransaction tx(*conn_);
         complete(tx);
+        if (wake) tx.exec("SELECT pg_notify('jr_jobs', '')");
         return res;
       }
       pqxx::work tx(*conn_);
@@ -302,7 +379,7 @@ class PgStore final : public Store {
         switch (j.outcome) {
           case Outcome::retry:
             r = tx.exec_prepared("job_retry", j.id, j.attempt, worker_id, j.delay_seconds,
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::snooze:
             r = tx.exec_prepared("job_snooze", j.id, j.attempt, worker_id, j.delay_seconds);
@@ -312,18 +389,23 @@ class PgStore final : public Store {
             break;
           case Outcome::discard:
             r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "discarded",
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::cancelled:
             r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "cancelled",
-                                 j.error_kind, j.error);
+                                 valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::completed:
             continue;
         }
-        if (r.empty()) res.rejected.push_back(j.id);
+        if (r.empty()) {
+          res.rejected.push_back(j.id);
+        } else if (j.outcome == Outcome::release || r[0][1].as<bool>()) {
+          wake = true;  // available again, or a lock key's slot freed
+        }
       }
       complete(tx);
+      if (wake) tx.exec("SELECT pg_notify('jr_jobs', '')");
       tx.commit();
       return res;
     });
@@ -355,6 +437,33 @@ class PgStore final : public Store {
         if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
       }
       return cancel;
+    });
+  }
+
+  std::vector<int64_t> JobReleaseOrphanedClaims(const std::string& worker_id,
+                                                const std::vector<int64_t>& held) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params(
+          "UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL, "
+          "lease_expires_at = NULL WHERE lease_owner = $1 AND state = 'running' "
+          "AND NOT (id = ANY($2::bigint[])) "
+          "AND started_at >= (SELECT w.started_at FROM jr_workers w WHERE w.id = $1) RETURNING id",
+          worker_id, pg_int_array(held));
+      std::vector<int64_t> ids;
+      for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+      if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
+      tx.commit();
+      return ids;
+    });
+  }
+
+  void SessionAsyncCommit() override {
+    async_commit_ = true;
+    guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("SET synchronous_commit TO off");
+      return 0;
     });
   }
 
@@ -399,7 +508,7 @@ class PgStore final : public Store {
       tx.exec_params(
           "UPDATE jr_jobs SET progress = jsonb_build_object('percent', $3::float8, 'step', "
           "$4::text, 'at', now()) WHERE id = $1 AND attempt = $2 AND state = 'running'",
-          id, attempt, percent, step.empty() ? nullptr : step.c_str());
+          id, attempt, percent, step.empty() ? nullptr : valid_utf8(step).c_str());
       tx.commit();
       return 0;
     });
@@ -488,6 +597,13 @@ class PgStore final : public Store {
                            WHERE w.state = 'waiting' AND w.depends_on @> ARRAY[jr_jobs_done.id]))SQL",
                               p.result_ttl_seconds, p.failure_ttl_seconds, p.cancelled_ttl_seconds,
                               p.limit);
+      // The lock rows of period-unique keys (migration 14) only queue up enqueues of one key:
+      // one not used for an hour and not held now can go (a later enqueue inserts it again).
+      tx.exec_params(R"SQL(
+        DELETE FROM jr_unique_locks WHERE key IN (
+          SELECT key FROM jr_unique_locks WHERE locked_at < now() - interval '1 hour'
+           LIMIT $1 FOR UPDATE SKIP LOCKED))SQL",
+                     p.limit);
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });
@@ -600,17 +716,26 @@ class PgStore final : public Store {
     });
   }
 
+  // $6 of dlq_where(): the selected ids, or NULL for every job the other filters match.
+  static const char* dlq_ids(const DeadLetterFilter& f, std::string& holder) {
+    if (f.ids.empty()) return nullptr;
+    holder = pg_int_array(f.ids);
+    return holder.c_str();
+  }
+
   static std::string dlq_where() {
     return "state = 'discarded' AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR "
            "queue = $3) AND ($4::timestamptz IS NULL OR finished_at >= $4) AND "
-           "($5::timestamptz IS NULL OR finished_at < $5)";
+           "($5::timestamptz IS NULL OR finished_at < $5) AND ($6::bigint[] IS NULL OR id = "
+           "ANY($6::bigint[]))";
   }
 
   std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(revive_sql(dlq_where()), f.limit, opt(f.kind), opt(f.queue),
-                              opt(f.since), opt(f.before));
+                              opt(f.since), opt(f.before), dlq_ids(f, ids_text));
       std::vector<int64_t> ids;
       for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
       if (!ids.empty()) tx.exec("SELECT pg_notify('jr_jobs', '')");
@@ -621,10 +746,12 @@ class PgStore final : public Store {
 
   std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec_params("SELECT row_to_json(d)::text FROM jr_jobs_done d WHERE " +
                                   dlq_where() + " ORDER BY id LIMIT $1",
-                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+                              f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before),
+                              dlq_ids(f, ids_text));
       std::vector<JobView> out;
       for (const auto& row : r) out.push_back(JobView{row[0].c_str()});
       return out;
@@ -633,12 +760,13 @@ class PgStore final : public Store {
 
   int DeadLetterPurge(const DeadLetterFilter& f) override {
     return guard([&] {
+      std::string ids_text;
       pqxx::work tx(*conn_);
       auto r = tx.exec_params(
           "DELETE FROM jr_jobs_done WHERE id IN (SELECT id FROM jr_jobs_done "
           "WHERE " +
               dlq_where() + " LIMIT $1)",
-          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before));
+          f.limit, opt(f.kind), opt(f.queue), opt(f.since), opt(f.before), dlq_ids(f, ids_text));
       tx.commit();
       return static_cast<int>(r.affected_rows());
     });
@@ -725,7 +853,13 @@ class PgStore final : public Store {
       tx.exec_params(
           "INSERT INTO jr_rate_limits (key, rate, burst, tokens) VALUES ($1, $2, $3, $3) "
           "ON CONFLICT (key) DO UPDATE SET rate = EXCLUDED.rate, burst = EXCLUDED.burst, "
-          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now()",
+          "tokens = least(jr_rate_limits.tokens, EXCLUDED.burst), updated_at = now(), "
+          "pattern = NULL",
+          key, rate, burst);
+      // A pattern ("tenant:*"): the buckets made from it follow (migration 15).
+      tx.exec_params(
+          "UPDATE jr_rate_limits SET rate = $2, burst = $3, tokens = least(tokens, $3) "
+          "WHERE pattern = $1",
           key, rate, burst);
       tx.commit();
       return 0;
@@ -736,6 +870,7 @@ class PgStore final : public Store {
     return guard([&] {
       pqxx::work tx(*conn_);
       auto r = tx.exec_params("DELETE FROM jr_rate_limits WHERE key = $1", key);
+      tx.exec_params("DELETE FROM jr_rate_limits WHERE pattern = $1", key);
       tx.commit();
       return r.affected_rows() > 0;
     });
@@ -746,8 +881,8 @@ class PgStore final : public Store {
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec(
           "SELECT coalesce(json_agg(json_build_object('key', key, 'rate', rate, 'burst', burst, "
-          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at))) "
-          "ORDER BY key), '[]')::text FROM jr_rate_limits");
+          "'tokens', least(burst, tokens + rate * extract(epoch from now() - updated_at)), "
+          "'pattern', pattern) ORDER BY key), '[]')::text FROM jr_rate_limits");
       return std::string(r[0][0].c_str());
     });
   }
@@ -802,7 +937,7 @@ class PgStore final : public Store {
       tx.exec_params(
           "INSERT INTO jr_workers (id, host, pid, kinds, queues) VALUES ($1, $2, $3, $4, $5) "
           "ON CONFLICT (id) DO UPDATE SET kinds = EXCLUDED.kinds, queues = EXCLUDED.queues, "
-          "heartbeat_at = now()",
+          "heartbeat_at = now(), host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now()",
           p.worker_id, std::string(host), static_cast<int>(getpid()), pg_text_array(p.kinds),
           pg_text_array(p.queues));
       tx.commit();
@@ -1058,7 +1193,7 @@ class PgStore final : public Store {
            a.retry_schedule == b.retry_schedule && a.ttl_seconds == b.ttl_seconds &&
            a.result_ttl_seconds == b.result_ttl_seconds &&
            a.failure_ttl_seconds == b.failure_ttl_seconds && a.webhook == b.webhook &&
-           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit;
+           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit && a.rate_key == b.rate_key;
   }
 
   static void sort_claimed(std::vector<ClaimedJob>& v) {
@@ -1075,6 +1210,10 @@ class PgStore final : public Store {
     try {
       conn_ = std::make_unique<pqxx::connection>(url_);
       prepared_ = false;
+      if (async_commit_) {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec("SET synchronous_commit TO off");
+      }
     } catch (const std::exception& e) {
       conn_.reset();
       throw StoreError(std::string("cannot connect to PostgreSQL at ") + log::redact(url_) + ": " +
@@ -1127,13 +1266,18 @@ class PgStore final : public Store {
 
   void prepare_all() {
     auto& c = *conn_;
+    // A job whose parents all completed already is not made to wait for the leader's
+    // dependency pass: it is available (or scheduled) at once.
     c.prepare("job_insert", R"SQL(
       INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, run_at,
                            max_attempts, timeout_ms, retry_schedule, expires_at, options,
                            unique_key, lock_key, lock_limit, depends_on)
       VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
               $1, $3::jsonb,
-              CASE WHEN $16::bigint[] IS NOT NULL THEN 'waiting'
+              CASE WHEN $16::bigint[] IS NOT NULL AND EXISTS (
+                          SELECT 1 FROM unnest($16::bigint[]) p(id) WHERE NOT EXISTS (
+                            SELECT 1 FROM jr_jobs_done d
+                             WHERE d.id = p.id AND d.state = 'completed')) THEN 'waiting'
                    WHEN $6::timestamptz IS NOT NULL OR $5::float8 > 0 THEN 'scheduled'
                    ELSE 'available' END,
               $4, $4, coalesce($6::timestamptz, now() + make_interval(secs => $5::float8)),
@@ -1159,11 +1303,18 @@ class PgStore final : public Store {
                   nullif($4::jsonb -> j.id::text, 'null'::jsonb) AS result, j.progress,
                   j.errors, j.options, j.created_at, j.started_at, j.timeout_ms,
                   j.retry_schedule, j.lock_key, j.lock_limit)
+      , ins AS (
       INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL(, worker_id, worker_host)
       SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, result,
              progress, errors, options, created_at, started_at, timeout_ms, retry_schedule, lock_key, lock_limit,
              $1, (SELECT w.host FROM jr_workers w WHERE w.id = $1) FROM d
-      RETURNING id)SQL");
+      RETURNING id, lock_key)
+      )SQL" JR_PROMOTE_CHILDREN_SQL R"SQL(
+      SELECT id, false FROM ins
+      UNION ALL
+      SELECT NULL, true
+       WHERE EXISTS (SELECT 1 FROM promote) OR EXISTS (SELECT 1 FROM ins WHERE lock_key IS NOT NULL)
+      )SQL");
     // The entry of a failed attempt names its runner ($3, the lease owner) and that runner's
     // host (migration 9: `runner status` lists who ran each attempt).
     const char* error_entry =
@@ -1175,17 +1326,17 @@ class PgStore final : public Store {
              lease_owner = NULL, lease_expires_at = NULL, errors = errors || )SQL") +
                                error_entry + R"SQL(
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     c.prepare("job_snooze", R"SQL(
       UPDATE jr_jobs SET state = 'scheduled', run_at = now() + make_interval(secs => $4::float8),
              attempt = attempt - 1, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     c.prepare("job_release", R"SQL(
       UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL,
              lease_expires_at = NULL
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     c.prepare("job_finish_done", std::string(R"SQL(
       WITH d AS (DELETE FROM jr_jobs
                   WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
@@ -1195,7 +1346,7 @@ class PgStore final : public Store {
              errors || )SQL") + error_entry +
                                      R"SQL(, options, created_at, started_at,
              timeout_ms, retry_schedule, lock_key, lock_limit FROM d
-      RETURNING id)SQL");
+      RETURNING id, lock_key IS NOT NULL)SQL");
     // By primary key; owner and state are filters (see job_complete_many).
     c.prepare("job_heartbeat_held", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
@@ -1217,6 +1368,7 @@ class PgStore final : public Store {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
   bool prepared_ = false;
+  bool async_commit_ = false;  // SessionAsyncCommit(): re-applied on every reconnect
   // JobClaim: until then, claims go straight to the transaction path (see JobClaim).
   std::chrono::steady_clock::time_point slow_claims_until_{};
 };

@@ -47,6 +47,23 @@ struct JobInsertParams {
   // returns the existing job's id instead. `unique` derives the key from kind and payload.
   std::optional<std::string> unique_key;
   bool unique = false;
+  // Uniqueness over a period and chosen states, replace and debounce (migration 14,
+  // docs/job-model.md). Any of these makes the insert go through jr_enqueue_ex(), which
+  // serialises the enqueues of one key; the key is unique_key, else derived from kind and
+  // payload as with `unique`, and is kept in options.unique_key (not in the live-unique column).
+  std::optional<double> unique_for_seconds;    // a job enqueued within this period blocks
+  std::vector<std::string> unique_states;      // states in which a job blocks (empty: default)
+  bool replace = false;                        // update a pending holder's payload and run time
+  std::optional<double> debounce_seconds;      // run this long after the last enqueue...
+  std::optional<double> debounce_max_seconds;  // ...but no later than this after the first
+  bool unique_period() const {
+    return unique_for_seconds || !unique_states.empty() || replace || debounce_seconds;
+  }
+  // Per-tenant rate limits (migration 15): the job is claimed under the token bucket of this
+  // key ("tenant:42"; a bucket set for it, else one made from the longest matching pattern
+  // such as "tenant:*"; none: unlimited) instead of its queue's or kind's. Kept in
+  // options.rate_key.
+  std::optional<std::string> rate_key;
   // Lock keys: at most lock_limit (default 1) jobs with this key run at once, anywhere.
   std::optional<std::string> lock_key;
   std::optional<int> lock_limit;
@@ -58,7 +75,8 @@ struct JobInsertParams {
 
 struct JobInsertResult {
   int64_t id = 0;
-  bool inserted = true;  // false: a unique job with the same key already existed
+  bool inserted = true;   // false: a unique job with the same key already existed
+  bool replaced = false;  // (not inserted) that job's payload and run time were updated
 };
 
 struct ClaimedJob {
@@ -143,6 +161,7 @@ struct DeadLetterFilter {
   std::optional<std::string> since;   // timestamptz text: finished at or after
   std::optional<std::string> before;  // timestamptz text: finished before
   int limit = 100;
+  std::vector<int64_t> ids;  // non-empty: only these jobs (the dashboard's selection)
 };
 
 struct WorkerRegisterParams {
@@ -206,6 +225,17 @@ class Store {
   // kept alive by every heartbeat.
   virtual std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
                                                 const std::vector<int64_t>& ids) = 0;
+  // This connection's commits stop waiting for the WAL flush (synchronous_commit off, kept
+  // across reconnects). For lease renewals only: one lost in a database crash costs nothing
+  // (the lease is renewed again, or expires as if the runner had stopped), while a renewal
+  // queued behind other sessions' fsyncs on a loaded machine could let a live lease expire.
+  virtual void SessionAsyncCommit() = 0;
+  // Claims of this runner whose answer never arrived (the connection died after the claim had
+  // committed): running jobs leased to `worker_id`, claimed since this process registered
+  // (WorkerRegister), that are not among `held`. Puts them back available with the attempt the
+  // claim took restored (no runner died, no attempt is charged). Returns their ids.
+  virtual std::vector<int64_t> JobReleaseOrphanedClaims(const std::string& worker_id,
+                                                        const std::vector<int64_t>& held) = 0;
   // Moves due scheduled/retryable jobs to available; returns how many.
   virtual int JobPromoteDue(int limit) = 0;
   virtual std::optional<JobView> JobGet(int64_t id) = 0;

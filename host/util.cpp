@@ -122,4 +122,44 @@ std::string make_worker_id() {
   return std::string(host) + "-" + std::to_string(getpid()) + "-" + suffix;
 }
 
+std::string valid_utf8(std::string_view s) {
+  static const char kReplacement[] = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x01 && c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
+    // The second byte's range excludes overlong forms, surrogates and code points > U+10FFFF.
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    size_t n = 1;  // bytes of a well-formed prefix (the maximal subpart replaced by one U+FFFD)
+    if (len > 0) {
+      while (n < len && i + n < s.size()) {
+        unsigned char b = static_cast<unsigned char>(s[i + n]);
+        if (n == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
+        ++n;
+      }
+    }
+    if (len > 0 && n == len) {
+      out.append(s.substr(i, len));
+    } else {
+      out += kReplacement;
+    }
+    i += n;
+  }
+  return out;
+}
+
 }  // namespace jr

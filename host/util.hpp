@@ -31,4 +31,10 @@ double retry_delay_seconds(const std::vector<int>& schedule, int attempt, double
 // "hostname-pid-xxxx": a runner's identity in leases and the worker registry.
 std::string make_worker_id();
 
+// `text` as valid UTF-8 for a text column: every ill-formed sequence (stray or truncated bytes,
+// overlong forms, surrogates, beyond U+10FFFF) and every NUL becomes U+FFFD. Text a plugin sends
+// (errors, progress steps) is untrusted: the database refuses invalid UTF-8, which would make
+// the attempt's outcome unwritable.
+std::string valid_utf8(std::string_view text);
+
 }  // namespace jr

@@ -17,6 +17,7 @@ PKGS=(
   dnsmasq-base
   procps psmisc curl
   systemd
+  chromium
 )
 
 SUDO=""
@@ -29,8 +30,18 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
+# The dashboard's browser test (tests/ui) runs under Node.js and installs its driver with npm.
+# Debian's nodejs and npm only when the commands are missing: a Node.js of another origin (one
+# that bundles npm) stays, since Debian's npm package would conflict with it.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
+# The dashboard's browser test drives chromium through puppeteer-core from npm (tests/ui).
+install_ui_test_deps() { bash "$(dirname "$0")/install-ui-test-deps.sh"; }
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PKGS[@]} packages already installed"
+  install_ui_test_deps
   exit 0
 fi
 
@@ -45,4 +56,5 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_ui_test_deps
 echo "install-deps: done"

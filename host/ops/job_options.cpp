@@ -249,7 +249,13 @@ const std::vector<std::string>& job_option_keys() {
                                                 "lock_key",
                                                 "lock_limit",
                                                 "depends_on",
-                                                "webhook"};
+                                                "webhook",
+                                                "unique_for_seconds",
+                                                "unique_states",
+                                                "replace",
+                                                "debounce_seconds",
+                                                "debounce_max_seconds",
+                                                "rate_key"};
   return keys;
 }
 
@@ -454,6 +460,58 @@ JobInsertParams job_from_parts(std::string_view kind, const json& payload, const
     for (const auto& e : v) {
       p.depends_on.push_back(integer(e, "depends_on", 1, std::numeric_limits<int64_t>::max()));
     }
+  }
+  // Uniqueness over a period and states, replace, debounce (migration 14: jr_enqueue_ex).
+  if (o.contains("unique_for_seconds")) {
+    p.unique_for_seconds = seconds(o["unique_for_seconds"], "unique_for_seconds", 0.001);
+  }
+  if (o.contains("unique_states")) {
+    const auto& v = o["unique_states"];
+    static const std::set<std::string> states = {"waiting",   "scheduled", "available",
+                                                 "running",   "retryable", "completed",
+                                                 "discarded", "cancelled"};
+    bool ok = v.is_array() && !v.empty() && v.size() <= 64;
+    for (size_t i = 0; ok && i < v.size(); ++i) {
+      ok = v[i].is_string() && states.count(v[i].get_ref<const std::string&>()) > 0;
+    }
+    if (!ok) {
+      bad("unique_states",
+          "must be a non-empty array of job states (waiting, scheduled, available, running, "
+          "retryable, completed, discarded, cancelled), got " +
+              shown(v));
+    }
+    std::set<std::string> seen;
+    for (const auto& e : v) {
+      if (seen.insert(e.get<std::string>()).second) p.unique_states.push_back(e.get<std::string>());
+    }
+  }
+  if (o.contains("replace")) {
+    if (!o["replace"].is_boolean()) {
+      bad("replace", "must be true or false, got " + type_of(o["replace"]));
+    }
+    p.replace = o["replace"].get<bool>();
+  }
+  if (o.contains("debounce_seconds")) {
+    p.debounce_seconds = seconds(o["debounce_seconds"], "debounce_seconds", 0.001);
+    if (o.contains("delay_seconds") || o.contains("run_at")) {
+      bad("debounce_seconds", "cannot be combined with delay_seconds or run_at");
+    }
+  }
+  if (o.contains("debounce_max_seconds")) {
+    if (!p.debounce_seconds) bad("debounce_max_seconds", "needs debounce_seconds");
+    p.debounce_max_seconds = seconds(o["debounce_max_seconds"], "debounce_max_seconds", 0.001);
+    if (*p.debounce_max_seconds < *p.debounce_seconds) {
+      bad("debounce_max_seconds", "must be at least debounce_seconds");
+    }
+  }
+  if (o.contains("rate_key")) {
+    std::string key = text(o, "rate_key", kMaxNameBytes);
+    if (key.rfind("queue:", 0) == 0 || key.rfind("kind:", 0) == 0 ||
+        key.find('*') != std::string::npos) {
+      bad("rate_key",
+          "must not start with queue: or kind: nor contain *, got " + shown(o["rate_key"]));
+    }
+    p.rate_key = key;
   }
   if (o.contains("webhook")) {
     std::string url = text(o, "webhook", kMaxUrlBytes);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <limits>
@@ -11,6 +12,7 @@
 #include "bounds.hpp"
 #include "log.hpp"
 #include "ops/server.hpp"
+#include "ops/ui_publish.hpp"
 #include "ops/webhooks.hpp"
 
 #ifndef JR_VERSION
@@ -105,6 +107,7 @@ Operations::~Operations() { stop(); }
 void Operations::job_finished(const ClaimedJob& job, Outcome outcome, double run_seconds) {
   try {
     finished_->inc({job.kind, job.queue, outcome_name(outcome)});
+    if (RunnerPublisher* p = publisher_ptr_.load()) p->count(outcome_name(outcome));
     duration_->observe({job.kind}, run_seconds);
     if (job.started_at > 0 && job.created_at > 0) {
       wait_->observe({job.kind}, std::max(0.0, job.started_at - job.created_at));
@@ -241,10 +244,40 @@ void Operations::start(Engine& engine) {
     webhooks_ = std::make_unique<WebhookDeliverer>(std::move(wo));
     webhooks_->start();
   }
+  {
+    // The dashboard's view of this runner (plugins, sandbox state, refused plugins) and the
+    // attempts that ended per minute, written every few seconds.
+    PublisherOptions po;
+    po.database_url = cfg_.database_url;
+    po.worker_id = engine.worker_id();
+    po.interval_seconds = std::clamp(cfg_.lease_seconds / 3, 1.0, 5.0);
+    publisher_ = std::make_unique<RunnerPublisher>(
+        po,
+        [this] {
+          Engine* e = engine_.load();
+          return nlohmann::json{{"version", JR_VERSION},
+                                {"running", e ? e->running_jobs() : 0},
+                                {"http_port", http_port()},
+                                {"plugins", plugin_state()},
+                                {"refused", refused_plugins_json()}};
+        },
+        [this](RunnerPublisher& p) {
+          const Maintenance* m = maintenance_.load();
+          if (!m) return;
+          int64_t r = m->counts().rescued.load(), d = m->counts().rescued_to_dlq.load();
+          p.count("retried", r - rescued_seen_);
+          p.count("discarded", d - rescued_dlq_seen_);
+          rescued_seen_ = r;
+          rescued_dlq_seen_ = d;
+        });
+    publisher_ptr_ = publisher_.get();
+    publisher_->start();
+  }
   if (!cfg_.http.empty()) {
     ServerOptions so;
     so.listen = cfg_.http;
     so.api_token = cfg_.api_token;
+    so.live_seconds = cfg_.lease_seconds;
     server_ = std::make_unique<Server>(so, *pool_, registry_, [this]() -> Readiness {
       Readiness r;
       Engine* e = engine_.load();
@@ -284,6 +317,7 @@ void Operations::start(Engine& engine) {
 void Operations::stop() {
   if (server_) server_->stop();
   if (webhooks_) webhooks_->stop();
+  if (publisher_) publisher_->stop();
 }
 
 int Operations::http_port() const { return server_ ? server_->port() : 0; }

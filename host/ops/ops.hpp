@@ -20,6 +20,7 @@ namespace jr::ops {
 class Server;
 class StorePool;
 class WebhookDeliverer;
+class RunnerPublisher;
 
 struct OpsConfig {
   std::string database_url;
@@ -28,6 +29,7 @@ struct OpsConfig {
   std::string webhook_secret;
   std::vector<std::pair<std::string, std::string>> webhooks;  // per kind
   double webhook_retry_base_seconds = 1.0;
+  double lease_seconds = 30;  // the dashboard hides runners silent this long
 };
 
 class Operations : public EngineObserver {
@@ -58,6 +60,10 @@ class Operations : public EngineObserver {
   std::unique_ptr<StorePool> pool_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<WebhookDeliverer> webhooks_;
+  // Publishes this runner's details and finished attempts for the dashboard (ui_publish.hpp).
+  std::unique_ptr<RunnerPublisher> publisher_;
+  std::atomic<RunnerPublisher*> publisher_ptr_{nullptr};
+  int64_t rescued_seen_ = 0, rescued_dlq_seen_ = 0;  // publisher thread only
   // Queue depths from the database, refreshed at most once a second.
   std::mutex depth_mu_;
   int64_t depth_at_ms_ = 0;

@@ -9,6 +9,8 @@
 
 #include "log.hpp"
 #include "ops/job_options.hpp"
+#include "ops/ui_api.hpp"
+#include "ops/ui_store.hpp"
 
 namespace jr::ops {
 
@@ -61,12 +63,17 @@ namespace {
 
 void json_reply(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump() + "\n", "application/json");
+  // Text from plugins may hold invalid UTF-8: replaced (U+FFFD), never a failed response.
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                  "application/json");
 }
 
 void error_reply(httplib::Response& res, int status, const std::string& msg) {
   json_reply(res, status, {{"error", msg}});
 }
+
+// The {id} of a path; an id beyond 2^63-1 is a bad request (std::invalid_argument: 400).
+int64_t path_id(const httplib::Request& req) { return parse_job_id(req.matches[1].str()); }
 
 // Constant-time comparison, so the token cannot be guessed byte by byte from timings.
 bool same(const std::string& a, const std::string& b) {
@@ -77,10 +84,32 @@ bool same(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-// The {id} of a path; an id beyond 2^63-1 is a bad request (std::invalid_argument: 400).
-int64_t path_id(const httplib::Request& req) { return parse_job_id(req.matches[1].str()); }
-
 }  // namespace
+
+bool authorise_write(const std::string& api_token, const httplib::Request& req,
+                     httplib::Response& res) {
+  if (api_token.empty()) {
+    error_reply(res, 403,
+                "state-changing endpoints are disabled: no API token is configured (set "
+                "RUNNER_API_TOKEN, or api_token in the config file, and restart the runner)");
+    return false;
+  }
+  std::string h = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (h.rfind(prefix, 0) != 0 || !same(h.substr(prefix.size()), api_token)) {
+    res.set_header("WWW-Authenticate", "Bearer");
+    error_reply(res, 401,
+                h.empty() ? "missing Authorization: Bearer <token> header" : "invalid API token");
+    return false;
+  }
+  if (req.get_header_value("X-Jobrunner-CSRF").empty()) {
+    error_reply(res, 403,
+                "missing X-Jobrunner-CSRF header: state-changing requests must carry it (any "
+                "value), which a page of another site cannot make a browser send");
+    return false;
+  }
+  return true;
+}
 
 Server::Server(ServerOptions opts, StorePool& pool, const Registry& registry,
                std::function<Readiness()> ready)
@@ -88,7 +117,8 @@ Server::Server(ServerOptions opts, StorePool& pool, const Registry& registry,
       pool_(pool),
       registry_(registry),
       ready_(std::move(ready)),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<httplib::Server>()),
+      dashboard_(std::make_unique<ui::DashboardDb>(pool.url())) {
   routes();
 }
 
@@ -156,23 +186,8 @@ void Server::routes() {
         error_reply(res, 500, log::redact(msg));
       });
 
-  // Authorises a state-changing request; false: the response is already an error.
   auto authorised = [this](const httplib::Request& req, httplib::Response& res) {
-    if (opts_.api_token.empty()) {
-      error_reply(res, 403,
-                  "state-changing endpoints are disabled: no API token is configured (set "
-                  "RUNNER_API_TOKEN, or api_token in the config file, and restart the runner)");
-      return false;
-    }
-    std::string h = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (h.rfind(prefix, 0) != 0 || !same(h.substr(prefix.size()), opts_.api_token)) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      error_reply(res, 401,
-                  h.empty() ? "missing Authorization: Bearer <token> header" : "invalid API token");
-      return false;
-    }
-    return true;
+    return authorise_write(opts_.api_token, req, res);
   };
 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -219,7 +234,7 @@ void Server::routes() {
       JobInsertResult ins = st.JobInsertEx(p);
       return std::make_pair(ins, st.JobGet(ins.id));
     });
-    nlohmann::json out = {{"id", r.id}, {"inserted", r.inserted}};
+    nlohmann::json out = {{"id", r.id}, {"inserted", r.inserted}, {"replaced", r.replaced}};
     if (view) {
       auto j = nlohmann::json::parse(view->json);
       for (const char* k : {"kind", "queue", "state", "priority", "run_at"}) {
@@ -298,6 +313,13 @@ void Server::routes() {
     }
     error_reply(res, 404, "no job with id " + std::to_string(id));
   });
-}
 
+  // The web dashboard: /ui and its JSON endpoints (host/ops/ui_api.cpp).
+  set_security_headers(s);
+  DashboardOptions d;
+  d.api_token = opts_.api_token;
+  d.live_seconds = opts_.live_seconds;
+  d.dashboard_only = opts_.dashboard_only;
+  register_dashboard(s, d, *dashboard_, pool_);
+}
 }  // namespace jr::ops

@@ -21,9 +21,15 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace jr::ops {
+
+namespace ui {
+class DashboardDb;
+}
 
 // "9090" -> {"127.0.0.1", 9090}; "0.0.0.0:9090"; "[::1]:9090". Throws std::invalid_argument.
 std::pair<std::string, int> parse_listen_address(const std::string& text);
@@ -33,6 +39,7 @@ class StorePool {
  public:
   explicit StorePool(std::string url, size_t max_idle = 4)
       : url_(std::move(url)), max_idle_(max_idle) {}
+  const std::string& url() const { return url_; }
   // Runs fn(store) with a pooled Store; a Store whose connection failed is dropped.
   template <class F>
   auto with(F&& fn) -> decltype(fn(std::declval<Store&>())) {
@@ -68,9 +75,17 @@ struct Readiness {
 };
 
 struct ServerOptions {
-  std::string listen;     // "ADDR:PORT" or "PORT"
-  std::string api_token;  // empty: state-changing endpoints answer 403
+  std::string listen;           // "ADDR:PORT" or "PORT"
+  std::string api_token;        // empty: state-changing endpoints answer 403
+  double live_seconds = 30;     // dashboard: runners silent longer are gone (one lease)
+  bool dashboard_only = false;  // `runner ui`: this process serves no jobs
 };
+
+// Authorises a state-changing request: a configured token (else 403), "Authorization: Bearer
+// <token>" (else 401) and the X-Jobrunner-CSRF header the dashboard sets (else 403: a cross-site
+// form cannot send it). False: `res` already holds the error.
+bool authorise_write(const std::string& api_token, const httplib::Request& req,
+                     httplib::Response& res);
 
 class Server {
  public:
@@ -91,6 +106,7 @@ class Server {
   const Registry& registry_;
   std::function<Readiness()> ready_;
   std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<ui::DashboardDb> dashboard_;  // /ui and its API (host/ops/ui_api.cpp)
   std::thread thread_;
   std::atomic<bool> listener_done_{false};  // listen_after_bind() returned
   std::string host_;

@@ -11,6 +11,7 @@
 #include "config.hpp"
 #include "exec_kinds.hpp"
 #include "internal.hpp"
+#include "net_guard.hpp"
 #include "sandbox.hpp"
 
 namespace jr::sandbox {
@@ -83,6 +84,7 @@ TrustContext trust_context(const Config& cfg, int default_workers) {
   ctx.host_isolation = cfg.isolation;
   ctx.default_workers = std::max(1, default_workers);
   ctx.approvals_file = approvals_path(cfg.approvals_file, cfg.data_dir);
+  ctx.database_url = cfg.database_url.value_or("");
   try {
     ctx.approvals = Approvals::load(ctx.approvals_file);
   } catch (const ApprovalError& e) {
@@ -139,9 +141,48 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
     } catch (const std::exception& e) {
       uid_json = {{"error", e.what()}};
     }
+    // What the confined describe actually ran as (the uid allocated for the plugin, or its
+    // named user), rather than the sandbox's fallback user.
+    if (dec.accepted() && dec.isolation == "sandbox") {
+      nlohmann::json ran =
+          hello.value("layers", nlohmann::json::object()).value("user", nlohmann::json());
+      if (ran.is_object() && ran.contains("uid")) {
+        uid_json = {{"user", pol.user.empty() ? "(allocated for the plugin)" : pol.user},
+                    {"uid", ran["uid"]},
+                    {"gid", ran.value("gid", nlohmann::json())},
+                    {"source", ran.value("source", "")}};
+      }
+    }
     if (dec.isolation == "none") {
       uid_json = {{"user", "(in-process: the runner's own user)"},
                   {"uid", static_cast<int64_t>(geteuid())}};
+    }
+    // The peers its workers may reach: what the guard will allow (net_guard.hpp), from the
+    // effective policy and the database_url the plugin gets (the operator's own, or the
+    // runner's server when it is granted a database).
+    nlohmann::json network;
+    if (pol.network == Network::loopback && dec.isolation == "sandbox") {
+      nlohmann::json cfg = ctx.sections.is_object() && ctx.sections.contains(p.name) &&
+                                   ctx.sections[p.name].is_object()
+                               ? ctx.sections[p.name]
+                               : nlohmann::json::object();
+      std::string db_note;
+      if (!cfg.contains("database_url") && pol.database) {
+        if (!ctx.database_url.empty()) {
+          cfg["database_url"] = ctx.database_url;
+          db_note = "the runner's database server (its own role)";
+        } else {
+          db_note = "the runner's managed cluster (unix socket)";
+        }
+      }
+      nlohmann::json init = {{"policy", pol.to_json()}, {"config", cfg}};
+      network = NetRules::for_worker(init).grants_json(true);
+      if (!db_note.empty()) network.push_back({{"peer", db_note}, {"source", "database_url"}});
+    } else {
+      network = nlohmann::json::array(
+          {{{"peer", pol.network == Network::full ? "any (network = \"full\")"
+                                                  : "none (network = \"none\")"},
+            {"source", "policy"}}});
     }
     const Approval* ap = ctx.approvals.find(p.name, p.sha256);
     const BuiltinApproval* bi = builtin_approval(p.sha256);
@@ -170,6 +211,7 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
                             {"builtin", bi != nullptr}}},
                           {"uid", uid_json},
                           {"exec_kinds", exec_kinds},
+                          {"network_grants", network},
                           {"layers", hello.value("layers", nlohmann::json::object())},
                           {"warnings", hello.value("warnings", nlohmann::json::array())}};
     if (json) {
@@ -211,6 +253,15 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
                 << "\n";
     }
     std::cout << "uid        " << uid_json.dump() << "\n";
+    for (const auto& g : network) {
+      std::cout << "network    " << g["peer"].get<std::string>() << "  ("
+                << g["source"].get<std::string>() << ")";
+      if (g.contains("resolves_to")) std::cout << "  resolves to " << g["resolves_to"].dump();
+      if (g.contains("resolve_error")) {
+        std::cout << "  (" << g["resolve_error"].get<std::string>() << ")";
+      }
+      std::cout << "\n";
+    }
     for (const auto& [layer, v] : doc["layers"].items()) {
       std::cout << "layer      " << layer << ": " << layer_text(v) << "\n";
     }

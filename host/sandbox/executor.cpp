@@ -271,6 +271,7 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
       detail::init_json("serve", path_, policy_, plugin_config_, scratch, uid_, gid_, opts_);
   init["uid_source"] = uid_source_;
   init["user_name"] = user_name_;
+  init["plugin_name"] = name_;  // for the network guard's log lines
   init["socket_dirs"] = unix_socket_dirs(plugin_config_);
   nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
   if (hello.is_null()) return nullptr;

@@ -5,6 +5,7 @@
 #include <linux/capability.h>
 #include <linux/landlock.h>
 #include <linux/openat2.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <seccomp.h>
@@ -24,6 +25,8 @@
 #include <cstddef>
 #include <cstring>
 #include <list>
+#include <map>
+#include <mutex>
 #include <system_error>
 #include <utility>
 
@@ -309,6 +312,64 @@ std::vector<std::string> database_socket_dirs(const std::string& conninfo) {
   return out;
 }
 
+struct NetRules::Names {
+  struct Entry {
+    std::vector<IpAddr> addrs;
+    int64_t at_ms = 0;
+    std::string error;
+  };
+  std::mutex mu;
+  std::map<std::string, Entry> cache;  // guarded by mu
+
+  static Entry resolve(const std::string& name) {
+    Entry e;
+    e.at_ms = now_ms();
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(name.c_str(), nullptr, &hints, &res);
+    if (rc != 0) {
+      e.error = gai_strerror(rc);
+      return e;
+    }
+    for (addrinfo* ai = res; ai != nullptr && e.addrs.size() < 64; ai = ai->ai_next) {
+      IpAddr a;
+      char buf[INET6_ADDRSTRLEN] = {0};
+      if (ai->ai_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, buf, sizeof buf);
+      } else if (ai->ai_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, buf,
+                  sizeof buf);
+      }
+      if (parse_ip(buf, &a) && std::find(e.addrs.begin(), e.addrs.end(), a) == e.addrs.end()) {
+        e.addrs.push_back(a);
+      }
+    }
+    freeaddrinfo(res);
+    return e;
+  }
+
+  // Whether `a` is among the addresses of `name`: the cached answer, else a fresh one when the
+  // cached one is older than kResolveMs (a moved database is found on its next connect).
+  bool has(const std::string& name, const IpAddr& a) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(name);
+    auto contains = [&a](const Entry& e) {
+      return std::find(e.addrs.begin(), e.addrs.end(), a) != e.addrs.end();
+    };
+    if (it != cache.end() && contains(it->second)) return true;
+    if (it != cache.end() && now_ms() - it->second.at_ms < kResolveMs) return false;
+    cache[name] = resolve(name);
+    return contains(cache[name]);
+  }
+  Entry now(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu);
+    cache[name] = resolve(name);
+    return cache[name];
+  }
+};
+
 NetRules NetRules::loopback(UnixGrants unix_grants) {
   NetRules r;
   for (auto* list : {&unix_grants.bind, &unix_grants.connect}) {
@@ -326,7 +387,26 @@ NetRules NetRules::loopback(UnixGrants unix_grants) {
   return r;
 }
 
-NetRules NetRules::for_worker(const nlohmann::json& init) {
+NetRules NetRules::with_grants(UnixGrants unix_grants, std::vector<ConnectGrant> inet,
+                               ResolvConf resolv) {
+  for (const auto& g : inet) {
+    if (g.kind == ConnectGrant::Kind::unix_path) unix_grants.connect.push_back(g.path);
+  }
+  NetRules r = loopback(std::move(unix_grants));
+  bool names = false;
+  for (auto& g : inet) {
+    if (g.kind == ConnectGrant::Kind::unix_path) continue;
+    names = names || g.kind == ConnectGrant::Kind::name;
+    r.inet_.push_back(std::move(g));
+  }
+  if (names) {
+    r.resolv_ = std::move(resolv);
+    r.names_ = std::make_shared<Names>();
+  }
+  return r;
+}
+
+NetRules NetRules::for_worker(const nlohmann::json& init, const std::string& resolv_conf) {
   UnixGrants g;
   auto strings = [](const nlohmann::json& obj, const char* key, std::vector<std::string>* out) {
     if (!obj.is_object() || !obj.contains(key) || !obj[key].is_array()) return;
@@ -342,13 +422,26 @@ NetRules NetRules::for_worker(const nlohmann::json& init) {
   strings(policy, "writable", &g.connect);
   strings(policy, "sockets", &g.connect);
   if (!scratch.empty()) g.connect.push_back(scratch);
+  std::vector<ConnectGrant> inet;
+  std::vector<std::string> entries;
+  strings(policy, "connect", &entries);
+  for (const auto& e : entries) {
+    ConnectGrant c;
+    std::string why;
+    if (parse_connect_grant(e, &c, &why)) inet.push_back(c);  // validated by the policy already
+  }
   if (init.contains("config") && init["config"].is_object()) {
     auto url = init["config"].find("database_url");
     if (url != init["config"].end() && url->is_string()) {
       for (auto& d : database_socket_dirs(url->get<std::string>())) g.connect.push_back(d);
+      for (auto& c : database_endpoints(url->get<std::string>())) inet.push_back(c);
     }
   }
-  return loopback(std::move(g));
+  bool names = std::any_of(inet.begin(), inet.end(), [](const ConnectGrant& c) {
+    return c.kind == ConnectGrant::Kind::name;
+  });
+  return with_grants(std::move(g), std::move(inet),
+                     names ? read_resolv_conf(resolv_conf) : ResolvConf{});
 }
 
 std::string NetRules::describe() const {
@@ -357,8 +450,75 @@ std::string NetRules::describe() const {
     for (const auto& p : v) s += (s.empty() ? "" : ", ") + p;
     return s.empty() ? std::string("none") : s;
   };
-  return "loopback (127.0.0.0/8, ::1); unix sockets created beneath: " + list(unix_.bind) +
+  std::vector<std::string> peers, dns;
+  for (const auto& g : inet_) peers.push_back(g.text + " (" + g.source + ")");
+  for (const auto& n : resolv_.nameservers) dns.push_back(n.str() + ":53");
+  return "loopback (127.0.0.0/8, ::1); peers: " + list(peers) +
+         "; DNS for granted names to: " + list(dns) +
+         "; unix sockets created beneath: " + list(unix_.bind) +
          "; reached beneath: " + list(unix_.connect);
+}
+
+nlohmann::json NetRules::grants_json(bool resolve) const {
+  nlohmann::json out = nlohmann::json::array();
+  out.push_back({{"peer", "127.0.0.0/8, ::1"}, {"source", "loopback"}});
+  for (const auto& g : inet_) {
+    nlohmann::json j = {{"peer", g.text}, {"source", g.source}};
+    if (g.kind == ConnectGrant::Kind::name && resolve && names_) {
+      Names::Entry e = names_->now(g.name);
+      nlohmann::json addrs = nlohmann::json::array();
+      for (const auto& a : e.addrs) addrs.push_back(a.str());
+      j["resolves_to"] = addrs;
+      if (!e.error.empty()) j["resolve_error"] = e.error;
+    }
+    out.push_back(j);
+  }
+  for (const auto& n : resolv_.nameservers) {
+    out.push_back({{"peer", (n.family == AF_INET6 ? "[" + n.str() + "]" : n.str()) + ":53"},
+                   {"source", "resolv.conf (DNS for granted names)"}});
+  }
+  for (const auto& p : unix_.connect) out.push_back({{"peer", p}, {"source", "unix"}});
+  return out;
+}
+
+bool NetRules::name_has(const std::string& name, const IpAddr& a) const {
+  return names_ && names_->has(name, a);
+}
+
+bool NetRules::is_grant_resolver(const sockaddr_storage& a, socklen_t len) const {
+  if (resolv_.nameservers.empty()) return false;
+  if (a.ss_family != AF_INET && a.ss_family != AF_INET6) return false;
+  NetVerdict v = check_inet(NetOp::send, a, len);
+  return v.allowed && v.dns;
+}
+
+bool NetRules::dns_allowed(const unsigned char* data, size_t len, bool stream,
+                           std::string* why) const {
+  if (stream) {
+    if (len < 2) {
+      *why = "a DNS message without its length";
+      return false;
+    }
+    data += 2;
+    len -= 2;
+  }
+  std::vector<std::string> names;
+  if (!dns_query_names(data, len, &names, why)) return false;
+  for (const auto& n : names) {
+    bool ok = false;
+    for (const auto& g : inet_) {
+      if (g.kind != ConnectGrant::Kind::name) continue;
+      if (n == g.name) ok = true;
+      for (const auto& d : resolv_.search) {
+        if (n == g.name + "." + d) ok = true;
+      }
+    }
+    if (!ok) {
+      *why = "a DNS query about \"" + n.substr(0, 100) + "\", which no grant names";
+      return false;
+    }
+  }
+  return true;
 }
 
 NetVerdict NetRules::check(NetOp op, int domain, const sockaddr_storage& a, socklen_t len) const {
@@ -395,10 +555,12 @@ NetVerdict NetRules::check(NetOp op, int domain, const sockaddr_storage& a, sock
   }
 }
 
-NetVerdict NetRules::check_inet(NetOp /*op*/, const sockaddr_storage& a, socklen_t len) const {
+NetVerdict NetRules::check_inet(NetOp op, const sockaddr_storage& a, socklen_t len) const {
   NetVerdict v;
   char buf[INET6_ADDRSTRLEN] = {0};
   bool loopback = false;
+  IpAddr ip;
+  uint16_t port = 0;
   if (a.ss_family == AF_INET) {
     if (len < sizeof(sockaddr_in)) {
       v.shown = "AF_INET (short)";
@@ -409,6 +571,7 @@ NetVerdict NetRules::check_inet(NetOp /*op*/, const sockaddr_storage& a, socklen
     inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
     v.shown = std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
     loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    port = ntohs(in->sin_port);
   } else {
     if (len < 24) {  // SIN6_LEN_RFC2133: without the scope id, as the kernel accepts
       v.shown = "AF_INET6 (short)";
@@ -420,13 +583,39 @@ NetVerdict NetRules::check_inet(NetOp /*op*/, const sockaddr_storage& a, socklen
     v.shown = "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
     loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
                (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+    port = ntohs(in6->sin6_port);
   }
   // connect, send: the peer; bind, listen: the local address (a wildcard is not loopback).
   if (loopback) {
     v.allowed = true;
-  } else {
-    v.why = "not a loopback address";
+    return v;
   }
+  if (op == NetOp::bind || op == NetOp::listen) {
+    v.why = "not a loopback address";
+    return v;
+  }
+  // Named grants: peers of connect and addressed sends only.
+  if (!inet_.empty() && parse_ip(buf, &ip)) {
+    for (const auto& g : inet_) {
+      if (g.kind == ConnectGrant::Kind::net && g.matches(ip, port)) {
+        v.allowed = true;
+        return v;
+      }
+    }
+    for (const auto& g : inet_) {
+      if (g.kind == ConnectGrant::Kind::name && g.port == port && name_has(g.name, ip)) {
+        v.allowed = true;
+        return v;
+      }
+    }
+    if (port == 53 && std::find(resolv_.nameservers.begin(), resolv_.nameservers.end(), ip) !=
+                          resolv_.nameservers.end()) {
+      v.allowed = true;
+      v.dns = true;
+      return v;
+    }
+  }
+  v.why = inet_.empty() ? "not a loopback address" : "neither loopback nor a granted peer";
   return v;
 }
 
@@ -477,14 +666,14 @@ struct NetGuard::State {
   int pidfd = -1;
   int wake = -1;  // eventfd, readable once the guard stops
   NetRules rules;
-  std::function<void(const std::string&)> on_refusal;
+  std::function<void(const std::string&, const std::string&)> on_refusal;
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> allowed{0}, refused{0};
   std::atomic<int> pending{0};
 
-  void refuse(const std::string& why) {
+  void refuse(const std::string& why, const std::string& address = "") {
     refused++;
-    if (on_refusal) on_refusal(why);
+    if (on_refusal) on_refusal(why, address);
   }
   bool valid(uint64_t id) const { return seccomp_notify_id_valid(listener, id) == 0; }
   void respond(uint64_t id, const Result& r) const {
@@ -577,6 +766,7 @@ class ConnectUnix final : public Pending {
 struct Msg {
   std::vector<char> data;
   bool named = false;
+  bool dns = false;  // to a resolver that only name grants admit: its questions are checked
   sockaddr_storage addr{};
   socklen_t alen = 0;
   Fd target;  // unix: the resolved socket file ("/proc/self/fd/N" in addr)
@@ -731,7 +921,8 @@ class Handler {
   Result refuse(const char* call, const NetVerdict& v) {
     refused_ = true;
     s_.refuse(std::string(call) + " to " + v.shown + " refused by network policy loopback (" +
-              v.why + ")");
+                  v.why + ")",
+              v.shown);
     return fail(EPERM);
   }
   Result refuse(const std::string& text) {
@@ -929,6 +1120,7 @@ class Handler {
       return false;
     }
     m->named = true;
+    m->dns = v.dns;
     if (domain == AF_UNIX && !v.unix_path.empty()) {
       return resolve_unix(v, &m->addr, &m->alen, &m->target, r);
     }
@@ -997,6 +1189,7 @@ class Handler {
     if (arg(4) != 0 && !destination("sendto", domain, arg(4), arg(5), &msgs[0], &r)) return r;
     msgs[0].data.resize(len);
     if (!read(arg(1), msgs[0].data.data(), len)) return fail(EFAULT);
+    if (msgs[0].dns && !dns_ok("sendto", msgs[0], type, &r)) return r;
     return start_send(std::move(s), std::move(msgs), flags, type, 0);
   }
 
@@ -1010,7 +1203,31 @@ class Handler {
         !destination(call, domain, reinterpret_cast<uint64_t>(h.msg_name), h.msg_namelen, m, r)) {
       return false;
     }
-    return gather(h, &m->data, budget, r);
+    if (!gather(h, &m->data, budget, r)) return false;
+    if (!m->named) m->dns = peer_dns_;
+    return !m->dns || dns_ok(call, *m, type_, r);
+  }
+
+  // A message to a resolver admitted for the name grants: only questions about granted names.
+  bool dns_ok(const char* call, const Msg& m, int type, Result* r) {
+    std::string why;
+    if (s_.rules.dns_allowed(reinterpret_cast<const unsigned char*>(m.data.data()), m.data.size(),
+                             type == SOCK_STREAM, &why)) {
+      return true;
+    }
+    *r = refuse(std::string(call) + " to a DNS resolver refused by network policy loopback (" +
+                why + ")");
+    return false;
+  }
+
+  // Whether the connected peer of `fd` is a resolver admitted for the name grants (the messages
+  // of a sendmsg/sendmmsg without a destination go there).
+  void connected_peer(int fd, int type) {
+    type_ = type;
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    peer_dns_ = getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 &&
+                s_.rules.is_grant_resolver(a, len);
   }
 
   Result sendmsg() {
@@ -1022,6 +1239,7 @@ class Handler {
     Fd s;
     int domain = 0, type = 0;
     if (!dup_socket(static_cast<int>(arg(0)), &s, &domain, &type, &r)) return r;
+    connected_peer(s.get(), type);
     std::vector<Msg> msgs(1);
     size_t budget = kMaxPayload;
     if (!message("sendmsg", domain, h, &budget, &msgs[0], &r)) return r;
@@ -1039,6 +1257,7 @@ class Handler {
     Fd s;
     int domain = 0, type = 0;
     if (!dup_socket(static_cast<int>(arg(0)), &s, &domain, &type, &r)) return r;
+    connected_peer(s.get(), type);
     std::vector<Msg> msgs(n);
     size_t budget = kMaxPayload;
     for (unsigned i = 0; i < n; ++i) {
@@ -1050,6 +1269,8 @@ class Handler {
   State& s_;
   const Req& req_;
   bool refused_ = false;
+  bool peer_dns_ = false;  // sendmsg/sendmmsg: the socket is connected to such a resolver
+  int type_ = 0;           // sendmsg/sendmmsg: the socket's SO_TYPE
   std::unique_ptr<Pending>* later_ = nullptr;
   std::function<Result()>* confined_ = nullptr;
 };
@@ -1061,7 +1282,7 @@ int dup_from(int pidfd, int target_fd) {
 }
 
 NetGuard::NetGuard(int listener, int pidfd, int64_t uid, int64_t gid, NetRules rules,
-                   std::function<void(const std::string&)> on_refusal)
+                   std::function<void(const std::string&, const std::string&)> on_refusal)
     : s_(std::make_unique<State>()), uid_(uid), gid_(gid) {
   s_->listener = listener;
   s_->pidfd = pidfd;

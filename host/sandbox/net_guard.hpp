@@ -41,6 +41,8 @@
 #include <thread>
 #include <vector>
 
+#include "net_grants.hpp"
+
 namespace jr::sandbox {
 
 // What an address is being used for.
@@ -54,38 +56,73 @@ struct NetVerdict {
   // first), where the guard resolves it.
   std::string unix_path;
   std::vector<std::string> grants;
+  // Allowed only as a DNS resolver of /etc/resolv.conf (port 53), because the plugin has a
+  // grant by name: the guard checks the question names of what it sends there.
+  bool dns = false;
 };
 
-// The address policy of one worker: which peers and local addresses each call may use. Today
-// "loopback": 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (never a wildcard bind), and pathname
-// unix sockets beneath the worker's grants. Named grants (host:port, CIDR:port) slot in here,
-// without touching the guard's call handling.
+// The address policy of one worker: which peers and local addresses each call may use.
+// "loopback": 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (never a wildcard bind), pathname unix
+// sockets beneath the worker's grants, and the named grants (issue 20): `connect` entries of the
+// policy and the TCP endpoints of the plugin's own database_url, as peers of connect and
+// addressed sends (never for bind or listen). A grant by host name admits every address the
+// name resolves to (resolved by the guard, again when an address is not among the last answer
+// and that answer is older than kResolveMs), and DNS to the nameservers of /etc/resolv.conf,
+// for queries about granted names only.
+// Threading: immutable after construction except the cache of resolved names (its own mutex);
+// check() may be called from any thread.
 class NetRules {
  public:
+  static constexpr int64_t kResolveMs = 1000;  // re-resolve a name at most this often
+
   struct UnixGrants {
     std::vector<std::string> bind;     // a socket may be created beneath these (writable paths)
     std::vector<std::string> connect;  // sockets beneath (or equal to) these may be reached
   };
 
   static NetRules loopback(UnixGrants unix_grants);
+  // Loopback plus inet grants (ConnectGrant::Kind::name or ::net; unix entries go to
+  // unix_grants.connect). `resolv` is used when a grant names a host.
+  static NetRules with_grants(UnixGrants unix_grants, std::vector<ConnectGrant> inet,
+                              ResolvConf resolv);
   // From a worker's Init frame: bind beneath the scratch dir and policy.writable; connect beneath
-  // policy.readable, policy.writable, the scratch dir, policy.sockets, and the unix socket
-  // directories named by config.database_url (the database the plugin was given).
-  static NetRules for_worker(const nlohmann::json& init);
+  // policy.readable, policy.writable, the scratch dir, policy.sockets, the unix paths of
+  // policy.connect, and the unix socket directories named by config.database_url (the database
+  // the plugin was given); inet peers of policy.connect and of config.database_url; DNS to the
+  // nameservers of `resolv_conf` when a grant names a host.
+  static NetRules for_worker(const nlohmann::json& init,
+                             const std::string& resolv_conf = "/etc/resolv.conf");
 
   // Whether `a` (from the worker, `len` bytes) may be used by `op` on a socket of family
   // `domain` (its SO_DOMAIN). The address family must be the socket's own; AF_UNSPEC is allowed
   // only for connect (it dissolves an association); every family but inet, inet6 and unix is
   // refused.
   NetVerdict check(NetOp op, int domain, const sockaddr_storage& a, socklen_t len) const;
+  // Whether a DNS message sent to a resolver (NetVerdict::dns) asks only about granted names:
+  // a granted name, or one with a search domain of resolv.conf appended. `stream`: TCP (the
+  // message starts with its 2-byte length).
+  bool dns_allowed(const unsigned char* data, size_t len, bool stream, std::string* why) const;
+  // Whether `a` is a resolver that only the name grants admit (not loopback) on port 53.
+  bool is_grant_resolver(const sockaddr_storage& a, socklen_t len) const;
 
   const UnixGrants& unix_grants() const { return unix_; }
+  const std::vector<ConnectGrant>& inet_grants() const { return inet_; }
+  const ResolvConf& resolvers() const { return resolv_; }
   std::string describe() const;  // one line for logs and reports
+  // The effective grants, one object each: {"peer", "source"} (and "resolves_to" for names,
+  // resolved now when `resolve`), for `runner plugins check`.
+  nlohmann::json grants_json(bool resolve) const;
+
+  struct Names;  // the cache of resolved names (net_guard.cpp)
 
  private:
   NetVerdict check_inet(NetOp op, const sockaddr_storage& a, socklen_t len) const;
   NetVerdict check_unix(NetOp op, const sockaddr_storage& a, socklen_t len) const;
+  bool name_has(const std::string& name, const IpAddr& a) const;
   UnixGrants unix_;
+  std::vector<ConnectGrant> inet_;
+  ResolvConf resolv_;  // empty unless a grant names a host
+  std::shared_ptr<Names> names_;
 };
 
 // "/a/b/c" for "/a//b/./c/"; "" (with `why`) for a relative path or one with "..".
@@ -102,9 +139,10 @@ class NetGuard {
 
   // Takes ownership of `listener` (the seccomp notification fd) and `pidfd` (of the worker).
   // `uid`/`gid` >= 0: the worker's identity, taken by the guard's threads when the host is root.
-  // `on_refusal` gets a human description of every refused call (called from guard threads).
+  // `on_refusal` gets a human description of every refused call and the address it named ("" when
+  // none was checked), called from guard threads.
   NetGuard(int listener, int pidfd, int64_t uid, int64_t gid, NetRules rules,
-           std::function<void(const std::string&)> on_refusal);
+           std::function<void(const std::string&, const std::string&)> on_refusal);
   ~NetGuard();
   NetGuard(const NetGuard&) = delete;
   NetGuard& operator=(const NetGuard&) = delete;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <set>
 
+#include "net_grants.hpp"
+
 namespace jr::sandbox {
 namespace {
 
@@ -66,6 +68,22 @@ void apply(Policy& p, const nlohmann::json& obj, const nlohmann::json& plugin_co
       for (auto& s : get_paths(v, key)) p.writable.push_back(s);
     } else if (key == "sockets") {
       for (auto& s : get_paths(v, key)) p.sockets.push_back(s);
+    } else if (key == "connect") {
+      if (!v.is_array() || v.size() > 256) {
+        throw PolicyError("sandbox.connect must be an array of at most 256 entries");
+      }
+      for (const auto& e : v) {
+        ConnectGrant g;
+        std::string why;
+        if (!e.is_string() || !parse_connect_grant(e.get<std::string>(), &g, &why)) {
+          std::string shown = e.is_string() ? e.get<std::string>().substr(0, 100) : e.dump();
+          throw PolicyError("sandbox.connect entry \"" + shown +
+                            "\": " + (why.empty() ? "must be a string" : why) +
+                            " (entries are \"host:port\", \"cidr:port\", \"[v6]:port\" or an "
+                            "absolute unix socket path)");
+        }
+        p.connect.push_back(e.get<std::string>());
+      }
     } else if (key == "readable_config_keys" || key == "writable_config_keys") {
       if (!v.is_array()) throw PolicyError("sandbox." + key + " must be an array of config keys");
       for (const auto& k : v) {
@@ -133,6 +151,7 @@ nlohmann::json Policy::to_json() const {
           {"readable", readable},
           {"writable", writable},
           {"sockets", sockets},
+          {"connect", connect},
           {"max_jobs", max_jobs},
           {"max_rss_mb", max_rss_mb},
           {"workers", workers},
@@ -157,7 +176,7 @@ Policy make_policy(const nlohmann::json& manifest, const nlohmann::json& config_
   }
   apply(p, config_override, plugin_config, true);
   // De-duplicate grants while keeping their order (the worker adds one Landlock rule per path).
-  for (auto* list : {&p.readable, &p.writable, &p.sockets, &p.exec}) {
+  for (auto* list : {&p.readable, &p.writable, &p.sockets, &p.connect, &p.exec}) {
     std::set<std::string> seen;
     std::vector<std::string> out;
     for (auto& s : *list) {
@@ -196,12 +215,15 @@ constexpr KeySpec kKeys[] = {
     {"readable_config_keys", Cmp::subset},
     {"writable_config_keys", Cmp::subset},
     {"sockets", Cmp::subset},  // loopback: unix sockets reachable besides the grants above
+    {"connect", Cmp::subset},  // loopback: named peers (host:port, cidr:port, unix paths)
     {"max_jobs", Cmp::any},
     {"max_rss_mb", Cmp::any},
     {"workers", Cmp::le},
     {"max_open_files", Cmp::le},
     {"max_file_mb", Cmp::le},
     {"max_threads", Cmp::le},
+    {"scratch_mb",
+     Cmp::le},  // a bigger scratch tmpfs is more memory: above the default needs a grant
 };
 
 int network_rank(const nlohmann::json& v) {
@@ -330,6 +352,11 @@ std::string TrustDecision::refusal_text() const {
 
 Policy TrustDecision::resolve(const nlohmann::json& plugin_config) const {
   Policy p = make_policy(nlohmann::json::object(), sandbox, plugin_config);
+  if (!p.connect.empty() && p.network == Network::none) {
+    throw PolicyError(std::string("sandbox.connect needs sandbox.network = \"loopback\" (the "
+                                  "guarded mode), not \"") +
+                      network_name(p.network) + "\"");
+  }
   p.database = policy.database;
   p.enqueue_kinds = policy.enqueue_kinds;
   p.env = policy.env;

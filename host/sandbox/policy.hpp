@@ -34,6 +34,10 @@ struct Policy {
   // network = "loopback": unix sockets (files, or directories holding them) the worker may reach
   // besides those beneath readable/writable paths (net_guard.hpp)
   std::vector<std::string> sockets;
+  // network = "loopback": peers the worker may reach besides loopback (net_grants.hpp):
+  // "host:port", "cidr:port", "[v6]:port", "/unix/path". The host adds the endpoints of the
+  // plugin's own database_url by itself.
+  std::vector<std::string> connect;
   int64_t max_jobs = 0;          // recycle a worker after this many jobs; 0 = never
   int64_t max_rss_mb = 0;        // recycle a worker whose peak RSS passed this; 0 = never
   int workers = 0;               // pool size; 0 = the executor's default (concurrency share)

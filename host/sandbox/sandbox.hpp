@@ -106,6 +106,9 @@ struct TrustContext {
   Approvals approvals;
   std::string approvals_file;  // where `approvals` came from ("" = none read)
   int default_workers = 1;
+  // The runner's DATABASE_URL ("" = its managed cluster): a plugin granted a database gets the
+  // same server, so `plugins check` shows the network grant derived from it.
+  std::string database_url;
 };
 
 // The TrustContext of a runner configuration: its [plugins.*] sections, isolation, and approvals

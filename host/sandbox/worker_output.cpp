@@ -280,4 +280,9 @@ void WorkerOutput::configure(const std::string& plugin, const OutputLimits& lim,
 
 void WorkerOutput::set_job(int64_t job_id) { tag_->job.store(job_id, std::memory_order_relaxed); }
 
+std::function<int64_t()> WorkerOutput::job_reader() const {
+  std::shared_ptr<OutputTag> t = tag_;
+  return [t] { return t->job.load(std::memory_order_relaxed); };
+}
+
 }  // namespace jr::sandbox

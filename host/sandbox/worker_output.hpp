@@ -56,6 +56,8 @@ class WorkerOutput {
   void configure(const std::string& plugin, const OutputLimits& lim, OutputObserver observer);
   // The job the worker runs now (0 = none).
   void set_job(int64_t job_id);
+  // Reads the job set last (0 = none); usable from any thread, valid after this object is gone.
+  std::function<int64_t()> job_reader() const;
 
  private:
   WorkerOutput() = default;

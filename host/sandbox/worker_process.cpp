@@ -402,18 +402,24 @@ bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& 
   proto::Decoder d(f.payload);
   auto target = static_cast<int>(d.get<uint32_t>());
   int listener = d.ok() && !net_guard ? dup_from(pidfd, target) : -1;
-  std::string plugin = init.value("plugin", "");
+  std::string plugin = init.value("plugin_name", init.value("plugin", ""));
   if (listener < 0) {
     // Fail closed: the worker drops its listener, and its guarded calls then fail (ENOSYS).
     log::warn("sandbox: cannot supervise a worker's loopback network; its connections will fail",
               {{"plugin", plugin}, {"error", std::strerror(errno)}});
   } else {
     int own_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+    // The job the worker runs when a call is refused (0 between jobs), for the log line.
+    std::function<int64_t()> job = output ? output->job_reader() : std::function<int64_t()>();
     net_guard = std::make_unique<NetGuard>(
         listener, own_pidfd, init.value("uid", int64_t{-1}), init.value("gid", int64_t{-1}),
-        NetRules::for_worker(init), [plugin, p = pid](const std::string& why) {
-          log::warn("sandbox: network call refused",
-                    {{"plugin", plugin}, {"pid", p}, {"why", why}});
+        NetRules::for_worker(init),
+        [plugin, p = pid, job](const std::string& why, const std::string& address) {
+          nlohmann::json fields = {{"plugin", plugin}, {"pid", p}, {"why", why}};
+          if (!address.empty()) fields["address"] = address;
+          int64_t id = job ? job() : 0;
+          if (id != 0) fields["job_id"] = id;
+          log::warn("sandbox: network call refused", fields);
         });
   }
   enc.begin(proto::Type::net_guard_ack);

@@ -190,7 +190,7 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
       {{"queue", "resume", "q1"}, 1, true},
       // limit
       {{"limit", "set", "--key", "queue:q1", "--rate", "5"}, 0},
-      {{"limit", "set", "--key", "q1", "--rate", "5"}, 2},
+      {{"limit", "set", "--key", "q*1", "--rate", "5"}, 2},  // q1 is a rate key
       {{"limit", "rm", "--key", "queue:none"}, 3},
       {{"limit", "ls"}, 1, true},
       // cron

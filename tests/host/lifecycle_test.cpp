@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "runner_fixture.hpp"
@@ -49,28 +50,44 @@ TEST_F(Lifecycle, KillNineWithTwoHundredInFlightLosesNothing) {
       {"--plugins", plugins, "--config", cfg, "--concurrency", "200", "--worker-id", "victim",
        "--lease-seconds", "2", "--rescue-interval", "0.2", "--prefetch", "0"},
       env_);
-  ASSERT_TRUE(wait_until(
-      [&] { return count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'victim'") >= 200; },
-      30s))
-      << victim.log();
-  RunnerProcess survivor(
-      {"--plugins", plugins, "--config", cfg, "--concurrency", "50", "--worker-id", "survivor",
-       "--lease-seconds", "2", "--rescue-interval", "0.2"},
-      env_);
-  std::this_thread::sleep_for(300ms);
-  // Freeze the victim, note what it holds, then kill it.
-  victim.signal(SIGSTOP);
-  std::set<int64_t> in_flight;
-  {
+  // Freeze the victim the moment it holds 200 running jobs, and note what it holds. A loaded
+  // machine makes the runner slow to get there, so the deadline is generous; the freeze is taken
+  // back and retried if jobs finished between the count and the SIGSTOP.
+  auto running_of_victim = [&] {
+    std::set<int64_t> ids_held;
     std::string list =
         q("SELECT string_agg(id::text, ',') FROM jr_jobs WHERE lease_owner = "
           "'victim' AND state = 'running'");
     std::stringstream ss(list);
-    for (std::string id; std::getline(ss, id, ',');) in_flight.insert(std::stoll(id));
-  }
+    for (std::string id; std::getline(ss, id, ',');) ids_held.insert(std::stoll(id));
+    return ids_held;
+  };
+  std::set<int64_t> in_flight;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        if (count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'victim' AND state = "
+                  "'running'") < 200)
+          return false;
+        victim.signal(SIGSTOP);
+        in_flight = running_of_victim();
+        if (in_flight.size() >= 200) return true;
+        victim.signal(SIGCONT);
+        return false;
+      },
+      180s))
+      << victim.log();
+  // The survivor starts while the victim is frozen and takes the rest of the queue.
+  RunnerProcess survivor(
+      {"--plugins", plugins, "--config", cfg, "--concurrency", "50", "--worker-id", "survivor",
+       "--lease-seconds", "2", "--rescue-interval", "0.2"},
+      env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'survivor'") > 0; },
+      60s))
+      << survivor.log();
   ASSERT_GE(in_flight.size(), 200u);
   victim.signal(SIGKILL);
-  ASSERT_TRUE(wait_until([&] { return completed() == 600; }, 120s))
+  ASSERT_TRUE(wait_until([&] { return completed() == 600; }, 300s))
       << "completed " << completed() << "\n"
       << survivor.log();
   std::set<int64_t> duplicated;
@@ -226,6 +243,101 @@ TEST_F(Lifecycle, SigtermLetsShortJobsFinishWithinTheGrace) {
   (void)ids;
 }
 
+// Issue 17: SIGTERM the moment the claim of a batch for free slots committed, before the slots
+// picked the jobs up (the window is widest on a busy machine: threads spin here meanwhile). A
+// job claimed for a free slot runs within the grace like one already started, so a runner that
+// exits 0 has completed all of them; it used to release some at random (39 of 40 in CI). Jobs
+// prefetched beyond the slots go back at once, their attempt not charged.
+TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
+  std::string plugins = echo_plugins();
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> hogs;
+  struct Stop {  // the spinning threads end whichever way the test leaves
+    std::atomic<bool>& busy;
+    std::vector<std::thread>& threads;
+    ~Stop() {
+      busy = false;
+      for (auto& t : threads) t.join();
+    }
+  } stop{busy, hogs};
+  for (int i = 0; i < 4; ++i) {
+    hogs.emplace_back([&] {
+      while (busy) {
+      }
+    });
+  }
+  const int rounds = 4, n = 24;
+  for (int round = 1; round <= rounds; ++round) {
+    enqueue_many("echo", n, R"({"sleep_ms":300})");
+    RunnerProcess runner({"--plugins", plugins, "--concurrency", std::to_string(n), "--prefetch",
+                          "0", "--shutdown-grace", "10s"},
+                         env_);
+    ASSERT_TRUE(wait_until(
+        [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == n; }, 30s))
+        << runner.log();
+    runner.signal(SIGTERM);
+    EXPECT_EQ(runner.wait(20s), 0) << runner.log();
+    EXPECT_EQ(completed(), n * round) << "round " << round << "\n" << runner.log();
+    EXPECT_EQ(count("SELECT count(*) FROM jr_jobs"), 0) << "round " << round;
+    if (completed() != n * round) break;
+  }
+  busy = false;
+
+  // Two slots busy, ten prefetched: the ten go back available with no attempt used.
+  auto ids = enqueue_many("echo", 12, R"({"sleep_ms":1000})", {"--queue", "pre"});
+  RunnerProcess runner({"--plugins", plugins, "--concurrency", "2", "--prefetch", "10", "--queues",
+                        "pre", "--shutdown-grace", "10s"},
+                       env_);
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == 12; }, 30s))
+      << runner.log();
+  // Whether or not the two slots took theirs yet, two run and ten go back.
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(20s), 0) << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE queue = 'pre'"), 2);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE queue = 'pre' AND state = 'available' "
+                  "AND attempt = 0"),
+            10);
+  (void)ids;
+}
+
+// Issue 17: a live, healthy runner keeps its leases on a machine whose CPUs are saturated and
+// whose database is busy committing: short leases (2 s), jobs longer than a lease, spinning
+// threads at the runner's own priority, and a writer committing in a tight loop.
+TEST_F(Lifecycle, LiveRunnerKeepsItsLeasesUnderCpuAndCommitLoad) {
+  enqueue_many("echo", 24, R"({"sleep_ms":3000})");
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> hogs;
+  for (int i = 0; i < 12; ++i) {
+    hogs.emplace_back([&] {
+      while (busy) {
+      }
+    });
+  }
+  std::thread writer([&] {
+    pqxx::connection c(url_);
+    pqxx::nontransaction(c).exec("CREATE TABLE load_rows (x bigint)");
+    while (busy) {
+      pqxx::work tx(c);
+      tx.exec("INSERT INTO load_rows SELECT generate_series(1, 2000)");
+      tx.commit();
+    }
+  });
+  RunnerProcess runner({"--plugins", echo_plugins(), "--concurrency", "8", "--lease-seconds", "2",
+                        "--rescue-interval", "0.2"},
+                       env_);
+  bool ok = wait_until([&] { return completed() == 24; }, 120s);
+  busy = false;
+  writer.join();
+  for (auto& t : hogs) t.join();
+  ASSERT_TRUE(ok) << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE errors @> "
+                  "'[{\"kind\": \"lease_lost\"}]' OR attempt > 1"),
+            0)
+      << runner.log();
+  EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
+}
+
 TEST_F(Lifecycle, PostgresRestartMidRunLosesNothing) {
   std::string record;
   std::string cfg = record_config(&record);
@@ -291,6 +403,60 @@ TEST_F(Lifecycle, BackendsKilledEverySecondLoseNothing) {
   expect_all_ran(ids, record, &dup);
 }
 
+// Issue 17: a claim that commits after its connection was terminated (its answer lost) used to
+// leave its jobs to expire and be rescued with an attempt charged although no runner died. The
+// runner now puts them back itself after reconnecting, attempt restored: with backends killed
+// in a tight loop, every job completes on its first attempt and no lease is lost.
+TEST_F(Lifecycle, BackendsKilledInALoopChargeNoAttempt) {
+  enqueue_many("echo", 3000, R"({"sleep_ms":2})");
+  std::string plugins = echo_plugins();
+  RunnerProcess a({"--plugins", plugins, "--concurrency", "4", "--lease-seconds", "3",
+                   "--rescue-interval", "0.5"},
+                  env_);
+  RunnerProcess b({"--plugins", plugins, "--concurrency", "4", "--lease-seconds", "3",
+                   "--rescue-interval", "0.5"},
+                  env_);
+  ASSERT_TRUE(wait_until([&] { return completed() > 0; }, 60s)) << a.log();
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    pqxx::connection c(url_);
+    while (!done) {
+      try {
+        pqxx::nontransaction tx(c);
+        kills += tx.exec(
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                       "datname = current_database() AND pid <> pg_backend_pid()")[0][0]
+                     .as<int>();
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+  });
+  bool ok = wait_until(
+      [&] {
+        try {
+          return completed() == 3000;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      300s);
+  // Every job completed, so an orphaned claim's job was rescued and ran again by now.
+  done = true;
+  killer.join();
+  ASSERT_TRUE(ok) << "completed " << completed() << "\n" << a.log().substr(0, 4000);
+  int64_t second = count("SELECT count(*) FROM jr_jobs_done WHERE attempt > 1");
+  int64_t lost =
+      count("SELECT count(*) FROM jr_jobs_done WHERE errors @> '[{\"kind\": \"lease_lost\"}]'");
+  std::printf("backends terminated: %d; jobs on a second attempt: %lld, lease_lost: %lld\n",
+              kills.load(), static_cast<long long>(second), static_cast<long long>(lost));
+  EXPECT_GT(kills.load(), 10);
+  EXPECT_EQ(second, 0) << a.log().substr(0, 4000);
+  EXPECT_EQ(lost, 0);
+  EXPECT_TRUE(a.alive() && b.alive());
+}
+
 TEST_F(Lifecycle, CancelAQueuedJobAndARunningOne) {
   int64_t queued = enqueue({"enqueue", "echo", "--payload", "{}", "--delay", "1h"});
   auto r = jrtest::run_runner({"cancel", std::to_string(queued)}, env_);
@@ -316,23 +482,38 @@ TEST_F(Lifecycle, TimeoutFailsTheAttemptWithItsOwnErrorKind) {
 }
 
 TEST_F(Lifecycle, SnoozeRunsLaterWithoutUsingAnAttempt) {
+  // The snooze is far in the future so its effect on the durable record can be observed however
+  // slowly the runner starts (a 1 s snooze could pass before the test looked on a loaded machine).
   double until =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() +
-      1.0;
+      3600.0;
   int64_t id =
       enqueue({"enqueue", "echo", "--payload", "{\"snooze_until\":" + std::to_string(until) + "}"});
+  std::string sid = std::to_string(id);
   RunnerProcess runner({"--plugins", echo_plugins(), "--poll-interval", "0.05"}, env_);
+  // Ran once (started_at set) and went back to 'scheduled': that is the snooze.
   ASSERT_TRUE(wait_until(
       [&] {
-        return q("SELECT state FROM jr_jobs WHERE id = " + std::to_string(id)) == "scheduled";
+        return q("SELECT state || ':' || (started_at IS NOT NULL) FROM jr_jobs WHERE id = " +
+                 sid) == "scheduled:true";
       },
-      20s));
-  ASSERT_TRUE(wait_state(id, "completed", 20s));
+      30s))
+      << runner.log();
+  EXPECT_EQ(q("SELECT attempt FROM jr_jobs WHERE id = " + sid), "0");  // the attempt is given back
+  double run_at = std::stod(q("SELECT extract(epoch from run_at) FROM jr_jobs WHERE id = " + sid));
+  EXPECT_NEAR(run_at, until, 5.0);  // rescheduled for the time the handler asked for
+  std::string first_start =
+      q("SELECT extract(epoch from started_at) FROM jr_jobs WHERE id = " + sid);
+  // Bring the snooze forward (the handler would snooze again if its payload still said so).
+  ASSERT_EQ(q("UPDATE jr_jobs SET run_at = now(), payload = '{\"snooze_until\":0}' WHERE id = " +
+              sid + " AND state = 'scheduled' RETURNING id"),
+            sid);
+  ASSERT_TRUE(wait_state(id, "completed", 30s)) << runner.log();
   auto s = status(id);
-  EXPECT_EQ(s["attempt"], 1);  // snoozed at least once, yet this is still the first attempt
-  EXPECT_GE(std::stod(q("SELECT extract(epoch from finished_at) FROM jr_jobs_done WHERE id = " +
-                        std::to_string(id))),
-            until);
+  EXPECT_EQ(s["attempt"], 1);  // snoozed once, yet this is still the first attempt
+  EXPECT_GT(
+      std::stod(q("SELECT extract(epoch from started_at) FROM jr_jobs_done WHERE id = " + sid)),
+      std::stod(first_start));  // it ran a second time
 }
 
 TEST_F(Lifecycle, TtlExpiresJobsThatDidNotStartInTime) {
@@ -367,10 +548,57 @@ TEST_F(Lifecycle, TortureCommandLosesNothingUnderRandomKills) {
        "--plugins", jrtest::plugin_dir(), "--seed", "7", "--time-limit", "240"},
       env_, std::chrono::seconds(300));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("400 jobs, 0 lost, 0 in a wrong final state"), std::string::npos) << r.out;
   auto last = r.out.substr(r.out.rfind('{'));
   auto j = nlohmann::json::parse(last);
-  EXPECT_GT(j["kills"].get<int>() + j["sigterms"].get<int>(), 0);
+  EXPECT_GE(j["jobs"].get<int>(), 400);  // more waves until the kills asked for happened
+  EXPECT_EQ(j["lost"].get<int>(), 0);
+  EXPECT_EQ(j["wrong_state"].get<int>(), 0);
+  EXPECT_EQ(j["ran_twice_live_lease_lost"].get<int>(), 0);
+  EXPECT_EQ(j["fenced_completions"].get<int>(), 0);
+  // Issue 17: the default asks for at least 4 kill -9 (3 or fewer proved little).
+  EXPECT_GT(j["kills"].get<int>(), 3);
+}
+
+// Issue 17: a job that runs twice fails the torture run. A runner the torture did not start
+// serves its queue too and is frozen for longer than its lease now and then: its jobs are
+// rescued and run again while it is alive, which `runner torture` must report and fail on.
+TEST_F(Lifecycle, TortureFailsWhenALiveRunnerLosesLeases) {
+  std::atomic<bool> finished{false};
+  jrtest::RunResult r;
+  std::thread torture([&] {
+    r = jrtest::run_runner(
+        {"torture", "--jobs", "600", "--runners", "2", "--concurrency", "4", "--kill-every", "0",
+         "--plugins", jrtest::plugin_dir(), "--seed", "11", "--time-limit", "120"},
+        env_, std::chrono::seconds(180));
+    finished = true;
+  });
+  struct Join {  // the torture run ends on its own (time limit); wait for it whatever happens
+    std::thread& t;
+    ~Join() { t.join(); }
+  } join{torture};
+  // One of the torture's runners leads maintenance (so the rescuer runs while the rogue is
+  // frozen) before the rogue starts.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count(
+                   "SELECT count(*) FROM jr_leaders WHERE name = 'maintenance' AND owner LIKE "
+                   "'torture-%'") == 1;
+      },
+      60s));
+  RunnerProcess rogue({"--plugins", echo_plugins(), "--queues", "torture-*", "--concurrency", "4",
+                       "--prefetch", "20", "--lease-seconds", "1", "--worker-id", "rogue"},
+                      env_);
+  while (!finished) {
+    // Frozen while it holds jobs, past its lease; the torture's runners rescue them.
+    if (count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'rogue'") > 0) {
+      rogue.signal(SIGSTOP);
+      std::this_thread::sleep_for(3000ms);
+      rogue.signal(SIGCONT);
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("was alive: it ran twice"), std::string::npos) << r.out << r.err;
 }
 
 }  // namespace

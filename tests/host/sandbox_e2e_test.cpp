@@ -2,6 +2,7 @@
 // a crashing job fails with its own error kind while healthy jobs keep completing.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "runner_fixture.hpp"
 
@@ -52,6 +53,13 @@ TEST_F(SandboxE2E, PluginsCheckPrintsTheDescriptorPolicyAndLayers) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.dump().find("\"echo\"") != std::string::npos, true) << r.out;
   EXPECT_NE(r.out.find("seccomp"), std::string::npos) << r.out;
+  // The uid it reports is the one its confined describe ran as: the plugin's own, not nobody's.
+  if (geteuid() == 0) {
+    ASSERT_TRUE(j["layers"]["user"].is_object()) << r.out;
+    EXPECT_EQ(j["uid"]["uid"], j["layers"]["user"]["uid"]) << r.out;
+    EXPECT_NE(j["uid"]["uid"], 65534) << r.out;
+    EXPECT_TRUE(j["layers"].contains("cgroup")) << r.out;
+  }
 }
 
 }  // namespace

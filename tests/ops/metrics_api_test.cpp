@@ -104,7 +104,8 @@ TEST_F(OpsHttp, ApiEndpointsAndErrors) {
   auto r = start_http_runner(plugins, env);
   ASSERT_GT(r.port, 0);
   auto c = r.client();
-  httplib::Headers auth = {{"Authorization", "Bearer t0ken-for-tests"}};
+  // Every POST carries the dashboard's CSRF header too (host/ops/server.cpp, authorise_write).
+  httplib::Headers auth = {{"Authorization", "Bearer t0ken-for-tests"}, {"X-Jobrunner-CSRF", "1"}};
   auto json = [](const httplib::Result& res) { return nlohmann::json::parse(res->body); };
 
   // 401 without or with a wrong token; nothing is enqueued.
@@ -216,7 +217,8 @@ TEST_F(OpsHttp, ApiRefusesBadInputWithA400) {
   auto r = start_http_runner(plugins, env);
   ASSERT_GT(r.port, 0);
   auto c = r.client();
-  httplib::Headers auth = {{"Authorization", "Bearer t0ken-for-tests"}};
+  // Every POST carries the dashboard's CSRF header too (host/ops/server.cpp, authorise_write).
+  httplib::Headers auth = {{"Authorization", "Bearer t0ken-for-tests"}, {"X-Jobrunner-CSRF", "1"}};
   auto error_of = [](const httplib::Result& res) {
     return nlohmann::json::parse(res->body).value("error", std::string());
   };

@@ -152,7 +152,13 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
                                                   {"lock_key", "lk"},
                                                   {"lock_limit", 2},
                                                   {"depends_on", nlohmann::json::array({parent})},
-                                                  {"webhook", "http://127.0.0.1:9/h"}};
+                                                  {"webhook", "http://127.0.0.1:9/h"},
+                                                  {"unique_for_seconds", 3600},
+                                                  {"unique_states", {"available", "completed"}},
+                                                  {"replace", true},
+                                                  {"debounce_seconds", 5},
+                                                  {"debounce_max_seconds", 60},
+                                                  {"rate_key", "tenant:42"}};
   auto sql = [&](const nlohmann::json& options, const std::string& payload = "{}",
                  const std::string& kind = "k") {
     pqxx::connection c(url_);
@@ -181,6 +187,7 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
   for (const auto& [k, v] : sample) {
     nlohmann::json o = {{k, v}};
     if (k == "lock_limit") o["lock_key"] = "lk";
+    if (k == "debounce_max_seconds") o["debounce_seconds"] = 5;
     EXPECT_EQ(sql(o), "") << k;
     EXPECT_EQ(cpp(o), "") << k;
   }
@@ -216,6 +223,17 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
       {{{"retry_schedule", {-1}}}, "retry_schedule", true},
       {{{"retry_schedule", "1,x"}}, "retry_schedule", false},
       {{{"webhook", "ftp://x"}}, "webhook", false},
+      {{{"unique_for_seconds", 0}}, "unique_for_seconds", true},
+      {{{"unique_for_seconds", "1h"}}, "unique_for_seconds", false},
+      {{{"unique_states", {"running", "sleeping"}}}, "unique_states", false},
+      {{{"unique_states", nlohmann::json::array()}}, "unique_states", true},
+      {{{"unique_states", "running"}}, "unique_states", true},
+      {{{"replace", 1}}, "replace", false},
+      {{{"debounce_seconds", 5}, {"delay_seconds", 1}}, "debounce_seconds", true},
+      {{{"debounce_max_seconds", 5}}, "debounce_max_seconds", true},
+      {{{"debounce_seconds", 5}, {"debounce_max_seconds", 1}}, "debounce_max_seconds", true},
+      {{{"rate_key", "kind:x"}}, "rate_key", true},
+      {{{"rate_key", "t:*"}}, "rate_key", true},
   };
   for (const auto& b : bad) {
     std::string from_sql = sql(b.options), from_cpp = cpp(b.options);
@@ -469,9 +487,9 @@ TEST_F(OpsDb, NoPasswordOrTokenInAnyLogLine) {
     ASSERT_GT(r.port, 0);
     auto c = r.client();
     std::string hook = "http://127.0.0.1:1/hook?token=" + hook_token;  // nothing listens: fails
-    auto res = c->Post("/api/v1/jobs", {{"Authorization", "Bearer " + token}},
-                       R"({"kind": "echo", "payload": {"x": 1}, "webhook": ")" + hook + "\"}",
-                       "application/json");
+    auto res = c->Post(
+        "/api/v1/jobs", {{"Authorization", "Bearer " + token}, {"X-Jobrunner-CSRF", "1"}},
+        R"({"kind": "echo", "payload": {"x": 1}, "webhook": ")" + hook + "\"}", "application/json");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 201) << res->body;
     int64_t id = nlohmann::json::parse(res->body)["id"].get<int64_t>();

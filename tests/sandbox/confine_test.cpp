@@ -100,8 +100,8 @@ class Confine : public jrtest::RedTeamFixture {
   // Enqueues one job running `cmd` (one attempt) and waits until it is finished; its status.
   nlohmann::json run(const std::string& kind, const std::string& cmd,
                      std::chrono::milliseconds limit = 60s) {
-    int64_t id =
-        enqueue({"enqueue", kind, "--payload", nlohmann::json(cmd).dump(), "--max-attempts", "1"});
+    int64_t id = enqueue({"enqueue", kind, "--payload", nlohmann::json({{"arg", cmd}}).dump(),
+                          "--max-attempts", "1"});
     last_id_ = id;
     std::string state = wait_finished(id, limit);
     EXPECT_FALSE(state.empty()) << "job " << cmd << " did not finish\n" << runner_->log();
@@ -335,7 +335,8 @@ TEST_F(Confine, KillingThePoolLeavesNoProcessInItsCgroup) {
   EXPECT_EQ(cgroup_procs(cgroups).size(), 4u) << "the warm pool (4 workers) is in its cgroup";
   // Five crashes within a minute quarantine the plugin: its warm workers go too.
   for (int i = 0; i < 5; ++i) {
-    enqueue({"enqueue", "hostile_confine", "--payload", "\"crash\"", "--max-attempts", "1"});
+    enqueue(
+        {"enqueue", "hostile_confine", "--payload", R"({"arg":"crash"})", "--max-attempts", "1"});
   }
   ASSERT_TRUE(wait_log("plugin quarantined", 60s)) << runner_->log();
   EXPECT_TRUE(wait_until([&] { return cgroup_procs(cgroups).empty(); }, 5s))
@@ -349,8 +350,8 @@ TEST_F(Confine, KillingThePoolLeavesNoProcessInItsCgroup) {
 // (and removes their scratch dirs).
 TEST_F(Confine, AWorkerOutlivingAKilledRunnerIsKilledByTheNext) {
   start_runner({so("confine")}, "[plugins.hostile_confine.sandbox]\nworkers = 1\n");
-  int64_t job =
-      enqueue({"enqueue", "hostile_confine", "--payload", "\"orphan\"", "--max-attempts", "1"});
+  int64_t job = enqueue(
+      {"enqueue", "hostile_confine", "--payload", R"({"arg":"orphan"})", "--max-attempts", "1"});
   pid_t orphan = 0;
   ASSERT_TRUE(wait_until(
       [&] {

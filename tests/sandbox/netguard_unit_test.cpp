@@ -13,6 +13,7 @@
 using jr::sandbox::database_socket_dirs;
 using jr::sandbox::NetOp;
 using jr::sandbox::NetRules;
+using jr::sandbox::NetVerdict;
 using jr::sandbox::normalise_unix_path;
 
 namespace {
@@ -167,3 +168,168 @@ TEST(NetRules, GrantsOfAWorkerComeFromItsInitFrame) {
 }
 
 }  // namespace
+
+// ---- Named grants (issue 20) ----
+
+namespace {
+
+using jr::sandbox::ConnectGrant;
+using jr::sandbox::database_endpoints;
+using jr::sandbox::parse_connect_grant;
+
+ConnectGrant grant(const std::string& text) {
+  ConnectGrant g;
+  std::string why;
+  EXPECT_TRUE(parse_connect_grant(text, &g, &why)) << text << ": " << why;
+  return g;
+}
+
+std::string refusal(const std::string& text) {
+  ConnectGrant g;
+  std::string why;
+  EXPECT_FALSE(parse_connect_grant(text, &g, &why)) << text;
+  return why;
+}
+
+// A DNS query for `name` (type A), as a resolver receives it.
+std::vector<unsigned char> dns_query(const std::string& name) {
+  std::vector<unsigned char> q = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+  size_t at = 0;
+  while (at <= name.size()) {
+    size_t dot = name.find('.', at);
+    std::string label = name.substr(at, dot == std::string::npos ? std::string::npos : dot - at);
+    q.push_back(static_cast<unsigned char>(label.size()));
+    q.insert(q.end(), label.begin(), label.end());
+    if (dot == std::string::npos) break;
+    at = dot + 1;
+  }
+  q.insert(q.end(), {0, 0, 1, 0, 1});
+  return q;
+}
+
+}  // namespace
+
+TEST(NetGrants, EntriesParseOrSayWhatIsWrong) {
+  ConnectGrant n = grant("DB.Internal.:5432");
+  EXPECT_EQ(n.kind, ConnectGrant::Kind::name);
+  EXPECT_EQ(n.name, "db.internal");
+  EXPECT_EQ(n.port, 5432);
+  ConnectGrant c = grant("10.1.7.9/16:5432");
+  EXPECT_EQ(c.kind, ConnectGrant::Kind::net);
+  EXPECT_EQ(c.addr.str(), "10.1.0.0");  // host bits cleared
+  EXPECT_EQ(c.prefix, 16);
+  ConnectGrant v6 = grant("[2001:db8::/32]:443");
+  EXPECT_EQ(v6.prefix, 32);
+  EXPECT_EQ(grant("192.0.2.10:5432").prefix, 32);
+  EXPECT_EQ(grant("/run/svc/app.sock").kind, ConnectGrant::Kind::unix_path);
+  EXPECT_NE(refusal("db.internal").find("no port"), std::string::npos);
+  EXPECT_NE(refusal("db.internal:0").find("1 to 65535"), std::string::npos);
+  EXPECT_NE(refusal("db.internal:70000").find("1 to 65535"), std::string::npos);
+  EXPECT_NE(refusal("10.0.0.0/33:1").find("at most 32"), std::string::npos);
+  EXPECT_NE(refusal("2001:db8::1:443").find("brackets"), std::string::npos);
+  EXPECT_NE(refusal("db internal:5432").find("neither an address nor a host name"),
+            std::string::npos);
+  EXPECT_NE(refusal("db.internal/8:5432").find("numeric address"), std::string::npos);
+  EXPECT_NE(refusal("/run/../etc/x.sock").find(".."), std::string::npos);
+  EXPECT_FALSE(refusal("").empty());
+}
+
+TEST(NetGrants, DatabaseUrlsNameTheirTcpEndpoints) {
+  auto texts = [](const std::string& url) {
+    std::vector<std::string> out;
+    for (const auto& g : database_endpoints(url)) {
+      EXPECT_EQ(g.source, "database_url");
+      out.push_back(g.text);
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(texts("postgresql://u:p@192.0.2.10/db"), V{"192.0.2.10:5432"});
+  EXPECT_EQ(texts("postgresql://u@db.internal:6432/db?sslmode=require"), V{"db.internal:6432"});
+  EXPECT_EQ(texts("postgresql://a:5433,b/db"), (V{"a:5433", "b:5432"}));
+  EXPECT_EQ(texts("postgres://[2001:db8::5]:5433/db"), V{"[2001:db8::5]:5433"});
+  // The runner hands a plugin this form (host and port as parameters).
+  EXPECT_EQ(texts("postgresql:///jr?host=192.0.2.10&port=5433&user=jr_plugin_x&password=s"),
+            V{"192.0.2.10:5433"});
+  EXPECT_EQ(texts("host=db.internal hostaddr=10.0.0.5 port=5444 dbname=x"),
+            (V{"db.internal:5444", "10.0.0.5:5444"}));
+  EXPECT_TRUE(texts("postgresql:///jr?host=/run/pg&user=x").empty());  // a socket: no TCP
+  EXPECT_TRUE(texts("host=/var/run/postgresql dbname=x").empty());
+}
+
+TEST(NetGrants, GrantedPeersOnlyForConnectAndSendOnTheirPort) {
+  NetRules r = NetRules::with_grants(
+      {}, {grant("192.0.2.10:5432"), grant("10.1.0.0/16:6432"), grant("[2001:db8::/32]:443")}, {});
+  auto allowed = [&r](NetOp op, int domain, const Addr& a) {
+    return r.check(op, domain, a.a, a.len).allowed;
+  };
+  EXPECT_TRUE(allowed(NetOp::connect, AF_INET, in4("192.0.2.10", 5432)));
+  EXPECT_TRUE(allowed(NetOp::send, AF_INET, in4("192.0.2.10", 5432)));
+  EXPECT_FALSE(allowed(NetOp::connect, AF_INET, in4("192.0.2.10", 5433)));
+  EXPECT_FALSE(allowed(NetOp::connect, AF_INET, in4("192.0.2.11", 5432)));
+  EXPECT_TRUE(allowed(NetOp::connect, AF_INET, in4("10.1.255.3", 6432)));
+  EXPECT_FALSE(allowed(NetOp::connect, AF_INET, in4("10.2.0.1", 6432)));
+  EXPECT_TRUE(allowed(NetOp::connect, AF_INET6, in6("::ffff:192.0.2.10", 5432)));  // mapped
+  EXPECT_TRUE(allowed(NetOp::connect, AF_INET6, in6("2001:db8:9::1", 443)));
+  EXPECT_FALSE(allowed(NetOp::connect, AF_INET6, in6("2001:db9::1", 443)));
+  // Never a local address: bind and listen stay loopback-only.
+  EXPECT_FALSE(allowed(NetOp::bind, AF_INET, in4("192.0.2.10", 5432)));
+  EXPECT_FALSE(allowed(NetOp::listen, AF_INET, in4("192.0.2.10", 5432)));
+  EXPECT_TRUE(allowed(NetOp::connect, AF_INET, in4("127.0.0.1", 9)));  // loopback as before
+  auto v = r.check(NetOp::connect, AF_INET, in4("192.0.2.11", 5432).a, sizeof(sockaddr_in));
+  EXPECT_EQ(v.shown, "192.0.2.11:5432");
+  EXPECT_EQ(v.why, "neither loopback nor a granted peer");
+}
+
+TEST(NetGrants, TheWorkersGrantsIncludeItsDatabaseAndItsConnectEntries) {
+  nlohmann::json init = {
+      {"policy", {{"connect", {"10.9.0.0/24:80", "/run/svc.sock"}}}},
+      {"config", {{"database_url", "postgresql:///jr?host=192.0.2.10&port=5432&user=u"}}}};
+  NetRules r = NetRules::for_worker(init);
+  ASSERT_EQ(r.inet_grants().size(), 2u);
+  EXPECT_EQ(r.inet_grants()[0].source, "policy");
+  EXPECT_EQ(r.inet_grants()[1].source, "database_url");
+  EXPECT_TRUE(
+      r.check(NetOp::connect, AF_INET, in4("192.0.2.10", 5432).a, sizeof(sockaddr_in)).allowed);
+  EXPECT_TRUE(r.check(NetOp::connect, AF_INET, in4("10.9.0.7", 80).a, sizeof(sockaddr_in)).allowed);
+  Addr sock = un("/run/svc.sock");
+  NetVerdict v = r.check(NetOp::connect, AF_UNIX, sock.a, sock.len);
+  EXPECT_TRUE(v.allowed) << v.why;
+  EXPECT_TRUE(r.resolvers().nameservers.empty());  // no name: no DNS
+  // Without a database grant (no database_url) its server is not reachable.
+  NetRules bare = NetRules::for_worker({{"policy", nlohmann::json::object()}});
+  EXPECT_FALSE(
+      bare.check(NetOp::connect, AF_INET, in4("192.0.2.10", 5432).a, sizeof(sockaddr_in)).allowed);
+}
+
+TEST(NetGrants, DnsOnlyToTheResolversAndOnlyAboutGrantedNames) {
+  jr::sandbox::ResolvConf rc = jr::sandbox::parse_resolv_conf(
+      "# comment\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\n"
+      "search corp.example\noptions ndots:1\n");
+  ASSERT_EQ(rc.nameservers.size(), 2u);
+  EXPECT_EQ(rc.search, std::vector<std::string>{"corp.example"});
+  NetRules r = NetRules::with_grants({}, {grant("db.internal:5432")}, rc);
+  auto v = r.check(NetOp::send, AF_INET, in4("192.0.2.53", 53).a, sizeof(sockaddr_in));
+  EXPECT_TRUE(v.allowed);
+  EXPECT_TRUE(v.dns);
+  EXPECT_FALSE(
+      r.check(NetOp::send, AF_INET, in4("192.0.2.53", 5353).a, sizeof(sockaddr_in)).allowed);
+  EXPECT_FALSE(r.check(NetOp::send, AF_INET, in4("192.0.2.54", 53).a, sizeof(sockaddr_in)).allowed);
+  std::string why;
+  for (const char* ok : {"db.internal", "DB.internal", "db.internal.corp.example"}) {
+    auto q = dns_query(ok);
+    EXPECT_TRUE(r.dns_allowed(q.data(), q.size(), false, &why)) << ok << ": " << why;
+  }
+  auto bad = dns_query("secret-data.attacker.example");
+  EXPECT_FALSE(r.dns_allowed(bad.data(), bad.size(), false, &why));
+  EXPECT_NE(why.find("secret-data.attacker.example"), std::string::npos);
+  auto tcp = dns_query("db.internal");
+  tcp.insert(tcp.begin(), {0, static_cast<unsigned char>(tcp.size())});
+  EXPECT_TRUE(r.dns_allowed(tcp.data(), tcp.size(), true, &why)) << why;
+  std::vector<unsigned char> junk = {1, 2, 3};
+  EXPECT_FALSE(r.dns_allowed(junk.data(), junk.size(), false, &why));
+  // Without a name grant no resolver is admitted.
+  NetRules numeric = NetRules::with_grants({}, {grant("192.0.2.10:5432")}, rc);
+  EXPECT_FALSE(
+      numeric.check(NetOp::send, AF_INET, in4("192.0.2.53", 53).a, sizeof(sockaddr_in)).allowed);
+}

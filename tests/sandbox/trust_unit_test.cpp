@@ -46,7 +46,8 @@ json defaults_for_test(const std::string& key) {
                          {"workers", 4},
                          {"max_open_files", 256},
                          {"max_file_mb", 1024},
-                         {"max_threads", 4096}};
+                         {"max_threads", 4096},
+                         {"scratch_mb", 256}};
   return d.at(key);
 }
 
@@ -83,7 +84,8 @@ TEST(Trust, AskingForLessIsAlwaysHonoured) {
                                           {"workers", 2},
                                           {"max_open_files", 64},
                                           {"max_file_mb", 10},
-                                          {"max_threads", 16}}},
+                                          {"max_threads", 16},
+                                          {"scratch_mb", 8}}},
                                         {"enqueue", {"p_kind"}}}));
   ASSERT_TRUE(d.accepted()) << d.refusal_text();
   EXPECT_EQ(d.policy.memory_mb, 256);
@@ -91,6 +93,7 @@ TEST(Trust, AskingForLessIsAlwaysHonoured) {
   EXPECT_EQ(d.policy.workers, 2);
   EXPECT_EQ(d.policy.max_open_files, 64);
   EXPECT_EQ(d.policy.max_threads, 16);
+  EXPECT_EQ(d.policy.scratch_mb, 8);
   EXPECT_EQ(dim(d, "memory_mb").granted, 1024);
   EXPECT_EQ(dim(d, "memory_mb").effective, 256);
   EXPECT_TRUE(d.policy.enqueue_kinds.empty());  // its own kind needs no grant
@@ -108,7 +111,8 @@ TEST(Trust, EveryRequestAboveTheDefaultRefusesThePluginNamingTheKeyAndTheWayToGr
                                                           {"workers", 64},
                                                           {"max_open_files", 100000},
                                                           {"max_file_mb", 1 << 20},
-                                                          {"max_threads", 100000}};
+                                                          {"max_threads", 100000},
+                                                          {"scratch_mb", 1 << 20}};
   for (const auto& [key, value] : asks) {
     TrustDecision d = decide_trust(input({{"sandbox", {{key, value}}}}));
     ASSERT_FALSE(d.accepted()) << key << "=" << value.dump();
@@ -432,3 +436,37 @@ TEST(DescribeDir, BadPluginsAreRefusedWithTheirReasonsAndTheOthersDescribed) {
 }
 
 }  // namespace
+
+TEST(Trust, ConnectGrantsAreRequestsLikeEveryOtherWidening) {
+  json req = {{"sandbox", {{"network", "loopback"}, {"connect", {"db.internal:5432"}}}}};
+  // Asked for in the manifest only: refused, naming the key and how to grant it.
+  TrustInput in = input(req);
+  in.approved = nullptr;
+  TrustDecision d = decide_trust(in);
+  ASSERT_FALSE(d.accepted());
+  EXPECT_NE(d.refusal_text().find("sandbox.connect"), std::string::npos) << d.refusal_text();
+  // Granted in the config: the config's list is what it gets.
+  TrustDecision g = decide_trust(
+      input(req, {{"sandbox", {{"network", "loopback"}, {"connect", {"10.0.0.0/8:5432"}}}}}));
+  ASSERT_TRUE(g.accepted()) << g.refusal_text();
+  EXPECT_EQ(g.policy.connect, std::vector<std::string>{"10.0.0.0/8:5432"});
+  EXPECT_EQ(dim(g, "connect").source, GrantSource::config);
+  // An approval of exactly that request.
+  json approved = approvable_request(req);
+  TrustInput ai = input(req, {{"sandbox", {{"network", "loopback"}}}});
+  ai.approved = &approved;
+  TrustDecision a = decide_trust(ai);
+  ASSERT_TRUE(a.accepted()) << a.refusal_text();
+  EXPECT_EQ(a.policy.connect, std::vector<std::string>{"db.internal:5432"});
+  // A bad entry is refused with the entry and the problem.
+  TrustDecision bad = decide_trust(
+      input(json::object(), {{"sandbox", {{"network", "loopback"}, {"connect", {"db"}}}}}));
+  ASSERT_FALSE(bad.accepted());
+  EXPECT_NE(bad.refusal_text().find("\"db\": no port"), std::string::npos) << bad.refusal_text();
+  // connect without the guarded mode means nothing: refused, saying so.
+  TrustDecision none =
+      decide_trust(input(json::object(), {{"sandbox", {{"connect", {"10.0.0.1:80"}}}}}));
+  ASSERT_FALSE(none.accepted());
+  EXPECT_NE(none.refusal_text().find("needs sandbox.network = \"loopback\""), std::string::npos)
+      << none.refusal_text();
+}

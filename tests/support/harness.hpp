@@ -108,4 +108,9 @@ class RunnerProcess {
 // Polls `cond` every 20 ms until true or `limit` passes; returns the last value.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit);
 
+// The contents of a /proc file (or any file), or "" when it cannot be read. A process can exit
+// between listing /proc and reading its files (the read then fails with ESRCH, which makes
+// std::ifstream throw); for a scan of processes that is a legitimate outcome, not an error.
+std::string read_proc_file(const std::string& path);
+
 }  // namespace jrtest

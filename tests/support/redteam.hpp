@@ -71,8 +71,8 @@ class RedTeamFixture : public RunnerFixture {
     while (dirent* e = readdir(d)) {
       pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
       if (pid <= 0) continue;
-      std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
-      std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      // "" when the process exited after readdir (then it is not alive, so not counted).
+      std::string cmd = read_proc_file("/proc/" + std::string(e->d_name) + "/cmdline");
       if (cmd.find("jr-worker") != std::string::npos && cmd.find(want) != std::string::npos) {
         out.push_back(pid);
       }

@@ -37,6 +37,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hostile_arg.h"
+
 #ifndef JR_CASE_NAME
 #error "JR_CASE_NAME must be defined"
 #endif
@@ -46,18 +48,7 @@ static int g_memfds[1024];
 static int g_memfd_count;
 static long g_memfd_mb;
 
-static const char* arg_of(const jr_job* job) {
-  size_t n = job->payload_len;
-  const char* p = job->payload;
-  if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
-    p++;
-    n -= 2;
-  }
-  if (n >= sizeof g_arg) n = sizeof g_arg - 1;
-  memcpy(g_arg, p, n);
-  g_arg[n] = '\0';
-  return g_arg;
-}
+static const char* arg_of(const jr_job* job) { return jr_hostile_arg(job, g_arg, sizeof g_arg); }
 
 static int32_t result(const jr_host_api* host, jr_job_ctx* ctx, const char* json) {
   host->set_result(ctx, json, strlen(json));

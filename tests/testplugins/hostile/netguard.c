@@ -22,8 +22,9 @@
  *                               stuck in a guarded send, this thread sends "ping" to UDP UPORT
  *                               and connects to TPORT, and returns (the flood stays stuck)
  *   flood_threads ADDR PORT N   N threads each flood their own connection to a never-reading
- *                               peer; once all are stuck or failed, reports how many failed with
- *                               EAGAIN (the guard's bound on waiting calls), then returns
+ *                               peer; once all are stuck or failed (and the refused ones were
+ *                               restarted one by one until one is refused again), reports how
+ *                               many failed with EAGAIN (the guard's bound on waiting calls)
  *   send_big ADDR PORT KIB MS   connect, set SO_SNDTIMEO to MS (0: none), then one blocking
  *                               guarded sendmsg of KIB KiB (byte i is i * 7 mod 256); reports
  *                               what it returned
@@ -451,6 +452,32 @@ static int32_t cmd_flood_threads(const jr_host_api* host, jr_job_ctx* ctx, const
       break;
     }
     usleep(10000);
+  }
+  /* Top up: a call that waited only for a moment (its peer's buffers were still filling) may
+   * have counted against the bound when another thread was refused, so fewer than the bound can
+   * be stuck now. Restart the refused floods one at a time, each until it is stuck or refused;
+   * the first refusal means the bound is reached with every waiting call truly stuck. */
+  for (int i = 0; i < n; i++) {
+    if (atomic_load(&f[i].err) != EAGAIN) continue;
+    atomic_store(&f[i].err, 0);
+    atomic_store(&f[i].calls, 0);
+    atomic_store(&f[i].sends, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, flood_main, &f[i]) != 0) return errno_result(host, ctx, -1);
+    pthread_detach(t);
+    long seen = -1;
+    int64_t quiet = now_ms(), begin = quiet;
+    while (now_ms() - begin < 20000 && atomic_load(&f[i].err) == 0) {
+      long calls = atomic_load(&f[i].calls), sends = atomic_load(&f[i].sends);
+      if (sends != seen || calls == sends) {
+        seen = sends;
+        quiet = now_ms();
+      } else if (now_ms() - quiet >= 300) {
+        break;
+      }
+      usleep(10000);
+    }
+    if (atomic_load(&f[i].err) != 0) break;
   }
   int eagain = 0, other = 0, stuck = 0;
   for (int i = 0; i < n; i++) {
