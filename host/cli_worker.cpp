@@ -25,6 +25,7 @@
 #include "ops/ui_publish.hpp"
 #include "plugin_db.hpp"
 #include "plugin_loader.hpp"
+#include "sandbox/exec_kinds.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util.hpp"
 
@@ -122,6 +123,18 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     sandbox::DescribedDir described = sandbox::describe_dir(cfg.plugins_dir, so);
     for (const auto& r : described.refused) refuse(r.name, r.file, r.reason);
     for (auto& d : described.plugins) {
+      // plugins/exec (issue 22): kinds declared in the operator's config, not by the plugin.
+      try {
+        if (declares_config_kinds(d.manifest) &&
+            sandbox::add_config_kinds(d, cfg.plugin_config) == 0 && d.kinds.empty()) {
+          log::info("plugin has no kinds configured; not served",
+                    {{"plugin", d.name}, {"hint", "[[plugins." + d.name + ".kinds]]"}});
+          continue;
+        }
+      } catch (const std::exception& e) {
+        refuse(d.name, d.path, std::string("config [plugins.") + d.name + "]: " + e.what());
+        continue;
+      }
       sandbox::TrustDecision dec = sandbox::decide_for(d, trust);
       if (!dec.accepted()) {
         refuse(d.name, d.path, dec.refusal_text());

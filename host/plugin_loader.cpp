@@ -69,6 +69,12 @@ LoadedPlugin load_plugin(std::shared_ptr<const PinnedFile> pin) {
   return p;
 }
 
+bool declares_config_kinds(const nlohmann::json& manifest) {
+  if (!manifest.is_object()) return false;
+  auto it = manifest.find("config_kinds");
+  return it != manifest.end() && it->is_boolean() && it->get<bool>();
+}
+
 bool LoadedPlugin::may_enqueue(std::string_view kind) const {
   for (const auto& k : kinds) {
     if (k.kind == kind) return true;
@@ -127,7 +133,7 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
   if (d->init == nullptr || d->handle == nullptr) {
     throw fail("descriptor lacks the required init and handle functions");
   }
-  if (d->kinds == nullptr || d->kind_count == 0) throw fail("declares no job kinds");
+  if (d->kind_count > 0 && d->kinds == nullptr) throw fail("declares no job kinds");
   if (d->kind_count > 1024) throw fail("declares too many job kinds");
 
   LoadedPlugin p;
@@ -184,6 +190,9 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
       throw fail("manifest_json is not a JSON object");
     }
   }
+  // Kinds come from the descriptor, or (issue 22) from the operator's config for a plugin that
+  // says so (`"config_kinds": true`, e.g. plugins/exec): the host adds them before serving.
+  if (p.kinds.empty() && !declares_config_kinds(p.manifest)) throw fail("declares no job kinds");
   resolve_finalizers(p);
   if (d->abi_minor > JR_ABI_MINOR) {
     log::info(

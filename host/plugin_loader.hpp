@@ -84,6 +84,11 @@ void note_refused_plugin(RefusedPlugin r);     // thread-safe
 std::vector<RefusedPlugin> refused_plugins();  // thread-safe snapshot
 void clear_refused_plugins();                  // tests
 
+// True when a manifest says `"config_kinds": true`: the plugin declares no kinds of its own and
+// serves the kinds the operator declares in [[plugins.<name>.kinds]] (issue 22, plugins/exec;
+// host/sandbox/config_kinds.hpp).
+bool declares_config_kinds(const nlohmann::json& manifest);
+
 // [A-Za-z0-9_.:-]{1,128}: what plugin, kind and queue names may be (checked in linear time).
 bool valid_plugin_name(std::string_view s);
 

@@ -2,7 +2,8 @@
 # Builds the Debian packages of jobrunner from a configured and built CMake tree (dpkg-deb; no
 # debhelper needed):
 #   jobrunner_<version>_<arch>.deb      runner, jr-worker, the shipped plugins in
-#                                       /usr/lib/jobrunner/plugins, the systemd template
+#                                       /usr/lib/jobrunner/plugins, the exec plugin's Python
+#                                       SDK in /usr/lib/jobrunner/python, the systemd template
 #                                       jobrunner@.service, /etc/jobrunner/{common.env,runner.toml}
 #                                       and a postinst that creates the system user `jobrunner`
 #                                       and one user per shipped plugin (jr-<plugin>)
@@ -31,9 +32,15 @@ mkdir -p "$P/DEBIAN" "$P/usr/bin" "$P/usr/lib/jobrunner" "$P/lib/systemd/system"
   "$P/etc/jobrunner" "$P/usr/share/doc/jobrunner/examples"
 cp -a "$STAGE/all/usr/bin/runner" "$STAGE/all/usr/bin/jr-worker" "$P/usr/bin/"
 cp -a "$STAGE/all/usr/lib/jobrunner/plugins" "$P/usr/lib/jobrunner/"
+# The Python handler SDK of the exec plugin (docs/exec.md), when that plugin was built.
+[ -d "$STAGE/all/usr/lib/jobrunner/python" ] && cp -a "$STAGE/all/usr/lib/jobrunner/python" "$P/usr/lib/jobrunner/"
 install -m 0644 deploy/systemd/jobrunner@.service "$P/lib/systemd/system/"
 install -m 0600 deploy/systemd/common.env "$P/etc/jobrunner/common.env"
-install -m 0644 deploy/systemd/env/*.env "$P/usr/share/doc/jobrunner/examples/"
+install -m 0644 deploy/systemd/env/*.env deploy/systemd/config/*.toml "$P/usr/share/doc/jobrunner/examples/"
+if [ -d sdk/python/examples ]; then
+  mkdir -p "$P/usr/share/doc/jobrunner/examples/python"
+  install -m 0644 sdk/python/examples/* "$P/usr/share/doc/jobrunner/examples/python/"
+fi
 PLUGINS=$(for f in "$P"/usr/lib/jobrunner/plugins/libjr_*.so; do
   basename "$f" .so | sed 's/^libjr_//'; done | sort | tr '\n' ' ')
 {

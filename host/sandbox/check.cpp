@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "config.hpp"
+#include "exec_kinds.hpp"
 #include "internal.hpp"
 #include "net_guard.hpp"
 #include "sandbox.hpp"
@@ -101,7 +102,28 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
     nlohmann::json hello;
     // First with the default (strictest) policy: the manifest is not known yet.
     LoadedPlugin p = describe_pinned(pin, Policy{}, opts, &hello);
+    // plugins/exec (issue 22): the kinds and commands the operator configured.
+    nlohmann::json exec_kinds = nlohmann::json::array();
+    std::string exec_kinds_error;
+    if (declares_config_kinds(p.manifest)) {
+      try {
+        add_config_kinds(p, ctx.sections);
+        nlohmann::json section = ctx.sections.is_object() && ctx.sections.contains(p.name)
+                                     ? ctx.sections[p.name]
+                                     : nlohmann::json::object();
+        for (const auto& k : parse_exec_kinds(section)) {
+          exec_kinds.push_back({{"kind", k.info.kind},
+                                {"command", k.command},
+                                {"workers", k.workers},
+                                {"env", k.env},
+                                {"programs", program_closure(k.command[0])}});
+        }
+      } catch (const std::exception& e) {
+        exec_kinds_error = e.what();
+      }
+    }
     TrustDecision dec = decide_for(p, ctx);
+    if (!exec_kinds_error.empty()) dec.refusals.push_back("config: " + exec_kinds_error);
     const Policy& pol = dec.policy;
     if (dec.accepted() && dec.isolation == "sandbox") {
       opts.describe_as = p.name;  // with the uid and a cgroup of its own, as its workers get
@@ -188,6 +210,7 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
                             {"approved_at", ap != nullptr ? ap->approved_at : ""},
                             {"builtin", bi != nullptr}}},
                           {"uid", uid_json},
+                          {"exec_kinds", exec_kinds},
                           {"network_grants", network},
                           {"layers", hello.value("layers", nlohmann::json::object())},
                           {"warnings", hello.value("warnings", nlohmann::json::array())}};
@@ -200,6 +223,11 @@ int cmd_plugins_check(const std::string& file, const TrustContext& ctx, bool jso
               << "file       " << file << "\n"
               << "sha256     " << p.sha256 << "\n";
     print_kinds(p, "kind       ");
+    for (const auto& k : exec_kinds) {  // plugins/exec (issue 22)
+      std::cout << "command    " << k["kind"].get<std::string>() << ": " << k["command"].dump()
+                << " (workers " << k["workers"] << ", executable: " << k["programs"].dump()
+                << ")\n";
+    }
     std::cout << "manifest   " << p.manifest.dump() << "\n"
               << "approval   "
               << (bi != nullptr   ? "built-in (shipped plugin)"

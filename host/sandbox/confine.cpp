@@ -5,6 +5,7 @@
 #include <linux/landlock.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -53,6 +54,10 @@ uint64_t fs_rights(int abi) {
   return all;
 }
 
+// exec grant (issue 22): with a policy that grants programs, no rule but theirs carries the
+// execute right (set once per worker by apply_landlock, before any rule is added).
+uint64_t g_drop_access = 0;
+
 // Adds one path_beneath rule for an open file or directory; returns false (errno set) on error.
 bool add_fd(int ruleset, int fd, bool writable, int abi) {
   struct stat st {};
@@ -63,6 +68,7 @@ bool add_fd(int ruleset, int fd, bool writable, int abi) {
   uint64_t access = writable ? fs_rights(abi)
                              : (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
                                 LANDLOCK_ACCESS_FS_EXECUTE);
+  access &= ~g_drop_access;
   if (!S_ISDIR(st.st_mode)) access &= file_only;
   landlock_path_beneath_attr attr{};
   attr.allowed_access = access;
@@ -92,6 +98,8 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
     warnings.push_back("landlock: " + why + "; file access is limited by uid and seccomp only");
     return "degraded: " + why;
   }
+  // exec grant (issue 22): only the granted programs (and their interpreters) are executable.
+  g_drop_access = spec.policy.exec.empty() ? 0 : LANDLOCK_ACCESS_FS_EXECUTE;
   RulesetAttr attr{};
   attr.handled_access_fs = fs_rights(abi);
   bool net_rules = abi >= 4 && spec.policy.network == Network::none;
@@ -150,6 +158,30 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
       warnings.push_back("landlock: writable path " + p + " not granted: " + std::strerror(errno));
     }
   }
+  // exec grant (issue 22): execute (and read) on each granted program file, nothing else.
+  nlohmann::json granted_exec = nlohmann::json::array();
+  for (const auto& p : spec.policy.exec) {
+    int fd = open(p.c_str(), O_PATH | O_CLOEXEC);
+    struct stat st {};
+    landlock_path_beneath_attr pb{};
+    pb.allowed_access = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE;
+    pb.parent_fd = fd;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == 0) {
+      granted_exec.push_back(p);
+    } else {
+      warnings.push_back(
+          "landlock: program " + p + " not granted: " +
+          (fd >= 0 && !S_ISREG(st.st_mode) ? "not a regular file" : std::strerror(errno)));
+    }
+    if (fd >= 0) close(fd);
+  }
+  if (!spec.policy.exec.empty() && abi < 6) {
+    warnings.push_back(
+        "landlock: ABI " + std::to_string(abi) +
+        " cannot scope signals: a handler may signal other processes of its uid (give the "
+        "plugin its own user)");
+  }
   if (syscall(SYS_landlock_restrict_self, rs, 0) != 0) {
     std::string why = errstr("landlock_restrict_self");
     close(rs);
@@ -163,6 +195,7 @@ nlohmann::json apply_landlock(const ConfineSpec& spec, std::vector<std::string>&
                       {"writable", granted_rw},
                       {"tcp", net_rules ? "denied" : "not restricted"},
                       {"scoped", abi >= 6 ? "abstract unix sockets, signals" : "unsupported"}};
+  if (!spec.policy.exec.empty()) r["exec"] = granted_exec;  // issue 22
   if (spec.policy.network == Network::none && abi < 4) {
     r["tcp"] = "not restricted (Landlock ABI < 4)";
   }
@@ -241,6 +274,10 @@ ConfineReport confine(const ConfineSpec& spec) {
   {
     RootSpec rs;
     rs.readable = pol.readable;
+    // exec grant (issue 22): programs outside the system directories appear in the root too.
+    for (const auto& p : pol.exec) {
+      if (p.rfind("/usr/", 0) != 0 && p.rfind("/lib", 0) != 0) rs.readable.push_back(p);
+    }
     rs.writable = pol.writable;
     if (pol.network != Network::none) rs.socket_dirs = spec.socket_dirs;
     rs.network = pol.network != Network::none;
@@ -280,14 +317,37 @@ ConfineReport confine(const ConfineSpec& spec) {
   if (spec.host_pid > 0 && getppid() != spec.host_pid) _exit(70);
   // 8. Landlock.
   L["landlock"] = apply_landlock(spec, rep.warnings);
+  // exec grant (issue 22): orphaned descendants of a handler are re-parented to this worker,
+  // which finds them (/proc/self/task/*/children) and stops them with their handler.
+  if (!pol.exec.empty()) {
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) throw ConfineError(errstr("PR_SET_CHILD_SUBREAPER"));
+    L["subreaper"] = "applied (orphaned descendants come back to the worker)";
+  }
   // 9. seccomp, last: everything above needs system calls the filter refuses.
   if (spec.simulate_missing.count("seccomp")) {
     rep.warnings.push_back("seccomp: unavailable (simulated); system calls are not filtered");
     L["seccomp"] = "degraded: unavailable (simulated)";
   } else {
-    std::string err = install_seccomp(pol.network, getpid(), &rep.notify_fd);
+    ExecGate gate;
+    if (!pol.exec.empty()) {
+      void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (page == MAP_FAILED) throw ConfineError(errstr("mmap(exec path buffer)"));
+      rep.exec_path = static_cast<char*>(page);
+      rep.exec_path_cap = 4096;
+      gate.path_addr = reinterpret_cast<uintptr_t>(page);
+      gate.anywhere = pol.exec_from_handlers;
+    }
+    std::string err =
+        install_seccomp(pol.network, getpid(), &rep.notify_fd, pol.exec.empty() ? nullptr : &gate);
     if (err.empty()) {
       L["seccomp"] = "applied (allowlist, kill on violation)";
+      if (!pol.exec.empty()) {  // issue 22
+        L["seccomp"] =
+            std::string(
+                "applied (allowlist, kill on violation; exec granted: fork without "
+                "namespaces, signals but to -1, execve ") +
+            (pol.exec_from_handlers ? "anywhere (sandbox.exec)" : "only from the spawn path") + ")";
+      }
       if (pol.network == Network::loopback) {
         L["network"] =
             "loopback: connect, bind, listen and addressed sends are checked and performed by "

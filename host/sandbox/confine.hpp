@@ -48,6 +48,10 @@ struct ConfineSpec {
 struct ConfineReport {
   nlohmann::json layers = nlohmann::json::object();  // layer -> "applied ..." / "degraded: ..."
   std::vector<std::string> warnings;                 // one per degraded layer
+  // exec grant (issue 22): a private page whose address is the only pathname execve accepts
+  // (ExecGate). The worker's spawn path copies the program's path here in the forked child.
+  char* exec_path = nullptr;
+  size_t exec_path_cap = 0;
   // network = "loopback": the seccomp notification fd the host's NetGuard must take over
   // (worker_main hands it over and closes it before loading the plugin); -1 otherwise.
   int notify_fd = -1;
@@ -55,9 +59,20 @@ struct ConfineReport {
 
 ConfineReport confine(const ConfineSpec& spec);
 
+// exec grant (issue 22): what seccomp lets through to execve. `path_addr`: the worker's exec
+// buffer (ConfineReport::exec_path), the only pathname pointer execve accepts unless `anywhere`
+// (the operator lets handlers run programs of their own).
+struct ExecGate {
+  uint64_t path_addr = 0;
+  bool anywhere = false;
+};
+
 // The seccomp layer alone (seccomp_filter.cpp). Returns "" when loaded, else the reason.
-// With Network::loopback, `notify_fd` receives the notification listener.
-std::string install_seccomp(Network net, pid_t self, int* notify_fd);
+// With Network::loopback, `notify_fd` receives the notification listener. `gate` (a policy with
+// an exec grant): fork without namespace flags, execve as the gate says, setsid, its own
+// parent-death signal and signals to any process but -1 (Landlock scopes them).
+std::string install_seccomp(Network net, pid_t self, int* notify_fd,
+                            const ExecGate* gate = nullptr);
 
 // Landlock ABI version of the running kernel (0 when unsupported).
 int landlock_abi();

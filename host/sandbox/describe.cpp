@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cgroup.hpp"
+#include "exec_kinds.hpp"
 #include "identity.hpp"
 #include "internal.hpp"
 #include "sandbox.hpp"
@@ -163,8 +164,34 @@ std::string str_field(const nlohmann::json& obj, const char* key, size_t max,
   return v.get<std::string>();
 }
 
+// plugins/exec (issue 22): for the shipped exec plugin (a manifest with "config_kinds" and a
+// built-in approval), the programs of the kinds in its config section and of its sandbox.exec,
+// with their interpreters; and, unless the config sets sandbox.workers, a pool of the kinds'
+// `workers` summed.
+void exec_trust_input(const LoadedPlugin& p, nlohmann::json& section, TrustInput& in) {
+  if (!declares_config_kinds(p.manifest)) return;
+  in.exec_plugin = in.builtin;
+  try {
+    auto kinds = parse_exec_kinds(section);
+    in.exec_programs = exec_programs(kinds);
+    int workers = 0;
+    for (const auto& k : kinds) workers += k.workers;
+    if (!section.contains("sandbox")) section["sandbox"] = nlohmann::json::object();
+    auto& sb = section["sandbox"];
+    if (sb.is_object() && workers > 0 && !sb.contains("workers")) sb["workers"] = workers;
+    if (sb.is_object() && sb.contains("exec") && sb["exec"].is_array()) {
+      for (const auto& x : sb["exec"]) {
+        if (!x.is_string()) continue;  // decide_trust refuses the value with its reason
+        for (auto& prog : program_closure(x.get<std::string>())) in.exec_extra.push_back(prog);
+      }
+    }
+  } catch (const PolicyError& e) {
+    in.exec_error = std::string("config [plugins.") + p.name + "]: " + e.what();
+  }
+}
+
 // The trust decision of `p` under `ctx`: built-in approval by content, approval by (name, sha).
-TrustDecision decide(const LoadedPlugin& p, const nlohmann::json& section,
+TrustDecision decide(const LoadedPlugin& p, nlohmann::json section,
                      const std::string& host_isolation, const Approvals* approvals,
                      int default_workers, const nlohmann::json& plugin_config) {
   TrustInput in;
@@ -181,6 +208,7 @@ TrustDecision decide(const LoadedPlugin& p, const nlohmann::json& section,
       approvals != nullptr && !p.sha256.empty() ? approvals->find(p.name, p.sha256) : nullptr;
   if (a != nullptr) in.approved = &a->request;
   in.default_workers = default_workers;
+  exec_trust_input(p, in.section, in);  // issue 22: the exec plugin's programs and pool size
   return decide_trust(in);
 }
 
@@ -305,7 +333,9 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
   const auto& idle = field(d, "has_idle");
   p.has_idle = idle.is_boolean() && idle.get<bool>();
   const auto& kinds = field(d, "kinds");
-  if (!kinds.is_array() || kinds.empty()) throw fail("declares no job kinds");
+  if (!kinds.is_array() || (kinds.empty() && !declares_config_kinds(p.manifest))) {
+    throw fail("declares no job kinds");  // unless the operator declares them (issue 22)
+  }
   if (kinds.size() > 1024) throw fail("declares too many job kinds");
   for (const auto& k : kinds) {
     KindInfo ki;

@@ -948,7 +948,18 @@ class Handler {
   // The worker's socket, duplicated, and its family and type. Checks that the caller still
   // waits (its pid was not reused while we read its memory).
   bool dup_socket(int fd, Fd* s, int* domain, int* type, Result* r) {
-    *s = Fd(dup_from(s_.pidfd, fd));
+    // The calling thread's own descriptor table, not the worker's: with an exec grant (issue 22)
+    // the caller may be a handler process the worker started, whose fd N is another file.
+    // PIDFD_THREAD (Linux 6.9) names any thread; without it only a process's main thread.
+    // Before Linux 6.9 (EINVAL): the worker's own table, as for a plugin without exec (an exec
+    // handler's sockets are then not reachable: its connects fail with EBADF/ENOTSOCK).
+    Fd caller(static_cast<int>(syscall(SYS_pidfd_open, req_.pid, 0x80 /* PIDFD_THREAD */)));
+    bool old_kernel = caller.get() < 0 && errno == EINVAL;
+    if (caller.get() < 0 && !old_kernel) {
+      *r = fail(EINTR);  // the caller is gone
+      return false;
+    }
+    *s = Fd(dup_from(old_kernel ? s_.pidfd : caller.get(), fd));
     if (s->get() < 0) {
       *r = fail(errno == EBADF ? EBADF : ENOTSOCK);
       return false;

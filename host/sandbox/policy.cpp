@@ -110,6 +110,15 @@ void apply(Policy& p, const nlohmann::json& obj, const nlohmann::json& plugin_co
     } else if (key == "scratch_mb") {
       p.scratch_mb = get_count(v, key, int64_t{1} << 20);
       if (p.scratch_mb < 1) throw PolicyError("sandbox.scratch_mb must be between 1 and 1048576");
+    } else if (key == "exec") {
+      // exec grant (issue 22): only the host hands it to a worker (decide_trust refuses a
+      // manifest that asks for it without the operator's grant).
+      if (!from_host) continue;
+      for (auto& s : get_paths(v, key)) p.exec.push_back(s);
+    } else if (key == "exec_from_handlers") {
+      if (!from_host) continue;  // derived by decide_trust from [plugins.exec.sandbox] exec
+      if (!v.is_boolean()) throw PolicyError("sandbox.exec_from_handlers must be a boolean");
+      p.exec_from_handlers = v.get<bool>();
     } else if (key == "user") {
       if (!from_host) continue;  // a plugin does not pick the uid it runs as
       if (!v.is_string()) throw PolicyError("sandbox.user must be a user name");
@@ -150,7 +159,9 @@ nlohmann::json Policy::to_json() const {
           {"max_file_mb", max_file_mb},
           {"max_threads", max_threads},
           {"scratch_mb", scratch_mb},
-          {"user", user}};
+          {"user", user},
+          {"exec", exec},
+          {"exec_from_handlers", exec_from_handlers}};
 }
 
 nlohmann::json Policy::grants_json() const {
@@ -165,7 +176,7 @@ Policy make_policy(const nlohmann::json& manifest, const nlohmann::json& config_
   }
   apply(p, config_override, plugin_config, true);
   // De-duplicate grants while keeping their order (the worker adds one Landlock rule per path).
-  for (auto* list : {&p.readable, &p.writable, &p.sockets, &p.connect}) {
+  for (auto* list : {&p.readable, &p.writable, &p.sockets, &p.connect, &p.exec}) {
     std::set<std::string> seen;
     std::vector<std::string> out;
     for (auto& s : *list) {
@@ -448,6 +459,7 @@ TrustDecision decide_trust(const TrustInput& in) {
   std::set<std::string> known;
   for (const auto& k : kKeys) known.insert(k.key);
   known.insert("user");
+  known.insert("exec");
   for (const auto* obj : {&req_sandbox, &cfg_sandbox}) {
     if (!obj->is_object()) continue;
     for (const auto& [key, v] : obj->items()) {
@@ -526,6 +538,49 @@ TrustDecision decide_trust(const TrustInput& in) {
       d.granted = d.effective = "";
     }
     // A manifest's "user" is not a refusal: it is ignored (`plugins check` shows it).
+    out.dims.push_back(std::move(d));
+  }
+
+  // exec (issue 22, plugins/exec): configuration-only, and only for the shipped exec plugin
+  // (in.exec_plugin: its built-in approval matches the content). The programs are those of the
+  // kinds the operator declares in [[plugins.<name>.kinds]] (in.exec_programs, with their
+  // interpreters), plus [plugins.<name>.sandbox] exec = [...] (in.exec_extra): programs the
+  // handlers themselves may run, which also lets seccomp pass their execve. Never a manifest,
+  // never an approval.
+  {
+    DimensionDecision d;
+    d.key = "exec";
+    const auto& req = member(req_sandbox, "exec");
+    const auto& cfg = member(cfg_sandbox, "exec");
+    d.requested = req;
+    nlohmann::json eff = nlohmann::json::array();
+    for (const auto& p : in.exec_programs) eff.push_back(p);
+    for (const auto& p : in.exec_extra) {
+      if (std::find(eff.begin(), eff.end(), p) == eff.end()) eff.push_back(p);
+    }
+    if (!cfg.is_null() || !eff.empty()) d.source = GrantSource::config;
+    if (!cfg.is_null()) {
+      try {
+        validate_key("exec", cfg);
+      } catch (const PolicyError& e) {
+        refuse(d, std::string("config [plugins.") + name + ".sandbox]: " + e.what());
+      }
+    }
+    if (d.refused.empty() && !in.exec_error.empty()) refuse(d, in.exec_error);
+    if (d.refused.empty() && !in.exec_plugin && (!eff.empty() || !cfg.is_null())) {
+      refuse(d, "only the shipped exec plugin may run programs: [plugins." + name +
+                    "] declares kinds with commands or sandbox.exec");
+    }
+    if (d.refused.empty() && !req.is_null() && !(req.is_array() && req.empty()) &&
+        !within(Cmp::subset, req, eff)) {
+      refuse(d, "requests sandbox.exec = " + shown(req) +
+                    " (running programs); only the operator's configuration grants that, "
+                    "for the shipped exec plugin: [[plugins.exec.kinds]] command = [...]");
+    }
+    if (d.refused.empty()) d.granted = eff;
+    d.effective = d.refused.empty() ? eff : nlohmann::json::array();
+    if (!d.effective.empty()) out.sandbox["exec"] = d.effective;
+    if (!d.effective.empty() && !in.exec_extra.empty()) out.sandbox["exec_from_handlers"] = true;
     out.dims.push_back(std::move(d));
   }
 

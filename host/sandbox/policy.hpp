@@ -46,6 +46,13 @@ struct Policy {
   int64_t max_threads = 4096;    // RLIMIT_NPROC and pids.max: all the plugin's workers
   int64_t scratch_mb = 256;      // size of each worker's scratch tmpfs (1 .. 1<<20)
   std::string user;              // uid to run as when the host is root ("" = allocated)
+  // exec grant (issue 22, plugins/exec): programs the worker and its children may execute
+  // (absolute paths, with their ELF and script interpreters). Empty: execve and fork kill the
+  // worker (seccomp). Configuration-only: a manifest cannot grant itself exec.
+  std::vector<std::string> exec;
+  // With exec: handlers may call execve themselves (Landlock still limits it to `exec`); false:
+  // seccomp lets only the worker's spawn path exec (the operator's sandbox.exec sets it).
+  bool exec_from_handlers = false;
 
   // Host-side grants (not part of a worker's confinement; copied to LoadedPlugin::grants):
   bool database = false;                   // a database role and URL for it; false = no URL
@@ -97,6 +104,11 @@ struct TrustInput {
   const nlohmann::json* approved = nullptr;  // the request an approval of (name, sha256) recorded
   bool builtin = false;     // a built-in approval (shipped plugin) matches sha256: as config
   int default_workers = 1;  // the host's pool size per plugin (a request above it needs a grant)
+  // exec grant (issue 22), computed by the caller (it reads the command files):
+  bool exec_plugin = false;                // the shipped exec plugin (built-in approval)
+  std::vector<std::string> exec_programs;  // its configured kinds' programs and interpreters
+  std::vector<std::string> exec_extra;     // [plugins.<name>.sandbox] exec, with interpreters
+  std::string exec_error;                  // non-empty: a command cannot be granted, and why
 };
 
 struct TrustDecision {

@@ -17,6 +17,11 @@
 //   - signals, prlimit64 and sched_setaffinity only on itself; sched_getaffinity of another
 //     task: ENOSYS (glibc's pthread_getattr_np treats that as "no affinity information").
 // execve, fork, ptrace, mount, namespaces, bpf, io_uring, keyrings, ... kill the worker.
+// Unless the policy grants exec (issue 22, plugins/exec): then fork (clone without CLONE_THREAD,
+// vfork) is allowed without namespace flags or CLONE_PARENT (those: EPERM), execve only with the
+// worker's exec buffer as its pathname (ExecGate; any execve when the operator lets handlers run
+// programs), setsid, PR_SET_PDEATHSIG(SIGKILL) and signals to any process but -1; Landlock
+// decides which files may be executed and scopes signals to the worker's own domain.
 //
 // libseccomp 2.5 cannot combine an argument-less rule with argument rules for one system call
 // (the argument-less one wins), so "everything else" is spelled out as aligned value blocks
@@ -30,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -264,7 +270,8 @@ std::string load_with_listener(scmp_filter_ctx ctx, int* notify_fd) {
 
 }  // namespace
 
-std::string install_seccomp(Network net, pid_t self, int* notify_fd) {
+std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecGate* gate) {
+  const bool allow_exec = gate != nullptr;
   *notify_fd = -1;
   std::unique_ptr<void, CtxDeleter> guard(seccomp_init(SCMP_ACT_KILL_PROCESS));
   scmp_filter_ctx ctx = guard.get();
@@ -288,7 +295,34 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd) {
   // Threads only: a clone without CLONE_THREAD (fork, posix_spawn) fails with EPERM.
   r.add(SCMP_ACT_ALLOW, SCMP_SYS(clone),
         {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)});
-  r.add(kEperm, SCMP_SYS(clone), {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)});
+  if (!allow_exec) {
+    r.add(kEperm, SCMP_SYS(clone), {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)});
+  } else {
+    // exec grant (issue 22): processes, but no new namespaces and no sibling of the worker
+    // (CLONE_PARENT would hand the child to the runner).
+    const uint64_t forbidden = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
+                               CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x80 /* NEWTIME */ |
+                               CLONE_PARENT;
+    r.add(SCMP_ACT_ALLOW, SCMP_SYS(clone),
+          {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD | forbidden, 0)});
+    for (uint64_t bit = 1; bit != 0 && bit <= forbidden; bit <<= 1) {
+      if ((forbidden & bit) == 0) continue;
+      r.add(kEperm, SCMP_SYS(clone), {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD | bit, bit)});
+    }
+    for (int sys : {SCMP_SYS(vfork), SCMP_SYS(setsid)}) r.add(SCMP_ACT_ALLOW, sys, {});
+    if (gate->anywhere) {
+      r.add(SCMP_ACT_ALLOW, SCMP_SYS(execve), {});
+    } else {
+      // Only the worker's spawn path: its pathname argument is the worker's exec buffer (a
+      // handler's own execve, from a fresh address space, names other memory: EPERM).
+      r.add(SCMP_ACT_ALLOW, SCMP_SYS(execve), {SCMP_A0_64(SCMP_CMP_EQ, gate->path_addr)});
+      r.add(kEperm, SCMP_SYS(execve), {SCMP_A0_64(SCMP_CMP_NE, gate->path_addr)});
+    }
+    r.add(kEperm, SCMP_SYS(execveat), {});
+    // A child arms its own parent-death signal before exec; nobody can disarm it.
+    r.add(SCMP_ACT_ALLOW, SCMP_SYS(prctl),
+          {eq32(0, PR_SET_PDEATHSIG), SCMP_A1_64(SCMP_CMP_EQ, SIGKILL)});
+  }
   // clone3 passes its flags in memory seccomp cannot read: ENOSYS makes glibc use clone.
   r.add(SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), {});
   if (r.rc() != 0) return fail("clone", r.rc());
@@ -332,10 +366,19 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd) {
     r.add(SCMP_ACT_NOTIFY, SCMP_SYS(sendto), {SCMP_A4_64(SCMP_CMP_NE, 0)});
     if (r.rc() != 0) return fail("loopback rules", r.rc());
   }
-  // Signals: only to this process (abort() and raise() use tgkill on themselves).
+  // Signals: only to this process (abort() and raise() use tgkill on themselves). With an exec
+  // grant (issue 22) to any process: the worker stops its children, a child signals itself;
+  // Landlock (ABI >= 6) scopes signals to the worker's domain.
   for (int sys :
        {SCMP_SYS(kill), SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo), SCMP_SYS(rt_tgsigqueueinfo)}) {
-    r.add(SCMP_ACT_ALLOW, sys, {SCMP_A0_32(SCMP_CMP_EQ, own)});
+    if (allow_exec) {
+      // Not -1 (every process of the uid); Landlock (ABI >= 6) scopes the rest to the worker's
+      // own domain, the uid to the plugin's processes.
+      r.add(SCMP_ACT_ALLOW, sys, {SCMP_A0_32(SCMP_CMP_NE, static_cast<uint32_t>(-1))});
+      r.add(kEperm, sys, {SCMP_A0_32(SCMP_CMP_EQ, static_cast<uint32_t>(-1))});
+    } else {
+      r.add(SCMP_ACT_ALLOW, sys, {SCMP_A0_32(SCMP_CMP_EQ, own)});
+    }
   }
   r.add(kEperm, SCMP_SYS(tkill), {});
   if (r.rc() != 0) return fail("signals", r.rc());
@@ -351,7 +394,15 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd) {
   // prctl: the allowlist; the rest (PR_SET_PDEATHSIG above all: the worker must die with the
   // host) fails with EPERM.
   r.add_in(SCMP_ACT_ALLOW, SCMP_SYS(prctl), 0, kPrctlAllowed, {});
-  r.add_except(kEperm, SCMP_SYS(prctl), 0, kPrctlAllowed, {});
+  if (!allow_exec) {
+    r.add_except(kEperm, SCMP_SYS(prctl), 0, kPrctlAllowed, {});
+  } else {
+    // exec grant: PR_SET_PDEATHSIG(SIGKILL) is allowed above; any other value fails.
+    std::vector<uint32_t> others = kPrctlAllowed;
+    others.push_back(PR_SET_PDEATHSIG);
+    r.add_except(kEperm, SCMP_SYS(prctl), 0, others, {});
+    r.add(kEperm, SCMP_SYS(prctl), {eq32(0, PR_SET_PDEATHSIG), SCMP_A1_64(SCMP_CMP_NE, SIGKILL)});
+  }
   if (r.rc() != 0) return fail("prctl", r.rc());
   // ioctl: the allowlist (the request is 32 bits wide in the kernel).
   r.add_in(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, kIoctlAllowed, {});

@@ -129,6 +129,23 @@ class WorkerServices final : public jr::HostServices {
 WorkerServices g_services;
 jr_host_api g_api;
 
+// plugins/exec (issue 22): the exec buffer confine() mapped (the only pathname seccomp lets
+// execve take), offered as the extension "jr.exec.v1". Layout shared with plugins/exec.
+struct ExecExtension {
+  uint32_t struct_size;
+  uint32_t reserved;
+  char* path;       // copy the program's path here (in the forked child), then execve(path, ...)
+  size_t capacity;  // bytes, including the NUL
+};
+ExecExtension g_exec_ext{sizeof(ExecExtension), 0, nullptr, 0};
+
+const void* api_get_extension(const char* id) {
+  if (id != nullptr && std::strcmp(id, "jr.exec.v1") == 0 && g_exec_ext.path != nullptr) {
+    return &g_exec_ext;
+  }
+  return nullptr;
+}
+
 int32_t api_is_cancelled(jr_job_ctx*) {
   uint64_t seq = g_seq.load(std::memory_order_relaxed);
   return seq != 0 && __atomic_load_n(&g_shared->cancel_seq, __ATOMIC_RELAXED) == seq ? 1 : 0;
@@ -360,6 +377,9 @@ int main(int argc, char** argv) {
   }
   g_api = *jr::host_api();
   g_api.is_cancelled = &api_is_cancelled;
+  g_exec_ext.path = rep.exec_path;
+  g_exec_ext.capacity = rep.exec_path_cap;
+  g_api.get_extension = &api_get_extension;
   // From here on, plugin code runs (its constructors first).
   jr::LoadedPlugin p;
   try {

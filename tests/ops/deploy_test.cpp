@@ -14,6 +14,8 @@
 #include <set>
 #include <sstream>
 
+#include <toml++/toml.h>
+
 #include "harness.hpp"
 #include "util.hpp"
 #include "yaml_lite.hpp"
@@ -48,6 +50,56 @@ std::set<std::string> plugin_kinds(const fs::path& dir) {
     kinds.insert((*it)[1].matched ? (*it)[1].str() : consts.at((*it)[2]));
   }
   return kinds;
+}
+
+// The kinds an operator declares for a plugin whose kinds come from configuration (plugins/exec):
+// kind = "..." of each [[plugins.<name>.kinds]] table of a runner config (parsed as TOML, so a
+// broken example config fails here too).
+std::set<std::string> configured_kinds(const std::string& toml_text, const std::string& plugin) {
+  std::set<std::string> out;
+  toml::table t = toml::parse(toml_text);
+  if (auto* arr = t["plugins"][plugin]["kinds"].as_array()) {
+    for (auto& e : *arr) {
+      if (auto* tbl = e.as_table()) {
+        if (auto k = (*tbl)["kind"].value<std::string>()) out.insert(*k);
+      }
+    }
+  }
+  return out;
+}
+
+// The runner.toml block of a ConfigMap under deploy/kubernetes/config/ (a `|` literal block,
+// which the YAML subset above does not parse): its lines with the block's indentation removed.
+std::string configmap_runner_toml(const fs::path& file) {
+  std::istringstream in(slurp(file));
+  std::string line, out;
+  bool inside = false;
+  size_t indent = std::string::npos;
+  while (std::getline(in, line)) {
+    if (!inside) {
+      inside = line.find("runner.toml: |") != std::string::npos;
+      continue;
+    }
+    size_t first = line.find_first_not_of(' ');
+    if (first == std::string::npos) {
+      out += "\n";
+      continue;
+    }
+    if (indent == std::string::npos) indent = first;
+    if (first < indent) break;
+    out += line.substr(indent) + "\n";
+  }
+  return out;
+}
+
+// A plugin's kinds as deployed: those it registers itself, or, for a plugin whose kinds are
+// configured (exec), those of the deployment's runner config.
+std::set<std::string> deployed_kinds(const std::string& name, const fs::path& config) {
+  auto kinds = plugin_kinds(source_dir() + "/plugins/" + name);
+  if (!kinds.empty()) return kinds;
+  if (!fs::exists(config)) return {};
+  std::string text = config.extension() == ".toml" ? slurp(config) : configmap_runner_toml(config);
+  return configured_kinds(text, name);
 }
 
 std::vector<std::string> shipped_plugins() {
@@ -170,8 +222,9 @@ TEST(Deploy, OneValidKubernetesDeploymentPerShippedPlugin) {
     ASSERT_TRUE(fs::exists(file)) << file;
     nlohmann::json d;
     ASSERT_NO_THROW(d = parse_yaml_lite(slurp(file)));
-    auto kinds = plugin_kinds(source_dir() + "/plugins/" + name);
-    ASSERT_FALSE(kinds.empty());
+    auto kinds =
+        deployed_kinds(name, source_dir() + "/deploy/kubernetes/config/" + name + ".yaml");
+    ASSERT_FALSE(kinds.empty()) << "no kinds: neither registered by the plugin nor configured";
     EXPECT_EQ(check_deployment(d, kinds), "");
   }
 }
@@ -222,8 +275,15 @@ TEST(Deploy, SystemdTemplateUnitVerifiesForEveryJobType) {
     std::smatch m;
     ASSERT_TRUE(std::regex_search(text, m, std::regex("\nRUNNER_KINDS=([a-z0-9_,]+)\n")));
     auto listed = jr::split_list(m[1].str());
-    EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()),
-              plugin_kinds(source_dir() + "/plugins/" + name));
+    fs::path config;
+    std::smatch c;
+    if (std::regex_search(text, c, std::regex("\nRUNNER_CONFIG=/etc/jobrunner/([a-z0-9_.]+)\n"))) {
+      config = source_dir() + "/deploy/systemd/config/" + c[1].str();
+      EXPECT_TRUE(fs::exists(config)) << "RUNNER_CONFIG names " << c[1] << ", not in deploy/systemd/config";
+    }
+    auto kinds = deployed_kinds(name, config);
+    ASSERT_FALSE(kinds.empty()) << "no kinds: neither registered by the plugin nor configured";
+    EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), kinds);
     ASSERT_TRUE(std::regex_search(text, m, std::regex("\nRUNNER_HTTP=127\\.0\\.0\\.1:([0-9]+)\n")));
     EXPECT_TRUE(ports.insert(m[1].str()).second) << "two job types share HTTP port " << m[1];
     fs::create_symlink("jobrunner@.service", tmp.path() + "/jobrunner@" + name + ".service");

@@ -1,0 +1,55 @@
+"""Test handlers for tests/exec (the exec plugin through the real runner).
+
+py_work payload keys (all optional):
+  n                 echoed in the result
+  fail_attempts     fail (retryable) while job.attempt <= this
+  permanent         fail permanently
+  snooze_until      Unix time (s): snooze until then
+  enqueue           enqueue a py_child job with {"parent": job.id}; its id goes in the result
+  sleep_ms          sleep this long, returning early (cancelled) when the runner asks
+  ignore_deadline   loop forever, ignoring the cancel message and SIGTERM
+  progress          report progress 50 "half" before finishing
+py_child: returns {"child_of": payload["parent"]}.
+"""
+import os
+import signal
+import time
+
+from jobrunner_handler import Permanent, Snooze, enqueue, handler, log, progress, run
+
+
+@handler("py_work")
+def work(payload, job):
+    p = payload or {}
+    if p.get("progress"):
+        progress(50, "half")
+    if job.attempt <= p.get("fail_attempts", 0):
+        raise RuntimeError("failing attempt %d on purpose" % job.attempt)
+    if p.get("permanent"):
+        raise Permanent("bad input on purpose")
+    if "snooze_until" in p and time.time() < p["snooze_until"]:
+        raise Snooze(p["snooze_until"] - time.time())
+    if p.get("ignore_deadline"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(0.05)
+    if "sleep_ms" in p:
+        until = time.time() + p["sleep_ms"] / 1000.0
+        while time.time() < until:
+            if job.cancelled:
+                log("stopping on cancel", "warn")
+                return {"stopped": True}
+            time.sleep(0.01)
+    out = {"n": p.get("n"), "attempt": job.attempt, "pid": os.getpid()}
+    if p.get("enqueue"):
+        out["child"] = enqueue("py_child", {"parent": job.id})
+    return out
+
+
+@handler("py_child")
+def child(payload, job):
+    return {"child_of": (payload or {}).get("parent")}
+
+
+if __name__ == "__main__":
+    run()
