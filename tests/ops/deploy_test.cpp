@@ -5,6 +5,7 @@
 // environment file.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <toml++/toml.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -13,8 +14,6 @@
 #include <regex>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 #include "harness.hpp"
 #include "util.hpp"
@@ -222,8 +221,7 @@ TEST(Deploy, OneValidKubernetesDeploymentPerShippedPlugin) {
     ASSERT_TRUE(fs::exists(file)) << file;
     nlohmann::json d;
     ASSERT_NO_THROW(d = parse_yaml_lite(slurp(file)));
-    auto kinds =
-        deployed_kinds(name, source_dir() + "/deploy/kubernetes/config/" + name + ".yaml");
+    auto kinds = deployed_kinds(name, source_dir() + "/deploy/kubernetes/config/" + name + ".yaml");
     ASSERT_FALSE(kinds.empty()) << "no kinds: neither registered by the plugin nor configured";
     EXPECT_EQ(check_deployment(d, kinds), "");
   }
@@ -279,7 +277,8 @@ TEST(Deploy, SystemdTemplateUnitVerifiesForEveryJobType) {
     std::smatch c;
     if (std::regex_search(text, c, std::regex("\nRUNNER_CONFIG=/etc/jobrunner/([a-z0-9_.]+)\n"))) {
       config = source_dir() + "/deploy/systemd/config/" + c[1].str();
-      EXPECT_TRUE(fs::exists(config)) << "RUNNER_CONFIG names " << c[1] << ", not in deploy/systemd/config";
+      EXPECT_TRUE(fs::exists(config))
+          << "RUNNER_CONFIG names " << c[1] << ", not in deploy/systemd/config";
     }
     auto kinds = deployed_kinds(name, config);
     ASSERT_FALSE(kinds.empty()) << "no kinds: neither registered by the plugin nor configured";
