@@ -30,8 +30,12 @@ struct WorkerFlags {
   int fetch_batch = -1;
   std::string worker_id;
   std::string rescue_interval;
-  std::string http;       // --http [ADDR:]PORT (host/ops)
-  std::string isolation;  // --isolation sandbox|none
+  std::string reclaim_interval;  // --reclaim-interval-seconds (Reproq), seconds
+  std::string heartbeat;         // --heartbeat-seconds: lease renewal interval
+  int metrics_port = 0;          // --metrics-port (Reproq): --http PORT
+  std::string priority_aging;    // --priority-aging-factor (Reproq)
+  std::string http;              // --http [ADDR:]PORT (host/ops)
+  std::string isolation;         // --isolation sandbox|none
 };
 
 struct EnqueueFlags {
@@ -120,6 +124,7 @@ struct DbUrlFlags {
 int cmd_db(const GlobalFlags& g, const std::string& action, const DbUrlFlags& url_flags = {});
 int cmd_cancel(const GlobalFlags& g, int64_t id);
 int cmd_retry(const GlobalFlags& g, int64_t id);
+int cmd_replay(const GlobalFlags& g, int64_t id);
 int cmd_dlq(const GlobalFlags& g, const DlqFlags& f);
 int cmd_queue(const GlobalFlags& g, const std::string& action, const std::string& queue);
 int cmd_limit(const GlobalFlags& g, const LimitFlags& f);

@@ -43,6 +43,17 @@ int cmd_retry(const GlobalFlags& g, int64_t id) {
   return kExitError;
 }
 
+int cmd_replay(const GlobalFlags& g, int64_t id) {
+  auto store = open_store(build_config(g));
+  auto new_id = store->JobReplay(id);
+  if (!new_id) {
+    std::cerr << "runner replay: no job with id " << id << "\n";
+    return kExitNotFound;
+  }
+  std::cout << *new_id << "\n";
+  return kExitOk;
+}
+
 int cmd_dlq(const GlobalFlags& g, const DlqFlags& f) {
   auto store = open_store(build_config(g));
   DeadLetterFilter filter;

@@ -77,8 +77,42 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   if (!w.rescue_interval.empty()) {
     cfg.rescue_interval_seconds = parse_duration_seconds(w.rescue_interval);
   }
+  if (!w.reclaim_interval.empty()) {
+    if (!w.rescue_interval.empty()) {
+      std::cerr << "runner: give --rescue-interval or --reclaim-interval-seconds, not both\n";
+      return cli::kExitUsage;
+    }
+    double v = parse_duration_seconds(w.reclaim_interval);
+    if (v <= 0) {
+      // Reproq's 0 turns reclaiming off. Here only the elected leader rescues expired leases,
+      // once for the whole cluster, and a runner without it would strand jobs of dead runners.
+      std::cerr << "runner: --reclaim-interval-seconds 0 (no reclaiming) is not supported: "
+                   "expired leases are rescued by one elected runner per database; give a "
+                   "positive interval\n";
+      return cli::kExitUsage;
+    }
+    cfg.rescue_interval_seconds = v;
+  }
+  if (!w.heartbeat.empty()) cfg.heartbeat_seconds = parse_duration_seconds(w.heartbeat);
+  if (!w.priority_aging.empty()) {
+    cfg.priority_aging_seconds = parse_duration_seconds(w.priority_aging);
+  }
+  if (!w.worker_id.empty()) cfg.worker_id = w.worker_id;
+  if (w.metrics_port > 0) {
+    if (!w.http.empty()) {
+      std::cerr << "runner: give --http or --metrics-port, not both\n";
+      return cli::kExitUsage;
+    }
+    cfg.http = std::to_string(w.metrics_port);
+  }
   if (!w.http.empty()) cfg.http = w.http;
   validate(cfg);
+  if (!cfg.env_aliases_used.empty()) {
+    std::string names;
+    for (const auto& n : cfg.env_aliases_used) names += (names.empty() ? "" : ",") + n;
+    log::info("seed environment variables read as aliases (docs/migrating.md)",
+              {{"variables", names}});
+  }
   if (!cfg.http.empty()) ops::parse_listen_address(cfg.http);  // bad address: usage error
   for (const auto& [kind, hook] : cfg.webhooks) ops::check_webhook_url(hook);
   if (cfg.plugins_dir.empty()) {
@@ -286,7 +320,8 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   EngineOptions eo;
   eo.database_url = url;
-  eo.worker_id = w.worker_id;
+  eo.worker_id = cfg.worker_id;
+  eo.heartbeat_seconds = cfg.heartbeat_seconds;
   eo.concurrency = cfg.concurrency;
   eo.prefetch = w.prefetch;
   eo.fetch_batch = cfg.fetch_batch;

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -174,7 +175,8 @@ void read_file(const std::string& path, Config& cfg) {
     Reader r(path, *w->as_table(), "worker");
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
              "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
-             "failure_ttl", "max_attempts", "priority_aging", "isolation", "http"},
+             "failure_ttl", "max_attempts", "priority_aging", "isolation", "http", "worker_id",
+             "heartbeat_interval"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
              "idle_timeout", "init_retry_max"});
@@ -184,6 +186,8 @@ void read_file(const std::string& path, Config& cfg) {
     r.list("queues", cfg.queues);
     r.list("kinds", cfg.kinds);
     r.seconds("lease_seconds", cfg.lease_seconds);
+    r.seconds("heartbeat_interval", cfg.heartbeat_seconds);
+    r.str("worker_id", cfg.worker_id);
     r.seconds("poll_interval", cfg.poll_interval_seconds);
     r.seconds("shutdown_grace", cfg.shutdown_grace_seconds);
     r.integer("fetch_batch", cfg.fetch_batch, 0, 100000);
@@ -230,12 +234,123 @@ const char* env(const char* name) {
   return (v && *v) ? v : nullptr;
 }
 
+// Percent-encodes one part of a postgresql:// URL (RFC 3986 unreserved characters stay).
+std::string url_part(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+// The seeds' own environment variables (docs/migrating.md), read before RUNNER_* so those win:
+// the domain checker's DB_* / POSTGRES_* connection parts and RQ_QUEUE, the dataset worker's
+// WORKER_CONCURRENCY, WORKER_POLL_INTERVAL and WORKER_MAX_RETRIES, Reproq's WORKER_ID.
+void apply_seed_aliases(Config& cfg) {
+  auto bad = [](const char* var, const std::string& why) {
+    return ConfigError(std::string("environment variable ") + var + ": " + why);
+  };
+  std::vector<std::string> db_parts;  // the names used, recorded only if the URL is made
+  auto pick = [&](const char* a, const char* b) -> const char* {
+    for (const char* name : {a, b}) {
+      if (auto v = env(name)) {
+        db_parts.push_back(name);
+        return v;
+      }
+    }
+    return nullptr;
+  };
+  // A database URL from its parts, only when no URL is given (as in the seed: DATABASE_URL
+  // "takes precedence if set"). Missing parts keep the seed's defaults except the password
+  // (none) and the database name (the user's, as libpq does).
+  const char* host = pick("DB_HOST", "POSTGRES_HOST");
+  const char* port = pick("DB_PORT", "POSTGRES_PORT");
+  const char* user = pick("DB_USER", "POSTGRES_USER");
+  const char* password = pick("DB_PASSWORD", "POSTGRES_PASSWORD");
+  const char* name = pick("DB_NAME", "POSTGRES_DB");
+  if ((host || port || user || password || name) && !env("DATABASE_URL") &&
+      !env("RUNNER_DATABASE_URL")) {
+    if (port) {
+      std::string ps(port);
+      if (ps.empty() || ps.size() > 5 || ps.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoi(ps) < 1 || std::stoi(ps) > 65535) {
+        throw bad(env("DB_PORT") ? "DB_PORT" : "POSTGRES_PORT",
+                  "'" + ps.substr(0, 40) + "' is not a port number (1-65535)");
+      }
+    }
+    std::string h = host ? host : "localhost";
+    std::string u = "postgresql://" + url_part(user ? user : "postgres");
+    if (password) u += ":" + url_part(password);
+    u += "@";
+    std::string query;
+    if (!h.empty() && h[0] == '/') {
+      query = "?host=" + url_part(h);  // a unix-socket directory
+    } else if (h.find(':') != std::string::npos) {
+      u += "[" + h + "]";  // IPv6 literal
+    } else {
+      u += url_part(h);
+    }
+    if (port && query.empty()) u += std::string(":") + port;
+    if (port && !query.empty()) query += std::string("&port=") + port;
+    u += "/" + url_part(name ? name : (user ? user : "postgres")) + query;
+    cfg.database_url = u;
+    cfg.env_aliases_used.insert(cfg.env_aliases_used.end(), db_parts.begin(), db_parts.end());
+  }
+  if (auto v = env("RQ_QUEUE")) {
+    cfg.queues = split_list(v);
+    cfg.env_aliases_used.push_back("RQ_QUEUE");
+  }
+  if (auto v = env("WORKER_ID")) {
+    cfg.worker_id = v;
+    cfg.env_aliases_used.push_back("WORKER_ID");
+  }
+  if (auto v = env("WORKER_CONCURRENCY")) {
+    try {
+      size_t pos = 0;
+      cfg.concurrency = std::stoi(v, &pos);
+      if (pos != std::string(v).size()) throw std::invalid_argument(v);
+    } catch (const std::exception&) {
+      throw bad("WORKER_CONCURRENCY", std::string("'") + v + "' is not an integer");
+    }
+    cfg.env_aliases_used.push_back("WORKER_CONCURRENCY");
+  }
+  if (auto v = env("WORKER_POLL_INTERVAL")) {
+    try {
+      cfg.poll_interval_seconds = parse_duration_seconds(v);
+    } catch (const std::invalid_argument& e) {
+      throw bad("WORKER_POLL_INTERVAL", e.what());
+    }
+    cfg.env_aliases_used.push_back("WORKER_POLL_INTERVAL");
+  }
+  if (auto v = env("WORKER_MAX_RETRIES")) {
+    // Retries after the first attempt: WORKER_MAX_RETRIES=3 is four attempts in all.
+    try {
+      size_t pos = 0;
+      int n = std::stoi(v, &pos);
+      if (pos != std::string(v).size() || n < 0 || n > 999999) throw std::invalid_argument(v);
+      cfg.max_attempts = n + 1;
+    } catch (const std::exception&) {
+      throw bad("WORKER_MAX_RETRIES",
+                std::string("'") + v + "' is not a count of retries (0-999999)");
+    }
+    cfg.env_aliases_used.push_back("WORKER_MAX_RETRIES");
+  }
+}
+
 }  // namespace
 
 void apply_env(Config& cfg) {
   auto bad = [](const char* var, const std::string& why) {
     return ConfigError(std::string("environment variable ") + var + ": " + why);
   };
+  apply_seed_aliases(cfg);
   if (auto v = env("DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_DATA_DIR")) cfg.data_dir = v;
@@ -248,6 +363,7 @@ void apply_env(Config& cfg) {
   if (auto v = env("RUNNER_HTTP")) cfg.http = v;
   if (auto v = env("RUNNER_API_TOKEN")) cfg.api_token = v;
   if (auto v = env("RUNNER_WEBHOOK_SECRET")) cfg.webhook_secret = v;
+  if (auto v = env("RUNNER_WORKER_ID")) cfg.worker_id = v;
   auto int_var = [&](const char* var, int& out) {
     if (auto v = env(var)) {
       try {
@@ -271,6 +387,7 @@ void apply_env(Config& cfg) {
   int_var("RUNNER_CONCURRENCY", cfg.concurrency);
   int_var("RUNNER_FETCH_BATCH", cfg.fetch_batch);
   dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
+  dur_var("RUNNER_HEARTBEAT_INTERVAL", cfg.heartbeat_seconds);
   dur_var("RUNNER_POLL_INTERVAL", cfg.poll_interval_seconds);
   dur_var("RUNNER_SHUTDOWN_GRACE", cfg.shutdown_grace_seconds);
   dur_var("RUNNER_RESCUE_INTERVAL", cfg.rescue_interval_seconds);
@@ -293,6 +410,14 @@ void validate(const Config& cfg) {
                       std::to_string(cfg.concurrency));
   }
   if (cfg.lease_seconds < 1) throw ConfigError("lease_seconds must be at least 1");
+  if (cfg.heartbeat_seconds < 0 ||
+      (cfg.heartbeat_seconds > 0 &&
+       (cfg.heartbeat_seconds < 0.1 || cfg.heartbeat_seconds >= cfg.lease_seconds))) {
+    std::ostringstream m;
+    m << "heartbeat_interval must be at least 100ms and shorter than lease_seconds ("
+      << cfg.lease_seconds << "s), got " << cfg.heartbeat_seconds << "s";
+    throw ConfigError(m.str());
+  }
   if (cfg.poll_interval_seconds <= 0) throw ConfigError("poll_interval must be positive");
   if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
   if (cfg.rescue_interval_seconds <= 0) throw ConfigError("rescue_interval must be positive");

@@ -32,7 +32,9 @@ struct Config {
   int concurrency = 10;                  // RUNNER_CONCURRENCY: job slots in this process
   std::vector<std::string> queues;       // RUNNER_QUEUES: empty = every queue
   std::vector<std::string> kinds;        // RUNNER_KINDS: empty = every loaded kind
-  double lease_seconds = 30;             // RUNNER_LEASE_SECONDS; heartbeat every third
+  double lease_seconds = 30;             // RUNNER_LEASE_SECONDS
+  double heartbeat_seconds = 0;          // RUNNER_HEARTBEAT_INTERVAL: lease renewal; 0 = lease/4
+  std::string worker_id;                 // RUNNER_WORKER_ID / WORKER_ID: "" = host-pid-random
   double poll_interval_seconds = 1.0;    // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
   double shutdown_grace_seconds = 30;    // RUNNER_SHUTDOWN_GRACE
   int fetch_batch = 0;                   // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
@@ -50,6 +52,10 @@ struct Config {
   double progress_interval_seconds = 0.25;  // progress_interval: min time between writes
   double idle_timeout_seconds = 60;         // idle_timeout: deadline of one idle-hook call
   double init_retry_max_seconds = 60;       // init_retry_max: longest pause between starts
+
+  // Seed environment variables read as aliases (docs/migrating.md), e.g. "WORKER_CONCURRENCY";
+  // the worker logs them at start so an operator sees where a setting came from.
+  std::vector<std::string> env_aliases_used;
 
   // [[cron]]: periodic jobs (name, schedule, kind, payload, queue, timezone, backfill).
   std::vector<nlohmann::json> cron;

@@ -805,8 +805,10 @@ void Engine::heartbeat_loop() {
   // A little more CPU weight than the slots (allowed for root or CAP_SYS_NICE; else as is).
   (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), -5);
   std::unique_ptr<Store> store;
-  const int64_t interval_ms =
-      std::max<int64_t>(100, static_cast<int64_t>(opts_.lease_seconds * 1000 / 4));
+  const int64_t interval_ms = std::max<int64_t>(
+      100, static_cast<int64_t>(
+               (opts_.heartbeat_seconds > 0 ? opts_.heartbeat_seconds : opts_.lease_seconds / 4) *
+               1000));
   int64_t next = 0;
   int64_t delay = 100;
   while (!completer_done_) {

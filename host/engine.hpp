@@ -71,6 +71,7 @@ struct EngineOptions {
   double shutdown_grace_seconds = 30;
   int default_max_attempts = 25;
   double rescue_interval_seconds = 5;
+  double heartbeat_seconds = 0;  // lease renewal interval; 0 = lease_seconds / 4
   double prune_interval_seconds = 60;
   PruneParams prune;
   bool maintenance = true;  // take part in the leader election for maintenance services

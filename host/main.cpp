@@ -72,8 +72,9 @@ int main(int argc, char** argv) {
 
   GlobalFlags g;
   app.add_option("--config", g.config_file, "TOML config file")->envname("RUNNER_CONFIG");
-  app.add_option("--database", g.database,
-                 "PostgreSQL URL (default: DATABASE_URL, else the managed local cluster)");
+  app.add_option("--database,--dsn", g.database,
+                 "PostgreSQL URL (default: DATABASE_URL, else the managed local cluster; --dsn "
+                 "as in Reproq)");
   app.add_option("--data-dir", g.data_dir, "directory of the managed local PostgreSQL");
   app.add_option("--log-level", g.log_level, "debug, info, warn or error");
 
@@ -100,6 +101,15 @@ int main(int argc, char** argv) {
                      "sandbox: plugins run in confined worker processes; none: in-process"),
       app.add_option("--rescue-interval", w.rescue_interval,
                      "how often the leader looks for expired leases (default 5s)"),
+      // Reproq's names (docs/migrating.md): plain seconds, same meaning.
+      app.add_option("--reclaim-interval-seconds", w.reclaim_interval,
+                     "Reproq's name for --rescue-interval (seconds)"),
+      app.add_option("--heartbeat-seconds", w.heartbeat,
+                     "how often held leases are renewed (default: a quarter of the lease)"),
+      app.add_option("--metrics-port", w.metrics_port, "Reproq's name for --http PORT (loopback)")
+          ->check(CLI::Range(1, 65535)),
+      app.add_option("--priority-aging-factor", w.priority_aging,
+                     "seconds of waiting per priority point (default 60, 0: off)"),
       app.add_option("--http", w.http,
                      "serve /metrics, /healthz, /readyz, the JSON API and the dashboard (/ui) on "
                      "[ADDR:]PORT "
@@ -172,6 +182,12 @@ int main(int argc, char** argv) {
   auto* retry = app.add_subcommand("retry", "run a dead-lettered (or waiting) job again now");
   retry->fallthrough();
   retry->add_option("id", retry_id, "job id")->required()->check(kJobId);
+  int64_t replay_id = 0;
+  auto* replay = app.add_subcommand(
+      "replay", "run any job again (completed ones too) as a new job; prints the new id");
+  replay->fallthrough();
+  // `--id` as well as the position: Reproq's `replay --id N` works unchanged (docs/migrating.md).
+  replay->add_option("id,--id", replay_id, "job id")->required()->check(kJobId);
 
   DlqFlags df;
   auto* dlq = app.add_subcommand("dlq", "the dead letter queue");
@@ -410,6 +426,7 @@ int main(int argc, char** argv) {
     if (*status) return cmd_status(g, status_id, status_json);
     if (*cancel) return cmd_cancel(g, cancel_id);
     if (*retry) return cmd_retry(g, retry_id);
+    if (*replay) return cmd_replay(g, replay_id);
     if (*dlq) return cmd_dlq(g, df);
     if (*queue) return cmd_queue(g, queue_action, queue_name);
     if (*limit) return cmd_limit(g, lf);

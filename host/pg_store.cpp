@@ -479,6 +479,45 @@ class PgStore final : public Store {
     });
   }
 
+  std::optional<int64_t> JobReplay(int64_t id) override {
+    auto src = guard([&]() -> std::optional<JobInsertParams> {
+      pqxx::nontransaction tx(*conn_);
+      // Finished jobs keep no base_priority: their priority column is the one they ran with.
+      auto r = tx.exec_params(
+          R"SQL(SELECT kind, queue, payload::text, prio, max_attempts, timeout_ms,
+                 array_to_string(retry_schedule, ','), lock_key, lock_limit,
+                 options->>'rate_key', options->>'webhook',
+                 (options->>'result_ttl')::float8, (options->>'failure_ttl')::float8
+            FROM (SELECT kind, queue, payload, coalesce(base_priority, priority) AS prio,
+                         max_attempts, timeout_ms, retry_schedule, lock_key, lock_limit, options
+                    FROM jr_jobs WHERE id = $1
+                  UNION ALL
+                  SELECT kind, queue, payload, priority, max_attempts, timeout_ms,
+                         retry_schedule, lock_key, lock_limit, options
+                    FROM jr_jobs_done WHERE id = $1) j)SQL",
+          id);
+      if (r.empty()) return std::nullopt;
+      const auto& row = r[0];
+      JobInsertParams p;
+      p.kind = row[0].c_str();
+      p.queue = row[1].c_str();
+      p.payload = row[2].c_str();
+      p.priority = row[3].as<int>();
+      if (!row[4].is_null()) p.max_attempts = row[4].as<int>();
+      if (!row[5].is_null()) p.timeout_ms = row[5].as<int64_t>();
+      if (!row[6].is_null() && row[6].size() > 0) p.retry_schedule = row[6].c_str();
+      if (!row[7].is_null()) p.lock_key = row[7].c_str();
+      if (!row[8].is_null()) p.lock_limit = row[8].as<int>();
+      if (!row[9].is_null()) p.rate_key = row[9].c_str();
+      if (!row[10].is_null()) p.webhook = row[10].c_str();
+      if (!row[11].is_null()) p.result_ttl_seconds = row[11].as<double>();
+      if (!row[12].is_null()) p.failure_ttl_seconds = row[12].as<double>();
+      return p;
+    });
+    if (!src) return std::nullopt;
+    return JobInsertEx(*src).id;
+  }
+
   std::optional<JobView> JobGet(int64_t id) override {
     return guard([&]() -> std::optional<JobView> {
       pqxx::nontransaction tx(*conn_);

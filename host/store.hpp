@@ -260,6 +260,12 @@ class Store {
   // Makes a dead-lettered, cancelled or waiting job available now, with at least one attempt
   // left. Returns false when there is no such job (or it is running or completed).
   virtual bool JobRetry(int64_t id) = 0;
+  // `runner replay` (Reproq's replay): a new job with the kind, queue, payload, priority,
+  // attempts, timeout, retry schedule, lock key, rate key, webhook and retention of job `id`
+  // (waiting, running or finished, completed included), inserted through JobInsertEx.
+  // Dependencies and uniqueness are not copied: the replay is asked for explicitly. Returns
+  // the new id, or nothing when no job has that id.
+  virtual std::optional<int64_t> JobReplay(int64_t id) = 0;
   // Retries every dead letter matching the filter; returns the ids.
   virtual std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) = 0;
   virtual std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) = 0;

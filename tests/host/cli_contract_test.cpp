@@ -3,17 +3,22 @@
 // before the database (exit 2, the offending value, JSONL line numbers, nothing inserted),
 // `--payload-file -` and its progress on a terminal, `runner jobs cancel`, and the runner of
 // each attempt in `runner status`. Terminals are real pseudo-terminals (forkpty).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -485,6 +490,119 @@ TEST_F(CliContract, StatusShowsTheRunnerOfEachAttemptAndTheTimeout) {
       << text.out;
   b.signal(SIGTERM);
   EXPECT_EQ(b.wait(std::chrono::seconds(30)), 0);
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago (for flags that take a fixed port).
+int unused_loopback_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// Reproq's worker flags and verbs (--dsn, WORKER_ID, --heartbeat-seconds,
+// --reclaim-interval-seconds, --metrics-port, replay --id) work unchanged (issue 22,
+// docs/migrating.md).
+TEST_F(CliContract, ReproqFlagsAndReplayWorkUnchanged) {
+  std::string plugins = plugin_dir_with({jrtest::echo_so()});
+  // A job that outlives its 3 s lease twice over: only the 1 s heartbeat keeps it.
+  int64_t id = enqueue({"enqueue", "echo", "--payload", R"({"sleep_ms": 6500, "n": 7})", "--queue",
+                        "q7", "--priority", "3", "--max-attempts", "4", "--timeout", "90s",
+                        "--retry-schedule", "5,10", "--lock-key", "acct:1"});
+  int port = unused_loopback_port();
+  ASSERT_GT(port, 0);
+  std::map<std::string, std::string> env = {{"WORKER_ID", "reproq-1"}};
+  RunnerProcess r({"worker", "--dsn", url_, "--plugins", plugins, "--queues", "q7",
+                   "--lease-seconds", "3", "--heartbeat-seconds", "1", "--reclaim-interval-seconds",
+                   "1", "--metrics-port", std::to_string(port)},
+                  env);
+  ASSERT_TRUE(wait_state(id, "completed", std::chrono::seconds(60))) << r.log();
+  auto s = status(id);
+  ASSERT_EQ(s["runs"].size(), 1u) << s.dump(2);  // never lost its lease
+  EXPECT_EQ(s["runs"][0]["worker_id"], "reproq-1") << s.dump(2);
+  EXPECT_TRUE(std::regex_search(
+      r.log(), std::regex("\"msg\":\"http server listening\".*\"port\":" + std::to_string(port))))
+      << r.log();
+  // replay (positional or --id): a new job like the completed one, which runs too.
+  auto rp = run_runner({"replay", "--id", std::to_string(id)}, {{"DATABASE_URL", url_}});
+  ASSERT_EQ(rp.exit_code, 0) << rp.err;
+  int64_t again = std::stoll(rp.out);
+  EXPECT_NE(again, id);
+  auto a = status(again);
+  for (const char* k : {"kind", "queue", "payload", "priority", "max_attempts", "timeout_ms"}) {
+    EXPECT_EQ(a[k], s[k]) << k << "\n" << a.dump(2);
+  }
+  EXPECT_EQ(q("SELECT array_to_string(retry_schedule, ',') || ' ' || lock_key FROM jr_jobs "
+              "WHERE id = " +
+              std::to_string(again)),
+            "5,10 acct:1");
+  ASSERT_TRUE(wait_state(again, "completed", std::chrono::seconds(60))) << r.log();
+  EXPECT_EQ(status(id)["state"], "completed");  // the original is untouched
+  EXPECT_EQ(run_runner({"replay", "999999999"}, env_).exit_code, 3);
+  r.signal(SIGTERM);
+  EXPECT_EQ(r.wait(std::chrono::seconds(30)), 0) << r.log();
+  // What has no counterpart is refused, not ignored.
+  auto zero = run_runner({"--plugins", plugins, "--reclaim-interval-seconds", "0"}, env_);
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.err.find("is not supported"), std::string::npos) << zero.err;
+  auto both = run_runner({"--plugins", plugins, "--metrics-port", "9", "--http", "9"}, env_);
+  EXPECT_EQ(both.exit_code, 2) << both.err;
+  auto hb =
+      run_runner({"--plugins", plugins, "--lease-seconds", "3", "--heartbeat-seconds", "3"}, env_);
+  EXPECT_EQ(hb.exit_code, 2);
+  EXPECT_NE(hb.err.find("heartbeat_interval"), std::string::npos) << hb.err;
+}
+
+// The seeds' own environment variables are read as documented aliases: a seed deployment's
+// DB_* parts, RQ_QUEUE, WORKER_CONCURRENCY, WORKER_MAX_RETRIES work without a DATABASE_URL.
+TEST_F(CliContract, SeedEnvironmentVariablesAreAliases) {
+  PQconninfoOption* opts = PQconninfoParse(url_.c_str(), nullptr);
+  ASSERT_NE(opts, nullptr);
+  std::map<std::string, std::string> parts;
+  for (auto* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) parts[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  std::map<std::string, std::string> seed = {
+      {"DB_HOST", parts["host"]},    {"DB_PORT", parts["port"]},
+      {"DB_USER", parts["user"]},    {"POSTGRES_PASSWORD", parts["password"]},
+      {"DB_NAME", parts["dbname"]},  {"RQ_QUEUE", "domain_checks"},
+      {"WORKER_CONCURRENCY", "2"},   {"WORKER_MAX_RETRIES", "2"},
+      {"WORKER_POLL_INTERVAL", "5s"}};
+  // `runner enqueue` reaches the same database through the parts.
+  auto e = run_runner({"enqueue", "echo", "--queue", "domain_checks", "--retry-schedule", "0",
+                       "--payload", R"({"fail": "retryable"})"},
+                      seed);
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  int64_t failing = std::stoll(e.out);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE id = " + std::to_string(failing)), 1);
+  int64_t elsewhere = enqueue({"enqueue", "echo", "--queue", "other", "--payload", "{}"});
+  std::string plugins = plugin_dir_with({jrtest::echo_so()});
+  RunnerProcess r({"--plugins", plugins}, seed);
+  // WORKER_MAX_RETRIES=2: three attempts, then the dead letter queue.
+  ASSERT_TRUE(wait_state(failing, "discarded", std::chrono::seconds(60))) << r.log();
+  EXPECT_EQ(status(failing)["attempt"], 3);
+  EXPECT_NE(r.log().find("seed environment variables read as aliases"), std::string::npos);
+  EXPECT_NE(r.log().find("RQ_QUEUE"), std::string::npos) << r.log();
+  EXPECT_EQ(q("SELECT array_to_string(queues, ',') FROM jr_workers LIMIT 1"), "domain_checks");
+  r.signal(SIGTERM);
+  EXPECT_EQ(r.wait(std::chrono::seconds(30)), 0) << r.log();
+  // RQ_QUEUE restricted the runner to its queue.
+  EXPECT_EQ(status(elsewhere)["state"], "available");
+  // RUNNER_* wins over an alias; a bad alias value names the variable.
+  auto seed_bad = seed;
+  seed_bad["WORKER_CONCURRENCY"] = "many";
+  auto bad = run_runner({"--plugins", plugins}, seed_bad);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("WORKER_CONCURRENCY"), std::string::npos) << bad.err;
 }
 
 }  // namespace

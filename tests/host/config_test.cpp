@@ -1,9 +1,11 @@
 #include "config.hpp"
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <stdlib.h>
 
 #include <fstream>
+#include <map>
 
 #include "harness.hpp"
 
@@ -18,8 +20,29 @@ class ConfigTest : public ::testing::Test {
     return path;
   }
   void SetUp() override {
-    for (const char* v : {"DATABASE_URL", "RUNNER_DATABASE_URL", "RUNNER_CONCURRENCY",
-                          "RUNNER_QUEUES", "RUNNER_LEASE_SECONDS", "RUNNER_PLUGINS"}) {
+    for (const char* v : {"DATABASE_URL",
+                          "RUNNER_DATABASE_URL",
+                          "RUNNER_CONCURRENCY",
+                          "RUNNER_QUEUES",
+                          "RUNNER_LEASE_SECONDS",
+                          "RUNNER_PLUGINS",
+                          "RUNNER_WORKER_ID",
+                          "DB_HOST",
+                          "POSTGRES_HOST",
+                          "DB_PORT",
+                          "POSTGRES_PORT",
+                          "DB_USER",
+                          "POSTGRES_USER",
+                          "DB_PASSWORD",
+                          "POSTGRES_PASSWORD",
+                          "DB_NAME",
+                          "POSTGRES_DB",
+                          "RQ_QUEUE",
+                          "WORKER_ID",
+                          "WORKER_CONCURRENCY",
+                          "WORKER_POLL_INTERVAL",
+                          "WORKER_MAX_RETRIES",
+                          "RUNNER_HEARTBEAT_INTERVAL"}) {
       unsetenv(v);
     }
   }
@@ -92,6 +115,96 @@ TEST_F(ConfigTest, EnvironmentOverridesTheFile) {
   EXPECT_EQ(c.concurrency, 12);
   EXPECT_EQ(c.queues, (std::vector<std::string>{"q1", "q2"}));
   EXPECT_EQ(c.database_url.value(), "postgresql://env@h/db");
+}
+
+// The seeds' environment variables (docs/migrating.md): aliases below RUNNER_* and DATABASE_URL.
+TEST_F(ConfigTest, SeedVariablesAreAliasesBelowTheRunnersOwn) {
+  setenv("DB_HOST", "db.internal", 1);
+  setenv("POSTGRES_HOST", "ignored.internal", 1);  // DB_* first, as in the seed's table
+  setenv("POSTGRES_PORT", "6543", 1);
+  setenv("DB_USER", "jobs", 1);
+  setenv("DB_PASSWORD", "p@ss:w/rd %x'", 1);
+  setenv("POSTGRES_DB", "domain_generator", 1);
+  setenv("RQ_QUEUE", "domain_checks", 1);
+  setenv("WORKER_ID", "worker-1", 1);
+  setenv("WORKER_CONCURRENCY", "4", 1);
+  setenv("WORKER_POLL_INTERVAL", "5s", 1);
+  setenv("WORKER_MAX_RETRIES", "3", 1);
+  Config c = load_config("");
+  ASSERT_TRUE(c.database_url.has_value());
+  // libpq reads the parts back exactly, the password's reserved characters included.
+  PQconninfoOption* opts = PQconninfoParse(c.database_url->c_str(), nullptr);
+  ASSERT_NE(opts, nullptr) << *c.database_url;
+  std::map<std::string, std::string> parts;
+  for (auto* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) parts[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  EXPECT_EQ(parts["host"], "db.internal");
+  EXPECT_EQ(parts["port"], "6543");
+  EXPECT_EQ(parts["user"], "jobs");
+  EXPECT_EQ(parts["password"], "p@ss:w/rd %x'");
+  EXPECT_EQ(parts["dbname"], "domain_generator");
+  EXPECT_EQ(c.queues, std::vector<std::string>{"domain_checks"});
+  EXPECT_EQ(c.worker_id, "worker-1");
+  EXPECT_EQ(c.concurrency, 4);
+  EXPECT_EQ(c.poll_interval_seconds, 5);
+  EXPECT_EQ(c.max_attempts, 4);  // three retries after the first attempt
+  EXPECT_EQ(c.env_aliases_used.size(), 10u);
+  // The runner's own variables win; a URL wins over its parts.
+  setenv("RUNNER_CONCURRENCY", "7", 1);
+  setenv("RUNNER_QUEUES", "a", 1);
+  setenv("RUNNER_WORKER_ID", "w-7", 1);
+  setenv("DATABASE_URL", "postgresql://u@h/d", 1);
+  c = load_config("");
+  EXPECT_EQ(c.concurrency, 7);
+  EXPECT_EQ(c.queues, std::vector<std::string>{"a"});
+  EXPECT_EQ(c.worker_id, "w-7");
+  EXPECT_EQ(*c.database_url, "postgresql://u@h/d");
+  // A unix-socket directory and an IPv6 literal as DB_HOST.
+  unsetenv("DATABASE_URL");
+  setenv("DB_HOST", "/run/postgresql", 1);
+  c = load_config("");
+  opts = PQconninfoParse(c.database_url->c_str(), nullptr);
+  ASSERT_NE(opts, nullptr) << *c.database_url;
+  for (auto* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) parts[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  EXPECT_EQ(parts["host"], "/run/postgresql");
+  EXPECT_EQ(parts["port"], "6543");
+  setenv("DB_HOST", "::1", 1);
+  c = load_config("");
+  EXPECT_NE(c.database_url->find("@[::1]:6543/"), std::string::npos) << *c.database_url;
+}
+
+TEST_F(ConfigTest, BadSeedVariableNamesIt) {
+  for (auto [var, value] :
+       std::vector<std::pair<const char*, const char*>>{{"WORKER_CONCURRENCY", "lots"},
+                                                        {"WORKER_MAX_RETRIES", "-1"},
+                                                        {"WORKER_POLL_INTERVAL", "soon"},
+                                                        {"DB_PORT", "54x"}}) {
+    setenv(var, value, 1);
+    try {
+      load_config("");
+      ADD_FAILURE() << var << "=" << value << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(var), std::string::npos) << e.what();
+    }
+    unsetenv(var);
+  }
+}
+
+TEST_F(ConfigTest, HeartbeatIntervalIsShorterThanTheLease) {
+  Config c = load_config(write("[worker]\nlease_seconds = \"10s\"\nheartbeat_interval = \"2s\"\n"));
+  EXPECT_EQ(c.heartbeat_seconds, 2);
+  EXPECT_NO_THROW(validate(c));
+  c.heartbeat_seconds = 10;
+  EXPECT_THROW(validate(c), ConfigError);
+  c.heartbeat_seconds = 0.01;
+  EXPECT_THROW(validate(c), ConfigError);
+  c.heartbeat_seconds = 0;  // automatic: a quarter of the lease
+  EXPECT_NO_THROW(validate(c));
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesFileAndLine) {
