@@ -34,6 +34,7 @@ sql() { psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 # Steps 1 to 3 print two lines: the first job's id, and the ids as JSON.
 out=$(sql -v count="$count" <<'SQL'
+SET client_min_messages = warning;  -- no NOTICE when the table exists
 CREATE TABLE IF NOT EXISTS signups (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   email text NOT NULL, source text NOT NULL, welcome_job bigint);
 
