@@ -355,7 +355,7 @@ class RedisSystem(System):
 
     def read_ids(self, n, sub):
         path = os.path.join(self.ctx["tmp"], "%s-ids.txt" % self.name)
-        env = dict(os.environ, PYTHONPATH=HERE)
+        env = dict(os.environ, PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1")
         r = subprocess.run([PY, os.path.join(HERE, "harness.py"), sub, str(n), path],
                            capture_output=True, text=True, env=env, cwd=HERE)
         if r.returncode != 0:
@@ -382,7 +382,7 @@ class RqSystem(RedisSystem):
                 argv += ["-w", self.worker_class]
             argv.append(RQ_QUEUE)
             self.argv = argv
-            self.spawn(argv, str(i), cwd=HERE)
+            self.spawn(argv, str(i), cwd=HERE, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
 
     def enqueue(self, n):
         r = self.ctx["redis"]
@@ -437,7 +437,7 @@ class CelerySystem(RedisSystem):
                 str(self.ctx["concurrency"]), "-P", "prefork", "--loglevel", "WARNING",
                 "-n", "bench-%d@localhost" % time.monotonic_ns()]
         self.argv = argv
-        env = dict(os.environ, PYTHONPATH=HERE)
+        env = dict(os.environ, PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1")
         self.spawn(argv, "worker", cwd=HERE, env=env)
 
     def enqueue(self, n):
@@ -732,8 +732,10 @@ def main():
         "same concurrency: %d (runner --concurrency %d with a sandbox pool of %d workers, each "
         "with one warm Python handler for exec; %d rq worker processes; celery -c %d prefork); "
         "counted from /proc after the warm-up, every slot" % ((ctx["concurrency"],) * 5),
-        "same function: tasks.noop() (bench/exec/tasks.py) for exec, RQ and Celery, same "
-        "interpreter %s; native = echo plugin with payload {} (its no-op path)" % PY,
+        "same function: tasks.noop() (bench/exec/tasks.py) for exec, RQ and Celery, the same "
+        "interpreter %s with PYTHONDONTWRITEBYTECODE=1; each system with its default logging "
+        "(runner info: no line per job; rq worker INFO: lines per job; celery WARNING: none); "
+        "native = echo plugin with payload {} (its no-op path)" % PY,
         "same preparation per slot: clean store (PostgreSQL: jr_jobs empty, TRUNCATE "
         "jr_jobs_done; Redis: FLUSHALL), workers started and warmed with %d jobs, then the "
         "processes that take jobs (runner / rq workers / celery main) SIGSTOPped, the batch "
