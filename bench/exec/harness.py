@@ -278,6 +278,37 @@ class RunnerSystem(System):
         # bench/compare's preparation: fresh statistics for the claim, no checkpoint mid-run.
         self.ctx["pg"].q("VACUUM ANALYZE jr_jobs")
         self.ctx["pg"].q("CHECKPOINT")
+        self.ctx["pg"].q("SELECT pg_stat_statements_reset()")
+
+    def db_stats(self, n):
+        """What the runner asked of PostgreSQL during the clock, per job (pg_stat_statements;
+        the harness's own probe and bookkeeping statements left out)."""
+        rows = self.ctx["pg"].q(
+            "SELECT calls || '|' || rows || '|' || total_exec_time || '|' || "
+            "regexp_replace(left(query, 400), '\\s+', ' ', 'g') FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        st = {"statements": 0, "exec_ms": 0.0, "claims": 0, "claimed": 0,
+              "completions": 0, "completed": 0}
+        if os.environ.get("BENCH_DEBUG_SQL"):
+            log("\n".join(rows))
+        for line in rows:
+            calls, nrows, ms, q = line.split("|", 3)
+            calls, nrows, ms = int(calls), int(nrows), float(ms)
+            if q.startswith("SELECT count(*) FROM") or "pg_stat_statements" in q \
+                    or "FROM jr_jobs_done WHERE id BETWEEN" in q:
+                continue  # the harness
+            st["statements"] += calls
+            st["exec_ms"] += ms
+            if "DELETE FROM jr_jobs j" in q:  # job_complete_many
+                st["completions"] += calls
+                st["completed"] += nrows
+            elif q.startswith("WITH RECURSIVE lim AS"):  # the claim (host/pg_store.cpp)
+                st["claims"] += calls
+                st["claimed"] += nrows
+        return {"statements_per_job": st["statements"] / n,
+                "db_exec_us_per_job": st["exec_ms"] * 1000 / n,
+                "jobs_per_claim": st["claimed"] / max(1, st["claims"]),
+                "jobs_per_completion": st["completed"] / max(1, st["completions"])}
 
     def waiting(self, batch):
         return int(self.ctx["pg"].one(
@@ -367,6 +398,9 @@ class RedisSystem(System):
 
     def after_enqueue(self):
         pass
+
+    def db_stats(self, n):
+        return None
 
 
 class RqSystem(RedisSystem):
@@ -606,6 +640,7 @@ def run_slot(ctx, sys_, n):
         rec["cpu_parts_us"] = {k: (v - parts0.get(k, 0)) * 1e6 / n for k, v in parts1.items()}
         ok, states = sys_.verify(batch)
         assert ok, "%s: not every job completed: %s" % (sys_.name, states)
+        rec["db"] = sys_.db_stats(n)
         rec.update(seconds=t1 - t0, probes=probes,
                    probe_error_s=(te - last_neg) / 2,
                    cpu_workers_us=(c1[0] - c0[0]) * 1e6 / n,
@@ -658,6 +693,13 @@ def report(ctx, names, rounds):
             print("CPU per job inside %s (median): %s" % (s, ", ".join(
                 "%s %.0f us" % (k, statistics.median([x["cpu_parts_us"].get(k, 0) for x in by[s]]))
                 for k in keys)))
+    for s in names:
+        dbs = [x["db"] for x in by[s] if x.get("db")]
+        if dbs:
+            print("PostgreSQL per job for %s (median): %s" % (s, ", ".join(
+                "%s %.2f" % (k.replace("_", " "), statistics.median([d[k] for d in dbs]))
+                for k in ("statements_per_job", "db_exec_us_per_job",
+                          "jobs_per_claim", "jobs_per_completion"))))
     print("wall us/job = drain time / jobs with %d jobs running at once (not the latency of one "
           "job); CPU = median CPU time per job (user+system, /proc) of the system's processes "
           "(workers: its whole process tree, handlers and forked children included), of every "
