@@ -240,6 +240,9 @@ class RunnerSystem(System):
     def config(self):
         return None
 
+    def extra_args(self):
+        return []
+
     def start(self):
         d = os.path.join(self.ctx["tmp"], "plugins-" + self.name)
         os.makedirs(d, exist_ok=True)
@@ -251,6 +254,7 @@ class RunnerSystem(System):
             os.chmod(dst, 0o755)
         argv = [self.ctx["runner"], "--database", self.ctx["pg_url"], "--plugins", d,
                 "--concurrency", str(self.ctx["concurrency"]), "--kinds", self.kind]
+        argv += self.extra_args()
         cfg = self.config()
         if cfg is not None:
             path = os.path.join(self.ctx["tmp"], "runner-%s.toml" % self.name)
@@ -668,24 +672,30 @@ def report(ctx, names, rounds):
     print("Results: %d jobs per round, %d measured rounds, medians (min-max); ratios are per "
           "round (the same round's system / %s), then median (min-max)" %
           (ctx["jobs"], len(rounds), ref))
-    hdr = "%-34s %22s %22s %16s %16s %14s %14s %12s" % (
+    def total(x):
+        return x["cpu_workers_us"] + x["cpu_pg_us"] + x["cpu_redis_us"]
+
+    def ratio(vals):
+        return "%.2fx (%.2f-%.2f)" % (statistics.median(vals), min(vals), max(vals))
+
+    hdr = "%-36s %18s %20s %18s %18s %11s %11s %11s %18s %18s" % (
         "system", "jobs/s", "wall us/job", "jobs/s vs " + ref, "us/job vs " + ref,
-        "CPU workers", "CPU postgres", "CPU redis")
+        "CPU workers", "CPU pg", "CPU redis", "CPU total us/job", "CPU vs " + ref)
     print(hdr)
     print("-" * len(hdr))
     for s in names:
         rs = by[s]
-        rate_ratio = [r[s]["jobs_per_s"] / r[ref]["jobs_per_s"] for r in rounds]
-        us_ratio = [r[s]["us_per_job"] / r[ref]["us_per_job"] for r in rounds]
-        print("%-34s %22s %22s %16s %16s %14s %14s %12s" % (
+        print("%-36s %18s %20s %18s %18s %11s %11s %11s %18s %18s" % (
             SYSTEMS[s].label,
             med_range([x["jobs_per_s"] for x in rs], "%.0f"),
             med_range([x["us_per_job"] for x in rs], "%.0f"),
-            "%.2fx (%.2f-%.2f)" % (statistics.median(rate_ratio), min(rate_ratio), max(rate_ratio)),
-            "%.2fx (%.2f-%.2f)" % (statistics.median(us_ratio), min(us_ratio), max(us_ratio)),
-            "%.0f us" % statistics.median([x["cpu_workers_us"] for x in rs]),
-            "%.0f us" % statistics.median([x["cpu_pg_us"] for x in rs]),
-            "%.0f us" % statistics.median([x["cpu_redis_us"] for x in rs])))
+            ratio([r[s]["jobs_per_s"] / r[ref]["jobs_per_s"] for r in rounds]),
+            ratio([r[s]["us_per_job"] / r[ref]["us_per_job"] for r in rounds]),
+            "%.0f" % statistics.median([x["cpu_workers_us"] for x in rs]),
+            "%.0f" % statistics.median([x["cpu_pg_us"] for x in rs]),
+            "%.0f" % statistics.median([x["cpu_redis_us"] for x in rs]),
+            med_range([total(x) for x in rs], "%.0f"),
+            ratio([total(r[s]) / max(1e-9, total(r[ref])) for r in rounds])))
     print()
     for s in names:
         keys = sorted({k for x in by[s] for k in x["cpu_parts_us"]})
@@ -703,8 +713,11 @@ def report(ctx, names, rounds):
     print("wall us/job = drain time / jobs with %d jobs running at once (not the latency of one "
           "job); CPU = median CPU time per job (user+system, /proc) of the system's processes "
           "(workers: its whole process tree, handlers and forked children included), of every "
-          "PostgreSQL process, of redis-server, during the clock." % ctx["concurrency"])
+          "PostgreSQL process, of redis-server, during the clock (CPU us, medians; the CPU "
+          "columns are the steadier measure on a loaded machine: wall time follows the share "
+          "of the CPUs a system gets, CPU time what it asks for)." % ctx["concurrency"])
     summary = {s: {"jobs_per_s_median": statistics.median([x["jobs_per_s"] for x in by[s]]),
+                   "cpu_total_us_median": statistics.median([total(x) for x in by[s]]),
                    "us_per_job_median": statistics.median([x["us_per_job"] for x in by[s]]),
                    "ratio_vs_%s_median" % ref: statistics.median(
                        [r[s]["jobs_per_s"] / r[ref]["jobs_per_s"] for r in rounds])}
