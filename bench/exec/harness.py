@@ -587,6 +587,17 @@ def wait_done(sys_, batch, timeout, probe_s):
         time.sleep(probe_s)
 
 
+def check_transport(ctx):
+    """Every client of PostgreSQL and Redis is on TCP 127.0.0.1 (asserted after every drain,
+    while the system's workers are still connected)."""
+    other = ctx["pg"].one(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND (client_addr IS NULL OR host(client_addr) <> '127.0.0.1')")
+    assert other == "0", "%s PostgreSQL clients not on TCP 127.0.0.1" % other
+    for c in ctx["redis"].client_list():
+        assert c["addr"].startswith("127.0.0.1:"), "Redis client on %s" % c["addr"]
+
+
 def run_slot(ctx, sys_, n):
     rec = {"system": sys_.name, "jobs": n, "load_before": loadavg()}
     probe_s = ctx["probe_ms"] / 1000.0
@@ -610,6 +621,10 @@ def run_slot(ctx, sys_, n):
             batch = sys_.enqueue(n)
             sys_.after_enqueue()
             rec["waiting_at_start"] = sys_.waiting(batch)
+            # Enqueued before the clock: all of it still waiting (RQ's and Celery's blocked pops
+            # may have handed one job to each stopped worker).
+            assert rec["waiting_at_start"] >= n - ctx["concurrency"], "%s: %d of %d waiting" % (
+                sys_.name, rec["waiting_at_start"], n)
             roots = sys_.roots()
             c0 = (cpu_seconds(roots), cpu_seconds([ctx["pg_pid"]]), cpu_seconds([ctx["redis_pid"]]))
             parts0 = cpu_by_process(roots, sys_.classify)
@@ -645,6 +660,7 @@ def run_slot(ctx, sys_, n):
         ok, states = sys_.verify(batch)
         assert ok, "%s: not every job completed: %s" % (sys_.name, states)
         rec["db"] = sys_.db_stats(n)
+        check_transport(ctx)
         rec.update(seconds=t1 - t0, probes=probes,
                    probe_error_s=(te - last_neg) / 2,
                    cpu_workers_us=(c1[0] - c0[0]) * 1e6 / n,
@@ -783,7 +799,8 @@ def main():
     print("Fairness (asserted by the harness):")
     rules = [
         "same job count for every system in every round: %d (plus %d warm-up jobs per worker "
-        "start, not timed)" % (ctx["jobs"], ctx["warm"]),
+        "start, not timed), all enqueued before the clock starts (at least %d of them still "
+        "waiting when it does)" % (ctx["jobs"], ctx["warm"], ctx["jobs"] - ctx["concurrency"]),
         "same concurrency: %d (runner --concurrency %d with a sandbox pool of %d workers, each "
         "with one warm Python handler for exec; %d rq worker processes; celery -c %d prefork); "
         "counted from /proc after the warm-up, every slot" % ((ctx["concurrency"],) * 5),
@@ -803,7 +820,7 @@ def main():
         "first positive probe); every job then checked completed" %
         (fsync, sync, aof, aof_fsync, ctx["probe_ms"]),
         "same transport: every client on TCP 127.0.0.1 (PostgreSQL and redis-server listen "
-        "there only)",
+        "there only; pg_stat_activity and CLIENT LIST checked after every drain)",
         "rounds: 1 warm-up round (not counted), then %d rounds, the order rotated every round; "
         "medians and ranges, never the best run" % ctx["rounds"],
     ]
