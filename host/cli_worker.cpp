@@ -219,6 +219,9 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
         // Trusted by the operator's configuration: the pinned content, loaded here.
         try {
           LoadedPlugin p = load_plugin(d.pin);
+          // A plugin whose kinds come from the operator's config (plugins/exec) gets them here
+          // too, as its sandboxed description got them above, before the two are compared.
+          if (declares_config_kinds(p.manifest)) sandbox::add_config_kinds(p, cfg.plugin_config);
           bool same = p.name == d.name && p.kinds.size() == d.kinds.size();
           for (size_t i = 0; same && i < p.kinds.size(); ++i) {
             same = p.kinds[i].kind == d.kinds[i].kind;

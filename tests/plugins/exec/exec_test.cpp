@@ -328,4 +328,20 @@ TEST_F(ExecTest, ShellHandlerWithGrantedPrograms) {
   stop_and_check();
 }
 
+// The operator may trust the exec plugin in-process ([plugins.exec] isolation = "none"): its
+// config-declared kinds are added to the in-process load as to the sandboxed description, so
+// the two agree and it serves (it was refused as "describes itself differently").
+TEST_F(ExecTest, InProcessWhenTheOperatorSaysSo) {
+  std::string toml = kind_toml("py_work", "work.py", 1) + "[plugins.exec]\nisolation = \"none\"\n";
+  start_runner({exec_so()}, toml);
+  enqueue_healthy(20);
+  int64_t ok = enqueue_one("py_work", {{"n", 1}});
+  int64_t failed = enqueue_one("py_work", {{"permanent", true}});
+  ASSERT_EQ(wait_finished(ok, 60s), "completed") << errors(ok) << interesting_log();
+  EXPECT_EQ(wait_finished(failed, 60s), "discarded");
+  EXPECT_EQ(first_kind(failed), "permanent") << errors(failed);
+  EXPECT_NE(runner_->log().find("plugin loaded in-process"), std::string::npos);
+  stop_and_check();
+}
+
 }  // namespace
