@@ -146,23 +146,6 @@ std::string load_or_create_passfile(const std::string& path, const std::string& 
   return pw;
 }
 
-std::map<std::string, std::string> parse_conninfo(const std::string& conninfo) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
-  if (opts == nullptr) {
-    std::string why = err ? err : "out of memory";
-    if (err) PQfreemem(err);
-    while (!why.empty() && why.back() == '\n') why.pop_back();
-    throw std::invalid_argument("cannot parse the database URL: " + why);
-  }
-  std::map<std::string, std::string> out;
-  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr && *o->val) out[o->keyword] = o->val;
-  }
-  PQconninfoFree(opts);
-  return out;
-}
-
 std::string url_encode(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {

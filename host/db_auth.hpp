@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "conninfo.hpp"
+
 namespace jr::dbauth {
 
 // 24 bytes from the kernel's CSPRNG (getrandom), as 48 hex digits: safe in URLs, password files
@@ -32,9 +34,7 @@ void write_passfile(const std::string& path, const std::string& user, const std:
 // first. Returns it.
 std::string load_or_create_passfile(const std::string& path, const std::string& user);
 
-// Parses a libpq connection string (URL or key=value) into its set parameters; throws
-// std::invalid_argument with libpq's message when it does not parse.
-std::map<std::string, std::string> parse_conninfo(const std::string& conninfo);
+// parse_conninfo (libpq's parser): conninfo.hpp.
 
 // A postgresql:// URL for `user`/`password` on the same server and database as `base` (host,
 // hostaddr, port, dbname and the TLS and timeout settings are kept; user, password, passfile,

@@ -10,6 +10,8 @@
 #include <map>
 #include <sstream>
 
+#include "conninfo.hpp"
+
 namespace jr::sandbox {
 namespace {
 
@@ -55,97 +57,21 @@ bool is_host_name(const std::string& s) {
   return true;
 }
 
-std::string percent_decode(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 // host, hostaddr and port of a connection string, each a comma-separated list as libpq has it.
 struct ConnParams {
   std::string host, hostaddr, port;
 };
 
 ConnParams conn_params(const std::string& conninfo) {
+  // libpq's own parser (URI and key=value forms, quoting, percent-encoding, IPv6 brackets), so
+  // the grant is derived from what libpq will connect to; an unparsable string grants nothing.
   ConnParams p;
-  for (const char* scheme : {"postgresql://", "postgres://"}) {
-    if (conninfo.rfind(scheme, 0) != 0) continue;
-    std::string rest = conninfo.substr(std::strlen(scheme));
-    size_t q = rest.find('?');
-    std::string authority = rest.substr(0, std::min(rest.find('/'), q));
-    if (auto at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-    std::vector<std::string> hosts, ports;
-    bool any_port = false, any_host = false;
-    for (const auto& hp : split(authority, ',')) {
-      std::string h = hp, port;
-      if (!h.empty() && h[0] == '[') {
-        size_t close = h.find(']');
-        if (close != std::string::npos) {
-          if (close + 1 < h.size() && h[close + 1] == ':') port = h.substr(close + 2);
-          h = h.substr(1, close - 1);
-        }
-      } else if (auto colon = h.find(':'); colon != std::string::npos) {
-        port = h.substr(colon + 1);
-        h.erase(colon);
-      }
-      any_port = any_port || !port.empty();
-      any_host = any_host || !h.empty();
-      hosts.push_back(percent_decode(h));
-      ports.push_back(port);
-    }
-    auto join = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : ",") + v[i];
-      return s;
-    };
-    if (any_host) p.host = join(hosts);
-    if (any_port) p.port = join(ports);
-    if (q != std::string::npos) {
-      for (const auto& kv : split(rest.substr(q + 1), '&')) {
-        size_t eq = kv.find('=');
-        if (eq == std::string::npos) continue;
-        std::string key = kv.substr(0, eq), value = percent_decode(kv.substr(eq + 1));
-        if (key == "host") p.host = value;
-        if (key == "hostaddr") p.hostaddr = value;
-        if (key == "port") p.port = value;
-      }
-    }
-    return p;
-  }
-  // key=value form.
-  size_t i = 0;
-  while (i < conninfo.size()) {
-    while (i < conninfo.size() && std::isspace(static_cast<unsigned char>(conninfo[i]))) ++i;
-    size_t eq = conninfo.find('=', i);
-    if (eq == std::string::npos) break;
-    std::string key = conninfo.substr(i, eq - i);
-    while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
-    size_t v = eq + 1;
-    while (v < conninfo.size() && std::isspace(static_cast<unsigned char>(conninfo[v]))) ++v;
-    std::string value;
-    if (v < conninfo.size() && conninfo[v] == '\'') {
-      for (++v; v < conninfo.size() && conninfo[v] != '\''; ++v) {
-        if (conninfo[v] == '\\' && v + 1 < conninfo.size()) ++v;
-        value += conninfo[v];
-      }
-      ++v;
-    } else {
-      while (v < conninfo.size() && !std::isspace(static_cast<unsigned char>(conninfo[v]))) {
-        value += conninfo[v++];
-      }
-    }
-    if (key == "host") p.host = value;
-    if (key == "hostaddr") p.hostaddr = value;
-    if (key == "port") p.port = value;
-    i = v;
+  try {
+    auto kv = dbauth::parse_conninfo(conninfo);
+    p.host = kv.count("host") ? kv["host"] : "";
+    p.hostaddr = kv.count("hostaddr") ? kv["hostaddr"] : "";
+    p.port = kv.count("port") ? kv["port"] : "";
+  } catch (const std::invalid_argument&) {
   }
   return p;
 }

@@ -30,6 +30,8 @@
 #include <system_error>
 #include <utility>
 
+#include "conninfo.hpp"
+
 #ifndef SYS_pidfd_getfd
 #define SYS_pidfd_getfd 438
 #endif
@@ -99,20 +101,6 @@ std::vector<std::string> grants_for(const std::string& path, const std::vector<s
   }
   std::sort(out.begin(), out.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  return out;
-}
-
-std::string percent_decode(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
   return out;
 }
 
@@ -252,62 +240,13 @@ std::string normalise_unix_path(const std::string& path, std::string* why) {
 }
 
 std::vector<std::string> database_socket_dirs(const std::string& conninfo) {
+  // libpq's own parser: host (a comma-separated list; socket directories start with '/') in the
+  // URI authority, its query, or the key=value form, exactly as libpq will read it.
   std::vector<std::string> out;
-  for (const char* scheme : {"postgresql://", "postgres://"}) {
-    if (conninfo.rfind(scheme, 0) != 0) continue;
-    std::string rest = conninfo.substr(std::strlen(scheme));
-    size_t q = rest.find('?');
-    std::string authority = rest.substr(0, std::min(rest.find('/'), q));
-    if (auto at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-    // Hosts are host[:port] separated by commas; a percent-encoded path has no ':' of its own.
-    std::string hosts;
-    for (size_t i = 0; i <= authority.size();) {
-      size_t comma = authority.find(',', i);
-      std::string h =
-          authority.substr(i, comma == std::string::npos ? std::string::npos : comma - i);
-      if (auto colon = h.find(':'); colon != std::string::npos) h.erase(colon);
-      hosts += (hosts.empty() ? "" : ",") + percent_decode(h);
-      if (comma == std::string::npos) break;
-      i = comma + 1;
-    }
-    add_hosts(hosts, &out);
-    if (q != std::string::npos) {
-      std::string query = rest.substr(q + 1);
-      size_t i = 0;
-      while (i <= query.size()) {
-        size_t amp = query.find('&', i);
-        std::string kv = query.substr(i, amp == std::string::npos ? std::string::npos : amp - i);
-        if (kv.rfind("host=", 0) == 0) add_hosts(percent_decode(kv.substr(5)), &out);
-        if (amp == std::string::npos) break;
-        i = amp + 1;
-      }
-    }
-    return out;
-  }
-  // key=value form: host=/path (possibly quoted).
-  size_t i = 0;
-  while (i < conninfo.size()) {
-    while (i < conninfo.size() && std::isspace(static_cast<unsigned char>(conninfo[i]))) ++i;
-    size_t eq = conninfo.find('=', i);
-    if (eq == std::string::npos) break;
-    std::string key = conninfo.substr(i, eq - i);
-    while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
-    size_t v = eq + 1;
-    while (v < conninfo.size() && std::isspace(static_cast<unsigned char>(conninfo[v]))) ++v;
-    std::string value;
-    if (v < conninfo.size() && conninfo[v] == '\'') {
-      for (++v; v < conninfo.size() && conninfo[v] != '\''; ++v) {
-        if (conninfo[v] == '\\' && v + 1 < conninfo.size()) ++v;
-        value += conninfo[v];
-      }
-      ++v;
-    } else {
-      while (v < conninfo.size() && !std::isspace(static_cast<unsigned char>(conninfo[v]))) {
-        value += conninfo[v++];
-      }
-    }
-    if (key == "host") add_hosts(value, &out);
-    i = v;
+  try {
+    auto kv = dbauth::parse_conninfo(conninfo);
+    if (kv.count("host")) add_hosts(kv["host"], &out);
+  } catch (const std::invalid_argument&) {
   }
   return out;
 }

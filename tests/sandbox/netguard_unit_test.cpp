@@ -141,8 +141,10 @@ TEST(NetRules, DatabaseUrlsNameTheirSocketDirectories) {
             V{"/tmp/pg.sock"});
   EXPECT_EQ(database_socket_dirs("postgresql://%2Fvar%2Frun%2Fpostgresql:5433/db"),
             V{"/var/run/postgresql"});
-  EXPECT_EQ(database_socket_dirs("postgres://u:p@%2Fs1,localhost:5432/db?host=/s2,h"),
-            (V{"/s1", "/s2"}));
+  // A host= parameter replaces the URI's hosts, as libpq reads it (it never connects to /s1).
+  EXPECT_EQ(database_socket_dirs("postgres://u:p@%2Fs1,localhost:5432/db?host=/s2,h"), (V{"/s2"}));
+  EXPECT_EQ(database_socket_dirs("postgres://u:p@%2Fs1,localhost:5432/db"), (V{"/s1"}));
+  EXPECT_EQ(database_socket_dirs("postgresql://%2Fs1%zz/db"), V{});  // libpq refuses it
   EXPECT_EQ(database_socket_dirs("postgresql://user:pw@db.internal:5432/app"), V{});
   EXPECT_EQ(database_socket_dirs("host=/run/pg dbname=x"), V{"/run/pg"});
   EXPECT_EQ(database_socket_dirs("dbname=x host = '/a b' port=1"), V{"/a b"});
@@ -255,6 +257,10 @@ TEST(NetGrants, DatabaseUrlsNameTheirTcpEndpoints) {
             (V{"db.internal:5444", "10.0.0.5:5444"}));
   EXPECT_TRUE(texts("postgresql:///jr?host=/run/pg&user=x").empty());  // a socket: no TCP
   EXPECT_TRUE(texts("host=/var/run/postgresql dbname=x").empty());
+  // What libpq connects to: a host= parameter replaces the URI's hosts; quoting and escapes.
+  EXPECT_EQ(texts("postgresql://a:5433,b/db?host=c"), V{"c:5433"});
+  EXPECT_EQ(texts("host='db.internal' port = '6543'"), V{"db.internal:6543"});
+  EXPECT_TRUE(texts("host=a port=5432 dbname='unterminated").empty());  // libpq refuses it
 }
 
 TEST(NetGrants, GrantedPeersOnlyForConnectAndSendOnTheirPort) {
