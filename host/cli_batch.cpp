@@ -20,6 +20,13 @@ std::string trim_message(std::string s) {
   return s;
 }
 
+// The database of `cfg` (started first when it is the managed one), migrated.
+std::string migrated_url(const Config& cfg) {
+  std::string url = resolve_database(cfg);
+  Store::open(url)->SchemaMigrate();
+  return url;
+}
+
 }  // namespace
 
 int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json& options,
@@ -45,9 +52,7 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
     array += payloads[i];
   }
   array += ']';
-  auto store = open_store(cfg);  // migrates
-  store.reset();
-  pqxx::connection c(resolve_database(cfg));
+  pqxx::connection c(migrated_url(cfg));
   pqxx::work tx(c);
   pqxx::result r;
   try {
@@ -74,9 +79,7 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
 
 int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json) {
   Config cfg = build_config(g);
-  auto store = open_store(cfg);
-  store.reset();
-  pqxx::connection c(resolve_database(cfg));
+  pqxx::connection c(migrated_url(cfg));
   pqxx::nontransaction tx(c);
   auto r = tx.exec_params("SELECT jr_batch_status($1)::text", id);
   if (r[0][0].is_null()) {
