@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -111,6 +112,10 @@ TEST_F(Batch, CallbackRunsExactlyOnceUnderThreeRunnersAndKillNine) {
   EXPECT_GT(count("SELECT count(*) FROM jr_jobs_done WHERE options->>'batch' = '" +
                   std::to_string(batch) + "' AND errors @> '[{\"kind\":\"lease_lost\"}]'"),
             0);
+  std::printf("kill -9: %s members finished after a lost lease\n",
+              q("SELECT count(*) FROM jr_jobs_done WHERE options->>'batch' = '" +
+                std::to_string(batch) + "' AND errors @> '[{\"kind\":\"lease_lost\"}]'")
+                  .c_str());
   EXPECT_EQ(callbacks(), 1);
   json cb =
       json::parse(q("SELECT d.payload FROM jr_batches b JOIN jr_jobs_done d ON d.id = "
@@ -133,6 +138,41 @@ TEST_F(Batch, CallbackRunsExactlyOnceUnderThreeRunnersAndKillNine) {
   // Nothing more comes: the runners go on polling and no second callback appears.
   std::this_thread::sleep_for(1s);  // no event to wait for: the absence of one
   EXPECT_EQ(callbacks(), 1);
+}
+
+// Many small batches finishing at once on 3 runners: the last members of a batch are finished
+// concurrently by different runners (and one runner's outcome statement finishes members of
+// several batches), yet each batch gets exactly one callback with its own counts.
+TEST_F(Batch, ManySmallBatchesOnThreeRunnersEachGetOneCallback) {
+  for (int i = 0; i < 60; ++i) {
+    batch_sql(R"([{}, {}, {"fail":"permanent"}, {}, {}])",
+              R"('{"kind":"echo","payload":{"cb":"complete"}}')", "NULL");
+  }
+  std::string plugins = plugin_dir_with({echo_so()});
+  std::vector<std::unique_ptr<RunnerProcess>> runners;
+  for (int i = 0; i < 3; ++i) {
+    runners.push_back(std::make_unique<RunnerProcess>(
+        std::vector<std::string>{"--plugins", plugins, "--concurrency", "8", "--poll-interval",
+                                 "0.1"},
+        env_));
+  }
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count(
+                   "SELECT count(*) FROM jr_batches b JOIN jr_jobs_done d ON d.id = "
+                   "b.callback_job_id AND d.state = 'completed'") == 60;
+      },
+      120s))
+      << runners[0]->log();
+  EXPECT_EQ(callbacks(), 60);
+  // One callback per batch, each with its own batch's counts (no on_failure: on_complete).
+  EXPECT_EQ(count("SELECT count(DISTINCT (payload->'batch'->>'id')) FROM jr_jobs_all "
+                  "WHERE payload ? 'batch' AND payload->>'cb' = 'complete' AND "
+                  "payload->'batch' @> '{\"total\": 5, \"completed\": 4, \"failed\": 1}'"),
+            60);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_batches WHERE completed = 4 AND failed = 1 AND "
+                  "finished_at IS NOT NULL AND callback_error IS NULL"),
+            60);
 }
 
 TEST_F(Batch, AllSucceedRunsOnCompleteWithTheCountsFromTheCli) {
