@@ -65,6 +65,10 @@ struct EnqueueFlags {
   std::string debounce;       // --debounce 5s
   std::string debounce_max;   // --debounce-max 1m
   std::string rate_key;       // --rate-key tenant:42 (per-tenant rate limits)
+  // Batches (docs/job-model.md "Batches", host/cli_batch.cpp).
+  std::string batch_on_complete;  // --batch-on-complete KIND
+  std::string batch_on_failure;   // --batch-on-failure KIND
+  std::string batch_payload;      // --batch-payload JSON (the callbacks' payload)
 };
 
 // `runner jobs cancel --queue Q [--kind K] [--state S] [--yes]`.
@@ -112,6 +116,8 @@ Config build_config(const GlobalFlags& g);
 int cmd_worker(const GlobalFlags& g, const WorkerFlags& w);
 int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f);
 int cmd_status(const GlobalFlags& g, int64_t id, bool json);
+// `runner batch status ID [--json]` (host/cli_batch.cpp).
+int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json);
 int cmd_jobs_ls(const GlobalFlags& g, const JobListParams& p, bool json);
 int cmd_jobs_cancel(const GlobalFlags& g, const JobsCancelFlags& f);
 int cmd_plugins_ls(const std::string& dir, bool json);

@@ -19,6 +19,10 @@
 
 namespace jr::cli {
 
+// host/cli_batch.cpp: the jobs of `runner enqueue` as one batch (jr_batch_enqueue()).
+int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json& options,
+                  const std::vector<std::string>& payloads);
+
 Config build_config(const GlobalFlags& g) {
   Config cfg = load_config(g.config_file);
   if (!g.database.empty()) cfg.database_url = g.database;
@@ -266,7 +270,12 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
   } else if (int rc = read_payload_file(f.payload_file, payloads, progress, progress_owner)) {
     return rc;
   }
+  bool as_batch = !f.batch_on_complete.empty() || !f.batch_on_failure.empty();
+  if (!as_batch && !f.batch_payload.empty()) {
+    return refuse("--batch-payload needs --batch-on-complete or --batch-on-failure");
+  }
   Config cfg = build_config(g);
+  if (as_batch) return enqueue_batch(cfg, f, o, payloads);
   auto store = cli::open_store(cfg);
   // Parents must exist: bad input (exit 2), found before anything is written.
   std::vector<std::string> missing;

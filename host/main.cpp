@@ -173,6 +173,13 @@ int main(int argc, char** argv) {
   enqueue->add_option("--webhook", ef.webhook,
                       "POST a signed notification to this URL when the job completes or is "
                       "dead-lettered");
+  enqueue->add_option("--batch-on-complete", ef.batch_on_complete,
+                      "enqueue the jobs as one batch; run a job of this kind once all finished "
+                      "(prints \"batch ID\" on stderr)");
+  enqueue->add_option("--batch-on-failure", ef.batch_on_failure,
+                      "as a batch; run a job of this kind instead if any job failed");
+  enqueue->add_option("--batch-payload", ef.batch_payload,
+                      "the batch callback's payload (JSON object; the counts are added)");
 
   int64_t cancel_id = 0;
   auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
@@ -287,6 +294,15 @@ int main(int argc, char** argv) {
 
   int64_t status_id = 0;
   bool status_json = false;
+  int64_t batch_id = 0;
+  bool batch_json = false;
+  auto* batch = app.add_subcommand("batch", "batches of jobs with callbacks");
+  batch->fallthrough();
+  batch->require_subcommand(1);
+  auto* batch_status = batch->add_subcommand("status", "counts, state and callback of a batch");
+  batch_status->fallthrough();
+  batch_status->add_option("id", batch_id, "batch id")->required()->check(kJobId);
+  batch_status->add_flag("--json", batch_json, "print JSON");
   auto* status = app.add_subcommand("status", "show one job");
   status->fallthrough();
   status->add_option("id", status_id, "job id")->required()->check(kJobId);
@@ -424,6 +440,7 @@ int main(int argc, char** argv) {
     if (*new_plugin) return cmd_new_plugin(new_plugin_name, new_plugin_dir);
     if (*enqueue) return cmd_enqueue(g, ef);
     if (*status) return cmd_status(g, status_id, status_json);
+    if (*batch_status) return cmd_batch_status(g, batch_id, batch_json);
     if (*cancel) return cmd_cancel(g, cancel_id);
     if (*retry) return cmd_retry(g, retry_id);
     if (*replay) return cmd_replay(g, replay_id);

@@ -1,5 +1,6 @@
 #include "migrations.hpp"
 
+#include "batch_sql.hpp"
 #include "job_model_sql.hpp"
 #include "ops/schema.hpp"
 #include "ops/ui_schema.hpp"
@@ -235,7 +236,7 @@ CREATE TRIGGER jr_jobs_done_finalizer AFTER INSERT ON jr_jobs_done
 //   - jr_enqueue runs as its owner (SECURITY DEFINER) with a fixed search_path (this schema, then
 //     pg_temp), and the role jobrunner_producer, when it exists, may execute it: a producer needs
 //     no privilege on the tables. The same for the other producer functions (v16):
-//     jr_enqueue_many and jr_job_status.
+//     jr_enqueue_many and jr_job_status, and (v17) jr_batch_enqueue and jr_batch_status.
 const char* kPrivileges = R"SQL(
 DO $jr$
 DECLARE
@@ -260,7 +261,9 @@ BEGIN
   END LOOP;
   -- The producer functions.
   FOREACH fn IN ARRAY ARRAY['jr_enqueue(text, jsonb, jsonb)',
-                            'jr_enqueue_many(text, jsonb, jsonb)', 'jr_job_status(bigint)'] LOOP
+                            'jr_enqueue_many(text, jsonb, jsonb)', 'jr_job_status(bigint)',
+                            'jr_batch_enqueue(text, jsonb, jsonb, jsonb, jsonb)',
+                            'jr_batch_status(bigint)'] LOOP
     IF pg_has_role((SELECT proowner FROM pg_proc WHERE oid = to_regprocedure(fn)), 'MEMBER') THEN
       EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', fn,
                      current_schema());
@@ -351,6 +354,8 @@ const std::vector<Migration>& migrations() {
       {15, "per-tenant rate limits: buckets for rate keys and key patterns", kMigrationV15},
       {16, "producers: jr_enqueue_many() (many jobs in one call) and jr_job_status()",
        kMigrationV16},
+      {17, "batches with callbacks: jr_batches, jr_batch_enqueue(), jr_batch_status()",
+       kMigrationV17},
   };
   return all;
 }

@@ -1,0 +1,112 @@
+// Batches from the command line (docs/job-model.md "Batches"): `runner enqueue ...
+// --batch-on-complete KIND` through jr_batch_enqueue() (migration 17), and `runner batch status
+// ID`. The SQL functions hold every rule; this file builds their arguments and prints.
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "cli_commands.hpp"
+#include "cli_common.hpp"
+
+namespace jr::cli {
+
+namespace {
+
+std::string trim_message(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The database of `cfg` (started first when it is the managed one), migrated.
+std::string migrated_url(const Config& cfg) {
+  std::string url = resolve_database(cfg);
+  Store::open(url)->SchemaMigrate();
+  return url;
+}
+
+}  // namespace
+
+int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json& options,
+                  const std::vector<std::string>& payloads) {
+  nlohmann::json cb_payload = nlohmann::json::object();
+  if (!f.batch_payload.empty()) {
+    try {
+      cb_payload = nlohmann::json::parse(f.batch_payload);
+    } catch (const nlohmann::json::parse_error& e) {
+      std::cerr << "runner enqueue: --batch-payload is not valid JSON: " << e.what()
+                << "\nnothing was enqueued\n";
+      return kExitUsage;
+    }
+  }
+  auto spec = [&](const std::string& kind) -> std::string {
+    if (kind.empty()) return "null";
+    return nlohmann::json{{"kind", kind}, {"payload", cb_payload}}.dump();
+  };
+  // The payloads were each checked as JSON by the caller: joined as they are.
+  std::string array = "[";
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    if (i) array += ',';
+    array += payloads[i];
+  }
+  array += ']';
+  pqxx::connection c(migrated_url(cfg));
+  pqxx::work tx(c);
+  pqxx::result r;
+  try {
+    r = tx.exec_params(
+        "SELECT jr_batch_enqueue($1, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb)::text", f.kind,
+        array, options.dump(), spec(f.batch_on_complete), spec(f.batch_on_failure));
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "22023") {
+      std::string msg = trim_message(e.what());
+      if (msg.rfind("ERROR:  ", 0) == 0) msg = msg.substr(8);
+      std::cerr << "runner enqueue: " << msg << "\nnothing was enqueued\n";
+      return kExitUsage;
+    }
+    throw StoreError("database error: " + trim_message(e.what()), false);
+  }
+  tx.commit();
+  auto doc = nlohmann::json::parse(r[0][0].c_str());
+  std::cerr << "batch " << doc["batch_id"].get<int64_t>() << "\n";
+  std::string out;
+  for (const auto& id : doc["job_ids"]) out += std::to_string(id.get<int64_t>()) + "\n";
+  std::cout << out << std::flush;
+  return kExitOk;
+}
+
+int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json) {
+  Config cfg = build_config(g);
+  pqxx::connection c(migrated_url(cfg));
+  pqxx::nontransaction tx(c);
+  auto r = tx.exec_params("SELECT jr_batch_status($1)::text", id);
+  if (r[0][0].is_null()) {
+    std::cerr << "runner batch status: no batch with id " << id << "\n";
+    return kExitNotFound;
+  }
+  auto b = nlohmann::json::parse(r[0][0].c_str());
+  if (json) {
+    std::cout << b.dump() << "\n";
+    return kExitOk;
+  }
+  auto s = [&](const char* k) -> std::string {
+    if (!b.contains(k) || b[k].is_null()) return "-";
+    return b[k].is_string() ? b[k].get<std::string>() : b[k].dump();
+  };
+  std::cout << "batch " << s("id") << "\n"
+            << "  state:       " << s("state") << "\n"
+            << "  total:       " << s("total") << "\n"
+            << "  completed:   " << s("completed") << "\n"
+            << "  failed:      " << s("failed") << "\n"
+            << "  pending:     " << s("pending") << "\n"
+            << "  callback:    " << s("callback_job_id") << "\n";
+  if (!b["callback_error"].is_null())
+    std::cout << "  callback error: " << s("callback_error") << "\n";
+  std::cout << "  created:     " << s("created_at") << "\n"
+            << "  finished:    " << s("finished_at") << "\n";
+  return kExitOk;
+}
+
+}  // namespace jr::cli
