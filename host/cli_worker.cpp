@@ -106,6 +106,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     cfg.http = std::to_string(w.metrics_port);
   }
   if (!w.http.empty()) cfg.http = w.http;
+  if (w.max_connections > 0) cfg.max_connections = w.max_connections;
   validate(cfg);
   if (!cfg.env_aliases_used.empty()) {
     std::string names;
@@ -114,6 +115,15 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
               {{"variables", names}});
   }
   if (!cfg.http.empty()) ops::parse_listen_address(cfg.http);  // bad address: usage error
+  // The runner's own connections (host/db_budget.hpp): a budget too small for the services
+  // asked for is a usage error saying what needs how many.
+  ConnectionPlan conn_plan;
+  try {
+    conn_plan = plan_connections(cfg.max_connections, !cfg.http.empty(), true);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return cli::kExitUsage;
+  }
   for (const auto& [kind, hook] : cfg.webhooks) ops::check_webhook_url(hook);
   if (cfg.plugins_dir.empty()) {
     std::cerr << "runner: no plugins to serve: give --plugins DIR (or RUNNER_PLUGINS, or "
@@ -342,6 +352,9 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.idle_timeout_seconds = cfg.idle_timeout_seconds;
   eo.init_retry_max_seconds = cfg.init_retry_max_seconds;
   eo.plugin_log_fields = loaded_fields;
+  eo.connections = conn_plan;
+  log::info("database connections of this runner (plugins' own not included)",
+            {{"max_connections", conn_plan.budget}, {"plan", conn_plan.describe()}});
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
   for (auto& p : plugins) {
     eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
@@ -357,6 +370,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.webhook_secret = cfg.webhook_secret;
   oc.webhooks = cfg.webhooks;
   oc.lease_seconds = cfg.lease_seconds;
+  oc.http_connections = conn_plan.http;
   ops::Operations operations(oc);
   eo.observer = &operations;
   Engine engine(eo, ptrs, serve_kinds, std::move(executors));

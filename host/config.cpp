@@ -176,7 +176,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
              "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
              "failure_ttl", "max_attempts", "priority_aging", "isolation", "http", "worker_id",
-             "heartbeat_interval"},
+             "heartbeat_interval", "max_connections"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
              "idle_timeout", "init_retry_max"});
@@ -198,6 +198,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
     r.seconds("priority_aging", cfg.priority_aging_seconds);
     r.str("isolation", cfg.isolation);
+    r.integer("max_connections", cfg.max_connections, 1, 1000);
     r.integer64("enqueues_per_job", cfg.enqueues_per_job, 0, 100000000);
     r.integer64("log_lines_per_job", cfg.log_lines_per_job, 0, int64_t{1} << 40);
     r.integer64("log_bytes_per_job", cfg.log_bytes_per_job, 0, int64_t{1} << 40);
@@ -386,6 +387,7 @@ void apply_env(Config& cfg) {
   };
   int_var("RUNNER_CONCURRENCY", cfg.concurrency);
   int_var("RUNNER_FETCH_BATCH", cfg.fetch_batch);
+  int_var("RUNNER_MAX_CONNECTIONS", cfg.max_connections);
   dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
   dur_var("RUNNER_HEARTBEAT_INTERVAL", cfg.heartbeat_seconds);
   dur_var("RUNNER_POLL_INTERVAL", cfg.poll_interval_seconds);
@@ -420,6 +422,10 @@ void validate(const Config& cfg) {
   }
   if (cfg.poll_interval_seconds <= 0) throw ConfigError("poll_interval must be positive");
   if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
+  if (cfg.max_connections < 0 || cfg.max_connections > 1000) {
+    throw ConfigError("max_connections must be between 1 and 1000, got " +
+                      std::to_string(cfg.max_connections));
+  }
   if (cfg.rescue_interval_seconds <= 0) throw ConfigError("rescue_interval must be positive");
   if (cfg.max_attempts < 1) throw ConfigError("max_attempts must be at least 1");
   if (cfg.idle_timeout_seconds < 0.1) throw ConfigError("idle_timeout must be at least 0.1s");

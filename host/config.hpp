@@ -45,6 +45,9 @@ struct Config {
   int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
   double priority_aging_seconds = 60;    // RUNNER_PRIORITY_AGING: waiting per point; 0 = off
   std::string isolation = "sandbox";     // RUNNER_ISOLATION: sandbox | none (per plugin too)
+  // RUNNER_MAX_CONNECTIONS / max_connections: the runner's own database connections (plugins'
+  // pools not included); 0 = the default, 4 (5 with http). host/db_budget.hpp.
+  int max_connections = 0;
   // Limits on host services, per job attempt or idle call (docs/sandbox.md).
   int64_t enqueues_per_job = 1000;          // host->enqueue calls; more are refused
   int64_t log_lines_per_job = 10000;        // log lines; past either budget, one line says

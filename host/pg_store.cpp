@@ -1056,6 +1056,10 @@ class PgStore final : public Store {
     });
   }
 
+  void* NativeHandle() override {
+    return guard([&] { return static_cast<void*>(conn_.get()); });
+  }
+
   bool Ping() override {
     try {
       return guard([&] {
@@ -1092,6 +1096,17 @@ class PgStore final : public Store {
 
   int WorkerPruneDead(double older_than_seconds) override {
     return in_tx([&](pqxx::work& tx) { return pg_ops::worker_prune_dead(tx, older_than_seconds); });
+  }
+
+  void WorkerPublish(const std::string& worker_id, const std::string& details_json,
+                     const std::vector<int64_t>& minute_starts,
+                     const std::vector<std::string>& outcomes, const std::vector<int64_t>& counts,
+                     bool prune_stats) override {
+    in_tx([&](pqxx::work& tx) {
+      pg_ops::worker_publish(tx, worker_id, details_json, minute_starts, outcomes, counts,
+                             prune_stats);
+      return 0;
+    });
   }
 
   void WebhookUrlsSet(const std::vector<std::string>& served,
