@@ -107,6 +107,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   if (!w.http.empty()) cfg.http = w.http;
   if (w.max_connections > 0) cfg.max_connections = w.max_connections;
+  if (w.pgbouncer) cfg.pgbouncer = true;
   validate(cfg);
   if (!cfg.env_aliases_used.empty()) {
     std::string names;
@@ -119,7 +120,9 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   // asked for is a usage error saying what needs how many.
   ConnectionPlan conn_plan;
   try {
-    conn_plan = plan_connections(cfg.max_connections, !cfg.http.empty(), true);
+    // Through PgBouncer (transaction pooling) LISTEN needs a direct URL; without one: polling.
+    conn_plan = plan_connections(cfg.max_connections, !cfg.http.empty(),
+                                 !cfg.pgbouncer || cfg.listen_database_url.has_value());
   } catch (const std::invalid_argument& e) {
     std::cerr << "runner: " << e.what() << "\n";
     return cli::kExitUsage;
@@ -353,6 +356,19 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.init_retry_max_seconds = cfg.init_retry_max_seconds;
   eo.plugin_log_fields = loaded_fields;
   eo.connections = conn_plan;
+  if (cfg.listen_database_url) eo.listen_database_url = *cfg.listen_database_url;
+  if (cfg.pgbouncer) {
+    if (cfg.listen_database_url) {
+      log::info("PgBouncer mode: no prepared statements; LISTEN on the direct listen_database_url",
+                {{"listen_database_url", log::redact(*cfg.listen_database_url)}});
+    } else {
+      log::warn(
+          "PgBouncer mode without listen_database_url: no LISTEN through transaction pooling, so "
+          "new jobs are found by polling every poll_interval (set RUNNER_LISTEN_DATABASE_URL to "
+          "a direct URL for immediate wake-ups)",
+          {{"poll_interval_seconds", cfg.poll_interval_seconds}});
+    }
+  }
   log::info("database connections of this runner (plugins' own not included)",
             {{"max_connections", conn_plan.budget}, {"plan", conn_plan.describe()}});
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));

@@ -416,7 +416,8 @@ void Engine::fetch_loop() {
     try {
       if (listening && !listener) {
         // LISTEN before claiming: an insert committed after the claim's snapshot then wakes us.
-        listener = Store::open(opts_.database_url);
+        listener = Store::open(opts_.listen_database_url.empty() ? opts_.database_url
+                                                                 : opts_.listen_database_url);
         listener->Listen();
       }
       if (recover_claims) {

@@ -73,6 +73,8 @@ struct EngineOptions {
   // own (a larger budget), one batch is written while the next accumulates and the other's
   // commit (fsync) is in flight, and group commit can merge their flushes.
   ConnectionPlan connections;
+  // LISTEN on this URL instead of database_url (a direct one when database_url is PgBouncer).
+  std::string listen_database_url;
   std::vector<std::string> queues;  // empty = every queue
   double lease_seconds = 30;
   double poll_interval_seconds = 1.0;

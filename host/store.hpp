@@ -198,6 +198,11 @@ class Store {
 
   // Connects (throws StoreError on failure).
   static std::unique_ptr<Store> open(const std::string& url);
+  // PgBouncer in transaction pooling mode between the process and PostgreSQL ([worker]
+  // pgbouncer): no named prepared statements and no session settings, for every Store of the
+  // process. Set once at start, before any Store is opened.
+  static void set_pgbouncer(bool on);
+  static bool pgbouncer();
 
   // Applies pending migrations under an advisory lock; returns how many were applied.
   virtual int SchemaMigrate() = 0;

@@ -118,7 +118,10 @@ class DashboardDb::Conn {
   explicit Conn(pqxx::connection& borrowed) : c(borrowed) { jit_off(); }
   // Short index probes only: JIT compilation (triggered by the subplans' cost estimates) cost
   // more than the whole overview took without it (55 ms of 130 in bench/ui).
+  // Through PgBouncer (transaction pooling) a session setting would stay with a server
+  // connection other clients then use: there it is set per statement instead (exec).
   void jit_off() {
+    if (Store::pgbouncer()) return;
     pqxx::nontransaction tx(c);
     tx.exec("SET jit = off");
   }
@@ -126,6 +129,19 @@ class DashboardDb::Conn {
                     const std::function<void(const std::string&, const std::string&)>& explain,
                     bool analyze) {
     auto ptrs = p.pointers();
+    if (Store::pgbouncer()) {
+      pqxx::work tx(c);
+      tx.exec("SET LOCAL jit = off");
+      if (explain) {
+        const char* how =
+            analyze ? "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " : "EXPLAIN (FORMAT JSON) ";
+        auto plan = tx.exec_params(how + sql, pqxx::prepare::make_dynamic_params(ptrs));
+        explain(sql, plan[0][0].c_str());
+      }
+      auto r = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs));
+      tx.commit();
+      return r;
+    }
     pqxx::nontransaction tx(c);
     if (explain) {
       const char* how =
