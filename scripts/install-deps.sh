@@ -14,6 +14,7 @@ PKGS=(
   libcli11-dev libcpp-httplib-dev
   libcurl4-openssl-dev libc-ares-dev libgumbo-dev libseccomp-dev libssl-dev
   postgresql postgresql-contrib
+  pgbouncer
   dnsmasq-base
   procps psmisc curl
   systemd
