@@ -22,6 +22,28 @@ std::string_view cut(std::string_view s, size_t max, std::string& storage) {
   return storage;
 }
 
+std::string error_kind_refusal(std::string_view kind) {
+  if (kind.empty() || kind.size() > kErrorKindMax) {
+    return "error kind must be 1 to " + std::to_string(kErrorKindMax) + " bytes, got " +
+           std::to_string(kind.size());
+  }
+  if (kind[0] < 'a' || kind[0] > 'z') return "error kind must start with a lowercase letter";
+  for (char c : kind) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+      return "error kind may hold only a-z, 0-9 and _";
+    }
+  }
+  // Every kind the host records itself (engine, sandbox, rescuer, expirer, shutdown).
+  static constexpr std::string_view kHost[] = {
+      "error",       "permanent", "cancelled", "timeout",       "oom",        "crash",
+      "seccomp",     "protocol",  "recycle",   "start_failure", "lease_lost", "expired",
+      "unavailable", "killed",    "shutdown",  "rlimit",        "host"};
+  for (auto h : kHost) {
+    if (kind == h) return "error kind '" + std::string(kind) + "' is reserved for the host";
+  }
+  return "";
+}
+
 std::string enqueue_refusal(std::string_view kind, std::string_view payload,
                             std::string_view options) {
   auto too_long = [](const char* what, size_t n, size_t limit) {

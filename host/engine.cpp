@@ -657,11 +657,12 @@ JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, const Exec
       if (ctx.has_result) f.result = std::move(ctx.result);
       break;
     case JR_ERR_RETRYABLE:
-      fail_retryable("error", ctx.error.empty() ? "handler failed" : ctx.error);
+      fail_retryable(ctx.error_kind.empty() ? "error" : ctx.error_kind,
+                     ctx.error.empty() ? "handler failed" : ctx.error);
       break;
     case JR_ERR_PERMANENT:
       f.outcome = Outcome::discard;
-      f.error_kind = "permanent";
+      f.error_kind = ctx.error_kind.empty() ? "permanent" : ctx.error_kind;
       f.error = ctx.error.empty() ? "handler failed permanently" : ctx.error;
       break;
     case JR_SNOOZE:

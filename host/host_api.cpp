@@ -89,9 +89,36 @@ int32_t api_enqueue(jr_job_ctx* ctx, const char* kind, const char* payload, size
   return 0;
 }
 
-const void* api_get_extension(const char*) { return nullptr; }
+int32_t api_set_error_kind(jr_job_ctx* ctx, const char* kind, size_t len) {
+  if (ctx == nullptr || kind == nullptr) return -1;
+  std::string_view k(kind, std::min(len, bounds::kErrorKindMax + 1));
+  if (std::string why = bounds::error_kind_refusal(k); !why.empty()) {
+    if (ctx->services != nullptr) {
+      std::string storage;
+      ctx->services->job_log(
+          ctx, JR_LOG_WARN,
+          "set_error_kind refused: " + std::string(bounds::cut(why, 200, storage)) +
+              "; the failure keeps the kind 'error'");
+    }
+    return -1;
+  }
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  ctx->error_kind.assign(k);
+  return 0;
+}
+
+const jr_error_kind_ext kErrorKindExt = {sizeof(jr_error_kind_ext), 0, &api_set_error_kind};
+
+const void* api_get_extension(const char* id) { return host_extension(id); }
 
 }  // namespace
+
+const void* host_extension(const char* id) {
+  if (id != nullptr && std::strncmp(id, JR_EXT_ERROR_KIND, sizeof JR_EXT_ERROR_KIND) == 0) {
+    return &kErrorKindExt;
+  }
+  return nullptr;
+}
 
 const jr_host_api* host_api() {
   static const jr_host_api api = [] {

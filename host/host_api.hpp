@@ -36,6 +36,10 @@ class HostServices {
 // The jr_host_api table every plugin receives (static storage).
 const jr_host_api* host_api();
 
+// The extensions host_api()->get_extension offers ("jr.error_kind.v1"); NULL for other ids.
+// The sandbox worker's own get_extension falls back to this.
+const void* host_extension(const char* id);
+
 // What one call (a job attempt or an idle call) has used of the host's services, for the
 // per-call budgets the engine enforces (EngineOptions). Plugin threads may call concurrently.
 struct CallUsage {
@@ -68,6 +72,7 @@ struct jr_job_ctx {
   bool has_result = false;
   std::string result;
   std::string error;
+  std::string error_kind;  // the plugin's name for its failure (jr.error_kind.v1), validated
   double snooze_seconds = 0;
   // In-process: the size of a result refused for exceeding bounds::kResultMax (0 = none).
   size_t result_refused_size = 0;

@@ -3,6 +3,7 @@
 #include "job_model_sql.hpp"
 #include "ops/schema.hpp"
 #include "ops/ui_schema.hpp"
+#include "producers_sql.hpp"
 
 namespace jr {
 
@@ -233,10 +234,13 @@ CREATE TRIGGER jr_jobs_done_finalizer AFTER INSERT ON jr_jobs_done
 //     default, as jr_enqueue was). Objects of other owners are left alone.
 //   - jr_enqueue runs as its owner (SECURITY DEFINER) with a fixed search_path (this schema, then
 //     pg_temp), and the role jobrunner_producer, when it exists, may execute it: a producer needs
-//     no privilege on the tables.
+//     no privilege on the tables. The same for the other producer functions (v16):
+//     jr_enqueue_many and jr_job_status.
 const char* kPrivileges = R"SQL(
 DO $jr$
-DECLARE r record;
+DECLARE
+  r record;
+  fn text;
 BEGIN
   FOR r IN
     SELECT c.oid::regclass AS obj, CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS what
@@ -254,14 +258,17 @@ BEGIN
   LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.fn);
   END LOOP;
-  IF pg_has_role((SELECT proowner FROM pg_proc
-                   WHERE oid = to_regprocedure('jr_enqueue(text, jsonb, jsonb)')), 'MEMBER') THEN
-    EXECUTE format('ALTER FUNCTION jr_enqueue(text, jsonb, jsonb) SECURITY DEFINER '
-                   'SET search_path = %I, pg_temp', current_schema());
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'jobrunner_producer') THEN
-      GRANT EXECUTE ON FUNCTION jr_enqueue(text, jsonb, jsonb) TO jobrunner_producer;
+  -- The producer functions.
+  FOREACH fn IN ARRAY ARRAY['jr_enqueue(text, jsonb, jsonb)',
+                            'jr_enqueue_many(text, jsonb, jsonb)', 'jr_job_status(bigint)'] LOOP
+    IF pg_has_role((SELECT proowner FROM pg_proc WHERE oid = to_regprocedure(fn)), 'MEMBER') THEN
+      EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', fn,
+                     current_schema());
+      IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'jobrunner_producer') THEN
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO jobrunner_producer', fn);
+      END IF;
     END IF;
-  END IF;
+  END LOOP;
 END $jr$;
 )SQL";
 
@@ -342,6 +349,8 @@ const std::vector<Migration>& migrations() {
       {14, "uniqueness over a period and states, replace and debounce (jr_enqueue_ex)",
        kMigrationV14},
       {15, "per-tenant rate limits: buckets for rate keys and key patterns", kMigrationV15},
+      {16, "producers: jr_enqueue_many() (many jobs in one call) and jr_job_status()",
+       kMigrationV16},
   };
   return all;
 }

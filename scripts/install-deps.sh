@@ -13,7 +13,8 @@ PKGS=(
   libgtest-dev libgmock-dev
   libcli11-dev libcpp-httplib-dev
   libcurl4-openssl-dev libc-ares-dev libgumbo-dev libseccomp-dev libssl-dev
-  postgresql postgresql-contrib
+  postgresql postgresql-contrib postgresql-client
+  python3-psycopg2
   pgbouncer
   dnsmasq-base
   procps psmisc curl
@@ -39,10 +40,13 @@ command -v npm >/dev/null || missing+=(npm)
 
 # The dashboard's browser test drives chromium through puppeteer-core from npm (tests/ui).
 install_ui_test_deps() { bash "$(dirname "$0")/install-ui-test-deps.sh"; }
+# The Node producer example (examples/producers/node, tests/host/producers_test.cpp) uses pg.
+install_producer_deps() { bash "$(dirname "$0")/install-producer-deps.sh"; }
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PKGS[@]} packages already installed"
   install_ui_test_deps
+  install_producer_deps
   exit 0
 fi
 
@@ -58,4 +62,5 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 install_ui_test_deps
+install_producer_deps
 echo "install-deps: done"

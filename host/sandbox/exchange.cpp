@@ -146,8 +146,13 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         w.cpu_us = d.get<int64_t>();
         w.maxrss_kb = d.get<int64_t>();
         uint64_t result_size = d.get<uint64_t>();
-        std::string_view result = d.str(), error = d.str();
+        std::string_view result = d.str(), error = d.str(), error_kind = d.str();
         if (!d.ok() || !d.at_end()) return protocol("malformed done frame");
+        // The worker checked the kind, but its memory is the plugin's: checked again here, and
+        // one that does not pass is dropped (the failure keeps the kind "error").
+        if (!error_kind.empty() && !bounds::error_kind_refusal(error_kind).empty()) {
+          error_kind = {};
+        }
         if (fseq != seq) return protocol("done frame for another job");
         error = bounds::cut(error, bounds::kErrorTextMax, text);
         {
@@ -155,6 +160,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
           ctx.has_result = (flags & proto::kDoneHasResult) != 0;
           if (ctx.has_result) ctx.result.assign(result);
           ctx.error.assign(error);
+          ctx.error_kind.assign(error_kind);
           ctx.snooze_seconds = snooze;
         }
         out.status = status;

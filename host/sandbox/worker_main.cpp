@@ -143,7 +143,7 @@ const void* api_get_extension(const char* id) {
   if (id != nullptr && std::strcmp(id, "jr.exec.v1") == 0 && g_exec_ext.path != nullptr) {
     return &g_exec_ext;
   }
-  return nullptr;
+  return jr::host_extension(id);  // jr.error_kind.v1: validated here, and again by the host
 }
 
 int32_t api_is_cancelled(jr_job_ctx*) {
@@ -214,6 +214,7 @@ void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
   g_enc.put<uint64_t>(result_size);
   g_enc.str(result);
   g_enc.str(error);
+  g_enc.str(ctx.error_kind);
   send_locked();
 }
 
@@ -264,6 +265,7 @@ int serve(jr::LoadedPlugin& p, void* state) {
       ctx.has_result = false;
       ctx.result.clear();
       ctx.error.clear();
+      ctx.error_kind.clear();
       ctx.snooze_seconds = 0;
       ctx.result_refused_size = 0;
     }

@@ -121,6 +121,8 @@ class ExecPlugin {
     if (JR_HAS_FIELD(host, jr_host_api, get_extension) && host->get_extension != nullptr) {
       const auto* e = static_cast<const ExecExtension*>(host->get_extension("jr.exec.v1"));
       if (e != nullptr && e->struct_size >= sizeof(ExecExtension)) ext_ = e;
+      const auto* k = static_cast<const jr_error_kind_ext*>(host->get_extension(JR_EXT_ERROR_KIND));
+      if (k != nullptr && k->struct_size >= sizeof(jr_error_kind_ext)) kind_ext_ = k;
     }
   }
   ~ExecPlugin() {
@@ -146,6 +148,12 @@ class ExecPlugin {
   const jr_host_api* host_;
   std::map<std::string, KindSpec> kinds_;
   const ExecExtension* ext_ = nullptr;
+  const jr_error_kind_ext* kind_ext_ = nullptr;  // names failures (handler_crash, ...)
+  void set_kind(jr_job_ctx* ctx, const std::string& kind) {
+    if (kind_ext_ != nullptr && !kind.empty()) {
+      kind_ext_->set_error_kind(ctx, kind.data(), kind.size());
+    }
+  }
   std::mutex mu_;
   std::map<std::string, Child> children_;
   std::list<std::string> lru_;  // kinds, most recent first
@@ -351,6 +359,7 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
                                   "handler_oversize"};
     std::string m = std::string("exec ") + names[static_cast<int>(why)] + ": " + text;
     host_->set_error(ctx, m.data(), m.size());
+    set_kind(ctx, names[static_cast<int>(why)]);
     return JR_ERR_RETRYABLE;
   };
   auto log = [&](int level, const std::string& m) { host_->log(ctx, level, m.data(), m.size()); };
@@ -532,6 +541,11 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
                                ? m["message"].get<std::string>()
                                : "handler failed";
         host_->set_error(ctx, text.data(), text.size());
+        // The handler's name for its failure (the Python SDK sends the exception's); the host
+        // checks it (a refused one is logged and the kind stays "error").
+        if (m.contains("kind") && m["kind"].is_string()) {
+          set_kind(ctx, m["kind"].get<std::string>().substr(0, 64));
+        }
         bool permanent =
             m.contains("permanent") && m["permanent"].is_boolean() && m["permanent"].get<bool>();
         return permanent ? JR_ERR_PERMANENT : JR_ERR_RETRYABLE;

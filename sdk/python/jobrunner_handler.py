@@ -48,12 +48,20 @@ PROTOCOL = 1
 _handlers = {}
 
 
-class Permanent(Exception):
-    """The job can never succeed (bad input, ...): no retry."""
+class _Kinded(Exception):
+    def __init__(self, *args, kind=None):
+        super().__init__(*args)
+        self.kind = kind
 
 
-class Retry(Exception):
-    """A transient failure (the same as any other exception; says so explicitly)."""
+class Permanent(_Kinded):
+    """The job can never succeed (bad input, ...): no retry. `kind=` names the failure
+    (e.g. "invalid_domain"), else the attempt's error kind is "permanent"."""
+
+
+class Retry(_Kinded):
+    """A transient failure (the same as any other exception; says so explicitly). `kind=`
+    names the failure, else it is named after the exception's class."""
 
 
 class Snooze(Exception):
@@ -211,14 +219,36 @@ def _outcome(job, msg):
     except Snooze as e:
         return {"type": "snooze", "seconds": e.seconds}
     except Permanent as e:
-        return {"type": "error", "permanent": True, "message": _text(e)}
+        msg = {"type": "error", "permanent": True, "message": _text(e)}
+        if e.kind:
+            msg["kind"] = str(e.kind)
+        return msg
     except Cancelled:
         return {"type": "cancelled"}
     except Exception as e:  # noqa: BLE001 - every other failure is retryable
         traceback.print_exc(file=sys.stderr)
         if job.cancelled:
             return {"type": "cancelled"}
-        return {"type": "error", "permanent": False, "message": _text(e)}
+        msg = {"type": "error", "permanent": False, "message": _text(e)}
+        if isinstance(e, _Kinded):
+            if e.kind:
+                msg["kind"] = str(e.kind)
+        else:
+            msg["kind"] = _kind_of(e)
+        return msg
+
+
+def _kind_of(e):
+    """The error kind of an exception: its class name in snake case (ConnectionError ->
+    connection_error), at most 32 characters; the runner refuses names it reserves."""
+    name = type(e).__name__
+    out = []
+    for i, c in enumerate(name):
+        if c.isupper() and i > 0 and (not name[i - 1].isupper() or
+                                      (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(c.lower() if c.isascii() and c.isalnum() else "_")
+    return "".join(out)[:32].strip("_") or "error"
 
 
 def _text(e):

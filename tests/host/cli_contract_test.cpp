@@ -257,7 +257,7 @@ TEST_F(CliContract, UsageErrorsAreExitTwoAndWorkerFlagsApplyOnlyToTheWorker) {
     std::string says;
   };
   std::vector<Case> cases = {
-      {{"worker", "--dsn", "X"}, "The following arguments were not expected"},
+      {{"worker", "--no-such-flag", "X"}, "The following arguments were not expected"},
       {{"enqueue"}, "kind is required"},
       {{"status", "abc"}, "'abc' is not a job id"},
       {{"status", "99999999999999999999"}, "'99999999999999999999' is not a job id"},

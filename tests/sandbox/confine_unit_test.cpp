@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "cgroup.hpp"
 #include "harness.hpp"
@@ -231,6 +233,17 @@ TEST(WorkerOutput, LinesAreTaggedCutAndBudgeted) {
   std::string text = "hello\n" + std::string(200, 'x') + "\nafter\n";
   ASSERT_EQ(write(err[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
   ASSERT_EQ(write(out[1], "to stdout\n", 10), 10);
+  // The two pipes are read in whatever order poll reports them: the flood goes out only once
+  // the lines above were read, so the budget it exhausts cannot be the one they needed.
+  auto lines_seen = [&] {
+    std::lock_guard<std::mutex> l(mu);
+    return seen.size();
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  while (lines_seen() < 4 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(lines_seen(), 4u);  // hello, the cut line, after, to stdout
   std::string flood;
   for (int i = 0; i < 100; ++i) flood += std::string(50, 'f') + "\n";  // 5100 bytes > 1000/s
   ASSERT_EQ(write(err[1], flood.data(), flood.size()), static_cast<ssize_t>(flood.size()));

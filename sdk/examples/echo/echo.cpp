@@ -2,6 +2,7 @@
 // obeys a few payload fields that make it misbehave on purpose:
 //   sleep_ms       sleep this long (checking for cancellation every 10 ms)
 //   fail           "retryable" or "permanent": fail every attempt that way
+//   fail_kind      with fail: name the failure (the attempt's error_kind, abi.h JR_EXT_ERROR_KIND)
 //   fail_attempts  fail (retryable) the first N attempts, then succeed
 //   crash          "segv" or "abort": kill the process that runs the handler
 //   snooze_until   Unix time (s): snooze until then (a snooze does not use up an attempt)
@@ -60,8 +61,9 @@ class Echo : public jobrunner::Plugin {
     }
     if (auto it = p.find("fail"); it != p.end()) {
       std::string how = it->get<std::string>();
-      if (how == "permanent") throw jobrunner::PermanentError("permanent failure on purpose");
-      throw jobrunner::RetryableError("retryable failure on purpose");
+      std::string kind = p.value("fail_kind", "");
+      if (how == "permanent") throw jobrunner::PermanentError("permanent failure on purpose", kind);
+      throw jobrunner::RetryableError("retryable failure on purpose", kind);
     }
     return p;
   }

@@ -118,6 +118,20 @@ typedef struct jr_host_api {
   const void* (*get_extension)(const char* id);
 } jr_host_api;
 
+/* Extension JR_EXT_ERROR_KIND (host->get_extension(JR_EXT_ERROR_KIND); NULL on hosts before
+ * it): names the kind of a failed attempt, recorded as the attempt's error_kind instead of
+ * "error" (JR_ERR_RETRYABLE) or "permanent" (JR_ERR_PERMANENT), shown by `runner status`, the
+ * API and the dashboard, and counted in metrics. A kind is 1-32 bytes of [a-z0-9_] starting
+ * with a letter and is not one of the host's own kinds (timeout, oom, crash, cancelled,
+ * protocol, error, permanent, ...); a refused kind returns -1, is logged, and changes nothing.
+ * Call it during `handle`, like set_error; a later call replaces an earlier one. */
+#define JR_EXT_ERROR_KIND "jr.error_kind.v1"
+typedef struct jr_error_kind_ext {
+  uint32_t struct_size;
+  uint32_t reserved;
+  int32_t (*set_error_kind)(jr_job_ctx* ctx, const char* kind, size_t kind_len);
+} jr_error_kind_ext;
+
 /* One job kind served by a plugin, with its defaults (0 or NULL = host default). */
 typedef struct jr_kind_desc {
   uint32_t struct_size;

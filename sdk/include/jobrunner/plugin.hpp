@@ -20,14 +20,26 @@
 
 namespace jobrunner {
 
-// Throw from handle() to fail the attempt; the class decides what happens next.
+// Throw from handle() to fail the attempt; the class decides what happens next. An optional
+// kind names the failure (e.g. "dns_timeout"): recorded as the attempt's error_kind through the
+// host extension JR_EXT_ERROR_KIND (abi.h), else "error" / "permanent".
 class RetryableError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit RetryableError(const std::string& what, std::string kind = "")
+      : std::runtime_error(what), kind_(std::move(kind)) {}
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::string kind_;
 };
 class PermanentError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit PermanentError(const std::string& what, std::string kind = "")
+      : std::runtime_error(what), kind_(std::move(kind)) {}
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::string kind_;
 };
 // Throw to run the job again after `seconds` without using up an attempt.
 class Snooze : public std::runtime_error {
@@ -156,8 +168,14 @@ inline void copy_message(char* dst, size_t cap, const std::string& msg) {
 }
 
 inline int32_t fail(const jr_host_api* host, jr_job_ctx* ctx, jr_status status,
-                    const std::string& msg) noexcept {
+                    const std::string& msg, const std::string& kind = "") noexcept {
   host->set_error(ctx, msg.data(), msg.size());
+  if (!kind.empty() && host->get_extension != nullptr) {
+    auto* ext = static_cast<const jr_error_kind_ext*>(host->get_extension(JR_EXT_ERROR_KIND));
+    if (ext != nullptr && ext->struct_size >= sizeof(jr_error_kind_ext)) {
+      ext->set_error_kind(ctx, kind.data(), kind.size());
+    }
+  }
   return status;
 }
 
@@ -189,7 +207,9 @@ struct Adapter {
       }
       return JR_OK;
     } catch (const PermanentError& e) {
-      return fail(host, ctx, JR_ERR_PERMANENT, e.what());
+      return fail(host, ctx, JR_ERR_PERMANENT, e.what(), e.kind());
+    } catch (const RetryableError& e) {
+      return fail(host, ctx, JR_ERR_RETRYABLE, e.what(), e.kind());
     } catch (const Snooze& e) {
       host->snooze(ctx, e.seconds());
       return JR_SNOOZE;

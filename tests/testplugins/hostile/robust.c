@@ -6,7 +6,8 @@
  *       token_error     the same text as the attempt's error (permanent failure)
  *       enqueue_other   enqueues a job of another plugin's kind ("echo"); result {"rc": N}
  *       enqueue_many    enqueues 10,000 jobs of its own kind (delayed an hour); result {"ok": N}
- *       log_flood       1 KiB log lines for one second or 50 MB; result {"bytes": N}
+ *       log_flood       1 KiB log lines for one second and 4 MiB (or 50 MB, or 20 s);
+ *                       result {"bytes": N}
  *       progress_flood  200,000 progress updates, the last (100, "final"); result {"calls": N}
  *       anything else   returns at once
  *   JR_ROBUST_IDLE  "hostile_idle_hang": an idle hook that never returns (ignores cancellation).
@@ -106,8 +107,16 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
     char line[1024];
     memset(line, 'x', sizeof line);
     long long bytes = 0;
-    double until = mono_s() + 1.0;
-    for (long long i = 0; bytes < 50LL * 1000 * 1000 && (i % 256 != 0 || mono_s() < until); i++) {
+    /* At least one second and at least 4 MiB (a loaded machine is slower per call), at most
+     * 50 MB or 20 s. */
+    double start = mono_s();
+    int more = 1;
+    for (long long i = 0; bytes < 50LL * 1000 * 1000 && more; i++) {
+      if (i % 256 == 0) {
+        double t = mono_s() - start;
+        more = t < 20.0 && (t < 1.0 || bytes < 4LL * 1024 * 1024);
+        if (!more) break;
+      }
       int n = snprintf(line, sizeof line, "flood line %lld ", i);
       line[n] = 'x';
       host->log(ctx, JR_LOG_INFO, line, sizeof line);
