@@ -73,10 +73,14 @@ int Maintenance::run_pruner_once(Store& s) {
     total += n;
     if (n < opts_.prune.limit) break;
   }
+  note_pruned(total);
+  return total;
+}
+
+void Maintenance::note_pruned(int total) {
   counts_.pruned += total;
   if (total > 0)
     log::info("pruner: finished jobs past their retention deleted", {{"count", total}});
-  return total;
 }
 
 std::pair<int, int> Maintenance::run_dependencies_once(Store& s) {
@@ -160,7 +164,14 @@ void Maintenance::loop() {
           next_rescue = now + ms(opts_.rescue_interval_seconds);
         }
         if (now >= next_prune) {
-          db([&](Store& s) { return run_pruner_once(s); });
+          // One batch per turn on the shared connection: a large backlog of finished jobs
+          // is deleted in steps the other services can come between.
+          int total = 0;
+          for (int n = opts_.prune.limit; n >= opts_.prune.limit && !stop_;) {
+            n = db([&](Store& s) { return s.JobPrune(opts_.prune); });
+            total += n;
+          }
+          note_pruned(total);
           next_prune = now + ms(opts_.prune_interval_seconds);
         }
       }

@@ -75,6 +75,7 @@ class Maintenance {
 
  private:
   void loop();
+  void note_pruned(int total);  // counts and logs a pruner pass
 
   MaintenanceOptions opts_;
   MaintenanceCounts counts_;
