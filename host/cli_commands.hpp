@@ -36,6 +36,8 @@ struct WorkerFlags {
   std::string priority_aging;    // --priority-aging-factor (Reproq)
   std::string http;              // --http [ADDR:]PORT (host/ops)
   std::string isolation;         // --isolation sandbox|none
+  int max_connections = 0;       // --max-connections: the runner's own database connections
+  bool pgbouncer = false;        // --pgbouncer: database_url is PgBouncer (transaction mode)
 };
 
 struct EnqueueFlags {

@@ -106,6 +106,8 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     cfg.http = std::to_string(w.metrics_port);
   }
   if (!w.http.empty()) cfg.http = w.http;
+  if (w.max_connections > 0) cfg.max_connections = w.max_connections;
+  if (w.pgbouncer) cfg.pgbouncer = true;
   validate(cfg);
   if (!cfg.env_aliases_used.empty()) {
     std::string names;
@@ -114,6 +116,17 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
               {{"variables", names}});
   }
   if (!cfg.http.empty()) ops::parse_listen_address(cfg.http);  // bad address: usage error
+  // The runner's own connections (host/db_budget.hpp): a budget too small for the services
+  // asked for is a usage error saying what needs how many.
+  ConnectionPlan conn_plan;
+  try {
+    // Through PgBouncer (transaction pooling) LISTEN needs a direct URL; without one: polling.
+    conn_plan = plan_connections(cfg.max_connections, !cfg.http.empty(),
+                                 !cfg.pgbouncer || cfg.listen_database_url.has_value());
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return cli::kExitUsage;
+  }
   for (const auto& [kind, hook] : cfg.webhooks) ops::check_webhook_url(hook);
   if (cfg.plugins_dir.empty()) {
     std::cerr << "runner: no plugins to serve: give --plugins DIR (or RUNNER_PLUGINS, or "
@@ -345,6 +358,22 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.idle_timeout_seconds = cfg.idle_timeout_seconds;
   eo.init_retry_max_seconds = cfg.init_retry_max_seconds;
   eo.plugin_log_fields = loaded_fields;
+  eo.connections = conn_plan;
+  if (cfg.listen_database_url) eo.listen_database_url = *cfg.listen_database_url;
+  if (cfg.pgbouncer) {
+    if (cfg.listen_database_url) {
+      log::info("PgBouncer mode: no prepared statements; LISTEN on the direct listen_database_url",
+                {{"listen_database_url", log::redact(*cfg.listen_database_url)}});
+    } else {
+      log::warn(
+          "PgBouncer mode without listen_database_url: no LISTEN through transaction pooling, so "
+          "new jobs are found by polling every poll_interval (set RUNNER_LISTEN_DATABASE_URL to "
+          "a direct URL for immediate wake-ups)",
+          {{"poll_interval_seconds", cfg.poll_interval_seconds}});
+    }
+  }
+  log::info("database connections of this runner (plugins' own not included)",
+            {{"max_connections", conn_plan.budget}, {"plan", conn_plan.describe()}});
   for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
   for (auto& p : plugins) {
     eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
@@ -360,6 +389,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.webhook_secret = cfg.webhook_secret;
   oc.webhooks = cfg.webhooks;
   oc.lease_seconds = cfg.lease_seconds;
+  oc.http_connections = conn_plan.http;
   ops::Operations operations(oc);
   eo.observer = &operations;
   Engine engine(eo, ptrs, serve_kinds, std::move(executors));

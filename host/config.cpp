@@ -78,6 +78,12 @@ class Reader {
       out = s;
     }
   }
+  void boolean(const char* key, bool& out) {
+    if (auto n = table_.get(key)) {
+      if (!n->is_boolean()) fail(*n, key, "must be true or false");
+      out = n->as_boolean()->get();
+    }
+  }
   void integer(const char* key, int& out, int min, int max) {
     if (auto n = table_.get(key)) {
       if (!n->is_integer()) fail(*n, key, "must be an integer");
@@ -156,7 +162,8 @@ void read_file(const std::string& path, Config& cfg) {
   cfg.source = path;
   Reader top(path, root, "");
   top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron", "api_token",
-             "webhook_secret", "webhooks", "approvals_file"});
+             "webhook_secret", "webhooks", "approvals_file", "listen_database_url"});
+  top.str("listen_database_url", cfg.listen_database_url);
   top.str("approvals_file", cfg.approvals_file);
   top.str("api_token", cfg.api_token);
   top.str("webhook_secret", cfg.webhook_secret);
@@ -173,10 +180,11 @@ void read_file(const std::string& path, Config& cfg) {
   if (auto w = root.get("worker")) {
     if (!w->is_table()) top.fail(*w, "worker", "must be a table ([worker])");
     Reader r(path, *w->as_table(), "worker");
-    r.known({"plugins", "concurrency", "queues", "kinds", "lease_seconds", "poll_interval",
-             "shutdown_grace", "fetch_batch", "completion_batch", "rescue_interval", "result_ttl",
-             "failure_ttl", "max_attempts", "priority_aging", "isolation", "http", "worker_id",
-             "heartbeat_interval"},
+    r.known({"plugins",          "concurrency",        "queues",          "kinds",
+             "lease_seconds",    "poll_interval",      "shutdown_grace",  "fetch_batch",
+             "completion_batch", "rescue_interval",    "result_ttl",      "failure_ttl",
+             "max_attempts",     "priority_aging",     "isolation",       "http",
+             "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
              "idle_timeout", "init_retry_max"});
@@ -198,6 +206,8 @@ void read_file(const std::string& path, Config& cfg) {
     r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
     r.seconds("priority_aging", cfg.priority_aging_seconds);
     r.str("isolation", cfg.isolation);
+    r.integer("max_connections", cfg.max_connections, 1, 1000);
+    r.boolean("pgbouncer", cfg.pgbouncer);
     r.integer64("enqueues_per_job", cfg.enqueues_per_job, 0, 100000000);
     r.integer64("log_lines_per_job", cfg.log_lines_per_job, 0, int64_t{1} << 40);
     r.integer64("log_bytes_per_job", cfg.log_bytes_per_job, 0, int64_t{1} << 40);
@@ -353,6 +363,17 @@ void apply_env(Config& cfg) {
   apply_seed_aliases(cfg);
   if (auto v = env("DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_DATABASE_URL")) cfg.database_url = v;
+  if (auto v = env("RUNNER_LISTEN_DATABASE_URL")) cfg.listen_database_url = v;
+  if (auto v = env("RUNNER_PGBOUNCER")) {
+    std::string s = v;
+    if (s == "1" || s == "true" || s == "yes" || s == "on") {
+      cfg.pgbouncer = true;
+    } else if (s == "0" || s == "false" || s == "no" || s == "off" || s.empty()) {
+      cfg.pgbouncer = false;
+    } else {
+      throw bad("RUNNER_PGBOUNCER", "'" + s + "' is not true or false (1/0, yes/no, on/off)");
+    }
+  }
   if (auto v = env("RUNNER_DATA_DIR")) cfg.data_dir = v;
   if (auto v = env("RUNNER_APPROVALS")) cfg.approvals_file = v;
   if (auto v = env("RUNNER_LOG_LEVEL")) cfg.log_level = v;
@@ -386,6 +407,7 @@ void apply_env(Config& cfg) {
   };
   int_var("RUNNER_CONCURRENCY", cfg.concurrency);
   int_var("RUNNER_FETCH_BATCH", cfg.fetch_batch);
+  int_var("RUNNER_MAX_CONNECTIONS", cfg.max_connections);
   dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
   dur_var("RUNNER_HEARTBEAT_INTERVAL", cfg.heartbeat_seconds);
   dur_var("RUNNER_POLL_INTERVAL", cfg.poll_interval_seconds);
@@ -420,6 +442,10 @@ void validate(const Config& cfg) {
   }
   if (cfg.poll_interval_seconds <= 0) throw ConfigError("poll_interval must be positive");
   if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
+  if (cfg.max_connections < 0 || cfg.max_connections > 1000) {
+    throw ConfigError("max_connections must be between 1 and 1000, got " +
+                      std::to_string(cfg.max_connections));
+  }
   if (cfg.rescue_interval_seconds <= 0) throw ConfigError("rescue_interval must be positive");
   if (cfg.max_attempts < 1) throw ConfigError("max_attempts must be at least 1");
   if (cfg.idle_timeout_seconds < 0.1) throw ConfigError("idle_timeout must be at least 0.1s");

@@ -22,7 +22,10 @@ struct Config {
   // Database. Unset: the managed local PostgreSQL in data_dir.
   std::optional<std::string> database_url;  // DATABASE_URL / database_url
   std::string data_dir;                     // RUNNER_DATA_DIR / data_dir; "" = default
-  std::string log_level = "info";           // RUNNER_LOG_LEVEL / log_level
+  // RUNNER_LISTEN_DATABASE_URL / listen_database_url: a direct connection (not through
+  // PgBouncer) for LISTEN; unset with pgbouncer: the worker polls every poll_interval.
+  std::optional<std::string> listen_database_url;
+  std::string log_level = "info";  // RUNNER_LOG_LEVEL / log_level
   // Plugin approvals (`runner plugins approve`): RUNNER_APPROVALS / approvals_file; "" = the
   // default, approvals.json in the data dir (host/sandbox/approvals.hpp).
   std::string approvals_file;
@@ -45,6 +48,12 @@ struct Config {
   int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
   double priority_aging_seconds = 60;    // RUNNER_PRIORITY_AGING: waiting per point; 0 = off
   std::string isolation = "sandbox";     // RUNNER_ISOLATION: sandbox | none (per plugin too)
+  // RUNNER_MAX_CONNECTIONS / max_connections: the runner's own database connections (plugins'
+  // pools not included); 0 = the default, 4 (5 with http). host/db_budget.hpp.
+  int max_connections = 0;
+  // RUNNER_PGBOUNCER / pgbouncer / --pgbouncer: database_url goes through PgBouncer in
+  // transaction pooling mode: no named prepared statements, no session settings (every command).
+  bool pgbouncer = false;
   // Limits on host services, per job attempt or idle call (docs/sandbox.md).
   int64_t enqueues_per_job = 1000;          // host->enqueue calls; more are refused
   int64_t log_lines_per_job = 10000;        // log lines; past either budget, one line says

@@ -32,6 +32,17 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
                std::vector<std::string> kinds,
                std::map<std::string, std::unique_ptr<Executor>> executors)
     : opts_(std::move(opts)), plugins_(std::move(plugins)), executors_(std::move(executors)) {
+  // Connections are opened on first use (db_budget.hpp has who shares which).
+  claims_ = std::make_unique<SharedStore>(opts_.database_url, "claims");
+  for (int i = 0; i < opts_.connections.completers; ++i) {
+    completer_stores_.push_back(std::make_unique<SharedStore>(opts_.database_url, "completions"));
+  }
+  if (opts_.connections.services_own) {
+    services_own_ = std::make_unique<SharedStore>(opts_.database_url, "services");
+    services_ = services_own_.get();
+  } else {
+    services_ = claims_.get();
+  }
   for (auto* p : plugins_) {
     if (!executors_.count(p->name)) executors_[p->name] = std::make_unique<InProcessExecutor>(p);
     Executor* ex = executors_[p->name].get();
@@ -154,21 +165,6 @@ void Engine::backoff_sleep(int& delay_ms) {
   delay_ms = std::min(delay_ms * 2, 30000);
 }
 
-std::unique_ptr<Store> Engine::connect_with_backoff(const char* role) {
-  int delay = 250;
-  for (;;) {
-    try {
-      return Store::open(opts_.database_url);
-    } catch (const StoreError& e) {
-      ++stats_.db_errors;
-      log::error("database unreachable; retrying",
-                 {{"role", role}, {"error", e.what()}, {"retry_in_ms", delay}});
-      if (stopping_ && std::string(role) != "completer") return nullptr;
-      backoff_sleep(delay);
-    }
-  }
-}
-
 int Engine::run() {
   if (kinds_.empty()) {
     log::error("no job kinds to serve: no plugin loaded, or --kinds matches none of them");
@@ -186,8 +182,6 @@ int Engine::run() {
     int delay = 250;
     for (;;) {
       try {
-        auto s = Store::open(opts_.database_url);
-        s->WorkerRegister({opts_.worker_id, kinds_, opts_.queues});
         std::vector<KindDefaults> defs;
         for (const auto& [kind, e] : kind_map_) {
           KindDefaults d;
@@ -200,9 +194,11 @@ int Engine::run() {
           if (!e.info->finalizer.empty()) d.finalizer = e.info->finalizer;
           defs.push_back(std::move(d));
         }
-        s->KindDefaultsUpsert(defs);
-        if (!opts_.cron.empty()) s->CronUpsert(opts_.cron);
-        aux_store_ = std::move(s);
+        services_->with([&](Store& s) {
+          s.WorkerRegister({opts_.worker_id, kinds_, opts_.queues});
+          s.KindDefaultsUpsert(defs);
+          if (!opts_.cron.empty()) s.CronUpsert(opts_.cron);
+        });
         break;
       } catch (const StoreError& e) {
         ++stats_.db_errors;
@@ -217,6 +213,7 @@ int Engine::run() {
   if (opts_.maintenance) {
     MaintenanceOptions mo;
     mo.database_url = opts_.database_url;
+    mo.shared = services_;
     mo.worker_id = opts_.worker_id;
     mo.poll_interval_seconds = opts_.poll_interval_seconds;
     mo.rescue_interval_seconds = opts_.rescue_interval_seconds;
@@ -230,7 +227,7 @@ int Engine::run() {
     if (opts_.observer) opts_.observer->maintenance_started(maintenance_.get());
   }
   for (auto& h : idle_hooks_) h->last_active = steady_ms();
-  for (int i = 0; i < std::max(1, opts_.completers); ++i) {
+  for (int i = 0; i < std::max<int>(1, static_cast<int>(completer_stores_.size())); ++i) {
     completers_.emplace_back([this] { complete_loop(); });
   }
   maintainer_ = std::thread([this] { maintain_loop(); });
@@ -345,8 +342,7 @@ int Engine::run() {
   heartbeater_.join();
   if (maintenance_) maintenance_->stop();
   try {
-    std::lock_guard<std::mutex> lock(aux_mu_);
-    if (aux_store_) aux_store_->WorkerUnregister(opts_.worker_id);
+    services_->with([&](Store& s) { s.WorkerUnregister(opts_.worker_id); });
   } catch (const StoreError& e) {
     log::warn("could not unregister the worker", {{"error", e.what()}});
   }
@@ -382,7 +378,11 @@ size_t Engine::release_ready_jobs(bool keep_for_idle) {
 }
 
 void Engine::fetch_loop() {
-  std::unique_ptr<Store> store = connect_with_backoff("fetcher");
+  // Claims on the claims connection (shared with the completions unless they have their own);
+  // the wait for NOTIFY on a connection of its own, so the claims connection is never parked in
+  // a wait. Without one (polling) the fetcher sleeps the poll interval.
+  std::unique_ptr<Store> listener;
+  const bool listening = opts_.connections.listen > 0;
   int delay = 250;
   bool recover_claims = false;  // the last claim's answer was lost (see below)
   const int poll_ms = std::max(1, static_cast<int>(opts_.poll_interval_seconds * 1000));
@@ -414,8 +414,12 @@ void Engine::fetch_loop() {
     std::vector<ClaimedJob> jobs;
     double throttled = 0;
     try {
-      if (!store) store = connect_with_backoff("fetcher");
-      if (!store) break;
+      if (listening && !listener) {
+        // LISTEN before claiming: an insert committed after the claim's snapshot then wakes us.
+        listener = Store::open(opts_.listen_database_url.empty() ? opts_.database_url
+                                                                 : opts_.listen_database_url);
+        listener->Listen();
+      }
       if (recover_claims) {
         // The last claim failed with the connection: it may have committed. Its jobs carry
         // our id but no slot has them; they go back with their attempt restored.
@@ -424,7 +428,8 @@ void Engine::fetch_loop() {
           std::lock_guard<std::mutex> lock(held_mu_);
           for (const auto& [id, n] : held_) held.push_back(id);
         }
-        auto orphans = store->JobReleaseOrphanedClaims(opts_.worker_id, held);
+        auto orphans = claims_->with(
+            [&](Store& s) { return s.JobReleaseOrphanedClaims(opts_.worker_id, held); });
         recover_claims = false;
         if (!orphans.empty()) {
           stats_.released += static_cast<int64_t>(orphans.size());
@@ -442,13 +447,13 @@ void Engine::fetch_loop() {
       p.lease_seconds = opts_.lease_seconds;
       throttled = 0;
       p.throttled_retry_seconds = &throttled;
-      jobs = store->JobClaim(p);
+      jobs = claims_->with([&](Store& s) { return s.JobClaim(p); });
       delay = 250;
     } catch (const StoreError& e) {
       ++stats_.db_errors;
       log::error("claiming jobs failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
       if (e.transient()) {
-        store.reset();
+        listener.reset();
         recover_claims = true;
       }
       backoff_sleep(delay);
@@ -473,11 +478,17 @@ void Engine::fetch_loop() {
     } else if (got == 0) {
       // Nothing for us: sleep until an insert notifies us, or the poll interval.
       try {
-        store->WaitForJobs(std::min(poll_ms, 1000));
+        if (listener) {
+          listener->WaitForJobs(std::min(poll_ms, 1000));
+        } else {
+          std::unique_lock<std::mutex> lock(ready_mu_);
+          room_cv_.wait_for(lock, std::chrono::milliseconds(poll_ms),
+                            [&] { return stopping_.load(); });
+        }
       } catch (const StoreError& e) {
         ++stats_.db_errors;
         log::error("waiting for notifications failed", {{"error", e.what()}});
-        store.reset();
+        listener.reset();
         backoff_sleep(delay);
       }
     }
@@ -683,7 +694,12 @@ void Engine::push_finish(JobFinish f) {
 }
 
 void Engine::complete_loop() {
-  std::unique_ptr<Store> store = connect_with_backoff("completer");
+  // A connection of its own when the budget gives completers one, else the claims connection.
+  SharedStore* store = claims_.get();
+  if (!completer_stores_.empty()) {
+    store =
+        completer_stores_[static_cast<size_t>(next_completer_++) % completer_stores_.size()].get();
+  }
   int delay = 250;
   std::vector<JobFinish> batch;
   for (;;) {
@@ -699,8 +715,8 @@ void Engine::complete_loop() {
     // Keep the batch until it is written: an outage delays outcomes, it never drops them.
     for (;;) {
       try {
-        if (!store) store = connect_with_backoff("completer");
-        JobFinishResult r = store->JobFinishMany(opts_.worker_id, batch);
+        JobFinishResult r =
+            store->with([&](Store& s) { return s.JobFinishMany(opts_.worker_id, batch); });
         for (int64_t id : r.rejected) {
           ++stats_.rejected;
           log::warn("outcome rejected: the job's lease is no longer ours (rescued or released)",
@@ -747,14 +763,13 @@ void Engine::complete_loop() {
         log::error("recording job outcomes failed; retrying",
                    {{"error", e.what()}, {"jobs", batch.size()}, {"retry_in_ms", delay}});
         if (e.transient()) {
-          store.reset();
+          // The connection was dropped (SharedStore); the next try reconnects.
         } else if (batch.size() > 1) {
           // A request error in a batch: write the outcomes one by one so one bad row (say, a
           // result that is not valid JSON) cannot hold back the others.
           for (auto& f : batch) {
             try {
-              if (!store) store = connect_with_backoff("completer");
-              store->JobFinishMany(opts_.worker_id, {f});
+              store->with([&](Store& s) { return s.JobFinishMany(opts_.worker_id, {f}); });
             } catch (const StoreError& e2) {
               log::error("recording a job outcome failed",
                          {{"job_id", f.id}, {"error", e2.what()}});
@@ -851,7 +866,6 @@ void Engine::heartbeat_loop() {
 // on their own threads), so whatever a plugin does, the leases of every job here keep being
 // renewed.
 void Engine::maintain_loop() {
-  std::unique_ptr<Store> store;
   const int64_t heartbeat_ms =
       std::max<int64_t>(200, static_cast<int64_t>(opts_.lease_seconds * 1000 / 3));
   int64_t next_heartbeat = 0;
@@ -873,8 +887,8 @@ void Engine::maintain_loop() {
     }
     try {
       if (now >= next_heartbeat) {
-        if (!store) store = Store::open(opts_.database_url);
-        store->WorkerHeartbeat(opts_.worker_id, stats_.completed.load());
+        services_->with(
+            [&](Store& s) { s.WorkerHeartbeat(opts_.worker_id, stats_.completed.load()); });
         next_heartbeat = now + heartbeat_ms;
       }
       if (now >= next_cancel_poll) {
@@ -884,8 +898,9 @@ void Engine::maintain_loop() {
           any_running = !running_.empty();
         }
         if (any_running) {
-          if (!store) store = Store::open(opts_.database_url);
-          for (int64_t id : store->JobCancelRequested(opts_.worker_id)) {
+          auto ids =
+              services_->with([&](Store& s) { return s.JobCancelRequested(opts_.worker_id); });
+          for (int64_t id : ids) {
             cancel_running(id, kCancelUser);
           }
         }
@@ -895,7 +910,6 @@ void Engine::maintain_loop() {
     } catch (const StoreError& e) {
       ++stats_.db_errors;
       log::error("maintenance failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
-      store.reset();
       next_heartbeat = now + delay;
       next_cancel_poll = now + delay;
       delay = std::min(delay * 2, 5000);
@@ -1056,7 +1070,6 @@ void Engine::finish_background(int64_t deadline_ms) {
 // One per plugin with a hook, with its own connection: a hook that hangs holds up nothing but
 // itself (and is killed at its deadline when sandboxed).
 void Engine::idle_loop(IdleHook* h) {
-  std::unique_ptr<Store> store;
   int64_t delay = 250;
   while (!stopping_) {
     {
@@ -1066,14 +1079,12 @@ void Engine::idle_loop(IdleHook* h) {
     }
     if (stopping_) break;
     try {
-      if (!store) store = Store::open(opts_.database_url);
-      run_idle_hook(*h, *store);
+      run_idle_hook(*h);
       delay = 250;
     } catch (const StoreError& e) {
       ++stats_.db_errors;
       log::error("idle hook: database error; retrying",
                  {{"plugin", h->plugin->name}, {"error", e.what()}, {"retry_in_ms", delay}});
-      store.reset();
       std::unique_lock<std::mutex> lock(plugins_mu_);
       plugins_cv_.wait_for(lock, std::chrono::milliseconds(delay),
                            [&] { return stopping_.load(); });
@@ -1083,17 +1094,21 @@ void Engine::idle_loop(IdleHook* h) {
   h->finished = true;
 }
 
-void Engine::run_idle_hook(IdleHook& h, Store& store) {
+// Its statements run on the services connection, which is never held while the hook runs.
+void Engine::run_idle_hook(IdleHook& h) {
   {
     std::lock_guard<std::mutex> lock(plugins_mu_);
     if (!h.runtime->ready) return;
   }
   if (steady_ms() - h.last_active.load() < h.threshold_ms) return;
-  if (!store.KindsIdle(h.kinds)) return;  // work is queued or running somewhere
+  if (!services_->with([&](Store& s) { return s.KindsIdle(h.kinds); }))
+    return;  // work is queued or running somewhere
   std::string lock = "idle:" + h.plugin->name;
   // The leadership outlives the deadline, so no other runner calls the hook meanwhile.
   double ttl = std::max(300.0, h.timeout_ms / 1000.0 + 60);
-  if (!store.LeaderTryAcquire(lock, opts_.worker_id, ttl)) return;  // another runner's turn
+  if (!services_->with([&](Store& s) { return s.LeaderTryAcquire(lock, opts_.worker_id, ttl); })) {
+    return;  // another runner's turn
+  }          // another runner's turn
   jr_job_ctx ctx;
   ctx.kind = "(idle:" + h.plugin->name + ")";
   ctx.plugin = h.plugin->name;
@@ -1103,7 +1118,7 @@ void Engine::run_idle_hook(IdleHook& h, Store& store) {
     if (!stopping_) h.current = &ctx;
   }
   if (h.current == nullptr) {  // shutting down: hand the turn back
-    store.LeaderResign(lock, opts_.worker_id);
+    services_->with([&](Store& s) { s.LeaderResign(lock, opts_.worker_id); });
     return;
   }
   int64_t started = steady_ms();
@@ -1115,7 +1130,7 @@ void Engine::run_idle_hook(IdleHook& h, Store& store) {
   end_call(ctx);
   bool late = steady_ms() - started >= h.timeout_ms;
   try {
-    store.LeaderResign(lock, opts_.worker_id);
+    services_->with([&](Store& s) { s.LeaderResign(lock, opts_.worker_id); });
   } catch (const StoreError& e) {
     log::warn("idle hook: could not resign its lock", {{"error", e.what()}});
   }
@@ -1218,14 +1233,14 @@ void Engine::progress_loop() {
     }
     if (batch.empty()) continue;
     try {
-      if (!progress_store_) progress_store_ = Store::open(opts_.database_url);
-      for (const auto& p : batch) progress_store_->JobProgress(p.id, p.attempt, p.percent, p.step);
+      services_->with([&](Store& s) {
+        for (const auto& p : batch) s.JobProgress(p.id, p.attempt, p.percent, p.step);
+      });
       delay = 250;
     } catch (const StoreError& e) {
       // Progress is advisory: these values are dropped (a later one, or the last one written
       // at the job's end, replaces them).
       ++stats_.db_errors;
-      progress_store_.reset();
       log::warn("progress update failed", {{"jobs", batch.size()}, {"error", e.what()}});
       pause = delay;
       delay = std::min<int64_t>(delay * 2, 5000);
@@ -1255,11 +1270,9 @@ void Engine::flush_progress(jr_job_ctx& ctx) {
     step = ctx.usage.progress_step;
   }
   try {
-    if (!progress_store_) progress_store_ = Store::open(opts_.database_url);
-    progress_store_->JobProgress(ctx.job_id, ctx.attempt, percent, step);
+    services_->with([&](Store& s) { s.JobProgress(ctx.job_id, ctx.attempt, percent, step); });
   } catch (const StoreError& e) {
     ++stats_.db_errors;
-    progress_store_.reset();
     log::warn("progress update failed", {{"job_id", ctx.job_id}, {"error", e.what()}});
   }
 }
@@ -1315,31 +1328,15 @@ int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_
   if (!enqueue_permitted(ctx, kind)) return -1;
   nlohmann::json fields = {{"kind", kind}};
   if (ctx != nullptr) fields["job_id"] = ctx->job_id;
-  std::unique_ptr<Store> store;
   try {
     // The options of `runner enqueue`, parsed like the CLI and the HTTP API do (one parser:
     // ops/job_options.hpp); an unknown key or a bad value refuses the enqueue.
     JobInsertParams p = ops::job_from_parts(
         kind, nlohmann::json::parse(payload),
         options_json.empty() ? nlohmann::json() : nlohmann::json::parse(options_json));
-    {
-      std::lock_guard<std::mutex> lock(enqueue_mu_);
-      if (!enqueue_stores_.empty()) {
-        store = std::move(enqueue_stores_.back());
-        enqueue_stores_.pop_back();
-      }
-    }
-    if (!store) store = Store::open(opts_.database_url);
-    int64_t id = store->JobInsert(p);
-    std::lock_guard<std::mutex> lock(enqueue_mu_);
-    if (enqueue_stores_.size() < 4) enqueue_stores_.push_back(std::move(store));
-    return id;
+    return services_->with([&](Store& s) { return s.JobInsert(p); });
   } catch (const StoreError& e) {
     fields["error"] = e.what();
-    if (store && !e.transient()) {  // the request was refused; the connection is fine
-      std::lock_guard<std::mutex> lock(enqueue_mu_);
-      if (enqueue_stores_.size() < 4) enqueue_stores_.push_back(std::move(store));
-    }
   } catch (const std::exception& e) {
     fields["error"] = std::string("invalid enqueue request: ") + e.what();
   }

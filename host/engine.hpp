@@ -1,7 +1,7 @@
 // The engine: claims jobs in batches, runs them on N slots, records outcomes in batches, keeps
 // leases alive, and shuts down gracefully.
 //
-// Threads (each with its own database connection where it needs one):
+// Threads:
 //   fetcher     claims jobs of ready plugins when slots are free; sleeps on LISTEN/NOTIFY
 //   slots x N   run one job at a time through the plugin
 //   completer   writes outcomes (batched, one transaction per batch), retrying through outages
@@ -14,6 +14,11 @@
 //               deadline (a sandboxed hook is killed at it)
 //   progress    writes coalesced progress updates (a plugin's progress call never waits on
 //               the database)
+// Connections (EngineOptions::connections, db_budget.hpp): lease renewal always has its own;
+// LISTEN has its own (none when polling); claims and completions share one unless the budget
+// gives completers their own; every other service (registry, cancel polls, maintenance, cron,
+// progress, enqueues, idle hooks, and the host/ops services through services_store()) shares
+// one, used in turn, never while plugin code runs.
 // Every database failure is logged and retried with backoff; a lost connection never kills the
 // runner and never drops an outcome. Shutdown waits a bounded time for plugin code: threads
 // still inside an in-process plugin after that are abandoned (abandoned_handlers()).
@@ -35,6 +40,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "db_budget.hpp"
 #include "executor.hpp"
 #include "host_api.hpp"
 #include "maintenance.hpp"
@@ -62,9 +68,13 @@ struct EngineOptions {
   int fetch_batch = 0;  // max jobs per claim; 0 = room, at most completion_batch (a claim
                         // larger than a completion batch only builds a backlog of running rows)
   int completion_batch = 500;  // max outcomes per write
-  // Connections writing outcomes. With two, one batch is written while the next accumulates
-  // and the other's commit (fsync) is in flight, and group commit can merge their flushes.
-  int completers = 2;
+  // Which services share which connection (db_budget.hpp). The default is the default budget
+  // without HTTP: lease renewal, LISTEN, claims+completions, services. With completers of their
+  // own (a larger budget), one batch is written while the next accumulates and the other's
+  // commit (fsync) is in flight, and group commit can merge their flushes.
+  ConnectionPlan connections;
+  // LISTEN on this URL instead of database_url (a direct one when database_url is PgBouncer).
+  std::string listen_database_url;
   std::vector<std::string> queues;  // empty = every queue
   double lease_seconds = 30;
   double poll_interval_seconds = 1.0;
@@ -127,6 +137,9 @@ class Engine : public HostServices {
   const Maintenance* maintenance() const { return maintenance_.get(); }
   const std::vector<std::string>& kinds() const { return kinds_; }
   const std::string& worker_id() const { return opts_.worker_id; }
+  // The shared services connection (registry, maintenance, progress, enqueues, idle hooks), for
+  // the host/ops services that share it too (webhooks, the dashboard publisher).
+  SharedStore& services_store() { return *services_; }
   // Jobs executing in a slot right now. Thread-safe.
   int running_jobs() {
     std::lock_guard<std::mutex> lock(running_mu_);
@@ -170,7 +183,7 @@ class Engine : public HostServices {
   void maintain_loop();
   void heartbeat_loop();
   void idle_loop(IdleHook* h);
-  void run_idle_hook(IdleHook& h, Store& store);
+  void run_idle_hook(IdleHook& h);
   void supervise(PluginRuntime* r);
   void set_ready(PluginRuntime* r, bool ready, const std::string& why);
   std::vector<std::string> claimable_kinds();
@@ -186,7 +199,6 @@ class Engine : public HostServices {
   JobFinish classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
                      jr_job_ctx& ctx);
   void push_finish(JobFinish f);
-  std::unique_ptr<Store> connect_with_backoff(const char* role);
   void backoff_sleep(int& delay_ms);
   void cancel_running(int64_t id, int reason);
   // Gives claimed jobs that no slot took back without charging an attempt; with `keep_for_idle`
@@ -233,12 +245,14 @@ class Engine : public HostServices {
   std::mutex running_mu_;
   std::unordered_map<int64_t, Running> running_;
 
-  std::mutex aux_mu_;  // guards aux_store_ (registration)
-  std::unique_ptr<Store> aux_store_;
-  // Connections for plugin enqueues, taken and given back, so enqueues of different jobs do not
-  // queue behind one connection.
-  std::mutex enqueue_mu_;
-  std::vector<std::unique_ptr<Store>> enqueue_stores_;
+  // Connections (db_budget.hpp): claims (and completions unless completers have their own),
+  // completers of their own, and the services connection (services_ points to claims_ when the
+  // budget has no room for one apart).
+  std::unique_ptr<SharedStore> claims_;
+  std::vector<std::unique_ptr<SharedStore>> completer_stores_;
+  std::unique_ptr<SharedStore> services_own_;
+  SharedStore* services_ = nullptr;
+  std::atomic<int> next_completer_{0};
 
   // Progress: calls that reported progress (registered on the first report, until the call
   // ends); the progress thread writes their latest values, a job's last one is written before
@@ -246,8 +260,7 @@ class Engine : public HostServices {
   std::mutex progress_mu_;
   std::condition_variable progress_cv_;
   std::unordered_set<jr_job_ctx*> progress_calls_;
-  std::mutex progress_write_mu_;  // held while writing; guards progress_store_
-  std::unique_ptr<Store> progress_store_;
+  std::mutex progress_write_mu_;  // held while writing (on the services connection)
   std::thread progress_thread_;
   std::atomic<bool> progress_done_{false};
 

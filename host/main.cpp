@@ -110,6 +110,14 @@ int main(int argc, char** argv) {
           ->check(CLI::Range(1, 65535)),
       app.add_option("--priority-aging-factor", w.priority_aging,
                      "seconds of waiting per priority point (default 60, 0: off)"),
+      app.add_option("--max-connections", w.max_connections,
+                     "database connections of the runner itself (default 4, 5 with --http; "
+                     "RUNNER_MAX_CONNECTIONS)")
+          ->check(CLI::Range(1, 1000)),
+      app.add_flag("--pgbouncer", w.pgbouncer,
+                   "the database URL goes through PgBouncer in transaction pooling mode: no "
+                   "prepared statements; LISTEN through listen_database_url or polling "
+                   "(RUNNER_PGBOUNCER)"),
       app.add_option("--http", w.http,
                      "serve /metrics, /healthz, /readyz, the JSON API and the dashboard (/ui) on "
                      "[ADDR:]PORT "

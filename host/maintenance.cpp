@@ -73,10 +73,14 @@ int Maintenance::run_pruner_once(Store& s) {
     total += n;
     if (n < opts_.prune.limit) break;
   }
+  note_pruned(total);
+  return total;
+}
+
+void Maintenance::note_pruned(int total) {
   counts_.pruned += total;
   if (total > 0)
     log::info("pruner: finished jobs past their retention deleted", {{"count", total}});
-  return total;
 }
 
 std::pair<int, int> Maintenance::run_dependencies_once(Store& s) {
@@ -114,16 +118,23 @@ int Maintenance::run_cron_once(Store& s) {
 }
 
 void Maintenance::loop() {
-  std::unique_ptr<Store> store;
+  std::unique_ptr<Store> own;
+  // One statement (or service pass) at a time on the shared connection.
+  auto db = [&](auto&& fn) -> decltype(auto) {
+    if (opts_.shared) return opts_.shared->with(fn);
+    if (!own) own = Store::open(opts_.database_url);
+    return fn(*own);
+  };
   int64_t next_election = 0, next_schedule = 0, next_rescue = 0, next_prune = 0;
   int delay = 250;
   while (!stop_) {
     int64_t now = now_ms();
     try {
       if (now >= next_election) {
-        if (!store) store = Store::open(opts_.database_url);
-        bool leader = store->LeaderTryAcquire("maintenance", opts_.worker_id,
-                                              opts_.election_interval_seconds * 3);
+        bool leader = db([&](Store& s) {
+          return s.LeaderTryAcquire("maintenance", opts_.worker_id,
+                                    opts_.election_interval_seconds * 3);
+        });
         if (leader != counts_.leader.load()) {
           log::info(leader ? "elected maintenance leader" : "lost maintenance leadership",
                     {{"worker_id", opts_.worker_id}});
@@ -134,32 +145,40 @@ void Maintenance::loop() {
       }
       if (counts_.leader) {
         if (now >= next_schedule) {
-          run_scheduler_once(*store);
-          run_dependencies_once(*store);
-          run_cron_once(*store);
+          db([&](Store& s) { return run_scheduler_once(s); });
+          db([&](Store& s) { return run_dependencies_once(s); });
+          db([&](Store& s) { return run_cron_once(s); });
           next_schedule = now + ms(opts_.poll_interval_seconds);
         }
         if (now >= next_rescue) {
           // Aging looks at the top waiting priority, which costs a scan of the available jobs:
           // every rescue interval (5 s) is often enough for seconds-per-point aging.
-          run_aging_once(*store);
-          run_rescuer_once(*store);
-          run_expirer_once(*store);
-          if (int n = store->WorkerPruneDead(opts_.dead_worker_seconds); n > 0) {
+          db([&](Store& s) { return run_aging_once(s); });
+          db([&](Store& s) { return run_rescuer_once(s); });
+          db([&](Store& s) { return run_expirer_once(s); });
+          if (int n = db([&](Store& s) { return s.WorkerPruneDead(opts_.dead_worker_seconds); });
+              n > 0) {
             counts_.workers_pruned += n;
             log::info("registry: runners without a heartbeat removed", {{"count", n}});
           }
           next_rescue = now + ms(opts_.rescue_interval_seconds);
         }
         if (now >= next_prune) {
-          run_pruner_once(*store);
+          // One batch per turn on the shared connection: a large backlog of finished jobs
+          // is deleted in steps the other services can come between.
+          int total = 0;
+          for (int n = opts_.prune.limit; n >= opts_.prune.limit && !stop_;) {
+            n = db([&](Store& s) { return s.JobPrune(opts_.prune); });
+            total += n;
+          }
+          note_pruned(total);
           next_prune = now + ms(opts_.prune_interval_seconds);
         }
       }
       delay = 250;
     } catch (const StoreError& e) {
       log::error("maintenance failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
-      if (e.transient()) store.reset();
+      if (e.transient()) own.reset();
       if (counts_.leader) log::warn("stepping down as maintenance leader after an error");
       counts_.leader = false;
       next_election = now + delay;
@@ -167,9 +186,11 @@ void Maintenance::loop() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (store && counts_.leader) {
+  if (counts_.leader) {
     try {
-      store->LeaderResign("maintenance", opts_.worker_id);  // a successor need not wait
+      db([&](Store& s) {
+        s.LeaderResign("maintenance", opts_.worker_id);
+      });  // no wait for a successor
     } catch (const StoreError&) {
     }
   }

@@ -12,7 +12,10 @@
 //   cron       due periodic entries -> one job per tick              every poll_interval
 //
 // Each service's run_once() returns what it did and logs only when it did something.
-// Threading: owns one thread and one database connection; start()/stop() from one thread.
+// Threading: owns one thread; its statements run on the runner's shared services connection
+// (MaintenanceOptions::shared, one statement at a time, so a long prune delays the other
+// services on it but never lease renewal, which has its own) or on a connection of its own;
+// start()/stop() from one thread.
 #pragma once
 
 #include <atomic>
@@ -20,6 +23,7 @@
 #include <string>
 #include <thread>
 
+#include "db_budget.hpp"
 #include "store.hpp"
 
 namespace jr {
@@ -35,6 +39,7 @@ struct MaintenanceOptions {
   PruneParams prune;
   double priority_aging_seconds = 60;  // seconds of waiting per priority point; 0 = off
   double dead_worker_seconds = 60;     // registry rows without a heartbeat this long are deleted
+  SharedStore* shared = nullptr;       // the runner's services connection; null: one of its own
 };
 
 struct MaintenanceCounts {
@@ -70,6 +75,7 @@ class Maintenance {
 
  private:
   void loop();
+  void note_pruned(int total);  // counts and logs a pruner pass
 
   MaintenanceOptions opts_;
   MaintenanceCounts counts_;

@@ -271,11 +271,10 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
   auto arr = [](const std::vector<std::string>& v) -> std::string { return pg_text_array(v); };
   std::string kinds = arr(s.kinds), exact = arr(s.exact_queues), pats = arr(s.patterns),
               exq = arr(s.exclude_queues), exk = arr(s.exclude_kinds);
-  auto r = tx.exec_prepared("job_claim", kinds, s.patterns.empty() ? nullptr : pats.c_str(), limit,
-                            p.worker_id, p.lease_seconds,
-                            s.exclude_queues.empty() ? nullptr : exq.c_str(),
-                            s.exclude_kinds.empty() ? nullptr : exk.c_str(),
-                            s.exact_queues.empty() ? nullptr : exact.c_str());
+  auto r = exec_stmt(tx, "job_claim", kinds, s.patterns.empty() ? nullptr : pats.c_str(), limit,
+                     p.worker_id, p.lease_seconds, s.exclude_queues.empty() ? nullptr : exq.c_str(),
+                     s.exclude_kinds.empty() ? nullptr : exk.c_str(),
+                     s.exact_queues.empty() ? nullptr : exact.c_str());
   std::vector<int64_t> deferred;
   for (const auto& row : r) {
     if (row[11].as<bool>()) {
@@ -286,7 +285,7 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
   }
   if (!deferred.empty()) {
     auto r2 =
-        tx.exec_prepared("job_claim_locked", pg_int_array(deferred), p.worker_id, p.lease_seconds);
+        exec_stmt(tx, "job_claim_locked", pg_int_array(deferred), p.worker_id, p.lease_seconds);
     for (const auto& row : r2) out.push_back(to_job(row));
   }
   return out;
@@ -301,14 +300,14 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
   std::vector<ClaimedJob> out;
   if (room <= 0 || keys.empty()) return out;
   std::string key_arr = pg_text_array(keys);
-  tx.exec_prepared("job_rate_buckets", key_arr);
+  exec_stmt(tx, "job_rate_buckets", key_arr);
   struct Bucket {
     int allowance;
     double tokens;
     double rate;
   };
   std::map<std::string, Bucket> buckets;
-  for (const auto& row : tx.exec_prepared("job_rate_lock", key_arr)) {
+  for (const auto& row : exec_stmt(tx, "job_rate_lock", key_arr)) {
     double tokens = row[1].as<double>();
     buckets[row[0].c_str()] = {static_cast<int>(std::floor(tokens)), tokens, row[2].as<double>()};
   }
@@ -342,9 +341,9 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
     return out;
   }
   auto a = claim_args(s);
-  auto cands = tx.exec_prepared("job_rate_claim", pg_text_array(want_keys), pg_int_array(want_n),
-                                a[0], s.exact_queues.empty() ? nullptr : a[1].c_str(),
-                                s.patterns.empty() ? nullptr : a[2].c_str());
+  auto cands = exec_stmt(tx, "job_rate_claim", pg_text_array(want_keys), pg_int_array(want_n), a[0],
+                         s.exact_queues.empty() ? nullptr : a[1].c_str(),
+                         s.patterns.empty() ? nullptr : a[2].c_str());
   std::vector<int64_t> plain, locked;
   std::map<int64_t, std::string> key_of;
   for (const auto& row : cands) {
@@ -354,13 +353,13 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
   }
   if (!plain.empty()) {
     for (const auto& row :
-         tx.exec_prepared("job_claim_ids", pg_int_array(plain), p.worker_id, p.lease_seconds)) {
+         exec_stmt(tx, "job_claim_ids", pg_int_array(plain), p.worker_id, p.lease_seconds)) {
       out.push_back(to_job(row));
     }
   }
   if (!locked.empty()) {
     for (const auto& row :
-         tx.exec_prepared("job_claim_locked", pg_int_array(locked), p.worker_id, p.lease_seconds)) {
+         exec_stmt(tx, "job_claim_locked", pg_int_array(locked), p.worker_id, p.lease_seconds)) {
       out.push_back(to_job(row));
     }
   }
@@ -380,7 +379,7 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
     }
   }
   if (!spend_keys.empty()) {
-    tx.exec_prepared("job_rate_spend", pg_text_array(spend_keys), pg_int_array(spend_n));
+    exec_stmt(tx, "job_rate_spend", pg_text_array(spend_keys), pg_int_array(spend_n));
   }
   return out;
 }
@@ -388,15 +387,15 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
 }  // namespace
 
 void prepare_claim(pqxx::connection_base& c) {
-  c.prepare("job_rate_keys", kRateKeysSql);
-  c.prepare("job_rate_buckets", kRateBucketsSql);
-  c.prepare("job_rate_lock", kRateLockSql);
-  c.prepare("job_rate_claim", kRateClaimSql);
-  c.prepare("job_claim_ids", kClaimIdsSql);
-  c.prepare("job_rate_spend", kRateSpendSql);
-  c.prepare("job_claim", claim_sql(false));
-  c.prepare("job_claim_fast", claim_sql(true));
-  c.prepare("job_claim_locked", kClaimLockedSql);
+  define(c, "job_rate_keys", kRateKeysSql);
+  define(c, "job_rate_buckets", kRateBucketsSql);
+  define(c, "job_rate_lock", kRateLockSql);
+  define(c, "job_rate_claim", kRateClaimSql);
+  define(c, "job_claim_ids", kClaimIdsSql);
+  define(c, "job_rate_spend", kRateSpendSql);
+  define(c, "job_claim", claim_sql(false));
+  define(c, "job_claim_fast", claim_sql(true));
+  define(c, "job_claim_locked", kClaimLockedSql);
 }
 
 std::vector<ClaimedJob> claim_fast(pqxx::nontransaction& tx, const JobClaimParams& p,
@@ -406,9 +405,9 @@ std::vector<ClaimedJob> claim_fast(pqxx::nontransaction& tx, const JobClaimParam
   if (p.limit <= 0) return out;
   ClaimScope s = base_scope(p);
   auto a = claim_args(s);
-  auto r = tx.exec_prepared("job_claim_fast", a[0], s.patterns.empty() ? nullptr : a[2].c_str(),
-                            p.limit, p.worker_id, p.lease_seconds, nullptr, nullptr,
-                            s.exact_queues.empty() ? nullptr : a[1].c_str());
+  auto r = exec_stmt(tx, "job_claim_fast", a[0], s.patterns.empty() ? nullptr : a[2].c_str(),
+                     p.limit, p.worker_id, p.lease_seconds, nullptr, nullptr,
+                     s.exact_queues.empty() ? nullptr : a[1].c_str());
   out.reserve(r.size());
   for (const auto& row : r) {
     if (row[11].as<bool>()) {
@@ -427,7 +426,7 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
   // The rate keys with available jobs, listed before the queue and kind buckets are locked, so
   // the section that other runners wait for is no longer when there are none (the usual case).
   std::vector<std::string> rate_keys;
-  for (const auto& row : tx.exec_prepared("job_rate_keys")) rate_keys.emplace_back(row[0].c_str());
+  for (const auto& row : exec_stmt(tx, "job_rate_keys")) rate_keys.emplace_back(row[0].c_str());
   auto limits = tx.exec_params(
       "SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate "
       "FROM jr_rate_limits WHERE key LIKE 'queue:%' OR key LIKE 'kind:%' ORDER BY key FOR UPDATE");

@@ -12,6 +12,21 @@
 
 namespace jr::pg {
 
+// Named statements. By default each is prepared once per connection (exec_prepared). With
+// PgBouncer in transaction pooling mode (Store::set_pgbouncer) a named prepared statement would
+// live in whichever server session happened to serve the PREPARE, so every statement is sent
+// with its text instead (exec_params: an unnamed statement, parsed in the same round trip).
+bool pgbouncer();
+// Records the statement's text (the first definition of a name wins: texts never change) and
+// prepares it on `c` unless in PgBouncer mode.
+void define(pqxx::connection_base& c, const std::string& name, const std::string& sql);
+const std::string& statement_text(const std::string& name);
+template <class... Args>
+pqxx::result exec_stmt(pqxx::transaction_base& tx, const std::string& name, Args&&... args) {
+  if (pgbouncer()) return tx.exec_params(statement_text(name), std::forward<Args>(args)...);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+
 // Claims jobs (fair across queues, lock keys honoured, paused queues and rate limits obeyed).
 std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p);
 // The common case as one autocommit statement: no rate limit for our kinds or any queue, no

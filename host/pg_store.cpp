@@ -2,12 +2,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <set>
+#include <stdexcept>
 
 #include "log.hpp"
 #include "migrations.hpp"
@@ -17,6 +21,35 @@
 #include "util.hpp"
 
 namespace jr {
+
+namespace pg {
+namespace {
+std::atomic<bool> g_pgbouncer{false};
+std::mutex g_statements_mu;
+std::map<std::string, std::string> g_statements;  // name -> text; entries never change
+}  // namespace
+
+bool pgbouncer() { return g_pgbouncer.load(std::memory_order_relaxed); }
+
+void define(pqxx::connection_base& c, const std::string& name, const std::string& sql) {
+  {
+    std::lock_guard<std::mutex> lock(g_statements_mu);
+    g_statements.emplace(name, sql);
+  }
+  if (!pgbouncer()) c.prepare(name, sql);
+}
+
+const std::string& statement_text(const std::string& name) {
+  std::lock_guard<std::mutex> lock(g_statements_mu);
+  auto it = g_statements.find(name);
+  if (it == g_statements.end()) throw std::logic_error("statement not defined: " + name);
+  return it->second;
+}
+}  // namespace pg
+
+void Store::set_pgbouncer(bool on) { pg::g_pgbouncer = on; }
+bool Store::pgbouncer() { return pg::pgbouncer(); }
+
 namespace {
 
 constexpr int64_t kMigrateLockKey = 0x6a6f6272756e0001;  // "jobrun" + 1
@@ -204,15 +237,15 @@ class PgStore final : public Store {
                 false);
           }
         }
-        auto r = tx.exec_prepared(
-            "job_insert", p.kind, opt(p.queue), p.payload, p.priority, p.delay_seconds,
-            opt(p.run_at), p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
-            p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
-            p.retry_schedule ? sched.c_str() : nullptr,
-            p.ttl_seconds ? std::to_string(*p.ttl_seconds).c_str() : nullptr, insert_options(p),
-            opt(p.unique_key), p.unique, opt(p.lock_key),
-            p.lock_limit ? std::to_string(*p.lock_limit).c_str() : nullptr,
-            p.depends_on.empty() ? nullptr : deps.c_str());
+        auto r = pg::exec_stmt(tx, "job_insert", p.kind, opt(p.queue), p.payload, p.priority,
+                               p.delay_seconds, opt(p.run_at),
+                               p.max_attempts ? std::to_string(*p.max_attempts).c_str() : nullptr,
+                               p.timeout_ms ? std::to_string(*p.timeout_ms).c_str() : nullptr,
+                               p.retry_schedule ? sched.c_str() : nullptr,
+                               p.ttl_seconds ? std::to_string(*p.ttl_seconds).c_str() : nullptr,
+                               insert_options(p), opt(p.unique_key), p.unique, opt(p.lock_key),
+                               p.lock_limit ? std::to_string(*p.lock_limit).c_str() : nullptr,
+                               p.depends_on.empty() ? nullptr : deps.c_str());
         if (!r.empty()) {
           tx.commit();
           return JobInsertResult{r[0][0].as<int64_t>(), true};
@@ -343,8 +376,8 @@ class PgStore final : public Store {
       bool wake = false;
       auto complete = [&](pqxx::transaction_base& tx) {
         if (completed_ids.empty()) return;
-        auto r = tx.exec_prepared("job_complete_many", worker_id, ids, attempts,
-                                  results.empty() ? nullptr : results.c_str());
+        auto r = pg::exec_stmt(tx, "job_complete_many", worker_id, ids, attempts,
+                               results.empty() ? nullptr : results.c_str());
         // One row per completed job, and a row without an id when someone must be woken.
         size_t done = r.size();
         for (const auto& row : r) {
@@ -378,22 +411,22 @@ class PgStore final : public Store {
         pqxx::result r;
         switch (j.outcome) {
           case Outcome::retry:
-            r = tx.exec_prepared("job_retry", j.id, j.attempt, worker_id, j.delay_seconds,
-                                 valid_utf8(j.error_kind), valid_utf8(j.error));
+            r = pg::exec_stmt(tx, "job_retry", j.id, j.attempt, worker_id, j.delay_seconds,
+                              valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::snooze:
-            r = tx.exec_prepared("job_snooze", j.id, j.attempt, worker_id, j.delay_seconds);
+            r = pg::exec_stmt(tx, "job_snooze", j.id, j.attempt, worker_id, j.delay_seconds);
             break;
           case Outcome::release:
-            r = tx.exec_prepared("job_release", j.id, j.attempt, worker_id);
+            r = pg::exec_stmt(tx, "job_release", j.id, j.attempt, worker_id);
             break;
           case Outcome::discard:
-            r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "discarded",
-                                 valid_utf8(j.error_kind), valid_utf8(j.error));
+            r = pg::exec_stmt(tx, "job_finish_done", j.id, j.attempt, worker_id, "discarded",
+                              valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::cancelled:
-            r = tx.exec_prepared("job_finish_done", j.id, j.attempt, worker_id, "cancelled",
-                                 valid_utf8(j.error_kind), valid_utf8(j.error));
+            r = pg::exec_stmt(tx, "job_finish_done", j.id, j.attempt, worker_id, "cancelled",
+                              valid_utf8(j.error_kind), valid_utf8(j.error));
             break;
           case Outcome::completed:
             continue;
@@ -415,7 +448,7 @@ class PgStore final : public Store {
     return guard([&] {
       ensure_prepared();
       pqxx::work tx(*conn_);
-      auto r = tx.exec_prepared("job_heartbeat", worker_id, lease_seconds);
+      auto r = pg::exec_stmt(tx, "job_heartbeat", worker_id, lease_seconds);
       tx.commit();
       std::vector<int64_t> cancel;
       for (const auto& row : r) {
@@ -431,8 +464,18 @@ class PgStore final : public Store {
       std::vector<int64_t> cancel;
       if (ids.empty()) return cancel;
       ensure_prepared();
-      pqxx::nontransaction tx(*conn_);
-      auto r = tx.exec_prepared("job_heartbeat_held", worker_id, lease_seconds, pg_int_array(ids));
+      pqxx::result r;
+      if (async_commit_ && pg::pgbouncer()) {
+        // No session settings through PgBouncer: the asynchronous commit is this
+        // transaction's own.
+        pqxx::work tx(*conn_);
+        tx.exec("SET LOCAL synchronous_commit TO off");
+        r = pg::exec_stmt(tx, "job_heartbeat_held", worker_id, lease_seconds, pg_int_array(ids));
+        tx.commit();
+      } else {
+        pqxx::nontransaction tx(*conn_);
+        r = pg::exec_stmt(tx, "job_heartbeat_held", worker_id, lease_seconds, pg_int_array(ids));
+      }
       for (const auto& row : r) {
         if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
       }
@@ -460,6 +503,7 @@ class PgStore final : public Store {
 
   void SessionAsyncCommit() override {
     async_commit_ = true;
+    if (pg::pgbouncer()) return;  // per transaction instead (JobHeartbeatHeld)
     guard([&] {
       pqxx::nontransaction tx(*conn_);
       tx.exec("SET synchronous_commit TO off");
@@ -471,7 +515,7 @@ class PgStore final : public Store {
     return guard([&] {
       ensure_prepared();
       pqxx::work tx(*conn_);
-      auto r = tx.exec_prepared("job_promote_due", limit);
+      auto r = pg::exec_stmt(tx, "job_promote_due", limit);
       int n = static_cast<int>(r.affected_rows());
       if (n > 0) tx.exec("SELECT pg_notify('jr_jobs', '')");
       tx.commit();
@@ -1056,6 +1100,10 @@ class PgStore final : public Store {
     });
   }
 
+  void* NativeHandle() override {
+    return guard([&] { return static_cast<void*>(conn_.get()); });
+  }
+
   bool Ping() override {
     try {
       return guard([&] {
@@ -1092,6 +1140,17 @@ class PgStore final : public Store {
 
   int WorkerPruneDead(double older_than_seconds) override {
     return in_tx([&](pqxx::work& tx) { return pg_ops::worker_prune_dead(tx, older_than_seconds); });
+  }
+
+  void WorkerPublish(const std::string& worker_id, const std::string& details_json,
+                     const std::vector<int64_t>& minute_starts,
+                     const std::vector<std::string>& outcomes, const std::vector<int64_t>& counts,
+                     bool prune_stats) override {
+    in_tx([&](pqxx::work& tx) {
+      pg_ops::worker_publish(tx, worker_id, details_json, minute_starts, outcomes, counts,
+                             prune_stats);
+      return 0;
+    });
   }
 
   void WebhookUrlsSet(const std::vector<std::string>& served,
@@ -1249,7 +1308,7 @@ class PgStore final : public Store {
     try {
       conn_ = std::make_unique<pqxx::connection>(url_);
       prepared_ = false;
-      if (async_commit_) {
+      if (async_commit_ && !pg::pgbouncer()) {
         pqxx::nontransaction tx(*conn_);
         tx.exec("SET synchronous_commit TO off");
       }
@@ -1307,7 +1366,7 @@ class PgStore final : public Store {
     auto& c = *conn_;
     // A job whose parents all completed already is not made to wait for the leader's
     // dependency pass: it is available (or scheduled) at once.
-    c.prepare("job_insert", R"SQL(
+    pg::define(c, "job_insert", R"SQL(
       INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, run_at,
                            max_attempts, timeout_ms, retry_schedule, expires_at, options,
                            unique_key, lock_key, lock_limit, depends_on)
@@ -1333,7 +1392,7 @@ class PgStore final : public Store {
     // otherwise read every running row of the owner through jr_jobs_owner_idx (the cost grew
     // with the backlog, docs/performance.md). Per-job values come from JSON objects keyed by
     // id (binary search): $3 the attempt (fencing), $4 the result (NULL: no job returned one).
-    c.prepare("job_complete_many", R"SQL(
+    pg::define(c, "job_complete_many", R"SQL(
       WITH d AS (
         DELETE FROM jr_jobs j
          WHERE j.id = ANY($2::bigint[]) AND j.state || '' = 'running'
@@ -1360,42 +1419,45 @@ class PgStore final : public Store {
         "jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'kind', "
         "$5::text, 'message', $6::text, 'worker_id', $3::text, 'host', "
         "(SELECT w.host FROM jr_workers w WHERE w.id = $3::text)))";
-    c.prepare("job_retry", std::string(R"SQL(
+    pg::define(c, "job_retry",
+               std::string(R"SQL(
       UPDATE jr_jobs SET state = 'retryable', run_at = now() + make_interval(secs => $4::float8),
              lease_owner = NULL, lease_expires_at = NULL, errors = errors || )SQL") +
-                               error_entry + R"SQL(
+                   error_entry + R"SQL(
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
       RETURNING id, lock_key IS NOT NULL)SQL");
-    c.prepare("job_snooze", R"SQL(
+    pg::define(c, "job_snooze", R"SQL(
       UPDATE jr_jobs SET state = 'scheduled', run_at = now() + make_interval(secs => $4::float8),
              attempt = attempt - 1, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
       RETURNING id, lock_key IS NOT NULL)SQL");
-    c.prepare("job_release", R"SQL(
+    pg::define(c, "job_release", R"SQL(
       UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, lease_owner = NULL,
              lease_expires_at = NULL
        WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
       RETURNING id, lock_key IS NOT NULL)SQL");
-    c.prepare("job_finish_done", std::string(R"SQL(
+    pg::define(c, "job_finish_done",
+               std::string(R"SQL(
       WITH d AS (DELETE FROM jr_jobs
                   WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
               RETURNING *)
       INSERT INTO jr_jobs_done ()SQL" JR_DONE_COLS R"SQL()
       SELECT id, queue, kind, payload, $4, priority, attempt, max_attempts, NULL, progress,
-             errors || )SQL") + error_entry +
-                                     R"SQL(, options, created_at, started_at,
+             errors || )SQL") +
+                   error_entry +
+                   R"SQL(, options, created_at, started_at,
              timeout_ms, retry_schedule, lock_key, lock_limit FROM d
       RETURNING id, lock_key IS NOT NULL)SQL");
     // By primary key; owner and state are filters (see job_complete_many).
-    c.prepare("job_heartbeat_held", R"SQL(
+    pg::define(c, "job_heartbeat_held", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
        WHERE id = ANY($3::bigint[]) AND lease_owner || '' = $1 AND state || '' = 'running'
       RETURNING id, cancel_requested)SQL");
-    c.prepare("job_heartbeat", R"SQL(
+    pg::define(c, "job_heartbeat", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
        WHERE lease_owner = $1 AND state = 'running'
       RETURNING id, cancel_requested)SQL");
-    c.prepare("job_promote_due", R"SQL(
+    pg::define(c, "job_promote_due", R"SQL(
       WITH due AS (SELECT id FROM jr_jobs
                     WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
                     ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)

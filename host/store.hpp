@@ -198,6 +198,11 @@ class Store {
 
   // Connects (throws StoreError on failure).
   static std::unique_ptr<Store> open(const std::string& url);
+  // PgBouncer in transaction pooling mode between the process and PostgreSQL ([worker]
+  // pgbouncer): no named prepared statements and no session settings, for every Store of the
+  // process. Set once at start, before any Store is opened.
+  static void set_pgbouncer(bool on);
+  static bool pgbouncer();
 
   // Applies pending migrations under an advisory lock; returns how many were applied.
   virtual int SchemaMigrate() = 0;
@@ -316,6 +321,10 @@ class Store {
   virtual bool WaitForJobs(int timeout_ms) = 0;
   virtual void Listen() = 0;
   virtual bool Ping() = 0;
+  // The libpqxx connection (pqxx::connection*) under a PostgreSQL store, connected, for code
+  // that runs its own read-only SQL on a pooled Store (the dashboard, ops/ui_store.cpp); valid
+  // until the next call on this Store. nullptr for other stores.
+  virtual void* NativeHandle() { return nullptr; }
 
   // ---- Operations (host/ops): info, metrics, worker registry cleanup, webhooks ----
   // Live jobs per queue and state: JSON {"queue": {"available": n, ...}, ...}.
@@ -326,6 +335,13 @@ class Store {
   virtual std::string WorkerList(double live_seconds) = 0;
   // Deletes registry rows whose heartbeat is older than `older_than_seconds`; returns how many.
   virtual int WorkerPruneDead(double older_than_seconds) = 0;
+  // The dashboard publisher (ops/ui_publish.hpp), in one transaction: this runner's details
+  // (JSON text), the attempts finished per minute (unix seconds of the minute, outcome, count)
+  // added to jr_stats_minute, and with `prune_stats` the counts older than a day deleted.
+  virtual void WorkerPublish(const std::string& worker_id, const std::string& details_json,
+                             const std::vector<int64_t>& minute_starts,
+                             const std::vector<std::string>& outcomes,
+                             const std::vector<int64_t>& counts, bool prune_stats) = 0;
   // Per-kind webhook URLs: sets `urls` and removes the URL of every other kind in `served`.
   virtual void WebhookUrlsSet(const std::vector<std::string>& served,
                               const std::vector<std::pair<std::string, std::string>>& urls) = 0;

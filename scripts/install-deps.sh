@@ -15,6 +15,7 @@ PKGS=(
   libcurl4-openssl-dev libc-ares-dev libgumbo-dev libseccomp-dev libssl-dev
   postgresql postgresql-contrib postgresql-client
   python3-psycopg2
+  pgbouncer
   dnsmasq-base
   procps psmisc curl
   systemd

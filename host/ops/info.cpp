@@ -96,17 +96,18 @@ std::string info_text(const std::string& snapshot_json) {
     o << line;
   }
   o << j["queues"].size() << " queue(s)\n\n";
-  std::snprintf(line, sizeof line, "%-34s %-16s %7s %-24s %-16s %-20s %-10s %9s\n", "WORKER",
-                "HOST", "PID", "KINDS", "QUEUES", "STARTED", "HEARTBEAT", "JOBS DONE");
+  std::snprintf(line, sizeof line, "%-34s %-16s %7s %-24s %-16s %-20s %-10s %9s %5s\n", "WORKER",
+                "HOST", "PID", "KINDS", "QUEUES", "STARTED", "HEARTBEAT", "JOBS DONE", "CONNS");
   o << line;
   for (const auto& w : j["workers"]) {
     std::string started = w.value("started_at", "");
     if (started.size() > 19) started = started.substr(0, 19);
-    std::snprintf(line, sizeof line, "%-34s %-16s %7d %-24s %-16s %-20s %-10s %9lld\n",
+    std::snprintf(line, sizeof line, "%-34s %-16s %7d %-24s %-16s %-20s %-10s %9lld %5lld\n",
                   w.value("id", "").c_str(), w.value("host", "").c_str(), w.value("pid", 0),
                   join(w["kinds"]).c_str(), join(w["queues"]).c_str(), started.c_str(),
                   ago(w.value("heartbeat_age_seconds", 0.0)).c_str(),
-                  static_cast<long long>(w.value("jobs_done", int64_t{0})));
+                  static_cast<long long>(w.value("jobs_done", int64_t{0})),
+                  static_cast<long long>(w.value("connections", int64_t{0})));
     o << line;
   }
   o << j["workers"].size() << " worker(s)\n\n";

@@ -98,7 +98,8 @@ Operations::Operations(OpsConfig cfg) : cfg_(std::move(cfg)) {
   wait_ = &registry_.histogram("jobrunner_job_wait_seconds",
                                "Time from enqueue to the start of the attempt, by kind.", {"kind"},
                                kWaitBuckets);
-  pool_ = std::make_unique<StorePool>(cfg_.database_url);
+  pool_ = std::make_unique<StorePool>(cfg_.database_url, 4,
+                                      static_cast<size_t>(std::max(0, cfg_.http_connections)));
   add_collectors();
 }
 
@@ -226,6 +227,7 @@ void Operations::start(Engine& engine) {
   {
     WebhookOptions wo;
     wo.database_url = cfg_.database_url;
+    wo.shared = &engine.services_store();
     wo.owner = engine.worker_id();
     wo.secret = cfg_.webhook_secret;
     wo.kinds_served = engine.kinds();
@@ -249,6 +251,7 @@ void Operations::start(Engine& engine) {
     // attempts that ended per minute, written every few seconds.
     PublisherOptions po;
     po.database_url = cfg_.database_url;
+    po.shared = &engine.services_store();
     po.worker_id = engine.worker_id();
     po.interval_seconds = std::clamp(cfg_.lease_seconds / 3, 1.0, 5.0);
     publisher_ = std::make_unique<RunnerPublisher>(

@@ -1,5 +1,7 @@
 // Operations wiring for one runner process: job metrics (as the engine's observer), the HTTP
-// server and the webhook deliverer. cli_worker.cpp creates one, hands observer() to the engine,
+// server and the webhook deliverer. The webhook deliverer and the dashboard publisher run on the
+// engine's shared services connection; the HTTP server's connections are capped by
+// OpsConfig::http_connections. cli_worker.cpp creates one, hands observer() to the engine,
 // calls start(engine) before Engine::run() and stop() after it.
 //
 // Threading: job_finished() is called from slot threads; everything it touches is thread-safe.
@@ -30,6 +32,9 @@ struct OpsConfig {
   std::vector<std::pair<std::string, std::string>> webhooks;  // per kind
   double webhook_retry_base_seconds = 1.0;
   double lease_seconds = 30;  // the dashboard hides runners silent this long
+  // Cap on the HTTP server's connections (API and dashboard together; the runner's budget,
+  // db_budget.hpp); 0: no cap.
+  int http_connections = 0;
 };
 
 class Operations : public EngineObserver {

@@ -28,15 +28,38 @@ std::string queue_throughput(pqxx::transaction_base& tx, double seconds) {
   return r[0][0].c_str();
 }
 
+const char* const kRunnerConnectionsSql =
+    "(SELECT count(*) FROM pg_stat_activity a "
+    "WHERE a.application_name = left('jobrunner ' || w.pid || '@' || w.host, 63))";
+
 std::string worker_list(pqxx::transaction_base& tx, double live_seconds) {
   auto r = tx.exec_params(
-      "SELECT coalesce(json_agg(json_build_object('id', id, 'host', host, 'pid', pid, 'kinds', "
-      "kinds, 'queues', queues, 'started_at', started_at, 'heartbeat_at', heartbeat_at, "
-      "'heartbeat_age_seconds', extract(epoch from now() - heartbeat_at), 'jobs_done', "
-      "jobs_done) ORDER BY started_at, id), '[]')::text FROM jr_workers WHERE heartbeat_at > "
-      "now() - make_interval(secs => $1)",
+      std::string(
+          "SELECT coalesce(json_agg(json_build_object('id', id, 'host', host, 'pid', pid, "
+          "'kinds', kinds, 'queues', queues, 'started_at', started_at, 'heartbeat_at', "
+          "heartbeat_at, 'heartbeat_age_seconds', extract(epoch from now() - heartbeat_at), "
+          "'jobs_done', jobs_done, 'connections', ") +
+          kRunnerConnectionsSql +
+          ") ORDER BY started_at, id), '[]')::text FROM jr_workers w WHERE heartbeat_at > "
+          "now() - make_interval(secs => $1)",
       live_seconds);
   return r[0][0].c_str();
+}
+
+void worker_publish(pqxx::transaction_base& tx, const std::string& worker_id,
+                    const std::string& details_json, const std::vector<int64_t>& minute_starts,
+                    const std::vector<std::string>& outcomes, const std::vector<int64_t>& counts,
+                    bool prune_stats) {
+  tx.exec_params("UPDATE jr_workers SET details = $2::jsonb WHERE id = $1", worker_id,
+                 details_json);
+  if (!minute_starts.empty()) {
+    tx.exec_params(
+        "INSERT INTO jr_stats_minute (minute, outcome, count) SELECT to_timestamp(m), o, n FROM "
+        "unnest($1::bigint[], $2::text[], $3::bigint[]) AS u(m, o, n) ON CONFLICT (minute, "
+        "outcome) DO UPDATE SET count = jr_stats_minute.count + EXCLUDED.count",
+        pg_int_array(minute_starts), pg_text_array(outcomes), pg_int_array(counts));
+  }
+  if (prune_stats) tx.exec("DELETE FROM jr_stats_minute WHERE minute < now() - interval '1 day'");
 }
 
 int worker_prune_dead(pqxx::transaction_base& tx, double older_than_seconds) {

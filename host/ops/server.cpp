@@ -43,20 +43,55 @@ std::pair<std::string, int> parse_listen_address(const std::string& text) {
 }
 
 std::unique_ptr<Store> StorePool::take() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
     if (!idle_.empty()) {
       auto s = std::move(idle_.back());
       idle_.pop_back();
       return s;
     }
+    if (max_open_ == 0 || open_ < max_open_) break;
+    if (cv_.wait_until(lock, until) == std::cv_status::timeout && idle_.empty() &&
+        open_ >= max_open_) {
+      throw StoreError("all " + std::to_string(max_open_) +
+                           " database connection(s) of the HTTP server are busy "
+                           "(max_connections); try again",
+                       true);
+    }
   }
-  return Store::open(url_);
+  ++open_;
+  lock.unlock();
+  try {
+    return Store::open(url_);
+  } catch (...) {
+    lock.lock();
+    --open_;
+    lock.unlock();
+    cv_.notify_one();
+    throw;
+  }
 }
 
 void StorePool::give(std::unique_ptr<Store> s) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (idle_.size() < max_idle_) idle_.push_back(std::move(s));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < max_idle_) {
+      idle_.push_back(std::move(s));
+    } else {
+      --open_;
+    }
+  }
+  cv_.notify_one();
+}
+
+void StorePool::drop(std::unique_ptr<Store> s) {
+  s.reset();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --open_;
+  }
+  cv_.notify_one();
 }
 
 namespace {
@@ -118,7 +153,7 @@ Server::Server(ServerOptions opts, StorePool& pool, const Registry& registry,
       registry_(registry),
       ready_(std::move(ready)),
       http_(std::make_unique<httplib::Server>()),
-      dashboard_(std::make_unique<ui::DashboardDb>(pool.url())) {
+      dashboard_(std::make_unique<ui::DashboardDb>(pool.url(), 4, &pool)) {
   routes();
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -34,11 +35,14 @@ class DashboardDb;
 // "9090" -> {"127.0.0.1", 9090}; "0.0.0.0:9090"; "[::1]:9090". Throws std::invalid_argument.
 std::pair<std::string, int> parse_listen_address(const std::string& text);
 
-// Hands out Stores (one connection each) to request threads.
+// Hands out Stores (one connection each) to request threads. With `max_open`, at most that
+// many are open at once (the runner's HTTP connections in its budget, db_budget.hpp; the
+// dashboard borrows its connections from here too): a request waits for one to come back, up
+// to 10 s (then StoreError, transient: HTTP 503).
 class StorePool {
  public:
-  explicit StorePool(std::string url, size_t max_idle = 4)
-      : url_(std::move(url)), max_idle_(max_idle) {}
+  explicit StorePool(std::string url, size_t max_idle = 4, size_t max_open = 0)
+      : url_(std::move(url)), max_idle_(max_idle), max_open_(max_open) {}
   const std::string& url() const { return url_; }
   // Runs fn(store) with a pooled Store; a Store whose connection failed is dropped.
   template <class F>
@@ -54,7 +58,14 @@ class StorePool {
         return r;
       }
     } catch (const StoreError& e) {
-      if (!e.transient()) give(std::move(s));
+      if (e.transient()) {
+        drop(std::move(s));
+      } else {
+        give(std::move(s));
+      }
+      throw;
+    } catch (...) {
+      give(std::move(s));  // not the connection's fault
       throw;
     }
   }
@@ -62,9 +73,13 @@ class StorePool {
  private:
   std::unique_ptr<Store> take();
   void give(std::unique_ptr<Store> s);
+  void drop(std::unique_ptr<Store> s);
   std::string url_;
   size_t max_idle_;
+  size_t max_open_;  // 0: no cap
+  size_t open_ = 0;  // idle and in use
   std::mutex mu_;
+  std::condition_variable cv_;
   std::vector<std::unique_ptr<Store>> idle_;
 };
 

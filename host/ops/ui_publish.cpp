@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <pqxx/pqxx>
 
 #include "log.hpp"
 #include "util.hpp"
@@ -53,11 +52,6 @@ nlohmann::json plugin_state() {
   }
   return f ? f() : nlohmann::json::array();
 }
-
-struct RunnerPublisher::Db {
-  explicit Db(const std::string& url) : c(url) {}
-  pqxx::connection c;
-};
 
 RunnerPublisher::RunnerPublisher(PublisherOptions opts, std::function<nlohmann::json()> details,
                                  std::function<void(RunnerPublisher&)> collect)
@@ -116,35 +110,31 @@ bool RunnerPublisher::publish_once() {
     details = {{"error", std::string("details unavailable: ") + e.what()}};
   }
   try {
-    if (!db_) db_ = std::make_unique<Db>(opts_.database_url);
-    pqxx::work tx(db_->c);
-    tx.exec_params("UPDATE jr_workers SET details = $2::jsonb WHERE id = $1", opts_.worker_id,
-                   details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    if (!counts.empty()) {
-      std::vector<int64_t> minutes, ns;
-      std::vector<std::string> outcomes;
-      for (const auto& [k, n] : counts) {
-        minutes.push_back(k.first * 60);
-        outcomes.push_back(k.second);
-        ns.push_back(n);
-      }
-      tx.exec_params(
-          "INSERT INTO jr_stats_minute (minute, outcome, count) SELECT to_timestamp(m), o, n FROM "
-          "unnest($1::bigint[], $2::text[], $3::bigint[]) AS u(m, o, n) ON CONFLICT (minute, "
-          "outcome) DO UPDATE SET count = jr_stats_minute.count + EXCLUDED.count",
-          pg_int_array(minutes), pg_text_array(outcomes), pg_int_array(ns));
+    std::vector<int64_t> minutes, ns;
+    std::vector<std::string> outcomes;
+    for (const auto& [k, n] : counts) {
+      minutes.push_back(k.first * 60);
+      outcomes.push_back(k.second);
+      ns.push_back(n);
     }
     int64_t minute = unix_minute();
-    if (minute - last_prune_ >= 10) {
-      tx.exec("DELETE FROM jr_stats_minute WHERE minute < now() - interval '1 day'");
-      last_prune_ = minute;
+    bool prune = minute - last_prune_ >= 10;
+    std::string text = details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    auto write = [&](Store& s) {
+      s.WorkerPublish(opts_.worker_id, text, minutes, outcomes, ns, prune);
+    };
+    if (opts_.shared) {
+      opts_.shared->with(write);
+    } else {
+      if (!own_) own_ = Store::open(opts_.database_url);
+      write(*own_);
     }
-    tx.commit();
+    if (prune) last_prune_ = minute;
     if (failing_) log::info("dashboard details published again");
     failing_ = false;
     return true;
   } catch (const std::exception& e) {
-    db_.reset();
+    own_.reset();
     // Keep the counts for the next try (bounded: an outage of a day keeps at most a day).
     {
       std::lock_guard<std::mutex> lock(mu_);

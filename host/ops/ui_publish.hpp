@@ -7,8 +7,9 @@
 // (application_name), so the dashboard counts each runner's connections in pg_stat_activity.
 //
 // Threading: count() is called from slot threads and is thread-safe; start()/stop() from one
-// thread. The writer runs on its own thread with its own connection; a database error is logged
-// (once per outage) and retried at the next interval, never fatal.
+// thread. The writer runs on its own thread, on the runner's shared services connection (or a
+// connection of its own without one); a database error is logged (once per outage) and retried
+// at the next interval, never fatal.
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <thread>
 #include <utility>
 
+#include "db_budget.hpp"
 #include "plugin_loader.hpp"
 
 namespace jr::sandbox {
@@ -50,7 +52,8 @@ nlohmann::json plugin_state();  // [] without a provider
 struct PublisherOptions {
   std::string database_url;
   std::string worker_id;
-  double interval_seconds = 5;  // details and counts are written this often
+  double interval_seconds = 5;    // details and counts are written this often
+  SharedStore* shared = nullptr;  // the runner's services connection; null: one of its own
 };
 
 class RunnerPublisher {
@@ -78,8 +81,7 @@ class RunnerPublisher {
   bool stopping_ = false;
   std::map<std::pair<int64_t, std::string>, int64_t> pending_;  // (unix minute, outcome) -> n
   std::thread thread_;
-  struct Db;
-  std::unique_ptr<Db> db_;  // writer thread only
+  std::unique_ptr<Store> own_;  // without opts_.shared; writer thread only
   bool failing_ = false;
   int64_t last_prune_ = 0;
 };

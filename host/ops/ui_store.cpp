@@ -9,6 +9,8 @@
 
 #include "log.hpp"
 #include "ops/job_options.hpp"
+#include "ops/pg_ops.hpp"
+#include "ops/server.hpp"
 #include "store.hpp"
 
 namespace jr::ops::ui {
@@ -108,9 +110,18 @@ nlohmann::json decode_cursor(const std::string& text) {
 // One pooled connection and the statement runner (EXPLAIN first when asked).
 class DashboardDb::Conn {
  public:
-  explicit Conn(const std::string& url) : c(url) {
-    // Short index probes only: JIT compilation (triggered by the subplans' cost estimates) cost
-    // more than the whole overview took without it (55 ms of 130 in bench/ui).
+  explicit Conn(const std::string& url)
+      : owned(std::make_unique<pqxx::connection>(url)), c(*owned) {
+    jit_off();
+  }
+  // A connection of a pooled Store, for the time of one request.
+  explicit Conn(pqxx::connection& borrowed) : c(borrowed) { jit_off(); }
+  // Short index probes only: JIT compilation (triggered by the subplans' cost estimates) cost
+  // more than the whole overview took without it (55 ms of 130 in bench/ui).
+  // Through PgBouncer (transaction pooling) a session setting would stay with a server
+  // connection other clients then use: there it is set per statement instead (exec).
+  void jit_off() {
+    if (Store::pgbouncer()) return;
     pqxx::nontransaction tx(c);
     tx.exec("SET jit = off");
   }
@@ -118,6 +129,19 @@ class DashboardDb::Conn {
                     const std::function<void(const std::string&, const std::string&)>& explain,
                     bool analyze) {
     auto ptrs = p.pointers();
+    if (Store::pgbouncer()) {
+      pqxx::work tx(c);
+      tx.exec("SET LOCAL jit = off");
+      if (explain) {
+        const char* how =
+            analyze ? "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " : "EXPLAIN (FORMAT JSON) ";
+        auto plan = tx.exec_params(how + sql, pqxx::prepare::make_dynamic_params(ptrs));
+        explain(sql, plan[0][0].c_str());
+      }
+      auto r = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs));
+      tx.commit();
+      return r;
+    }
     pqxx::nontransaction tx(c);
     if (explain) {
       const char* how =
@@ -127,11 +151,13 @@ class DashboardDb::Conn {
     }
     return tx.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs));
   }
-  pqxx::connection c;
+  std::unique_ptr<pqxx::connection> owned;  // null when borrowed
+  pqxx::connection& c;
 };
 
-DashboardDb::DashboardDb(std::string url, size_t max_idle)
-    : url_(std::move(url)), max_idle_(max_idle) {}
+DashboardDb::DashboardDb(std::string url, size_t max_idle, StorePool* pool)
+    : url_(std::move(url)), max_idle_(max_idle), pool_(pool) {}
+
 DashboardDb::~DashboardDb() = default;
 
 void DashboardDb::set_explain(
@@ -166,17 +192,34 @@ void DashboardDb::give(std::unique_ptr<Conn> c) {
 
 template <class F>
 auto DashboardDb::with(F&& fn) -> decltype(fn(std::declval<Conn&>())) {
+  // libpqxx errors as StoreError (transient: the connection is gone or must be dropped).
+  auto guarded = [&](Conn& c) {
+    try {
+      return fn(c);
+    } catch (const pqxx::broken_connection& e) {
+      throw StoreError(std::string("database connection lost: ") + e.what(), true);
+    } catch (const pqxx::sql_error& e) {
+      throw StoreError(std::string("database error: ") + e.what(),
+                       transient_sqlstate(e.sqlstate()));
+    }
+  };
+  if (pool_ != nullptr) {
+    // The HTTP server's pool (and its cap): the API and the dashboard share its connections.
+    return pool_->with([&](Store& s) {
+      auto* pc = static_cast<pqxx::connection*>(s.NativeHandle());
+      if (pc == nullptr) throw StoreError("the dashboard needs a PostgreSQL store", false);
+      Conn c(*pc);
+      return guarded(c);
+    });
+  }
   std::unique_ptr<Conn> c = take();
   try {
-    auto r = fn(*c);
+    auto r = guarded(*c);
     give(std::move(c));
     return r;
-  } catch (const pqxx::broken_connection& e) {
-    throw StoreError(std::string("database connection lost: ") + e.what(), true);
-  } catch (const pqxx::sql_error& e) {
-    bool transient = transient_sqlstate(e.sqlstate());
-    if (!transient) give(std::move(c));
-    throw StoreError(std::string("database error: ") + e.what(), transient);
+  } catch (const StoreError& e) {
+    if (!e.transient()) give(std::move(c));
+    throw;
   }
 }
 
@@ -652,18 +695,16 @@ nlohmann::json DashboardDb::cron() {
 }
 
 nlohmann::json DashboardDb::runners(double live_seconds) {
-  // Connections: the sessions each runner names "jobrunner PID@HOST" (ui_publish.hpp).
+  // Connections: the sessions each runner names "jobrunner PID@HOST" (ui_publish.hpp), counted
+  // as `runner info` counts them.
   std::string sql = R"SQL(
-    WITH act AS (SELECT application_name, count(*) AS n FROM pg_stat_activity GROUP BY 1)
     SELECT coalesce(json_agg(json_build_object(
              'id', w.id, 'host', w.host, 'pid', w.pid, 'kinds', w.kinds, 'queues', w.queues,
              'started_at', w.started_at, 'heartbeat_at', w.heartbeat_at,
              'heartbeat_age_seconds', extract(epoch from now() - w.heartbeat_at),
              'jobs_done', w.jobs_done,
-             'connections', coalesce((SELECT n FROM act
-                                       WHERE application_name
-                                             = left('jobrunner ' || w.pid || '@' || w.host, 63)),
-                                     0),
+             'connections', )SQL" +
+                    std::string(pg_ops::kRunnerConnectionsSql) + R"SQL(,
              'running', (SELECT count(*) FROM jr_jobs j
                           WHERE j.lease_owner = w.id AND j.state = 'running'),
              'details', w.details) ORDER BY w.started_at, w.id), '[]')::text

@@ -22,6 +22,10 @@
 #include <string>
 #include <vector>
 
+namespace jr::ops {
+class StorePool;
+}
+
 namespace jr::ops::ui {
 
 constexpr int64_t kCountCap = 2000;    // exact counts per (queue, state) up to this
@@ -50,7 +54,9 @@ struct DeadLetterSelection {
 
 class DashboardDb {
  public:
-  explicit DashboardDb(std::string url, size_t max_idle = 4);
+  // With a pool, its statements run on the pool's connections (the runner's HTTP server: one
+  // capped pool for the API and the dashboard, db_budget.hpp); without one, on its own.
+  explicit DashboardDb(std::string url, size_t max_idle = 4, StorePool* pool = nullptr);
   ~DashboardDb();
 
   // {"queues": [{"queue", "paused", "counts": {state: n}, "estimated": [states],
@@ -88,6 +94,7 @@ class DashboardDb {
 
   std::string url_;
   size_t max_idle_;
+  StorePool* pool_ = nullptr;
   std::mutex mu_;
   std::vector<std::unique_ptr<Conn>> idle_;
   std::function<void(const std::string&, const std::string&)> explain_;

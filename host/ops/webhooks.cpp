@@ -39,7 +39,12 @@ void WebhookDeliverer::start() {
   // same rows), and keeps trying if the database does not answer now.
   if (!opts_.kinds_served.empty() || !opts_.per_kind.empty()) {
     try {
-      Store::open(opts_.database_url)->WebhookUrlsSet(opts_.kinds_served, opts_.per_kind);
+      auto set = [&](Store& s) { s.WebhookUrlsSet(opts_.kinds_served, opts_.per_kind); };
+      if (opts_.shared) {
+        opts_.shared->with(set);
+      } else {
+        set(*Store::open(opts_.database_url));
+      }
     } catch (const StoreError&) {
     }
   }
@@ -102,30 +107,37 @@ std::pair<int, std::string> WebhookDeliverer::post(const std::string& url, const
 }
 
 void WebhookDeliverer::loop() {
-  std::unique_ptr<Store> store;
+  std::unique_ptr<Store> own;
+  // Each statement on the shared connection in turn; a POST never holds it.
+  auto db = [&](auto&& fn) -> decltype(auto) {
+    if (opts_.shared) return opts_.shared->with(fn);
+    if (!own) own = Store::open(opts_.database_url);
+    return fn(*own);
+  };
   bool published = opts_.kinds_served.empty() && opts_.per_kind.empty();
   int delay_ms = 250;
   while (!stop_) {
     int wait_ms = static_cast<int>(opts_.poll_seconds * 1000);
     try {
-      if (!store) store = Store::open(opts_.database_url);
       if (!published) {
-        store->WebhookUrlsSet(opts_.kinds_served, opts_.per_kind);
+        db([&](Store& s) { s.WebhookUrlsSet(opts_.kinds_served, opts_.per_kind); });
         published = true;
       }
       {
-        auto due = store->WebhookClaim(opts_.owner, 20, opts_.timeout_seconds * 3 + 5);
+        auto due = db([&](Store& s) {
+          return s.WebhookClaim(opts_.owner, 20, opts_.timeout_seconds * 3 + 5);
+        });
         for (const auto& d : due) {
           auto [status, err] = post(d.url, d.event, d.id, d.body);
           if (err.empty()) {
-            store->WebhookDelivered(d.id, status);
+            db([&](Store& s) { s.WebhookDelivered(d.id, status); });
             ++counts_.delivered;
             continue;
           }
           int n = d.attempts + 1;  // failures so far, this one included
           double retry =
               std::min(opts_.retry_max_seconds, opts_.retry_base_seconds * std::pow(2.0, n - 1));
-          store->WebhookFailed(d.id, status, err, retry, opts_.max_attempts);
+          db([&](Store& s) { s.WebhookFailed(d.id, status, err, retry, opts_.max_attempts); });
           ++counts_.failed_attempts;
           nlohmann::json f = {{"delivery_id", d.id},
                               {"job_id", d.job_id},
@@ -146,7 +158,7 @@ void WebhookDeliverer::loop() {
     } catch (const StoreError& e) {
       log::error("webhooks: database error; retrying",
                  {{"error", e.what()}, {"retry_in_ms", delay_ms}});
-      if (e.transient()) store.reset();
+      if (e.transient()) own.reset();
       wait_ms = delay_ms;
       delay_ms = std::min(delay_ms * 2, 10000);
     }

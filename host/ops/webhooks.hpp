@@ -3,7 +3,9 @@
 // each body with an HMAC-SHA256 signature, retrying failures with exponential backoff. It never
 // touches the job path: a slow or dead receiver only delays its own notifications.
 //
-// Threading: owns one thread and one Store; start()/stop() from one thread; counters are atomic.
+// Threading: owns one thread; its database work runs on the runner's shared services connection
+// (or a Store of its own without one), never while a POST is in flight; start()/stop() from one
+// thread; counters are atomic.
 #pragma once
 
 #include <atomic>
@@ -13,6 +15,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "db_budget.hpp"
 
 namespace jr::ops {
 
@@ -30,7 +34,8 @@ struct WebhookOptions {
   double retry_base_seconds = 1.0;  // delay after the n-th failure: base * 2^(n-1), capped
   double retry_max_seconds = 3600;
   double poll_seconds = 0.25;
-  double timeout_seconds = 10;  // per HTTP request
+  double timeout_seconds = 10;    // per HTTP request
+  SharedStore* shared = nullptr;  // the runner's services connection; null: one of its own
 };
 
 struct WebhookCounts {

@@ -102,7 +102,11 @@ void PgCluster::exec(const std::string& url, const std::string& sql) {
   tx.exec(sql);
 }
 
-std::string runner_path() { return JR_TEST_RUNNER; }
+// JR_TEST_RUNNER_BINARY runs another build's runner (e.g. to measure a number before a change).
+std::string runner_path() {
+  const char* other = std::getenv("JR_TEST_RUNNER_BINARY");
+  return other != nullptr && *other != 0 ? other : JR_TEST_RUNNER;
+}
 std::string plugin_dir() { return JR_TEST_PLUGIN_DIR; }
 std::string test_plugin_dir() { return JR_TEST_TESTPLUGIN_DIR; }
 std::string source_dir() { return JR_TEST_SOURCE_DIR; }

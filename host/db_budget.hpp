@@ -1,0 +1,86 @@
+// The runner's own database connections (issue 20): how many it opens and which services share
+// which one, within the budget `[worker] max_connections` (RUNNER_MAX_CONNECTIONS,
+// --max-connections). docs/scaling.md, "Connections per runner", has the table.
+//
+//   lease renewal   always a connection of its own: nothing else can delay it
+//   LISTEN          one, only waiting for NOTIFY jr_jobs (none when polling: PgBouncer without
+//                   listen_database_url)
+//   HTTP            one, lazily, for the HTTP API and the dashboard (only with --http)
+//   claims          the fetcher's claims; with the completions on it unless the budget leaves
+//                   room for completers of their own
+//   services        registry heartbeat, cancel polls, maintenance (leader election, scheduler,
+//                   rescuer, pruner, cron), webhooks, the dashboard publisher, progress writes,
+//                   plugin enqueues, idle hooks, start-up registration: one connection shared
+//                   in turn; on the claims connection when the budget has no room for it
+//
+// SharedStore is one Store used by several threads in turn (thread-safe). The HTTP connections
+// are capped by the server's StorePool (ops/server.hpp).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store.hpp"
+
+namespace jr {
+
+struct ConnectionPlan {
+  int heartbeat = 1;         // lease renewal
+  int listen = 1;            // 0: poll every poll_interval
+  int http = 0;              // the HTTP API and dashboard (--http)
+  int claims = 1;            // the fetcher
+  int completers = 0;        // outcome writers with a connection each; 0: on the claims connection
+  bool services_own = true;  // false: services share the claims connection
+  int budget = 0;            // the max_connections this plan was made for
+
+  int services() const { return services_own ? 1 : 0; }
+  int total() const { return heartbeat + listen + http + claims + completers + services(); }
+  // "lease renewal 1, LISTEN 1, claims+completions 1, services 1 = 4 of 4".
+  std::string describe() const;
+};
+
+// The default budget: the smallest plan that gives the services a connection apart from claims
+// and completions (4, or 5 with --http; one less when polling).
+int default_max_connections(bool http, bool listen);
+
+// The plan for `max_connections` (0: the default). Extra connections go to completions (one of
+// their own, then a second). Throws std::invalid_argument saying what needs how many when the
+// budget cannot hold the services asked for.
+ConnectionPlan plan_connections(int max_connections, bool http, bool listen);
+
+// One Store shared by several threads in turn. Opened on first use; a connection-level failure
+// drops it (the next use reconnects). fn must not call with() again and should not hold the
+// store long: everything that shares it waits meanwhile.
+class SharedStore {
+ public:
+  // `name` says what shares it (for logs and tests).
+  SharedStore(std::string url, std::string name);
+  const std::string& name() const { return name_; }
+
+  template <class F>
+  auto with(F&& fn) -> decltype(fn(std::declval<Store&>())) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!store_) store_ = Store::open(url_);
+    try {
+      return fn(*store_);
+    } catch (const StoreError& e) {
+      if (e.transient()) store_.reset();
+      throw;
+    }
+  }
+  // Closes the connection (the next with() opens one). Waits for a with() in progress.
+  void close();
+
+ private:
+  std::string url_;
+  std::string name_;
+  std::mutex mu_;
+  std::unique_ptr<Store> store_;
+};
+
+}  // namespace jr
