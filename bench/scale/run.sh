@@ -4,7 +4,8 @@
 # p99 enqueue-to-start latency at a paced rate below saturation (PACED jobs enqueued one per
 # statement, every PACE_MS), and the server's connections while the runners work.
 # Starts its own throwaway managed cluster (RUNNER_DATA_DIR in a temp dir); prints a table and
-# writes bench/scale/results.tsv; bench/scale/plot.py turns that into docs/scaling.svg.
+# writes bench/scale/results.tsv; bench/scale/plot.py turns that into docs/scaling.svg, and
+# bench/scale/png.sh renders that as docs/scaling.png.
 # Usage: bash bench/scale/run.sh [RUNNER (default build/release/runner)]
 # Env: STEPS ("1 2 4 8 16"), JOBS (20000), PACED (300), PACE_MS (20), CONCURRENCY (8),
 #      ISOLATION (none: the database is under test, not the sandbox).
