@@ -13,4 +13,4 @@ trap 'rm -rf "$profile"' EXIT
 timeout 60 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
   --user-data-dir="$profile" --window-size="${W:-720},${H:-420}" \
   --screenshot="$PWD/$OUT" "file://$PWD/$IN" >/dev/null 2>&1
-file "$OUT"
+echo "wrote $OUT"
