@@ -272,8 +272,9 @@ TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
     RunnerProcess runner({"--plugins", plugins, "--concurrency", std::to_string(n), "--prefetch",
                           "0", "--shutdown-grace", "10s"},
                          env_);
+    // The limit covers the runner's start too (slow under ASan on a loaded machine).
     ASSERT_TRUE(wait_until(
-        [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == n; }, 30s))
+        [&] { return count("SELECT count(*) FROM jr_jobs WHERE state = 'running'") == n; }, 120s))
         << runner.log();
     runner.signal(SIGTERM);
     EXPECT_EQ(runner.wait(20s), 0) << runner.log();
