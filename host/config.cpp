@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cron.hpp"
+#include "db_auth.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -244,22 +245,6 @@ const char* env(const char* name) {
   return (v && *v) ? v : nullptr;
 }
 
-// Percent-encodes one part of a postgresql:// URL (RFC 3986 unreserved characters stay).
-std::string url_part(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 // The seeds' own environment variables (docs/migrating.md), read before RUNNER_* so those win:
 // the domain checker's DB_* / POSTGRES_* connection parts and RQ_QUEUE, the dataset worker's
 // WORKER_CONCURRENCY, WORKER_POLL_INTERVAL and WORKER_MAX_RETRIES, Reproq's WORKER_ID.
@@ -296,20 +281,20 @@ void apply_seed_aliases(Config& cfg) {
       }
     }
     std::string h = host ? host : "localhost";
-    std::string u = "postgresql://" + url_part(user ? user : "postgres");
-    if (password) u += ":" + url_part(password);
+    std::string u = "postgresql://" + dbauth::url_encode(user ? user : "postgres");
+    if (password) u += ":" + dbauth::url_encode(password);
     u += "@";
     std::string query;
     if (!h.empty() && h[0] == '/') {
-      query = "?host=" + url_part(h);  // a unix-socket directory
+      query = "?host=" + dbauth::url_encode(h);  // a unix-socket directory
     } else if (h.find(':') != std::string::npos) {
       u += "[" + h + "]";  // IPv6 literal
     } else {
-      u += url_part(h);
+      u += dbauth::url_encode(h);
     }
     if (port && query.empty()) u += std::string(":") + port;
     if (port && !query.empty()) query += std::string("&port=") + port;
-    u += "/" + url_part(name ? name : (user ? user : "postgres")) + query;
+    u += "/" + dbauth::url_encode(name ? name : (user ? user : "postgres")) + query;
     cfg.database_url = u;
     cfg.env_aliases_used.insert(cfg.env_aliases_used.end(), db_parts.begin(), db_parts.end());
   }

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "db_auth.hpp"
+
 namespace jrtest {
 namespace {
 
@@ -66,21 +68,6 @@ std::string quoted(const std::string& s) {
     if (c == '"') out += '"';
   }
   return out + "\"";
-}
-
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -143,8 +130,9 @@ PgBouncer::PgBouncer(const std::string& backend_url, int pool_size) {
     }
     _exit(127);
   }
-  url_ = "postgresql://" + url_encode(b["user"]) + ":" + url_encode(b["password"]) +
-         "@127.0.0.1:" + std::to_string(port_) + "/" + url_encode(b["dbname"]);
+  url_ = "postgresql://" + jr::dbauth::url_encode(b["user"]) + ":" +
+         jr::dbauth::url_encode(b["password"]) + "@127.0.0.1:" + std::to_string(port_) + "/" +
+         jr::dbauth::url_encode(b["dbname"]);
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   std::string last;
   for (;;) {
