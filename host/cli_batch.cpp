@@ -1,10 +1,11 @@
 // Batches from the command line (docs/job-model.md "Batches"): `runner enqueue ...
 // --batch-on-complete KIND` through jr_batch_enqueue() (migration 17), and `runner batch status
-// ID`. The SQL functions hold every rule; this file builds their arguments and prints.
+// ID`, through the Store (BatchEnqueue, BatchStatus). The SQL functions hold every rule; this
+// file builds their arguments and prints.
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <pqxx/pqxx>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,11 +15,6 @@
 namespace jr::cli {
 
 namespace {
-
-std::string trim_message(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 // The database of `cfg` (started first when it is the managed one), migrated.
 std::string migrated_url(const Config& cfg) {
@@ -52,24 +48,16 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
     array += payloads[i];
   }
   array += ']';
-  pqxx::connection c(migrated_url(cfg));
-  pqxx::work tx(c);
-  pqxx::result r;
+  std::string text;
   try {
-    r = tx.exec_params(
-        "SELECT jr_batch_enqueue($1, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb)::text", f.kind,
-        array, options.dump(), spec(f.batch_on_complete), spec(f.batch_on_failure));
-  } catch (const pqxx::sql_error& e) {
-    if (e.sqlstate() == "22023") {
-      std::string msg = trim_message(e.what());
-      if (msg.rfind("ERROR:  ", 0) == 0) msg = msg.substr(8);
-      std::cerr << "runner enqueue: " << msg << "\nnothing was enqueued\n";
-      return kExitUsage;
-    }
-    throw StoreError("database error: " + trim_message(e.what()), false);
+    text = Store::open(migrated_url(cfg))
+               ->BatchEnqueue(f.kind, array, options.dump(), spec(f.batch_on_complete),
+                              spec(f.batch_on_failure));
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "runner enqueue: " << e.what() << "\nnothing was enqueued\n";
+    return kExitUsage;
   }
-  tx.commit();
-  auto doc = nlohmann::json::parse(r[0][0].c_str());
+  auto doc = nlohmann::json::parse(text);
   std::cerr << "batch " << doc["batch_id"].get<int64_t>() << "\n";
   std::string out;
   for (const auto& id : doc["job_ids"]) out += std::to_string(id.get<int64_t>()) + "\n";
@@ -79,14 +67,12 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
 
 int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json) {
   Config cfg = build_config(g);
-  pqxx::connection c(migrated_url(cfg));
-  pqxx::nontransaction tx(c);
-  auto r = tx.exec_params("SELECT jr_batch_status($1)::text", id);
-  if (r[0][0].is_null()) {
+  std::optional<std::string> text = Store::open(migrated_url(cfg))->BatchStatus(id);
+  if (!text) {
     std::cerr << "runner batch status: no batch with id " << id << "\n";
     return kExitNotFound;
   }
-  auto b = nlohmann::json::parse(r[0][0].c_str());
+  auto b = nlohmann::json::parse(*text);
   if (json) {
     std::cout << b.dump() << "\n";
     return kExitOk;

@@ -687,8 +687,50 @@ class PgStore final : public Store {
           SELECT key FROM jr_unique_locks WHERE locked_at < now() - interval '1 hour'
            LIMIT $1 FOR UPDATE SKIP LOCKED))SQL",
                      p.limit);
+      // Batches (migration 17) whose callback ran longer ago than any finished member is kept
+      // by default: their members are gone or going. A member retried after that finds no
+      // batch row and is counted nowhere (its trigger does nothing).
+      tx.exec_params(R"SQL(
+        DELETE FROM jr_batches WHERE id IN (
+          SELECT id FROM jr_batches
+           WHERE finished_at < now() - make_interval(secs => greatest($1::float8, $2::float8,
+                                                                        $3::float8))
+           LIMIT $4 FOR UPDATE SKIP LOCKED))SQL",
+                     p.result_ttl_seconds, p.failure_ttl_seconds, p.cancelled_ttl_seconds, p.limit);
       tx.commit();
       return static_cast<int>(r.affected_rows());
+    });
+  }
+
+  std::string BatchEnqueue(const std::string& kind, const std::string& payloads,
+                           const std::string& options, const std::string& on_complete,
+                           const std::string& on_failure) override {
+    std::string refused;  // the SQL function's message for input it refuses
+    std::string doc = guard([&] {
+      pqxx::work tx(*conn_);
+      try {
+        auto r = tx.exec_params(
+            "SELECT jr_batch_enqueue($1, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb)::text", kind,
+            payloads, options, on_complete, on_failure);
+        tx.commit();
+        return std::string(r[0][0].c_str());
+      } catch (const pqxx::sql_error& e) {
+        if (e.sqlstate() != "22023" && e.sqlstate() != "22P02") throw;
+        refused = trim(e.what());
+        if (refused.rfind("ERROR:  ", 0) == 0) refused = refused.substr(8);
+        return std::string();
+      }
+    });
+    if (!refused.empty()) throw std::invalid_argument(refused);
+    return doc;
+  }
+
+  std::optional<std::string> BatchStatus(int64_t id) override {
+    return guard([&]() -> std::optional<std::string> {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params("SELECT jr_batch_status($1)::text", id);
+      if (r.empty() || r[0][0].is_null()) return std::nullopt;
+      return std::string(r[0][0].c_str());
     });
   }
 

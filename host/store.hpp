@@ -271,6 +271,15 @@ class Store {
   // Dependencies and uniqueness are not copied: the replay is asked for explicitly. Returns
   // the new id, or nothing when no job has that id.
   virtual std::optional<int64_t> JobReplay(int64_t id) = 0;
+  // Batches (migration 17, docs/job-model.md "Batches"): jr_batch_enqueue() with its
+  // arguments as JSON texts (`on_complete` / `on_failure`: "null" for none); returns its
+  // {"batch_id", "job_ids"} document. Input the SQL function refuses (SQLSTATE 22023) throws
+  // std::invalid_argument with its message; nothing is inserted.
+  virtual std::string BatchEnqueue(const std::string& kind, const std::string& payloads,
+                                   const std::string& options, const std::string& on_complete,
+                                   const std::string& on_failure) = 0;
+  // jr_batch_status(id) as JSON text, or nothing when no batch has that id.
+  virtual std::optional<std::string> BatchStatus(int64_t id) = 0;
   // Retries every dead letter matching the filter; returns the ids.
   virtual std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) = 0;
   virtual std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) = 0;

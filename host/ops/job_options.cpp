@@ -525,6 +525,55 @@ JobInsertParams job_from_parts(std::string_view kind, const json& payload, const
   return p;
 }
 
+void check_batch_request(const json& body) {
+  if (!body.is_object()) throw std::invalid_argument("the request body must be a JSON object");
+  for (const auto& [k, v] : body.items()) {
+    if (k != "kind" && k != "payloads" && k != "options" && k != "on_complete" &&
+        k != "on_failure") {
+      bad(shown(json(k)),
+          "is not a batch key (known: kind, payloads, options, on_complete, "
+          "on_failure)");
+    }
+  }
+  if (!body.contains("kind")) bad("kind", "is required");
+  if (!body["kind"].is_string()) bad("kind", "must be a string, got " + type_of(body["kind"]));
+  if (!body.contains("payloads") || !body["payloads"].is_array()) {
+    bad("payloads", "is required: an array of JSON objects, one per member");
+  }
+  job_from_parts(body["kind"].get_ref<const std::string&>(), json::object(),
+                 body.contains("options") ? body["options"] : json());
+  const json& payloads = body["payloads"];
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    try {
+      check_payload(payloads[i]);
+    } catch (const JobOptionError& e) {
+      bad("payloads[" + std::to_string(i) + "]", e.detail());
+    }
+  }
+  for (const char* name : {"on_complete", "on_failure"}) {
+    if (!body.contains(name) || body[name].is_null()) continue;
+    const json& cb = body[name];
+    if (!cb.is_object()) {
+      bad(name, "must be null or {\"kind\", \"payload\", \"options\"}, got " + type_of(cb));
+    }
+    for (const auto& [k, v] : cb.items()) {
+      if (k != "kind" && k != "payload" && k != "options") {
+        bad(std::string(name) + "." + shown(json(k)),
+            "is not a callback key (known: kind, "
+            "payload, options)");
+      }
+    }
+    try {
+      if (!cb.contains("kind") || !cb["kind"].is_string()) bad("kind", "is required, a string");
+      job_from_parts(cb["kind"].get_ref<const std::string&>(),
+                     cb.contains("payload") ? cb["payload"] : json::object(),
+                     cb.contains("options") ? cb["options"] : json());
+    } catch (const JobOptionError& e) {
+      bad(std::string(name) + "." + e.field(), e.detail());
+    }
+  }
+}
+
 JobInsertParams job_from_json(const json& body) {
   if (!body.is_object()) throw std::invalid_argument("the request body must be a JSON object");
   if (!body.contains("kind")) throw JobOptionError("kind", "is required");

@@ -59,6 +59,11 @@ JobInsertParams job_from_json(const nlohmann::json& body);
 JobInsertParams job_from_parts(std::string_view kind, const nlohmann::json& payload,
                                const nlohmann::json& options);
 
+// The body of POST /api/v1/batches: {"kind", "payloads": [objects], "options", "on_complete",
+// "on_failure"} (each callback null or {"kind", "payload", "options"}), every part checked as
+// one job is. Throws JobOptionError naming the part ("payloads[3]", "on_complete.kind", ...).
+void check_batch_request(const nlohmann::json& body);
+
 // A job kind: [A-Za-z0-9_.:-]{1,128}, as a plugin declares it. Throws JobOptionError("kind").
 void check_kind(std::string_view kind);
 

@@ -349,6 +349,38 @@ void Server::routes() {
     error_reply(res, 404, "no job with id " + std::to_string(id));
   });
 
+  // Batches (docs/job-model.md "Batches"). The request is checked by the one job-options
+  // parser (kind, options, every payload, each callback) before jr_batch_enqueue(), which holds
+  // the batch rules (an empty batch, options a member cannot have).
+  s.Post("/api/v1/batches",
+         [this, authorised](const httplib::Request& req, httplib::Response& res) {
+           if (!authorised(req, res)) return;
+           nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+           if (body.is_discarded())
+             return error_reply(res, 400, "the request body is not valid JSON");
+           try {
+             check_batch_request(body);
+             auto spec = [&](const char* k) {
+               return body.contains(k) ? body[k].dump() : std::string("null");
+             };
+             std::string doc = pool_.with([&](Store& st) {
+               return st.BatchEnqueue(body["kind"].get<std::string>(), body["payloads"].dump(),
+                                      body.value("options", nlohmann::json::object()).dump(),
+                                      spec("on_complete"), spec("on_failure"));
+             });
+             json_reply(res, 201, nlohmann::json::parse(doc));
+           } catch (const std::invalid_argument& e) {
+             error_reply(res, 400, e.what());
+           }
+         });
+
+  s.Get(R"(/api/v1/batches/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = path_id(req);
+    auto doc = pool_.with([&](Store& st) { return st.BatchStatus(id); });
+    if (!doc) return error_reply(res, 404, "no batch with id " + std::to_string(id));
+    json_reply(res, 200, nlohmann::json::parse(*doc));
+  });
+
   // The web dashboard: /ui and its JSON endpoints (host/ops/ui_api.cpp).
   set_security_headers(s);
   DashboardOptions d;

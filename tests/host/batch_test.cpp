@@ -8,12 +8,16 @@
 //   - a member retried from the dead letter queue: before the callback it is taken out of the
 //     counts (the callback waits for it), after the callback the counts follow it and no second
 //     callback runs; pruning a finished member changes nothing;
-//   - bad input refused naming the problem, nothing inserted (SQL and CLI), an empty batch too.
+//   - bad input refused naming the problem, nothing inserted (SQL and CLI), an empty batch too;
+//   - the HTTP API: POST /api/v1/batches (token) and GET /api/v1/batches/{id}, with the same
+//     rules and messages; the pruner deletes a batch row after the longest retention.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -321,6 +325,150 @@ TEST_F(Batch, BadInputIsRefusedNamingTheProblemAndNothingIsInserted) {
     EXPECT_EQ(q("SELECT has_function_privilege('public', 'jr_batch_status(bigint)', 'EXECUTE')"),
               "f");
   }
+}
+
+// The HTTP API takes the same batches as jr_batch_enqueue() (every part checked by the one
+// job-options parser first, then the SQL function's rules), needs the token for POST, and
+// answers GET /api/v1/batches/{id} with jr_batch_status(). A finished batch's row is pruned
+// once it is older than the longest retention.
+TEST_F(Batch, HttpApiCreatesBatchesWithTheSameRulesAndThePrunerRemovesOldOnes) {
+  std::string cfg = runner_file("[worker]\nhttp = \"127.0.0.1:0\"\nresult_ttl = \"1h\"\n");
+  auto env = env_;
+  env["RUNNER_API_TOKEN"] = "batch-token";
+  auto runner = std::make_unique<RunnerProcess>(
+      std::vector<std::string>{"--plugins", plugin_dir_with({echo_so()}), "--config", cfg,
+                               "--poll-interval", "0.1"},
+      env);
+  int port = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::string log = runner->log();
+        size_t at = log.find("\"msg\":\"http server listening\"");
+        if (at == std::string::npos) return false;
+        at = log.find("\"port\":", at);
+        if (at != std::string::npos) port = std::atoi(log.c_str() + at + 7);
+        return port > 0;
+      },
+      60s))
+      << runner->log();
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(30, 0);
+  httplib::Headers auth = {{"Authorization", "Bearer batch-token"}, {"X-Jobrunner-CSRF", "1"}};
+  auto post = [&](const json& body, const httplib::Headers& h) {
+    return c.Post("/api/v1/batches", h, body.dump(), "application/json");
+  };
+  json good = {
+      {"kind", "echo"},
+      {"payloads", json::array({json{{"n", 1}}, json{{"n", 2}}, json{{"fail", "permanent"}}})},
+      {"options", {{"queue", "default"}, {"max_attempts", 1}}},
+      {"on_complete", {{"kind", "echo"}, {"payload", {{"cb", "complete"}}}}},
+      {"on_failure", {{"kind", "echo"}, {"payload", {{"cb", "failure"}}}}}};
+  // Without the token: refused, nothing inserted.
+  auto res = post(good, {{"X-Jobrunner-CSRF", "1"}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401) << res->body;
+  EXPECT_EQ(count("SELECT count(*) FROM jr_batches"), 0);
+  // Bad requests: 400 naming the part, nothing inserted.
+  struct Bad {
+    json body;
+    std::string says;
+  };
+  std::vector<Bad> bad = {
+      {json{{"kind", "echo"}}, "'payloads' is required"},
+      {json{{"kind", "echo"}, {"payloads", json::array()}}, "'payloads' is empty"},
+      {json{{"kind", "echo"}, {"payloads", json::array({1})}}, "'payloads[0]' must be"},
+      {json{{"kind", "echo"}, {"payloads", json::array({json{{"s", std::string("a\0b", 3)}}})}},
+       "'payloads[0]' contains a NUL"},
+      {json{{"kind", std::string("echo\0evil", 9)}, {"payloads", json::array({json::object()})}},
+       "'kind'"},
+      {json{{"kind", "echo"}, {"payloads", json::array({json::object()})}, {"extra", 1}},
+       "is not a batch key"},
+      {json{{"kind", "echo"},
+            {"payloads", json::array({json::object()})},
+            {"options", {{"priority", 18446744073709551615ull}}}},
+       "'priority' must be an integer"},
+      {json{{"kind", "echo"},
+            {"payloads", json::array({json::object()})},
+            {"options", {{"unique_key", "k"}}}},
+       "cannot be used for batch members"},
+      {json{{"kind", "echo"},
+            {"payloads", json::array({json::object()})},
+            {"on_complete", {{"kind", "echo"}, {"options", {{"bogus", 1}}}}}},
+       "'on_complete.bogus' is not a known job option"},
+      {json{{"kind", "echo"}, {"payloads", json::array({json::object()})}, {"on_failure", "echo"}},
+       "'on_failure' must be null or"},
+  };
+  for (const auto& b : bad) {
+    res = post(b.body, auth);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << b.body.dump(-1, ' ', false, json::error_handler_t::replace);
+    EXPECT_NE(res->body.find(b.says), std::string::npos) << res->body;
+  }
+  res = c.Post("/api/v1/batches", auth, "{nope", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_batches"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), 0);
+  // A good one: 201 with the ids; the runner finishes it and runs on_failure once.
+  res = post(good, auth);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 201) << res->body;
+  json made = json::parse(res->body);
+  int64_t batch = made["batch_id"];
+  ASSERT_EQ(made["job_ids"].size(), 3u);
+  json s;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = c.Get("/api/v1/batches/" + std::to_string(batch));
+        if (!r || r->status != 200) return false;
+        s = json::parse(r->body);
+        return s["state"] == "failed" && s["callback_job_id"].is_number();
+      },
+      60s))
+      << s.dump() << runner->log();
+  EXPECT_EQ(s["completed"], 2);
+  EXPECT_EQ(s["failed"], 1);
+  int64_t cb = s["callback_job_id"];
+  ASSERT_TRUE(wait_state(cb, "completed", 30s)) << runner->log();
+  EXPECT_EQ(
+      json::parse(q("SELECT payload FROM jr_jobs_all WHERE id = " + std::to_string(cb)))["cb"],
+      "failure");
+  EXPECT_EQ(callbacks(), 1);
+  auto missing = c.Get("/api/v1/batches/999999");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  auto huge = c.Get("/api/v1/batches/99999999999999999999");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 400);
+  // Pruning: a second, unfinished batch stays; the finished one goes once its callback is older
+  // than the longest retention (the default failure_ttl, 30 days, here), not before.
+  PgCluster::exec(url_, "SELECT jr_batch_enqueue('nobody_serves_this', '[{}]')");
+  runner->signal(SIGTERM);
+  runner->wait(30s);
+  PgCluster::exec(url_,
+                  "UPDATE jr_batches SET finished_at = now() - interval '2 days' WHERE id = " +
+                      std::to_string(batch));
+  // The pruner runs when a leader is elected: a new runner makes one pass at start.
+  runner = std::make_unique<RunnerProcess>(
+      std::vector<std::string>{"--plugins", plugin_dir_with({echo_so()}), "--config", cfg}, env);
+  ASSERT_TRUE(wait_until([&] { return runner->log().find("leader") != std::string::npos; }, 30s))
+      << runner->log();
+  std::this_thread::sleep_for(1s);  // the absence of a deletion has no event to wait for
+  EXPECT_EQ(count("SELECT count(*) FROM jr_batches"), 2);
+  runner->signal(SIGTERM);
+  runner->wait(30s);
+  PgCluster::exec(url_,
+                  "UPDATE jr_batches SET finished_at = now() - interval '31 days' WHERE id = " +
+                      std::to_string(batch));
+  runner = std::make_unique<RunnerProcess>(
+      std::vector<std::string>{"--plugins", plugin_dir_with({echo_so()}), "--config", cfg}, env);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count("SELECT count(*) FROM jr_batches WHERE id = " + std::to_string(batch)) == 0;
+      },
+      30s))
+      << runner->log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_batches"), 1);  // the unfinished one stays
 }
 
 }  // namespace
