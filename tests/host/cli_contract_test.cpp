@@ -121,8 +121,9 @@ class CliContract : public jrtest::RunnerFixture {
 };
 
 // README: 0 success; 1 runtime failure (database, plugin, I/O); 2 bad usage, bad configuration
-// or bad input (nothing was changed); 3 no such job (status, cancel, retry, dlq show; limit rm:
-// no such limit). Every code each command group can give, driven once.
+// or bad input (nothing was changed); 3 no such job (status, cancel, retry, replay, dlq show),
+// batch (batch status), limit (limit rm) or approval (plugins approvals rm). Each documented code
+// of each command, driven once (a command's 0 elsewhere is named where it is).
 TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
   // A waiting job, a completed one and a dead letter.
   int64_t waiting = enqueue({"enqueue", "echo", "--payload", "{}", "--delay", "1h"});
@@ -137,6 +138,10 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
   std::ofstream(a_file) << "x";
   std::string data_dir = dir_.path() + "/managed";
   std::string echo_dir = plugin_dir_with({jrtest::echo_so()});
+  std::string batch = nlohmann::json::parse(q(
+      "SELECT jr_batch_enqueue('echo', '[{}]', '{\"delay_seconds\": 3600}')"))["batch_id"]
+                          .dump();
+  env_["RUNNER_APPROVALS"] = dir_.path() + "/approvals.json";  // not the machine's own
   struct Case {
     std::vector<std::string> args;
     int code;
@@ -180,6 +185,20 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
       {{"retry", "0"}, 2},
       {{"retry", "424242"}, 3},
       {{"retry", "900002"}, 1, true},
+      // replay
+      {{"replay", "900001"}, 0},
+      {{"replay", "abc"}, 2},
+      {{"replay", "424242"}, 3},
+      {{"replay", "900001"}, 1, true},
+      // batch
+      {{"batch", "status", batch}, 0},
+      {{"batch", "status", "x"}, 2},
+      {{"batch"}, 2},
+      {{"batch", "status", "424242"}, 3},
+      {{"batch", "status", batch}, 1, true},
+      // ui (its 0, a clean SIGTERM, is below)
+      {{"ui"}, 2},  // --http is required
+      {{"ui", "--http", "127.0.0.1:0"}, 1, true},
       // dlq
       {{"dlq", "ls"}, 0},
       {{"dlq", "show", "900002"}, 0},
@@ -218,6 +237,16 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
       {{"plugins", "ls", echo_dir}, 0},
       {{"plugins", "ls"}, 2},
       {{"plugins", "ls", jrtest::test_plugin_dir() + "/dup"}, 1},
+      {{"plugins", "check", jrtest::echo_so()}, 0},
+      {{"plugins", "check"}, 2},
+      {{"plugins", "check", dir_.path() + "/missing.so"}, 1},
+      {{"plugins", "approve", jrtest::echo_so()}, 2},  // no terminal to confirm on, no --yes
+      {{"plugins", "approve", "--yes", jrtest::echo_so()}, 0},
+      {{"plugins", "approve", dir_.path() + "/missing.so"}, 1},
+      {{"plugins", "approvals", "ls"}, 0},
+      {{"plugins", "approvals", "rm", "echo"}, 0},
+      {{"plugins", "approvals", "rm", "echo"}, 3},  // nothing left to remove
+      {{"plugins", "approvals", "bogus"}, 2},
       // new-plugin
       {{"new-plugin", "good_name", dir_.path() + "/scaffold"}, 0},
       {{"new-plugin", "9bad", dir_.path() + "/scaffold2"}, 2},
@@ -240,6 +269,14 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
       << runner.log();
   runner.signal(SIGTERM);
   EXPECT_EQ(runner.wait(std::chrono::seconds(30)), 0) << runner.log();
+  // The dashboard-only process's 0: a clean SIGTERM once it listens.
+  RunnerProcess ui({"ui", "--http", "127.0.0.1:0"}, env_);
+  ASSERT_TRUE(jrtest::wait_until(
+      [&] { return ui.log().find("http server listening") != std::string::npos; },
+      std::chrono::seconds(30)))
+      << ui.log();
+  ui.signal(SIGTERM);
+  EXPECT_EQ(ui.wait(std::chrono::seconds(30)), 0) << ui.log();
 }
 
 TEST_F(CliContract, TortureRunExitsZero) {
