@@ -307,4 +307,16 @@ nlohmann::json plugin_config_for(const LoadedPlugin& p, const nlohmann::json& al
   return cfg;
 }
 
+nlohmann::json kinds_json(const LoadedPlugin& p) {
+  nlohmann::json kinds = nlohmann::json::array();
+  for (const auto& k : p.kinds) {
+    kinds.push_back({{"kind", k.kind},
+                     {"default_queue", k.default_queue},
+                     {"timeout_ms", k.timeout_ms},
+                     {"max_attempts", k.max_attempts},
+                     {"retry_schedule", k.retry_schedule_text}});
+  }
+  return kinds;
+}
+
 }  // namespace jr

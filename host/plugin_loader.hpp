@@ -92,6 +92,12 @@ bool declares_config_kinds(const nlohmann::json& manifest);
 // [A-Za-z0-9_.:-]{1,128}: what plugin, kind and queue names may be (checked in linear time).
 bool valid_plugin_name(std::string_view s);
 
+// The kinds of a plugin as JSON, one form for every place that shows or sends them (`plugins
+// ls --json`, `plugins check --json`, the worker's hello): [{"kind", "default_queue",
+// "timeout_ms", "max_attempts", "retry_schedule"}], the schedule as declared ("60,300,900", ""
+// for none), the form `runner enqueue --retry-schedule` takes.
+nlohmann::json kinds_json(const LoadedPlugin& p);
+
 // Loads one plugin file and validates its descriptor. Does not call init. Pins the file first
 // (the returned plugin carries `pin` and `sha256`).
 LoadedPlugin load_plugin(const std::string& path);

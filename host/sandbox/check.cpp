@@ -28,18 +28,6 @@ std::string layer_text(const nlohmann::json& v) {
   return v.dump();
 }
 
-nlohmann::json kinds_json(const LoadedPlugin& p) {
-  nlohmann::json kinds = nlohmann::json::array();
-  for (const auto& k : p.kinds) {
-    kinds.push_back({{"kind", k.kind},
-                     {"default_queue", k.default_queue},
-                     {"timeout_ms", k.timeout_ms},
-                     {"max_attempts", k.max_attempts},
-                     {"retry_schedule", k.retry_schedule_text}});
-  }
-  return kinds;
-}
-
 void print_kinds(const LoadedPlugin& p, const char* prefix) {
   for (const auto& k : p.kinds) {
     std::cout << prefix << k.kind << (k.default_queue.empty() ? "" : "  queue=" + k.default_queue)
@@ -283,14 +271,7 @@ int cmd_plugins_ls(const std::string& dir, bool json) {
   DescribedDir d = describe_dir(dir, opts);
   nlohmann::json arr = nlohmann::json::array();
   for (const auto& p : d.plugins) {
-    nlohmann::json kinds = nlohmann::json::array();
-    for (const auto& k : p.kinds) {
-      kinds.push_back({{"kind", k.kind},
-                       {"default_queue", k.default_queue},
-                       {"timeout_ms", k.timeout_ms},
-                       {"max_attempts", k.max_attempts},
-                       {"retry_schedule", k.retry_schedule}});
-    }
+    nlohmann::json kinds = kinds_json(p);
     arr.push_back({{"name", p.name},
                    {"version", p.version},
                    {"file", p.path},

@@ -161,14 +161,7 @@ void send_hello(const nlohmann::json& hello) {
 }
 
 nlohmann::json describe(const jr::LoadedPlugin& p) {
-  nlohmann::json kinds = nlohmann::json::array();
-  for (const auto& k : p.kinds) {
-    kinds.push_back({{"kind", k.kind},
-                     {"default_queue", k.default_queue},
-                     {"timeout_ms", k.timeout_ms},
-                     {"max_attempts", k.max_attempts},
-                     {"retry_schedule", k.retry_schedule_text}});
-  }
+  nlohmann::json kinds = jr::kinds_json(p);
   return {{"name", p.name},
           {"version", p.version},
           {"abi_minor", p.abi_minor},

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "harness.hpp"
 #include "plugin_host.hpp"
@@ -131,6 +132,32 @@ TEST(Loader, PluginsLsNamesTheBadFile) {
   auto ok = jrtest::run_runner({"plugins", "ls", jrtest::test_plugin_dir() + "/c"}, {});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("c_echo"), std::string::npos) << ok.out;
+}
+
+// One description of a plugin's kinds: `plugins ls --json` (the sandboxed describe, i.e. the
+// worker's hello) and `plugins check --json` agree, the retry schedule in its declared form
+// (they disagreed: one printed [60, 300, 900], the other "60,300,900").
+TEST(Loader, PluginsLsAndCheckDescribeKindsTheSameWay) {
+  std::string so = jrtest::plugin_dir() + "/libjr_dataset_parse.so";
+  std::string dir = jrtest::plugin_dir() + "/../ls_check_dir";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(so, dir + "/libjr_dataset_parse.so",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto ls = jrtest::run_runner({"plugins", "ls", dir, "--json"}, {});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  auto check = jrtest::run_runner({"plugins", "check", so, "--json"}, {});
+  ASSERT_EQ(check.exit_code, 0) << check.err;
+  auto listed = nlohmann::json::parse(ls.out);
+  auto checked = nlohmann::json::parse(check.out);
+  ASSERT_EQ(listed.size(), 1u) << ls.out;
+  ASSERT_TRUE(checked.contains("kinds")) << check.out;
+  EXPECT_EQ(listed[0]["kinds"], checked["kinds"]);
+  bool seen = false;
+  for (const auto& k : listed[0]["kinds"]) {
+    if (k["retry_schedule"] == "60,300,900") seen = true;
+  }
+  EXPECT_TRUE(seen) << listed[0]["kinds"].dump();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Loader, ConfigSectionAndGrantedEnvReachThePlugin) {
