@@ -247,7 +247,7 @@ namespace {
 
 // The overview's statement: fixed text (the live-runner window is its only variable, written in
 // as a literal), so each connection prepares it once and PostgreSQL keeps its generic plan:
-// planning (about 4 ms idle, 21 ms in bench/ui at load) is not paid per request.
+// planning (3.5 to 21 ms per request in bench/ui, depending on load) is not paid per request.
 //
 // Counts per (queue, state), cheapest first:
 //   1. the planner's statistics: the (queue, state) MCV lists of migration 11's extended
