@@ -283,6 +283,7 @@ std::string overview_sql(double live_seconds) {
             ORDER BY j.queue, j.priority DESC, j.id LIMIT 1)) s LIMIT 1) nx
        WHERE avp.n < 2000),
     est AS (
+      SELECT done, queue, state, max(n) AS n FROM (
       SELECT s.tablename = 'jr_jobs_done' AS done,
              s.most_common_vals[i][array_position(s.attnames, 'queue')] AS queue,
              s.most_common_vals[i][array_position(s.attnames, 'state')] AS state,
@@ -296,7 +297,7 @@ std::string overview_sql(double live_seconds) {
         JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = s.tablename
         CROSS JOIN LATERAL generate_subscripts(s.most_common_freqs, 1) i
        WHERE s.statistics_name IN ('jr_jobs_ui_queue_state', 'jr_jobs_done_ui_queue_state')
-         AND s.schemaname = current_schema() AND NOT s.inherited))SQL";
+         AND s.schemaname = current_schema()) m GROUP BY 1, 2, 3))SQL";
   // Queues of the pending states (jr_jobs_ui_pending_idx), of dead letters and cancelled jobs
   // (jr_jobs_done_ui_failed_idx): one probe per queue each. States are literals so that the
   // partial indexes' predicates are provably implied.

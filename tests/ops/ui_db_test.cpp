@@ -493,6 +493,14 @@ TEST_F(UiHttp, EveryResponseCarriesAStrictPolicyAndChangesNeedTokenAndCsrfHeader
     EXPECT_EQ(csp.find("unsafe-inline"), std::string::npos) << path;
     EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
   }
+  // The overview on the server pool's connections (its statement prepared on the first request,
+  // reused by the second), with every state per queue.
+  for (int i = 0; i < 2; ++i) {
+    auto ov = c.Get("/api/v1/overview");
+    ASSERT_EQ(ov->status, 200) << ov->body;
+    auto totals = nlohmann::json::parse(ov->body)["totals"];
+    for (const auto& st : jr::ops::ui::job_states()) EXPECT_TRUE(totals.contains(st)) << st;
+  }
   auto page = c.Get("/ui/");
   EXPECT_EQ(page->status, 200);
   EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
