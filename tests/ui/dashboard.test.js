@@ -263,21 +263,26 @@ async function main() {
   log(`job page: progress ${p1}% -> ${p2}% -> 100% without a reload; the dependency graph followed the job and its child to completed`);
 
   // ---- a job's webhook deliveries: a loopback receiver ----
+  // It holds its answer until the page has shown the delivery in flight (pending); once it
+  // answers, the page shows it delivered without a reload.
   const hooks = [];
+  let release;
+  const answered = new Promise((r) => { release = r; });
   const receiver = http.createServer((req, res) => {
     let b = '';
     req.on('data', (d) => { b += d; });
-    req.on('end', () => { hooks.push({ url: req.url, body: b }); res.writeHead(204); res.end(); });
+    req.on('end', async () => { hooks.push({ url: req.url, body: b }); await answered; res.writeHead(204); res.end(); });
   });
   await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
   try {
     const hookUrl = `http://127.0.0.1:${receiver.address().port}/hooks/ui`;
     const hooked = enqueue('echo', { hooked: 1 }, '--queue', 'hooks', '--webhook', hookUrl);
+    await waitFor('the webhook POST', async () => hooks.some((x) => JSON.parse(x.body).job.id === hooked));
     await go('job/' + hooked);
-    // Opened before the delivery: the table fills in without a reload.
-    await page.waitForSelector('main h1 .badge');
-    await waitFor('the webhook delivery', async () => hooks.some((x) => JSON.parse(x.body).job.id === hooked));
-    await page.waitForFunction(() => document.querySelector('#webhooks tbody tr') && /delivered/.test(document.querySelector('#webhooks tbody').textContent), { timeout: 20000 });
+    await page.waitForFunction(() => /completed/.test(document.querySelector('main h1').textContent) &&
+                                     /pending/.test((document.querySelector('#webhooks tbody') || {}).textContent));
+    release();
+    await page.waitForFunction(() => /delivered/.test(document.querySelector('#webhooks tbody').textContent), { timeout: 20000 });
     const cells = await page.$$eval('#webhooks tbody tr', (trs) => trs.map((t) => [...t.cells].map((c) => c.textContent)));
     assert.strictEqual(cells.length, 1, JSON.stringify(cells));
     assert.strictEqual(cells[0][1], 'job.completed');
@@ -285,8 +290,9 @@ async function main() {
     assert.strictEqual(cells[0][3], 'delivered');
     assert.strictEqual(cells[0][4], '1');
     assert.strictEqual(cells[0][5], '204');
-    log('job page: the webhook delivery to a loopback receiver (delivered, 204)');
+    log('job page: a webhook delivery to a loopback receiver, pending while it answers, then delivered (204) without a reload');
   } finally {
+    release();
     receiver.close();
   }
 
