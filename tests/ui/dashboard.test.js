@@ -364,6 +364,9 @@ async function main() {
   log('bulk replay of 50 dead letters: all completed on attempt 2');
 
   // ---- Queues: pause stops claiming, resume starts it again; rate limits ----
+  // A job holding a lock key meanwhile (10 s), for the page's lock table in the screenshot.
+  const locker = enqueue('ui_progress', { arg: '1000' }, '--queue', 'slow', '--lock-key', 'nightly-export');
+  await waitFor('the locking job to run', async () => (await get('/api/v1/jobs/' + locker)).state === 'running');
   await go('queues');
   await page.waitForSelector('tr[data-queue=pausable] button');
   await clickNow(page, 'tr[data-queue=pausable] button');
@@ -380,6 +383,7 @@ async function main() {
   await page.type('#limit-rate', '50');
   await page.click('#limit-form button');
   await page.waitForSelector('tr[data-key="queue:pausable"]');
+  await page.waitForFunction(() => /nightly-export/.test(document.querySelector('main').textContent));
   await shot('queues');
   await clickNow(page, 'tr[data-key="queue:pausable"] button');
   await page.waitForFunction(() => !document.querySelector('tr[data-key="queue:pausable"]'));
@@ -402,6 +406,7 @@ async function main() {
   assert.deepStrictEqual(grants, { echo: 'none', ui_dashboard: 'enqueue echo' }, 'grants of the trust decision');
   await shot('runners');
   log('cron entries with their ticks and jobs; runners with plugins and sandbox layers');
+  await waitFor('the locking job to finish', async () => (await get('/api/v1/jobs/' + locker)).state === 'completed', 30000);
 
   // ---- `runner ui`: dashboard only, no token configured: read-only, says why ----
   const ui = await startProcess(['ui', '--http', '127.0.0.1:0'], env);
