@@ -280,7 +280,11 @@ async function main() {
     await waitFor('the webhook POST', async () => hooks.some((x) => JSON.parse(x.body).job.id === hooked));
     await go('job/' + hooked);
     await page.waitForFunction(() => /completed/.test(document.querySelector('main h1').textContent) &&
-                                     /pending/.test((document.querySelector('#webhooks tbody') || {}).textContent));
+                                     /pending/.test((document.querySelector('#webhooks tbody') || {}).textContent), { timeout: 8000 })
+      .catch(async (e) => {
+        throw new Error(e.message + '; the page showed: ' + (await page.$eval('body', (b) => b.textContent)).slice(0, 2000) +
+                        '; the API: ' + JSON.stringify(await get('/api/v1/jobs/' + hooked)));
+      });
     release();
     await page.waitForFunction(() => /delivered/.test(document.querySelector('#webhooks tbody').textContent), { timeout: 20000 });
     const cells = await page.$$eval('#webhooks tbody tr', (trs) => trs.map((t) => [...t.cells].map((c) => c.textContent)));
