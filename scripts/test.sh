@@ -46,6 +46,10 @@ asan_pid=$!
 
 echo "== tests (release; the asan build compiles meanwhile at nice 19)"
 rc=0
+# The browser test's screenshots (tests/ui): in CI into docs/ui, the README's pictures, kept as
+# the run's artefacts; elsewhere into the build tree, so a local run leaves the checkout as it was.
+# JR_UI_SCREENSHOTS set by the caller wins (a path relative to the repository).
+if [ -n "${CI:-}" ]; then export JR_UI_SCREENSHOTS=${JR_UI_SCREENSHOTS:-docs/ui}; fi
 ctest --preset release -j "$CTEST_JOBS" --timeout 900 || rc=$?
 echo "   tests done at $(( $(date +%s) - start )) s"
 if [ "$rc" != "0" ]; then

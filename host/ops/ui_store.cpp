@@ -16,8 +16,6 @@
 namespace jr::ops::ui {
 namespace {
 
-const std::vector<std::string> kLive = {"waiting", "scheduled", "available", "running",
-                                        "retryable"};
 const std::vector<std::string> kPending = {"waiting", "scheduled", "retryable"};
 
 bool transient_sqlstate(const std::string& s) {
@@ -151,6 +149,25 @@ class DashboardDb::Conn {
     }
     return tx.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs));
   }
+  // A statement of fixed text, prepared once per connection under `name` (a hash of the text, so
+  // two definitions never share one); EXPLAIN shows the plan its executions use. Through
+  // PgBouncer (transaction pooling: a server connection's prepared statements are not this
+  // client's) it is sent as it is.
+  pqxx::result exec_prepared(
+      const std::string& name, const std::string& sql,
+      const std::function<void(const std::string&, const std::string&)>& explain, bool analyze) {
+    if (Store::pgbouncer()) return exec(sql, Params(), explain, analyze);
+    c.prepare(name, sql);  // a no-op when this connection has it already
+    pqxx::nontransaction tx(c);
+    if (explain) {
+      c.prepare_now(name);
+      const char* how =
+          analyze ? "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " : "EXPLAIN (FORMAT JSON) ";
+      auto plan = tx.exec(how + std::string("EXECUTE ") + name);
+      explain(sql, plan[0][0].c_str());
+    }
+    return tx.exec_prepared(name);
+  }
   std::unique_ptr<pqxx::connection> owned;  // null when borrowed
   pqxx::connection& c;
 };
@@ -226,10 +243,26 @@ auto DashboardDb::with(F&& fn) -> decltype(fn(std::declval<Conn&>())) {
 // ---------------------------------------------------------------------------------------------
 // Overview
 
-nlohmann::json DashboardDb::overview(double live_seconds) {
-  Params p;
-  std::string cap = p.add(kCountCap);
-  std::string live = p.add(std::to_string(live_seconds));
+namespace {
+
+// The overview's statement: fixed text (the live-runner window is its only variable, written in
+// as a literal), so each connection prepares it once and PostgreSQL keeps its generic plan:
+// planning (3.5 to 21 ms per request in bench/ui, depending on load) is not paid per request.
+//
+// Counts per (queue, state), cheapest first:
+//   1. the planner's statistics: the (queue, state) MCV lists of migration 11's extended
+//      statistics (pg_stats_ext, one catalog read for both tables), scaled to the table's size
+//      now. A count they put at kEstimateFrom or more is taken as is (marked estimated), unread;
+//   2. otherwise an index-only count capped at kCountCap: exact below it, and at the cap the
+//      larger of the cap and the estimate (marked estimated);
+//   3. completed jobs (no per-queue index; 97% of the rows): one index scan of at most
+//      kCountCap + 1 of them gives exact counts per queue while there are that few, and above
+//      it every queue's count is the estimate.
+std::string overview_sql(double live_seconds) {
+  const std::string cap = std::to_string(kCountCap);
+  const std::string far = std::to_string(kEstimateFrom);
+  char live[64];
+  std::snprintf(live, sizeof live, "%.3f", live_seconds);
   // Queues with available jobs and each queue's priority levels, by a loose index scan of
   // jr_jobs_queue_available_idx (queue, priority DESC, id): one probe per (queue, priority),
   // at most 2,000. The first entry of a level is its oldest job (lowest id).
@@ -248,8 +281,24 @@ nlohmann::json DashboardDb::overview(double live_seconds) {
           (SELECT j.queue, j.priority, j.id FROM jr_jobs j
             WHERE j.state = 'available' AND j.queue > avp.queue
             ORDER BY j.queue, j.priority DESC, j.id LIMIT 1)) s LIMIT 1) nx
-       WHERE avp.n < 2000))SQL";
-  // Queues of the pending states (jr_jobs_ui_pending_idx) and of dead letters
+       WHERE avp.n < 2000),
+    est AS (
+      SELECT done, queue, state, max(n) AS n FROM (
+      SELECT s.tablename = 'jr_jobs_done' AS done,
+             s.most_common_vals[i][array_position(s.attnames, 'queue')] AS queue,
+             s.most_common_vals[i][array_position(s.attnames, 'state')] AS state,
+             round(s.most_common_freqs[i] * greatest(c.reltuples, 0) *
+                   CASE WHEN c.relpages > 0
+                        THEN pg_relation_size(c.oid) / current_setting('block_size')::float8
+                             / c.relpages
+                        ELSE 1 END)::bigint AS n
+        FROM pg_stats_ext s
+        JOIN pg_namespace ns ON ns.nspname = s.schemaname
+        JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = s.tablename
+        CROSS JOIN LATERAL generate_subscripts(s.most_common_freqs, 1) i
+       WHERE s.statistics_name IN ('jr_jobs_ui_queue_state', 'jr_jobs_done_ui_queue_state')
+         AND s.schemaname = current_schema()) m GROUP BY 1, 2, 3))SQL";
+  // Queues of the pending states (jr_jobs_ui_pending_idx), of dead letters and cancelled jobs
   // (jr_jobs_done_ui_failed_idx): one probe per queue each. States are literals so that the
   // partial indexes' predicates are provably implied.
   auto distinct_queues = [](const std::string& name, const std::string& table,
@@ -261,32 +310,60 @@ nlohmann::json DashboardDb::overview(double live_seconds) {
   };
   for (const auto& s : kPending) sql += distinct_queues("q_" + s, "jr_jobs", s);
   sql += distinct_queues("q_discarded", "jr_jobs_done", "discarded");
-  auto capped_count = [&](const std::string& table, const std::string& state) {
-    return "(SELECT count(*) FROM (SELECT 1 FROM " + table + " c WHERE c.state = '" + state +
-           "' AND c.queue = g.queue LIMIT " + cap + ") x)";
+  sql += distinct_queues("q_cancelled", "jr_jobs_done", "cancelled");
+  auto est_of = [](bool done, const std::string& state, const std::string& queue) {
+    return std::string("(SELECT e.n FROM est e WHERE e.done = ") + (done ? "true" : "false") +
+           " AND e.state = '" + state + "' AND e.queue = " + queue + ")";
+  };
+  // One (state, queue) row per queue found: `est` from the statistics, `n` the capped count,
+  // not read (NULL) when the statistics put it at kEstimateFrom or more.
+  auto count_rows = [&](const std::string& table, const std::string& state,
+                        const std::string& queues) {
+    bool done = table == "jr_jobs_done";
+    return "SELECT '" + state +
+           "'::text AS state, g.queue, g.est, CASE WHEN coalesce(g.est, 0) < " + far +
+           " THEN (SELECT count(*) FROM (SELECT 1 FROM " + table + " c WHERE c.state = '" + state +
+           "' AND c.queue = g.queue LIMIT " + cap + ") x) END AS n FROM (SELECT q.queue, " +
+           est_of(done, state, "q.queue") + " AS est FROM " + queues +
+           " q WHERE q.queue IS NOT NULL) g";
   };
   sql += ",\n    run AS (SELECT queue FROM jr_jobs WHERE state = 'running' LIMIT " + cap + ")";
-  sql += ",\n    counts AS (SELECT 'available'::text AS state, g.queue, " +
-         capped_count("jr_jobs", "available") + " AS n FROM (SELECT DISTINCT queue FROM avp) g";
-  for (const auto& s : kPending) {
-    sql += "\n      UNION ALL SELECT '" + s + "', g.queue, " + capped_count("jr_jobs", s) +
-           " FROM q_" + s + " g WHERE g.queue IS NOT NULL";
+  sql +=
+      ",\n    done_small AS (SELECT queue, count(*) AS n FROM (SELECT queue FROM jr_jobs_done "
+      "WHERE state = 'completed' ORDER BY finished_at DESC LIMIT " +
+      std::to_string(kCountCap + 1) + ") x GROUP BY queue)";
+  sql += ",\n    done_big AS (SELECT coalesce(sum(n), 0) > " + cap + " AS big FROM done_small)";
+  sql += ",\n    counts_other AS (" +
+         count_rows("jr_jobs", "available", "(SELECT DISTINCT queue FROM avp)");
+  for (const auto& s : kPending) sql += "\n      UNION ALL " + count_rows("jr_jobs", s, "q_" + s);
+  for (const char* s : {"discarded", "cancelled"}) {
+    sql += "\n      UNION ALL " + count_rows("jr_jobs_done", s, std::string("q_") + s);
   }
-  sql += "\n      UNION ALL SELECT 'discarded', g.queue, " +
-         capped_count("jr_jobs_done", "discarded") +
-         " FROM q_discarded g WHERE g.queue IS NOT NULL";
-  sql += "\n      UNION ALL SELECT 'running', queue, count(*) FROM run GROUP BY queue)";
-  sql += R"SQL(
+  sql += "\n      UNION ALL SELECT 'running', r.queue, " + est_of(false, "running", "r.queue") +
+         ", r.n FROM (SELECT queue, count(*) AS n FROM run GROUP BY queue) r)";
+  sql += R"SQL(,
+    counts AS (
+      SELECT * FROM counts_other
+      UNION ALL SELECT 'completed', d.queue, NULL, d.n FROM done_small d
+                 WHERE NOT (SELECT big FROM done_big)
+      UNION ALL SELECT 'completed', a.queue,
+                       coalesce(e.n, jr_ui_estimate(true, a.queue, 'completed')), NULL
+                  FROM (SELECT queue FROM counts_other
+                        UNION SELECT queue FROM est WHERE done AND state = 'completed') a
+                  LEFT JOIN est e ON e.done AND e.state = 'completed' AND e.queue = a.queue
+                 WHERE (SELECT big FROM done_big))
     SELECT json_build_object(
       'counts', (SELECT coalesce(json_agg(json_build_object(
-                   'queue', c.queue, 'state', c.state, 'estimated', c.est,
-                   'n', CASE WHEN c.est
-                             THEN greatest(c.n, jr_ui_estimate(c.state = 'discarded', c.queue,
-                                                               c.state))
+                   'queue', c.queue, 'state', c.state, 'estimated', c.estimated,
+                   'n', CASE WHEN c.n IS NULL THEN c.est
+                             WHEN c.estimated
+                             THEN greatest(c.n, coalesce(c.est, jr_ui_estimate(
+                                    c.state IN ('discarded', 'cancelled', 'completed'),
+                                    c.queue, c.state)))
                              ELSE c.n END)), '[]')
-                   FROM (SELECT c.*, (c.n >= )SQL" +
+                   FROM (SELECT c.*, (c.n IS NULL OR c.n >= )SQL" +
          cap + R"SQL( OR (c.state = 'running' AND (SELECT count(*) FROM run) >= )SQL" + cap +
-         R"SQL()) AS est FROM counts c) c),
+         R"SQL()) AS estimated FROM counts c) c),
       'oldest', (SELECT coalesce(json_agg(json_build_object(
                    'queue', o.queue, 'id', o.id, 'run_at', j.run_at, 'created_at', j.created_at)
                    ORDER BY o.queue), '[]')
@@ -309,14 +386,25 @@ nlohmann::json DashboardDb::overview(double live_seconds) {
                     ORDER BY r.started_at, r.id), '[]')
                     FROM (SELECT id, kind, queue, attempt, started_at, progress, lease_owner
                             FROM jr_jobs WHERE state = 'running'
-                           ORDER BY started_at, id LIMIT 20) r),
+                           ORDER BY started_at, id LIMIT )SQL" +
+         std::to_string(kRunningShown) + R"SQL() r),
       'running_total', (SELECT count(*) FROM run),
       'runners', (SELECT count(*) FROM jr_workers
                    WHERE heartbeat_at > now() - make_interval(secs => )SQL" +
          live + R"SQL(::float8)),
       'now', now())::text)SQL";
-  auto raw =
-      with([&](Conn& c) { return std::string(c.exec(sql, p, explain_, analyze_)[0][0].c_str()); });
+  return sql;
+}
+
+}  // namespace
+
+nlohmann::json DashboardDb::overview(double live_seconds) {
+  const std::string sql = overview_sql(live_seconds);
+  char stmt[40];
+  std::snprintf(stmt, sizeof stmt, "jr_ui_overview_%zx", std::hash<std::string>{}(sql));
+  auto raw = with([&](Conn& c) {
+    return std::string(c.exec_prepared(stmt, sql, explain_, analyze_)[0][0].c_str());
+  });
   auto j = nlohmann::json::parse(raw);
 
   // Shape it per queue.
@@ -328,15 +416,13 @@ nlohmann::json DashboardDb::overview(double live_seconds) {
                           {"paused", false},
                           {"counts", nlohmann::json::object()},
                           {"estimated", nlohmann::json::array()}};
-      for (const auto& s : kLive) q["counts"][s] = 0;
-      q["counts"]["discarded"] = 0;
+      for (const auto& s : job_states()) q["counts"][s] = 0;
       it = queues.emplace(name, std::move(q)).first;
     }
     return it->second;
   };
   nlohmann::json totals = nlohmann::json::object();
-  for (const auto& s : kLive) totals[s] = 0;
-  totals["discarded"] = 0;
+  for (const auto& s : job_states()) totals[s] = 0;
   bool totals_estimated = false;
   for (const auto& c : j["counts"]) {
     auto& q = queue(c["queue"].get<std::string>());
@@ -378,6 +464,16 @@ nlohmann::json DashboardDb::overview(double live_seconds) {
           {"running_total", j["running_total"]},
           {"runners", j["runners"]},
           {"now", j["now"]}};
+}
+
+nlohmann::json DashboardDb::prepared_statements() {
+  std::string sql =
+      "SELECT coalesce(json_agg(json_build_object('name', name, 'generic_plans', generic_plans, "
+      "'custom_plans', custom_plans) ORDER BY name), '[]')::text FROM pg_prepared_statements "
+      "WHERE name LIKE 'jr\\_ui\\_%'";
+  Params p;
+  return nlohmann::json::parse(
+      with([&](Conn& c) { return std::string(c.exec(sql, p, nullptr, false)[0][0].c_str()); }));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,11 @@ class StorePool;
 
 namespace jr::ops::ui {
 
-constexpr int64_t kCountCap = 2000;    // exact counts per (queue, state) up to this
+constexpr int64_t kCountCap = 2000;  // exact counts per (queue, state) up to this
+// A (queue, state) the planner's statistics put at this many jobs or more is not counted: the
+// overview shows the estimate (marked), which follows ANALYZE (autovacuum).
+constexpr int64_t kEstimateFrom = 5 * kCountCap;
+constexpr int kRunningShown = 20;      // running jobs listed on the overview (running_total: all)
 constexpr int64_t kScanLimit = 10000;  // rows a filter without an index may examine per request
 constexpr int kMaxPage = 500;
 
@@ -59,10 +63,11 @@ class DashboardDb {
   explicit DashboardDb(std::string url, size_t max_idle = 4, StorePool* pool = nullptr);
   ~DashboardDb();
 
-  // {"queues": [{"queue", "paused", "counts": {state: n}, "estimated": [states],
-  //   "oldest_available_at", "next_available_id"}], "totals": {state: n}, "throughput":
-  //   {"minutes": [ISO...60], "outcomes": {outcome: [60 counts]}}, "running": [jobs],
-  //   "running_total", "runners", "now"}. Runners count as live within `live_seconds`.
+  // {"queues": [{"queue", "paused", "counts": {state: n} (all eight states), "estimated":
+  //   [states], "oldest_available", "next_id"}], "totals": {state: n}, "totals_estimated",
+  //   "throughput": {"outcomes": {outcome: {minute: n}}}, "running": [up to kRunningShown jobs],
+  //   "running_total", "runners", "now"}. Runners count as live within `live_seconds`. One
+  //   prepared statement (planned once per connection); see overview_sql() for how it counts.
   nlohmann::json overview(double live_seconds);
   // {"jobs": [summary rows], "next_cursor": string|null, "partial": bool, "order": "..."}.
   nlohmann::json jobs(const JobFilter& f);
@@ -78,6 +83,10 @@ class DashboardDb {
   nlohmann::json cron();
   // {"runners": [jr_workers rows + "connections", "running", "details"]}.
   nlohmann::json runners(double live_seconds);
+
+  // Tests and bench/ui: the statements prepared on an idle connection of this object's own pool
+  // (not a borrowed StorePool), [{"name", "generic_plans", "custom_plans"}].
+  nlohmann::json prepared_statements();
 
   // Tests and bench/ui: every statement is first run as EXPLAIN (FORMAT JSON) with the same
   // parameters (with `analyze`: EXPLAIN (ANALYZE, BUFFERS), which runs it) and the plan handed

@@ -235,8 +235,9 @@ TEST_F(UiDb, CountsAreExactUpToTheCapThenEstimated) {
   ASSERT_EQ(by.size(), 5u);
   for (const auto& [name, qu] : by) {
     // Exact below the cap (2,000); above it the planner's estimate, flagged.
-    for (const char* st : {"available", "scheduled", "retryable", "running", "discarded"}) {
-      std::string table = std::string(st) == "discarded" ? "jr_jobs_done" : "jr_jobs";
+    for (const char* st : {"available", "scheduled", "retryable", "running", "discarded",
+                           "cancelled", "completed"}) {
+      std::string table = jr::ops::ui::finished_state(st) ? "jr_jobs_done" : "jr_jobs";
       int64_t truth = n("SELECT count(*) FROM " + table + " WHERE queue = '" + name +
                         "' AND state = '" + st + "'");
       bool estimated =
@@ -250,8 +251,14 @@ TEST_F(UiDb, CountsAreExactUpToTheCapThenEstimated) {
     }
     EXPECT_TRUE(qu.contains("oldest_available"));
   }
-  EXPECT_EQ(by["q0"]["estimated"], nlohmann::json::array({"available", "discarded"}));
-  EXPECT_EQ(by["q1"]["estimated"], nlohmann::json::array({"available"}));
+  // Completed jobs (about 11,000 per queue, 55,000 in all: more than one capped scan reads) are
+  // the statistics' estimate per queue; q1's 1,200 cancelled jobs are counted exactly.
+  EXPECT_EQ(by["q0"]["estimated"], nlohmann::json::array({"available", "discarded", "completed"}));
+  EXPECT_EQ(by["q1"]["estimated"], nlohmann::json::array({"available", "completed"}));
+  EXPECT_EQ(by["q1"]["counts"]["cancelled"], 1200);
+  EXPECT_EQ(o["totals"]["cancelled"], 1200);
+  EXPECT_NEAR(o["totals"]["completed"].get<double>(),
+              n("SELECT count(*) FROM jr_jobs_done WHERE state = 'completed'"), 55800 / 4.0);
   // The oldest available job of q1 (lowest id among its priority levels).
   EXPECT_EQ(by["q1"]["oldest_available"]["id"].get<int64_t>(),
             n("SELECT min(id) FROM jr_jobs WHERE state = 'available' AND queue = 'q1'"));
@@ -271,6 +278,45 @@ TEST_F(UiDb, CountsAreExactUpToTheCapThenEstimated) {
   EXPECT_NEAR(qb["counts"]["available"].get<double>(), 30000, 3000);
   EXPECT_EQ(b["queues"][1]["counts"]["available"], 7);
   EXPECT_TRUE(b["totals_estimated"].get<bool>());
+
+  // A (queue, state) the statistics put at kEstimateFrom (10,000) or more is not counted: with
+  // 27,000 of the 30,000 deleted and no ANALYZE since, the overview still shows about 30,000
+  // (what it would not if it had counted); queues below it are counted, completed and cancelled
+  // ones too while there are few (one capped scan of completed jobs; the dead-letter index).
+  PgCluster::exec(url,
+                  "ALTER TABLE jr_jobs SET (autovacuum_enabled = false); DELETE FROM jr_jobs "
+                  "WHERE queue = 'big' AND id > (SELECT min(id) + 2999 FROM jr_jobs WHERE queue "
+                  "= 'big'); INSERT INTO jr_jobs_done (id, queue, kind, payload, state, priority, "
+                  "attempt, created_at, finished_at) SELECT 900000 + g, CASE WHEN g <= 5 THEN "
+                  "'small' ELSE 'gone' END, 'k', '{}', CASE WHEN g % 4 = 0 THEN 'cancelled' ELSE "
+                  "'completed' END, 0, 1, now(), now() FROM "
+                  "generate_series(1, 9) g");
+  b = big.overview(30);
+  ASSERT_EQ(b["queues"].size(), 3u);  // a queue with finished jobs only is listed too
+  EXPECT_EQ(b["queues"][0]["estimated"], nlohmann::json::array({"available"}));
+  EXPECT_NEAR(b["queues"][0]["counts"]["available"].get<double>(), 30000, 3000);
+  EXPECT_EQ(b["queues"][1]["queue"], "gone");
+  EXPECT_EQ(b["queues"][1]["counts"]["completed"], 3);
+  EXPECT_EQ(b["queues"][1]["counts"]["cancelled"], 1);
+  EXPECT_EQ(b["queues"][2]["counts"]["completed"], 4);
+  EXPECT_EQ(b["queues"][2]["counts"]["cancelled"], 1);
+  EXPECT_EQ(b["totals"]["completed"], 7);
+  // After ANALYZE the statistics say 3,000: counted again, up to the cap.
+  PgCluster::exec(url, "ANALYZE jr_jobs");
+  b = big.overview(30);
+  EXPECT_EQ(b["queues"][0]["estimated"], nlohmann::json::array({"available"}));
+  EXPECT_NEAR(b["queues"][0]["counts"]["available"].get<double>(), 3000, 300);
+  PgCluster::exec(url,
+                  "DELETE FROM jr_jobs WHERE queue = 'big' AND id > (SELECT min(id) + 1499 "
+                  "FROM jr_jobs WHERE queue = 'big')");
+  b = big.overview(30);
+  EXPECT_EQ(b["queues"][0]["estimated"], nlohmann::json::array());
+  EXPECT_EQ(b["queues"][0]["counts"]["available"], 1500);
+  // One prepared statement, planned once: every execution used its generic plan.
+  auto ps = big.prepared_statements();
+  ASSERT_EQ(ps.size(), 1u) << ps.dump();
+  EXPECT_EQ(ps[0]["generic_plans"], 4) << ps.dump();
+  EXPECT_EQ(ps[0]["custom_plans"], 0) << ps.dump();
 }
 
 TEST_F(UiDb, DependencyEdgesOutliveTheJobsAndGoWithAPurgedChild) {
@@ -446,6 +492,14 @@ TEST_F(UiHttp, EveryResponseCarriesAStrictPolicyAndChangesNeedTokenAndCsrfHeader
     EXPECT_NE(csp.find("frame-ancestors 'none'"), std::string::npos) << path;
     EXPECT_EQ(csp.find("unsafe-inline"), std::string::npos) << path;
     EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+  }
+  // The overview on the server pool's connections (its statement prepared on the first request,
+  // reused by the second), with every state per queue.
+  for (int i = 0; i < 2; ++i) {
+    auto ov = c.Get("/api/v1/overview");
+    ASSERT_EQ(ov->status, 200) << ov->body;
+    auto totals = nlohmann::json::parse(ov->body)["totals"];
+    for (const auto& st : jr::ops::ui::job_states()) EXPECT_TRUE(totals.contains(st)) << st;
   }
   auto page = c.Get("/ui/");
   EXPECT_EQ(page->status, 200);

@@ -6,12 +6,17 @@
 // replay of 50 dead letters re-runs them; pausing a queue stops claiming; a running job's page
 // shows its progress moving; hostile payloads and errors (markup, a 1 MB string, bytes that are
 // not UTF-8) render inert and the page stays usable; changes without the token are refused and
-// the page says why. Screenshots of each page go to $JR_SCREENSHOTS (docs/ui).
+// the page says why. The job page keeps its dependency graph and webhook deliveries current;
+// held lock keys show on the Queues page; a time range narrows the Jobs list.
+// Screenshots of each page go to $JR_UI_SCREENSHOTS when set (a path relative to the repository,
+// e.g. docs/ui: what scripts/test.sh does in CI), else to $JR_SCREENSHOTS (the build tree, set
+// by tests/ui/CMakeLists.txt), so a plain ctest run leaves the checkout as it was.
 'use strict';
 
 const assert = require('assert');
 const cp = require('child_process');
 const fs = require('fs');
+const http = require('http');
 const os = require('os');
 const path = require('path');
 
@@ -25,7 +30,8 @@ try {
 
 const RUNNER = process.env.JR_RUNNER;
 const CHROMIUM = process.env.JR_CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.JR_SCREENSHOTS;
+const SHOTS = process.env.JR_UI_SCREENSHOTS ? path.resolve(__dirname, '..', '..', process.env.JR_UI_SCREENSHOTS)
+                                            : process.env.JR_SCREENSHOTS;
 const PLUGINS = [process.env.JR_ECHO_SO, process.env.JR_UI_PLUGIN_SO];
 for (const [k, v] of Object.entries({ JR_RUNNER: RUNNER, JR_ECHO_SO: PLUGINS[0], JR_UI_PLUGIN_SO: PLUGINS[1] })) {
   if (!v || !fs.existsSync(v)) { console.error(`${k} (${v}) does not exist`); process.exit(1); }
@@ -75,6 +81,17 @@ function startProcess(args, env) {
   });
 }
 
+// The page's own query string and datetime-local value of an instant (host/ops/ui/core.js, jobs.js).
+function q(params) {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) u.set(k, v);
+  return '?' + u.toString();
+}
+function toLocal(iso) {
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
 async function waitFor(what, fn, ms = 30000) {
   const deadline = Date.now() + ms;
   let last;
@@ -115,6 +132,11 @@ async function main() {
   const retryable = enqueue('echo', { fail: 'retryable' }, '--queue', 'flaky', '--retry-schedule', '3600', '--max-attempts', '5');
   const toCancel = enqueue('echo', { cancel: 'me' }, '--queue', 'later', '--delay', '1h');
   runner(['cancel', String(toCancel)]);
+  // Every job above was created before this instant, the one below after it (the Jobs list's
+  // time range, created_at for live jobs).
+  await sleep(20);
+  const createdMark = new Date().toISOString();
+  await sleep(20);
   const pausable = enqueueMany('echo', [{ p: 0 }], '--queue', 'pausable', '--delay', '1h');
   log('enqueued', completed.length + reports.length + dead.length + 8, 'jobs');
 
@@ -181,6 +203,16 @@ async function main() {
   assert.deepStrictEqual(await rowIds(), [reports[3]]);
   await go('jobs?state=scheduled');
   await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length >= 4);
+  // A time range narrows the list: scheduled jobs created before / from an instant.
+  await go('jobs' + q({ state: 'scheduled', since: createdMark }));
+  await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length >= 1);
+  assert.deepStrictEqual(await rowIds(), pausable);
+  assert.strictEqual(await page.$eval('input[name=since]', (e) => e.value), toLocal(createdMark), 'the form shows the range');
+  await go('jobs' + q({ state: 'scheduled', before: createdMark }));
+  await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length >= 1);
+  assert.deepStrictEqual((await rowIds()).sort(), [...scheduled].sort());
+  await go('jobs' + q({ state: 'scheduled', since: createdMark, before: new Date(Date.parse(createdMark) + 1).toISOString() }));
+  await page.waitForFunction(() => /No scheduled job matches/.test(document.querySelector('main').textContent));
   await go('jobs?state=completed&limit=50');
   await page.waitForSelector('table.jobs tbody tr');
   await shot('jobs');
@@ -192,13 +224,22 @@ async function main() {
   await page.waitForFunction((ids) => { const r = [...document.querySelectorAll('table.jobs tbody tr')].map((t) => Number(t.dataset.id)); return r.length && !r.includes(ids[0]); }, {}, first);
   const second = await rowIds();
   assert(second.every((id) => !first.includes(id)), 'pages do not overlap');
-  log('jobs list: tabs, filters, search and keyset pages');
+  log('jobs list: tabs, filters, search, time range and keyset pages');
 
   // ---- a job's page: progress moves while it runs; dependencies graph ----
   // A long job (progress every 1.5 s) with a child waiting for it.
-  const longJob = enqueue('ui_progress', { arg: '1500' }, '--queue', 'slow');
+  const longJob = enqueue('ui_progress', { arg: '1500' }, '--queue', 'slow', '--lock-key', 'report:<b>42</b>');
   const child = enqueue('echo', { child: 1 }, '--queue', 'slow', '--depends-on', String(longJob));
   await waitFor('the long job to run', async () => (await get('/api/v1/jobs/' + longJob)).state === 'running');
+  // It holds its lock key while it runs: the locks endpoint and the Queues page show it.
+  const locks = (await get('/api/v1/locks')).locks;
+  assert.deepStrictEqual(locks, [{ lock_key: 'report:<b>42</b>', running: 1, limit: 1, job_ids: [longJob] }]);
+  await go('queues');
+  await page.waitForFunction(() => [...document.querySelectorAll('main table tbody tr')].some((r) => /report:<b>42<\/b>/.test(r.textContent)));
+  const lockRow = await page.$$eval('main table tbody tr', (trs) => trs.filter((r) => /report:/.test(r.textContent))
+    .map((r) => [r.cells[0].textContent, r.cells[1].textContent, [...r.cells[2].querySelectorAll('a')].map((a) => a.getAttribute('href'))])[0]);
+  assert.deepStrictEqual(lockRow, ['report:<b>42</b>', '1 / 1', ['#/job/' + longJob]]);
+  assert.strictEqual(await page.$$eval('main b', (b) => b.length), 0, 'the lock key is text, not markup');
   await go('job/' + longJob);
   await page.waitForSelector('#job-progress .pct');
   const pct = () => page.$eval('#job-progress .pct', (e) => parseInt(e.textContent, 10));
@@ -209,8 +250,55 @@ async function main() {
   await page.waitForSelector('svg.deps a');
   const nodes = await page.$$eval('svg.deps .nid', (e) => e.map((x) => x.textContent));
   assert.deepStrictEqual(nodes.sort(), ['#' + child, '#' + longJob].sort());
+  // The graph follows the jobs while the page is open: when the job completes and its child
+  // then runs, the nodes say so (no reload), as the header does.
+  const nodeStates = () => page.$$eval('svg.deps a', (as) => Object.fromEntries(as.map((a) => [a.querySelector('.nid').textContent, a.querySelector('.nstate').textContent])));
+  assert.strictEqual((await nodeStates())['#' + longJob], 'running');
+  await page.waitForFunction((l, c) => {
+    const st = Object.fromEntries([...document.querySelectorAll('svg.deps a')].map((a) => [a.querySelector('.nid').textContent, a.querySelector('.nstate').textContent]));
+    return st['#' + l] === 'completed' && st['#' + c] === 'completed' && /completed/.test(document.querySelector('main h1').textContent);
+  }, { timeout: 40000 }, longJob, child);
+  assert.strictEqual(await pct(), 100);
   await shot('job');
-  log(`job page: progress ${p1}% -> ${p2}% without a reload; dependency graph`);
+  log(`job page: progress ${p1}% -> ${p2}% -> 100% without a reload; the dependency graph followed the job and its child to completed`);
+
+  // ---- a job's webhook deliveries: a loopback receiver ----
+  // It holds its answer until the page has shown the delivery in flight (pending); once it
+  // answers, the page shows it delivered without a reload.
+  const hooks = [];
+  let release;
+  const answered = new Promise((r) => { release = r; });
+  const receiver = http.createServer((req, res) => {
+    let b = '';
+    req.on('data', (d) => { b += d; });
+    req.on('end', async () => { hooks.push({ url: req.url, body: b }); await answered; res.writeHead(204); res.end(); });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  try {
+    const hookUrl = `http://127.0.0.1:${receiver.address().port}/hooks/ui`;
+    const hooked = enqueue('echo', { hooked: 1 }, '--queue', 'hooks', '--webhook', hookUrl);
+    await waitFor('the webhook POST', async () => hooks.some((x) => JSON.parse(x.body).job.id === hooked));
+    await go('job/' + hooked);
+    await page.waitForFunction(() => /completed/.test(document.querySelector('main h1').textContent) &&
+                                     /pending/.test((document.querySelector('#webhooks tbody') || {}).textContent), { timeout: 8000 })
+      .catch(async (e) => {
+        throw new Error(e.message + '; the page showed: ' + (await page.$eval('body', (b) => b.textContent)).slice(0, 2000) +
+                        '; the API: ' + JSON.stringify(await get('/api/v1/jobs/' + hooked)));
+      });
+    release();
+    await page.waitForFunction(() => /delivered/.test(document.querySelector('#webhooks tbody').textContent), { timeout: 20000 });
+    const cells = await page.$$eval('#webhooks tbody tr', (trs) => trs.map((t) => [...t.cells].map((c) => c.textContent)));
+    assert.strictEqual(cells.length, 1, JSON.stringify(cells));
+    assert.strictEqual(cells[0][1], 'job.completed');
+    assert.strictEqual(cells[0][2], hookUrl);
+    assert.strictEqual(cells[0][3], 'delivered');
+    assert.strictEqual(cells[0][4], '1');
+    assert.strictEqual(cells[0][5], '204');
+    log('job page: a webhook delivery to a loopback receiver, pending while it answers, then delivered (204) without a reload');
+  } finally {
+    release();
+    receiver.close();
+  }
 
   // ---- hostile payloads and errors render inert ----
   const inert = async () => {
@@ -280,6 +368,9 @@ async function main() {
   log('bulk replay of 50 dead letters: all completed on attempt 2');
 
   // ---- Queues: pause stops claiming, resume starts it again; rate limits ----
+  // A job holding a lock key meanwhile (10 s), for the page's lock table in the screenshot.
+  const locker = enqueue('ui_progress', { arg: '1000' }, '--queue', 'slow', '--lock-key', 'nightly-export');
+  await waitFor('the locking job to run', async () => (await get('/api/v1/jobs/' + locker)).state === 'running');
   await go('queues');
   await page.waitForSelector('tr[data-queue=pausable] button');
   await clickNow(page, 'tr[data-queue=pausable] button');
@@ -296,6 +387,7 @@ async function main() {
   await page.type('#limit-rate', '50');
   await page.click('#limit-form button');
   await page.waitForSelector('tr[data-key="queue:pausable"]');
+  await page.waitForFunction(() => /nightly-export/.test(document.querySelector('main').textContent));
   await shot('queues');
   await clickNow(page, 'tr[data-key="queue:pausable"] button');
   await page.waitForFunction(() => !document.querySelector('tr[data-key="queue:pausable"]'));
@@ -318,6 +410,7 @@ async function main() {
   assert.deepStrictEqual(grants, { echo: 'none', ui_dashboard: 'enqueue echo' }, 'grants of the trust decision');
   await shot('runners');
   log('cron entries with their ticks and jobs; runners with plugins and sandbox layers');
+  await waitFor('the locking job to finish', async () => (await get('/api/v1/jobs/' + locker)).state === 'completed', 30000);
 
   // ---- `runner ui`: dashboard only, no token configured: read-only, says why ----
   const ui = await startProcess(['ui', '--http', '127.0.0.1:0'], env);

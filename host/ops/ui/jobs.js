@@ -179,8 +179,21 @@ JR.pages.job = (main, params) => {
   const head = h('h1', {}, 'Job #' + id);
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   append(main, head, body);
-  let extrasLoaded = false;
   const extras = h('div', {});
+  // Dependencies (their states change as parents and children run) and webhook deliveries (made
+  // after the job finishes) are refreshed with the job, the graph at most every 2 s.
+  let deps = null;
+  let depsAt = 0;
+  const renderExtras = (j) => {
+    const hooks = Array.isArray(j.webhook) ? j.webhook : [];
+    clear(extras).append(
+      h('section', {}, h('h2', {}, 'Dependencies'), deps.parents.length || deps.children.length ? depGraph(j, deps) : h('p', { class: 'muted' }, 'No parents, no children.'),
+        deps.more_children ? h('p', { class: 'muted' }, 'Only the first 100 children are shown.') : ''),
+      h('section', {}, h('h2', {}, 'Webhook deliveries'), hooks.length ? h('table', { id: 'webhooks' }, h('thead', {}, h('tr', {}, ['delivery', 'event', 'url', 'state', 'tries', 'last status', 'last error'].map((c) => h('th', {}, c)))),
+        h('tbody', {}, hooks.map((w) => h('tr', {}, h('td', {}, w.id), h('td', {}, w.event), h('td', { class: 'mono' }, w.url), h('td', {}, badge(w.state)),
+          h('td', { class: 'num' }, w.attempts), h('td', {}, w.last_status === null ? '' : w.last_status), h('td', { class: 'err' }, w.last_error || '')))))
+        : h('p', { class: 'muted' }, 'None.')));
+  };
   const render = (j) => {
     const live = ['available', 'running', 'scheduled', 'retryable', 'waiting'].includes(j.state);
     const buttons = h('div', { class: 'actions' });
@@ -217,23 +230,17 @@ JR.pages.job = (main, params) => {
       h('section', {}, h('h2', {}, 'Payload'), jsonBlock(j.payload, 'payload')),
       j.state === 'completed' ? h('section', {}, h('h2', {}, 'Result'), jsonBlock(j.result, 'result')) : '',
       extras);
-    if (!extrasLoaded) {
-      extrasLoaded = true;
-      api('/api/v1/jobs/' + encodeURIComponent(id) + '/dependencies').then((d) => {
-        const hooks = Array.isArray(j.webhook) ? j.webhook : [];
-        clear(extras).append(
-          h('section', {}, h('h2', {}, 'Dependencies'), d.parents.length || d.children.length ? depGraph(j, d) : h('p', { class: 'muted' }, 'No parents, no children.'),
-            d.more_children ? h('p', { class: 'muted' }, 'Only the first 100 children are shown.') : ''),
-          h('section', {}, h('h2', {}, 'Webhook deliveries'), hooks.length ? h('table', {}, h('thead', {}, h('tr', {}, ['delivery', 'event', 'url', 'state', 'tries', 'last status', 'last error'].map((c) => h('th', {}, c)))),
-            h('tbody', {}, hooks.map((w) => h('tr', {}, h('td', {}, w.id), h('td', {}, w.event), h('td', { class: 'mono' }, w.url), h('td', {}, badge(w.state)),
-              h('td', { class: 'num' }, w.attempts), h('td', {}, w.last_status === null ? '' : w.last_status), h('td', { class: 'err' }, w.last_error || '')))))
-            : h('p', { class: 'muted' }, 'None.')));
-      }).catch((e) => { clear(extras).append(h('p', { class: 'error' }, e.message)); });
-    }
     return live;
   };
-  // Progress moves while it runs: refresh every second until the job is finished.
+  // Progress moves while it runs: the job every second; once it has finished, every 5 s (its
+  // children run, its webhooks are delivered). The page body is rebuilt only when the job
+  // changed (so an expanded payload stays expanded), the graph and the deliveries every time.
+  let shown = '';
+  let fetchedAt = 0;
+  let finished = false;
   const t = poll(async () => {
+    if (finished && Date.now() - fetchedAt < 5000) return;
+    fetchedAt = Date.now();
     let j;
     try {
       j = await api('/api/v1/jobs/' + encodeURIComponent(id));
@@ -242,6 +249,19 @@ JR.pages.job = (main, params) => {
       t.stop();
       return;
     }
-    if (!render(j)) t.stop();
+    const sig = [j.state, j.attempt, j.finished_at, JSON.stringify(j.progress || null)].join('|');
+    if (sig !== shown) {
+      finished = !render(j);
+      shown = sig;
+    }
+    if (deps === null || Date.now() - depsAt >= 2000) {
+      try {
+        deps = await api('/api/v1/jobs/' + encodeURIComponent(id) + '/dependencies');
+        depsAt = Date.now();
+      } catch (e) {
+        if (deps === null) { clear(extras).append(h('p', { class: 'error' }, e.message)); return; }
+      }
+    }
+    renderExtras(j);
   }, 1000);
 };

@@ -66,6 +66,7 @@ JR.pages.overview = (main) => {
     const est = (st) => o.queues.some((qu) => qu.estimated.includes(st));
     for (const st of STATES) card && cards.append(card(st, fmtCount(t[st], est(st)), '#/jobs?state=' + st, 'st-' + st));
     cards.append(card('dead letters', fmtCount(t.discarded, est('discarded')), '#/dlq', 'st-discarded'));
+    cards.append(card('completed', fmtCount(t.completed, est('completed')), '#/jobs?state=completed', 'st-completed'));
     cards.append(card('oldest waiting', oldest ? fmtAge(oldest.age) : '–', oldest ? '#/job/' + oldest.id : '#/jobs?state=available'));
     cards.append(card('runners', fmtNum(o.runners), '#/runners'));
     clear(chart).append(throughputChart(o.throughput, o.now));
@@ -80,16 +81,18 @@ JR.pages.overview = (main) => {
       return h('tr', {}, h('td', {}, link('#/jobs' + q({ state: 'available', queue: qu.queue }), qu.queue),
                          qu.paused ? h('span', { class: 'badge st-paused' }, 'paused') : '',
                          qu.rate_limited ? h('span', { class: 'badge st-limited' }, 'rate limited') : ''),
-               STATES.map(cell), cell('discarded'),
+               STATES.map(cell), cell('discarded'), cell('completed'), cell('cancelled'),
                h('td', { class: 'num' }, old ? link('#/job/' + old.id, fmtAge(since(old.run_at))) : ''));
     });
     clear(queues).append(o.queues.length
       ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'queue'), STATES.map((st) => h('th', { class: 'num' }, st)),
-                                          h('th', { class: 'num' }, 'dead'), h('th', { class: 'num' }, 'oldest waiting'))),
+                                          h('th', { class: 'num' }, 'dead'), h('th', { class: 'num' }, 'completed'),
+                                          h('th', { class: 'num' }, 'cancelled'), h('th', { class: 'num' }, 'oldest waiting'))),
           h('tbody', {}, rows))
-      : h('p', { class: 'muted' }, 'No queue has live jobs or dead letters.'));
+      : h('p', { class: 'muted' }, 'No queue has jobs.'));
     if (o.totals_estimated) {
-      queues.append(h('p', { class: 'muted' }, '≈: more than ' + fmtNum(o.count_cap) + ' jobs; the planner\'s estimate.'));
+      queues.append(h('p', { class: 'muted', id: 'estimate-note' }, '≈: more than ' + fmtNum(o.count_cap) +
+        ' jobs (or, for completed jobs, more than that many in all): the planner\'s estimate, which follows ANALYZE.'));
     }
     clear(running).append(o.running.length
       ? h('table', {}, h('thead', {}, h('tr', {}, ['job', 'kind', 'queue', 'attempt', 'running for', 'progress', 'runner'].map((c) => h('th', {}, c)))),
