@@ -557,6 +557,11 @@ void Engine::execute(ClaimedJob& job) {
   ctx.kind = job.kind;
   ctx.plugin = k.plugin->name;
   ctx.services = this;
+  // OpenTelemetry traces: the attempt's span and the traceparent the plugin gets (jr.trace.v1).
+  trace::AttemptTrace tr =
+      trace::attempt_trace(job.traceparent, job.id, job.created_at, opts_.spans != nullptr);
+  ctx.traceparent = tr.handed;
+  int64_t span_start_ns = tr.record ? unix_ns_now() : 0;
   int64_t timeout_ms = job.timeout_ms.value_or(k.info->timeout_ms);
   int64_t now_steady = steady_ms();
   {
@@ -595,6 +600,7 @@ void Engine::execute(ClaimedJob& job) {
   if (opts_.observer) {
     opts_.observer->job_finished(job, finish.outcome, (steady_ms() - now_steady) / 1000.0);
   }
+  if (tr.record) opts_.spans->submit(make_attempt_span(tr, job, finish, span_start_ns));
   push_finish(std::move(finish));
 }
 

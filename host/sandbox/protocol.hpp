@@ -35,7 +35,7 @@ constexpr int kSpinUs = 20;
 enum class Type : uint16_t {
   // host -> worker
   init = 1,           // JSON: plugin path, policy, plugin config, mode
-  job = 2,            // seq, id, attempt, max_attempts, deadline_ms, kind, queue, payload
+  job = 2,  // seq, id, attempt, max_attempts, deadline_ms, kind, queue, payload, traceparent
   enqueue_reply = 3,  // req, id (-1 = refused)
   shutdown = 4,       // call the plugin's shutdown and exit 0
   idle = 5,           // seq: call the plugin's idle hook
