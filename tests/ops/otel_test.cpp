@@ -151,6 +151,18 @@ int dead_port() {
 
 class Otel : public RunnerFixture {
  protected:
+  void SetUp() override {
+    RunnerFixture::SetUp();
+    env_["RUNNER_API_TOKEN"] = "t0ken-for-tests";
+  }
+  // POST /api/v1/jobs with a traceparent header.
+  httplib::Result post_job(const HttpRunner& r, const std::string& traceparent,
+                           const std::string& body) {
+    httplib::Headers h = {{"Authorization", "Bearer t0ken-for-tests"},
+                          {"X-Jobrunner-CSRF", "1"},
+                          {"traceparent", traceparent}};
+    return r.client()->Post("/api/v1/jobs", h, body, "application/json");
+  }
   std::string plugins() { return plugin_dir_with({test_so("trace_probe", "trace_probe")}); }
   // A config file with an [otel] section (the endpoint comes from --otel-endpoint).
   std::string otel_config(const std::string& body) {
@@ -188,8 +200,7 @@ TEST_F(Otel, OneTracePerJobWithProducerAndHandlerLinked) {
   Producer cli = producer(1), http = producer(2), sql = producer(3);
   int64_t by_cli = enqueue({"enqueue", "trace_probe", "--payload", "{}", "--traceparent",
                             cli.traceparent()});
-  auto res = r.client()->Post("/api/v1/jobs", {{"traceparent", http.traceparent()}},
-                              R"({"kind": "trace_probe"})", "application/json");
+  auto res = post_job(r, http.traceparent(), R"({"kind": "trace_probe"})");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 201) << res->body;
   int64_t by_http = json::parse(res->body)["id"].get<int64_t>();
@@ -330,7 +341,7 @@ TEST_F(Otel, NoEndpointPassesTheContextThroughAndBadTraceparentsAreRefused) {
   int64_t before = count("SELECT count(*) FROM jr_jobs_all");
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"00-" + p.trace_id + "-" + p.span_id + "-1", "must be 55 characters"},
-      {"00-" + std::string(32, 'A') + "-" + p.span_id + "-01", "in lowercase hex"},
+      {"00-" + std::string(32, 'A') + "-" + p.span_id + "-01", "must be 00-<32 hex trace id>"},
       {"01-" + p.trace_id + "-" + p.span_id + "-01", "has version 01, not 00"},
       {"ff-" + p.trace_id + "-" + p.span_id + "-01", "has version ff, not 00"},
       {"00-" + std::string(32, '0') + "-" + p.span_id + "-01", "has an all-zero trace id"},
@@ -341,17 +352,15 @@ TEST_F(Otel, NoEndpointPassesTheContextThroughAndBadTraceparentsAreRefused) {
     auto c = run_runner({"enqueue", "trace_probe", "--payload", "{}", "--traceparent", tp}, env_);
     EXPECT_EQ(c.exit_code, 2);
     EXPECT_NE(c.err.find("--traceparent \"" + tp + "\": " + why), std::string::npos) << c.err;
-    auto res = r.client()->Post("/api/v1/jobs", {{"traceparent", tp}}, R"({"kind": "trace_probe"})",
-                                "application/json");
+    auto res = post_job(r, tp, R"({"kind": "trace_probe"})");
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 400);
     EXPECT_NE(res->body.find("'traceparent' " + why), std::string::npos) << res->body;
   }
   // The header and the body disagreeing is refused too; agreeing is fine.
-  auto res = r.client()->Post("/api/v1/jobs", {{"traceparent", p.traceparent()}},
-                              R"({"kind": "trace_probe", "traceparent": ")" +
-                                  producer(10).traceparent() + "\"}",
-                              "application/json");
+  auto res = post_job(r, p.traceparent(),
+                      R"({"kind": "trace_probe", "traceparent": ")" + producer(10).traceparent() +
+                          "\"}");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   EXPECT_NE(res->body.find("traceparent"), std::string::npos) << res->body;
@@ -378,6 +387,10 @@ TEST_F(Otel, StalledCollectorNeverDelaysJobs) {
       enqueue_many("trace_probe", 200, "{}", {"--traceparent", producer(20).traceparent()});
   ASSERT_EQ(ids.size(), 200u);
   ASSERT_TRUE(all_completed(ids, std::chrono::seconds(120))) << r.proc->log();
+  // (--payload-file inserts with COPY: each job keeps the traceparent.)
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE options->>'traceparent' = '" +
+                  producer(20).traceparent() + "'"),
+            200);
   EXPECT_GE(recv.requests(), 1);  // the exporter is stuck in a request...
   EXPECT_TRUE(recv.spans().empty());  // ...that was never answered, while every job completed
   auto m = scrape(r);
@@ -413,7 +426,11 @@ TEST_F(Otel, DeadCollectorNeverDelaysJobs) {
                    prom_value(m, "jobrunner_otel_spans_dropped_total{reason=\"export_failed\"}");
   EXPECT_GT(dropped, 0);
   EXPECT_GT(prom_value(m, "jobrunner_otel_export_errors_total"), 0);
-  EXPECT_NE(r.proc->log().find("OpenTelemetry export failed"), std::string::npos);
+  // The first batch fails after its retries (100 + 200 + 400 ms of backoff), logged.
+  EXPECT_TRUE(wait_until(
+      [&] { return r.proc->log().find("OpenTelemetry export failed") != std::string::npos; },
+      std::chrono::seconds(30)))
+      << r.proc->log();
   r.proc->signal(SIGTERM);
   EXPECT_EQ(r.proc->wait(std::chrono::seconds(60)), 0) << r.proc->log();
 }
