@@ -25,9 +25,9 @@ struct AttemptSpan {
   std::string kind;
   std::string queue;
   int attempt = 0;
-  std::string outcome;     // completed, retried, discarded, snoozed, cancelled, released
-  std::string error_kind;  // failed attempts: "error", "timeout", the plugin's kind, ...
-  std::string error;       // failed attempts: the error text, at most kSpanErrorMax bytes
+  std::string outcome;      // completed, retried, discarded, snoozed, cancelled, released
+  std::string error_kind;   // failed attempts: "error", "timeout", the plugin's kind, ...
+  std::string error;        // failed attempts: the error text, at most kSpanErrorMax bytes
   double wait_seconds = 0;  // from when the attempt was due (run_at) to its claim
 };
 

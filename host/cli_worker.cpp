@@ -20,8 +20,8 @@
 #include "kind_owner.hpp"
 #include "log.hpp"
 #include "ops/job_options.hpp"
-#include "ops/otel_exporter.hpp"
 #include "ops/ops.hpp"
+#include "ops/otel_exporter.hpp"
 #include "ops/server.hpp"
 #include "ops/ui_publish.hpp"
 #include "plugin_db.hpp"
@@ -418,7 +418,8 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   ops::Operations operations(oc);
   eo.observer = &operations;
   if (otel) {
-    operations.registry().collector([e = otel.get()](ops::TextWriter& tw) { e->write_metrics(tw); });
+    operations.registry().collector(
+        [e = otel.get()](ops::TextWriter& tw) { e->write_metrics(tw); });
   }
   Engine engine(eo, ptrs, serve_kinds, std::move(executors));
   if (otel) otel->start(engine.worker_id());

@@ -92,8 +92,8 @@ struct ClaimedJob {
   std::optional<int> max_attempts;
   std::optional<int64_t> timeout_ms;
   std::vector<int> retry_schedule;
-  double created_at = 0;  // Unix seconds
-  double started_at = 0;  // Unix seconds (database clock)
+  double created_at = 0;    // Unix seconds
+  double started_at = 0;    // Unix seconds (database clock)
   std::string traceparent;  // options.traceparent ("" = none): the producer's span
   double run_at = 0;        // Unix seconds: when this attempt was due (0 = unknown)
 };

@@ -49,8 +49,8 @@ struct AttemptTrace {
   std::string span_id;         // the attempt's span ("" when no span is made)
   std::string parent_span_id;  // the producer's span ("" for a root)
   uint8_t flags = 0;
-  bool record = false;      // a span is to be exported (an exporter is on, and it is sampled)
-  std::string handed;       // the traceparent handed to the plugin ("" = none)
+  bool record = false;  // a span is to be exported (an exporter is on, and it is sampled)
+  std::string handed;   // the traceparent handed to the plugin ("" = none)
 };
 
 // `stored`: the job's traceparent ("" = none). With `tracing` (an exporter is configured) the

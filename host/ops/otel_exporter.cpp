@@ -139,8 +139,7 @@ void OtlpExporter::run() {
     bool stopping;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, interval,
-                   [&] { return stopping_ || queue_.size() >= opts_.batch_size; });
+      cv_.wait_for(lock, interval, [&] { return stopping_ || queue_.size() >= opts_.batch_size; });
       stopping = stopping_;
       if (stopping && (queue_.empty() || steady_ms() >= flush_deadline_ms_)) {
         stats_.dropped_shutdown.fetch_add(static_cast<int64_t>(queue_.size()));
@@ -181,7 +180,8 @@ void OtlpExporter::run() {
 bool OtlpExporter::send(const std::string& body, size_t spans, int64_t deadline_ms) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return false;
-  const int64_t timeout_ms = std::max<int64_t>(1, static_cast<int64_t>(opts_.timeout_seconds * 1000));
+  const int64_t timeout_ms =
+      std::max<int64_t>(1, static_cast<int64_t>(opts_.timeout_seconds * 1000));
   int64_t backoff_ms = 100;
   bool ok = false;
   std::string why;

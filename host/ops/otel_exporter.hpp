@@ -43,12 +43,12 @@ struct OtelOptions {
 
 // Counters of the exporter (/metrics: jobrunner_otel_*).
 struct OtelStats {
-  std::atomic<int64_t> exported{0};              // spans the collector accepted
-  std::atomic<int64_t> dropped_queue_full{0};    // submitted while the queue was full
+  std::atomic<int64_t> exported{0};               // spans the collector accepted
+  std::atomic<int64_t> dropped_queue_full{0};     // submitted while the queue was full
   std::atomic<int64_t> dropped_export_failed{0};  // in a batch that failed for good
-  std::atomic<int64_t> dropped_shutdown{0};      // still queued when the shutdown bound passed
-  std::atomic<int64_t> request_errors{0};        // failed requests, retries included
-  std::atomic<int64_t> queued{0};                // waiting now
+  std::atomic<int64_t> dropped_shutdown{0};       // still queued when the shutdown bound passed
+  std::atomic<int64_t> request_errors{0};         // failed requests, retries included
+  std::atomic<int64_t> queued{0};                 // waiting now
 };
 
 // Checks an endpoint: http:// or https://, a host, no spaces or control characters. Throws

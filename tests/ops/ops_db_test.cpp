@@ -262,10 +262,12 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
   // (its copies of the first row included), and jr_enqueue_ex() from the C++ store, which a
   // period-unique insert goes through; a second enqueue finding the first keeps the first's.
   q("SELECT count(*) FROM jr_enqueue_many('k', '[{\"m\": 1}, {\"m\": 2}, {\"m\": 3}]', "
-    "'{\"traceparent\": \"" + kTraceparent + "\"}')");
-  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE payload ? 'm' AND options->>'traceparent' = '" +
-                  kTraceparent + "'"),
-            3);
+    "'{\"traceparent\": \"" +
+    kTraceparent + "\"}')");
+  EXPECT_EQ(
+      count("SELECT count(*) FROM jr_jobs WHERE payload ? 'm' AND options->>'traceparent' = '" +
+            kTraceparent + "'"),
+      3);
   auto period = jr::ops::job_from_parts(
       "k", {{"p", 1}}, {{"unique_for_seconds", 3600}, {"traceparent", kTraceparent}});
   int64_t held = jr::Store::open(url_)->JobInsertEx(period).id;

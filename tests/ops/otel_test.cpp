@@ -114,7 +114,8 @@ std::vector<json> spans_of(const std::vector<json>& all, int64_t job) {
     if (attr(s, "jobrunner.job.id") == std::to_string(job)) out.push_back(s);
   }
   std::sort(out.begin(), out.end(), [](const json& a, const json& b) {
-    return std::stoi(attr(a, "jobrunner.job.attempt")) < std::stoi(attr(b, "jobrunner.job.attempt"));
+    return std::stoi(attr(a, "jobrunner.job.attempt")) <
+           std::stoi(attr(b, "jobrunner.job.attempt"));
   });
   return out;
 }
@@ -194,12 +195,13 @@ TEST_F(Otel, OneTracePerJobWithProducerAndHandlerLinked) {
   OtlpReceiver recv;
   std::string cfg = otel_config("interval = \"50ms\"\nbatch_size = 2\n");
   HttpRunner r = start_http_runner(
-      plugins(), env_, {"--config", cfg, "--otel-endpoint", recv.endpoint(), "--isolation", "sandbox"});
+      plugins(), env_,
+      {"--config", cfg, "--otel-endpoint", recv.endpoint(), "--isolation", "sandbox"});
   ASSERT_GT(r.port, 0);
 
   Producer cli = producer(1), http = producer(2), sql = producer(3);
-  int64_t by_cli = enqueue({"enqueue", "trace_probe", "--payload", "{}", "--traceparent",
-                            cli.traceparent()});
+  int64_t by_cli =
+      enqueue({"enqueue", "trace_probe", "--payload", "{}", "--traceparent", cli.traceparent()});
   auto res = post_job(r, http.traceparent(), R"({"kind": "trace_probe"})");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 201) << res->body;
@@ -209,7 +211,8 @@ TEST_F(Otel, OneTracePerJobWithProducerAndHandlerLinked) {
   int64_t untraced = enqueue({"enqueue", "trace_probe", "--payload", "{}"});
   std::vector<int64_t> ids = {by_cli, by_http, by_sql, untraced};
   ASSERT_TRUE(all_completed(ids, std::chrono::seconds(60))) << r.proc->log();
-  ASSERT_TRUE(wait_until([&] { return recv.spans().size() >= ids.size(); }, std::chrono::seconds(30)))
+  ASSERT_TRUE(
+      wait_until([&] { return recv.spans().size() >= ids.size(); }, std::chrono::seconds(30)))
       << recv.spans().size() << " spans\n"
       << r.proc->log();
   r.proc->signal(SIGTERM);
@@ -219,8 +222,8 @@ TEST_F(Otel, OneTracePerJobWithProducerAndHandlerLinked) {
   std::vector<json> all = recv.spans();
   EXPECT_EQ(all.size(), ids.size());  // exactly one span per (single-attempt) job, nothing else
   std::set<std::string> traces;
-  for (auto [id, p] : std::vector<std::pair<int64_t, Producer>>{{by_cli, cli}, {by_http, http},
-                                                               {by_sql, sql}}) {
+  for (auto [id, p] :
+       std::vector<std::pair<int64_t, Producer>>{{by_cli, cli}, {by_http, http}, {by_sql, sql}}) {
     SCOPED_TRACE("job " + std::to_string(id));
     std::vector<json> s = spans_of(all, id);
     ASSERT_EQ(s.size(), 1u);
@@ -265,9 +268,9 @@ TEST_F(Otel, OneTracePerJobWithProducerAndHandlerLinked) {
             "00-" + trace + "-" + s[0]["spanId"].get<std::string>() + "-01");
   EXPECT_EQ(traces.size(), ids.size());  // one trace per job
   // The producer's traceparent is kept with the job.
-  EXPECT_EQ(q("SELECT options->>'traceparent' FROM jr_jobs_all WHERE id = " +
-              std::to_string(by_http)),
-            http.traceparent());
+  EXPECT_EQ(
+      q("SELECT options->>'traceparent' FROM jr_jobs_all WHERE id = " + std::to_string(by_http)),
+      http.traceparent());
 }
 
 // A retried job: one span per attempt, all in the producer's trace under the producer's span,
@@ -278,7 +281,8 @@ TEST_F(Otel, RetriedJobHasOneSpanPerAttemptInOneTrace) {
   OtlpReceiver recv;
   std::string cfg = otel_config("interval = \"50ms\"\n");
   HttpRunner r = start_http_runner(
-      plugins(), env_, {"--config", cfg, "--otel-endpoint", recv.endpoint(), "--isolation", "none"});
+      plugins(), env_,
+      {"--config", cfg, "--otel-endpoint", recv.endpoint(), "--isolation", "none"});
   ASSERT_GT(r.port, 0);
   Producer p = producer(7);
   int64_t traced = enqueue({"enqueue", "trace_probe", "--payload", R"({"fail_until": 2})",
@@ -358,9 +362,9 @@ TEST_F(Otel, NoEndpointPassesTheContextThroughAndBadTraceparentsAreRefused) {
     EXPECT_NE(res->body.find("'traceparent' " + why), std::string::npos) << res->body;
   }
   // The header and the body disagreeing is refused too; agreeing is fine.
-  auto res = post_job(r, p.traceparent(),
-                      R"({"kind": "trace_probe", "traceparent": ")" + producer(10).traceparent() +
-                          "\"}");
+  auto res =
+      post_job(r, p.traceparent(),
+               R"({"kind": "trace_probe", "traceparent": ")" + producer(10).traceparent() + "\"}");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   EXPECT_NE(res->body.find("traceparent"), std::string::npos) << res->body;
@@ -391,7 +395,7 @@ TEST_F(Otel, StalledCollectorNeverDelaysJobs) {
   EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE options->>'traceparent' = '" +
                   producer(20).traceparent() + "'"),
             200);
-  EXPECT_GE(recv.requests(), 1);  // the exporter is stuck in a request...
+  EXPECT_GE(recv.requests(), 1);      // the exporter is stuck in a request...
   EXPECT_TRUE(recv.spans().empty());  // ...that was never answered, while every job completed
   auto m = scrape(r);
   EXPECT_EQ(prom_value(m, "jobrunner_otel_spans_exported_total"), 0);
@@ -412,10 +416,10 @@ TEST_F(Otel, StalledCollectorNeverDelaysJobs) {
 // a bounded number of times, the spans are dropped and counted, and jobs complete as before.
 TEST_F(Otel, DeadCollectorNeverDelaysJobs) {
   std::string cfg = otel_config("interval = \"20ms\"\nbatch_size = 4\nqueue_size = 8\n");
-  HttpRunner r = start_http_runner(
-      plugins(), env_,
-      {"--config", cfg, "--otel-endpoint", "http://127.0.0.1:" + std::to_string(dead_port()),
-       "--concurrency", "8"});
+  HttpRunner r =
+      start_http_runner(plugins(), env_,
+                        {"--config", cfg, "--otel-endpoint",
+                         "http://127.0.0.1:" + std::to_string(dead_port()), "--concurrency", "8"});
   ASSERT_GT(r.port, 0);
   std::vector<int64_t> ids =
       enqueue_many("trace_probe", 200, "{}", {"--traceparent", producer(30).traceparent()});

@@ -9,8 +9,8 @@
 
 static const jr_trace_ext* trace_ext = NULL;
 
-static int32_t probe_init(const jr_host_api* host, const char* config_json, void** state,
-                          char* err, size_t err_cap) {
+static int32_t probe_init(const jr_host_api* host, const char* config_json, void** state, char* err,
+                          size_t err_cap) {
   (void)config_json;
   *state = NULL;
   if (!JR_HAS_FIELD(host, jr_host_api, get_extension) || host->get_extension == NULL) {
