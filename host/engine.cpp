@@ -1340,6 +1340,10 @@ int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_
     JobInsertParams p = ops::job_from_parts(
         kind, nlohmann::json::parse(payload),
         options_json.empty() ? nlohmann::json() : nlohmann::json::parse(options_json));
+    // OpenTelemetry traces: a job enqueued by a job joins its trace, under the attempt's span.
+    if (ctx != nullptr && !p.traceparent && !ctx->traceparent.empty()) {
+      p.traceparent = ctx->traceparent;
+    }
     return services_->with([&](Store& s) { return s.JobInsert(p); });
   } catch (const StoreError& e) {
     fields["error"] = e.what();
