@@ -38,6 +38,7 @@ struct WorkerFlags {
   std::string isolation;         // --isolation sandbox|none
   int max_connections = 0;       // --max-connections: the runner's own database connections
   bool pgbouncer = false;        // --pgbouncer: database_url is PgBouncer (transaction mode)
+  std::string otel_endpoint;     // --otel-endpoint URL: OTLP/HTTP collector ([otel] endpoint)
 };
 
 struct EnqueueFlags {
@@ -67,6 +68,7 @@ struct EnqueueFlags {
   std::string debounce;       // --debounce 5s
   std::string debounce_max;   // --debounce-max 1m
   std::string rate_key;       // --rate-key tenant:42 (per-tenant rate limits)
+  std::string traceparent;    // --traceparent 00-...: the producer's span (OpenTelemetry traces)
   // Batches (docs/job-model.md "Batches", host/cli_batch.cpp).
   std::string batch_on_complete;  // --batch-on-complete KIND
   std::string batch_on_failure;   // --batch-on-failure KIND

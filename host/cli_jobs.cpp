@@ -64,7 +64,8 @@ std::string flag_of(const std::string& field) {
       {"replace", "--replace"},
       {"debounce_seconds", "--debounce"},
       {"debounce_max_seconds", "--debounce-max"},
-      {"rate_key", "--rate-key"}};
+      {"rate_key", "--rate-key"},
+      {"traceparent", "--traceparent"}};
   auto it = flags.find(field);
   return it == flags.end() ? field : it->second;
 }
@@ -223,6 +224,7 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
     duration("debounce_seconds", f.debounce);
     duration("debounce_max_seconds", f.debounce_max);
     if (!f.rate_key.empty()) set("rate_key", f.rate_key, f.rate_key);
+    if (!f.traceparent.empty()) set("traceparent", f.traceparent, f.traceparent);
     if (!f.depends_on.empty()) {
       nlohmann::json ids = nlohmann::json::array();
       for (const auto& id : split_list(f.depends_on)) {

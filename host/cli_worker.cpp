@@ -21,6 +21,7 @@
 #include "log.hpp"
 #include "ops/job_options.hpp"
 #include "ops/ops.hpp"
+#include "ops/otel_exporter.hpp"
 #include "ops/server.hpp"
 #include "ops/ui_publish.hpp"
 #include "plugin_db.hpp"
@@ -108,7 +109,16 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   if (!w.http.empty()) cfg.http = w.http;
   if (w.max_connections > 0) cfg.max_connections = w.max_connections;
   if (w.pgbouncer) cfg.pgbouncer = true;
+  if (!w.otel_endpoint.empty()) cfg.otel_endpoint = w.otel_endpoint;
   validate(cfg);
+  if (!cfg.otel_endpoint.empty()) {
+    try {
+      ops::check_otel_endpoint(cfg.otel_endpoint);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "runner: " << e.what() << "\n";
+      return cli::kExitUsage;
+    }
+  }
   if (!cfg.env_aliases_used.empty()) {
     std::string names;
     for (const auto& n : cfg.env_aliases_used) names += (names.empty() ? "" : ",") + n;
@@ -390,9 +400,29 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   oc.webhooks = cfg.webhooks;
   oc.lease_seconds = cfg.lease_seconds;
   oc.http_connections = conn_plan.http;
+  // OpenTelemetry traces (host/ops/otel_exporter.hpp): only with an endpoint.
+  std::unique_ptr<ops::OtlpExporter> otel;
+  if (!cfg.otel_endpoint.empty()) {
+    ops::OtelOptions otel_opts;
+    otel_opts.endpoint = cfg.otel_endpoint;
+    otel_opts.service_name = cfg.otel_service_name;
+    otel_opts.batch_size = static_cast<size_t>(cfg.otel_batch_size);
+    otel_opts.queue_size = static_cast<size_t>(cfg.otel_queue_size);
+    otel_opts.interval_seconds = cfg.otel_interval_seconds;
+    otel_opts.timeout_seconds = cfg.otel_timeout_seconds;
+    otel_opts.max_retries = cfg.otel_max_retries;
+    otel_opts.shutdown_seconds = cfg.otel_shutdown_seconds;
+    otel = std::make_unique<ops::OtlpExporter>(otel_opts);
+    eo.spans = otel.get();
+  }
   ops::Operations operations(oc);
   eo.observer = &operations;
+  if (otel) {
+    operations.registry().collector(
+        [e = otel.get()](ops::TextWriter& tw) { e->write_metrics(tw); });
+  }
   Engine engine(eo, ptrs, serve_kinds, std::move(executors));
+  if (otel) otel->start(engine.worker_id());
   if (!sandboxed.empty()) {
     // /metrics: sandbox workers started and restarts by reason, per plugin.
     ops::set_sandbox_stats_provider([sandboxed] {
@@ -438,6 +468,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   if (!engine.stopping()) operations.start(engine);
   int rc = engine.run();
+  if (otel) otel->shutdown();  // sends what the last attempts left, within its bound
   ops::set_sandbox_stats_provider({});
   operations.stop();
   ops::set_plugin_state_provider({});

@@ -163,7 +163,8 @@ void read_file(const std::string& path, Config& cfg) {
   cfg.source = path;
   Reader top(path, root, "");
   top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron", "api_token",
-             "webhook_secret", "webhooks", "approvals_file", "listen_database_url"});
+             "webhook_secret", "webhooks", "approvals_file", "listen_database_url"},
+            {"otel"});
   top.str("listen_database_url", cfg.listen_database_url);
   top.str("approvals_file", cfg.approvals_file);
   top.str("api_token", cfg.api_token);
@@ -215,6 +216,21 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("progress_interval", cfg.progress_interval_seconds);
     r.seconds("idle_timeout", cfg.idle_timeout_seconds);
     r.seconds("init_retry_max", cfg.init_retry_max_seconds);
+  }
+  if (auto o = root.get("otel")) {
+    // OpenTelemetry traces (docs/operations.md).
+    if (!o->is_table()) top.fail(*o, "otel", "must be a table ([otel])");
+    Reader r(path, *o->as_table(), "otel");
+    r.known({"endpoint", "service_name", "batch_size", "queue_size", "interval", "timeout",
+             "max_retries", "shutdown_timeout"});
+    r.str("endpoint", cfg.otel_endpoint);
+    r.str("service_name", cfg.otel_service_name);
+    r.integer("batch_size", cfg.otel_batch_size, 1, 100000);
+    r.integer("queue_size", cfg.otel_queue_size, 1, 10000000);
+    r.seconds("interval", cfg.otel_interval_seconds);
+    r.seconds("timeout", cfg.otel_timeout_seconds);
+    r.integer("max_retries", cfg.otel_max_retries, 0, 100);
+    r.seconds("shutdown_timeout", cfg.otel_shutdown_seconds);
   }
   if (auto c = root.get("cron")) {
     if (!c->is_array_of_tables()) top.fail(*c, "cron", "must be an array of tables ([[cron]])");
@@ -370,6 +386,7 @@ void apply_env(Config& cfg) {
   if (auto v = env("RUNNER_API_TOKEN")) cfg.api_token = v;
   if (auto v = env("RUNNER_WEBHOOK_SECRET")) cfg.webhook_secret = v;
   if (auto v = env("RUNNER_WORKER_ID")) cfg.worker_id = v;
+  if (auto v = env("RUNNER_OTEL_ENDPOINT")) cfg.otel_endpoint = v;
   auto int_var = [&](const char* var, int& out) {
     if (auto v = env(var)) {
       try {
@@ -435,6 +452,10 @@ void validate(const Config& cfg) {
   if (cfg.max_attempts < 1) throw ConfigError("max_attempts must be at least 1");
   if (cfg.idle_timeout_seconds < 0.1) throw ConfigError("idle_timeout must be at least 0.1s");
   if (cfg.init_retry_max_seconds < 0.1) throw ConfigError("init_retry_max must be at least 0.1s");
+  if (cfg.otel_interval_seconds < 0.001 || cfg.otel_timeout_seconds < 0.001) {
+    throw ConfigError("otel interval and timeout must be at least 1ms");
+  }
+  if (cfg.otel_service_name.empty()) throw ConfigError("otel service_name must not be empty");
 }
 
 }  // namespace jr

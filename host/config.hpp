@@ -77,6 +77,17 @@ struct Config {
   std::string api_token;       // RUNNER_API_TOKEN / api_token: Bearer token for POST endpoints
   std::string webhook_secret;  // RUNNER_WEBHOOK_SECRET / webhook_secret: HMAC key
   std::vector<std::pair<std::string, std::string>> webhooks;  // [webhooks] kind = "url"
+
+  // [otel]: OpenTelemetry traces, a span per job attempt over OTLP/HTTP JSON (docs/operations.md,
+  // host/ops/otel_exporter.hpp). No endpoint: no exporter.
+  std::string otel_endpoint;  // RUNNER_OTEL_ENDPOINT / endpoint / --otel-endpoint: base URL
+  std::string otel_service_name = "jobrunner";  // service_name: resource service.name
+  int otel_batch_size = 512;                    // batch_size: spans per request
+  int otel_queue_size = 2048;                   // queue_size: spans waiting; beyond: dropped
+  double otel_interval_seconds = 1;             // interval: a partial batch waits at most this
+  double otel_timeout_seconds = 5;              // timeout: one export request
+  int otel_max_retries = 3;                     // max_retries: more tries of a failed request
+  double otel_shutdown_seconds = 5;             // shutdown_timeout: the flush at shutdown
 };
 
 // Reads `path` (if non-empty) then applies the environment. Throws ConfigError.

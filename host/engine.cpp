@@ -557,6 +557,11 @@ void Engine::execute(ClaimedJob& job) {
   ctx.kind = job.kind;
   ctx.plugin = k.plugin->name;
   ctx.services = this;
+  // OpenTelemetry traces: the attempt's span and the traceparent the plugin gets (jr.trace.v1).
+  trace::AttemptTrace tr =
+      trace::attempt_trace(job.traceparent, job.id, job.created_at, opts_.spans != nullptr);
+  ctx.traceparent = tr.handed;
+  int64_t span_start_ns = tr.record ? unix_ns_now() : 0;
   int64_t timeout_ms = job.timeout_ms.value_or(k.info->timeout_ms);
   int64_t now_steady = steady_ms();
   {
@@ -595,6 +600,7 @@ void Engine::execute(ClaimedJob& job) {
   if (opts_.observer) {
     opts_.observer->job_finished(job, finish.outcome, (steady_ms() - now_steady) / 1000.0);
   }
+  if (tr.record) opts_.spans->submit(make_attempt_span(tr, job, finish, span_start_ns));
   push_finish(std::move(finish));
 }
 
@@ -1334,6 +1340,10 @@ int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_
     JobInsertParams p = ops::job_from_parts(
         kind, nlohmann::json::parse(payload),
         options_json.empty() ? nlohmann::json() : nlohmann::json::parse(options_json));
+    // OpenTelemetry traces: a job enqueued by a job joins its trace, under the attempt's span.
+    if (ctx != nullptr && !p.traceparent && !ctx->traceparent.empty()) {
+      p.traceparent = ctx->traceparent;
+    }
     return services_->with([&](Store& s) { return s.JobInsert(p); });
   } catch (const StoreError& e) {
     fields["error"] = e.what();

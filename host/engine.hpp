@@ -40,6 +40,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "attempt_span.hpp"
 #include "db_budget.hpp"
 #include "executor.hpp"
 #include "host_api.hpp"
@@ -90,6 +91,10 @@ struct EngineOptions {
   // Plugin config sections (after env overrides), for idle-hook settings named in manifests.
   std::map<std::string, nlohmann::json> plugin_configs;
   EngineObserver* observer = nullptr;  // metrics hooks (host/ops); must outlive the engine
+  // OpenTelemetry traces (attempt_span.hpp): a span per sampled attempt goes here; null = no
+  // exporter (the plugin then gets the job's stored traceparent as it is). Must outlive the
+  // engine.
+  SpanSink* spans = nullptr;
 
   // Limits on the host services a plugin uses, per job attempt (or idle call); [worker] keys
   // of the same names. See docs/sandbox.md, "Limits on host services".

@@ -109,6 +109,21 @@ int32_t api_set_error_kind(jr_job_ctx* ctx, const char* kind, size_t len) {
 
 const jr_error_kind_ext kErrorKindExt = {sizeof(jr_error_kind_ext), 0, &api_set_error_kind};
 
+int32_t api_get_traceparent(jr_job_ctx* ctx, char* buf, size_t cap) {
+  if (ctx == nullptr || buf == nullptr) return -1;
+  const std::string& tp = ctx->traceparent;  // written before the call; constant during it
+  if (tp.empty()) {
+    if (cap > 0) buf[0] = '\0';
+    return 0;
+  }
+  if (cap < tp.size() + 1) return -1;
+  std::memcpy(buf, tp.data(), tp.size());
+  buf[tp.size()] = '\0';
+  return static_cast<int32_t>(tp.size());
+}
+
+const jr_trace_ext kTraceExt = {sizeof(jr_trace_ext), 0, &api_get_traceparent};
+
 const void* api_get_extension(const char* id) { return host_extension(id); }
 
 }  // namespace
@@ -117,6 +132,7 @@ const void* host_extension(const char* id) {
   if (id != nullptr && std::strncmp(id, JR_EXT_ERROR_KIND, sizeof JR_EXT_ERROR_KIND) == 0) {
     return &kErrorKindExt;
   }
+  if (id != nullptr && std::strncmp(id, JR_EXT_TRACE, sizeof JR_EXT_TRACE) == 0) return &kTraceExt;
   return nullptr;
 }
 

@@ -36,7 +36,8 @@ class HostServices {
 // The jr_host_api table every plugin receives (static storage).
 const jr_host_api* host_api();
 
-// The extensions host_api()->get_extension offers ("jr.error_kind.v1"); NULL for other ids.
+// The extensions host_api()->get_extension offers ("jr.error_kind.v1", "jr.trace.v1"); NULL for
+// other ids.
 // The sandbox worker's own get_extension falls back to this.
 const void* host_extension(const char* id);
 
@@ -73,6 +74,9 @@ struct jr_job_ctx {
   std::string result;
   std::string error;
   std::string error_kind;  // the plugin's name for its failure (jr.error_kind.v1), validated
+  // The attempt's W3C traceparent (jr.trace.v1), "" = none: set before the call, read-only during
+  // it (trace_context.hpp, attempt_trace()).
+  std::string traceparent;
   double snooze_seconds = 0;
   // In-process: the size of a result refused for exceeding bounds::kResultMax (0 = none).
   size_t result_refused_size = 0;

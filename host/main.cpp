@@ -121,7 +121,10 @@ int main(int argc, char** argv) {
       app.add_option("--http", w.http,
                      "serve /metrics, /healthz, /readyz, the JSON API and the dashboard (/ui) on "
                      "[ADDR:]PORT "
-                     "(loopback unless ADDR is given; RUNNER_HTTP)")};
+                     "(loopback unless ADDR is given; RUNNER_HTTP)"),
+      app.add_option("--otel-endpoint", w.otel_endpoint,
+                     "export a span per job attempt over OTLP/HTTP JSON to this collector "
+                     "(http://collector:4318; RUNNER_OTEL_ENDPOINT, [otel] endpoint)")};
   // The worker flags other commands use: `torture` starts runners, `info` reads the lease.
   const std::map<std::string, std::set<std::string>> worker_flags_of = {
       {"torture", {"--plugins", "--concurrency"}},
@@ -174,6 +177,8 @@ int main(int argc, char** argv) {
   enqueue->add_option("--rate-key", ef.rate_key,
                       "claim under this key's token bucket (tenant:42; `runner limit set --key "
                       "'tenant:*'` sets the default per key) instead of the queue's or kind's");
+  enqueue->add_option("--traceparent", ef.traceparent,
+                      "W3C traceparent of the producer's span: the job's attempts join its trace");
   enqueue->add_option("--lock-key", ef.lock_key, "jobs sharing this key never run at once");
   enqueue->add_option("--lock-limit", ef.lock_limit, "with --lock-key: at most N at once")
       ->check(CLI::Range(1, 1000000));

@@ -5,6 +5,7 @@
 #include "ops/schema.hpp"
 #include "ops/ui_schema.hpp"
 #include "producers_sql.hpp"
+#include "trace_sql.hpp"
 
 namespace jr {
 
@@ -356,6 +357,7 @@ const std::vector<Migration>& migrations() {
        kMigrationV16},
       {17, "batches with callbacks: jr_batches, jr_batch_enqueue(), jr_batch_status()",
        kMigrationV17},
+      {19, "OpenTelemetry traces: the traceparent job option in jr_enqueue_ex()", kMigrationV19},
   };
   return all;
 }

@@ -86,16 +86,20 @@ upd AS (
     FROM pick WHERE j.id = pick.id AND pick.lock_key IS NULL
   RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.priority, j.attempt,
             j.max_attempts, j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at) AS c,
-            extract(epoch from j.started_at) AS s)
-SELECT upd.*, false AS deferred FROM upd
+            extract(epoch from j.started_at) AS s, j.options->>'traceparent' AS tp,
+            extract(epoch from j.run_at) AS r)
+SELECT upd.id, upd.kind, upd.queue, upd.payload, upd.priority, upd.attempt, upd.max_attempts,
+       upd.timeout_ms, upd.retry_schedule, upd.c, upd.s, false AS deferred, upd.tp, upd.r FROM upd
 UNION ALL
 SELECT id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bigint,
-       NULL::int[], NULL::numeric, NULL::numeric, true
+       NULL::int[], NULL::numeric, NULL::numeric, true, NULL::text, NULL::numeric
   FROM pick WHERE lock_key IS NOT NULL AND (@FAST@ OR pg_try_advisory_xact_lock(27251, hashtext(lock_key)))
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM lim WHERE limited
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, NULL, NULL
+  FROM lim WHERE limited
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM keyed WHERE waiting
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, NULL, NULL
+  FROM keyed WHERE waiting
 )SQL";
 
 // Rate keys, step 1: the distinct keys with available jobs (at most 1,000 per claim).
@@ -153,7 +157,8 @@ UPDATE jr_jobs j
  WHERE j.id = ANY($1::bigint[]) AND j.state = 'available'
 RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
           j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
-          extract(epoch from j.started_at), false
+          extract(epoch from j.started_at), false, j.options->>'traceparent',
+          extract(epoch from j.run_at)
 )SQL";
 
 const char* kRateSpendSql = R"SQL(
@@ -188,7 +193,8 @@ UPDATE jr_jobs j
   FROM ok WHERE j.id = ok.id
 RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
           j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
-          extract(epoch from j.started_at), false
+          extract(epoch from j.started_at), false, j.options->>'traceparent',
+          extract(epoch from j.run_at)
 )SQL";
 
 std::vector<int> int_array(const pqxx::field& f) {
@@ -214,6 +220,9 @@ ClaimedJob to_job(const pqxx::row& row) {
   j.retry_schedule = int_array(row[8]);
   j.created_at = row[9].as<double>();
   j.started_at = row[10].as<double>();
+  // Column 11 is `deferred`. The job's traceparent and run_at (OpenTelemetry traces).
+  if (!row[12].is_null()) j.traceparent = row[12].c_str();
+  if (!row[13].is_null()) j.run_at = row[13].as<double>();
   return j;
 }
 

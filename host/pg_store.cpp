@@ -103,6 +103,7 @@ std::string insert_options(const JobInsertParams& p) {
   if (p.failure_ttl_seconds) o["failure_ttl"] = *p.failure_ttl_seconds;
   if (p.webhook) o["webhook"] = *p.webhook;
   if (p.rate_key) o["rate_key"] = *p.rate_key;
+  if (p.traceparent) o["traceparent"] = *p.traceparent;
   return o.dump();
 }
 
@@ -133,6 +134,7 @@ std::string enqueue_options(const JobInsertParams& p) {
   if (p.debounce_seconds) o["debounce_seconds"] = *p.debounce_seconds;
   if (p.debounce_max_seconds) o["debounce_max_seconds"] = *p.debounce_max_seconds;
   if (p.rate_key) o["rate_key"] = *p.rate_key;
+  if (p.traceparent) o["traceparent"] = *p.traceparent;
   return o.dump();
 }
 
@@ -1333,7 +1335,8 @@ class PgStore final : public Store {
            a.retry_schedule == b.retry_schedule && a.ttl_seconds == b.ttl_seconds &&
            a.result_ttl_seconds == b.result_ttl_seconds &&
            a.failure_ttl_seconds == b.failure_ttl_seconds && a.webhook == b.webhook &&
-           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit && a.rate_key == b.rate_key;
+           a.lock_key == b.lock_key && a.lock_limit == b.lock_limit && a.rate_key == b.rate_key &&
+           a.traceparent == b.traceparent;
   }
 
   static void sort_claimed(std::vector<ClaimedJob>& v) {

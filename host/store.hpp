@@ -71,6 +71,9 @@ struct JobInsertParams {
   std::vector<int64_t> depends_on;
   // Callback URL notified (signed POST) when the job completes or is dead-lettered (host/ops).
   std::optional<std::string> webhook;
+  // W3C traceparent of the producer's span (migration 19, docs/job-model.md "OpenTelemetry
+  // traces"), checked by trace::traceparent_refusal. Kept in options.traceparent.
+  std::optional<std::string> traceparent;
 };
 
 struct JobInsertResult {
@@ -89,8 +92,10 @@ struct ClaimedJob {
   std::optional<int> max_attempts;
   std::optional<int64_t> timeout_ms;
   std::vector<int> retry_schedule;
-  double created_at = 0;  // Unix seconds
-  double started_at = 0;  // Unix seconds (database clock)
+  double created_at = 0;    // Unix seconds
+  double started_at = 0;    // Unix seconds (database clock)
+  std::string traceparent;  // options.traceparent ("" = none): the producer's span
+  double run_at = 0;        // Unix seconds: when this attempt was due (0 = unknown)
 };
 
 struct JobClaimParams {

@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
   app.add_option("--single-inserts", single_inserts, "single-row inserts to time");
   app.add_option("--isolation", isolation,
                  "runner --isolation: none (in-process, the default here) or sandbox");
+  std::string otel_endpoint;
+  app.add_option("--otel-endpoint", otel_endpoint,
+                 "runner --otel-endpoint: export a span per attempt to this OTLP/HTTP collector");
   CLI11_PARSE(app, argc, argv);
 
   jrtest::TempDir dir;
@@ -111,6 +114,7 @@ int main(int argc, char** argv) {
                                    "--prefetch",    std::to_string(prefetch),
                                    "--isolation",   isolation,
                                    "--log-level",   "warn"};
+  if (!otel_endpoint.empty()) args.insert(args.end(), {"--otel-endpoint", otel_endpoint});
   {
     auto t0 = Clock::now();
     jrtest::RunnerProcess runner(args, {{"DATABASE_URL", url}});

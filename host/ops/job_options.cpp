@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "trace_context.hpp"
 #include "util.hpp"
 
 namespace jr::ops {
@@ -255,7 +256,8 @@ const std::vector<std::string>& job_option_keys() {
                                                 "replace",
                                                 "debounce_seconds",
                                                 "debounce_max_seconds",
-                                                "rate_key"};
+                                                "rate_key",
+                                                "traceparent"};
   return keys;
 }
 
@@ -512,6 +514,16 @@ JobInsertParams job_from_parts(std::string_view kind, const json& payload, const
           "must not start with queue: or kind: nor contain *, got " + shown(o["rate_key"]));
     }
     p.rate_key = key;
+  }
+  if (o.contains("traceparent")) {
+    // W3C Trace Context, strictly (migration 19 restates it as jr_traceparent_check()).
+    const auto& v = o["traceparent"];
+    if (!v.is_string()) bad("traceparent", "must be a string, got " + type_of(v));
+    const auto& s = v.get_ref<const std::string&>();
+    if (std::string why = trace::traceparent_refusal(s); !why.empty()) {
+      bad("traceparent", why + ", got " + shown(v));
+    }
+    p.traceparent = s;
   }
   if (o.contains("webhook")) {
     std::string url = text(o, "webhook", kMaxUrlBytes);

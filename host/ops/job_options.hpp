@@ -39,7 +39,8 @@ class JobOptionError : public std::invalid_argument {
 // queue, priority, delay_seconds, run_at, max_attempts, timeout_seconds, retry_schedule,
 // ttl_seconds, result_ttl_seconds, failure_ttl_seconds, unique, unique_key, lock_key,
 // lock_limit, depends_on, webhook, unique_for_seconds, unique_states, replace, debounce_seconds,
-// debounce_max_seconds (migration 14), rate_key (migration 15); docs/job-model.md.
+// debounce_max_seconds (migration 14), rate_key (migration 15), traceparent (migration 19);
+// docs/job-model.md.
 const std::vector<std::string>& job_option_keys();
 
 // Limits shared with jr_enqueue() (migration 9).

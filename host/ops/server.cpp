@@ -259,6 +259,16 @@ void Server::routes() {
     if (!authorised(req, res)) return;
     nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
     if (body.is_discarded()) return error_reply(res, 400, "the request body is not valid JSON");
+    // W3C Trace Context: the `traceparent` header is the job option of that name (checked by the
+    // same parser: a bad one is a 400 naming it).
+    if (req.has_header("traceparent") && body.is_object()) {
+      std::string tp = req.get_header_value("traceparent");
+      if (body.contains("traceparent") && body["traceparent"] != tp) {
+        return error_reply(res, 400,
+                           "'traceparent' is given both as a header and in the body, differently");
+      }
+      body["traceparent"] = tp;
+    }
     JobInsertParams p;
     try {
       p = job_from_json(body);

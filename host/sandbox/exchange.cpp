@@ -75,6 +75,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
     w.enc.str(job->kind);
     w.enc.str(job->queue);
     w.enc.str(std::string_view(job->payload, job->payload_len));
+    w.enc.str(ctx.traceparent);  // jr.trace.v1: "" or 55 bytes (trace_context.hpp)
   }
   // Exchanges in flight in this process: the worker may poll for its next job only while they
   // are fewer than the CPUs (see proto::kSpinUs).

@@ -4,7 +4,8 @@
 // Payloads are little-endian fixed fields and u32-length-prefixed strings (Encoder/Decoder);
 // Init and Hello carry JSON text.
 //
-// Per job: one Job frame in, one Done frame out; Log/Progress/Enqueue frames from the worker
+// Per job: one Job frame in (its last field `tp`: the attempt's W3C traceparent, "" or 55
+// bytes, for jr.trace.v1), one Done frame out; Log/Progress/Enqueue frames from the worker
 // (and an EnqueueReply back) only when the plugin calls those host functions. Cancellation does
 // not travel as a frame: the host sets a word in a shared page the worker polls for free.
 //
@@ -35,7 +36,7 @@ constexpr int kSpinUs = 20;
 enum class Type : uint16_t {
   // host -> worker
   init = 1,           // JSON: plugin path, policy, plugin config, mode
-  job = 2,            // seq, id, attempt, max_attempts, deadline_ms, kind, queue, payload
+  job = 2,            // seq, id, attempt, max_attempts, deadline_ms, kind, queue, payload, tp
   enqueue_reply = 3,  // req, id (-1 = refused)
   shutdown = 4,       // call the plugin's shutdown and exit 0
   idle = 5,           // seq: call the plugin's idle hook

@@ -26,6 +26,7 @@
 #include "host_api.hpp"
 #include "plugin_loader.hpp"
 #include "protocol.hpp"
+#include "trace_context.hpp"
 
 namespace {
 
@@ -143,7 +144,8 @@ const void* api_get_extension(const char* id) {
   if (id != nullptr && std::strcmp(id, "jr.exec.v1") == 0 && g_exec_ext.path != nullptr) {
     return &g_exec_ext;
   }
-  return jr::host_extension(id);  // jr.error_kind.v1: validated here, and again by the host
+  // jr.error_kind.v1: validated here, and again by the host; jr.trace.v1: from the Job frame.
+  return jr::host_extension(id);
 }
 
 int32_t api_is_cancelled(jr_job_ctx*) {
@@ -214,7 +216,7 @@ void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
 int serve(jr::LoadedPlugin& p, void* state) {
   jr_job_ctx ctx;
   ctx.services = &g_services;
-  std::string kind, queue, payload;
+  std::string kind, queue, payload, traceparent;
   for (;;) {
     Frame f;
     uint64_t seq = 0;
@@ -239,6 +241,9 @@ int serve(jr::LoadedPlugin& p, void* state) {
         kind.assign(d.str());
         queue.assign(d.str());
         payload.assign(d.str());
+        // jr.trace.v1: kept only when it is a well-formed traceparent (at most 55 bytes).
+        std::string_view tp = d.str();
+        traceparent.assign(jr::trace::traceparent_refusal(tp).empty() ? tp : std::string_view());
         if (!d.ok()) return 4;
       } else if (type == Type::idle) {
         seq = d.get<uint64_t>();
@@ -253,6 +258,7 @@ int serve(jr::LoadedPlugin& p, void* state) {
     ctx.job_id = j.id;
     ctx.attempt = j.attempt;
     ctx.kind = kind;
+    ctx.traceparent = type == Type::job ? traceparent : std::string();
     {
       std::lock_guard<std::mutex> lock(ctx.mu);
       ctx.has_result = false;

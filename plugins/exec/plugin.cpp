@@ -123,6 +123,8 @@ class ExecPlugin {
       if (e != nullptr && e->struct_size >= sizeof(ExecExtension)) ext_ = e;
       const auto* k = static_cast<const jr_error_kind_ext*>(host->get_extension(JR_EXT_ERROR_KIND));
       if (k != nullptr && k->struct_size >= sizeof(jr_error_kind_ext)) kind_ext_ = k;
+      const auto* t = static_cast<const jr_trace_ext*>(host->get_extension(JR_EXT_TRACE));
+      if (t != nullptr && t->struct_size >= sizeof(jr_trace_ext)) trace_ext_ = t;
     }
   }
   ~ExecPlugin() {
@@ -149,6 +151,7 @@ class ExecPlugin {
   std::map<std::string, KindSpec> kinds_;
   const ExecExtension* ext_ = nullptr;
   const jr_error_kind_ext* kind_ext_ = nullptr;  // names failures (handler_crash, ...)
+  const jr_trace_ext* trace_ext_ = nullptr;      // the attempt's traceparent, for the handler
   void set_kind(jr_job_ctx* ctx, const std::string& kind) {
     if (kind_ext_ != nullptr && !kind.empty()) {
       kind_ext_->set_error_kind(ctx, kind.data(), kind.size());
@@ -401,6 +404,12 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
               {"max_attempts", job->max_attempts},
               {"deadline_ms", JR_HAS_FIELD(job, jr_job, deadline_ms) ? job->deadline_ms : 0},
               {"payload", payload}};
+  // OpenTelemetry: the attempt's traceparent, so the handler's spans join the job's trace.
+  char traceparent[JR_TRACEPARENT_SIZE];
+  if (trace_ext_ != nullptr &&
+      trace_ext_->get_traceparent(ctx, traceparent, sizeof traceparent) > 0) {
+    msg["traceparent"] = traceparent;
+  }
   std::string job_line = msg.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   bool job_sent = false;
   int64_t cancel_at = 0;  // when the cancel message went out (0: not yet)

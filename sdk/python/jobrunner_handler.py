@@ -81,7 +81,9 @@ class EnqueueRefused(Exception):
 
 
 class Job:
-    """The running job: id, kind, queue, attempt, max_attempts, deadline_ms, cancelled."""
+    """The running job: id, kind, queue, attempt, max_attempts, deadline_ms, cancelled, and
+    traceparent (the attempt's W3C traceparent, or None: give it to your tracing SDK as the
+    parent context so your spans join the job's trace)."""
 
     def __init__(self, msg):
         self.id = msg.get("id")
@@ -90,6 +92,7 @@ class Job:
         self.attempt = msg.get("attempt")
         self.max_attempts = msg.get("max_attempts")
         self.deadline_ms = msg.get("deadline_ms") or 0
+        self.traceparent = msg.get("traceparent")
         self._cancel = threading.Event()
 
     @property

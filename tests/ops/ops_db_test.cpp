@@ -129,6 +129,7 @@ TEST_F(OpsDb, SqlEnqueueInsertsExactlyLikeTheStore) {
 // used by the CLI, the API and plugins, refuses an unknown key the same way, and refuses the
 // same bad values, naming the option.
 TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
+  const std::string kTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   std::string keys = q("SELECT array_to_json(jr_enqueue_option_keys())::text");
   std::vector<std::string> sql_keys = nlohmann::json::parse(keys).get<std::vector<std::string>>();
   EXPECT_EQ(
@@ -158,7 +159,8 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
                                                   {"replace", true},
                                                   {"debounce_seconds", 5},
                                                   {"debounce_max_seconds", 60},
-                                                  {"rate_key", "tenant:42"}};
+                                                  {"rate_key", "tenant:42"},
+                                                  {"traceparent", kTraceparent}};
   auto sql = [&](const nlohmann::json& options, const std::string& payload = "{}",
                  const std::string& kind = "k") {
     pqxx::connection c(url_);
@@ -234,6 +236,18 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
       {{{"debounce_seconds", 5}, {"debounce_max_seconds", 1}}, "debounce_max_seconds", true},
       {{{"rate_key", "kind:x"}}, "rate_key", true},
       {{{"rate_key", "t:*"}}, "rate_key", true},
+      {{{"traceparent", 1}}, "traceparent", false},
+      {{{"traceparent", kTraceparent.substr(1)}}, "traceparent", true},
+      {{{"traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}},
+       "traceparent",
+       true},
+      {{{"traceparent", "ff" + kTraceparent.substr(2)}}, "traceparent", true},
+      {{{"traceparent", "00-" + std::string(32, '0') + kTraceparent.substr(35)}},
+       "traceparent",
+       true},
+      {{{"traceparent", kTraceparent.substr(0, 36) + std::string(16, '0') + "-01"}},
+       "traceparent",
+       true},
   };
   for (const auto& b : bad) {
     std::string from_sql = sql(b.options), from_cpp = cpp(b.options);
@@ -244,6 +258,26 @@ TEST_F(OpsDb, SqlEnqueueAcceptsExactlyTheKeysOfTheOneParser) {
       EXPECT_EQ(from_sql, from_cpp) << b.options.dump();
     }
   }
+  // The traceparent is kept with the job by every way in (migration 19): jr_enqueue_many()
+  // (its copies of the first row included), and jr_enqueue_ex() from the C++ store, which a
+  // period-unique insert goes through; a second enqueue finding the first keeps the first's.
+  q("SELECT count(*) FROM jr_enqueue_many('k', '[{\"m\": 1}, {\"m\": 2}, {\"m\": 3}]', "
+    "'{\"traceparent\": \"" +
+    kTraceparent + "\"}')");
+  EXPECT_EQ(
+      count("SELECT count(*) FROM jr_jobs WHERE payload ? 'm' AND options->>'traceparent' = '" +
+            kTraceparent + "'"),
+      3);
+  auto period = jr::ops::job_from_parts(
+      "k", {{"p", 1}}, {{"unique_for_seconds", 3600}, {"traceparent", kTraceparent}});
+  int64_t held = jr::Store::open(url_)->JobInsertEx(period).id;
+  EXPECT_EQ(q("SELECT options->>'traceparent' FROM jr_jobs WHERE id = " + std::to_string(held)),
+            kTraceparent);
+  period.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba90000-01";
+  auto again = jr::Store::open(url_)->JobInsertEx(period);
+  EXPECT_FALSE(again.inserted);
+  EXPECT_EQ(q("SELECT options->>'traceparent' FROM jr_jobs WHERE id = " + std::to_string(held)),
+            kTraceparent);
   // A number beyond float8 (C++ refuses it while parsing): exact numeric in SQL, out of range.
   EXPECT_THROW(q(R"(SELECT jr_enqueue('k', '{}', '{"ttl_seconds": 1e400}'))"), pqxx::sql_error);
   // Kind and payload follow the same rules too.

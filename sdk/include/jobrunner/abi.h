@@ -132,6 +132,23 @@ typedef struct jr_error_kind_ext {
   int32_t (*set_error_kind)(jr_job_ctx* ctx, const char* kind, size_t kind_len);
 } jr_error_kind_ext;
 
+/* Extension JR_EXT_TRACE (host->get_extension(JR_EXT_TRACE); NULL on hosts before it): the W3C
+ * traceparent of the running attempt, so the handler's own spans (made with its own tracing
+ * SDK) join the job's trace. With an OpenTelemetry exporter configured on the runner it names
+ * the attempt's span (the runner's span is the parent of the handler's); without one it is the
+ * traceparent the producer stored with the job, passed through. get_traceparent copies the
+ * 55-byte text "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>" and a NUL into buf (cap
+ * at least JR_TRACEPARENT_SIZE) and returns 55; it returns 0 (buf[0] = NUL when cap > 0) when
+ * the attempt has no trace, and -1 when cap is too small or an argument is NULL. Call it
+ * during `handle`, from any thread, like set_error. */
+#define JR_EXT_TRACE "jr.trace.v1"
+#define JR_TRACEPARENT_SIZE 56 /* 55 characters and the NUL */
+typedef struct jr_trace_ext {
+  uint32_t struct_size;
+  uint32_t reserved;
+  int32_t (*get_traceparent)(jr_job_ctx* ctx, char* buf, size_t cap);
+} jr_trace_ext;
+
 /* One job kind served by a plugin, with its defaults (0 or NULL = host default). */
 typedef struct jr_kind_desc {
   uint32_t struct_size;

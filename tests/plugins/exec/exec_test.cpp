@@ -344,4 +344,24 @@ TEST_F(ExecTest, InProcessWhenTheOperatorSaysSo) {
   stop_and_check();
 }
 
+// OpenTelemetry traces: the job message carries the attempt's traceparent (jr.trace.v1) and the
+// Python SDK gives it to the handler as job.traceparent; without an exporter on the runner it is
+// the producer's, passed through, and a job enqueued without one has none.
+TEST_F(ExecTest, TraceparentInTheJobMessage) {
+  start_runner({exec_so()}, kind_toml("py_work", "work.py", 1) +
+                                kind_toml("py_child", "work.py", 1) + sandbox_toml());
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  int64_t traced =
+      enqueue_one("py_work", {{"traceparent", true}, {"enqueue", true}}, {"--traceparent", tp});
+  int64_t untraced = enqueue_one("py_work", {{"traceparent", true}});
+  ASSERT_EQ(wait_finished(traced, 60s), "completed") << errors(traced) << interesting_log();
+  ASSERT_EQ(wait_finished(untraced, 60s), "completed") << errors(untraced);
+  EXPECT_EQ(result(traced)["traceparent"], tp);
+  // The job it enqueued (host->enqueue without a traceparent) joins the trace.
+  std::string child = result(traced)["child"].dump();
+  EXPECT_EQ(q("SELECT options->>'traceparent' FROM jr_jobs_all WHERE id = " + child), tp);
+  EXPECT_TRUE(result(untraced)["traceparent"].is_null()) << result(untraced).dump();
+  stop_and_check();
+}
+
 }  // namespace

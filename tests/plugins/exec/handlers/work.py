@@ -9,6 +9,7 @@ py_work payload keys (all optional):
   sleep_ms          sleep this long, returning early (cancelled) when the runner asks
   ignore_deadline   loop forever, ignoring the cancel message and SIGTERM
   progress          report progress 50 "half" before finishing
+  traceparent       return job.traceparent (the job message's, None when it has none)
 py_child: returns {"child_of": payload["parent"]}.
 """
 import os
@@ -41,6 +42,8 @@ def work(payload, job):
                 return {"stopped": True}
             time.sleep(0.01)
     out = {"n": p.get("n"), "attempt": job.attempt, "pid": os.getpid()}
+    if p.get("traceparent"):
+        out["traceparent"] = job.traceparent
     if p.get("enqueue"):
         out["child"] = enqueue("py_child", {"parent": job.id})
     return out
