@@ -188,7 +188,7 @@ void read_file(const std::string& path, Config& cfg) {
              "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
-             "idle_timeout", "init_retry_max"});
+             "idle_timeout", "init_retry_max", "plugin_start_timeout"});
     r.str("http", cfg.http);
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
@@ -215,6 +215,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("progress_interval", cfg.progress_interval_seconds);
     r.seconds("idle_timeout", cfg.idle_timeout_seconds);
     r.seconds("init_retry_max", cfg.init_retry_max_seconds);
+    r.seconds("plugin_start_timeout", cfg.plugin_start_timeout_seconds);
   }
   if (auto c = root.get("cron")) {
     if (!c->is_array_of_tables()) top.fail(*c, "cron", "must be an array of tables ([[cron]])");
@@ -435,6 +436,9 @@ void validate(const Config& cfg) {
   if (cfg.max_attempts < 1) throw ConfigError("max_attempts must be at least 1");
   if (cfg.idle_timeout_seconds < 0.1) throw ConfigError("idle_timeout must be at least 0.1s");
   if (cfg.init_retry_max_seconds < 0.1) throw ConfigError("init_retry_max must be at least 0.1s");
+  if (cfg.plugin_start_timeout_seconds < 0.1 || cfg.plugin_start_timeout_seconds > 3600) {
+    throw ConfigError("plugin_start_timeout must be between 0.1s and 1h");
+  }
 }
 
 }  // namespace jr

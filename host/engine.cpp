@@ -148,6 +148,8 @@ void Engine::stop() {
     std::lock_guard<std::mutex> lock(h->mu);
     if (h->current != nullptr) h->current->cancel.store(kCancelShutdown);
   }
+  // Nor are plugin starts: a constructor or init that hangs is killed now, not at its deadline.
+  for (auto& r : runtimes_) r->executor->cancel_starts();
   // Each notify after taking the waiters' mutex: a waiter that has checked its predicate but
   // not yet slept would otherwise miss it and sleep for ever (these waits have no timeout).
   { std::lock_guard<std::mutex> lock(plugins_mu_); }
