@@ -371,7 +371,13 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   log::info("database connections of this runner (plugins' own not included)",
             {{"max_connections", conn_plan.budget}, {"plan", conn_plan.describe()}});
-  for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
+  // Cron entries are stored by name (jr_cron), a later one replacing an earlier one: a plugin's
+  // entry must not take over the name of the operator's entry or of another plugin's.
+  std::map<std::string, std::string> cron_names;  // name -> source
+  for (const auto& j : cfg.cron) {
+    eo.cron.push_back(cron_entry_from_json(j, "config"));
+    cron_names.emplace(eo.cron.back().name, "config");
+  }
   // A manifest's cron entries enqueue jobs for the plugin, so they follow the rule of
   // host->enqueue (Engine::enqueue_permitted): only a kind the plugin serves in this runner
   // (after --kinds, the trust decision and kind ownership) or one the operator granted it
@@ -400,6 +406,11 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
              {"cron", e.name},
              {"kind", e.kind},
              {"hint", "[plugins." + p.name + "] enqueue = [\"" + e.kind + "\"]"}});
+        continue;
+      }
+      if (auto [it, fresh] = cron_names.emplace(e.name, e.source); !fresh) {
+        log::error("cron entry refused: its name is already used by another entry",
+                   {{"plugin", p.name}, {"cron", e.name}, {"used_by", it->second}});
         continue;
       }
       eo.cron.push_back(std::move(e));

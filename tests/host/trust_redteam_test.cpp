@@ -373,7 +373,8 @@ TEST_F(TrustRedTeam, KindOwnershipAcrossRunners) {
 // Classes 7 and 10: a plugin that also declares a kind recorded for another plugin is refused that
 // kind here, and may not make jobs of it either (the owner would run them): neither through
 // host->enqueue from a job of its own kind nor through a cron entry in its manifest. Both are
-// refused with its name in the log; its own kind, enqueued and scheduled, keeps working.
+// refused with its name in the log; its own kind, enqueued and scheduled, keeps working. Nor may
+// its cron entry replace the operator's entry of the same name.
 TEST_F(TrustRedTeam, RefusedKindCanNeitherBeEnqueuedNorScheduledByTheOtherPlugin) {
   const std::string kind_row = "SELECT plugin FROM jr_kinds WHERE kind = 'trust_shared_kind'";
   start_runner({trust_so("owner_a")});
@@ -382,7 +383,12 @@ TEST_F(TrustRedTeam, RefusedKindCanNeitherBeEnqueuedNorScheduledByTheOtherPlugin
       << runner_->log();
   stop_and_check();
 
-  start_runner({trust_so("kind_thief")});
+  start_runner({trust_so("kind_thief")}, R"(
+[[cron]]
+name = "trust_operator_cron"
+schedule = "@every 1h"
+kind = "echo"
+)");
   int64_t steal = enqueue({"enqueue", "trust_kind_thief", "--payload", arg_payload("steal")});
   enqueue_healthy(20);
   ASSERT_EQ(wait_finished(steal, 60s), "completed") << runner_->log();
@@ -404,6 +410,9 @@ TEST_F(TrustRedTeam, RefusedKindCanNeitherBeEnqueuedNorScheduledByTheOtherPlugin
            "'trust_shared_kind'");
   EXPECT_EQ(count("SELECT count(*) FROM jr_cron WHERE kind = 'trust_shared_kind'"), 0);
   EXPECT_EQ(count("SELECT count(*) FROM jr_cron WHERE name = 'trust_thief_own'"), 1);
+  EXPECT_EQ(q("SELECT kind || ' ' || source FROM jr_cron WHERE name = 'trust_operator_cron'"),
+            "echo config");
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE payload->>'arg' = 'hijacked'"), 0);
   EXPECT_EQ(q(kind_row), "trust_owner_a");
 
   auto refused_enqueue = log_lines(
@@ -419,6 +428,11 @@ TEST_F(TrustRedTeam, RefusedKindCanNeitherBeEnqueuedNorScheduledByTheOtherPlugin
   EXPECT_EQ(refused_cron[0]["plugin"], "trust_kind_thief");
   EXPECT_EQ(refused_cron[0]["cron"], "trust_thief_forged");
   EXPECT_EQ(refused_cron[0]["kind"], "trust_shared_kind");
+  auto taken = log_lines(log, "cron entry refused: its name is already used by another entry");
+  ASSERT_EQ(taken.size(), 1u) << log;
+  EXPECT_EQ(taken[0]["plugin"], "trust_kind_thief");
+  EXPECT_EQ(taken[0]["cron"], "trust_operator_cron");
+  EXPECT_EQ(taken[0]["used_by"], "config");
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
  * jr_kinds records for trust_owner_a, so the runner refuses to serve it here. It then tries to
  * make jobs of that kind anyway, which trust_owner_a would run: through host->enqueue from a job
  * of its own kind, and through a cron entry in its manifest. Its own kind is scheduled too, so a
- * test can tell that cron ticks while the forged entry does not. Plain C against abi.h.
+ * test can tell that cron ticks while the forged entry does not; and one more entry of its own
+ * kind takes the name of the operator's [[cron]] entry "trust_operator_cron" (entries are stored
+ * by name: it would replace the operator's). Plain C against abi.h.
  */
 #include <jobrunner/abi.h>
 #include <stdio.h>
@@ -62,7 +64,9 @@ static const jr_plugin_desc desc = {
     "{\"name\": \"trust_thief_own\", \"schedule\": \"@every 1s\", \"kind\": \"" NAME
     "\", \"payload\": {\"arg\": \"cron-own\"}},"
     "{\"name\": \"trust_thief_forged\", \"schedule\": \"@every 1s\", \"kind\": \"" SHARED
-    "\", \"payload\": {\"arg\": \"forged-by-cron\"}}]}",
+    "\", \"payload\": {\"arg\": \"forged-by-cron\"}},"
+    "{\"name\": \"trust_operator_cron\", \"schedule\": \"@every 1s\", \"kind\": \"" NAME
+    "\", \"payload\": {\"arg\": \"hijacked\"}}]}",
     k_init,
     k_handle,
     NULL,
