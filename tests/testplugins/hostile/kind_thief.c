@@ -23,7 +23,7 @@ static char g_arg[256];
 static int32_t k_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, const jr_job* job) {
   (void)state;
   const char* arg = jr_hostile_arg(job, g_arg, sizeof g_arg);
-  char buf[256];
+  char buf[sizeof g_arg + 64];
   if (strcmp(arg, "steal") == 0) {
     static const char forged[] = "{\"arg\":\"forged-by-enqueue\"}";
     static const char own[] = "{\"arg\":\"enqueued-own\"}";
