@@ -172,6 +172,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   {
     sandbox::SandboxOptions so;
     so.pool_size = cfg.concurrency;
+    so.start_timeout_ms = static_cast<int64_t>(cfg.plugin_start_timeout_seconds * 1000);
     sandbox::TrustContext trust = sandbox::trust_context(cfg, cfg.concurrency);
     auto refuse = [](const std::string& name, const std::string& file, const std::string& why) {
       log::error("plugin refused", {{"plugin", name}, {"file", file}, {"reason", why}});
@@ -207,19 +208,15 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
         continue;
       }
       nlohmann::json pc = plugin_config_for(d, cfg.plugin_config, db_urls[d.name]);
-      // A manifest's cron entries enqueue jobs: only of kinds the plugin may enqueue.
+      // A manifest's cron entries must parse (a malformed manifest refuses the plugin); which
+      // kinds they may schedule is decided once the kinds this runner serves are known, below.
       std::string bad_cron;
       if (d.manifest.contains("cron")) {
         const auto& crons = d.manifest["cron"];
         if (!crons.is_array()) bad_cron = "its manifest's cron must be an array";
         for (size_t i = 0; bad_cron.empty() && crons.is_array() && i < crons.size(); ++i) {
           try {
-            CronEntry e = cron_entry_from_json(crons[i], "plugin:" + d.name);
-            if (!d.may_enqueue(e.kind)) {
-              bad_cron = "its manifest schedules kind '" + e.kind +
-                         "', which it may not enqueue (grant it: [plugins." + d.name +
-                         "] enqueue = [\"" + e.kind + "\"])";
-            }
+            cron_entry_from_json(crons[i], "plugin:" + d.name);
           } catch (const std::exception& e) {
             bad_cron = std::string("bad cron entry in its manifest: ") + e.what();
           }
@@ -384,12 +381,49 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   }
   log::info("database connections of this runner (plugins' own not included)",
             {{"max_connections", conn_plan.budget}, {"plan", conn_plan.describe()}});
-  for (const auto& j : cfg.cron) eo.cron.push_back(cron_entry_from_json(j, "config"));
+  // Cron entries are stored by name (jr_cron), a later one replacing an earlier one: a plugin's
+  // entry must not take over the name of the operator's entry or of another plugin's.
+  std::map<std::string, std::string> cron_names;  // name -> source
+  for (const auto& j : cfg.cron) {
+    eo.cron.push_back(cron_entry_from_json(j, "config"));
+    cron_names.emplace(eo.cron.back().name, "config");
+  }
+  // A manifest's cron entries enqueue jobs for the plugin, so they follow the rule of
+  // host->enqueue (Engine::enqueue_permitted): only a kind the plugin serves in this runner
+  // (after --kinds, the trust decision and kind ownership) or one the operator granted it
+  // ([plugins.<name>] enqueue). Any other entry is refused loudly; its other kinds keep working.
+  auto may_schedule = [&serve_kinds](const LoadedPlugin& p, const std::string& kind) {
+    for (const auto& k : p.kinds) {
+      if (k.kind == kind &&
+          (serve_kinds.empty() ||
+           std::find(serve_kinds.begin(), serve_kinds.end(), kind) != serve_kinds.end())) {
+        return true;
+      }
+    }
+    const auto& granted = p.grants.enqueue_kinds;
+    return std::find(granted.begin(), granted.end(), kind) != granted.end();
+  };
   for (auto& p : plugins) {
     eo.plugin_configs[p.name] = plugin_config_for(p, cfg.plugin_config, db_urls[p.name]);
     if (!p.manifest.contains("cron")) continue;
     for (const auto& j : p.manifest["cron"]) {
-      eo.cron.push_back(cron_entry_from_json(j, "plugin:" + p.name));  // checked when granted
+      CronEntry e = cron_entry_from_json(j, "plugin:" + p.name);  // parsed above
+      if (!may_schedule(p, e.kind)) {
+        log::error(
+            "cron entry refused: a plugin may schedule only the kinds it serves in this runner "
+            "and those granted to it",
+            {{"plugin", p.name},
+             {"cron", e.name},
+             {"kind", e.kind},
+             {"hint", "[plugins." + p.name + "] enqueue = [\"" + e.kind + "\"]"}});
+        continue;
+      }
+      if (auto [it, fresh] = cron_names.emplace(e.name, e.source); !fresh) {
+        log::error("cron entry refused: its name is already used by another entry",
+                   {{"plugin", p.name}, {"cron", e.name}, {"used_by", it->second}});
+        continue;
+      }
+      eo.cron.push_back(std::move(e));
     }
   }
   ops::OpsConfig oc;

@@ -189,7 +189,7 @@ void read_file(const std::string& path, Config& cfg) {
              "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
-             "idle_timeout", "init_retry_max"});
+             "idle_timeout", "init_retry_max", "plugin_start_timeout"});
     r.str("http", cfg.http);
     r.str("plugins", cfg.plugins_dir);
     r.integer("concurrency", cfg.concurrency, 1, 4096);
@@ -216,6 +216,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("progress_interval", cfg.progress_interval_seconds);
     r.seconds("idle_timeout", cfg.idle_timeout_seconds);
     r.seconds("init_retry_max", cfg.init_retry_max_seconds);
+    r.seconds("plugin_start_timeout", cfg.plugin_start_timeout_seconds);
   }
   if (auto o = root.get("otel")) {
     // OpenTelemetry traces (docs/operations.md).
@@ -456,6 +457,9 @@ void validate(const Config& cfg) {
     throw ConfigError("otel interval and timeout must be at least 1ms");
   }
   if (cfg.otel_service_name.empty()) throw ConfigError("otel service_name must not be empty");
+  if (cfg.plugin_start_timeout_seconds < 0.1 || cfg.plugin_start_timeout_seconds > 3600) {
+    throw ConfigError("plugin_start_timeout must be between 0.1s and 1h");
+  }
 }
 
 }  // namespace jr

@@ -61,6 +61,9 @@ struct Config {
   double progress_interval_seconds = 0.25;  // progress_interval: min time between writes
   double idle_timeout_seconds = 60;         // idle_timeout: deadline of one idle-hook call
   double init_retry_max_seconds = 60;       // init_retry_max: longest pause between starts
+  // plugin_start_timeout: a sandboxed plugin's load and init in a new worker (its constructors
+  // and init) must finish within this, else the worker is killed and the start retried.
+  double plugin_start_timeout_seconds = 30;
 
   // Seed environment variables read as aliases (docs/migrating.md), e.g. "WORKER_CONCURRENCY";
   // the worker logs them at start so an operator sees where a setting came from.

@@ -50,13 +50,16 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
     rt->plugin = p;
     rt->executor = ex;
     for (const auto& k : p->kinds) {
-      rt->may_enqueue.insert(k.kind);
       if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), k.kind) == kinds.end()) continue;
       kind_map_[k.kind] = KindEntry{p, &k, ex};
       kinds_.push_back(k.kind);
       rt->kinds.push_back(k.kind);
     }
-    // Besides its own kinds, those the operator granted it (the trust policy's enqueue_kinds).
+    // A plugin may enqueue the kinds it serves here, not every kind it declares: a declared kind
+    // refused (recorded for another plugin in jr_kinds, or left out by --kinds) would otherwise
+    // let it forge jobs that the owner runs. Besides those, the kinds the operator granted it
+    // (the trust policy's enqueue_kinds).
+    rt->may_enqueue.insert(rt->kinds.begin(), rt->kinds.end());
     rt->may_enqueue.insert(p->grants.enqueue_kinds.begin(), p->grants.enqueue_kinds.end());
     // A plugin none of whose kinds is served here is neither started nor reported.
     if (rt->kinds.empty()) continue;
@@ -145,6 +148,8 @@ void Engine::stop() {
     std::lock_guard<std::mutex> lock(h->mu);
     if (h->current != nullptr) h->current->cancel.store(kCancelShutdown);
   }
+  // Nor are plugin starts: a constructor or init that hangs is killed now, not at its deadline.
+  for (auto& r : runtimes_) r->executor->cancel_starts();
   // Each notify after taking the waiters' mutex: a waiter that has checked its predicate but
   // not yet slept would otherwise miss it and sleep for ever (these waits have no timeout).
   { std::lock_guard<std::mutex> lock(plugins_mu_); }
@@ -1297,7 +1302,8 @@ void Engine::end_call(jr_job_ctx& ctx) {
 }
 
 // The rules of host->enqueue, checked before anything of the request is parsed: a plugin may
-// enqueue its own kinds and the kinds granted to it, at most enqueues_per_job times per call.
+// enqueue the kinds it serves here and the kinds granted to it, at most enqueues_per_job times
+// per call.
 bool Engine::enqueue_permitted(jr_job_ctx* ctx, std::string_view kind) {
   // No context: the host itself (a plugin's call always carries one: host_api and the sandbox
   // exchange never pass null), so no plugin's rules apply.

@@ -273,7 +273,7 @@ class Engine : public HostServices {
   struct PluginRuntime {
     LoadedPlugin* plugin = nullptr;
     Executor* executor = nullptr;
-    std::set<std::string> may_enqueue;  // its own kinds and the granted ones
+    std::set<std::string> may_enqueue;  // the kinds it serves here and the granted ones
     std::vector<std::string> kinds;     // served here
     bool ready = false;                 // guarded by plugins_mu_
     std::string reason = "starting";    // guarded by plugins_mu_

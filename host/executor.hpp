@@ -58,6 +58,9 @@ class Executor {
   virtual bool start_plugin(std::string* /*why*/) { return true; }
   // Whether the plugin can take jobs now; `why` says why not. Thread-safe, cheap.
   virtual bool ready(std::string* /*why*/) const { return true; }
+  // Shutdown: a start_plugin() in progress returns soon (false), and no new one starts.
+  // Thread-safe, does not block. An executor that cannot stop a start (in-process) ignores it.
+  virtual void cancel_starts() {}
   // Whether a call that ignores cancellation can be stopped (a sandboxed worker is killed; an
   // in-process call cannot be).
   virtual bool can_stop_calls() const { return false; }

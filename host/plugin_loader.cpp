@@ -75,16 +75,6 @@ bool declares_config_kinds(const nlohmann::json& manifest) {
   return it != manifest.end() && it->is_boolean() && it->get<bool>();
 }
 
-bool LoadedPlugin::may_enqueue(std::string_view kind) const {
-  for (const auto& k : kinds) {
-    if (k.kind == kind) return true;
-  }
-  for (const auto& k : grants.enqueue_kinds) {
-    if (k == kind) return true;
-  }
-  return false;
-}
-
 void note_refused_plugin(RefusedPlugin r) {
   std::lock_guard<std::mutex> lock(g_refused_mu);
   refused_list().push_back(std::move(r));

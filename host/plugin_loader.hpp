@@ -67,9 +67,6 @@ struct LoadedPlugin {
   std::string sha256;                     // of the pinned content ("" when not pinned)
   std::shared_ptr<const PinnedFile> pin;  // the content every load and worker uses
   PluginGrants grants;                    // set by the trust decision before init
-
-  // True when a job of this plugin may enqueue `kind`: one of its own kinds or a granted one.
-  bool may_enqueue(std::string_view kind) const;
 };
 
 // A plugin (or one kind of it) the runner refused at start-up, with the reason. The runner keeps

@@ -209,6 +209,7 @@ void SandboxExecutor::stop() {
     if (stopping_) return;  // stopped already (stop() then the destructor)
     stopping_ = true;
   }
+  cancel_starts_ = true;
   cv_.notify_all();
   // Jobs in flight return by their deadline (+ grace) or on cancellation; wait for them, within
   // a bound: shutdown never waits without end on plugin code.
@@ -273,7 +274,7 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
   init["user_name"] = user_name_;
   init["plugin_name"] = name_;  // for the network guard's log lines
   init["socket_dirs"] = unix_socket_dirs(plugin_config_);
-  nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err);
+  nlohmann::json hello = w->handshake(init, opts_.start_timeout_ms, kind, err, &cancel_starts_);
   if (hello.is_null()) return nullptr;
   if (!hello.value("ok", false)) {
     // The worker's words (the plugin's init error): bounded before they reach logs and /readyz.

@@ -154,6 +154,8 @@ class SandboxExecutor final : public Executor {
   // (until start_plugin() succeeds).
   bool ready(std::string* why) const override;
   bool can_stop_calls() const override { return true; }
+  // Kills a worker that is still loading the plugin (constructor or init), within 100 ms.
+  void cancel_starts() override { cancel_starts_ = true; }
 
   bool has_idle() const { return has_idle_; }
   const Policy& policy() const { return policy_; }
@@ -205,6 +207,7 @@ class SandboxExecutor final : public Executor {
   // Bumped when the whole pool is killed (quarantine): a worker of an older generation that
   // dies during a job was killed with the pool, and its job is released.
   std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> cancel_starts_{false};  // shutdown: stop workers still loading the plugin
   Counters counters_;
 
   mutable std::mutex mu_;

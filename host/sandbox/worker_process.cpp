@@ -428,7 +428,8 @@ bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& 
 }
 
 nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t timeout_ms,
-                                        std::string* kind, std::string* err) {
+                                        std::string* kind, std::string* err,
+                                        const std::atomic<bool>* abort) {
   std::string text = init.dump();
   enc.begin(proto::Type::init);
   enc.put<uint8_t>(0);
@@ -479,8 +480,16 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
           "worker did not finish loading the plugin within " + std::to_string(timeout_ms) + " ms";
       return nullptr;
     }
+    if (abort != nullptr && abort->load()) {
+      // Shutdown: a plugin that hangs in its constructor or init must not hold the runner.
+      kill();
+      reap();
+      *kind = "cancelled";
+      *err = "the runner is shutting down (the plugin was still loading)";
+      return nullptr;
+    }
     pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-    ::poll(p, 2, static_cast<int>(std::min<int64_t>(left, 1000)));
+    ::poll(p, 2, static_cast<int>(std::min<int64_t>(left, abort != nullptr ? 100 : 1000)));
     if (p[0].revents != 0) {
       auto fr = reader.fill(fd);
       if (fr == proto::FrameReader::Result::eof) return dead("while loading the plugin");

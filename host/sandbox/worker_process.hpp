@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -41,11 +42,12 @@ class WorkerProcess {
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
 
-  // Sends Init and waits for Hello (or the process' death, or the timeout). Returns the Hello
-  // JSON; on failure returns null and sets `kind` ("crash", "seccomp", "oom", "protocol",
-  // "timeout", "init") and `err`.
+  // Sends Init and waits for Hello (or the process' death, or the timeout, or `*abort` turning
+  // true: the runner shuts down). Returns the Hello JSON; on failure returns null and sets `kind`
+  // ("crash", "seccomp", "oom", "protocol", "timeout", "cancelled", "init") and `err`. The worker
+  // is killed on timeout and abort.
   nlohmann::json handshake(const nlohmann::json& init, int64_t timeout_ms, std::string* kind,
-                           std::string* err);
+                           std::string* err, const std::atomic<bool>* abort = nullptr);
 
   // Moves the (just spawned) worker into `cg` before it gets its Init frame. False with `err`
   // set when that failed: the worker must not run (the caller drops it).

@@ -88,6 +88,7 @@ TEST_F(ConfigTest, ReadsTheHostServiceLimits) {
   EXPECT_DOUBLE_EQ(d.progress_interval_seconds, 0.25);
   EXPECT_DOUBLE_EQ(d.idle_timeout_seconds, 60);
   EXPECT_DOUBLE_EQ(d.init_retry_max_seconds, 60);
+  EXPECT_DOUBLE_EQ(d.plugin_start_timeout_seconds, 30);
   Config c = load_config(write(R"([worker]
 enqueues_per_job = 50
 log_lines_per_job = 200
@@ -95,6 +96,7 @@ log_bytes_per_job = 65536
 progress_interval = "1s"
 idle_timeout = "5m"
 init_retry_max = "500ms"
+plugin_start_timeout = "2s"
 )"));
   EXPECT_EQ(c.enqueues_per_job, 50);
   EXPECT_EQ(c.log_lines_per_job, 200);
@@ -102,8 +104,10 @@ init_retry_max = "500ms"
   EXPECT_DOUBLE_EQ(c.progress_interval_seconds, 1);
   EXPECT_DOUBLE_EQ(c.idle_timeout_seconds, 300);
   EXPECT_DOUBLE_EQ(c.init_retry_max_seconds, 0.5);
+  EXPECT_DOUBLE_EQ(c.plugin_start_timeout_seconds, 2);
   EXPECT_THROW(load_config(write("[worker]\nenqueues_per_job = -1\n")), ConfigError);
   EXPECT_THROW(validate(load_config(write("[worker]\nidle_timeout = 0\n"))), ConfigError);
+  EXPECT_THROW(validate(load_config(write("[worker]\nplugin_start_timeout = 0\n"))), ConfigError);
 }
 
 TEST_F(ConfigTest, EnvironmentOverridesTheFile) {

@@ -7,13 +7,16 @@
 //   - log and progress floods neither delay the healthy jobs nor grow the runner's log or memory;
 //   - an idle hook that never returns stops neither lease renewal nor SIGTERM;
 //   - a plugin whose init fails does not stop the runner: its jobs wait, /readyz says why, and
-//     once its init succeeds its jobs run without a restart.
+//     once its init succeeds its jobs run without a restart;
+//   - an init or a constructor that never returns: the worker is killed at the start deadline
+//     ([worker] plugin_start_timeout), the plugin is not ready, and SIGTERM does not wait for it.
 #include <httplib.h>
 #include <signal.h>
 
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 
 #include "redteam.hpp"
@@ -61,6 +64,27 @@ class Robust : public jrtest::RedTeamFixture {
         },
         30s);
     return port;
+  }
+  // The "plugin failed to start; retrying" log lines of `plugin`.
+  std::vector<nlohmann::json> start_failures(const std::string& plugin) {
+    std::vector<nlohmann::json> out;
+    std::istringstream in(runner_->log());
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("msg", "") == "plugin failed to start; retrying" &&
+          j.value("plugin", "") == plugin) {
+        out.push_back(j);
+      }
+    }
+    return out;
+  }
+  // Whether /readyz lists `plugin` as ready (null when it is not listed).
+  static nlohmann::json plugin_ready(const nlohmann::json& body, const std::string& plugin) {
+    if (!body.is_object() || !body.contains("plugins")) return nullptr;
+    for (const auto& p : body["plugins"]) {
+      if (p.value("name", "") == plugin) return p.value("ready", false);
+    }
+    return nullptr;
   }
   // GET /readyz: {status code, body}.
   static std::pair<int, nlohmann::json> readyz(int port) {
@@ -266,6 +290,77 @@ TEST_F(Robust, PluginWhoseInitFailsIsServedOnceItsDependencyIsBack) {
   std::string log = stop_and_check();
   EXPECT_NE(log.find("\"msg\":\"plugin loaded in the sandbox\",\"plugin\":\"hostile_init\""),
             std::string::npos);
+}
+
+// Class 9: an init that never returns. Its worker is killed at the start deadline (here 2 s) and
+// the start retried, each failure logged with the plugin's name; /readyz says it is not ready;
+// echo jobs complete; SIGTERM exits cleanly with no worker left.
+TEST_F(Robust, InitThatNeverReturnsIsKilledAtTheStartDeadline) {
+  start_runner({robust_so("init_hang")},
+               "[worker]\nhttp = \"127.0.0.1:0\"\nplugin_start_timeout = \"2s\"\n");
+  int port = http_port();
+  ASSERT_GT(port, 0) << runner_->log();
+  enqueue_healthy(10);
+  auto waiting = enqueue_many("hostile_init_hang", 3, "{}");
+  ASSERT_TRUE(wait_until([&] { return start_failures("hostile_init_hang").size() >= 2; }, 60s))
+      << runner_->log();
+  for (const auto& f : start_failures("hostile_init_hang")) {
+    EXPECT_NE(f.value("error", "").find("did not finish loading the plugin within 2000 ms"),
+              std::string::npos)
+        << f.dump();
+  }
+  EXPECT_GE(occurrences(runner_->log(), "init entered; never returning"), 2u) << runner_->log();
+  auto [code, body] = readyz(port);
+  EXPECT_EQ(code, 503) << body.dump();
+  EXPECT_NE(body.value("reason", "").find("plugin hostile_init_hang is not ready"),
+            std::string::npos)
+      << body.dump();
+  EXPECT_EQ(plugin_ready(body, "hostile_init_hang"), false) << body.dump();
+  EXPECT_EQ(plugin_ready(body, "echo"), true) << body.dump();
+  std::string log = stop_and_check();
+  for (int64_t id : waiting) {
+    EXPECT_EQ(q("SELECT state || ' ' || attempt FROM jr_jobs_all WHERE id = " + std::to_string(id)),
+              "available 0");
+  }
+}
+
+// Class 9: a constructor that hangs only in a worker that serves jobs (describing the plugin
+// works, so it is accepted): the same deadline applies to loading it.
+TEST_F(Robust, ConstructorThatHangsOnlyWhenServingIsKilledAtTheStartDeadline) {
+  start_runner({robust_so("ctor_hang")},
+               "[worker]\nhttp = \"127.0.0.1:0\"\nplugin_start_timeout = \"2s\"\n");
+  int port = http_port();
+  ASSERT_GT(port, 0) << runner_->log();
+  enqueue_healthy(10);
+  ASSERT_TRUE(wait_until([&] { return start_failures("hostile_ctor_hang").size() >= 2; }, 60s))
+      << runner_->log();
+  EXPECT_NE(start_failures("hostile_ctor_hang")[0].value("error", "").find("within 2000 ms"),
+            std::string::npos)
+      << runner_->log();
+  EXPECT_GE(occurrences(runner_->log(), "constructor entered; never returning"), 2u);
+  auto [code, body] = readyz(port);
+  EXPECT_EQ(code, 503) << body.dump();
+  EXPECT_EQ(plugin_ready(body, "hostile_ctor_hang"), false) << body.dump();
+  EXPECT_EQ(plugin_ready(body, "echo"), true) << body.dump();
+  std::string log = stop_and_check();
+  EXPECT_EQ(log.find("plugin refused"), std::string::npos) << "describing it should work: " << log;
+}
+
+// Class 9: SIGTERM while a plugin's init hangs, long before its start deadline (5 minutes here):
+// the loading worker is killed at once; the runner neither waits for the deadline nor abandons
+// the start (which would leave the worker to the parent-death signal).
+TEST_F(Robust, SigtermDuringAnInitThatNeverReturnsDoesNotWaitForTheDeadline) {
+  start_runner({robust_so("init_hang")}, "[worker]\nplugin_start_timeout = \"5m\"\n");
+  enqueue_healthy(10);
+  ASSERT_TRUE(wait_until(
+      [&] { return runner_->log().find("init entered; never returning") != std::string::npos; },
+      60s))
+      << runner_->log();
+  auto t0 = std::chrono::steady_clock::now();
+  std::string log = stop_and_check();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s) << log;
+  EXPECT_EQ(log.find("a plugin call did not return in time"), std::string::npos) << log;
+  EXPECT_EQ(log.find("exiting with handlers still running"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -100,9 +100,9 @@ class TrustRedTeam : public jrtest::RedTeamFixture {
   std::string secret_file_;
 };
 
-// Class 1: the manifest asks for in-process execution, the whole file system, the network, no
-// memory limit and the runner's secrets. With no grant the plugin is refused (nothing of it runs
-// in the runner, its job is never taken) while echo jobs complete.
+// Class 1: the manifest asks for in-process execution, the whole file system (read and write), the
+// network, no memory limit and the runner's secrets. With no grant the plugin is refused (nothing
+// of it runs in the runner, its job is never taken) while echo jobs complete.
 TEST_F(TrustRedTeam, GreedyManifestWithoutAGrantIsRefused) {
   start_runner({trust_so("greedy")});
   int64_t greedy = enqueue({"enqueue", "trust_greedy", "--payload",
@@ -116,8 +116,9 @@ TEST_F(TrustRedTeam, GreedyManifestWithoutAGrantIsRefused) {
   ASSERT_EQ(refused.size(), 1u) << log;
   EXPECT_EQ(refused[0]["plugin"], "trust_greedy");
   std::string why = refused[0]["reason"].get<std::string>();
-  for (const char* asked : {"isolation = \"none\"", "sandbox.readable", "sandbox.network",
-                            "sandbox.memory_mb", "DATABASE_URL", "RUNNER_API_TOKEN"}) {
+  for (const char* asked :
+       {"isolation = \"none\"", "sandbox.readable", "sandbox.writable", "sandbox.network",
+        "sandbox.memory_mb", "DATABASE_URL", "RUNNER_API_TOKEN"}) {
     EXPECT_NE(why.find(asked), std::string::npos) << asked << " not in: " << why;
   }
   EXPECT_EQ(log.find("plugin loaded in-process"), std::string::npos) << log;
@@ -132,6 +133,7 @@ isolation = "sandbox"
 env = false
 [plugins.trust_greedy.sandbox]
 readable = []
+writable = []
 network = "none"
 memory_mb = 256
 )");
@@ -366,6 +368,71 @@ TEST_F(TrustRedTeam, KindOwnershipAcrossRunners) {
   EXPECT_EQ(q(kind_row), "trust_owner_b " + sha_b);
   EXPECT_EQ(occurrences(log4, "kind taken over from another plugin (replace_kinds = true)"), 1u)
       << log4;
+}
+
+// Classes 7 and 10: a plugin that also declares a kind recorded for another plugin is refused that
+// kind here, and may not make jobs of it either (the owner would run them): neither through
+// host->enqueue from a job of its own kind nor through a cron entry in its manifest. Both are
+// refused with its name in the log; its own kind, enqueued and scheduled, keeps working. Nor may
+// its cron entry replace the operator's entry of the same name.
+TEST_F(TrustRedTeam, RefusedKindCanNeitherBeEnqueuedNorScheduledByTheOtherPlugin) {
+  const std::string kind_row = "SELECT plugin FROM jr_kinds WHERE kind = 'trust_shared_kind'";
+  start_runner({trust_so("owner_a")});
+  ASSERT_TRUE(wait_until([&] { return q(kind_row) == "trust_owner_a"; }, 30s))
+      << q(kind_row) << "\n"
+      << runner_->log();
+  stop_and_check();
+
+  start_runner({trust_so("kind_thief")}, R"(
+[[cron]]
+name = "trust_operator_cron"
+schedule = "@every 1h"
+kind = "echo"
+)");
+  int64_t steal = enqueue({"enqueue", "trust_kind_thief", "--payload", arg_payload("steal")});
+  enqueue_healthy(20);
+  ASSERT_EQ(wait_finished(steal, 60s), "completed") << runner_->log();
+  nlohmann::json r = status(steal)["result"];
+  EXPECT_NE(r["steal"], 0) << "host->enqueue of a refused kind succeeded: " << r.dump();
+  EXPECT_EQ(r["own"], 0) << "host->enqueue of its own kind failed: " << r.dump();
+  // Its own cron entry ticks (and the job it enqueued ran): the schedules were registered.
+  const std::string own_done =
+      "SELECT count(*) FROM jr_jobs_done WHERE kind = 'trust_kind_thief' AND state = "
+      "'completed' AND payload->>'arg' = ";
+  EXPECT_TRUE(wait_until([&] { return count(own_done + "'cron-own'") > 0; }, 60s))
+      << runner_->log();
+  EXPECT_TRUE(wait_until([&] { return count(own_done + "'enqueued-own'") == 1; }, 60s))
+      << runner_->log();
+  std::string log = stop_and_check();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE kind = 'trust_shared_kind'"), 0)
+      << "the thief made jobs of another plugin's kind: "
+      << q("SELECT string_agg(payload::text, ' ') FROM jr_jobs_all WHERE kind = "
+           "'trust_shared_kind'");
+  EXPECT_EQ(count("SELECT count(*) FROM jr_cron WHERE kind = 'trust_shared_kind'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_cron WHERE name = 'trust_thief_own'"), 1);
+  EXPECT_EQ(q("SELECT kind || ' ' || source FROM jr_cron WHERE name = 'trust_operator_cron'"),
+            "echo config");
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE payload->>'arg' = 'hijacked'"), 0);
+  EXPECT_EQ(q(kind_row), "trust_owner_a");
+
+  auto refused_enqueue = log_lines(
+      log, "enqueue refused: a plugin may enqueue only its own kinds and those granted to it");
+  ASSERT_EQ(refused_enqueue.size(), 1u) << log;
+  EXPECT_EQ(refused_enqueue[0]["plugin"], "trust_kind_thief");
+  EXPECT_EQ(refused_enqueue[0]["requested_kind"], "trust_shared_kind");
+  EXPECT_EQ(refused_enqueue[0]["allowed"], nlohmann::json::array({"trust_kind_thief"}));
+  auto refused_cron = log_lines(log,
+                                "cron entry refused: a plugin may schedule only the kinds it "
+                                "serves in this runner and those granted to it");
+  ASSERT_EQ(refused_cron.size(), 1u) << log;
+  EXPECT_EQ(refused_cron[0]["plugin"], "trust_kind_thief");
+  EXPECT_EQ(refused_cron[0]["cron"], "trust_thief_forged");
+  EXPECT_EQ(refused_cron[0]["kind"], "trust_shared_kind");
+  auto taken = log_lines(log, "cron entry refused: its name is already used by another entry");
+  ASSERT_EQ(taken.size(), 1u) << log;
+  EXPECT_EQ(taken[0]["plugin"], "trust_kind_thief");
+  EXPECT_EQ(taken[0]["cron"], "trust_operator_cron");
+  EXPECT_EQ(taken[0]["used_by"], "config");
 }
 
 }  // namespace

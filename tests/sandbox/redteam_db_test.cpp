@@ -74,7 +74,11 @@ TEST_F(RedTeamDb, APluginWithADatabaseCannotLeaveItsOwnRoleAndOneWithoutGetsNoUr
   // built-in approval); hostile_db_nogrant asks for none.
   start_runner({hostile_so("db"), hostile_so("db_nogrant")}, kGrants);
   enqueue_healthy(20);
-  std::string payload = arg_payload(socket_conninfo() + "|" + marker);
+  // The runner's password: in no plugin's config, under any key (hostile_db's config has its own
+  // role's URL, hostile_db_nogrant's no URL at all).
+  const std::string runner_password = jr::dbauth::parse_conninfo(url_)["password"];
+  ASSERT_GE(runner_password.size(), 8u) << "the harness's runner URL has no password: " << url_;
+  std::string payload = arg_payload(socket_conninfo() + "|" + marker + "|" + runner_password);
   int64_t granted = enqueue({"enqueue", "hostile_db", "--payload", payload});
   int64_t nogrant = enqueue({"enqueue", "hostile_db_nogrant", "--payload", payload});
   ASSERT_EQ(wait_finished(granted, std::chrono::seconds(60)), "completed") << runner_->log();
@@ -98,6 +102,8 @@ TEST_F(RedTeamDb, APluginWithADatabaseCannotLeaveItsOwnRoleAndOneWithoutGetsNoUr
   EXPECT_FALSE(n.value("has_url", true)) << n.dump(2);
   EXPECT_FALSE(n.value("connected", true)) << n.dump(2);
   for (const json& r : {g, n}) {
+    EXPECT_EQ(r.value("config_has_secret", true), false)
+        << "the runner's password is in a plugin's config: " << r.dump(2);
     for (const char* user : {"jobrunner", "jobrunner_admin", "postgres", "root"}) {
       EXPECT_EQ(r["no_password"].value(user, ""), "refused") << user << ": " << r.dump(2);
     }

@@ -4,11 +4,13 @@
  *   hostile_db          requests a database ("database": true): uses the database_url of its
  *                       config and runs every attack below with it;
  *   hostile_db_nogrant  requests none: reports whether its config has a database_url at all.
- * Both also try to log in without a password as the usual privileged roles.
+ * Both also try to log in without a password as the usual privileged roles, and search their
+ * whole config text (any key, any nesting) for a secret the test names: the runner's password.
  *
- * The payload is {"arg": "CONNINFO|MARKER"} (hostile_arg.h): CONNINFO names the socket and a
- * database (host=... port=... dbname=..., no user), MARKER a file COPY ... TO PROGRAM would create.
- * The result is a JSON object: {"has_url": bool, "connected": bool, "whoami": "...",
+ * The payload is {"arg": "CONNINFO|MARKER|SECRET"} (hostile_arg.h): CONNINFO names the socket and
+ * a database (host=... port=... dbname=..., no user), MARKER a file COPY ... TO PROGRAM would
+ * create, SECRET the text to look for in the config. The result is a JSON object:
+ * {"has_url": bool, "config_has_secret": bool, "connected": bool, "whoami": "...",
  * "attacks": {"name": "OK: <first value>" or "<SQLSTATE>: <message>"}, "no_password":
  * {"user": "refused" or "CONNECTED"}}. The test decides what counts as an escape.
  */
@@ -32,6 +34,7 @@
 
 static char g_url[4096];
 static int g_has_url;
+static char g_config[1 << 20]; /* the whole config text its init got (cut at 1 MiB) */
 
 /* Growing output buffer for the result document. */
 struct out {
@@ -113,6 +116,7 @@ static int32_t h_init(const jr_host_api* host, const char* config_json, void** s
   (void)err;
   (void)err_cap;
   *state = NULL;
+  snprintf(g_config, sizeof g_config, "%s", config_json);
   find_url(config_json);
   return 0;
 }
@@ -123,6 +127,8 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   char arg[2048], conninfo[2048], marker[1024], sql[4096];
   jr_hostile_arg(job, arg, 1001); /* at most 1000 bytes: every statement below fits its buffer */
   char* bar = strchr(arg, '|');
+  char* secret = bar ? strchr(bar + 1, '|') : NULL;
+  if (secret) *secret++ = '\0';
   snprintf(marker, sizeof marker, "%s", bar ? bar + 1 : "/tmp/jr-hostile-db-marker");
   if (bar) *bar = '\0';
   snprintf(conninfo, sizeof conninfo, "%s", arg);
@@ -131,6 +137,8 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
   o.buf[0] = '\0';
   put(&o, "{\"has_url\":");
   put(&o, g_has_url ? "true" : "false");
+  put(&o, ",\"config_has_secret\":");
+  put(&o, secret != NULL && *secret != '\0' && strstr(g_config, secret) != NULL ? "true" : "false");
   int connected = 0;
   if (g_url[0] != '\0') {
     PGconn* c = PQconnectdb(g_url);

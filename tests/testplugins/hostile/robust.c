@@ -13,6 +13,11 @@
  *   JR_ROBUST_IDLE  "hostile_idle_hang": an idle hook that never returns (ignores cancellation).
  *   JR_ROBUST_INIT  "hostile_init": init fails ("dependency unreachable") while the Unix time is
  *       before config "fail_until" (always when it is missing): a dependency that is down.
+ *   JR_ROBUST_INIT_HANG  "hostile_init_hang": init never returns (after writing "init entered;
+ *       never returning" to stderr).
+ *   JR_ROBUST_CTOR_HANG  "hostile_ctor_hang": a constructor that never returns, but only in a
+ *       worker that serves jobs: describing it (as the describe uid, kDescribeUid below) works,
+ *       so the plugin is accepted and then hangs on every start.
  *
  * Plain C against abi.h. */
 #define _GNU_SOURCE
@@ -29,8 +34,31 @@
 #define JR_NAME "hostile_idle_hang"
 #elif defined(JR_ROBUST_INIT)
 #define JR_NAME "hostile_init"
+#elif defined(JR_ROBUST_INIT_HANG)
+#define JR_NAME "hostile_init_hang"
+#elif defined(JR_ROBUST_CTOR_HANG)
+#define JR_NAME "hostile_ctor_hang"
 #else
-#error "define one of JR_ROBUST_MAIN, JR_ROBUST_IDLE, JR_ROBUST_INIT"
+#error "define one of JR_ROBUST_MAIN, JR_ROBUST_IDLE, JR_ROBUST_INIT, JR_ROBUST_INIT_HANG, ..."
+#endif
+
+/* Says on stderr (relayed to the runner's log as "plugin output") that it hangs now, then does
+ * so for ever (no signal or cancellation stops it; only SIGKILL). */
+__attribute__((unused)) static void hang(const char* what) {
+  char line[128];
+  int n = snprintf(line, sizeof line, "%s entered; never returning\n", what);
+  if (write(2, line, (size_t)n) != n) {
+  }
+  for (;;) usleep(100 * 1000);
+}
+
+#if defined(JR_ROBUST_CTOR_HANG)
+/* The describe workers' uid when the runner is root (host/sandbox/identity.hpp kUidBase); a
+ * worker serving jobs runs as the plugin's own uid. */
+#define kDescribeUid 2100000000u
+__attribute__((constructor)) static void ctor_hang(void) {
+  if (getuid() != kDescribeUid) hang("constructor");
+}
 #endif
 
 __attribute__((unused)) static double now_s(void) {
@@ -158,6 +186,10 @@ static int32_t h_init(const jr_host_api* host, const char* config_json, void** s
     }
     return 1;
   }
+#elif defined(JR_ROBUST_INIT_HANG)
+  (void)err;
+  (void)err_cap;
+  hang("init");
 #else
   (void)err;
   (void)err_cap;

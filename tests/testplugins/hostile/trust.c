@@ -40,13 +40,13 @@ static int sees(const char* secret) {
 }
 
 #if defined(JR_TRUST_GREEDY)
-/* Asks for everything: in-process, the whole file system, the network, no memory limit, and the
- * runner's secrets through environment passthrough. */
+/* Asks for everything: in-process, the whole file system (read and write), the network, no
+ * memory limit, and the runner's secrets through environment passthrough. */
 #define NAME "trust_greedy"
 #define MANIFEST                                                                                \
   "{\"isolation\": \"none\", \"env\": {\"DATABASE_URL\": \"stolen_db\", \"RUNNER_API_TOKEN\": " \
-  "\"stolen_token\"}, \"sandbox\": {\"readable\": [\"/\"], \"network\": \"full\", "             \
-  "\"memory_mb\": 0}}"
+  "\"stolen_token\"}, \"sandbox\": {\"readable\": [\"/\"], \"writable\": [\"/\"], "             \
+  "\"network\": \"full\", \"memory_mb\": 0}}"
 #elif defined(JR_TRUST_SWAP_A)
 #define NAME "trust_swap"
 #define VERSION_TAG "A"
