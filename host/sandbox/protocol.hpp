@@ -4,8 +4,9 @@
 // Payloads are little-endian fixed fields and u32-length-prefixed strings (Encoder/Decoder);
 // Init and Hello carry JSON text.
 //
-// Per job: one Job frame in, one Done frame out; Log/Progress/Enqueue frames from the worker
-// (and an EnqueueReply back) only when the plugin calls those host functions. Cancellation does
+// Per job: one Job frame in, one Done frame out; Log/Progress/Enqueue/ParentResults frames from
+// the worker (and an EnqueueReply / ParentResultsReply back) only when the plugin calls those
+// host functions. Cancellation does
 // not travel as a frame: the host sets a word in a shared page the worker polls for free.
 //
 // Threading: an Encoder/FrameReader belongs to one thread at a time; the caller serialises
@@ -40,6 +41,7 @@ enum class Type : uint16_t {
   shutdown = 4,       // call the plugin's shutdown and exit 0
   idle = 5,           // seq: call the plugin's idle hook
   net_guard_ack = 6,  // u8 ok: the host took the notification listener (or could not)
+  parent_results_reply = 7,  // req, i32 status (0 = ok), page (JSON, at most max_frame - 4 KiB)
   // worker -> host
   hello = 64,      // JSON: ok, error, layers, warnings, descriptor
   log = 65,        // seq, level, msg
@@ -47,6 +49,7 @@ enum class Type : uint16_t {
   enqueue = 67,    // seq, req, kind, payload, options
   done = 68,       // seq, status, flags, snooze, cpu_us, maxrss_kb, result_size, result, error
   net_guard = 69,  // u32 fd: the seccomp listener to take with pidfd_getfd (network loopback)
+  parent_results = 70,  // seq, req, u32 offset: a page of the job's parents' results
 };
 
 // Done flags.
