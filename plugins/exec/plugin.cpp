@@ -540,11 +540,11 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
         } else if (parents_ext_->parent_results(ctx, offset, receive, &page) != 0) {
           reply["error"] = "parent results are not available (see the runner's log)";
         } else {
-          json p = json::parse(page, nullptr, false);
-          if (p.is_discarded()) {
+          json parsed = json::parse(page, nullptr, false);
+          if (parsed.is_discarded()) {
             reply["error"] = "parent results are not available";
           } else {
-            reply["page"] = std::move(p);
+            reply["page"] = std::move(parsed);
           }
         }
         if (!send(ch, reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", &err)) {

@@ -324,16 +324,19 @@ TEST_F(Workflow, FailedStepCancelsDependentsWithReasonAndReplayResumes) {
   EXPECT_EQ(seen["total"], 2);
   EXPECT_EQ(seen["sum_i"], 3 + 5);
   EXPECT_EQ(seen["named"], 2);
-  EXPECT_EQ(seen["first_step"], "c");
+  // Parents come in ascending job id (steps are inserted parents first: e before c here).
+  EXPECT_EQ(seen["first_step"], step_job(wf, "c") < step_job(wf, "e") ? "c" : "e");
 }
 
 // The API: a workflow enqueued by POST /api/v1/workflows (a bad one refused with 400 and the
 // message), its status, and its join's parent results in pages bounded by max_bytes.
 TEST_F(Workflow, ApiEnqueuesShowsStatusAndPagesParentResults) {
-  std::string plugins = plugins_;
-  RunnerProcess runner({"--config", config_, "--plugins", plugins, "--http", "127.0.0.1:0",
+  auto env = env_;
+  env["RUNNER_API_TOKEN"] = "t0ken-for-tests";
+  RunnerProcess runner({"--config", config_, "--plugins", plugins_, "--http", "127.0.0.1:0",
                         "--poll-interval", "0.1"},
-                       env_);
+                       env);
+  httplib::Headers auth = {{"Authorization", "Bearer t0ken-for-tests"}, {"X-Jobrunner-CSRF", "1"}};
   int port = 0;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -348,7 +351,7 @@ TEST_F(Workflow, ApiEnqueuesShowsStatusAndPagesParentResults) {
       << runner.log();
   httplib::Client http("127.0.0.1", port);
   http.set_read_timeout(10, 0);
-  auto bad = http.Post("/api/v1/workflows",
+  auto bad = http.Post("/api/v1/workflows", auth,
                        R"({"steps": [{"name": "a", "kind": "wf_step", "depends_on": ["a"]}]})",
                        "application/json");
   ASSERT_TRUE(bad);
@@ -356,7 +359,9 @@ TEST_F(Workflow, ApiEnqueuesShowsStatusAndPagesParentResults) {
   EXPECT_NE(bad->body.find("dependency cycle: a -> a"), std::string::npos) << bad->body;
   EXPECT_EQ(count("SELECT count(*) FROM jr_workflows"), 0);
 
-  auto res = http.Post("/api/v1/workflows", fan_out(40, 0).dump(), "application/json");
+  // Writes need the token, as every state-changing endpoint.
+  EXPECT_EQ(http.Post("/api/v1/workflows", fan_out(2, 0).dump(), "application/json")->status, 401);
+  auto res = http.Post("/api/v1/workflows", auth, fan_out(40, 0).dump(), "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 201) << res->body;
   json made = json::parse(res->body);
