@@ -11,6 +11,7 @@
 //     with that step; replaying it from the dead letter queue brings the cancelled dependents
 //     back, the workflow runs again and completes, the join reading the results;
 //   - the API: POST /api/v1/workflows, GET /api/v1/workflows/ID, parent results in pages.
+// The red-team case (a sandboxed plugin abusing parent_results) is workflow_redteam_test.cpp.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
