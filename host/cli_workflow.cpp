@@ -70,7 +70,8 @@ int enqueue_workflow(const Config& cfg, const std::string& file) {
     r = tx.exec_params("SELECT jr_workflow_enqueue($1::jsonb)::text", doc.dump());
   } catch (const pqxx::sql_error& e) {
     // What the checks above cannot see: a step's kind, queue, ... as the database has them.
-    if (e.sqlstate() == "22023") return refuse("--workflow " + file + ": " + trim_message(e.what()));
+    if (e.sqlstate() == "22023")
+      return refuse("--workflow " + file + ": " + trim_message(e.what()));
     throw StoreError("database error: " + trim_message(e.what()), false);
   }
   tx.commit();

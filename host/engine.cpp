@@ -1359,10 +1359,9 @@ int Engine::job_parent_results(jr_job_ctx* ctx, uint32_t offset, uint32_t max_by
   }
   try {
     auto r = services_->with([&](Store& s) {
-      return s.JobParentResults(
-          ctx->job_id, std::min<int64_t>(offset, ops::kMaxWorkflowSteps + 1),
-          std::clamp<int64_t>(max_bytes, 1024, ops::kParentResultsPageBytes),
-          ops::kParentResultsPageCount);
+      return s.JobParentResults(ctx->job_id, std::min<int64_t>(offset, ops::kMaxWorkflowSteps + 1),
+                                std::clamp<int64_t>(max_bytes, 1024, ops::kParentResultsPageBytes),
+                                ops::kParentResultsPageCount);
     });
     if (!r) {
       log::error("parent_results: the job is not in the database", std::move(fields));

@@ -132,8 +132,7 @@ const void* host_extension(const char* id) {
   if (id != nullptr && std::strncmp(id, JR_EXT_ERROR_KIND, sizeof JR_EXT_ERROR_KIND) == 0) {
     return &kErrorKindExt;
   }
-  if (id != nullptr &&
-      std::strncmp(id, JR_EXT_PARENT_RESULTS, sizeof JR_EXT_PARENT_RESULTS) == 0) {
+  if (id != nullptr && std::strncmp(id, JR_EXT_PARENT_RESULTS, sizeof JR_EXT_PARENT_RESULTS) == 0) {
     return &kParentResultsExt;
   }
   return nullptr;

@@ -54,7 +54,7 @@ struct CallUsage {
   std::atomic<int64_t> log_bytes{0};
   std::atomic<int64_t> log_suppressed{0};  // lines dropped once the budget was used up
   std::atomic<int64_t> log_suppressed_bytes{0};
-  std::atomic<int64_t> enqueues{0};  // requests, refused ones included
+  std::atomic<int64_t> enqueues{0};        // requests, refused ones included
   std::atomic<int64_t> parent_results{0};  // jr.parent_results.v1 calls, refused ones included
   // Progress: the latest value, written to the database at most every progress interval and
   // once more before the outcome (Engine). Guarded by progress_mu.

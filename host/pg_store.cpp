@@ -846,7 +846,7 @@ class PgStore final : public Store {
   }
 
   std::optional<std::string> JobParentResults(int64_t job_id, int64_t offset, int64_t max_bytes,
-                                               int64_t max_count) override {
+                                              int64_t max_count) override {
     return guard([&]() -> std::optional<std::string> {
       pqxx::nontransaction tx(*conn_);
       auto r = tx.exec_params(

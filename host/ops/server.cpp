@@ -351,25 +351,26 @@ void Server::routes() {
   });
 
   // Workflows (docs/job-model.md "Workflows"): checked before the database, as the CLI does.
-  s.Post("/api/v1/workflows", [this, authorised](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    if (!authorised(req, res)) return;
-    nlohmann::json doc = nlohmann::json::parse(req.body, nullptr, false);
-    if (doc.is_discarded()) return error_reply(res, 400, "the request body is not valid JSON");
-    try {
-      check_workflow(doc);
-    } catch (const WorkflowError& e) {
-      return error_reply(res, 400, e.what());
-    }
-    std::string out;
-    try {
-      out = pool_.with([&](Store& st) { return st.WorkflowEnqueue(doc.dump()); });
-    } catch (const StoreError& e) {
-      if (e.transient()) throw;
-      return error_reply(res, 400, log::redact(e.what()));  // a step the database refused
-    }
-    json_reply(res, 201, nlohmann::json::parse(out));
-  });
+  s.Post("/api/v1/workflows",
+         [this, authorised](const httplib::Request& req, httplib::Response& res) {
+           if (!authorised(req, res)) return;
+           nlohmann::json doc = nlohmann::json::parse(req.body, nullptr, false);
+           if (doc.is_discarded())
+             return error_reply(res, 400, "the request body is not valid JSON");
+           try {
+             check_workflow(doc);
+           } catch (const WorkflowError& e) {
+             return error_reply(res, 400, e.what());
+           }
+           std::string out;
+           try {
+             out = pool_.with([&](Store& st) { return st.WorkflowEnqueue(doc.dump()); });
+           } catch (const StoreError& e) {
+             if (e.transient()) throw;
+             return error_reply(res, 400, log::redact(e.what()));  // a step the database refused
+           }
+           json_reply(res, 201, nlohmann::json::parse(out));
+         });
   s.Get(R"(/api/v1/workflows/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
     int64_t id = path_id(req);
     auto w = pool_.with([&](Store& st) { return st.WorkflowStatus(id); });
@@ -378,7 +379,7 @@ void Server::routes() {
   });
   // A page of a job's parents' results: ?offset=N (default 0), ?max_bytes=M (1024 to 4 MiB).
   s.Get(R"(/api/v1/jobs/(\d+)/parent_results)", [this](const httplib::Request& req,
-                                                        httplib::Response& res) {
+                                                       httplib::Response& res) {
     int64_t id = path_id(req);
     auto number = [&](const char* name, int64_t dflt, int64_t lo, int64_t hi) {
       if (!req.has_param(name)) return dflt;
@@ -394,8 +395,7 @@ void Server::routes() {
       return n;
     };
     int64_t offset = number("offset", 0, 0, static_cast<int64_t>(kMaxWorkflowSteps) + 1);
-    int64_t max_bytes =
-        number("max_bytes", kParentResultsPageBytes, 1024, kParentResultsPageBytes);
+    int64_t max_bytes = number("max_bytes", kParentResultsPageBytes, 1024, kParentResultsPageBytes);
     auto page = pool_.with([&](Store& st) {
       return st.JobParentResults(id, offset, max_bytes, kParentResultsPageCount);
     });

@@ -44,10 +44,9 @@ std::string first_unknown(const json& o, const std::set<std::string>& known) {
 
 // Options that can return an existing job instead of a new one (jr_enqueue_per_job_option_keys).
 const std::set<std::string>& per_job_option_keys() {
-  static const std::set<std::string> keys = {"unique",         "unique_key",
-                                             "unique_for_seconds", "unique_states",
-                                             "replace",        "debounce_seconds",
-                                             "debounce_max_seconds"};
+  static const std::set<std::string> keys = {
+      "unique",  "unique_key",       "unique_for_seconds",  "unique_states",
+      "replace", "debounce_seconds", "debounce_max_seconds"};
   return keys;
 }
 

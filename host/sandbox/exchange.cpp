@@ -139,7 +139,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         if (!proto::write_all_until(w.fd, reply.finish(), proto::steady_ms() + 5000)) {
           return protocol("worker stopped reading its enqueue replies");
         }
-      } else if (f.type == Type::parent_results) {
+      } else if (f.type == Type::parents) {
         // Fixed fields only; the page is the host's, bounded to fit a frame.
         uint64_t req = d.get<uint64_t>();
         uint32_t offset = d.get<uint32_t>();
@@ -152,7 +152,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         }
         if (rc != 0) page.clear();
         proto::Encoder reply;
-        reply.begin(Type::parent_results_reply);
+        reply.begin(Type::parents_reply);
         reply.put<uint64_t>(req);
         reply.put<int32_t>(rc);
         reply.str(page);

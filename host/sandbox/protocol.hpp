@@ -41,7 +41,7 @@ enum class Type : uint16_t {
   shutdown = 4,       // call the plugin's shutdown and exit 0
   idle = 5,           // seq: call the plugin's idle hook
   net_guard_ack = 6,  // u8 ok: the host took the notification listener (or could not)
-  parent_results_reply = 7,  // req, i32 status (0 = ok), page (JSON, at most max_frame - 4 KiB)
+  parents_reply = 7,  // req, i32 status (0 = ok), page: parent results (JSON, < max_frame)
   // worker -> host
   hello = 64,      // JSON: ok, error, layers, warnings, descriptor
   log = 65,        // seq, level, msg
@@ -49,7 +49,7 @@ enum class Type : uint16_t {
   enqueue = 67,    // seq, req, kind, payload, options
   done = 68,       // seq, status, flags, snooze, cpu_us, maxrss_kb, result_size, result, error
   net_guard = 69,  // u32 fd: the seccomp listener to take with pidfd_getfd (network loopback)
-  parent_results = 70,  // seq, req, u32 offset: a page of the job's parents' results
+  parents = 70,    // seq, req, u32 offset: a page of the job's parents' results
 };
 
 // Done flags.

@@ -48,7 +48,7 @@ std::mutex g_write_mu;
 Encoder g_enc;  // guarded by g_write_mu
 
 std::mutex g_read_mu;
-FrameReader* g_reader = nullptr;        // guarded by g_read_mu
+FrameReader* g_reader = nullptr;  // guarded by g_read_mu
 // Replies to host calls, by request number: an enqueue's id, or a parent_results page.
 struct Reply {
   int64_t id = -1;
@@ -120,7 +120,7 @@ class WorkerServices final : public jr::HostServices {
     uint64_t req = g_next_req.fetch_add(1);
     {
       std::lock_guard<std::mutex> lock(g_write_mu);
-      g_enc.begin(Type::parent_results);
+      g_enc.begin(Type::parents);
       g_enc.put<uint64_t>(seq);
       g_enc.put<uint64_t>(req);
       g_enc.put<uint32_t>(offset);
@@ -150,7 +150,7 @@ class WorkerServices final : public jr::HostServices {
       Reply r;
       if (f.type == Type::enqueue_reply) {
         r.id = d.get<int64_t>();
-      } else if (f.type == Type::parent_results_reply) {
+      } else if (f.type == Type::parents_reply) {
         r.id = d.get<int32_t>();  // the status
         r.page = std::string(d.str());
         if (!d.at_end()) die(4);

@@ -151,7 +151,7 @@ class ExecPlugin {
   const jr_host_api* host_;
   std::map<std::string, KindSpec> kinds_;
   const ExecExtension* ext_ = nullptr;
-  const jr_error_kind_ext* kind_ext_ = nullptr;  // names failures (handler_crash, ...)
+  const jr_error_kind_ext* kind_ext_ = nullptr;         // names failures (handler_crash, ...)
   const jr_parent_results_ext* parents_ext_ = nullptr;  // the parent_results message
   void set_kind(jr_job_ctx* ctx, const std::string& kind) {
     if (kind_ext_ != nullptr && !kind.empty()) {

@@ -17,8 +17,8 @@ using namespace std::chrono_literals;
 class WorkflowRedTeam : public jrtest::RedTeamFixture {
  protected:
   int64_t hostile(const std::string& arg) {
-    return enqueue({"enqueue", "hostile_parents", "--payload", arg_payload(arg), "--max-attempts",
-                    "1"});
+    return enqueue(
+        {"enqueue", "hostile_parents", "--payload", arg_payload(arg), "--max-attempts", "1"});
   }
 };
 

@@ -12,6 +12,8 @@
 //     back, the workflow runs again and completes, the join reading the results;
 //   - the API: POST /api/v1/workflows, GET /api/v1/workflows/ID, parent results in pages.
 // The red-team case (a sandboxed plugin abusing parent_results) is workflow_redteam_test.cpp.
+#include "ops/workflow.hpp"
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -24,7 +26,6 @@
 #include <sstream>
 #include <thread>
 
-#include "ops/workflow.hpp"
 #include "runner_fixture.hpp"
 
 namespace {
@@ -50,10 +51,13 @@ class Workflow : public jrtest::RunnerFixture {
     plugins_ = plugin_dir_with({probe_so()});
   }
   std::vector<std::string> runner_args(const std::string& id, int concurrency = 8) {
-    return {"--config",        config_, "--plugins",        plugins_,
-            "--concurrency",   std::to_string(concurrency),
-            "--worker-id",     id,      "--lease-seconds",  "2",
-            "--rescue-interval", "0.2", "--poll-interval",  "0.1"};
+    return {"--config",          config_,
+            "--plugins",         plugins_,
+            "--concurrency",     std::to_string(concurrency),
+            "--worker-id",       id,
+            "--lease-seconds",   "2",
+            "--rescue-interval", "0.2",
+            "--poll-interval",   "0.1"};
   }
   std::string file(const std::string& text) {
     std::string path = dir_.path() + "/doc" + std::to_string(++dirs_) + ".json";
@@ -133,8 +137,9 @@ TEST_F(Workflow, FanOutOfThousandAndJoinUnderThreeRunnersAndKillNine) {
       [&] {
         return count("SELECT count(*) FROM jr_workflow_steps WHERE workflow_id = " +
                      std::to_string(wf) + " AND state = 'completed'") >= 200 &&
-               count("SELECT count(*) FROM jr_jobs WHERE lease_owner = 'r0' AND state = "
-                     "'running'") > 0;
+               count(
+                   "SELECT count(*) FROM jr_jobs WHERE lease_owner = 'r0' AND state = "
+                   "'running'") > 0;
       },
       180s))
       << runners[0]->log();
@@ -150,12 +155,10 @@ TEST_F(Workflow, FanOutOfThousandAndJoinUnderThreeRunnersAndKillNine) {
   EXPECT_TRUE(s["failed_step"].is_null());
   EXPECT_FALSE(s["finished_at"].is_null());
   // Children the killed runner held were finished by the others after its lease ran out.
-  int64_t lost = count(
-      "SELECT count(*) FROM jr_jobs_done WHERE options->>'workflow' = '" + std::to_string(wf) +
-      "' AND errors @> '[{\"kind\":\"lease_lost\"}]'");
+  int64_t lost = count("SELECT count(*) FROM jr_jobs_done WHERE options->>'workflow' = '" +
+                       std::to_string(wf) + "' AND errors @> '[{\"kind\":\"lease_lost\"}]'");
   EXPECT_GT(lost, 0);
-  std::printf("kill -9: %lld children finished after a lost lease\n",
-              static_cast<long long>(lost));
+  std::printf("kill -9: %lld children finished after a lost lease\n", static_cast<long long>(lost));
   // Nothing lost, the join ran once and saw every child's result.
   auto r = runs();
   EXPECT_EQ(r[join], 1);
@@ -234,8 +237,7 @@ TEST_F(Workflow, BadDocumentsAreRefusedNamingTheProblemAndNothingIsInserted) {
   }
   // A step whose options the one job-options parser refuses names the step and the option.
   auto r = jrtest::run_runner(
-      {"enqueue", "--workflow",
-       file(R"({"steps": [{"name": "ok", "kind": "wf_step"},
+      {"enqueue", "--workflow", file(R"({"steps": [{"name": "ok", "kind": "wf_step"},
                           {"name": "late", "kind": "wf_step", "options": {"priority": "x"}}]})")},
       env_);
   EXPECT_EQ(r.exit_code, 2);
@@ -260,17 +262,18 @@ TEST_F(Workflow, BadDocumentsAreRefusedNamingTheProblemAndNothingIsInserted) {
 // from the dead letter queue brings c and the join back to waiting: the workflow runs again and
 // completes, and the join reads c's and e's results.
 TEST_F(Workflow, FailedStepCancelsDependentsWithReasonAndReplayResumes) {
-  json doc = {{"name", "resume"},
-              {"steps",
-               {{{"name", "a"}, {"kind", "wf_step"}, {"payload", {{"i", 1}}}},
-                {{"name", "b"},
-                 {"kind", "wf_step"},
-                 {"payload", {{"i", 2}, {"fail_attempts", 1}}},
-                 {"options", {{"max_attempts", 1}}},
-                 {"depends_on", {"a"}}},
-                {{"name", "c"}, {"kind", "wf_step"}, {"payload", {{"i", 3}}}, {"depends_on", {"b"}}},
-                {{"name", "e"}, {"kind", "wf_step"}, {"payload", {{"i", 5}}}, {"depends_on", {"a"}}},
-                {{"name", "join"}, {"kind", "wf_join"}, {"depends_on", {"c", "e"}}}}}};
+  json doc = {
+      {"name", "resume"},
+      {"steps",
+       {{{"name", "a"}, {"kind", "wf_step"}, {"payload", {{"i", 1}}}},
+        {{"name", "b"},
+         {"kind", "wf_step"},
+         {"payload", {{"i", 2}, {"fail_attempts", 1}}},
+         {"options", {{"max_attempts", 1}}},
+         {"depends_on", {"a"}}},
+        {{"name", "c"}, {"kind", "wf_step"}, {"payload", {{"i", 3}}}, {"depends_on", {"b"}}},
+        {{"name", "e"}, {"kind", "wf_step"}, {"payload", {{"i", 5}}}, {"depends_on", {"a"}}},
+        {{"name", "join"}, {"kind", "wf_join"}, {"depends_on", {"c", "e"}}}}}};
   int64_t wf = enqueue_workflow(doc);
   ASSERT_GT(wf, 0);
   int64_t b = step_job(wf, "b"), c = step_job(wf, "c"), join = step_job(wf, "join");
@@ -291,7 +294,8 @@ TEST_F(Workflow, FailedStepCancelsDependentsWithReasonAndReplayResumes) {
   EXPECT_EQ(s["cancelled"], 2);  // c and the join
   EXPECT_EQ(s["pending"], 0);
   // The reasons: each cancelled step names the parent that died.
-  json cerr = json::parse(q("SELECT errors -> -1 FROM jr_jobs_done WHERE id = " + std::to_string(c)));
+  json cerr =
+      json::parse(q("SELECT errors -> -1 FROM jr_jobs_done WHERE id = " + std::to_string(c)));
   EXPECT_EQ(cerr["kind"], "dependency");
   EXPECT_EQ(cerr["message"], "parent job " + std::to_string(b) + " was dead-lettered or cancelled");
   json jerr =
@@ -383,8 +387,8 @@ TEST_F(Workflow, ApiEnqueuesShowsStatusAndPagesParentResults) {
   EXPECT_EQ(st["steps"].size(), 42u);
   EXPECT_EQ(http.Get("/api/v1/workflows/999999")->status, 404);
   // All 40 in one page; then pages of at most 1,024 bytes: every parent exactly once, in order.
-  json all = json::parse(
-      http.Get("/api/v1/jobs/" + std::to_string(join) + "/parent_results")->body);
+  json all =
+      json::parse(http.Get("/api/v1/jobs/" + std::to_string(join) + "/parent_results")->body);
   EXPECT_EQ(all["total"], 40);
   EXPECT_EQ(all["count"], 40);
   EXPECT_TRUE(all["next_offset"].is_null());
@@ -406,14 +410,15 @@ TEST_F(Workflow, ApiEnqueuesShowsStatusAndPagesParentResults) {
   EXPECT_GT(pages, 2);
   ASSERT_EQ(ids.size(), 40u);
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], all["parents"][i]["job_id"]);
-  EXPECT_EQ(http.Get("/api/v1/jobs/" + std::to_string(join) + "/parent_results?max_bytes=10")
-                ->status,
-            400);
+  EXPECT_EQ(
+      http.Get("/api/v1/jobs/" + std::to_string(join) + "/parent_results?max_bytes=10")->status,
+      400);
   EXPECT_EQ(http.Get("/api/v1/jobs/999999/parent_results")->status, 404);
   // A parent whose result alone exceeds the page comes without it, marked.
-  PgCluster::exec(url_, "UPDATE jr_jobs_done SET result = jsonb_build_object('big', repeat('x', "
-                        "5000)) WHERE id = " +
-                            all["parents"][0]["job_id"].dump());
+  PgCluster::exec(url_,
+                  "UPDATE jr_jobs_done SET result = jsonb_build_object('big', repeat('x', "
+                  "5000)) WHERE id = " +
+                      all["parents"][0]["job_id"].dump());
   json first = json::parse(
       http.Get("/api/v1/jobs/" + std::to_string(join) + "/parent_results?max_bytes=2048")->body);
   EXPECT_EQ(first["parents"][0]["result_omitted"], true);

@@ -58,7 +58,7 @@ class Probe : public jobrunner::Plugin {
       int64_t i = p.value("i", 0);
       return {{"i", i}, {"square", i * i}};
     }
-    nlohmann::json out = {{"pages", 0}, {"entries", 0}, {"sum_i", 0}, {"sum_square", 0},
+    nlohmann::json out = {{"pages", 0}, {"entries", 0},       {"sum_i", 0},  {"sum_square", 0},
                           {"named", 0}, {"not_completed", 0}, {"omitted", 0}};
     std::set<int64_t> ids;
     uint32_t offset = 0;

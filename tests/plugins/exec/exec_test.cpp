@@ -331,8 +331,8 @@ TEST_F(ExecTest, ShellHandlerWithGrantedPrograms) {
 // A workflow step written in Python reads its parents' results through the protocol's
 // parent_results message (docs/exec.md, "Parent results"), here from inside the sandbox.
 TEST_F(ExecTest, WorkflowJoinReadsParentResultsThroughTheProtocol) {
-  std::string toml = kind_toml("py_work", "work.py", 2) + kind_toml("py_join", "work.py", 1) +
-                     sandbox_toml();
+  std::string toml =
+      kind_toml("py_work", "work.py", 2) + kind_toml("py_join", "work.py", 1) + sandbox_toml();
   start_runner({exec_so()}, toml);
   enqueue_healthy(5);
   nlohmann::json doc = {
@@ -347,10 +347,9 @@ TEST_F(ExecTest, WorkflowJoinReadsParentResultsThroughTheProtocol) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   int64_t join = count("SELECT job_id FROM jr_workflow_steps WHERE step = 'j'");
   ASSERT_EQ(wait_finished(join, 60s), "completed") << errors(join) << interesting_log();
-  EXPECT_EQ(result(join), (nlohmann::json{{"count", 3},
-                                          {"n_sum", 43},
-                                          {"steps", {"a", "b", "c"}},
-                                          {"past_end", 0}}));
+  EXPECT_EQ(
+      result(join),
+      (nlohmann::json{{"count", 3}, {"n_sum", 43}, {"steps", {"a", "b", "c"}}, {"past_end", 0}}));
   stop_and_check();
 }
 

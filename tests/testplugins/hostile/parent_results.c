@@ -65,7 +65,8 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
     return JR_OK;
   }
   if (strcmp(arg, "null") == 0) {
-    int len = snprintf(buf, sizeof buf, "{\"rc\":%d}", (int)ext->parent_results(ctx, 0, NULL, NULL));
+    int len =
+        snprintf(buf, sizeof buf, "{\"rc\":%d}", (int)ext->parent_results(ctx, 0, NULL, NULL));
     host->set_result(ctx, buf, (size_t)len);
     return JR_OK;
   }
