@@ -73,6 +73,8 @@ struct EnqueueFlags {
   std::string batch_on_complete;  // --batch-on-complete KIND
   std::string batch_on_failure;   // --batch-on-failure KIND
   std::string batch_payload;      // --batch-payload JSON (the callbacks' payload)
+  // Workflows (docs/job-model.md "Workflows", host/cli_workflow.cpp).
+  std::string workflow;  // --workflow FILE (- for standard input)
 };
 
 // `runner jobs cancel --queue Q [--kind K] [--state S] [--yes]`.
@@ -122,6 +124,8 @@ int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f);
 int cmd_status(const GlobalFlags& g, int64_t id, bool json);
 // `runner batch status ID [--json]` (host/cli_batch.cpp).
 int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json);
+// `runner workflow status ID [--json]` (host/cli_workflow.cpp).
+int cmd_workflow_status(const GlobalFlags& g, int64_t id, bool json);
 int cmd_jobs_ls(const GlobalFlags& g, const JobListParams& p, bool json);
 int cmd_jobs_cancel(const GlobalFlags& g, const JobsCancelFlags& f);
 int cmd_plugins_ls(const std::string& dir, bool json);

@@ -22,6 +22,8 @@ namespace jr::cli {
 // host/cli_batch.cpp: the jobs of `runner enqueue` as one batch (jr_batch_enqueue()).
 int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json& options,
                   const std::vector<std::string>& payloads);
+// host/cli_workflow.cpp: `runner enqueue --workflow FILE` (jr_workflow_enqueue()).
+int enqueue_workflow(const Config& cfg, const std::string& file);
 
 Config build_config(const GlobalFlags& g) {
   Config cfg = load_config(g.config_file);
@@ -179,6 +181,11 @@ int read_payload_file(const std::string& path, std::vector<std::string>& payload
 }  // namespace
 
 int cmd_enqueue(const GlobalFlags& g, const EnqueueFlags& f) {
+  if (!f.workflow.empty()) return enqueue_workflow(build_config(g), f.workflow);
+  if (f.kind.empty()) {
+    std::cerr << "runner enqueue: kind is required (or --workflow FILE)\n";
+    return kExitUsage;
+  }
   if (f.payload.empty() == f.payload_file.empty()) {
     std::cerr << "runner enqueue: give exactly one of --payload JSON or --payload-file FILE "
                  "(- for standard input)\n";

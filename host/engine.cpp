@@ -11,6 +11,7 @@
 
 #include "log.hpp"
 #include "ops/job_options.hpp"
+#include "ops/workflow.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -1357,6 +1358,37 @@ int64_t Engine::job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_
     fields["error"] = std::string("invalid enqueue request: ") + e.what();
   }
   log::error("enqueue from a plugin failed", std::move(fields));
+  return -1;
+}
+
+int Engine::job_parent_results(jr_job_ctx* ctx, uint32_t offset, uint32_t max_bytes,
+                               std::string* page) {
+  if (ctx == nullptr || ctx->job_id <= 0) return -1;  // an idle call has no parents
+  nlohmann::json fields = {{"job_id", ctx->job_id}, {"plugin", ctx->plugin}};
+  if (++ctx->usage.parent_results > kParentResultsCallsPerJob) {
+    if (ctx->usage.parent_results == kParentResultsCallsPerJob + 1) {
+      fields["limit"] = kParentResultsCallsPerJob;
+      log::error("parent_results refused: the job used up its calls; further calls fail",
+                 std::move(fields));
+    }
+    return -1;
+  }
+  try {
+    auto r = services_->with([&](Store& s) {
+      return s.JobParentResults(ctx->job_id, std::min<int64_t>(offset, ops::kMaxWorkflowSteps + 1),
+                                std::clamp<int64_t>(max_bytes, 1024, ops::kParentResultsPageBytes),
+                                ops::kParentResultsPageCount);
+    });
+    if (!r) {
+      log::error("parent_results: the job is not in the database", std::move(fields));
+      return -1;
+    }
+    *page = std::move(*r);
+    return 0;
+  } catch (const StoreError& e) {
+    fields["error"] = e.what();
+  }
+  log::error("parent_results failed", std::move(fields));
   return -1;
 }
 

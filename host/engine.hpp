@@ -168,6 +168,12 @@ class Engine : public HostServices {
   void job_progress(jr_job_ctx* ctx, double percent, std::string_view step) override;
   int64_t job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_view payload,
                       std::string_view options_json) override;
+  // jr.parent_results.v1 (docs/job-model.md "Workflows"): a page of at most
+  // ops::kParentResultsPageCount parents and `max_bytes` (at most ops::kParentResultsPageBytes)
+  // of JSON; at most kParentResultsCallsPerJob calls per attempt.
+  int job_parent_results(jr_job_ctx* ctx, uint32_t offset, uint32_t max_bytes,
+                         std::string* page) override;
+  static constexpr int64_t kParentResultsCallsPerJob = 10000;
 
  private:
   struct KindEntry {

@@ -123,6 +123,20 @@ int32_t api_get_traceparent(jr_job_ctx* ctx, char* buf, size_t cap) {
 }
 
 const jr_trace_ext kTraceExt = {sizeof(jr_trace_ext), 0, &api_get_traceparent};
+// jr.parent_results.v1: the page comes from the host services (the engine's database, or the
+// worker's exchange with the host) and is handed to `receive`, borrowed, during the call.
+int32_t api_parent_results(jr_job_ctx* ctx, uint32_t offset,
+                           void (*receive)(void* user, const char* json, size_t json_len),
+                           void* user) {
+  if (ctx == nullptr || ctx->services == nullptr || receive == nullptr) return -1;
+  std::string page;
+  if (ctx->services->job_parent_results(ctx, offset, UINT32_MAX, &page) != 0) return -1;
+  receive(user, page.data(), page.size());
+  return 0;
+}
+
+const jr_parent_results_ext kParentResultsExt = {sizeof(jr_parent_results_ext), 0,
+                                                 &api_parent_results};
 
 const void* api_get_extension(const char* id) { return host_extension(id); }
 
@@ -133,6 +147,9 @@ const void* host_extension(const char* id) {
     return &kErrorKindExt;
   }
   if (id != nullptr && std::strncmp(id, JR_EXT_TRACE, sizeof JR_EXT_TRACE) == 0) return &kTraceExt;
+  if (id != nullptr && std::strncmp(id, JR_EXT_PARENT_RESULTS, sizeof JR_EXT_PARENT_RESULTS) == 0) {
+    return &kParentResultsExt;
+  }
   return nullptr;
 }
 

@@ -31,13 +31,19 @@ class HostServices {
   // Returns the new job id, or -1 with the reason logged.
   virtual int64_t job_enqueue(jr_job_ctx* ctx, std::string_view kind, std::string_view payload,
                               std::string_view options_json) = 0;
+  // A page of the results of the job's parents (jr.parent_results.v1: JSON text in *page) of
+  // at most `max_bytes` (the host's page cap when larger); 0, or -1 with the reason logged.
+  virtual int job_parent_results(jr_job_ctx* /*ctx*/, uint32_t /*offset*/, uint32_t /*max_bytes*/,
+                                 std::string* /*page*/) {
+    return -1;
+  }
 };
 
 // The jr_host_api table every plugin receives (static storage).
 const jr_host_api* host_api();
 
-// The extensions host_api()->get_extension offers ("jr.error_kind.v1", "jr.trace.v1"); NULL for
-// other ids.
+// The extensions host_api()->get_extension offers ("jr.error_kind.v1", "jr.trace.v1",
+// "jr.parent_results.v1"); NULL for other ids.
 // The sandbox worker's own get_extension falls back to this.
 const void* host_extension(const char* id);
 
@@ -48,7 +54,8 @@ struct CallUsage {
   std::atomic<int64_t> log_bytes{0};
   std::atomic<int64_t> log_suppressed{0};  // lines dropped once the budget was used up
   std::atomic<int64_t> log_suppressed_bytes{0};
-  std::atomic<int64_t> enqueues{0};  // requests, refused ones included
+  std::atomic<int64_t> enqueues{0};        // requests, refused ones included
+  std::atomic<int64_t> parent_results{0};  // jr.parent_results.v1 calls, refused ones included
   // Progress: the latest value, written to the database at most every progress interval and
   // once more before the outcome (Engine). Guarded by progress_mu.
   std::mutex progress_mu;

@@ -137,7 +137,8 @@ int main(int argc, char** argv) {
   EnqueueFlags ef;
   auto* enqueue = app.add_subcommand("enqueue", "add jobs; prints each new job id on a line");
   enqueue->fallthrough();
-  enqueue->add_option("kind", ef.kind, "job kind")->required();
+  // Required unless --workflow is given (cmd_enqueue says so).
+  enqueue->add_option("kind", ef.kind, "job kind");
   enqueue->add_option("--payload", ef.payload, "payload JSON");
   enqueue->add_option("--payload-file", ef.payload_file,
                       "JSON-lines file, one payload per line (- for standard input)");
@@ -193,6 +194,9 @@ int main(int argc, char** argv) {
                       "as a batch; run a job of this kind instead if any job failed");
   enqueue->add_option("--batch-payload", ef.batch_payload,
                       "the batch callback's payload (JSON object; the counts are added)");
+  enqueue->add_option("--workflow", ef.workflow,
+                      "enqueue a workflow: a JSON document of named steps (- for standard "
+                      "input); prints the workflow id");
 
   int64_t cancel_id = 0;
   auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
@@ -316,6 +320,15 @@ int main(int argc, char** argv) {
   batch_status->fallthrough();
   batch_status->add_option("id", batch_id, "batch id")->required()->check(kJobId);
   batch_status->add_flag("--json", batch_json, "print JSON");
+  int64_t workflow_id = 0;
+  bool workflow_json = false;
+  auto* workflow = app.add_subcommand("workflow", "workflows of named steps");
+  workflow->fallthrough();
+  workflow->require_subcommand(1);
+  auto* workflow_status = workflow->add_subcommand("status", "state and steps of a workflow");
+  workflow_status->fallthrough();
+  workflow_status->add_option("id", workflow_id, "workflow id")->required()->check(kJobId);
+  workflow_status->add_flag("--json", workflow_json, "print JSON");
   auto* status = app.add_subcommand("status", "show one job");
   status->fallthrough();
   status->add_option("id", status_id, "job id")->required()->check(kJobId);
@@ -451,9 +464,19 @@ int main(int argc, char** argv) {
 
   try {
     if (*new_plugin) return cmd_new_plugin(new_plugin_name, new_plugin_dir);
+    if (*enqueue && !ef.workflow.empty()) {
+      // A workflow's steps carry their own kinds and options.
+      for (const auto* opt : enqueue->get_options()) {
+        if (opt->count() == 0 || opt->get_name() == "--workflow") continue;
+        std::cerr << "runner enqueue: --workflow takes no " << opt->get_name()
+                  << " (each step names its kind, payload and options in the document)\n";
+        return cli::kExitUsage;
+      }
+    }
     if (*enqueue) return cmd_enqueue(g, ef);
     if (*status) return cmd_status(g, status_id, status_json);
     if (*batch_status) return cmd_batch_status(g, batch_id, batch_json);
+    if (*workflow_status) return cmd_workflow_status(g, workflow_id, workflow_json);
     if (*cancel) return cmd_cancel(g, cancel_id);
     if (*retry) return cmd_retry(g, retry_id);
     if (*replay) return cmd_replay(g, replay_id);

@@ -6,6 +6,7 @@
 #include "ops/ui_schema.hpp"
 #include "producers_sql.hpp"
 #include "trace_sql.hpp"
+#include "workflow_sql.hpp"
 
 namespace jr {
 
@@ -237,7 +238,8 @@ CREATE TRIGGER jr_jobs_done_finalizer AFTER INSERT ON jr_jobs_done
 //   - jr_enqueue runs as its owner (SECURITY DEFINER) with a fixed search_path (this schema, then
 //     pg_temp), and the role jobrunner_producer, when it exists, may execute it: a producer needs
 //     no privilege on the tables. The same for the other producer functions (v16):
-//     jr_enqueue_many and jr_job_status, and (v17) jr_batch_enqueue and jr_batch_status.
+//     jr_enqueue_many and jr_job_status, and (v17) jr_batch_enqueue and jr_batch_status, and
+//     (v18) jr_workflow_enqueue and jr_workflow_status.
 const char* kPrivileges = R"SQL(
 DO $jr$
 DECLARE
@@ -264,7 +266,9 @@ BEGIN
   FOREACH fn IN ARRAY ARRAY['jr_enqueue(text, jsonb, jsonb)',
                             'jr_enqueue_many(text, jsonb, jsonb)', 'jr_job_status(bigint)',
                             'jr_batch_enqueue(text, jsonb, jsonb, jsonb, jsonb)',
-                            'jr_batch_status(bigint)'] LOOP
+                            'jr_batch_status(bigint)',
+                            -- v18
+                            'jr_workflow_enqueue(jsonb)', 'jr_workflow_status(bigint)'] LOOP
     IF pg_has_role((SELECT proowner FROM pg_proc WHERE oid = to_regprocedure(fn)), 'MEMBER') THEN
       EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', fn,
                      current_schema());
@@ -357,6 +361,8 @@ const std::vector<Migration>& migrations() {
        kMigrationV16},
       {17, "batches with callbacks: jr_batches, jr_batch_enqueue(), jr_batch_status()",
        kMigrationV17},
+      {18, "workflows: jr_workflow_enqueue(), jr_workflow_status(), jr_parent_results()",
+       kMigrationV18},
       {19, "OpenTelemetry traces: the traceparent job option in jr_enqueue_ex()", kMigrationV19},
   };
   return all;

@@ -871,6 +871,36 @@ class PgStore final : public Store {
     });
   }
 
+  std::string WorkflowEnqueue(const std::string& doc_json) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params("SELECT jr_workflow_enqueue($1::jsonb)::text", doc_json);
+      tx.commit();
+      return std::string(r[0][0].c_str());
+    });
+  }
+
+  std::optional<std::string> WorkflowStatus(int64_t id) override {
+    return guard([&]() -> std::optional<std::string> {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params("SELECT jr_workflow_status($1)::text", id);
+      if (r.empty() || r[0][0].is_null()) return std::nullopt;
+      return std::string(r[0][0].c_str());
+    });
+  }
+
+  std::optional<std::string> JobParentResults(int64_t job_id, int64_t offset, int64_t max_bytes,
+                                              int64_t max_count) override {
+    return guard([&]() -> std::optional<std::string> {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec_params(
+          "SELECT jr_parent_results($1, $2::integer, $3::integer, $4::integer)::text", job_id,
+          offset, max_bytes, max_count);
+      if (r.empty() || r[0][0].is_null()) return std::nullopt;
+      return std::string(r[0][0].c_str());
+    });
+  }
+
   std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) override {
     return guard([&] {
       std::string ids_text;

@@ -287,6 +287,16 @@ class Store {
   virtual std::optional<std::string> BatchStatus(int64_t id) = 0;
   // Retries every dead letter matching the filter; returns the ids.
   virtual std::vector<int64_t> DeadLetterReplay(const DeadLetterFilter& f) = 0;
+  // Workflows (migration 18, docs/job-model.md "Workflows"). WorkflowEnqueue: jr_workflow_enqueue
+  // (doc) in one transaction, {"workflow_id", "steps": [{"step", "job_id"}]}; a refused document
+  // throws a StoreError (not transient) with the function's message. WorkflowStatus:
+  // jr_workflow_status(id), nothing for an unknown id. JobParentResults: jr_parent_results(job,
+  // offset, max_bytes, max_count), a page of the results of the job's parents; nothing for an
+  // unknown job.
+  virtual std::string WorkflowEnqueue(const std::string& doc_json) = 0;
+  virtual std::optional<std::string> WorkflowStatus(int64_t id) = 0;
+  virtual std::optional<std::string> JobParentResults(int64_t job_id, int64_t offset,
+                                                      int64_t max_bytes, int64_t max_count) = 0;
   virtual std::vector<JobView> DeadLetterList(const DeadLetterFilter& f) = 0;
   virtual int DeadLetterPurge(const DeadLetterFilter& f) = 0;
 

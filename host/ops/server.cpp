@@ -11,6 +11,7 @@
 #include "ops/job_options.hpp"
 #include "ops/ui_api.hpp"
 #include "ops/ui_store.hpp"
+#include "ops/workflow.hpp"
 
 namespace jr::ops {
 
@@ -389,6 +390,60 @@ void Server::routes() {
     auto doc = pool_.with([&](Store& st) { return st.BatchStatus(id); });
     if (!doc) return error_reply(res, 404, "no batch with id " + std::to_string(id));
     json_reply(res, 200, nlohmann::json::parse(*doc));
+  });
+
+  // Workflows (docs/job-model.md "Workflows"): checked before the database, as the CLI does.
+  s.Post("/api/v1/workflows",
+         [this, authorised](const httplib::Request& req, httplib::Response& res) {
+           if (!authorised(req, res)) return;
+           nlohmann::json doc = nlohmann::json::parse(req.body, nullptr, false);
+           if (doc.is_discarded())
+             return error_reply(res, 400, "the request body is not valid JSON");
+           try {
+             check_workflow(doc);
+           } catch (const WorkflowError& e) {
+             return error_reply(res, 400, e.what());
+           }
+           std::string out;
+           try {
+             out = pool_.with([&](Store& st) { return st.WorkflowEnqueue(doc.dump()); });
+           } catch (const StoreError& e) {
+             if (e.transient()) throw;
+             return error_reply(res, 400, log::redact(e.what()));  // a step the database refused
+           }
+           json_reply(res, 201, nlohmann::json::parse(out));
+         });
+  s.Get(R"(/api/v1/workflows/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = path_id(req);
+    auto w = pool_.with([&](Store& st) { return st.WorkflowStatus(id); });
+    if (!w) return error_reply(res, 404, "no workflow with id " + std::to_string(id));
+    json_reply(res, 200, nlohmann::json::parse(*w));
+  });
+  // A page of a job's parents' results: ?offset=N (default 0), ?max_bytes=M (1024 to 4 MiB).
+  s.Get(R"(/api/v1/jobs/(\d+)/parent_results)", [this](const httplib::Request& req,
+                                                       httplib::Response& res) {
+    int64_t id = path_id(req);
+    auto number = [&](const char* name, int64_t dflt, int64_t lo, int64_t hi) {
+      if (!req.has_param(name)) return dflt;
+      std::string v = req.get_param_value(name);
+      int64_t n = -1;
+      if (!v.empty() && v.size() <= 12 && v.find_first_not_of("0123456789") == std::string::npos) {
+        n = std::stoll(v);
+      }
+      if (n < lo || n > hi) {
+        throw std::invalid_argument("'" + std::string(name) + "' must be an integer from " +
+                                    std::to_string(lo) + " to " + std::to_string(hi));
+      }
+      return n;
+    };
+    int64_t offset = number("offset", 0, 0, static_cast<int64_t>(kMaxWorkflowSteps) + 1);
+    int64_t max_bytes = number("max_bytes", kParentResultsPageBytes, 1024, kParentResultsPageBytes);
+    auto page = pool_.with([&](Store& st) {
+      return st.JobParentResults(id, offset, max_bytes, kParentResultsPageCount);
+    });
+    if (!page) return error_reply(res, 404, "no job with id " + std::to_string(id));
+    res.status = 200;
+    res.set_content(*page, "application/json");
   });
 
   // The web dashboard: /ui and its JSON endpoints (host/ops/ui_api.cpp).

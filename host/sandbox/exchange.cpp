@@ -140,6 +140,26 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
         if (!proto::write_all_until(w.fd, reply.finish(), proto::steady_ms() + 5000)) {
           return protocol("worker stopped reading its enqueue replies");
         }
+      } else if (f.type == Type::parents) {
+        // Fixed fields only; the page is the host's, bounded to fit a frame.
+        uint64_t req = d.get<uint64_t>();
+        uint32_t offset = d.get<uint32_t>();
+        if (!d.ok() || !d.at_end()) return protocol("malformed parent_results frame");
+        std::string page;
+        int32_t rc = -1;
+        if (fseq == seq && ctx.services != nullptr && opts_.max_frame > 8192) {
+          rc = ctx.services->job_parent_results(&ctx, offset, opts_.max_frame - 4096, &page);
+          if (rc == 0 && page.size() + 64 > opts_.max_frame) rc = -1;
+        }
+        if (rc != 0) page.clear();
+        proto::Encoder reply;
+        reply.begin(Type::parents_reply);
+        reply.put<uint64_t>(req);
+        reply.put<int32_t>(rc);
+        reply.str(page);
+        if (!proto::write_all_until(w.fd, reply.finish(), proto::steady_ms() + 5000)) {
+          return protocol("worker stopped reading its parent_results replies");
+        }
       } else if (f.type == Type::done) {
         int32_t status = d.get<int32_t>();
         uint32_t flags = d.get<uint32_t>();

@@ -5,9 +5,10 @@
 // Init and Hello carry JSON text.
 //
 // Per job: one Job frame in (its last field `tp`: the attempt's W3C traceparent, "" or 55
-// bytes, for jr.trace.v1), one Done frame out; Log/Progress/Enqueue frames from the worker
-// (and an EnqueueReply back) only when the plugin calls those host functions. Cancellation does
-// not travel as a frame: the host sets a word in a shared page the worker polls for free.
+// bytes, for jr.trace.v1), one Done frame out; Log/Progress/Enqueue/ParentResults frames from
+// the worker (and an EnqueueReply / ParentResultsReply back) only when the plugin calls those
+// host functions. Cancellation does not travel as a frame: the host sets a word in a shared page
+// the worker polls for free.
 //
 // Threading: an Encoder/FrameReader belongs to one thread at a time; the caller serialises
 // writes on one socket.
@@ -41,6 +42,7 @@ enum class Type : uint16_t {
   shutdown = 4,       // call the plugin's shutdown and exit 0
   idle = 5,           // seq: call the plugin's idle hook
   net_guard_ack = 6,  // u8 ok: the host took the notification listener (or could not)
+  parents_reply = 7,  // req, i32 status (0 = ok), page: parent results (JSON, < max_frame)
   // worker -> host
   hello = 64,      // JSON: ok, error, layers, warnings, descriptor
   log = 65,        // seq, level, msg
@@ -48,6 +50,7 @@ enum class Type : uint16_t {
   enqueue = 67,    // seq, req, kind, payload, options
   done = 68,       // seq, status, flags, snooze, cpu_us, maxrss_kb, result_size, result, error
   net_guard = 69,  // u32 fd: the seccomp listener to take with pidfd_getfd (network loopback)
+  parents = 70,    // seq, req, u32 offset: a page of the job's parents' results
 };
 
 // Done flags.

@@ -49,8 +49,13 @@ std::mutex g_write_mu;
 Encoder g_enc;  // guarded by g_write_mu
 
 std::mutex g_read_mu;
-FrameReader* g_reader = nullptr;        // guarded by g_read_mu
-std::map<uint64_t, int64_t> g_replies;  // guarded by g_read_mu
+FrameReader* g_reader = nullptr;  // guarded by g_read_mu
+// Replies to host calls, by request number: an enqueue's id, or a parent_results page.
+struct Reply {
+  int64_t id = -1;
+  std::string page;
+};
+std::map<uint64_t, Reply> g_replies;  // guarded by g_read_mu
 std::atomic<uint64_t> g_next_req{1};
 
 [[noreturn]] void die(int code) { _exit(code); }
@@ -108,21 +113,53 @@ class WorkerServices final : public jr::HostServices {
       g_enc.str(options);
       send_locked();
     }
+    return await_reply(req).id;
+  }
+  int job_parent_results(jr_job_ctx*, uint32_t offset, uint32_t, std::string* page) override {
+    uint64_t seq = g_seq.load(std::memory_order_relaxed);
+    if (seq == 0) return -1;
+    uint64_t req = g_next_req.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lock(g_write_mu);
+      g_enc.begin(Type::parents);
+      g_enc.put<uint64_t>(seq);
+      g_enc.put<uint64_t>(req);
+      g_enc.put<uint32_t>(offset);
+      send_locked();
+    }
+    Reply r = await_reply(req);
+    if (r.id != 0) return -1;
+    *page = std::move(r.page);
+    return 0;
+  }
+
+ private:
+  // Reads frames until the reply to `req` arrived (replies to other threads' requests are kept
+  // for them). Only replies may arrive during a job; anything else ends the worker.
+  static Reply await_reply(uint64_t req) {
     std::lock_guard<std::mutex> lock(g_read_mu);
     for (;;) {
       if (auto it = g_replies.find(req); it != g_replies.end()) {
-        int64_t id = it->second;
+        Reply r = std::move(it->second);
         g_replies.erase(it);
-        return id;
+        return r;
       }
       Frame f;
       if (g_reader->next_blocking(kFd, f) != FrameReader::Result::frame) die(3);
-      if (f.type != Type::enqueue_reply) die(4);  // nothing else may arrive during a job
       Decoder d(f.payload);
-      uint64_t r = d.get<uint64_t>();
-      int64_t id = d.get<int64_t>();
+      uint64_t id = d.get<uint64_t>();
+      Reply r;
+      if (f.type == Type::enqueue_reply) {
+        r.id = d.get<int64_t>();
+      } else if (f.type == Type::parents_reply) {
+        r.id = d.get<int32_t>();  // the status
+        r.page = std::string(d.str());
+        if (!d.at_end()) die(4);
+      } else {
+        die(4);
+      }
       if (!d.ok()) die(4);
-      g_replies[r] = id;
+      g_replies[id] = std::move(r);
     }
   }
 };

@@ -125,6 +125,9 @@ class ExecPlugin {
       if (k != nullptr && k->struct_size >= sizeof(jr_error_kind_ext)) kind_ext_ = k;
       const auto* t = static_cast<const jr_trace_ext*>(host->get_extension(JR_EXT_TRACE));
       if (t != nullptr && t->struct_size >= sizeof(jr_trace_ext)) trace_ext_ = t;
+      const auto* pr =
+          static_cast<const jr_parent_results_ext*>(host->get_extension(JR_EXT_PARENT_RESULTS));
+      if (pr != nullptr && pr->struct_size >= sizeof(jr_parent_results_ext)) parents_ext_ = pr;
     }
   }
   ~ExecPlugin() {
@@ -152,6 +155,7 @@ class ExecPlugin {
   const ExecExtension* ext_ = nullptr;
   const jr_error_kind_ext* kind_ext_ = nullptr;  // names failures (handler_crash, ...)
   const jr_trace_ext* trace_ext_ = nullptr;      // the attempt's traceparent, for the handler
+  const jr_parent_results_ext* parents_ext_ = nullptr;  // the parent_results message
   void set_kind(jr_job_ctx* ctx, const std::string& kind) {
     if (kind_ext_ != nullptr && !kind.empty()) {
       kind_ext_->set_error_kind(ctx, kind.data(), kind.size());
@@ -523,6 +527,36 @@ int32_t ExecPlugin::handle(jr_job_ctx* ctx, const jr_job* job) {
           }
         }
         if (!send(ch, reply.dump() + "\n", &err)) {
+          kill_child(0);
+          return fail(Fail::crash, err);
+        }
+      } else if (type == "parent_results") {
+        // A page of the job's parents' results (jr.parent_results.v1), at most 4 MiB: the
+        // answer is the runner's, sent to the handler as one line.
+        json reply = {{"type", "parent_results"}};
+        if (m.contains("ref")) reply["ref"] = m["ref"];
+        uint32_t offset = 0;
+        if (m.contains("offset") && m["offset"].is_number_unsigned() &&
+            m["offset"].get<uint64_t>() <= 1000000) {
+          offset = static_cast<uint32_t>(m["offset"].get<uint64_t>());
+        }
+        std::string page;
+        auto receive = [](void* user, const char* text, size_t len) {
+          static_cast<std::string*>(user)->assign(text, len);
+        };
+        if (parents_ext_ == nullptr) {
+          reply["error"] = "this runner does not offer parent results";
+        } else if (parents_ext_->parent_results(ctx, offset, receive, &page) != 0) {
+          reply["error"] = "parent results are not available (see the runner's log)";
+        } else {
+          json parsed = json::parse(page, nullptr, false);
+          if (parsed.is_discarded()) {
+            reply["error"] = "parent results are not available";
+          } else {
+            reply["page"] = std::move(parsed);
+          }
+        }
+        if (!send(ch, reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", &err)) {
           kill_child(0);
           return fail(Fail::crash, err);
         }

@@ -40,7 +40,8 @@ import threading
 import traceback
 
 __all__ = [
-    "handler", "run", "progress", "enqueue", "log", "current_job",
+    "handler", "run", "progress", "enqueue", "log", "current_job", "parent_results",
+    "all_parent_results",
     "Permanent", "Retry", "Snooze", "Cancelled", "EnqueueRefused", "Job",
 ]
 
@@ -149,7 +150,7 @@ class _Channel:
                 job = self.job
                 if job is not None:
                     job._cancel.set()
-            elif t == "enqueued":
+            elif t in ("enqueued", "parent_results"):
                 self.replies.put(msg)
         self.jobs.put(None)  # stdin closed: the runner is done with us
 
@@ -195,6 +196,32 @@ def enqueue(kind, payload=None, **options):
     if "id" in reply:
         return reply["id"]
     raise EnqueueRefused("enqueue of %s refused: %s" % (kind, reply.get("error")))
+
+
+def parent_results(offset=0):
+    """One page of the results of the running job's parents (the jobs it depends on, such as
+    the steps a workflow step depends on): {"total", "offset", "count", "next_offset",
+    "parents": [{"job_id", "step", "kind", "state", "result"}]}. Follow next_offset until it
+    is None, or use all_parent_results()."""
+    ref = _chan.next_ref()
+    _chan.send({"type": "parent_results", "ref": ref, "offset": int(offset)})
+    while True:
+        reply = _chan.replies.get()
+        if reply.get("ref") == ref:
+            break
+    if "page" in reply:
+        return reply["page"]
+    raise Retry("parent results: %s" % reply.get("error"))
+
+
+def all_parent_results():
+    """Every parent's entry, all pages read."""
+    out, offset = [], 0
+    while offset is not None:
+        page = parent_results(offset)
+        out.extend(page["parents"])
+        offset = page["next_offset"]
+    return out
 
 
 def _on_sigterm(signum, frame):

@@ -148,6 +148,27 @@ typedef struct jr_trace_ext {
   uint32_t reserved;
   int32_t (*get_traceparent)(jr_job_ctx* ctx, char* buf, size_t cap);
 } jr_trace_ext;
+/* Extension JR_EXT_PARENT_RESULTS (host->get_extension(JR_EXT_PARENT_RESULTS); NULL on hosts
+ * before it): the results of the running job's parents (the jobs in its depends_on, such as the
+ * steps a workflow step depends on), one page per call. `receive` is called once, during the
+ * call, with the page as JSON text (borrowed: copy what you keep):
+ *   {"job_id": J, "total": N, "offset": O, "count": C, "next_offset": O + C or null,
+ *    "parents": [{"job_id", "step", "kind", "state", "result"}, ...]}
+ * Parents come in ascending job id; "step" is the parent's workflow step name (or null);
+ * "state" is "completed" for a parent that completed ("missing" once pruned). A page holds at
+ * most 1,000 parents and 4 MiB of JSON text, and at least one parent: one whose result alone is
+ * larger comes with "result": null, "result_omitted": true, "result_bytes": N. Call again with
+ * offset = next_offset until next_offset is null (an offset past the end gives an empty page).
+ * Returns 0 after `receive` was called, -1 otherwise (no job context, more than 10,000 calls in
+ * one attempt, the database unreachable: the reason is logged). Call it during `handle`. */
+#define JR_EXT_PARENT_RESULTS "jr.parent_results.v1"
+typedef struct jr_parent_results_ext {
+  uint32_t struct_size;
+  uint32_t reserved;
+  int32_t (*parent_results)(jr_job_ctx* ctx, uint32_t offset,
+                            void (*receive)(void* user, const char* json, size_t json_len),
+                            void* user);
+} jr_parent_results_ext;
 
 /* One job kind served by a plugin, with its defaults (0 or NULL = host default). */
 typedef struct jr_kind_desc {

@@ -90,6 +90,9 @@ JR_ABI_ASSERT(offsetof(jr_plugin_desc, idle) == 72, "jr_plugin_desc.idle (added 
 JR_ABI_ASSERT(JR_PLUGIN_DESC_V1_0_SIZE == 72, "v1.0 jr_plugin_desc size");
 JR_ABI_ASSERT(sizeof(jr_error_kind_ext) == 16, "jr_error_kind_ext size");
 JR_ABI_ASSERT(offsetof(jr_error_kind_ext, set_error_kind) == 8, "jr_error_kind_ext.set_error_kind");
+JR_ABI_ASSERT(sizeof(jr_parent_results_ext) == 16, "jr_parent_results_ext size");
+JR_ABI_ASSERT(offsetof(jr_parent_results_ext, parent_results) == 8,
+              "jr_parent_results_ext.parent_results");
 #endif /* x86_64 */
 
 #endif /* JOBRUNNER_ABI_CHECKS_H */

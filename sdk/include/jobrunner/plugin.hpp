@@ -124,6 +124,38 @@ class Job : public Context {
     host_->progress(ctx_, percent, step);
   }
 
+  // One page of the results of this job's parents (extension JR_EXT_PARENT_RESULTS, abi.h):
+  // {"total", "offset", "count", "next_offset", "parents": [{"job_id", "step", "kind", "state",
+  // "result"}]}. Throws RetryableError when the host does not offer it or cannot answer.
+  nlohmann::json parent_results(uint32_t offset = 0) const {
+    const auto* ext =
+        host_->get_extension != nullptr
+            ? static_cast<const jr_parent_results_ext*>(host_->get_extension(JR_EXT_PARENT_RESULTS))
+            : nullptr;
+    if (ext == nullptr || ext->struct_size < sizeof(jr_parent_results_ext)) {
+      throw RetryableError("this runner does not offer parent results (jr.parent_results.v1)");
+    }
+    std::string text;
+    auto receive = [](void* user, const char* json, size_t len) {
+      static_cast<std::string*>(user)->assign(json, len);
+    };
+    if (ext->parent_results(ctx_, offset, receive, &text) != 0) {
+      throw RetryableError("parent results are not available (see the runner's log)");
+    }
+    return nlohmann::json::parse(text);
+  }
+  // Every parent's entry, all pages read.
+  nlohmann::json all_parent_results() const {
+    nlohmann::json all = nlohmann::json::array();
+    uint32_t offset = 0;
+    for (;;) {
+      nlohmann::json page = parent_results(offset);
+      for (auto& p : page["parents"]) all.push_back(std::move(p));
+      if (!page["next_offset"].is_number_unsigned()) return all;
+      offset = page["next_offset"].get<uint32_t>();
+    }
+  }
+
  private:
   const jr_job* job_;
   nlohmann::json payload_;

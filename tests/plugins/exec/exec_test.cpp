@@ -328,6 +328,31 @@ TEST_F(ExecTest, ShellHandlerWithGrantedPrograms) {
   stop_and_check();
 }
 
+// A workflow step written in Python reads its parents' results through the protocol's
+// parent_results message (docs/exec.md, "Parent results"), here from inside the sandbox.
+TEST_F(ExecTest, WorkflowJoinReadsParentResultsThroughTheProtocol) {
+  std::string toml =
+      kind_toml("py_work", "work.py", 2) + kind_toml("py_join", "work.py", 1) + sandbox_toml();
+  start_runner({exec_so()}, toml);
+  enqueue_healthy(5);
+  nlohmann::json doc = {
+      {"steps",
+       {{{"name", "a"}, {"kind", "py_work"}, {"payload", {{"n", 1}}}},
+        {{"name", "b"}, {"kind", "py_work"}, {"payload", {{"n", 2}}}},
+        {{"name", "c"}, {"kind", "py_work"}, {"payload", {{"n", 40}}}, {"depends_on", {"a"}}},
+        {{"name", "j"}, {"kind", "py_join"}, {"depends_on", {"a", "b", "c"}}}}}};
+  std::string path = dir_.path() + "/workflow.json";
+  std::ofstream(path) << doc.dump();
+  auto r = jrtest::run_runner({"enqueue", "--workflow", path}, env_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int64_t join = count("SELECT job_id FROM jr_workflow_steps WHERE step = 'j'");
+  ASSERT_EQ(wait_finished(join, 60s), "completed") << errors(join) << interesting_log();
+  EXPECT_EQ(
+      result(join),
+      (nlohmann::json{{"count", 3}, {"n_sum", 43}, {"steps", {"a", "b", "c"}}, {"past_end", 0}}));
+  stop_and_check();
+}
+
 // The operator may trust the exec plugin in-process ([plugins.exec] isolation = "none"): its
 // config-declared kinds are added to the in-process load as to the sandboxed description, so
 // the two agree and it serves (it was refused as "describes itself differently").

@@ -11,12 +11,14 @@ py_work payload keys (all optional):
   progress          report progress 50 "half" before finishing
   traceparent       return job.traceparent (the job message's, None when it has none)
 py_child: returns {"child_of": payload["parent"]}.
+py_join: reads its parents' results (a workflow step): {"count", "n_sum", "steps", "past_end"}.
 """
 import os
 import signal
 import time
 
-from jobrunner_handler import Permanent, Snooze, enqueue, handler, log, progress, run
+from jobrunner_handler import (Permanent, Snooze, all_parent_results, enqueue, handler, log,
+                               parent_results, progress, run)
 
 
 @handler("py_work")
@@ -52,6 +54,15 @@ def work(payload, job):
 @handler("py_child")
 def child(payload, job):
     return {"child_of": (payload or {}).get("parent")}
+
+
+@handler("py_join")
+def join(payload, job):
+    entries = all_parent_results()
+    return {"count": len(entries),
+            "n_sum": sum((e["result"] or {}).get("n") or 0 for e in entries),
+            "steps": sorted(e["step"] for e in entries),
+            "past_end": parent_results(100000)["count"]}
 
 
 if __name__ == "__main__":
