@@ -304,7 +304,7 @@ nlohmann::json kinds_json(const LoadedPlugin& p) {
                      {"default_queue", k.default_queue},
                      {"timeout_ms", k.timeout_ms},
                      {"max_attempts", k.max_attempts},
-                     {"retry_schedule", k.retry_schedule_text}});
+                     {"retry_schedule", k.retry_schedule}});
   }
   return kinds;
 }

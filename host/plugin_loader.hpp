@@ -91,8 +91,8 @@ bool valid_plugin_name(std::string_view s);
 
 // The kinds of a plugin as JSON, one form for every place that shows or sends them (`plugins
 // ls --json`, `plugins check --json`, the worker's hello): [{"kind", "default_queue",
-// "timeout_ms", "max_attempts", "retry_schedule"}], the schedule as declared ("60,300,900", ""
-// for none), the form `runner enqueue --retry-schedule` takes.
+// "timeout_ms", "max_attempts", "retry_schedule"}], the schedule as an array of seconds
+// ([60, 300, 900], [] for none), the form `plugins ls --json` has always printed.
 nlohmann::json kinds_json(const LoadedPlugin& p);
 
 // Loads one plugin file and validates its descriptor. Does not call init. Pins the file first

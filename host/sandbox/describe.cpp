@@ -164,6 +164,27 @@ std::string str_field(const nlohmann::json& obj, const char* key, size_t max,
   return v.get<std::string>();
 }
 
+// A kind's retry schedule as the worker sends it (kinds_json): an array of at most 1,000
+// whole seconds, each 0..2147483647; absent or null for none.
+std::vector<int> schedule_field(const nlohmann::json& kind, const std::string& name,
+                                const std::function<PluginError(const std::string&)>& fail) {
+  const auto& v = field(kind, "retry_schedule");
+  std::vector<int> out;
+  if (v.is_null()) return out;
+  if (!v.is_array() || v.size() > 1000) {
+    throw fail("kind '" + name + "': retry_schedule is not an array of at most 1000 seconds");
+  }
+  for (const auto& s : v) {
+    if (!s.is_number_unsigned() || s.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)) {
+      throw fail("kind '" + name + "': retry_schedule holds " +
+                 s.dump(-1, ' ', true).substr(0, 64) +
+                 ", not a whole number of seconds between 0 and 2147483647");
+    }
+    out.push_back(static_cast<int>(s.get<uint64_t>()));
+  }
+  return out;
+}
+
 // plugins/exec (issue 22): for the shipped exec plugin (a manifest with "config_kinds" and a
 // built-in approval), the programs of the kinds in its config section and of its sandbox.exec,
 // with their interpreters; and, unless the config sets sandbox.workers, a pool of the kinds'
@@ -350,13 +371,10 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
     }
     ki.timeout_ms = int_field(k, "timeout_ms", 0, INT64_MAX / 2, fail);
     ki.max_attempts = static_cast<int>(int_field(k, "max_attempts", 0, 1000000000, fail));
-    ki.retry_schedule_text = str_field(k, "retry_schedule", 4096, fail);
-    if (!ki.retry_schedule_text.empty()) {
-      try {
-        ki.retry_schedule = parse_retry_schedule(ki.retry_schedule_text);
-      } catch (const std::invalid_argument& e) {
-        throw fail(std::string("kind '") + ki.kind + "': " + e.what());
-      }
+    ki.retry_schedule = schedule_field(k, ki.kind, fail);
+    for (int s : ki.retry_schedule) {
+      if (!ki.retry_schedule_text.empty()) ki.retry_schedule_text += ',';
+      ki.retry_schedule_text += std::to_string(s);
     }
     p.kinds.push_back(std::move(ki));
   }

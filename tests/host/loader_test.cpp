@@ -154,7 +154,7 @@ TEST(Loader, PluginsLsAndCheckDescribeKindsTheSameWay) {
   EXPECT_EQ(listed[0]["kinds"], checked["kinds"]);
   bool seen = false;
   for (const auto& k : listed[0]["kinds"]) {
-    if (k["retry_schedule"] == "60,300,900") seen = true;
+    if (k["retry_schedule"] == nlohmann::json::array({60, 300, 900})) seen = true;
   }
   EXPECT_TRUE(seen) << listed[0]["kinds"].dump();
   std::filesystem::remove_all(dir);
