@@ -33,7 +33,18 @@
 namespace jr::pg {
 namespace {
 
-// The claim. Two prepared variants from one text: "job_claim" runs inside the slow path's
+// The claim commits asynchronously: `lim` (volatile, so evaluated on every run) sets
+// synchronous_commit off for the statement's own transaction. A claim's lease is counted from
+// the statement's now(), but other sessions (the rescuer) see the claim only after its commit;
+// a synchronous commit waits for the WAL flush first, and under heavy commit load that wait
+// outgrew a short lease: the claim became visible already expired and was rescued while its
+// job was starting. An asynchronous commit is visible as soon as it is written, not flushed.
+// What it gives up is only the claim's durability across a database crash: a lost claim leaves
+// the job available with its attempt not counted, exactly as before the claim, and the runner
+// that ran it cannot complete it (completions are fenced on the lease and stay synchronous),
+// so the job runs again: at least once, as after any crash.
+//
+// Two prepared variants from one text: "job_claim" runs inside the slow path's
 // transaction (rate limits locked, lock keys try-locked for the second step), "job_claim_fast"
 // is the common case as one autocommit statement: it claims nothing when a rate limit touches
 // our kinds or any queue (checked in the same statement, so a limit added a moment ago is
@@ -41,7 +52,8 @@ namespace {
 // and the caller takes the slow path.
 const char* kClaimSql = R"SQL(
 WITH RECURSIVE lim AS (
-  SELECT @FAST@ AND EXISTS (SELECT 1 FROM jr_rate_limits r
+  SELECT set_config('synchronous_commit', 'off', true) AS async,
+         @FAST@ AND EXISTS (SELECT 1 FROM jr_rate_limits r
                              WHERE r.key LIKE 'queue:%'
                                 OR (r.key LIKE 'kind:%' AND substr(r.key, 6) = ANY($1::text[])))
          AS limited),

@@ -325,6 +325,9 @@ class PgStore final : public Store {
       std::vector<ClaimedJob> more;
       try {
         pqxx::work tx(*conn_);
+        // Asynchronous like the fast claim (pg_claim.cpp): its lease starts at the statement,
+        // so its visibility must not wait for the WAL flush.
+        tx.exec("SET LOCAL synchronous_commit TO off");
         more = pg::claim(tx, rest);
         tx.commit();
       } catch (const std::exception& e) {
@@ -1524,10 +1527,17 @@ class PgStore final : public Store {
              timeout_ms, retry_schedule, lock_key, lock_limit FROM d
       RETURNING id, lock_key IS NOT NULL)SQL");
     // By primary key; owner and state are filters (see job_complete_many).
+    // Rows another transaction has locked are skipped, not waited for: a completion of some
+    // held jobs waiting for its WAL flush (or a cancel request) must not hold up the renewal
+    // of all the others; a skipped row is renewed on the next round.
     pg::define(c, "job_heartbeat_held", R"SQL(
-      UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
-       WHERE id = ANY($3::bigint[]) AND lease_owner || '' = $1 AND state || '' = 'running'
-      RETURNING id, cancel_requested)SQL");
+      WITH h AS (
+        SELECT id FROM jr_jobs
+         WHERE id = ANY($3::bigint[]) AND lease_owner || '' = $1 AND state || '' = 'running'
+           FOR NO KEY UPDATE SKIP LOCKED)
+      UPDATE jr_jobs j SET lease_expires_at = now() + make_interval(secs => $2::float8)
+        FROM h WHERE j.id = h.id
+      RETURNING j.id, j.cancel_requested)SQL");
     pg::define(c, "job_heartbeat", R"SQL(
       UPDATE jr_jobs SET lease_expires_at = now() + make_interval(secs => $2::float8)
        WHERE lease_owner = $1 AND state = 'running'

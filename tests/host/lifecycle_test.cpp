@@ -339,6 +339,111 @@ TEST_F(Lifecycle, LiveRunnerKeepsItsLeasesUnderCpuAndCommitLoad) {
   EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
 }
 
+// A lease counts from the claim statement, so a claim must be visible as soon as it is made,
+// and the renewal of a runner's leases must not queue behind another transaction's commit. Here
+// every synchronous commit is made to wait, deterministically, the way a saturated disk makes it
+// wait for the WAL flush: synchronous_standby_names names a standby that never connects, so a
+// synchronous commit waits until the setting is taken back. In CI a claim's commit once waited
+// 3.4 s for the flush and became visible with its 2 s lease already expired; the rescuer took
+// the jobs of a live runner. While commits are held: the claims are visible (jobs running), the
+// short jobs' completions wait holding their rows, and the long jobs' leases keep being renewed,
+// so at no moment is there a running job the rescuer could take. Afterwards every job completes
+// on its first attempt.
+TEST_F(Lifecycle, LeasesHoldWhileCommitsWaitForTheDisk) {
+  RunnerProcess runner({"--plugins", echo_plugins(), "--concurrency", "8", "--lease-seconds", "2",
+                        "--rescue-interval", "0.2", "--prefetch", "0"},
+                       env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::string log = runner.log();
+        return log.find("runner started") != std::string::npos &&
+               log.find("elected maintenance leader") != std::string::npos;
+      },
+      120s))
+      << runner.log();
+  // The probes' session does not wait for the absent standby (they roll back anyway).
+  pqxx::connection c(url_);
+  pqxx::nontransaction(c).exec("SET synchronous_commit TO local");
+  // The superuser's: only it may change synchronous_standby_names (ALTER SYSTEM).
+  pqxx::connection su(jrtest::PgCluster::get().superuser_url("postgres"));
+  pqxx::nontransaction(su).exec("SET synchronous_commit TO local");
+  struct Release {  // commits flow again whichever way the test leaves
+    pqxx::connection& su;
+    bool done = false;
+    void now() {
+      if (done) return;
+      done = true;
+      pqxx::nontransaction t(su);
+      t.exec("ALTER SYSTEM RESET synchronous_standby_names");
+      t.exec("SELECT pg_reload_conf()");
+    }
+    ~Release() {
+      try {
+        now();
+      } catch (...) {
+      }
+    }
+  } release{su};
+  {
+    pqxx::nontransaction t(su);
+    t.exec("ALTER SYSTEM SET synchronous_standby_names = 'jr_test_absent_standby'");
+    t.exec("SELECT pg_reload_conf()");
+  }
+  ASSERT_TRUE(wait_until(
+      [&] { return q("SHOW synchronous_standby_names") == "jr_test_absent_standby"; }, 10s));
+  // Four short jobs and four long ones, in one commit (so one claim takes all eight), enqueued
+  // by a session that does not wait for the standby.
+  std::string file = dir_.path() + "/stalled.jsonl";
+  {
+    std::ofstream out(file);
+    for (int i = 0; i < 4; ++i)
+      out << R"({"sleep_ms":100})"
+          << "\n";
+    for (int i = 0; i < 4; ++i)
+      out << R"({"sleep_ms":8000})"
+          << "\n";
+  }
+  auto env = env_;
+  env["PGOPTIONS"] = "-c synchronous_commit=local";
+  auto enq = jrtest::run_runner({"enqueue", "echo", "--payload-file", file}, env);
+  ASSERT_EQ(enq.exit_code, 0) << enq.err;
+  // Rows the rescuer could take now: running, lease expired, not locked by a transaction.
+  auto rescuable = [&] {
+    pqxx::work tx(c);
+    auto r = tx.exec(
+        "SELECT count(*) FROM (SELECT id FROM jr_jobs WHERE state = 'running' "
+        "AND lease_expires_at < now() FOR UPDATE SKIP LOCKED) x");
+    int64_t n = r[0][0].as<int64_t>();
+    tx.abort();
+    return n;
+  };
+  int64_t max_running = 0, max_rescuable = 0;
+  auto held_from = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - held_from < 6s) {  // three leases
+    max_running =
+        std::max(max_running, count("SELECT count(*) FROM jr_jobs WHERE state = 'running'"));
+    max_rescuable = std::max(max_rescuable, rescuable());
+    std::this_thread::sleep_for(50ms);
+  }
+  // The stall was real: the short jobs finished long ago, but no completion has committed.
+  EXPECT_EQ(completed(), 0) << runner.log();
+  EXPECT_EQ(max_running, 8) << "claims must be visible while synchronous commits wait\n"
+                            << runner.log();
+  release.now();
+  auto after_from = std::chrono::steady_clock::now();
+  while (completed() < 8 && std::chrono::steady_clock::now() - after_from < 60s) {
+    max_rescuable = std::max(max_rescuable, rescuable());
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(completed(), 8) << runner.log();
+  EXPECT_EQ(max_rescuable, 0) << "a live runner's lease was expired and unlocked\n" << runner.log();
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_done WHERE errors @> "
+                  "'[{\"kind\": \"lease_lost\"}]' OR attempt > 1"),
+            0)
+      << runner.log();
+  EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
+}
+
 TEST_F(Lifecycle, PostgresRestartMidRunLosesNothing) {
   std::string record;
   std::string cfg = record_config(&record);
