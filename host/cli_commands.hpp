@@ -98,8 +98,9 @@ struct DlqFlags {
 };
 
 struct LimitFlags {
-  std::string action;  // set, ls, rm
+  std::string action;  // set, ls, rm, set-field, rm-field, fields
   std::string key;
+  std::string kind, field, prefix;  // set-field, rm-field
   double rate = 0;
   double burst = 0;
   bool json = false;

@@ -1,6 +1,10 @@
-// Flow-control subcommands: queue pause|resume|ls, limit set|ls|rm, cron ls.
+// Flow-control subcommands: queue pause|resume|ls, limit set|ls|rm|set-field|rm-field|fields,
+// cron ls.
+#include <cctype>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
@@ -21,7 +25,84 @@ int cmd_queue(const GlobalFlags& g, const std::string& action, const std::string
   return kExitOk;
 }
 
+namespace {
+
+// Rate keys from a payload field (migration 20). The rules are the table's CHECKs, said here
+// with the flag's name before the database is asked.
+int limit_field(const GlobalFlags& g, const LimitFlags& f) {
+  auto printable = [](const std::string& s) {
+    for (char c : s) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+    }
+    return true;
+  };
+  if (f.action != "fields" && (f.kind.empty() || f.kind.size() > 1024 || !printable(f.kind))) {
+    std::cerr << "runner limit " << f.action
+              << ": --kind must be 1 to 1024 bytes without control characters\n";
+    return kExitUsage;
+  }
+  if (f.action == "set-field") {
+    std::vector<std::string> parts(1);  // the names of the path, empty ones kept
+    for (char c : f.field) {
+      if (c == '.') {
+        parts.emplace_back();
+      } else {
+        parts.back() += c;
+      }
+    }
+    bool ok = !f.field.empty() && parts.size() <= 8 && printable(f.field);
+    for (const auto& p : parts) ok = ok && !p.empty() && p.size() <= 256;
+    if (!ok) {
+      std::cerr << "runner limit set-field: --field must be a payload field name, or a path of "
+                   "up to 8 names joined by dots (customer.id), each 1 to 256 bytes without "
+                   "control characters, got '"
+                << f.field << "'\n";
+      return kExitUsage;
+    }
+    std::string prefix = f.prefix.empty() ? parts.back() : f.prefix;
+    ok = !prefix.empty() && prefix.size() <= 128 && prefix != "queue" && prefix != "kind";
+    for (char c : prefix)
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+    if (!ok) {
+      std::cerr << "runner limit set-field: the key prefix '" << prefix
+                << "' must be 1 to 128 letters, digits, _ . or -, and not queue or kind"
+                << (f.prefix.empty() ? " (it defaults to the field's name: give --prefix)" : "")
+                << "\n";
+      return kExitUsage;
+    }
+    open_store(build_config(g))->RateKeyFieldSet(f.kind, f.field, prefix);
+    std::cout << "jobs of kind " << f.kind << " enqueued without a rate key get " << prefix
+              << ":<payload field " << f.field << ">\n";
+    return kExitOk;
+  }
+  auto store = open_store(build_config(g));
+  if (f.action == "rm-field") {
+    if (!store->RateKeyFieldRemove(f.kind)) {
+      std::cerr << "runner limit rm-field: no rate key field is set for kind " << f.kind << "\n";
+      return kExitNotFound;
+    }
+    std::cout << "kind " << f.kind << ": rate keys are no longer taken from the payload\n";
+    return kExitOk;
+  }
+  auto arr = nlohmann::json::parse(store->RateKeyFieldList());
+  if (f.json) {
+    std::cout << arr.dump(2) << "\n";
+  } else {
+    std::printf("%-32s %-32s %s\n", "KIND", "FIELD", "PREFIX");
+    for (const auto& r : arr) {
+      std::printf("%-32s %-32s %s\n", r["kind"].get<std::string>().c_str(),
+                  r["field"].get<std::string>().c_str(), r["prefix"].get<std::string>().c_str());
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
 int cmd_limit(const GlobalFlags& g, const LimitFlags& f) {
+  if (f.action == "set-field" || f.action == "rm-field" || f.action == "fields") {
+    return limit_field(g, f);
+  }
   if (f.action != "ls") {
     // queue:NAME, kind:NAME, a rate key (tenant:42) or a default for rate keys (tenant:*).
     bool named = f.key.rfind("queue:", 0) == 0 || f.key.rfind("kind:", 0) == 0;

@@ -354,4 +354,88 @@ CREATE INDEX jr_jobs_rate_key_available_idx ON jr_jobs ((options->>'rate_key'), 
   WHERE state = 'available' AND options ? 'rate_key';
 )SQL";
 
+// v20. Rate keys taken from a payload field named per kind (docs/job-model.md "Per-tenant
+// limits"). A row of jr_rate_key_fields says: a job of `kind` enqueued without a rate key gets
+// `prefix:value`, where value is the payload's `field` (a top-level name, or a path with dots).
+// The work is a BEFORE INSERT trigger on jr_jobs, so every way in (the CLI, the API, SQL
+// producers, batches, workflows, cron, plugins) derives the key the same way. The trigger
+// exists only while rows exist, and its WHEN lists their kinds: the inserts of every other
+// kind pay nothing (no trigger at all when no field is set). jr_rate_key_field_set() and
+// jr_rate_key_field_rm() keep it in step, under the table's lock.
+const char* const kMigrationV20 = R"SQL(
+CREATE TABLE jr_rate_key_fields (
+  kind       text PRIMARY KEY CHECK (kind <> '' AND kind !~ '[\x01-\x1f\x7f]'),
+  field      text NOT NULL CHECK (field <> '' AND field !~ '[\x01-\x1f\x7f]'
+                                  AND field !~ '(^\.|\.\.|\.$)'
+                                  AND cardinality(string_to_array(field, '.')) <= 8
+                                  AND octet_length(field) <= 8 * 257),
+  prefix     text NOT NULL CHECK (prefix ~ '^[A-Za-z0-9_.-]{1,128}$'
+                                  AND prefix NOT IN ('queue', 'kind')),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION jr_rate_key_from_field() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  f record;
+  v jsonb;
+  k text;
+BEGIN
+  SELECT field, prefix INTO f FROM jr_rate_key_fields WHERE kind = NEW.kind;
+  IF NOT FOUND THEN
+    RETURN NEW;
+  END IF;
+  v := NEW.payload #> string_to_array(f.field, '.');
+  IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+    RETURN NEW;  -- no value: the job has no rate key (its queue's and kind's limits apply)
+  END IF;
+  IF jsonb_typeof(v) NOT IN ('string', 'number', 'boolean') THEN
+    RAISE EXCEPTION 'rate key field ''%'' of kind %: the payload''s value must be a string, '
+      'number or boolean, got %', f.field, NEW.kind, left(v::text, 80) USING ERRCODE = '22023';
+  END IF;
+  k := f.prefix || ':' || (v #>> '{}');
+  IF octet_length(k) > 1024 OR k ~ '[\x01-\x1f\x7f*]' OR k = f.prefix || ':' THEN
+    RAISE EXCEPTION 'rate key field ''%'' of kind %: the key % made from the payload is '
+      'empty, longer than 1024 bytes, or holds a control character or *', f.field, NEW.kind,
+      left(k, 80) USING ERRCODE = '22023';
+  END IF;
+  NEW.options := coalesce(NEW.options, '{}'::jsonb) || jsonb_build_object('rate_key', k);
+  RETURN NEW;
+END $$;
+
+CREATE FUNCTION jr_rate_key_fields_sync() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  kinds text;
+BEGIN
+  SELECT string_agg(quote_literal(kind), ', ' ORDER BY kind) INTO kinds FROM jr_rate_key_fields;
+  DROP TRIGGER IF EXISTS jr_jobs_rate_key_field ON jr_jobs;
+  IF kinds IS NOT NULL THEN
+    EXECUTE 'CREATE TRIGGER jr_jobs_rate_key_field BEFORE INSERT ON jr_jobs FOR EACH ROW '
+            'WHEN (NEW.kind IN (' || kinds || ') AND NOT coalesce(NEW.options ? ''rate_key'', '
+            'false)) EXECUTE FUNCTION jr_rate_key_from_field()';
+  END IF;
+END $$;
+
+CREATE FUNCTION jr_rate_key_field_set(p_kind text, p_field text, p_prefix text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  LOCK TABLE jr_rate_key_fields IN SHARE ROW EXCLUSIVE MODE;
+  INSERT INTO jr_rate_key_fields (kind, field, prefix)
+  VALUES (p_kind, p_field, coalesce(p_prefix, regexp_replace(p_field, '^.*\.', '')))
+  ON CONFLICT (kind) DO UPDATE SET field = EXCLUDED.field, prefix = EXCLUDED.prefix,
+                                   updated_at = now();
+  PERFORM jr_rate_key_fields_sync();
+END $$;
+
+CREATE FUNCTION jr_rate_key_field_rm(p_kind text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  found_row boolean;
+BEGIN
+  LOCK TABLE jr_rate_key_fields IN SHARE ROW EXCLUSIVE MODE;
+  DELETE FROM jr_rate_key_fields WHERE kind = p_kind;
+  found_row := FOUND;
+  PERFORM jr_rate_key_fields_sync();
+  RETURN found_row;
+END $$;
+)SQL";
+
 }  // namespace jr

@@ -15,5 +15,7 @@ extern const char* const kMigrationV14;
 // default patterns ("tenant:*", from which the runners make one bucket per key as they meet
 // it: pattern names it); an index of the available rate-keyed jobs by key for the claim.
 extern const char* const kMigrationV15;
+// v20: rate keys from a payload field named per kind (jr_rate_key_fields and its trigger).
+extern const char* const kMigrationV20;
 
 }  // namespace jr

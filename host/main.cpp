@@ -280,7 +280,25 @@ int main(int argc, char** argv) {
   limit_rm->fallthrough();
   limit_rm->add_option("--key", lf.key, "queue:NAME, kind:NAME, a rate key or a pattern")
       ->required();
-  for (auto* sc : {limit_set, limit_ls, limit_rm}) {
+  auto* limit_set_field = limit->add_subcommand(
+      "set-field", "give jobs of a kind the rate key PREFIX:<value of a payload field>");
+  limit_set_field->fallthrough();
+  limit_set_field->add_option("--kind", lf.kind, "the job kind")->required();
+  limit_set_field
+      ->add_option("--field", lf.field,
+                   "the payload field: a top-level name, or a path with dots (customer.id)")
+      ->required();
+  limit_set_field->add_option(
+      "--prefix", lf.prefix,
+      "the key's prefix, letters, digits, _ . - (default: the field's last name)");
+  auto* limit_rm_field =
+      limit->add_subcommand("rm-field", "stop deriving rate keys for a kind's jobs");
+  limit_rm_field->fallthrough();
+  limit_rm_field->add_option("--kind", lf.kind, "the job kind")->required();
+  auto* limit_fields = limit->add_subcommand("fields", "list the kinds whose rate key is a field");
+  limit_fields->fallthrough();
+  limit_fields->add_flag("--json", lf.json, "print JSON");
+  for (auto* sc : {limit_set, limit_ls, limit_rm, limit_set_field, limit_rm_field, limit_fields}) {
     std::string name = sc->get_name();
     sc->callback([&lf, name] { lf.action = name; });
   }
@@ -536,7 +554,7 @@ int main(int argc, char** argv) {
     return cli::kExitError;
   } catch (const StoreError& e) {
     std::cerr << "runner: " << e.what() << "\n";
-    return cli::kExitError;
+    return e.invalid_input() ? cli::kExitUsage : cli::kExitError;
   } catch (const std::exception& e) {
     std::cerr << "runner: " << e.what() << "\n";
     return cli::kExitError;

@@ -1047,6 +1047,36 @@ class PgStore final : public Store {
     });
   }
 
+  void RateKeyFieldSet(const std::string& kind, const std::string& field,
+                       const std::string& prefix) override {
+    guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params("SELECT jr_rate_key_field_set($1, $2, $3)", kind, field,
+                     prefix.empty() ? nullptr : prefix.c_str());
+      tx.commit();
+      return 0;
+    });
+  }
+
+  bool RateKeyFieldRemove(const std::string& kind) override {
+    return guard([&] {
+      pqxx::work tx(*conn_);
+      auto r = tx.exec_params("SELECT jr_rate_key_field_rm($1)", kind);
+      tx.commit();
+      return r[0][0].as<bool>();
+    });
+  }
+
+  std::string RateKeyFieldList() override {
+    return guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      auto r = tx.exec(
+          "SELECT coalesce(json_agg(json_build_object('kind', kind, 'field', field, 'prefix', "
+          "prefix) ORDER BY kind), '[]')::text FROM jr_rate_key_fields");
+      return std::string(r[0][0].c_str());
+    });
+  }
+
   bool KindsIdle(const std::vector<std::string>& kinds) override {
     return guard([&] {
       pqxx::nontransaction tx(*conn_);
@@ -1421,6 +1451,11 @@ class PgStore final : public Store {
       throw StoreError(std::string("database connection lost during commit: ") + trim(e.what()),
                        true);
     } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() == "22023") {
+        std::string m = trim(e.what());
+        if (m.rfind("ERROR:  ", 0) == 0) m.erase(0, 8);
+        throw StoreError(m.substr(0, m.find('\n')), false, true);  // without CONTEXT lines
+      }
       bool transient = transient_sqlstate(e.sqlstate());
       if (transient) drop();
       throw StoreError(std::string("database error: ") + trim(e.what()), transient);

@@ -21,12 +21,17 @@ namespace jr {
 
 class StoreError : public std::runtime_error {
  public:
-  StoreError(const std::string& msg, bool transient)
-      : std::runtime_error(msg), transient_(transient) {}
+  StoreError(const std::string& msg, bool transient, bool invalid_input = false)
+      : std::runtime_error(msg), transient_(transient), invalid_input_(invalid_input) {}
   bool transient() const { return transient_; }
+  // The database refused a value as invalid (SQLSTATE 22023, raised by the schema's own checks,
+  // such as a rate key made from a payload field): the caller's input, not the database, is at
+  // fault (the CLI exits 2).
+  bool invalid_input() const { return invalid_input_; }
 
  private:
   bool transient_;
+  bool invalid_input_;
 };
 
 // A job to insert. Unset optionals mean "the kind's default" (resolved at run time).
@@ -320,6 +325,13 @@ class Store {
   virtual bool RateLimitRemove(const std::string& key) = 0;
   // [{key, rate, burst, tokens}] as JSON text.
   virtual std::string RateLimitList() = 0;
+  // Rate keys from a payload field, per kind (migration 20): a job of `kind` enqueued without a
+  // rate key gets "prefix:<the payload's field>". Remove returns false when none was set.
+  virtual void RateKeyFieldSet(const std::string& kind, const std::string& field,
+                               const std::string& prefix) = 0;
+  virtual bool RateKeyFieldRemove(const std::string& kind) = 0;
+  // [{kind, field, prefix}] as JSON text.
+  virtual std::string RateKeyFieldList() = 0;
   // True when no job of these kinds is available or running anywhere.
   virtual bool KindsIdle(const std::vector<std::string>& kinds) = 0;
 

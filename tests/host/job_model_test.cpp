@@ -308,6 +308,127 @@ TEST_F(JobModel, TwoTenantsOnOneQueueEachGetTheirOwnRate) {
   EXPECT_EQ(count("SELECT count(*) FROM jr_rate_limits"), 0);
 }
 
+// Issue 23: the rate key taken from a payload field named for the kind, by every way in (CLI,
+// SQL), an explicit key winning, bad values refused with the field named, and the buckets
+// per key made from the pattern as for --rate-key.
+TEST_F(JobModel, RateKeyFromAPayloadFieldNamedForTheKind) {
+  auto run = [&](std::vector<std::string> args) { return jrtest::run_runner(args, env_); };
+  auto key_of = [&](int64_t id) {
+    return q("SELECT coalesce(options->>'rate_key', '-') FROM jr_jobs_all WHERE id = " +
+             std::to_string(id));
+  };
+  auto trigger = [&] {
+    return count("SELECT count(*) FROM pg_trigger WHERE tgname = 'jr_jobs_rate_key_field'");
+  };
+  EXPECT_EQ(trigger(), 0) << "no field set: inserts pay for no trigger";
+  // Bad settings: exit 2, with the flag named.
+  auto r = run({"limit", "set-field", "--kind", "echo", "--field", "a..b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--field"), std::string::npos) << r.err;
+  r = run({"limit", "set-field", "--kind", "echo", "--field", "queue"});
+  EXPECT_EQ(r.exit_code, 2) << "the prefix would be queue:";
+  EXPECT_NE(r.err.find("--prefix"), std::string::npos) << r.err;
+  r = run({"limit", "set-field", "--kind", "echo", "--field", "t", "--prefix", "a b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_rate_key_fields"), 0);
+
+  r = run({"limit", "set-field", "--kind", "echo", "--field", "tenant"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(trigger(), 1);
+  r = run({"limit", "fields", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out),
+            nlohmann::json::parse(R"([{"kind":"echo","field":"tenant","prefix":"tenant"}])"));
+  EXPECT_EQ(key_of(enqueue({"enqueue", "echo", "--payload", R"({"tenant":42})"})), "tenant:42");
+  EXPECT_EQ(key_of(enqueue({"enqueue", "echo", "--payload", R"({"tenant":"acme"})"})),
+            "tenant:acme");
+  EXPECT_EQ(key_of(enqueue({"enqueue", "echo", "--payload", R"({"other":1})"})), "-")
+      << "no such field: no rate key";
+  EXPECT_EQ(
+      key_of(enqueue({"enqueue", "echo", "--payload", R"({"tenant":7})", "--rate-key", "vip:7"})),
+      "vip:7")
+      << "an explicit key wins";
+  EXPECT_EQ(key_of(std::stoll(q(R"(SELECT jr_enqueue('echo', '{"tenant": "sql"}'))"))),
+            "tenant:sql");
+  EXPECT_EQ(key_of(std::stoll(q(R"(SELECT jr_enqueue('other', '{"tenant": "x"}'))"))), "-")
+      << "only the kinds named";
+  // A bulk file: every line gets its own key.
+  {
+    std::string file = dir_.path() + "/tenants.jsonl";
+    std::ofstream(file) << R"({"tenant":"a"})"
+                        << "\n"
+                        << R"({"tenant":"b"})"
+                        << "\n";
+    r = run({"enqueue", "echo", "--payload-file", file});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::istringstream ids(r.out);
+    std::string a, b;
+    ids >> a >> b;
+    EXPECT_EQ(key_of(std::stoll(a)), "tenant:a");
+    EXPECT_EQ(key_of(std::stoll(b)), "tenant:b");
+  }
+  // Values that cannot make a key: refused (exit 2) with the field named, nothing inserted.
+  int64_t before = count("SELECT count(*) FROM jr_jobs_all");
+  for (const char* bad : {R"({"tenant":{"id":1}})", R"({"tenant":"a*b"})", R"({"tenant":""})"}) {
+    r = run({"enqueue", "echo", "--payload", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad << "\n" << r.err;
+    EXPECT_NE(r.err.find("rate key field 'tenant' of kind echo"), std::string::npos) << r.err;
+  }
+  EXPECT_THROW(q(R"(SELECT jr_enqueue('echo', '{"tenant": [1]}'))"), std::exception);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), before);
+  // A path, and a prefix of the operator's choice.
+  ASSERT_EQ(
+      run({"limit", "set-field", "--kind", "echo", "--field", "customer.id", "--prefix", "tenant"})
+          .exit_code,
+      0);
+  EXPECT_EQ(key_of(enqueue({"enqueue", "echo", "--payload", R"({"customer":{"id":5}})"})),
+            "tenant:5");
+
+  // The keys are limited like --rate-key's: one bucket per key, made from the pattern; each
+  // tenant at 2 jobs/s (burst 2), so 8 jobs of one tenant take at least 3 s from first to last.
+  ASSERT_EQ(run({"limit", "set", "--key", "tenant:*", "--rate", "2", "--burst", "2"}).exit_code, 0);
+  jrtest::PgCluster::exec(url_, "DELETE FROM jr_jobs");
+  {
+    std::string file = dir_.path() + "/two.jsonl";
+    std::ofstream out(file);
+    for (int i = 0; i < 8; ++i) {
+      out << R"({"customer":{"id":"p"}})"
+          << "\n"
+          << R"({"customer":{"id":"q"}})"
+          << "\n";
+    }
+    out.close();
+    r = run({"enqueue", "echo", "--payload-file", file});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(count("SELECT count(*) FROM jr_jobs WHERE options->>'rate_key' LIKE 'tenant:_'"), 16);
+  }
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()}), "--poll-interval", "50ms"},
+                       env_);
+  ASSERT_TRUE(wait_until([&] { return count("SELECT count(*) FROM jr_jobs") == 0; }, 60s))
+      << runner.log();
+  for (const char* key : {"tenant:p", "tenant:q"}) {
+    std::string span =
+        q("SELECT extract(epoch FROM max(started_at) - min(started_at)) FROM jr_jobs_done "
+          "WHERE options->>'rate_key' = '" +
+          std::string(key) + "'");
+    ASSERT_FALSE(span.empty()) << key << "\n"
+                               << q("SELECT string_agg(id || ' ' || state || ' ' || "
+                                    "coalesce(options->>'rate_key', '-'), ', ') FROM jr_jobs_all")
+                               << "\n"
+                               << runner.log();
+    EXPECT_GE(std::stod(span), 2.9) << key << ": 8 jobs at 2/s with a burst of 2";
+  }
+  EXPECT_EQ(q("SELECT string_agg(key || '<' || pattern, ',' ORDER BY key) FROM jr_rate_limits "
+              "WHERE pattern IS NOT NULL"),
+            "tenant:p<tenant:*,tenant:q<tenant:*");
+
+  // Removed: the trigger goes with the last field; enqueues get no key.
+  ASSERT_EQ(run({"limit", "rm-field", "--kind", "echo"}).exit_code, 0);
+  EXPECT_EQ(trigger(), 0);
+  EXPECT_EQ(key_of(enqueue({"enqueue", "echo", "--payload", R"({"tenant":1})"})), "-");
+  EXPECT_EQ(run({"limit", "rm-field", "--kind", "echo"}).exit_code, 3) << "nothing to remove";
+}
+
 TEST_F(JobModel, RateKeysAreCheckedLikeEveryOption) {
   auto r =
       jrtest::run_runner({"enqueue", "echo", "--payload", "{}", "--rate-key", "queue:x"}, env_);
