@@ -465,11 +465,39 @@ void Engine::fetch_loop() {
       backoff_sleep(delay);
       continue;
     }
-    int got = static_cast<int>(jobs.size());
-    if (got > 0) {
+    if (!jobs.empty()) {
+      // A job this runner already holds, claimed again: its earlier claim was lost (claims
+      // commit asynchronously, and a database crash can undo one), the job went back to
+      // available with its attempt restored, and this claim gave it the same owner and attempt
+      // number. The execution already running keeps it (its outcome passes the fence); a second
+      // one would run the job twice here at once.
+      // (Not the same as "still in held_": after a retry or snooze with no delay, the job can
+      // be claimed again before the completer, which committed its outcome, lets go of it.)
+      std::set<int64_t> executing;
+      {
+        std::lock_guard<std::mutex> lock(running_mu_);
+        for (const auto& j : jobs) {
+          auto it = running_.find(j.id);
+          if (it != running_.end() && it->second.ctx->attempt == j.attempt) executing.insert(j.id);
+        }
+      }
       std::lock_guard<std::mutex> lock(held_mu_);
-      for (const auto& j : jobs) ++held_[j.id];
+      std::vector<ClaimedJob> fresh;
+      fresh.reserve(jobs.size());
+      for (auto& j : jobs) {
+        if (executing.count(j.id)) {
+          log::warn(
+              "a job this runner is running was claimed again (its earlier claim was lost, e.g. "
+              "in a database crash); the running execution keeps it",
+              {{"job_id", j.id}, {"attempt", j.attempt}});
+          continue;
+        }
+        ++held_[j.id];
+        fresh.push_back(std::move(j));
+      }
+      jobs = std::move(fresh);
     }
+    int got = static_cast<int>(jobs.size());
     if (got > 0) {
       stats_.claimed += got;
       std::lock_guard<std::mutex> lock(ready_mu_);
@@ -839,6 +867,7 @@ void Engine::heartbeat_loop() {
                1000));
   int64_t next = 0;
   int64_t delay = 100;
+  bool retried_skipped = false;
   while (!completer_done_) {
     int64_t now = steady_ms();
     if (now >= next) {
@@ -853,10 +882,17 @@ void Engine::heartbeat_loop() {
           held.reserve(held_.size());
           for (const auto& [id, n] : held_) held.push_back(id);
         }
-        for (int64_t id : store->JobHeartbeatHeld(opts_.worker_id, opts_.lease_seconds, held)) {
+        size_t renewed = 0;
+        for (int64_t id :
+             store->JobHeartbeatHeld(opts_.worker_id, opts_.lease_seconds, held, &renewed)) {
           cancel_running(id, kCancelUser);
         }
-        next = now + interval_ms;
+        // Some held rows were skipped (locked by another transaction, such as a completion or a
+        // cancel request waiting for its flush, or no longer ours): once per round they are
+        // tried again within 100 ms rather than a whole interval later.
+        bool retry_soon = renewed < held.size() && !retried_skipped;
+        retried_skipped = retry_soon;
+        next = now + (retry_soon ? std::min<int64_t>(100, interval_ms) : interval_ms);
         delay = 100;
       } catch (const StoreError& e) {
         ++stats_.db_errors;

@@ -364,8 +364,7 @@ const std::vector<Migration>& migrations() {
       {18, "workflows: jr_workflow_enqueue(), jr_workflow_status(), jr_parent_results()",
        kMigrationV18},
       {19, "OpenTelemetry traces: the traceparent job option in jr_enqueue_ex()", kMigrationV19},
-      {20, "per-tenant rate limits: rate keys from a payload field named per kind",
-       kMigrationV20},
+      {20, "per-tenant rate limits: rate keys from a payload field named per kind", kMigrationV20},
   };
   return all;
 }

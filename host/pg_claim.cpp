@@ -40,9 +40,12 @@ namespace {
 // outgrew a short lease: the claim became visible already expired and was rescued while its
 // job was starting. An asynchronous commit is visible as soon as it is written, not flushed.
 // What it gives up is only the claim's durability across a database crash: a lost claim leaves
-// the job available with its attempt not counted, exactly as before the claim, and the runner
-// that ran it cannot complete it (completions are fenced on the lease and stay synchronous),
-// so the job runs again: at least once, as after any crash.
+// the job available with its attempt not counted, exactly as before the claim. Claimed by
+// another runner, the job runs again there and the first runner's completion is fenced off (it
+// names another owner); claimed again by the same runner while its execution still runs, the
+// engine keeps that execution and starts no second one (Engine::fetch_loop). At least once, as
+// after any crash. The slow path's token spending commits asynchronously with its claims: a
+// crash can lose some, letting a bucket run over its limit once.
 //
 // Two prepared variants from one text: "job_claim" runs inside the slow path's
 // transaction (rate limits locked, lock keys try-locked for the second step), "job_claim_fast"

@@ -1,4 +1,5 @@
 // Flow-control maintenance SQL: dependency resolution and priority aging (run by the leader).
+#include "log.hpp"
 #include "pg_internal.hpp"
 
 namespace jr::pg {
@@ -128,13 +129,28 @@ int cron_run(pqxx::work& tx, const Store::CronNext& next) {
       }
     }
     for (const auto& tick : ticks) {
-      auto r = tx.exec_params(R"SQL(
-        INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, unique_key)
-        VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
-                $1, $3::jsonb, 'available', 0, 0, $4)
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING id)SQL",
-                              row[3].c_str(), row[4].is_null() ? nullptr : row[4].c_str(),
-                              row[5].c_str(), "cron:" + name + ":" + tick + " " + tz);
+      // Each tick in a savepoint: a job the schema refuses (a rate key field set for the kind
+      // whose value in the entry's payload cannot make a key) is logged and skipped, and the
+      // other entries, and the maintenance after cron, still run.
+      pqxx::result r;
+      tx.exec("SAVEPOINT cron_tick");
+      try {
+        r = tx.exec_params(R"SQL(
+          INSERT INTO jr_jobs (queue, kind, payload, state, priority, base_priority, unique_key)
+          VALUES (coalesce($2, (SELECT default_queue FROM jr_kinds WHERE kind = $1), 'default'),
+                  $1, $3::jsonb, 'available', 0, 0, $4)
+          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING id)SQL",
+                           row[3].c_str(), row[4].is_null() ? nullptr : row[4].c_str(),
+                           row[5].c_str(), "cron:" + name + ":" + tick + " " + tz);
+        tx.exec("RELEASE SAVEPOINT cron_tick");
+      } catch (const pqxx::sql_error& e) {
+        if (e.sqlstate() != "22023") throw;
+        tx.exec("ROLLBACK TO SAVEPOINT cron_tick");
+        std::string what = e.what();
+        log::error("cron: the job of this tick was refused; the tick is skipped",
+                   {{"cron", name}, {"tick", tick}, {"error", what.substr(0, what.find('\n'))}});
+        continue;
+      }
       enqueued += static_cast<int>(r.affected_rows());
       // The dashboard shows the job each tick made (migration 11; the last 20 per entry).
       if (!r.empty()) {

@@ -464,7 +464,8 @@ class PgStore final : public Store {
   }
 
   std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
-                                        const std::vector<int64_t>& ids) override {
+                                        const std::vector<int64_t>& ids, size_t* renewed) override {
+    if (renewed) *renewed = 0;
     return guard([&] {
       std::vector<int64_t> cancel;
       if (ids.empty()) return cancel;
@@ -484,6 +485,7 @@ class PgStore final : public Store {
       for (const auto& row : r) {
         if (row[1].as<bool>()) cancel.push_back(row[0].as<int64_t>());
       }
+      if (renewed) *renewed = r.size();
       return cancel;
     });
   }
@@ -592,10 +594,16 @@ class PgStore final : public Store {
 
   void JobProgress(int64_t id, int attempt, double percent, const std::string& step) override {
     guard([&] {
+      // Committed asynchronously (the CTE, volatile, is evaluated whenever a row is updated):
+      // progress is advisory, and a synchronous commit would hold the job's row through the
+      // WAL flush, during which lease renewals skip it (job_heartbeat_held): a job reporting
+      // progress every 250 ms on a stalled disk would lose its lease.
       pqxx::work tx(*conn_);
       tx.exec_params(
+          "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
           "UPDATE jr_jobs SET progress = jsonb_build_object('percent', $3::float8, 'step', "
-          "$4::text, 'at', now()) WHERE id = $1 AND attempt = $2 AND state = 'running'",
+          "$4::text, 'at', now()) FROM async WHERE id = $1 AND attempt = $2 AND state = "
+          "'running'",
           id, attempt, percent, step.empty() ? nullptr : valid_utf8(step).c_str());
       tx.commit();
       return 0;
@@ -1451,10 +1459,19 @@ class PgStore final : public Store {
       throw StoreError(std::string("database connection lost during commit: ") + trim(e.what()),
                        true);
     } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() == "22023") {
-        std::string m = trim(e.what());
+      std::string_view what = e.what();
+      if (e.sqlstate() == "22023" && what.find("PL/pgSQL function jr_") != what.npos) {
+        // A value refused by the schema's own checks (a jr_ function raised it): bad input.
+        // The message without its CONTEXT lines, but with the row of a bulk insert.
+        std::string m = trim(std::string(what.substr(0, what.find('\n'))));
         if (m.rfind("ERROR:  ", 0) == 0) m.erase(0, 8);
-        throw StoreError(m.substr(0, m.find('\n')), false, true);  // without CONTEXT lines
+        size_t at = what.find("COPY jr_jobs, line ");
+        if (at != what.npos) {
+          std::string_view rest = what.substr(at + 19);
+          std::string row(rest.substr(0, rest.find_first_not_of("0123456789")));
+          if (!row.empty()) m += " (payload " + row + " of the bulk enqueue)";
+        }
+        throw StoreError(m, false, true);
       }
       bool transient = transient_sqlstate(e.sqlstate());
       if (transient) drop();

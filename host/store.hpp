@@ -24,9 +24,9 @@ class StoreError : public std::runtime_error {
   StoreError(const std::string& msg, bool transient, bool invalid_input = false)
       : std::runtime_error(msg), transient_(transient), invalid_input_(invalid_input) {}
   bool transient() const { return transient_; }
-  // The database refused a value as invalid (SQLSTATE 22023, raised by the schema's own checks,
-  // such as a rate key made from a payload field): the caller's input, not the database, is at
-  // fault (the CLI exits 2).
+  // The database refused a value as invalid (SQLSTATE 22023 raised by the schema's own jr_
+  // functions, such as a rate key made from a payload field): the caller's input, not the
+  // database, is at fault (the CLI exits 2).
   bool invalid_input() const { return invalid_input_; }
 
  private:
@@ -237,9 +237,11 @@ class Store {
   // Same for the running jobs of this worker among `ids` only (the jobs the runner knows it
   // holds). A claim whose answer was lost (connection killed after the commit) leaves rows that
   // carry the worker's id but that no slot will run: they must expire and be rescued, not be
-  // kept alive by every heartbeat.
+  // kept alive by every heartbeat. Rows another transaction has locked are skipped; `renewed`
+  // (if given) receives how many rows were renewed.
   virtual std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
-                                                const std::vector<int64_t>& ids) = 0;
+                                                const std::vector<int64_t>& ids,
+                                                size_t* renewed = nullptr) = 0;
   // This connection's commits stop waiting for the WAL flush (synchronous_commit off, kept
   // across reconnects). For lease renewals only: one lost in a database crash costs nothing
   // (the lease is renewed again, or expires as if the runner had stopped), while a renewal

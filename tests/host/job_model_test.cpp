@@ -321,6 +321,12 @@ TEST_F(JobModel, RateKeyFromAPayloadFieldNamedForTheKind) {
     return count("SELECT count(*) FROM pg_trigger WHERE tgname = 'jr_jobs_rate_key_field'");
   };
   EXPECT_EQ(trigger(), 0) << "no field set: inserts pay for no trigger";
+  // Jobs accepted before any field was set, cancelled, to be retried afterwards.
+  int64_t old_bad = enqueue({"enqueue", "echo", "--payload", R"({"tenant":{"x":1}})"});
+  int64_t old_good = enqueue({"enqueue", "echo", "--payload", R"({"tenant":"g"})"});
+  for (int64_t id : {old_bad, old_good}) {
+    ASSERT_EQ(run({"cancel", std::to_string(id)}).exit_code, 0);
+  }
   // Bad settings: exit 2, with the flag named.
   auto r = run({"limit", "set-field", "--kind", "echo", "--field", "a..b"});
   EXPECT_EQ(r.exit_code, 2);
@@ -352,6 +358,20 @@ TEST_F(JobModel, RateKeyFromAPayloadFieldNamedForTheKind) {
             "tenant:sql");
   EXPECT_EQ(key_of(std::stoll(q(R"(SELECT jr_enqueue('other', '{"tenant": "x"}'))"))), "-")
       << "only the kinds named";
+  // Retried jobs enqueued before the field was set: a usable value makes a key, a bad one none
+  // (the retry is not refused).
+  ASSERT_EQ(run({"retry", std::to_string(old_bad)}).exit_code, 0);
+  ASSERT_EQ(run({"retry", std::to_string(old_good)}).exit_code, 0);
+  EXPECT_EQ(key_of(old_bad), "-");
+  EXPECT_EQ(key_of(old_good), "tenant:g");
+  // jr_enqueue_many() copies its first job's row: each copy still gets its own payload's key.
+  std::string many = q(
+      R"(SELECT string_agg(m::text, ',') FROM jr_enqueue_many('echo',
+           '[{"tenant":"m1"},{"tenant":"m2"},{"x":1}]') m)");
+  EXPECT_EQ(q("SELECT string_agg(coalesce(options->>'rate_key', '-'), ',' ORDER BY id) FROM "
+              "jr_jobs WHERE id IN (" +
+              many + ")"),
+            "tenant:m1,tenant:m2,-");
   // A bulk file: every line gets its own key.
   {
     std::string file = dir_.path() + "/tenants.jsonl";
@@ -375,6 +395,17 @@ TEST_F(JobModel, RateKeyFromAPayloadFieldNamedForTheKind) {
     EXPECT_NE(r.err.find("rate key field 'tenant' of kind echo"), std::string::npos) << r.err;
   }
   EXPECT_THROW(q(R"(SELECT jr_enqueue('echo', '{"tenant": [1]}'))"), std::exception);
+  {
+    // In a bulk file, the refused payload's position (blank lines are not payloads).
+    std::string file = dir_.path() + "/bad.jsonl";
+    std::ofstream(file) << R"({"tenant":"ok"})"
+                        << "\n\n"
+                        << R"({"tenant":[1]})"
+                        << "\n";
+    r = run({"enqueue", "echo", "--payload-file", file});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("payload 2 of the bulk enqueue"), std::string::npos) << r.err;
+  }
   EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all"), before);
   // A path, and a prefix of the operator's choice.
   ASSERT_EQ(
@@ -427,6 +458,55 @@ TEST_F(JobModel, RateKeyFromAPayloadFieldNamedForTheKind) {
   EXPECT_EQ(trigger(), 0);
   EXPECT_EQ(key_of(enqueue({"enqueue", "echo", "--payload", R"({"tenant":1})"})), "-");
   EXPECT_EQ(run({"limit", "rm-field", "--kind", "echo"}).exit_code, 3) << "nothing to remove";
+}
+
+// A cron entry whose payload cannot make a key for its kind: its ticks are logged and skipped,
+// and the other entries and the leader's maintenance go on; a batch callback made inside a
+// completion is not refused (it gets no key).
+TEST_F(JobModel, CronTickRefusedByTheRateKeyFieldIsSkippedNotFatal) {
+  // A batch whose callback's payload cannot make a key once the field is set (after the batch:
+  // jr_batch_enqueue() checks its callbacks as they are then): the callback is made inside the
+  // completion of the last member, which must not fail for it.
+  auto batch = jrtest::run_runner({"enqueue", "echo", "--payload", "{}", "--batch-on-complete",
+                                   "echo", "--batch-payload", R"({"tenant":{"x":2}})"},
+                                  env_);
+  ASSERT_EQ(batch.exit_code, 0) << batch.err;
+  ASSERT_EQ(jrtest::run_runner({"limit", "set-field", "--kind", "echo", "--field", "tenant"}, env_)
+                .exit_code,
+            0);
+  std::string cfg = dir_.path() + "/cron.toml";
+  std::ofstream(cfg) << "[worker]\npoll_interval = 0.1\n"
+                     << "[[cron]]\nname = \"bad\"\nschedule = \"@every 1s\"\nkind = \"echo\"\n"
+                     << "payload = { tenant = { x = 1 } }\n"
+                     << "[[cron]]\nname = \"good\"\nschedule = \"@every 1s\"\nkind = \"echo\"\n"
+                     << "payload = { tenant = \"c\" }\n";
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()}), "--config", cfg}, env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count("SELECT count(*) FROM jr_jobs_done WHERE options->>'rate_key' = 'tenant:c'") >=
+               3;
+      },
+      60s))
+      << runner.log();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return count(
+                   "SELECT count(*) FROM jr_jobs_done WHERE state = 'completed' AND "
+                   "payload->'tenant' ? 'x'") == 1;
+      },
+      30s))
+      << "the batch's callback ran (without a rate key)\n"
+      << q("SELECT string_agg(id || ' ' || state || ' ' || payload::text, '; ') FROM jr_jobs_all")
+      << runner.log();
+  std::string log = runner.log();
+  EXPECT_NE(log.find("cron: the job of this tick was refused"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"cron\":\"bad\""), std::string::npos) << log;
+  EXPECT_EQ(log.find("lost maintenance leadership"), std::string::npos) << log;
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE payload->'tenant' ? 'x' AND "
+                  "options ? 'rate_key'"),
+            0);
+  EXPECT_EQ(count("SELECT count(*) FROM jr_jobs_all WHERE payload->'tenant' = '{\"x\": 1}'"), 0)
+      << "no job of the refused cron entry";
 }
 
 TEST_F(JobModel, RateKeysAreCheckedLikeEveryOption) {

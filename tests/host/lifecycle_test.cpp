@@ -346,9 +346,10 @@ TEST_F(Lifecycle, LiveRunnerKeepsItsLeasesUnderCpuAndCommitLoad) {
 // synchronous commit waits until the setting is taken back. In CI a claim's commit once waited
 // 3.4 s for the flush and became visible with its 2 s lease already expired; the rescuer took
 // the jobs of a live runner. While commits are held: the claims are visible (jobs running), the
-// short jobs' completions wait holding their rows, and the long jobs' leases keep being renewed,
-// so at no moment is there a running job the rescuer could take. Afterwards every job completes
-// on its first attempt.
+// short jobs' completions wait holding their rows, and the long jobs' leases keep being renewed
+// (they report progress meanwhile, whose writes must not hold their rows through a flush), so at
+// no moment is there a running job the rescuer could take. Afterwards every job completes on its
+// first attempt.
 TEST_F(Lifecycle, LeasesHoldWhileCommitsWaitForTheDisk) {
   RunnerProcess runner({"--plugins", echo_plugins(), "--concurrency", "8", "--lease-seconds", "2",
                         "--rescue-interval", "0.2", "--prefetch", "0"},
@@ -400,7 +401,7 @@ TEST_F(Lifecycle, LeasesHoldWhileCommitsWaitForTheDisk) {
       out << R"({"sleep_ms":100})"
           << "\n";
     for (int i = 0; i < 4; ++i)
-      out << R"({"sleep_ms":8000})"
+      out << R"({"sleep_ms":8000,"progress":true})"
           << "\n";
   }
   auto env = env_;

@@ -1,6 +1,8 @@
 // The `echo` job kind: returns its payload. Used by the demo, the tests and the benchmarks, so it
 // obeys a few payload fields that make it misbehave on purpose:
 //   sleep_ms       sleep this long (checking for cancellation every 10 ms)
+//   progress       true: while sleeping, report progress every 10 ms (the host writes it at
+//                  most every 250 ms)
 //   fail           "retryable" or "permanent": fail every attempt that way
 //   fail_kind      with fail: name the failure (the attempt's error_kind, abi.h JR_EXT_ERROR_KIND)
 //   fail_attempts  fail (retryable) the first N attempts, then succeed
@@ -44,9 +46,16 @@ class Echo : public jobrunner::Plugin {
       if (now < it->get<double>()) throw jobrunner::Snooze(it->get<double>() - now);
     }
     if (auto it = p.find("sleep_ms"); it != p.end()) {
-      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(it->get<int64_t>());
-      while (std::chrono::steady_clock::now() < until) {
+      auto from = std::chrono::steady_clock::now();
+      auto total = std::chrono::milliseconds(it->get<int64_t>());
+      bool report = p.value("progress", false);
+      while (std::chrono::steady_clock::now() < from + total) {
         if (job.cancelled()) throw jobrunner::Cancelled();
+        if (report) {
+          job.progress(100.0 *
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - from) /
+                       std::chrono::duration<double>(total));
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     }
