@@ -445,6 +445,33 @@ TEST_F(Lifecycle, LeasesHoldWhileCommitsWaitForTheDisk) {
   EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
 }
 
+// Claims commit asynchronously, so a database crash can undo one whose job is already running:
+// the job is available again with its attempt restored, and the runner running it may claim it
+// again, with the same owner and attempt. That runner must not start a second execution; the one
+// running keeps the job and completes it. The lost claim is made here by hand: the row is put
+// back exactly as the crash would leave it.
+TEST_F(Lifecycle, AJobClaimedAgainWhileItRunsHereIsNotRunTwice) {
+  std::string record;
+  std::string cfg = record_config(&record);
+  auto ids = enqueue_many("record", 1, R"({"sleep_ms":3000})");
+  ASSERT_EQ(ids.size(), 1u);
+  std::string id = std::to_string(ids[0]);
+  RunnerProcess runner({"--plugins", record_plugins(), "--config", cfg, "--concurrency", "2",
+                        "--poll-interval", "0.1"},
+                       env_);
+  ASSERT_TRUE(wait_until([&] { return executions(record).count(ids[0]) == 1; }, 120s))
+      << runner.log();
+  jrtest::PgCluster::exec(url_,
+                          "UPDATE jr_jobs SET state = 'available', attempt = attempt - 1, "
+                          "lease_owner = NULL, lease_expires_at = NULL WHERE id = " +
+                              id);
+  ASSERT_TRUE(wait_until([&] { return completed() == 1; }, 60s)) << runner.log();
+  EXPECT_EQ(executions(record)[ids[0]], 1) << runner.log();
+  EXPECT_EQ(q("SELECT attempt FROM jr_jobs_done WHERE id = " + id), "1");
+  EXPECT_NE(runner.log().find("was claimed again"), std::string::npos) << runner.log();
+  EXPECT_EQ(runner.log().find("outcome rejected"), std::string::npos) << runner.log();
+}
+
 TEST_F(Lifecycle, PostgresRestartMidRunLosesNothing) {
   std::string record;
   std::string cfg = record_config(&record);
