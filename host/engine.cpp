@@ -482,20 +482,23 @@ void Engine::fetch_loop() {
         }
       }
       std::lock_guard<std::mutex> lock(held_mu_);
-      std::vector<ClaimedJob> fresh;
-      fresh.reserve(jobs.size());
-      for (auto& j : jobs) {
-        if (executing.count(j.id)) {
-          log::warn(
-              "a job this runner is running was claimed again (its earlier claim was lost, e.g. "
-              "in a database crash); the running execution keeps it",
-              {{"job_id", j.id}, {"attempt", j.attempt}});
-          continue;
+      if (executing.empty()) {  // the usual case: the batch as it is
+        for (const auto& j : jobs) ++held_[j.id];
+      } else {
+        std::vector<ClaimedJob> fresh;
+        for (auto& j : jobs) {
+          if (executing.count(j.id)) {
+            log::warn(
+                "a job this runner is running was claimed again (its earlier claim was lost, "
+                "e.g. in a database crash); the running execution keeps it",
+                {{"job_id", j.id}, {"attempt", j.attempt}});
+            continue;
+          }
+          ++held_[j.id];
+          fresh.push_back(std::move(j));
         }
-        ++held_[j.id];
-        fresh.push_back(std::move(j));
+        jobs = std::move(fresh);
       }
-      jobs = std::move(fresh);
     }
     int got = static_cast<int>(jobs.size());
     if (got > 0) {
