@@ -41,8 +41,10 @@ class Connections : public RunnerFixture {
   }
 
   // Runs `jobs` echo jobs of `sleep_ms` each through a runner started with `flags` and samples
-  // its sessions every 20 ms while they run; returns the most seen (and the samples taken while
-  // jobs were running in `busy_samples`).
+  // its sessions every 20 ms while they run (a sample's own queries can take hundreds of ms under
+  // ASan on a loaded machine, so the callers size the work at 3-4 s of running, not at a number
+  // of samples: 40 ms jobs once gave 9 samples where 10 were asked); returns the most seen (and the
+  // samples taken while jobs were running in `busy_samples`).
   int64_t peak_under_load(const std::vector<std::string>& flags, int jobs, int sleep_ms,
                           int* busy_samples, std::string* runner_log = nullptr) {
     enqueue_many("echo", jobs, "{\"sleep_ms\": " + std::to_string(sleep_ms) + "}");
@@ -88,8 +90,8 @@ class Connections : public RunnerFixture {
 TEST_F(Connections, OnePluginAtConcurrencyTenHoldsAtMostFourOfItsOwn) {
   int busy = 0;
   std::string log;
-  int64_t peak = peak_under_load({}, 400, 40, &busy, &log);
-  EXPECT_GT(busy, 10) << "too few samples while jobs ran";
+  int64_t peak = peak_under_load({}, 400, 100, &busy, &log);
+  EXPECT_GE(busy, 5) << "too few samples while jobs ran";
   EXPECT_LE(peak, 4);
   EXPECT_GE(peak, 3) << "the runner's sessions were not found (application_name)";
   EXPECT_NE(log.find("claims+completions 1, services 1 = 4 of 4"), std::string::npos) << log;
@@ -98,8 +100,8 @@ TEST_F(Connections, OnePluginAtConcurrencyTenHoldsAtMostFourOfItsOwn) {
 TEST_F(Connections, BudgetOfThreeSharesClaimsCompletionsAndServices) {
   int busy = 0;
   std::string log;
-  int64_t peak = peak_under_load({"--max-connections", "3"}, 300, 40, &busy, &log);
-  EXPECT_GT(busy, 10);
+  int64_t peak = peak_under_load({"--max-connections", "3"}, 300, 100, &busy, &log);
+  EXPECT_GE(busy, 5) << "too few samples while jobs ran";
   EXPECT_LE(peak, 3);
   EXPECT_NE(log.find("claims+completions+services 1 = 3 of 3"), std::string::npos) << log;
 }
