@@ -244,7 +244,7 @@ TEST_F(Connections, LeaseRenewalGoesOnWhileTheSharedConnectionIsStuck) {
                   "' AND wait_event_type = 'Lock'"),
             1);
   tx.commit();
-  EXPECT_GT(samples, 20);
+  EXPECT_GE(samples, 10) << "the lease was sampled too rarely to show it held";
   EXPECT_GT(last, first + 3) << "the lease was not renewed during the stall";
   ASSERT_TRUE(wait_until(
       [&] {
