@@ -306,7 +306,7 @@ class RunnerSystem(System):
             if "DELETE FROM jr_jobs j" in q:  # job_complete_many
                 st["completions"] += calls
                 st["completed"] += nrows
-            elif q.startswith("WITH RECURSIVE lim AS"):  # the claim (host/pg_store.cpp)
+            elif q.startswith("WITH RECURSIVE lim AS"):  # the claim (host/store/pg_store.cpp)
                 st["claims"] += calls
                 st["claimed"] += nrows
         return {"statements_per_job": st["statements"] / n,

@@ -21,10 +21,10 @@
 
 #include "harness.hpp"
 #include "managed_db.hpp"
-#include "ops/metrics.hpp"
-#include "ops/server.hpp"
-#include "ops/ui_store.hpp"
+#include "metrics.hpp"
+#include "server.hpp"
 #include "store.hpp"
+#include "ui_store.hpp"
 
 using Clock = std::chrono::steady_clock;
 

@@ -1,4 +1,4 @@
-#include "ops/info.hpp"
+#include "info.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "ops/metrics.hpp"
+#include "metrics.hpp"
 
 #include <cmath>
 #include <cstdio>

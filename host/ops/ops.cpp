@@ -1,4 +1,4 @@
-#include "ops/ops.hpp"
+#include "ops.hpp"
 
 #include <unistd.h>
 
@@ -11,9 +11,9 @@
 
 #include "bounds.hpp"
 #include "log.hpp"
-#include "ops/server.hpp"
-#include "ops/ui_publish.hpp"
-#include "ops/webhooks.hpp"
+#include "server.hpp"
+#include "ui_publish.hpp"
+#include "webhooks.hpp"
 
 #ifndef JR_VERSION
 #define JR_VERSION "0.0.0"

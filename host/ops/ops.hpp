@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "engine.hpp"
-#include "ops/metrics.hpp"
+#include "metrics.hpp"
 
 namespace jr::ops {
 

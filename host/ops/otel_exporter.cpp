@@ -1,4 +1,4 @@
-#include "ops/otel_exporter.hpp"
+#include "otel_exporter.hpp"
 
 #include <curl/curl.h>
 

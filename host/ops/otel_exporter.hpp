@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "attempt_span.hpp"
-#include "ops/metrics.hpp"
+#include "metrics.hpp"
 
 namespace jr::ops {
 

@@ -1,4 +1,4 @@
-#include "ops/server.hpp"
+#include "server.hpp"
 
 #include <httplib.h>
 
@@ -7,11 +7,11 @@
 #include <stdexcept>
 #include <thread>
 
+#include "job_options.hpp"
 #include "log.hpp"
-#include "ops/job_options.hpp"
-#include "ops/ui_api.hpp"
-#include "ops/ui_store.hpp"
-#include "ops/workflow.hpp"
+#include "ui_api.hpp"
+#include "ui_store.hpp"
+#include "workflow.hpp"
 
 namespace jr::ops {
 

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "ops/metrics.hpp"
+#include "metrics.hpp"
 #include "store.hpp"
 
 namespace httplib {

@@ -1,4 +1,4 @@
-#include "ops/ui_api.hpp"
+#include "ui_api.hpp"
 
 #include <httplib.h>
 
@@ -6,11 +6,11 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "job_options.hpp"
 #include "log.hpp"
-#include "ops/job_options.hpp"
-#include "ops/server.hpp"
-#include "ops/ui_store.hpp"
+#include "server.hpp"
 #include "store.hpp"
+#include "ui_store.hpp"
 
 #ifndef JR_VERSION
 #define JR_VERSION "0.0.0"

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/ui_api.hpp"
+#include "ui_api.hpp"
 
 namespace jr::ops {
 namespace {

@@ -1,7 +1,7 @@
 // The dashboard's view of a plugin and its sandbox (ui_publish.hpp). Its own file: it needs the
 // sandbox library, which only the runner's worker command links with (cli_worker.cpp).
-#include "ops/ui_publish.hpp"
-#include "sandbox/sandbox.hpp"
+#include "sandbox.hpp"
+#include "ui_publish.hpp"
 
 namespace jr::ops {
 

@@ -1,4 +1,4 @@
-#include "ops/ui_publish.hpp"
+#include "ui_publish.hpp"
 
 #include <unistd.h>
 

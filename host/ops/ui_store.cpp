@@ -1,4 +1,4 @@
-#include "ops/ui_store.hpp"
+#include "ui_store.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -7,10 +7,10 @@
 #include <pqxx/pqxx>
 #include <stdexcept>
 
+#include "job_options.hpp"
 #include "log.hpp"
-#include "ops/job_options.hpp"
-#include "ops/pg_ops.hpp"
-#include "ops/server.hpp"
+#include "pg_ops.hpp"
+#include "server.hpp"
 #include "store.hpp"
 
 namespace jr::ops::ui {

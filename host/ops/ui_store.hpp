@@ -6,7 +6,7 @@
 //   - a filter no index serves (payload text, kind on live jobs, queue on completed jobs) is
 //     applied to at most kScanLimit rows per request; a page it could not fill says so
 //     ("partial") and its cursor continues the search where it stopped.
-// Changes (replay, purge, pause, limits) go through Store (host/store.hpp), not here.
+// Changes (replay, purge, pause, limits) go through Store (host/store/store.hpp), not here.
 //
 // Threading: thread-safe; each call takes a connection from a small pool (one per concurrent
 // request, at most `max_idle` kept). Methods throw StoreError (transient() = connection lost)

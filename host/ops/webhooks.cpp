@@ -1,4 +1,4 @@
-#include "ops/webhooks.hpp"
+#include "webhooks.hpp"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>

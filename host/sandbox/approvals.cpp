@@ -9,8 +9,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "managed_db.hpp"
 #include "plugin_pin.hpp"
+#include "util.hpp"
 
 namespace fs = std::filesystem;
 
@@ -172,7 +172,7 @@ int Approvals::remove(const std::string& name, const std::string& sha256) {
 std::string approvals_path(const std::string& approvals_file, const std::string& data_dir) {
   if (!approvals_file.empty()) return approvals_file;
   if (!data_dir.empty()) return data_dir + "/approvals.json";
-  return fs::path(ManagedDb::default_data_dir()).parent_path().string() + "/approvals.json";
+  return runner_state_dir() + "/approvals.json";
 }
 
 const BuiltinApproval* builtin_approval(const std::string& sha256) {

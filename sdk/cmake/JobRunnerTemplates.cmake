@@ -1,6 +1,6 @@
 # Embeds the `runner new-plugin` scaffold templates (sdk/templates/**.in) into the host at
 # configure time: jr_embed_templates(<target>) writes <binary dir>/jr_scaffold_templates.inc,
-# a table of {relative path, text} that host/cli_new_plugin.cpp includes. CMake re-runs when a
+# a table of {relative path, text} that host/cli/cli_new_plugin.cpp includes. CMake re-runs when a
 # template is added or edited (CONFIGURE_DEPENDS), and the .inc is only rewritten when its
 # content changes.
 include_guard(GLOBAL)

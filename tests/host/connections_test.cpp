@@ -1,5 +1,5 @@
-// The runner's connection budget (issue 20, host/db_budget.hpp): the real runner with the echo
-// plugin (sandboxed, the default) at concurrency 10 under load, its sessions counted in
+// The runner's connection budget (issue 20, host/store/db_budget.hpp): the real runner with the
+// echo plugin (sandboxed, the default) at concurrency 10 under load, its sessions counted in
 // pg_stat_activity by the application_name it gives them ("jobrunner PID@HOST"); a budget too
 // small is refused; lease renewal goes on while the shared services connection is stuck.
 //

@@ -1,6 +1,6 @@
-// The connection plan for a budget (host/db_budget.hpp) and the settings behind it
-// (max_connections, pgbouncer, listen_database_url in host/config.cpp). The runner's real sessions
-// under load are counted in connections_test.cpp.
+// The connection plan for a budget (host/store/db_budget.hpp) and the settings behind it
+// (max_connections, pgbouncer, listen_database_url in host/core/config.cpp). The runner's real
+// sessions under load are counted in connections_test.cpp.
 #include "db_budget.hpp"
 
 #include <gtest/gtest.h>

@@ -12,7 +12,7 @@
 #include <set>
 #include <thread>
 
-#include "ops/job_options.hpp"
+#include "job_options.hpp"
 #include "runner_fixture.hpp"
 #include "store.hpp"
 

@@ -1,4 +1,4 @@
-// W3C trace context for jobs (host/trace_context.hpp) and the OTLP/JSON encoding of attempt
+// W3C trace context for jobs (host/core/trace_context.hpp) and the OTLP/JSON encoding of attempt
 // spans (host/ops/otel_exporter.hpp): pure functions, no database, no network.
 #include "trace_context.hpp"
 
@@ -8,7 +8,7 @@
 #include <set>
 
 #include "attempt_span.hpp"
-#include "ops/otel_exporter.hpp"
+#include "otel_exporter.hpp"
 
 namespace {
 

@@ -12,7 +12,7 @@
 //     back, the workflow runs again and completes, the join reading the results;
 //   - the API: POST /api/v1/workflows, GET /api/v1/workflows/ID, parent results in pages.
 // The red-team case (a sandboxed plugin abusing parent_results) is workflow_redteam_test.cpp.
-#include "ops/workflow.hpp"
+#include "workflow.hpp"
 
 #include <gtest/gtest.h>
 #include <httplib.h>

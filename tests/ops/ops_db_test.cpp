@@ -12,10 +12,10 @@
 
 #include "db_auth.hpp"
 #include "engine.hpp"
-#include "ops/job_options.hpp"
-#include "ops/webhooks.hpp"
+#include "job_options.hpp"
 #include "ops_fixture.hpp"
 #include "store.hpp"
+#include "webhooks.hpp"
 
 namespace jrtest {
 namespace {

@@ -5,12 +5,12 @@
 
 #include <cmath>
 
+#include "job_options.hpp"
 #include "log.hpp"
-#include "ops/job_options.hpp"
-#include "ops/metrics.hpp"
-#include "ops/server.hpp"
-#include "ops/webhooks.hpp"
+#include "metrics.hpp"
 #include "prom_parse.hpp"
+#include "server.hpp"
+#include "webhooks.hpp"
 
 using jrtest::parse_prometheus;
 using jrtest::PromParseError;

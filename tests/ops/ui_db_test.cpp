@@ -15,11 +15,11 @@
 
 #include "db_auth.hpp"
 #include "harness.hpp"
-#include "ops/metrics.hpp"
-#include "ops/server.hpp"
-#include "ops/ui_publish.hpp"
-#include "ops/ui_store.hpp"
+#include "metrics.hpp"
+#include "server.hpp"
 #include "store.hpp"
+#include "ui_publish.hpp"
+#include "ui_store.hpp"
 #include "util.hpp"
 
 namespace jrtest {

@@ -471,7 +471,8 @@ class Harness {
     return true;
   }
 
-  // The host loader's checks (host/plugin_loader.cpp), so a plugin that passes here loads there.
+  // The host loader's checks (host/plugin/plugin_loader.cpp), so a plugin that passes here loads
+  // there.
   void validate() {
     const jr_plugin_desc* d = s_->desc;
     auto fail = [](const std::string& why) { return HarnessError("plugin descriptor: " + why); };
