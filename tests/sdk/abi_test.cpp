@@ -1,7 +1,7 @@
 // ABI compatibility of the plugin boundary, in-process through the host's own loader
-// (host/plugin_loader) and jr_host_api (host/host_api): the struct layout of every header
-// version, clang-built plugins (C++ and C) in this g++-built host, a plugin built against the
-// frozen v1.0 SDK and one built against a future minor version.
+// (host/plugin/plugin_loader) and jr_host_api (host/plugin/host_api): the struct layout of every
+// header version, clang-built plugins (C++ and C) in this g++-built host, a plugin built against
+// the frozen v1.0 SDK and one built against a future minor version.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <jobrunner/abi_checks.h>  // the x86_64 layout, checked at compile time by g++ here
