@@ -1,5 +1,7 @@
-// The schema, as versioned migrations embedded in the binary. Append new migrations at the end;
-// never edit one that has shipped. Applied by Store::SchemaMigrate under an advisory lock.
+// The schema, as versioned migrations embedded in the binary: one SQL file each in
+// host/store/migrations (NNN_name.sql, the first line "-- migration N: name"). Add a new one with
+// the next number; never edit one that has shipped. Applied by Store::SchemaMigrate under an
+// advisory lock, in version order; privileges.sql runs after every batch.
 #pragma once
 
 #include <vector>

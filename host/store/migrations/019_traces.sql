@@ -1,20 +1,18 @@
-#include "trace_sql.hpp"
+-- migration 19: OpenTelemetry traces: the traceparent job option in jr_enqueue_ex()
+--
+-- v19. The traceparent option (docs/job-model.md "OpenTelemetry traces").
+--   - jr_enqueue_option_keys() is recreated from its own current result plus 'traceparent', so
+--     this migration does not restate (and cannot undo) keys another migration added.
+--   - The rules of every other option stay where they are: the jr_enqueue_ex() that the earlier
+--     migrations left is renamed jr_enqueue_ex_untraced(), and a new jr_enqueue_ex() calls it
+--     without the traceparent key, then writes the checked value into the options of the job it
+--     inserted (same transaction: no runner can see the job before). A job that already existed
+--     (unique), or was replaced or debounced, keeps its own. jr_enqueue(), jr_enqueue_many()
+--     and jr_batch_enqueue() all go through jr_enqueue_ex(), so they take the option too. A
+--     later migration that changes the other rules replaces jr_enqueue_ex_untraced().
+--   - jr_traceparent_check() gives the reasons of trace::traceparent_refusal() in the same
+--     order and words (tests/ops/ops_db_test.cpp compares them).
 
-namespace jr {
-
-// v19. The traceparent option (docs/job-model.md "OpenTelemetry traces").
-//   - jr_enqueue_option_keys() is recreated from its own current result plus 'traceparent', so
-//     this migration does not restate (and cannot undo) keys another migration added.
-//   - The rules of every other option stay where they are: the jr_enqueue_ex() that the earlier
-//     migrations left is renamed jr_enqueue_ex_untraced(), and a new jr_enqueue_ex() calls it
-//     without the traceparent key, then writes the checked value into the options of the job it
-//     inserted (same transaction: no runner can see the job before). A job that already existed
-//     (unique), or was replaced or debounced, keeps its own. jr_enqueue(), jr_enqueue_many()
-//     and jr_batch_enqueue() all go through jr_enqueue_ex(), so they take the option too. A
-//     later migration that changes the other rules replaces jr_enqueue_ex_untraced().
-//   - jr_traceparent_check() gives the reasons of trace::traceparent_refusal() in the same
-//     order and words (tests/ops/ops_db_test.cpp compares them).
-const char* const kMigrationV19 = R"SQL(
 DO $jr$
 DECLARE
   k text[] := jr_enqueue_option_keys();
@@ -83,6 +81,3 @@ BEGIN
   SELECT e.job_id, e.outcome INTO job_id, outcome
     FROM jr_enqueue_ex_untraced(p_kind, p_payload, p_options) e;
 END $$;
-)SQL";
-
-}  // namespace jr

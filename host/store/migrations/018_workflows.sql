@@ -1,40 +1,38 @@
-#include "workflow_sql.hpp"
+-- migration 18: workflows: jr_workflow_enqueue(), jr_workflow_status(), jr_parent_results()
+--
+-- v18. A workflow is a row of jr_workflows and one row of jr_workflow_steps per named step; each
+-- step is an ordinary job, enqueued through jr_enqueue_ex() (the one implementation of the job
+-- options) with depends_on = its parent steps' job ids, so the existing dependency machinery
+-- runs it: a child waits until every parent completed (promoted in the parent's completing
+-- statement, or by the leader's dependency pass), and a parent that is dead-lettered or
+-- cancelled gets its waiting children cancelled by that pass with the error kind "dependency"
+-- and the parent's id in the message (host/store/pg_flow.cpp), level by level down the graph.
+--
+-- A step's job carries its workflow id in options.workflow (copied by every statement that
+-- moves a job between jr_jobs and jr_jobs_done, as options.batch for batches), and:
+--   - a row trigger on jr_jobs_done, AFTER INSERT WHEN (NEW.options ? 'workflow'), writes the
+--     step's outcome (state, last error, finished_at) into its jr_workflow_steps row, in the
+--     transaction that finishes it, whatever path finished it. Each step has its own row, so
+--     the 1,000 children of a fan-out finishing on several runners do not queue on one lock.
+--   - a row trigger AFTER DELETE on jr_jobs_done that finds the job back in jr_jobs (a retry:
+--     runner retry, runner dlq replay, POST /api/v1/jobs/ID/retry) clears the step's outcome and
+--     moves its descendants that were cancelled by the dependency pass (state cancelled, last
+--     error kind "dependency") back to jr_jobs as waiting, with their parents' job ids, in the
+--     same statement: the workflow resumes. A descendant that has another dead parent is
+--     cancelled again by the next dependency pass, with that parent in the reason.
+--
+-- jr_workflow_status() derives the workflow's state from its steps: failed when a step failed
+-- for good (discarded, or cancelled other than by a dependency: failed_step names the first), or
+-- was cancelled because of one; completed when every step completed; running otherwise.
+--
+-- jr_parent_results(job, offset, max_bytes, max_count) is a page of the results of a job's
+-- parents (depends_on; for a finished child the edges kept in jr_job_deps, migration 11), in
+-- ascending parent id, each with its step name when it is a workflow step. A page holds at most
+-- max_count parents whose entries total at most max_bytes - 256 bytes of JSON text, and always
+-- at least one: an entry that alone exceeds that comes without its result ("result": null,
+-- "result_omitted": true, "result_bytes": N). next_offset is the offset of the next page, null
+-- after the last. The host calls it with 4 MiB and 1,000 (host/store/workflow.hpp).
 
-namespace jr {
-
-// v18. A workflow is a row of jr_workflows and one row of jr_workflow_steps per named step; each
-// step is an ordinary job, enqueued through jr_enqueue_ex() (the one implementation of the job
-// options) with depends_on = its parent steps' job ids, so the existing dependency machinery
-// runs it: a child waits until every parent completed (promoted in the parent's completing
-// statement, or by the leader's dependency pass), and a parent that is dead-lettered or
-// cancelled gets its waiting children cancelled by that pass with the error kind "dependency"
-// and the parent's id in the message (host/store/pg_flow.cpp), level by level down the graph.
-//
-// A step's job carries its workflow id in options.workflow (copied by every statement that
-// moves a job between jr_jobs and jr_jobs_done, as options.batch for batches), and:
-//   - a row trigger on jr_jobs_done, AFTER INSERT WHEN (NEW.options ? 'workflow'), writes the
-//     step's outcome (state, last error, finished_at) into its jr_workflow_steps row, in the
-//     transaction that finishes it, whatever path finished it. Each step has its own row, so
-//     the 1,000 children of a fan-out finishing on several runners do not queue on one lock.
-//   - a row trigger AFTER DELETE on jr_jobs_done that finds the job back in jr_jobs (a retry:
-//     runner retry, runner dlq replay, POST /api/v1/jobs/ID/retry) clears the step's outcome and
-//     moves its descendants that were cancelled by the dependency pass (state cancelled, last
-//     error kind "dependency") back to jr_jobs as waiting, with their parents' job ids, in the
-//     same statement: the workflow resumes. A descendant that has another dead parent is
-//     cancelled again by the next dependency pass, with that parent in the reason.
-//
-// jr_workflow_status() derives the workflow's state from its steps: failed when a step failed
-// for good (discarded, or cancelled other than by a dependency: failed_step names the first), or
-// was cancelled because of one; completed when every step completed; running otherwise.
-//
-// jr_parent_results(job, offset, max_bytes, max_count) is a page of the results of a job's
-// parents (depends_on; for a finished child the edges kept in jr_job_deps, migration 11), in
-// ascending parent id, each with its step name when it is a workflow step. A page holds at most
-// max_count parents whose entries total at most max_bytes - 256 bytes of JSON text, and always
-// at least one: an entry that alone exceeds that comes without its result ("result": null,
-// "result_omitted": true, "result_bytes": N). next_offset is the offset of the next page, null
-// after the last. The host calls it with 4 MiB and 1,000 (host/store/workflow.hpp).
-const char* const kMigrationV18 = R"SQL(
 CREATE TABLE jr_workflows (
   id         bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
   name       text,
@@ -437,6 +435,3 @@ BEGIN
     'next_offset', CASE WHEN p_offset + v_count < v_total THEN p_offset + v_count END,
     'parents', v_page);
 END $$;
-)SQL";
-
-}  // namespace jr

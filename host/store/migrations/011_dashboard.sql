@@ -1,12 +1,10 @@
-// Migration 11: what the web dashboard (host/ops/ui_*.cpp) reads, designed so that the hot path
-// pays as little as possible. A claim (available -> running) and a completion (running ->
-// jr_jobs_done as completed) insert into none of the indexes below: a partial index only takes
-// an entry when the new row version satisfies its predicate.
-#include "ui_schema.hpp"
+-- migration 11: web dashboard: per-queue indexes, runner details, throughput per minute, dependency edges, cron runs
+--
+-- Migration 11: what the web dashboard (host/ops/ui_*.cpp) reads, designed so that the hot path
+-- pays as little as possible. A claim (available -> running) and a completion (running ->
+-- jr_jobs_done as completed) insert into none of the indexes below: a partial index only takes
+-- an entry when the new row version satisfies its predicate.
 
-namespace jr::ops {
-
-const char* const kMigrationV11 = R"SQL(
 -- Counts and lists of waiting, scheduled and retryable jobs per queue (Overview, Jobs), in
 -- (queue, run_at, id) order. Only a job entering one of these states pays for an entry (an
 -- enqueue with a delay or parents, a retry, a snooze); available and running jobs never do.
@@ -87,6 +85,3 @@ CREATE TABLE jr_cron_runs (
   enqueued_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, job_id)
 );
-)SQL";
-
-}  // namespace jr::ops

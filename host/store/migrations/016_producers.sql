@@ -1,29 +1,27 @@
-#include "producers_sql.hpp"
+-- migration 16: producers: jr_enqueue_many() (many jobs in one call) and jr_job_status()
+--
+-- v16. jr_enqueue_many(kind, payloads, options): one kind, one options document, many payloads
+-- (docs/job-model.md says why this shape). The rules of the options live once, in
+-- jr_enqueue_ex() (v14, whatever later migrations make of it): jr_enqueue_many() never restates
+-- them, it calls it.
+--   - Options that make each job's behaviour depend on its payload (a key derived from it, or
+--     a key looked up, locked, replaced or debounced: jr_enqueue_per_job_option_keys()) are
+--     enqueued job by job through jr_enqueue_ex(), in order, in the caller's statement.
+--   - Otherwise every job gets the same row but for its id and payload: the first one goes
+--     through jr_enqueue_ex() (every check, the queue from jr_kinds, run_at, expiry, options),
+--     the others are inserted by one statement as copies of that row (jsonb_populate_record
+--     over the whole row type, so a column a later migration adds is copied too) with their
+--     own id and payload. A later option whose effect depends on the payload belongs in
+--     jr_enqueue_per_job_option_keys().
+-- Runners are woken once: the insert trigger (v1) notifies once per statement and PostgreSQL
+-- delivers one notification per channel and payload per transaction.
+--
+-- jr_job_status(id): the fields a producer polls for, from the live or the finished table (a
+-- job is in exactly one of them in any snapshot); NULL for an id that is not there (never
+-- enqueued, or pruned after its result_ttl).
+--
+-- Both run as their owner for jobrunner_producer, like jr_enqueue() (privileges.sql).
 
-namespace jr {
-
-// v16. jr_enqueue_many(kind, payloads, options): one kind, one options document, many payloads
-// (docs/job-model.md says why this shape). The rules of the options live once, in
-// jr_enqueue_ex() (v14, whatever later migrations make of it): jr_enqueue_many() never restates
-// them, it calls it.
-//   - Options that make each job's behaviour depend on its payload (a key derived from it, or
-//     a key looked up, locked, replaced or debounced: jr_enqueue_per_job_option_keys()) are
-//     enqueued job by job through jr_enqueue_ex(), in order, in the caller's statement.
-//   - Otherwise every job gets the same row but for its id and payload: the first one goes
-//     through jr_enqueue_ex() (every check, the queue from jr_kinds, run_at, expiry, options),
-//     the others are inserted by one statement as copies of that row (jsonb_populate_record
-//     over the whole row type, so a column a later migration adds is copied too) with their
-//     own id and payload. A later option whose effect depends on the payload belongs in
-//     jr_enqueue_per_job_option_keys().
-// Runners are woken once: the insert trigger (v1) notifies once per statement and PostgreSQL
-// delivers one notification per channel and payload per transaction.
-//
-// jr_job_status(id): the fields a producer polls for, from the live or the finished table (a
-// job is in exactly one of them in any snapshot); NULL for an id that is not there (never
-// enqueued, or pruned after its result_ttl).
-//
-// Both run as their owner for jobrunner_producer, like jr_enqueue() (kPrivileges).
-const char* const kMigrationV16 = R"SQL(
 CREATE FUNCTION jr_enqueue_per_job_option_keys() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
   SELECT ARRAY['unique', 'unique_key', 'unique_for_seconds', 'unique_states', 'replace',
                'debounce_seconds', 'debounce_max_seconds']::text[]
@@ -109,6 +107,3 @@ CREATE FUNCTION jr_job_status(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS 
     FROM jr_jobs_all a
    WHERE a.id = p_id
 $$;
-)SQL";
-
-}  // namespace jr
