@@ -1,8 +1,8 @@
 // Workflow documents (issue 23, docs/job-model.md "Workflows"): the checks `runner enqueue
 // --workflow FILE` and POST /api/v1/workflows make before the database is touched. They are
-// the rules of jr_workflow_check() (migration 18, host/store/migrations/018_workflows.sql) in the same order
-// with the same messages (tests/host/workflow_test.cpp compares the two), and each step's kind,
-// payload and options go through the one job-options parser (ops/job_options.hpp).
+// the rules of jr_workflow_check() (migration 18, host/store/migrations/018_workflows.sql) in the
+// same order with the same messages (tests/host/workflow_test.cpp compares the two), and each
+// step's kind, payload and options go through the one job-options parser (ops/job_options.hpp).
 // Also the bounds of a page of parent results (jr.parent_results.v1, the exec protocol, the API).
 //
 // Pure functions; thread-safe.
