@@ -11,6 +11,7 @@
 
 #include "job_options.hpp"
 #include "log.hpp"
+#include "outcome.hpp"
 #include "util.hpp"
 #include "workflow.hpp"
 
@@ -643,88 +644,11 @@ void Engine::execute(ClaimedJob& job) {
 
 JobFinish Engine::classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
                            jr_job_ctx& ctx) {
-  const int32_t status = exec.status;
-  JobFinish f;
-  f.id = job.id;
-  f.attempt = job.attempt;
-  if (exec.status != JR_OK || !exec.host_error_kind.empty()) f.kind = job.kind;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  double jitter = std::uniform_real_distribution<double>(0, 1)(rng);
   std::lock_guard<std::mutex> lock(ctx.mu);
-  int cancel = ctx.cancel.load();
-  int max_attempts = job.max_attempts.value_or(
-      k.info->max_attempts > 0 ? k.info->max_attempts : opts_.default_max_attempts);
-  const std::vector<int>& schedule =
-      job.retry_schedule.empty() ? k.info->retry_schedule : job.retry_schedule;
-  auto fail_retryable = [&](const std::string& kind, const std::string& msg) {
-    f.error_kind = kind;
-    f.error = msg;
-    if (job.attempt >= max_attempts) {
-      f.outcome = Outcome::discard;
-      f.error += " (attempt " + std::to_string(job.attempt) + " of " +
-                 std::to_string(max_attempts) + ": no attempts left)";
-    } else {
-      thread_local std::mt19937_64 rng{std::random_device{}()};
-      double jitter = std::uniform_real_distribution<double>(0, 1)(rng);
-      f.outcome = Outcome::retry;
-      f.delay_seconds = retry_delay_seconds(schedule, job.attempt, jitter);
-    }
-  };
-  // A job stopped for shutdown goes back untouched, whatever the handler returned on the way.
-  if ((cancel == kCancelShutdown && (status != JR_OK || !exec.host_error_kind.empty())) ||
-      exec.release) {
-    f.outcome = Outcome::release;
-    return f;
-  }
-  if (!exec.host_error_kind.empty()) {
-    if (exec.host_error_kind == "timeout" || cancel == kCancelTimeout) {
-      int64_t t = job.timeout_ms.value_or(k.info->timeout_ms);
-      fail_retryable("timeout", exec.host_error.empty()
-                                    ? "attempt exceeded its timeout of " + std::to_string(t) + " ms"
-                                    : exec.host_error);
-    } else if (cancel == kCancelUser) {
-      f.outcome = Outcome::cancelled;
-      f.error_kind = "cancelled";
-      f.error = "cancelled on request (" + exec.host_error + ")";
-    } else {
-      fail_retryable(exec.host_error_kind, exec.host_error);
-    }
-    return f;
-  }
-  if (cancel == kCancelTimeout && status != JR_OK) {
-    int64_t t = job.timeout_ms.value_or(k.info->timeout_ms);
-    fail_retryable("timeout", "attempt exceeded its timeout of " + std::to_string(t) + " ms");
-    return f;
-  }
-  switch (status) {
-    case JR_OK:
-      f.outcome = Outcome::completed;
-      if (ctx.has_result) f.result = std::move(ctx.result);
-      break;
-    case JR_ERR_RETRYABLE:
-      fail_retryable(ctx.error_kind.empty() ? "error" : ctx.error_kind,
-                     ctx.error.empty() ? "handler failed" : ctx.error);
-      break;
-    case JR_ERR_PERMANENT:
-      f.outcome = Outcome::discard;
-      f.error_kind = ctx.error_kind.empty() ? "permanent" : ctx.error_kind;
-      f.error = ctx.error.empty() ? "handler failed permanently" : ctx.error;
-      break;
-    case JR_SNOOZE:
-      f.outcome = Outcome::snooze;
-      f.delay_seconds = ctx.snooze_seconds;
-      break;
-    case JR_CANCELLED:
-      if (cancel == kCancelUser) {
-        f.outcome = Outcome::cancelled;
-        f.error_kind = "cancelled";
-        f.error = "cancelled on request";
-      } else {
-        fail_retryable("error", "handler reported cancellation that nobody requested");
-      }
-      break;
-    default:
-      fail_retryable("protocol", "plugin returned unknown status " + std::to_string(status));
-  }
-  return f;
+  return decide_outcome(job, *k.info, opts_.default_max_attempts, exec, ctx, ctx.cancel.load(),
+                        jitter);
 }
 
 void Engine::push_finish(JobFinish f) {
