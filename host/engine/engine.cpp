@@ -365,7 +365,10 @@ size_t Engine::release_ready_jobs(bool keep_for_idle) {
   std::deque<ClaimedJob> left;
   {
     std::lock_guard<std::mutex> lock(ready_mu_);
-    size_t keep = keep_for_idle ? std::min(ready_.size(), static_cast<size_t>(idle_slots_)) : 0;
+    // A slot not running a job takes one as soon as it is scheduled, whether or not its thread
+    // has reached the wait yet (on a loaded machine it may not have run at all since start-up).
+    size_t free_slots = static_cast<size_t>(std::max(0, opts_.concurrency - busy_slots_));
+    size_t keep = keep_for_idle ? std::min(ready_.size(), free_slots) : 0;
     auto from = ready_.begin() + static_cast<std::ptrdiff_t>(keep);
     left.assign(std::make_move_iterator(from), std::make_move_iterator(ready_.end()));
     ready_.erase(from, ready_.end());
@@ -554,15 +557,14 @@ void Engine::slot_loop() {
     ClaimedJob job;
     {
       std::unique_lock<std::mutex> lock(ready_mu_);
-      ++idle_slots_;
       ready_cv_.wait(lock, [&] { return !ready_.empty() || slots_done_ || stopping_; });
-      --idle_slots_;
       if (ready_.empty()) {
         if (slots_done_ || stopping_) return;
         continue;
       }
       job = std::move(ready_.front());
       ready_.pop_front();
+      ++busy_slots_;
     }
     auto t0 = std::chrono::steady_clock::now();
     execute(job);
@@ -574,6 +576,7 @@ void Engine::slot_loop() {
     {
       std::lock_guard<std::mutex> lock(ready_mu_);
       --inflight_;
+      --busy_slots_;
     }
     room_cv_.notify_one();
   }

@@ -235,7 +235,7 @@ class Engine : public HostServices {
   std::condition_variable room_cv_;   // fetcher waits for room
   std::deque<ClaimedJob> ready_;
   int inflight_ = 0;
-  int idle_slots_ = 0;  // slots waiting for a job (each takes one of ready_ when it wakes)
+  int busy_slots_ = 0;  // slots running a job (the others take one of ready_ when they run)
   // Moving average of job execution time (µs), for the automatic prefetch.
   std::atomic<int64_t> avg_job_us_{100000};
   int max_inflight() const;
