@@ -120,6 +120,11 @@ Engine::Engine(EngineOptions opts, std::vector<LoadedPlugin*> plugins,
 
 Engine::~Engine() {
   stop();
+  {
+    std::lock_guard<std::mutex> lock(ready_mu_);  // see stop()
+    slots_done_ = true;
+  }
+  ready_cv_.notify_all();
   { std::lock_guard<std::mutex> lock(heartbeat_mu_); }
   heartbeat_cv_.notify_all();
   for (auto* t : {&fetcher_, &maintainer_, &heartbeater_}) {
@@ -557,11 +562,12 @@ void Engine::slot_loop() {
     ClaimedJob job;
     {
       std::unique_lock<std::mutex> lock(ready_mu_);
-      ready_cv_.wait(lock, [&] { return !ready_.empty() || slots_done_ || stopping_; });
-      if (ready_.empty()) {
-        if (slots_done_ || stopping_) return;
-        continue;
-      }
+      // A slot ends only when run() says so (slots_done_), never at stop() alone: a claim in
+      // flight at the stop lands its jobs after it, and run() keeps up to one per free slot to
+      // run within the grace. A slot that had left at the stop would leave them held, the
+      // shutdown waiting out the whole grace for a slot that is gone.
+      ready_cv_.wait(lock, [&] { return !ready_.empty() || slots_done_; });
+      if (ready_.empty()) return;
       job = std::move(ready_.front());
       ready_.pop_front();
       ++busy_slots_;

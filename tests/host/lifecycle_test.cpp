@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <memory>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -300,6 +301,107 @@ TEST_F(Lifecycle, SigtermRunsJobsClaimedForFreeSlotsAndReleasesThePrefetch) {
                   "AND attempt = 0"),
             10);
   (void)ids;
+}
+
+// Issue 17, a stop at any moment: SIGTERM while a claim is in flight. The claim is held up by a
+// transaction that locks jr_jobs and enqueues the jobs; SIGTERM lands while the claim waits, and
+// the jobs arrive only after the stop. They were claimed for free slots, so they run within the
+// grace and the runner exits at once. (Before the fix the slots had left at the stop, the jobs
+// stayed held, and the runner waited out the whole grace: the CI failure "no exit within 30 s".)
+TEST_F(Lifecycle, SigtermDuringAClaimInFlightRunsItsJobsAndExitsWithoutWaitingTheGrace) {
+  const int n = 4;
+  int64_t done = 0;
+  for (std::string isolation : {"none", "sandbox"}) {
+    SCOPED_TRACE("isolation " + isolation);
+    RunnerProcess runner({"--plugins", echo_plugins(), "--isolation", isolation, "--concurrency",
+                          std::to_string(n), "--prefetch", "0", "--poll-interval", "0.2",
+                          "--shutdown-grace", "90s"},
+                         env_);
+    ASSERT_TRUE(wait_until(
+        [&] { return runner.log().find("\"runner started\"") != std::string::npos; }, 60s))
+        << runner.log();
+    pqxx::connection holder(url_);
+    pqxx::work tx(holder);
+    tx.exec("LOCK TABLE jr_jobs IN ACCESS EXCLUSIVE MODE");
+    tx.exec("SELECT jr_enqueue('echo', '{}') FROM generate_series(1, " + std::to_string(n) + ")");
+    // The fetcher polls every 0.2 s; its claim now waits for the lock. (Matched by its opening:
+    // pg_stat_activity keeps only a statement's first 1 kB.)
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE '%WITH RECURSIVE lim AS%'") == 1;
+        },
+        30s))
+        << runner.log();
+    runner.signal(SIGTERM);
+    ASSERT_TRUE(wait_until(
+        [&] { return runner.log().find("shutdown requested") != std::string::npos; }, 30s))
+        << runner.log();
+    std::this_thread::sleep_for(500ms);  // every idle slot has seen the stop
+    tx.commit();
+    EXPECT_EQ(runner.wait(45s), 0) << runner.log();
+    done += n;
+    EXPECT_EQ(completed(), done) << runner.log();
+    EXPECT_EQ(count("SELECT count(*) FROM jr_jobs"), 0) << runner.log();
+  }
+}
+
+// Issue 17, the class: a stop works at any moment of start-up. SIGTERM at offsets spread over a
+// measured start (from the exec to a little past "runner started"), with jobs waiting so that
+// claims are in flight, in-process and sandboxed. Every runner exits 0 well before its grace
+// (90 s, so a wait for it shows), or dies of the signal before it logged a line (before it
+// touched anything); every job is done or back in the queue with no attempt used.
+TEST_F(Lifecycle, SigtermAtAnyMomentOfStartUpExitsPromptlyAndLosesNoJob) {
+  pqxx::connection db(url_);
+  int64_t enqueued = 0;
+  auto top_up = [&] {
+    pqxx::nontransaction(db).exec(
+        "SELECT jr_enqueue('echo', '{\"sleep_ms\": 20}') FROM generate_series(1, 10)");
+    enqueued += 10;
+  };
+  auto start = [&](const std::string& isolation) {
+    return std::make_unique<RunnerProcess>(
+        std::vector<std::string>{"--plugins", echo_plugins(), "--isolation", isolation,
+                                 "--concurrency", "4", "--poll-interval", "0.2",
+                                 "--shutdown-grace", "90s"},
+        env_);
+  };
+  for (std::string isolation : {"none", "sandbox"}) {
+    // One start measured to its "runner started", then stopped the same way.
+    top_up();
+    auto t0 = std::chrono::steady_clock::now();
+    auto first = start(isolation);
+    ASSERT_TRUE(wait_until(
+        [&] { return first->log().find("\"runner started\"") != std::string::npos; }, 60s))
+        << first->log();
+    auto start_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    first->signal(SIGTERM);
+    ASSERT_EQ(first->wait(30s), 0) << first->log();
+    for (int step = 0; step <= 8; ++step) {
+      auto offset = std::chrono::milliseconds(start_ms * step / 7);
+      SCOPED_TRACE("isolation " + isolation + ", SIGTERM " + std::to_string(offset.count()) +
+                   " ms after the exec (start-up took " + std::to_string(start_ms) + " ms)");
+      top_up();
+      auto runner = start(isolation);
+      std::this_thread::sleep_for(offset);
+      runner->signal(SIGTERM);
+      int rc = runner->wait(30s);
+      std::string log = runner->log();
+      if (rc == 128 + SIGTERM) {
+        EXPECT_EQ(log, "") << "killed by the signal after it had started";
+      } else {
+        EXPECT_EQ(rc, 0) << log;
+      }
+      if (rc == -1) runner->signal(SIGKILL);
+      EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE state <> 'available' OR attempt <> 0"),
+                0)
+          << log;
+      EXPECT_EQ(completed() + count("SELECT count(*) FROM jr_jobs"), enqueued) << log;
+      if (HasFailure()) return;
+    }
+  }
 }
 
 // Issue 17: a live, healthy runner keeps its leases on a machine whose CPUs are saturated and
