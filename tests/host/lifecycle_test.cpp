@@ -313,10 +313,10 @@ TEST_F(Lifecycle, SigtermDuringAClaimInFlightRunsItsJobsAndExitsWithoutWaitingTh
   int64_t done = 0;
   for (std::string isolation : {"none", "sandbox"}) {
     SCOPED_TRACE("isolation " + isolation);
-    RunnerProcess runner({"--plugins", echo_plugins(), "--isolation", isolation, "--concurrency",
-                          std::to_string(n), "--prefetch", "0", "--poll-interval", "0.2",
-                          "--shutdown-grace", "90s"},
-                         env_);
+    RunnerProcess runner(
+        {"--plugins", echo_plugins(), "--isolation", isolation, "--concurrency", std::to_string(n),
+         "--prefetch", "0", "--poll-interval", "0.2", "--shutdown-grace", "90s"},
+        env_);
     ASSERT_TRUE(wait_until(
         [&] { return runner.log().find("\"runner started\"") != std::string::npos; }, 60s))
         << runner.log();
@@ -328,8 +328,9 @@ TEST_F(Lifecycle, SigtermDuringAClaimInFlightRunsItsJobsAndExitsWithoutWaitingTh
     // pg_stat_activity keeps only a statement's first 1 kB.)
     ASSERT_TRUE(wait_until(
         [&] {
-          return count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND query LIKE '%WITH RECURSIVE lim AS%'") == 1;
+          return count(
+                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                     "AND query LIKE '%WITH RECURSIVE lim AS%'") == 1;
         },
         30s))
         << runner.log();
@@ -362,8 +363,8 @@ TEST_F(Lifecycle, SigtermAtAnyMomentOfStartUpExitsPromptlyAndLosesNoJob) {
   auto start = [&](const std::string& isolation) {
     return std::make_unique<RunnerProcess>(
         std::vector<std::string>{"--plugins", echo_plugins(), "--isolation", isolation,
-                                 "--concurrency", "4", "--poll-interval", "0.2",
-                                 "--shutdown-grace", "90s"},
+                                 "--concurrency", "4", "--poll-interval", "0.2", "--shutdown-grace",
+                                 "90s"},
         env_);
   };
   for (std::string isolation : {"none", "sandbox"}) {
@@ -395,8 +396,7 @@ TEST_F(Lifecycle, SigtermAtAnyMomentOfStartUpExitsPromptlyAndLosesNoJob) {
         EXPECT_EQ(rc, 0) << log;
       }
       if (rc == -1) runner->signal(SIGKILL);
-      EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE state <> 'available' OR attempt <> 0"),
-                0)
+      EXPECT_EQ(count("SELECT count(*) FROM jr_jobs WHERE state <> 'available' OR attempt <> 0"), 0)
           << log;
       EXPECT_EQ(completed() + count("SELECT count(*) FROM jr_jobs"), enqueued) << log;
       if (HasFailure()) return;
