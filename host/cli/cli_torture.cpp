@@ -183,7 +183,21 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
       if (!term || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         killed_workers.insert(worker_ids[victim]);
       }
-      if (term && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) ++unclean_exits;
+      if (term && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+        ++unclean_exits;
+        // Say how, with the end of its log (the file is reused by the next runner in the slot).
+        std::cerr << "runner torture: runner " << worker_ids[victim] << " "
+                  << (WIFEXITED(status) ? "exited " + std::to_string(WEXITSTATUS(status))
+                                        : "died of signal " + std::to_string(WTERMSIG(status)))
+                  << " on SIGTERM; the end of its log:\n";
+        std::ifstream in(logdir + "/runner" + std::to_string(victim) + ".log");
+        std::vector<std::string> tail;
+        for (std::string line; std::getline(in, line);) {
+          tail.push_back(line);
+          if (tail.size() > 15) tail.erase(tail.begin());
+        }
+        for (const auto& line : tail) std::cerr << "  " << line << "\n";
+      }
       spawn(victim);
       next_kill = now_t + std::chrono::milliseconds(static_cast<int64_t>(
                               f.kill_every * 1000 * (0.5 + (rng() % 1000) / 1000.0)));

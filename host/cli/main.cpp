@@ -65,6 +65,15 @@ const CLI::Validator kIsoTime(
 }  // namespace
 
 int main(int argc, char** argv) {
+  // SIGTERM and SIGINT are held from the first instruction. The worker and the dashboard take
+  // them with sigwait, so a stop sent at any moment of their start-up, even before their signal
+  // thread exists, becomes a clean shutdown (exit 0) instead of the default death. Every other
+  // command gets the default action back as soon as it is known (below).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   log::init(log::Level::info);
   CLI::App app{"runner: runs background jobs from PostgreSQL queues through handler plugins"};
   app.set_version_flag("--version", JR_VERSION);
@@ -466,6 +475,9 @@ int main(int argc, char** argv) {
   {
     std::string command = "worker";
     if (!app.get_subcommands().empty()) command = app.get_subcommands().front()->get_name();
+    if (command != "worker" && command != "ui") {
+      pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);  // a pending one acts now
+    }
     if (command != "worker") {
       auto allowed = worker_flags_of.find(command);
       for (const auto* opt : worker_flags) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +44,11 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
     return res;
   }
   if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
+    // Child: only async-signal-safe calls until exec. It starts with no signal blocked (the
+    // worker holds SIGTERM and SIGINT for its sigwait thread; a child must not inherit that).
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
     int devnull = open("/dev/null", O_RDONLY);

@@ -21,6 +21,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "harness.hpp"
 #include "runner_fixture.hpp"
@@ -277,6 +278,17 @@ TEST_F(CliContract, ExitCodesMatchTheReadmeForEveryCommandGroup) {
       << ui.log();
   ui.signal(SIGTERM);
   EXPECT_EQ(ui.wait(std::chrono::seconds(30)), 0) << ui.log();
+}
+
+// SIGTERM is held from main's first line for the worker and the dashboard (their sigwait turns a
+// stop at any moment of start-up into exit 0); every other command keeps the default action, so
+// a long-running one such as `info --watch` still dies of it at once.
+TEST_F(CliContract, OtherCommandsKeepTheDefaultSigterm) {
+  RunnerProcess watch({"info", "--watch"}, env_);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // refreshing by now
+  ASSERT_TRUE(watch.alive()) << watch.log();
+  watch.signal(SIGTERM);
+  EXPECT_EQ(watch.wait(std::chrono::seconds(10)), 128 + SIGTERM) << watch.log();
 }
 
 TEST_F(CliContract, TortureRunExitsZero) {
