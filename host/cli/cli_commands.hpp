@@ -28,6 +28,7 @@ struct WorkerFlags {
   std::string grace;
   int prefetch = -1;
   int fetch_batch = -1;
+  int sandbox_batch = 0;
   std::string worker_id;
   std::string rescue_interval;
   std::string reclaim_interval;  // --reclaim-interval-seconds (Reproq), seconds

@@ -124,26 +124,33 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
   // that lost it: only a killed (-9) one may.
   std::vector<pid_t> pids;
   std::vector<std::string> worker_ids;
+  std::vector<uintmax_t> log_sizes;  // each runner's log file size when it was started
   std::set<std::string> killed_workers;
   int generation = 0;
   auto spawn = [&](size_t i) {
     std::string id = queue + "-r" + std::to_string(i) + "-g" + std::to_string(++generation);
     std::vector<std::string> a = args;
     a.insert(a.end(), {"--worker-id", id});
-    pid_t pid = spawn_runner(a, logdir + "/runner" + std::to_string(i) + ".log");
+    std::string log = logdir + "/runner" + std::to_string(i) + ".log";
+    std::error_code ec;
+    uintmax_t log_size = fs::exists(log, ec) ? fs::file_size(log, ec) : 0;
+    pid_t pid = spawn_runner(a, log);
     if (i < pids.size()) {
       pids[i] = pid;
       worker_ids[i] = id;
+      log_sizes[i] = log_size;
     } else {
       pids.push_back(pid);
       worker_ids.push_back(id);
+      log_sizes.push_back(log_size);
     }
   };
   for (int i = 0; i < f.runners; ++i) spawn(static_cast<size_t>(i));
   pqxx::connection conn(url);
   auto t0 = std::chrono::steady_clock::now();
   auto next_kill = t0 + std::chrono::milliseconds(static_cast<int64_t>(f.kill_every * 1000));
-  int kills = 0, terms = 0, unclean_exits = 0;
+  int kills = 0, terms = 0, unclean_exits = 0, terms_before_start = 0;
+  std::error_code fs_ec;
   bool done = false;
   auto last_report = t0;
   while (!done) {
@@ -183,7 +190,15 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
       if (!term || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         killed_workers.insert(worker_ids[victim]);
       }
-      if (term && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+      // A SIGTERM that lands before the runner's main() holds the signal (the first moments of
+      // exec, dynamic loading) kills it by the default action: it had written no line, claimed
+      // nothing and held nothing, so there is nothing it could shut down uncleanly.
+      bool before_start = term && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM &&
+                          fs::file_size(logdir + "/runner" + std::to_string(victim) + ".log",
+                                        fs_ec) == log_sizes[victim] &&
+                          !fs_ec;
+      if (before_start) ++terms_before_start;
+      if (term && !before_start && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
         ++unclean_exits;
         // Say how, with the end of its log (the file is reused by the next runner in the slot).
         std::cerr << "runner torture: runner " << worker_ids[victim] << " "
@@ -256,6 +271,7 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
                         {"wrong_state", wrong},
                         {"ran_twice_live_lease_lost", live_lost},
                         {"unclean_sigterm_exits", unclean_exits},
+                        {"sigterms_before_start", terms_before_start},
                         {"attempts_lost_to_kills", reexecuted},
                         {"fenced_completions", fenced},
                         {"kills", kills},
@@ -267,7 +283,8 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
   std::cout << "torture: " << ids.size() << " jobs, " << lost << " lost, " << wrong
             << " in a wrong final state, " << live_lost << " leases lost by live runners, "
             << reexecuted << " attempts re-run after a kill (possible duplicates), " << fenced
-            << " late completions fenced off, " << kills << " kill -9, " << terms << " SIGTERM, "
+            << " late completions fenced off, " << kills << " kill -9, " << terms << " SIGTERM ("
+            << terms_before_start << " before the runner had started), "
             << static_cast<int64_t>(ids.size() / secs) << " jobs/s\n"
             << out.dump() << "\n";
   if (fenced > 0 || live_lost > 0) {

@@ -75,6 +75,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   if (!w.poll.empty()) cfg.poll_interval_seconds = parse_duration_seconds(w.poll);
   if (!w.grace.empty()) cfg.shutdown_grace_seconds = parse_duration_seconds(w.grace);
   if (w.fetch_batch >= 0) cfg.fetch_batch = w.fetch_batch;
+  if (w.sandbox_batch > 0) cfg.sandbox_batch = w.sandbox_batch;
   if (!w.rescue_interval.empty()) {
     cfg.rescue_interval_seconds = parse_duration_seconds(w.rescue_interval);
   }
@@ -172,6 +173,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   {
     sandbox::SandboxOptions so;
     so.pool_size = cfg.concurrency;
+    so.batch_limit = cfg.sandbox_batch;
     so.start_timeout_ms = static_cast<int64_t>(cfg.plugin_start_timeout_seconds * 1000);
     sandbox::TrustContext trust = sandbox::trust_context(cfg, cfg.concurrency);
     auto refuse = [](const std::string& name, const std::string& file, const std::string& why) {

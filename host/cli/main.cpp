@@ -105,6 +105,10 @@ int main(int argc, char** argv) {
           ->check(CLI::Range(-1, 100000)),
       app.add_option("--fetch-batch", w.fetch_batch, "max jobs per claim (default: free slots)")
           ->check(CLI::Range(0, 100000)),
+      app.add_option("--sandbox-batch", w.sandbox_batch,
+                     "short jobs handed to a sandboxed worker at once while many wait (default "
+                     "16; 1 = one per round trip)")
+          ->check(CLI::Range(1, 256)),
       app.add_option("--worker-id", w.worker_id, "identity in leases and the registry"),
       app.add_option("--isolation", w.isolation,
                      "sandbox: plugins run in confined worker processes; none: in-process"),

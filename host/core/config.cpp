@@ -186,7 +186,8 @@ void read_file(const std::string& path, Config& cfg) {
              "lease_seconds",    "poll_interval",      "shutdown_grace",  "fetch_batch",
              "completion_batch", "rescue_interval",    "result_ttl",      "failure_ttl",
              "max_attempts",     "priority_aging",     "isolation",       "http",
-             "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer"},
+             "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer",
+             "sandbox_batch"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
              "idle_timeout", "init_retry_max", "plugin_start_timeout"});
@@ -201,6 +202,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.seconds("poll_interval", cfg.poll_interval_seconds);
     r.seconds("shutdown_grace", cfg.shutdown_grace_seconds);
     r.integer("fetch_batch", cfg.fetch_batch, 0, 100000);
+    r.integer("sandbox_batch", cfg.sandbox_batch, 1, 256);
     r.integer("completion_batch", cfg.completion_batch, 1, 100000);
     r.seconds("rescue_interval", cfg.rescue_interval_seconds);
     r.seconds("result_ttl", cfg.result_ttl_seconds);
@@ -410,6 +412,7 @@ void apply_env(Config& cfg) {
   };
   int_var("RUNNER_CONCURRENCY", cfg.concurrency);
   int_var("RUNNER_FETCH_BATCH", cfg.fetch_batch);
+  int_var("RUNNER_SANDBOX_BATCH", cfg.sandbox_batch);
   int_var("RUNNER_MAX_CONNECTIONS", cfg.max_connections);
   dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
   dur_var("RUNNER_HEARTBEAT_INTERVAL", cfg.heartbeat_seconds);
@@ -445,6 +448,10 @@ void validate(const Config& cfg) {
   }
   if (cfg.poll_interval_seconds <= 0) throw ConfigError("poll_interval must be positive");
   if (cfg.fetch_batch < 0) throw ConfigError("fetch_batch must not be negative");
+  if (cfg.sandbox_batch < 1 || cfg.sandbox_batch > 256) {
+    throw ConfigError("sandbox_batch must be between 1 and 256, got " +
+                      std::to_string(cfg.sandbox_batch));
+  }
   if (cfg.max_connections < 0 || cfg.max_connections > 1000) {
     throw ConfigError("max_connections must be between 1 and 1000, got " +
                       std::to_string(cfg.max_connections));

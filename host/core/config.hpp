@@ -31,16 +31,19 @@ struct Config {
   std::string approvals_file;
 
   // [worker]
-  std::string plugins_dir;               // RUNNER_PLUGINS / plugins; "" = none
-  int concurrency = 10;                  // RUNNER_CONCURRENCY: job slots in this process
-  std::vector<std::string> queues;       // RUNNER_QUEUES: empty = every queue
-  std::vector<std::string> kinds;        // RUNNER_KINDS: empty = every loaded kind
-  double lease_seconds = 30;             // RUNNER_LEASE_SECONDS
-  double heartbeat_seconds = 0;          // RUNNER_HEARTBEAT_INTERVAL: lease renewal; 0 = lease/4
-  std::string worker_id;                 // RUNNER_WORKER_ID / WORKER_ID: "" = host-pid-random
-  double poll_interval_seconds = 1.0;    // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
-  double shutdown_grace_seconds = 30;    // RUNNER_SHUTDOWN_GRACE
-  int fetch_batch = 0;                   // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
+  std::string plugins_dir;             // RUNNER_PLUGINS / plugins; "" = none
+  int concurrency = 10;                // RUNNER_CONCURRENCY: job slots in this process
+  std::vector<std::string> queues;     // RUNNER_QUEUES: empty = every queue
+  std::vector<std::string> kinds;      // RUNNER_KINDS: empty = every loaded kind
+  double lease_seconds = 30;           // RUNNER_LEASE_SECONDS
+  double heartbeat_seconds = 0;        // RUNNER_HEARTBEAT_INTERVAL: lease renewal; 0 = lease/4
+  std::string worker_id;               // RUNNER_WORKER_ID / WORKER_ID: "" = host-pid-random
+  double poll_interval_seconds = 1.0;  // RUNNER_POLL_INTERVAL: fallback when no NOTIFY
+  double shutdown_grace_seconds = 30;  // RUNNER_SHUTDOWN_GRACE
+  int fetch_batch = 0;                 // RUNNER_FETCH_BATCH: max jobs per claim; 0 = auto
+  // RUNNER_SANDBOX_BATCH: short jobs handed to a sandboxed worker at once while the local queue
+  // is deep (Executor::run_batch); 1 = one job per round trip.
+  int sandbox_batch = 16;
   int completion_batch = 500;            // max outcomes written per statement
   double rescue_interval_seconds = 5;    // RUNNER_RESCUE_INTERVAL: expired-lease scan period
   double result_ttl_seconds = 86400;     // RUNNER_RESULT_TTL: keep completed jobs (1 day)

@@ -206,7 +206,15 @@ class Engine : public HostServices {
   void flush_progress(jr_job_ctx& ctx);
   void end_call(jr_job_ctx& ctx);
 
+  struct Attempt;
   void execute(ClaimedJob& job);
+  // Several short jobs of one executor on one slot (Executor::run_batch).
+  void execute_group(std::vector<ClaimedJob>& jobs, Executor* executor);
+  size_t group_size_locked(const ClaimedJob& first, Executor** executor) const;
+  bool begin_attempt(ClaimedJob& job, Attempt& a, bool start_now);
+  void attempt_started(Attempt& a, int64_t now_steady);
+  void end_attempt(Attempt& a, const ExecOutcome& exec);
+  void job_left_slot(int64_t run_us);  // a claimed job is done with its slot (-1: did not run)
   JobFinish classify(const ClaimedJob& job, const KindEntry& k, const ExecOutcome& exec,
                      jr_job_ctx& ctx);
   void push_finish(JobFinish f);

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "bounds.hpp"
 #include "host_api.hpp"
@@ -42,11 +43,39 @@ struct ExecOutcome {
   bool release = false;
 };
 
+// One job of a batch (Executor::run_batch).
+struct BatchJob {
+  const jr_job* job = nullptr;
+  jr_job_ctx* ctx = nullptr;
+  int64_t timeout_ms = 0;  // counted from the job's own start; 0 = none
+};
+
+// What the engine hears of a batch, in job order, on the thread that called run_batch.
+class BatchSink {
+ public:
+  virtual ~BatchSink() = default;
+  // Asked before job i (i > 0) is handed to the plugin's side; false: it is not, and finished()
+  // reports it released (shutdown: a job not yet handed over goes back unstarted).
+  virtual bool may_send(size_t i) = 0;
+  // Job i started (its timeout counts from `steady_ms`).
+  virtual void started(size_t i, int64_t steady_ms) = 0;
+  // Job i's outcome, exactly once per job; started() came first unless it was released unstarted.
+  virtual void finished(size_t i, ExecOutcome out) = 0;
+};
+
 class Executor {
  public:
   virtual ~Executor() = default;
   // `deadline_steady_ms`: steady-clock ms after which the attempt may be killed; 0 = none.
   virtual ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) = 0;
+
+  // Several short jobs of this executor's plugin, one after another, each a separate attempt
+  // with its own outcome, timeout and cancellation. An executor whose per-job cost is a round
+  // trip (the sandbox) hands them over together; the default runs them one by one through run().
+  // The engine batches only while its local queue is deep and jobs are short (engine.cpp,
+  // slot_loop), so a batch never holds more than a few milliseconds of work.
+  virtual size_t batch_limit() const { return 1; }
+  virtual void run_batch(const std::vector<BatchJob>& jobs, BatchSink& sink);
   // Calls the plugin's idle hook (see abi.h); returns its result, or -1 without a hook or when
   // the call failed. An executor that can (the sandbox) kills the call at the deadline (0 =
   // none) or once ctx.cancel is set.

@@ -1,5 +1,11 @@
-// One job (or idle call) on one worker: send the Job frame, serve the worker's host calls, watch
-// the deadline and ctx.cancel, and turn whatever ends the exchange into an ExecOutcome.
+// Jobs (or an idle call) on one worker: send the Job frames, serve the worker's host calls, watch
+// each job's deadline and ctx.cancel, and turn whatever ends each job into an ExecOutcome.
+//
+// Several jobs may be handed over at once (run_batch): the frames of the next jobs wait in the
+// worker's socket, within kAheadBytes, while one runs. The worker runs them in order, so the
+// job whose Done has not arrived yet is the running one ("current"): its host calls, deadline
+// and cancellation are the ones served; the ones behind it have not started. A worker that dies
+// ends the current job only; the ones behind it go again, on its replacement.
 //
 // This is the edge where a worker's bytes enter the host: every string in a frame is bounded
 // here (bounds.hpp) before the host services (engine, log, database) see it. The loop waits on
@@ -26,13 +32,37 @@ using proto::Type;
 
 }  // namespace
 
-ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_job_ctx& ctx,
-                                      int64_t deadline) {
-  ExecOutcome out;
+void SandboxExecutor::begin_item(Item& it, BatchSink* sink) {
+  if (it.started) return;
+  it.started = true;
+  int64_t now = proto::steady_ms();
+  if (it.deadline == 0 && it.timeout_ms > 0) it.deadline = now + it.timeout_ms;
+  if (policy_.wall_timeout_seconds > 0) {
+    int64_t wall = now + static_cast<int64_t>(policy_.wall_timeout_seconds * 1000);
+    it.deadline = it.deadline > 0 ? std::min(it.deadline, wall) : wall;
+  }
+  if (sink != nullptr) sink->started(it.index, now);
+}
+
+void SandboxExecutor::finish_item(Item& it, BatchSink* sink) {
+  if (it.job != nullptr) account(it.out, *it.job);
+  if (sink != nullptr) sink->finished(it.index, std::move(it.out));
+}
+
+size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, size_t from,
+                                 BatchSink* sink) {
   WorkerProcess& w = *s->w;
-  const uint64_t seq = ++w.seq;
-  // Ends the exchange with the worker gone: reap, classify, count, log.
-  auto died = [&](bool exited_by_itself, const std::string& protocol_why) {
+  const size_t n = items.size();
+  size_t cur = from;             // the running item: the first without a Done
+  size_t sent = from;            // the first item not handed to this worker
+  size_t ahead_bytes = 0;        // frames of items in (cur, sent)
+  bool recycle_pending = false;  // the worker is due for replacement: no more frames for it
+  bool recycle_oom = false;
+
+  // Ends the current item with the worker gone: reap, classify, count, log.
+  auto died = [&](bool exited_by_itself, const std::string& protocol_why) -> size_t {
+    Item& it = items[cur];
+    ExecOutcome& out = it.out;
     std::string kind, text;
     if (w.generation != generation_.load()) {
       // Killed with the whole pool (quarantine): not this job's doing.
@@ -41,42 +71,23 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
       out.release = true;
       out.host_error = "plugin " + name_ + " was quarantined; its workers were killed";
       worker_died(s, Restart::cancelled, "unavailable", out.host_error, false);
-      return out;
-    }
-    if (exited_by_itself) {
-      WorkerProcess::classify(w.reap(), w.killed_by_us(), &kind, &text);
     } else {
-      w.kill();
-      kind = "protocol";
-      text = protocol_why;
+      if (exited_by_itself) {
+        WorkerProcess::classify(w.reap(), w.killed_by_us(), &kind, &text);
+      } else {
+        w.kill();
+        kind = "protocol";
+        text = protocol_why;
+      }
+      out.host_error_kind = kind;
+      out.host_error = text;
+      worker_died(s, restart_for_kind(kind), kind, text, true);
     }
-    out.host_error_kind = kind;
-    out.host_error = text;
-    worker_died(s, restart_for_kind(kind), kind, text, true);
-    return out;
+    finish_item(it, sink);
+    return cur + 1;
   };
   auto protocol = [&](const std::string& why) { return died(false, why); };
 
-  w.enc.begin(type);
-  w.enc.put<uint64_t>(seq);
-  if (type == Type::job) {
-    size_t size = std::strlen(job->kind) + std::strlen(job->queue) + job->payload_len;
-    if (size + 256 > opts_.max_frame) {
-      std::lock_guard<std::mutex> lock(ctx.mu);
-      ctx.error = "payload of " + std::to_string(job->payload_len) +
-                  " bytes exceeds the sandbox frame limit of " + std::to_string(opts_.max_frame);
-      out.status = JR_ERR_PERMANENT;
-      return out;
-    }
-    w.enc.put<int64_t>(job->id);
-    w.enc.put<int32_t>(job->attempt);
-    w.enc.put<int32_t>(job->max_attempts);
-    w.enc.put<int64_t>(job->deadline_ms);
-    w.enc.str(job->kind);
-    w.enc.str(job->queue);
-    w.enc.str(std::string_view(job->payload, job->payload_len));
-    w.enc.str(ctx.traceparent);  // jr.trace.v1: "" or 55 bytes (trace_context.hpp)
-  }
   // Exchanges in flight in this process: the worker may poll for its next job only while they
   // are fewer than the CPUs (see proto::kSpinUs).
   static std::atomic<int> active{0};
@@ -88,19 +99,84 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
   __atomic_store_n(&w.shared->spin_us,
                    active.load(std::memory_order_relaxed) < cpus ? uint32_t{proto::kSpinUs} : 0u,
                    __ATOMIC_RELAXED);
-  // Tags its stdout/stderr until the next exchange (text read just after Done is still this job's).
-  if (w.output) w.output->set_job(job != nullptr ? job->id : 0);
-  int64_t write_by = deadline > 0 ? deadline + opts_.kill_grace_ms : 0;
-  if (!proto::write_all_until(w.fd, w.enc.finish(), write_by)) {
-    return w.wait_exit(200) ? died(true, "") : protocol("worker did not accept the job");
-  }
-  counters_.jobs++;
+
+  auto allowed = [&](size_t i) {
+    Item& it = items[i];
+    if (it.allowed == 0) {
+      it.allowed = it.index == 0 || sink == nullptr || sink->may_send(it.index) ? 1 : -1;
+    }
+    return it.allowed > 0;
+  };
+  // Hands the worker the next items: always the current one when it has not been sent, then
+  // more while they fit in kAheadBytes (and the engine agrees: it says no once it stops).
+  std::string frames;
+  auto top_up = [&]() -> bool {
+    frames.clear();
+    while (sent < n && !recycle_pending) {
+      Item& it = items[sent];
+      if (sent > cur) {
+        if (ahead_bytes + it.frame_bytes > kAheadBytes) break;
+        if (sent - cur >= proto::kCancelAheadSlots) break;
+        // max_jobs: the frames it may still take before it is recycled.
+        if (policy_.max_jobs > 0 &&
+            w.jobs + static_cast<int64_t>(sent - cur) >= static_cast<int64_t>(policy_.max_jobs)) {
+          break;
+        }
+      }
+      if (!allowed(sent)) break;  // serve() releases it and the ones behind it
+      it.seq = ++w.seq;
+      it.cancel_marked = false;
+      w.enc.begin(type);
+      w.enc.put<uint64_t>(it.seq);
+      if (type == Type::job) {
+        const jr_job* job = it.job;
+        w.enc.put<int64_t>(job->id);
+        w.enc.put<int32_t>(job->attempt);
+        w.enc.put<int32_t>(job->max_attempts);
+        w.enc.put<int64_t>(job->deadline_ms);
+        w.enc.str(job->kind);
+        w.enc.str(job->queue);
+        w.enc.str(std::string_view(job->payload, job->payload_len));
+        w.enc.str(it.ctx->traceparent);  // jr.trace.v1: "" or 55 bytes (trace_context.hpp)
+      }
+      std::string_view f = w.enc.finish();
+      it.frame_bytes = f.size();
+      frames.append(f);
+      if (sent > cur) ahead_bytes += f.size();
+      counters_.jobs++;
+      ++sent;
+    }
+    if (frames.empty()) return true;
+    const Item& c = items[cur];
+    int64_t write_by = c.deadline > 0 ? c.deadline + opts_.kill_grace_ms : 0;
+    return proto::write_all_until(w.fd, frames, write_by);
+  };
 
   bool cancel_sent = false;
   int cancel_why = kNoCancel;
   int64_t kill_at = 0;
+  // The current item starts: its deadline counts from now, its output is tagged with its id.
+  auto make_current = [&] {
+    Item& it = items[cur];
+    begin_item(it, sink);
+    cancel_sent = false;
+    cancel_why = kNoCancel;
+    kill_at = 0;
+    // Tags its stdout/stderr until the next item (text read just after Done is still this job's).
+    if (w.output) w.output->set_job(it.job != nullptr ? it.job->id : 0);
+  };
+
+  if (!allowed(cur)) return cur;  // the engine is stopping: serve() releases the rest
+  make_current();
+  if (!top_up()) {
+    return w.wait_exit(200) ? died(true, "") : protocol("worker did not accept the job");
+  }
+
   std::string text;  // storage for a bounded string from the current frame
   for (;;) {
+    Item& it = items[cur];
+    jr_job_ctx& ctx = *it.ctx;
+    const uint64_t seq = it.seq;
     Frame f;
     FrameReader::Result r = w.reader.parse(f);
     if (r == FrameReader::Result::frame) {
@@ -184,6 +260,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
           ctx.error_kind.assign(error_kind);
           ctx.snooze_seconds = snooze;
         }
+        ExecOutcome& out = it.out;
         out.status = status;
         w.jobs++;
         bool oom = (flags & proto::kDoneOom) != 0 && status != JR_OK;
@@ -202,8 +279,31 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
           std::lock_guard<std::mutex> lock(mu_);
           consecutive_failures_ = 0;
         }
-        maybe_recycle(s, oom);
-        return out;
+        if (!recycle_reason(w, oom).empty()) {
+          recycle_pending = true;  // what it holds still runs; nothing more is sent
+          recycle_oom = recycle_oom || oom;
+        }
+        // The next item is running already when it was sent; else it goes now. Its outcome's
+        // bookkeeping (the engine's) then overlaps with its run.
+        size_t done_i = cur++;
+        bool wrote = true;
+        if (cur < sent) {
+          ahead_bytes -= items[cur].frame_bytes;
+          make_current();
+          wrote = top_up();
+        } else if (cur < n && !recycle_pending && allowed(cur)) {
+          make_current();
+          wrote = top_up();
+        }
+        finish_item(items[done_i], sink);
+        if (cur == sent) {  // nothing outstanding on this worker
+          if (recycle_pending) maybe_recycle(s, recycle_oom);
+          return cur;
+        }
+        if (!wrote) {
+          return w.wait_exit(200) ? died(true, "") : protocol("worker did not accept the job");
+        }
+        continue;
       } else {
         return protocol("unexpected frame type " + std::to_string(static_cast<int>(f.type)));
       }
@@ -214,8 +314,19 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
                       " bytes exceeds the limit of " + std::to_string(opts_.max_frame) + " bytes");
     }
     int64_t now = proto::steady_ms();
+    // Jobs waiting behind the running one: a cancelled one is skipped by the worker when it
+    // gets there (it then reports JR_CANCELLED without running).
+    for (size_t k = cur + 1; k < sent; ++k) {
+      Item& next = items[k];
+      if (!next.cancel_marked && next.ctx->cancel.load(std::memory_order_relaxed) != kNoCancel) {
+        __atomic_store_n(&w.shared->cancel_ahead[next.seq % proto::kCancelAheadSlots], next.seq,
+                         __ATOMIC_RELEASE);
+        next.cancel_marked = true;
+      }
+    }
     int c = ctx.cancel.load(std::memory_order_relaxed);
-    if (!cancel_sent && (c != kNoCancel || (deadline > 0 && now >= deadline))) {
+    if (!cancel_sent && (c != kNoCancel || (it.deadline > 0 && now >= it.deadline))) {
+      // A worker that has not started this item yet skips it (worker_main.cpp).
       __atomic_store_n(&w.shared->cancel_seq, seq, __ATOMIC_RELEASE);
       cancel_sent = true;
       cancel_why = c != kNoCancel ? c : kCancelTimeout;
@@ -223,6 +334,7 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
     }
     if (cancel_sent && now >= kill_at) {
       w.kill();
+      ExecOutcome& out = it.out;
       std::string grace = std::to_string(opts_.kill_grace_ms) + " ms";
       if (cancel_why == kCancelUser) {
         out.host_error_kind = "cancelled";
@@ -240,7 +352,8 @@ ExecOutcome SandboxExecutor::exchange(Slot* s, Type type, const jr_job* job, jr_
             grace;
         worker_died(s, Restart::timeout, "timeout", out.host_error, false);
       }
-      return out;
+      finish_item(it, sink);
+      return cur + 1;
     }
     // One blocking read: the socket's receive timeout (kReadTickMs) bounds it, so the loop still
     // checks ctx.cancel and the deadline; a dead worker shows up as end of stream.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -451,18 +452,103 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
   return false;
 }
 
-ExecOutcome SandboxExecutor::run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline) {
-  ExecOutcome out;
-  if (policy_.wall_timeout_seconds > 0) {
-    int64_t wall = proto::steady_ms() + static_cast<int64_t>(policy_.wall_timeout_seconds * 1000);
-    deadline = deadline > 0 ? std::min(deadline, wall) : wall;
+namespace {
+
+// A Job frame's size, for kAheadBytes (before it is encoded).
+size_t job_frame_bytes(const jr_job& job, const jr_job_ctx& ctx) {
+  return std::strlen(job.kind) + std::strlen(job.queue) + job.payload_len + ctx.traceparent.size() +
+         96;
+}
+
+// Whether its frame would pass the frame limit (with room for the fixed fields).
+bool fits_frame(const jr_job& job, uint32_t max_frame) {
+  return std::strlen(job.kind) + std::strlen(job.queue) + job.payload_len + 256 <= max_frame;
+}
+
+}  // namespace
+
+void SandboxExecutor::serve(proto::Type type, std::vector<Item>& items, BatchSink* sink) {
+  ExecOutcome waited;
+  begin_item(items[0], sink);  // waiting for a worker counts towards the first one's deadline
+  Slot* s = acquire(*items[0].ctx, items[0].deadline, waited);
+  size_t i = 0;
+  if (s != nullptr) {
+    while (i < items.size()) {
+      if (i > 0) {
+        // Between workers (one died of the job before): a quarantine or a stop ends the batch.
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ || quarantined_until_ > proto::steady_ms()) break;
+      }
+      if (items[i].allowed < 0) break;  // the engine is stopping
+      ExecOutcome out;
+      if (!ensure_worker(s, *items[i].ctx, out)) {
+        items[i].out = std::move(out);
+        finish_item(items[i], sink);
+        ++i;
+        break;
+      }
+      i = exchange(s, type, items, i, sink);
+    }
+    release(s);
+  } else {
+    items[0].out = std::move(waited);
+    finish_item(items[0], sink);
+    i = 1;
   }
-  Slot* s = acquire(ctx, deadline, out);
-  if (s == nullptr) return out;
-  if (ensure_worker(s, ctx, out)) out = exchange(s, proto::Type::job, &job, ctx, deadline);
-  release(s);
-  account(out, job);
-  return out;
+  // Not started: back to the queue, no attempt used.
+  for (; i < items.size(); ++i) {
+    items[i].out = ExecOutcome{};
+    items[i].out.release = true;
+    finish_item(items[i], sink);
+  }
+}
+
+ExecOutcome SandboxExecutor::run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline) {
+  if (!fits_frame(job, opts_.max_frame)) {
+    ExecOutcome out;
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    ctx.error = "payload of " + std::to_string(job.payload_len) +
+                " bytes exceeds the sandbox frame limit of " + std::to_string(opts_.max_frame);
+    out.status = JR_ERR_PERMANENT;
+    return out;
+  }
+  std::vector<Item> items(1);
+  items[0].job = &job;
+  items[0].ctx = &ctx;
+  items[0].deadline = deadline;
+  items[0].frame_bytes = job_frame_bytes(job, ctx);
+  serve(proto::Type::job, items, nullptr);
+  return std::move(items[0].out);
+}
+
+void SandboxExecutor::run_batch(const std::vector<BatchJob>& jobs, BatchSink& sink) {
+  std::vector<Item> items;
+  items.reserve(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const BatchJob& b = jobs[i];
+    size_t bytes = job_frame_bytes(*b.job, *b.ctx);
+    if (!fits_frame(*b.job, opts_.max_frame)) {  // never sent: fails at once, as run() does
+      sink.started(i, proto::steady_ms());
+      ExecOutcome out;
+      {
+        std::lock_guard<std::mutex> lock(b.ctx->mu);
+        b.ctx->error = "payload of " + std::to_string(b.job->payload_len) +
+                       " bytes exceeds the sandbox frame limit of " +
+                       std::to_string(opts_.max_frame);
+      }
+      out.status = JR_ERR_PERMANENT;
+      sink.finished(i, std::move(out));
+      continue;
+    }
+    Item it;
+    it.job = b.job;
+    it.ctx = b.ctx;
+    it.index = i;
+    it.timeout_ms = b.timeout_ms;
+    it.frame_bytes = bytes;
+    items.push_back(std::move(it));
+  }
+  if (!items.empty()) serve(proto::Type::job, items, &sink);
 }
 
 void SandboxExecutor::account(const ExecOutcome& out, const jr_job& job) {
@@ -488,28 +574,33 @@ int32_t SandboxExecutor::idle(jr_job_ctx& ctx, int64_t deadline) {
 int32_t SandboxExecutor::idle_until(jr_job_ctx& ctx, int64_t deadline, ExecOutcome* out) {
   *out = ExecOutcome{};
   if (!has_idle_) return -1;
-  Slot* s = acquire(ctx, deadline, *out);
-  if (s == nullptr) return -1;
-  if (ensure_worker(s, ctx, *out)) *out = exchange(s, proto::Type::idle, nullptr, ctx, deadline);
-  release(s);
+  std::vector<Item> items(1);
+  items[0].ctx = &ctx;
+  items[0].deadline = deadline;
+  serve(proto::Type::idle, items, nullptr);
+  *out = std::move(items[0].out);
   return out->host_error_kind.empty() && !out->release ? out->status : -1;
+}
+
+std::string SandboxExecutor::recycle_reason(const WorkerProcess& w, bool oom) const {
+  if (oom) return "an allocation failed (the heap may be exhausted)";
+  if (policy_.max_jobs > 0 && w.jobs >= policy_.max_jobs) {
+    return "ran max_jobs = " + std::to_string(policy_.max_jobs) + " jobs";
+  }
+  if (policy_.max_rss_mb > 0 && w.maxrss_kb > policy_.max_rss_mb * 1024) {
+    return "peak RSS " + std::to_string(w.maxrss_kb / 1024) +
+           " MB above max_rss_mb = " + std::to_string(policy_.max_rss_mb);
+  }
+  if (policy_.cpu_seconds > 0 && w.cpu_us > policy_.cpu_seconds * 1e6) {
+    return "used more than one cpu_seconds budget";
+  }
+  return "";
 }
 
 void SandboxExecutor::maybe_recycle(Slot* s, bool oom) {
   WorkerProcess& w = *s->w;
-  std::string why;
-  if (oom) {
-    why = "an allocation failed (the heap may be exhausted)";
-  } else if (policy_.max_jobs > 0 && w.jobs >= policy_.max_jobs) {
-    why = "ran max_jobs = " + std::to_string(policy_.max_jobs) + " jobs";
-  } else if (policy_.max_rss_mb > 0 && w.maxrss_kb > policy_.max_rss_mb * 1024) {
-    why = "peak RSS " + std::to_string(w.maxrss_kb / 1024) +
-          " MB above max_rss_mb = " + std::to_string(policy_.max_rss_mb);
-  } else if (policy_.cpu_seconds > 0 && w.cpu_us > policy_.cpu_seconds * 1e6) {
-    why = "used more than one cpu_seconds budget";
-  } else {
-    return;
-  }
+  std::string why = recycle_reason(w, oom);
+  if (why.empty()) return;
   w.enc.begin(proto::Type::shutdown);
   if (!proto::write_all_until(w.fd, w.enc.finish(), proto::steady_ms() + 1000) ||
       !w.wait_exit(1000)) {

@@ -58,15 +58,22 @@ constexpr uint32_t kDoneHasResult = 1;
 constexpr uint32_t kDoneOom = 2;     // an allocation failed during the job (RLIMIT_AS)
 constexpr uint32_t kDoneTooBig = 4;  // the result exceeded the frame limit and was dropped
 
+// Jobs handed to a worker ahead of the running one (a batch) at most; see cancel_ahead.
+constexpr size_t kCancelAheadSlots = 32;
+
 // The page shared by host and worker (memfd). `cancel_seq` = the seq of a job the host wants
-// stopped; the worker's is_cancelled() compares it with the running job's seq.
+// stopped; the worker's is_cancelled() compares it with the running job's seq. `cancel_ahead`:
+// jobs cancelled while their frames wait behind the running one, slot seq % kCancelAheadSlots
+// holding the seq (at most kCancelAheadSlots are outstanding, so slots are never shared).
 struct SharedPage {
   alignas(64) uint64_t cancel_seq;
+  alignas(64) uint64_t cancel_ahead[kCancelAheadSlots];
   // Microseconds the worker may poll for its next frame before sleeping: the host sets it with
   // each job, non-zero only while fewer exchanges than CPUs are in flight (spinning workers
   // would otherwise take the CPU from the ones with work).
   alignas(64) uint32_t spin_us;
 };
+static_assert(sizeof(SharedPage) <= 4096, "the shared page is one page (worker_process.cpp)");
 
 struct Header {
   uint32_t len;

@@ -54,6 +54,7 @@ struct SandboxOptions {
   int pool_size = 1;        // workers per plugin (its concurrency share); policy "workers" wins
   uint32_t max_frame = proto::kDefaultMaxFrame;
   int64_t kill_grace_ms = 1000;                 // deadline or cancel -> SIGKILL after this long
+  int batch_limit = 16;                         // jobs per run_batch (Executor::batch_limit)
   int64_t start_timeout_ms = 30000;             // load + init of the plugin in a new worker
   int64_t describe_timeout_ms = 10000;          // describing a plugin (its constructors run)
   uint32_t describe_max_frame = 1 << 20;        // the describe hello (descriptor) at most
@@ -141,6 +142,13 @@ class SandboxExecutor final : public Executor {
   void stop();
 
   ExecOutcome run(const jr_job& job, jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
+  // Several jobs on one worker: the frames of the next ones wait in the worker's socket while
+  // one runs (at most kAheadBytes of them), so a short job costs no round trip and no sleep of
+  // the worker between jobs. Each job still has its own deadline (from its start), its own
+  // cancellation and its own outcome; jobs not yet started when the worker dies (of the current
+  // job) run on its replacement.
+  size_t batch_limit() const override { return static_cast<size_t>(opts_.batch_limit); }
+  void run_batch(const std::vector<BatchJob>& jobs, BatchSink& sink) override;
   // The plugin's idle hook in a worker: its return value, or -1 (no hook, or the worker failed).
   // The worker is killed at the deadline (0 = none) or once ctx.cancel is set (+ kill grace).
   int32_t idle(jr_job_ctx& ctx, int64_t deadline_steady_ms) override;
@@ -172,14 +180,37 @@ class SandboxExecutor final : public Executor {
     std::unique_ptr<class WorkerProcess> w;
     bool busy = false;
   };
-  struct Attempt;
+  // One job (or the idle call) of an exchange with a worker.
+  struct Item {
+    const jr_job* job = nullptr;  // null: the idle call
+    jr_job_ctx* ctx = nullptr;
+    size_t index = 0;            // in the caller's batch
+    int64_t timeout_ms = 0;      // counted from its start (0 = none) ...
+    int64_t deadline = 0;        // ... or a steady-clock deadline set by the caller (0 = none)
+    bool started = false;        // BatchSink::started() was called
+    int allowed = 0;             // BatchSink::may_send(): 0 not asked yet, 1 yes, -1 no
+    uint64_t seq = 0;            // its frame's sequence number on the current worker
+    bool cancel_marked = false;  // its cancellation is in the worker's cancel_ahead
+    size_t frame_bytes = 0;      // its Job frame's size
+    ExecOutcome out;
+  };
+  // Outstanding Job frames beyond the running one stay under this many bytes, well inside a
+  // socket's send buffer: writing them never blocks the exchange, which must keep reading.
+  static constexpr size_t kAheadBytes = 64 * 1024;
   Slot* acquire(jr_job_ctx& ctx, int64_t deadline, ExecOutcome& out);
   void release(Slot* s);
   bool ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out);
   std::unique_ptr<WorkerProcess> start_worker(std::string* kind, std::string* err,
                                               bool* init_refused);
-  ExecOutcome exchange(Slot* s, proto::Type type, const jr_job* job, jr_job_ctx& ctx,
-                       int64_t deadline);
+  // Serves items (all of `type`) on pool workers, replacing a worker that dies between them.
+  void serve(proto::Type type, std::vector<Item>& items, BatchSink* sink);
+  // Runs items[from..] on s's worker until all have an outcome or the worker is gone; returns
+  // the first item without an outcome (sent ones that had not started go again).
+  size_t exchange(Slot* s, proto::Type type, std::vector<Item>& items, size_t from,
+                  BatchSink* sink);
+  void begin_item(Item& it, BatchSink* sink);
+  void finish_item(Item& it, BatchSink* sink);
+  std::string recycle_reason(const WorkerProcess& w, bool oom) const;
   void worker_died(Slot* s, Restart why, const std::string& kind, const std::string& text,
                    bool abnormal);
   void maybe_recycle(Slot* s, bool oom);

@@ -185,9 +185,15 @@ const void* api_get_extension(const char* id) {
   return jr::host_extension(id);
 }
 
+// Whether the host asked to stop the job with this seq (running, or waiting behind another).
+bool cancel_requested(uint64_t seq) {
+  return seq != 0 && (__atomic_load_n(&g_shared->cancel_seq, __ATOMIC_ACQUIRE) == seq ||
+                      __atomic_load_n(&g_shared->cancel_ahead[seq % proto::kCancelAheadSlots],
+                                      __ATOMIC_ACQUIRE) == seq);
+}
+
 int32_t api_is_cancelled(jr_job_ctx*) {
-  uint64_t seq = g_seq.load(std::memory_order_relaxed);
-  return seq != 0 && __atomic_load_n(&g_shared->cancel_seq, __ATOMIC_RELAXED) == seq ? 1 : 0;
+  return cancel_requested(g_seq.load(std::memory_order_relaxed)) ? 1 : 0;
 }
 
 void send_hello(const nlohmann::json& hello) {
@@ -308,7 +314,10 @@ int serve(jr::LoadedPlugin& p, void* state) {
     g_oom.store(false, std::memory_order_relaxed);
     g_seq.store(seq, std::memory_order_release);
     int32_t status;
-    if (type == Type::job) {
+    if (type == Type::job && cancel_requested(seq)) {
+      // Cancelled while its frame waited behind another job (a batch): it does not start.
+      status = JR_CANCELLED;
+    } else if (type == Type::job) {
       j.kind = kind.c_str();
       j.queue = queue.c_str();
       j.payload = payload.c_str();

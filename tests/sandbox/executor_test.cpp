@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -256,3 +257,193 @@ TEST(Sandbox, PluginsCheckPrintsDescriptorPolicyAndLayers) {
 }
 
 }  // namespace
+
+// Several jobs handed to one worker at once (Executor::run_batch, what the engine does while its
+// local queue is deep and jobs are short): each is still its own attempt, with its own outcome,
+// deadline, cancellation and host calls, and a worker lost to one job loses no other.
+namespace {
+
+struct BatchRun {
+  struct Job {
+    std::string payload;
+    int64_t timeout_ms = 0;
+    jr_job_ctx ctx;
+    jr_job j{};
+    int64_t started_at = -1;  // order of started(), -1 = never
+    int64_t finished_at = -1;
+    jr::ExecOutcome out;
+    std::string result;
+  };
+  std::vector<std::unique_ptr<Job>> jobs;
+  std::function<bool(size_t)> may_send = [](size_t) { return true; };
+
+  BatchRun(const std::vector<std::string>& payloads, FakeServices* s, int64_t timeout_ms = 0) {
+    static std::atomic<int64_t> next_id{100000};
+    for (const auto& p : payloads) {
+      auto b = std::make_unique<Job>();
+      b->payload = p;
+      b->timeout_ms = timeout_ms;
+      b->ctx.job_id = next_id++;
+      b->ctx.attempt = 1;
+      b->ctx.kind = "hostile_good";
+      b->ctx.services = s;
+      b->j.struct_size = sizeof(jr_job);
+      b->j.id = b->ctx.job_id;
+      b->j.kind = "hostile_good";
+      b->j.queue = "default";
+      b->j.payload = b->payload.c_str();
+      b->j.payload_len = b->payload.size();
+      b->j.attempt = 1;
+      b->j.max_attempts = 3;
+      jobs.push_back(std::move(b));
+    }
+  }
+
+  void run(jr::Executor& e) {
+    class Sink : public jr::BatchSink {
+     public:
+      explicit Sink(BatchRun* r) : r_(r) {}
+      bool may_send(size_t i) override { return r_->may_send(i); }
+      void started(size_t i, int64_t) override {
+        EXPECT_EQ(r_->jobs[i]->started_at, -1) << "started twice: job " << i;
+        r_->jobs[i]->started_at = seq_++;
+      }
+      void finished(size_t i, jr::ExecOutcome out) override {
+        Job& b = *r_->jobs[i];
+        EXPECT_EQ(b.finished_at, -1) << "finished twice: job " << i;
+        b.finished_at = seq_++;
+        b.out = std::move(out);
+        std::lock_guard<std::mutex> lock(b.ctx.mu);
+        b.result = b.ctx.result;
+      }
+
+     private:
+      BatchRun* r_;
+      int64_t seq_ = 0;
+    } sink(this);
+    std::vector<jr::BatchJob> batch;
+    for (auto& b : jobs) batch.push_back({&b->j, &b->ctx, b->timeout_ms});
+    e.run_batch(batch, sink);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      EXPECT_GE(jobs[i]->finished_at, 0) << "job " << i << " got no outcome";
+    }
+  }
+  int pid(size_t i) const {
+    auto j = nlohmann::json::parse(jobs[i]->result, nullptr, false);
+    return j.is_object() ? j.value("pid", -1) : -1;
+  }
+};
+
+}  // namespace
+
+TEST(SandboxBatch, EachJobRunsOnceInOrderOnOneWorker) {
+  FakeServices s;
+  auto e = good();
+  ASSERT_GT(e->batch_limit(), 1u);
+  BatchRun b(std::vector<std::string>(8, "\"pid\""), &s);
+  b.run(*e);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i;
+    EXPECT_TRUE(b.jobs[i]->out.host_error_kind.empty()) << i;
+    EXPECT_EQ(b.pid(i), b.pid(0)) << i;
+    if (i > 0) {
+      EXPECT_GT(b.jobs[i]->started_at, b.jobs[i - 1]->started_at);
+    }
+    EXPECT_LT(b.jobs[i]->started_at, b.jobs[i]->finished_at);
+  }
+  EXPECT_GT(b.pid(0), 0);
+  EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  EXPECT_EQ(e->counters().jobs.load(), 8u);
+  // Each job's log line is its own.
+  std::lock_guard<std::mutex> lock(s.mu);
+  ASSERT_EQ(s.logs.size(), 8u);
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(s.logs[i].job_id, b.jobs[i]->ctx.job_id);
+}
+
+TEST(SandboxBatch, ACrashEndsOnlyTheRunningJobTheRestRunOnTheReplacement) {
+  FakeServices s;
+  auto e = good();
+  BatchRun b({"\"pid\"", "\"pid\"", "\"crash\"", "\"pid\"", "\"pid\""}, &s);
+  b.run(*e);
+  EXPECT_EQ(b.jobs[0]->out.status, JR_OK);
+  EXPECT_EQ(b.jobs[1]->out.status, JR_OK);
+  EXPECT_EQ(b.jobs[2]->out.host_error_kind, "crash") << b.jobs[2]->out.host_error;
+  EXPECT_FALSE(b.jobs[2]->out.release);
+  for (size_t i : {3, 4}) {
+    EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i;
+    EXPECT_FALSE(b.jobs[i]->out.release) << i;
+    EXPECT_TRUE(b.jobs[i]->out.host_error_kind.empty()) << i;
+  }
+  EXPECT_EQ(b.pid(0), b.pid(1));
+  EXPECT_NE(b.pid(3), b.pid(0));  // a new worker
+  EXPECT_EQ(b.pid(3), b.pid(4));
+  EXPECT_EQ(e->counters().workers_started.load(), 2u);
+}
+
+TEST(SandboxBatch, EachJobsDeadlineCountsFromItsOwnStart) {
+  FakeServices s;
+  auto e = good();
+  // 4 x 250 ms with a timeout of 600 ms each: the batch takes about 1 s, each job 250 ms.
+  BatchRun ok(std::vector<std::string>(4, "\"sleep_250\""), &s, 600);
+  ok.run(*e);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(ok.jobs[i]->out.status, JR_OK) << i << ": " << ok.jobs[i]->out.host_error;
+    EXPECT_TRUE(ok.jobs[i]->out.host_error_kind.empty()) << i;
+  }
+  // One that ignores its deadline is killed; the ones behind it run on a new worker.
+  BatchRun h({"\"pid\"", "\"hang\"", "\"pid\"", "\"pid\""}, &s, 400);
+  h.run(*e);
+  EXPECT_EQ(h.jobs[0]->out.status, JR_OK);
+  EXPECT_EQ(h.jobs[1]->out.host_error_kind, "timeout") << h.jobs[1]->out.host_error;
+  EXPECT_EQ(h.jobs[2]->out.status, JR_OK);
+  EXPECT_EQ(h.jobs[3]->out.status, JR_OK);
+  EXPECT_NE(h.pid(2), h.pid(0));
+}
+
+TEST(SandboxBatch, AJobCancelledBeforeItStartsDoesNotRun) {
+  FakeServices s;
+  auto e = good();
+  BatchRun b({"\"sleep_300\"", "\"pid\"", "\"pid\""}, &s);
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    b.jobs[1]->ctx.cancel.store(jr::kCancelUser);  // while job 0 runs: job 1's frame waits
+  });
+  b.run(*e);
+  canceller.join();
+  EXPECT_EQ(b.jobs[0]->out.status, JR_OK);
+  EXPECT_EQ(b.jobs[1]->out.status, JR_CANCELLED);
+  EXPECT_TRUE(b.jobs[1]->out.host_error_kind.empty());
+  EXPECT_EQ(b.jobs[2]->out.status, JR_OK);
+  std::lock_guard<std::mutex> lock(s.mu);
+  for (const auto& l : s.logs) EXPECT_NE(l.job_id, b.jobs[1]->ctx.job_id) << "job 1 ran";
+  EXPECT_EQ(s.logs.size(), 1u);  // job 2's
+}
+
+TEST(SandboxBatch, AStopReleasesTheJobsNotYetHandedOver) {
+  FakeServices s;
+  auto e = good();
+  BatchRun b(std::vector<std::string>(5, "\"pid\""), &s);
+  b.may_send = [](size_t) { return false; };  // the engine is stopping
+  b.run(*e);
+  EXPECT_EQ(b.jobs[0]->out.status, JR_OK);
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_TRUE(b.jobs[i]->out.release) << i;
+    EXPECT_EQ(b.jobs[i]->started_at, -1) << i;
+  }
+  EXPECT_EQ(e->counters().jobs.load(), 1u);
+}
+
+TEST(SandboxBatch, MaxJobsRecyclesBetweenJobsOfABatch) {
+  FakeServices s;
+  auto e = make(hostile("good"), {{"sandbox", {{"max_jobs", 3}}}}, {});
+  e->start();
+  BatchRun b(std::vector<std::string>(8, "\"pid\""), &s);
+  b.run(*e);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i;
+    EXPECT_EQ(b.pid(i), b.pid(i / 3 * 3)) << i;  // three jobs per worker
+  }
+  EXPECT_NE(b.pid(0), b.pid(3));
+  EXPECT_NE(b.pid(3), b.pid(6));
+  EXPECT_EQ(e->counters().restarts_for(Restart::recycle), 2u);
+}

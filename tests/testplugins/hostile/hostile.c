@@ -261,6 +261,26 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
     close(fd);
     return ok_json(host, ctx, "{\"scratch\":true}");
   }
+  /* For the batch tests (several jobs on one worker): which worker ran it, a crash of one job,
+   * a job of a given length that honours cancellation, and one that ignores it. */
+  if (strcmp(arg, "pid") == 0) {
+    host->log(ctx, JR_LOG_INFO, "ran pid", 7);
+    snprintf(buf, sizeof buf, "{\"pid\":%d}", (int)getpid());
+    return ok_json(host, ctx, buf);
+  }
+  if (strcmp(arg, "crash") == 0) abort();
+  if (strncmp(arg, "sleep_", 6) == 0) {
+    long ms = strtol(arg + 6, NULL, 10);
+    for (long waited = 0; waited < ms; waited += 5) {
+      if (host->is_cancelled(ctx)) return JR_CANCELLED;
+      usleep(5000);
+    }
+    snprintf(buf, sizeof buf, "{\"pid\":%d}", (int)getpid());
+    return ok_json(host, ctx, buf);
+  }
+  if (strcmp(arg, "hang") == 0) {
+    for (;;) usleep(100000); /* ignores cancellation */
+  }
   if (strcmp(arg, "env") == 0) {
     extern char** environ;
     int n = 0;
