@@ -399,6 +399,7 @@ void Engine::fetch_loop() {
   std::unique_ptr<Store> listener;
   const bool listening = opts_.connections.listen > 0;
   int delay = 250;
+  bool reconnect_now = true;    // the next transient failure reconnects without a pause
   bool recover_claims = false;  // the last claim's answer was lost (see below)
   const int poll_ms = std::max(1, static_cast<int>(opts_.poll_interval_seconds * 1000));
   while (!stopping_) {
@@ -464,14 +465,20 @@ void Engine::fetch_loop() {
       p.throttled_retry_seconds = &throttled;
       jobs = claims_->with([&](Store& s) { return s.JobClaim(p); });
       delay = 250;
+      reconnect_now = true;
     } catch (const StoreError& e) {
       ++stats_.db_errors;
-      log::error("claiming jobs failed; retrying", {{"error", e.what()}, {"retry_in_ms", delay}});
+      // A connection lost after it had worked (its backend killed or restarted between two
+      // claims) is replaced at once; failing again, or any other error, backs off.
+      bool now = e.transient() && reconnect_now;
+      reconnect_now = false;
+      log::error("claiming jobs failed; retrying",
+                 {{"error", e.what()}, {"retry_in_ms", now ? 0 : delay}});
       if (e.transient()) {
         listener.reset();
         recover_claims = true;
       }
-      backoff_sleep(delay);
+      if (!now) backoff_sleep(delay);
       continue;
     }
     if (!jobs.empty()) {
@@ -799,6 +806,7 @@ void Engine::complete_loop() {
         completer_stores_[static_cast<size_t>(next_completer_++) % completer_stores_.size()].get();
   }
   int delay = 250;
+  bool reconnect_now = true;
   std::vector<JobFinish> batch;
   for (;;) {
     {
@@ -855,11 +863,16 @@ void Engine::complete_loop() {
           }
         }
         delay = 250;
+        reconnect_now = true;
         break;
       } catch (const StoreError& e) {
         ++stats_.db_errors;
+        // As for claims: a connection lost after it had worked is replaced at once.
+        bool now = e.transient() && reconnect_now;
+        reconnect_now = false;
         log::error("recording job outcomes failed; retrying",
-                   {{"error", e.what()}, {"jobs", batch.size()}, {"retry_in_ms", delay}});
+                   {{"error", e.what()}, {"jobs", batch.size()}, {"retry_in_ms", now ? 0 : delay}});
+        if (now) continue;
         if (e.transient()) {
           // The connection was dropped (SharedStore); the next try reconnects.
         } else if (batch.size() > 1) {
@@ -930,6 +943,7 @@ void Engine::heartbeat_loop() {
     int64_t now = steady_ms();
     if (now >= next) {
       try {
+        if (store && store->LostWhileIdle()) store.reset();  // killed since the last round
         if (!store) {
           store = Store::open(opts_.database_url);
           store->SessionAsyncCommit();

@@ -122,6 +122,7 @@ void Maintenance::loop() {
   // One statement (or service pass) at a time on the shared connection.
   auto db = [&](auto&& fn) -> decltype(auto) {
     if (opts_.shared) return opts_.shared->with(fn);
+    if (own && own->LostWhileIdle()) own.reset();
     if (!own) own = Store::open(opts_.database_url);
     return fn(*own);
   };

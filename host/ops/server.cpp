@@ -47,10 +47,11 @@ std::unique_ptr<Store> StorePool::take() {
   std::unique_lock<std::mutex> lock(mu_);
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto s = std::move(idle_.back());
       idle_.pop_back();
-      return s;
+      if (!s->LostWhileIdle()) return s;
+      --open_;  // its backend is gone (killed, server restarted): open another
     }
     if (max_open_ == 0 || open_ < max_open_) break;
     if (cv_.wait_until(lock, until) == std::cv_status::timeout && idle_.empty() &&

@@ -126,6 +126,7 @@ bool RunnerPublisher::publish_once() {
     if (opts_.shared) {
       opts_.shared->with(write);
     } else {
+      if (own_ && own_->LostWhileIdle()) own_.reset();
       if (!own_) own_ = Store::open(opts_.database_url);
       write(*own_);
     }

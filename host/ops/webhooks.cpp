@@ -111,6 +111,7 @@ void WebhookDeliverer::loop() {
   // Each statement on the shared connection in turn; a POST never holds it.
   auto db = [&](auto&& fn) -> decltype(auto) {
     if (opts_.shared) return opts_.shared->with(fn);
+    if (own && own->LostWhileIdle()) own.reset();
     if (!own) own = Store::open(opts_.database_url);
     return fn(*own);
   };

@@ -65,6 +65,10 @@ class SharedStore {
   template <class F>
   auto with(F&& fn) -> decltype(fn(std::declval<Store&>())) {
     std::lock_guard<std::mutex> lock(mu_);
+    // A connection that died while idle is replaced before use, not discovered by a failed
+    // statement: a backend killed between two uses costs a reconnect, not an error, a backoff
+    // and (for a claim) a recovery pass.
+    if (store_ && store_->LostWhileIdle()) store_.reset();
     if (!store_) store_ = Store::open(url_);
     try {
       return fn(*store_);

@@ -1,4 +1,5 @@
 // PostgreSQL implementation of Store (libpqxx 6.4). All of jobrunner's job SQL lives here.
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1213,6 +1214,17 @@ class PgStore final : public Store {
       conn_->await_notification(timeout_ms / 1000, (timeout_ms % 1000) * 1000L);
       return receiver_->count != before;
     });
+  }
+
+  bool LostWhileIdle() override {
+    if (!conn_ || !conn_->is_open()) return true;
+    pollfd p{};
+    p.fd = conn_->sock();
+    p.events = POLLIN;
+    if (p.fd < 0) return true;
+    // Readable or hung up with nothing asked: the backend went away (or sent a notice, which
+    // costs one needless reconnect, no error).
+    return ::poll(&p, 1, 0) > 0;
   }
 
   void* NativeHandle() override {

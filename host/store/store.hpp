@@ -359,6 +359,11 @@ class Store {
   virtual bool WaitForJobs(int timeout_ms) = 0;
   virtual void Listen() = 0;
   virtual bool Ping() = 0;
+  // True when the connection is known dead without a round trip: while idle (no statement in
+  // flight) the server sent something or closed the socket. On a connection that does not
+  // LISTEN that is the termination of its backend (pg_terminate_backend, a server restart, an
+  // idle timeout): the FATAL message and the end of the stream. One poll(2), no I/O.
+  virtual bool LostWhileIdle() { return false; }
   // The libpqxx connection (pqxx::connection*) under a PostgreSQL store, connected, for code
   // that runs its own read-only SQL on a pooled Store (the dashboard, ops/ui_store.cpp); valid
   // until the next call on this Store. nullptr for other stores.

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "db_budget.hpp"
 #include "harness.hpp"
 #include "migrations.hpp"
 
@@ -238,6 +239,39 @@ TEST_F(StoreTest, SurvivesAKilledBackend) {
   // The next call reconnects by itself.
   EXPECT_TRUE(store_->Ping());
   EXPECT_EQ(insert("k") > 0, true);
+}
+
+// A backend killed while its connection sits idle is seen without a round trip, and a shared
+// connection is replaced before its next use: the caller gets no error at all.
+TEST_F(StoreTest, AConnectionKilledWhileIdleIsReplacedBeforeUse) {
+  insert("k");
+  SharedStore shared(url_, "test");
+  EXPECT_TRUE(shared.with([](Store& s) { return s.Ping(); }));  // opens its connection
+  EXPECT_FALSE(store_->LostWhileIdle());
+  // Kill every other backend (the shared store's among them), then wait until it is gone.
+  q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid()");
+  for (int i = 0; i < 200 && q("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND pid <> pg_backend_pid() AND "
+                               "backend_type = 'client backend'") != "0";
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(store_->LostWhileIdle());
+  std::vector<ClaimedJob> got;
+  EXPECT_NO_THROW(got = shared.with([&](Store& s) {
+    JobClaimParams p;
+    p.worker_id = "w";
+    p.kinds = {"k"};
+    p.limit = 1;
+    return s.JobClaim(p);
+  }));
+  EXPECT_EQ(got.size(), 1u);
+  // A live idle connection is not mistaken for a lost one.
+  shared.with([&](Store& s) {
+    EXPECT_FALSE(s.LostWhileIdle());
+    return 0;
+  });
 }
 
 TEST_F(StoreTest, UnreachableDatabaseIsATransientErrorNamingTheServer) {

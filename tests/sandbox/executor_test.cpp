@@ -276,6 +276,7 @@ struct BatchRun {
   };
   std::vector<std::unique_ptr<Job>> jobs;
   std::function<bool(size_t)> may_send = [](size_t) { return true; };
+  std::atomic<int> started{0};  // started() calls so far, for other threads
 
   BatchRun(const std::vector<std::string>& payloads, FakeServices* s, int64_t timeout_ms = 0) {
     static std::atomic<int64_t> next_id{100000};
@@ -307,6 +308,7 @@ struct BatchRun {
       void started(size_t i, int64_t) override {
         EXPECT_EQ(r_->jobs[i]->started_at, -1) << "started twice: job " << i;
         r_->jobs[i]->started_at = seq_++;
+        r_->started.fetch_add(1);
       }
       void finished(size_t i, jr::ExecOutcome out) override {
         Job& b = *r_->jobs[i];
@@ -383,15 +385,16 @@ TEST(SandboxBatch, ACrashEndsOnlyTheRunningJobTheRestRunOnTheReplacement) {
 TEST(SandboxBatch, EachJobsDeadlineCountsFromItsOwnStart) {
   FakeServices s;
   auto e = good();
-  // 4 x 250 ms with a timeout of 600 ms each: the batch takes about 1 s, each job 250 ms.
-  BatchRun ok(std::vector<std::string>(4, "\"sleep_250\""), &s, 600);
+  // 4 x 300 ms with a timeout of 1 s each: the batch takes 1.2 s, each job 300 ms (the margin
+  // is wide so a loaded machine does not push a job past its own deadline).
+  BatchRun ok(std::vector<std::string>(4, "\"sleep_300\""), &s, 1000);
   ok.run(*e);
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(ok.jobs[i]->out.status, JR_OK) << i << ": " << ok.jobs[i]->out.host_error;
     EXPECT_TRUE(ok.jobs[i]->out.host_error_kind.empty()) << i;
   }
   // One that ignores its deadline is killed; the ones behind it run on a new worker.
-  BatchRun h({"\"pid\"", "\"hang\"", "\"pid\"", "\"pid\""}, &s, 400);
+  BatchRun h({"\"pid\"", "\"hang\"", "\"pid\"", "\"pid\""}, &s, 1500);
   h.run(*e);
   EXPECT_EQ(h.jobs[0]->out.status, JR_OK);
   EXPECT_EQ(h.jobs[1]->out.host_error_kind, "timeout") << h.jobs[1]->out.host_error;
@@ -403,10 +406,13 @@ TEST(SandboxBatch, EachJobsDeadlineCountsFromItsOwnStart) {
 TEST(SandboxBatch, AJobCancelledBeforeItStartsDoesNotRun) {
   FakeServices s;
   auto e = good();
-  BatchRun b({"\"sleep_300\"", "\"pid\"", "\"pid\""}, &s);
+  BatchRun b({"\"sleep_1500\"", "\"pid\"", "\"pid\""}, &s);
   std::thread canceller([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    b.jobs[1]->ctx.cancel.store(jr::kCancelUser);  // while job 0 runs: job 1's frame waits
+    // While job 0 runs (it started, and its 1.5 s are far from over): job 1's frame waits in
+    // the worker's socket by then, or is about to be sent; either way it must not run.
+    while (b.started.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    b.jobs[1]->ctx.cancel.store(jr::kCancelUser);
   });
   b.run(*e);
   canceller.join();
