@@ -401,6 +401,7 @@ void Engine::fetch_loop() {
   int delay = 250;
   bool reconnect_now = true;    // the next transient failure reconnects without a pause
   bool recover_claims = false;  // the last claim's answer was lost (see below)
+  int64_t recover_until = 0, next_recovery = 0;  // more passes after that, until recover_until
   const int poll_ms = std::max(1, static_cast<int>(opts_.poll_interval_seconds * 1000));
   while (!stopping_) {
     int room = 0;
@@ -436,9 +437,12 @@ void Engine::fetch_loop() {
                                                                  : opts_.listen_database_url);
         listener->Listen();
       }
-      if (recover_claims) {
+      if (recover_claims || (steady_ms() < recover_until && steady_ms() >= next_recovery)) {
         // The last claim failed with the connection: it may have committed. Its jobs carry
-        // our id but no slot has them; they go back with their attempt restored.
+        // our id but no slot has them; they go back with their attempt restored. Repeated for
+        // a few seconds (every 250 ms at most): a backend that lost its client can still
+        // commit the claim after the error, which a single pass right away would not see.
+        next_recovery = steady_ms() + 250;
         std::vector<int64_t> held;
         {
           std::lock_guard<std::mutex> lock(held_mu_);
@@ -477,6 +481,7 @@ void Engine::fetch_loop() {
       if (e.transient()) {
         listener.reset();
         recover_claims = true;
+        recover_until = steady_ms() + 5000;
       }
       if (!now) backoff_sleep(delay);
       continue;
@@ -687,7 +692,8 @@ bool Engine::begin_attempt(ClaimedJob& job, Attempt& a, bool start_now) {
   j.attempt = job.attempt;
   j.max_attempts = job.max_attempts.value_or(
       a.k->info->max_attempts > 0 ? a.k->info->max_attempts : opts_.default_max_attempts);
-  // In a group this is set before the job starts: at most the group's ~2 ms early.
+  // For an in-process run, which starts now. A sandboxed one gets its timeout instead and its
+  // worker sets deadline_ms when the job starts (a job of a group may start much later).
   j.deadline_ms = a.timeout_ms > 0 ? unix_ms() + a.timeout_ms : 0;
   return true;
 }

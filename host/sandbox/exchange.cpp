@@ -11,6 +11,8 @@
 // here (bounds.hpp) before the host services (engine, log, database) see it. The loop waits on
 // nothing but the worker's socket (in ticks of kReadTickMs), its own deadline and ctx.cancel; a
 // killed worker is torn down without waiting on it (SandboxExecutor::retire).
+#include <poll.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -109,6 +111,17 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
   };
   // Hands the worker the next items: always the current one when it has not been sent, then
   // more while they fit in kAheadBytes (and the engine agrees: it says no once it stops).
+  // The time an item may take from its start, for the plugin's jr_job.deadline_ms: what is left
+  // of the current one's deadline, or a waiting one's whole timeout (its clock starts later).
+  auto budget_ms = [&](const Item& it) -> int64_t {
+    if (it.deadline > 0) return std::max<int64_t>(1, it.deadline - proto::steady_ms());
+    int64_t b = it.timeout_ms;
+    if (policy_.wall_timeout_seconds > 0) {
+      int64_t wall = static_cast<int64_t>(policy_.wall_timeout_seconds * 1000);
+      b = b > 0 ? std::min(b, wall) : wall;
+    }
+    return b;
+  };
   std::string frames;
   auto top_up = [&]() -> bool {
     frames.clear();
@@ -126,6 +139,18 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
       if (!allowed(sent)) break;  // serve() releases it and the ones behind it
       it.seq = ++w.seq;
       it.cancel_marked = false;
+      it.recalled = false;
+      if (it.ctx->cancel.load(std::memory_order_relaxed) != kNoCancel) {
+        // Cancelled before it was sent: marked before the worker can read its frame, so it
+        // does not start (the main loop would mark it only after the write).
+        if (sent == cur) {
+          __atomic_store_n(&w.shared->cancel_seq, it.seq, __ATOMIC_RELEASE);
+        } else {
+          __atomic_store_n(&w.shared->cancel_ahead[it.seq % proto::kCancelAheadSlots], it.seq,
+                           __ATOMIC_RELEASE);
+          it.cancel_marked = true;
+        }
+      }
       w.enc.begin(type);
       w.enc.put<uint64_t>(it.seq);
       if (type == Type::job) {
@@ -133,7 +158,7 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
         w.enc.put<int64_t>(job->id);
         w.enc.put<int32_t>(job->attempt);
         w.enc.put<int32_t>(job->max_attempts);
-        w.enc.put<int64_t>(job->deadline_ms);
+        w.enc.put<int64_t>(budget_ms(it));  // the worker sets jr_job.deadline_ms at its start
         w.enc.str(job->kind);
         w.enc.str(job->queue);
         w.enc.str(std::string_view(job->payload, job->payload_len));
@@ -153,6 +178,7 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
   };
 
   bool cancel_sent = false;
+  bool drained = false;  // the socket was read once more before a kill
   int cancel_why = kNoCancel;
   int64_t kill_at = 0;
   // The current item starts: its deadline counts from now, its output is tagged with its id.
@@ -160,6 +186,7 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
     Item& it = items[cur];
     begin_item(it, sink);
     cancel_sent = false;
+    drained = false;
     cancel_why = kNoCancel;
     kill_at = 0;
     // Tags its stdout/stderr until the next item (text read just after Done is still this job's).
@@ -262,8 +289,20 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
         }
         ExecOutcome& out = it.out;
         out.status = status;
-        w.jobs++;
-        bool oom = (flags & proto::kDoneOom) != 0 && status != JR_OK;
+        bool skipped = (flags & proto::kDoneSkipped) != 0 && status == JR_CANCELLED;
+        if (skipped && !it.recalled && cancel_sent && cancel_why == kCancelTimeout) {
+          // Its deadline (which counts the wait for a worker) passed before it started.
+          out.host_error_kind = "timeout";
+          out.host_error = "the job's deadline passed before it started in the sandbox";
+        } else if (skipped && it.recalled) {
+          // Called back from a worker due for replacement before it started: back to the
+          // queue, no attempt used (its own run would have met the worker's exhausted budget).
+          out = ExecOutcome{};
+          out.release = true;
+          out.host_error = "sent ahead to a sandbox worker that was then recycled; not started";
+        }
+        if (!skipped) w.jobs++;
+        bool oom = (flags & proto::kDoneOom) != 0 && status != JR_OK && !skipped;
         if (oom) {
           out.host_error_kind = "oom";
           out.host_error = "out of memory: an allocation failed in the worker (memory_mb = " +
@@ -279,9 +318,18 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
           std::lock_guard<std::mutex> lock(mu_);
           consecutive_failures_ = 0;
         }
-        if (!recycle_reason(w, oom).empty()) {
-          recycle_pending = true;  // what it holds still runs; nothing more is sent
+        if (!recycle_pending && !recycle_reason(w, oom).empty()) {
+          // Nothing more is sent; the frames it holds are called back (the one it may have
+          // started already runs to its end): after an allocation failure, or past a CPU or
+          // RSS budget, the next job would meet the exhausted worker, not its own limits.
+          recycle_pending = true;
           recycle_oom = recycle_oom || oom;
+          for (size_t k = cur + 1; k < sent; ++k) {
+            __atomic_store_n(&w.shared->cancel_ahead[items[k].seq % proto::kCancelAheadSlots],
+                             items[k].seq, __ATOMIC_RELEASE);
+            items[k].cancel_marked = true;
+            items[k].recalled = true;
+          }
         }
         // The next item is running already when it was sent; else it goes now. Its outcome's
         // bookkeeping (the engine's) then overlaps with its run.
@@ -331,6 +379,13 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
       cancel_sent = true;
       cancel_why = c != kNoCancel ? c : kCancelTimeout;
       kill_at = now + opts_.kill_grace_ms;
+    }
+    if (cancel_sent && now >= kill_at && !drained) {
+      // Its Done may be in the socket already (the worker then runs the next job sent ahead):
+      // read what is there before killing, once.
+      drained = true;
+      pollfd p{w.fd, POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0 && w.reader.fill(w.fd) == FrameReader::Result::need_more) continue;
     }
     if (cancel_sent && now >= kill_at) {
       w.kill();

@@ -438,6 +438,11 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
     err = std::string("malformed hello from the worker: ") + e.what();
   }
   if (s->w) return true;
+  if (cancel_starts_) {  // refused because the executor stops: no fault of the plugin's
+    out.release = true;
+    out.host_error = "the sandbox is stopping";
+    return false;
+  }
   counters_.restarts[static_cast<int>(Restart::start_failure)]++;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -480,6 +485,9 @@ void SandboxExecutor::serve(proto::Type type, std::vector<Item>& items, BatchSin
         if (stopping_ || quarantined_until_ > proto::steady_ms()) break;
       }
       if (items[i].allowed < 0) break;  // the engine is stopping
+      if (i > 0 && sink != nullptr && !sink->may_send(items[i].index)) {
+        break;  // asked again: its frame was on a worker that is gone, and the engine may stop
+      }
       ExecOutcome out;
       if (!ensure_worker(s, *items[i].ctx, out)) {
         items[i].out = std::move(out);

@@ -57,6 +57,10 @@ enum class Type : uint16_t {
 constexpr uint32_t kDoneHasResult = 1;
 constexpr uint32_t kDoneOom = 2;     // an allocation failed during the job (RLIMIT_AS)
 constexpr uint32_t kDoneTooBig = 4;  // the result exceeded the frame limit and was dropped
+// The job did not start: its frame was marked in cancel_seq/cancel_ahead before the worker
+// took it up (a cancel, or the host calling back what it sent ahead to a worker due for
+// replacement). The status is JR_CANCELLED.
+constexpr uint32_t kDoneSkipped = 8;
 
 // Jobs handed to a worker ahead of the running one (a batch) at most; see cancel_ahead.
 constexpr size_t kCancelAheadSlots = 32;

@@ -191,6 +191,7 @@ class SandboxExecutor final : public Executor {
     int allowed = 0;             // BatchSink::may_send(): 0 not asked yet, 1 yes, -1 no
     uint64_t seq = 0;            // its frame's sequence number on the current worker
     bool cancel_marked = false;  // its cancellation is in the worker's cancel_ahead
+    bool recalled = false;       // sent ahead to a worker due for replacement: called back
     size_t frame_bytes = 0;      // its Job frame's size
     ExecOutcome out;
   };

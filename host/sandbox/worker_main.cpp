@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <new>
@@ -39,6 +41,12 @@ namespace proto = jr::sandbox::proto;
 
 constexpr int kFd = proto::kWorkerFd;
 
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 proto::SharedPage* g_shared = nullptr;
 std::atomic<uint64_t> g_seq{0};  // seq of the running job; 0 = none
 std::atomic<bool> g_oom{false};
@@ -56,6 +64,14 @@ struct Reply {
   std::string page;
 };
 std::map<uint64_t, Reply> g_replies;  // guarded by g_read_mu
+// Frames for serve() that arrived while a host call waited for its reply: the host sends the
+// next jobs of a batch ahead, so they can sit before the reply in the stream. Bounded by what
+// the host sends ahead (proto::kCancelAheadSlots frames, kAheadBytes).
+struct Pending {
+  Type type{};
+  std::string payload;
+};
+std::deque<Pending> g_pending;  // guarded by g_read_mu
 std::atomic<uint64_t> g_next_req{1};
 
 [[noreturn]] void die(int code) { _exit(code); }
@@ -135,7 +151,7 @@ class WorkerServices final : public jr::HostServices {
 
  private:
   // Reads frames until the reply to `req` arrived (replies to other threads' requests are kept
-  // for them). Only replies may arrive during a job; anything else ends the worker.
+  // for them; the next jobs' frames for serve()). Anything else ends the worker.
   static Reply await_reply(uint64_t req) {
     std::lock_guard<std::mutex> lock(g_read_mu);
     for (;;) {
@@ -155,6 +171,10 @@ class WorkerServices final : public jr::HostServices {
         r.id = d.get<int32_t>();  // the status
         r.page = std::string(d.str());
         if (!d.at_end()) die(4);
+      } else if (f.type == Type::job || f.type == Type::idle || f.type == Type::shutdown) {
+        if (g_pending.size() >= 2 * proto::kCancelAheadSlots) die(4);
+        g_pending.push_back({f.type, std::string(f.payload)});
+        continue;
       } else {
         die(4);
       }
@@ -216,8 +236,7 @@ nlohmann::json describe(const jr::LoadedPlugin& p) {
           {"has_shutdown", p.desc != nullptr && p.desc->shutdown != nullptr}};
 }
 
-void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx) {
-  uint32_t flags = 0;
+void send_done(uint64_t seq, int32_t status, jr_job_ctx& ctx, uint32_t flags) {
   struct rusage ru {};
   if (g_report_usage) getrusage(RUSAGE_SELF, &ru);
   int64_t cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL + ru.ru_utime.tv_usec +
@@ -260,6 +279,7 @@ int serve(jr::LoadedPlugin& p, void* state) {
   jr_job_ctx ctx;
   ctx.services = &g_services;
   std::string kind, queue, payload, traceparent;
+  Pending held;
   for (;;) {
     Frame f;
     uint64_t seq = 0;
@@ -267,11 +287,18 @@ int serve(jr::LoadedPlugin& p, void* state) {
     Type type;
     {
       std::lock_guard<std::mutex> lock(g_read_mu);
-      g_reader->set_spin_us(
-          static_cast<int>(__atomic_load_n(&g_shared->spin_us, __ATOMIC_RELAXED)));
-      FrameReader::Result r = g_reader->next_blocking(kFd, f);
-      if (r == FrameReader::Result::eof) return 0;
-      if (r != FrameReader::Result::frame) return 3;
+      if (!g_pending.empty()) {  // read while a host call of the last job waited for its reply
+        held = std::move(g_pending.front());
+        g_pending.pop_front();
+        f.type = held.type;
+        f.payload = held.payload;
+      } else {
+        g_reader->set_spin_us(
+            static_cast<int>(__atomic_load_n(&g_shared->spin_us, __ATOMIC_RELAXED)));
+        FrameReader::Result r = g_reader->next_blocking(kFd, f);
+        if (r == FrameReader::Result::eof) return 0;
+        if (r != FrameReader::Result::frame) return 3;
+      }
       type = f.type;
       Decoder d(f.payload);
       if (type == Type::job) {
@@ -280,7 +307,10 @@ int serve(jr::LoadedPlugin& p, void* state) {
         j.id = d.get<int64_t>();
         j.attempt = d.get<int32_t>();
         j.max_attempts = d.get<int32_t>();
-        j.deadline_ms = d.get<int64_t>();
+        // The time it may take from its start (ms, 0 = none): the host cannot know when a job
+        // sent ahead starts, so the absolute deadline the plugin sees is set here.
+        int64_t budget_ms = d.get<int64_t>();
+        j.deadline_ms = budget_ms > 0 ? unix_ms() + budget_ms : 0;
         kind.assign(d.str());
         queue.assign(d.str());
         payload.assign(d.str());
@@ -314,9 +344,11 @@ int serve(jr::LoadedPlugin& p, void* state) {
     g_oom.store(false, std::memory_order_relaxed);
     g_seq.store(seq, std::memory_order_release);
     int32_t status;
+    uint32_t extra = 0;
     if (type == Type::job && cancel_requested(seq)) {
-      // Cancelled while its frame waited behind another job (a batch): it does not start.
+      // Cancelled (or called back by the host) while its frame waited: it does not start.
       status = JR_CANCELLED;
+      extra = proto::kDoneSkipped;
     } else if (type == Type::job) {
       j.kind = kind.c_str();
       j.queue = queue.c_str();
@@ -327,7 +359,7 @@ int serve(jr::LoadedPlugin& p, void* state) {
       status = p.has_idle ? p.desc->idle(state, &g_api, &ctx) : 0;
     }
     g_seq.store(0, std::memory_order_release);
-    send_done(seq, status, ctx);
+    send_done(seq, status, ctx, extra);
   }
 }
 

@@ -1218,6 +1218,7 @@ class PgStore final : public Store {
 
   bool LostWhileIdle() override {
     if (!conn_ || !conn_->is_open()) return true;
+    if (receiver_) return false;  // LISTENing: a notification makes it readable too
     pollfd p{};
     p.fd = conn_->sock();
     p.events = POLLIN;

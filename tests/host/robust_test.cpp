@@ -160,7 +160,9 @@ TEST_F(Robust, LogAndProgressFloodsNeitherDelayHealthyJobsNorGrowTheRunner) {
   size_t log_before = runner_->log().size();
   int64_t logs = enqueue_do("log_flood");
   int64_t progress = enqueue_do("progress_flood");
-  ASSERT_TRUE(wait_state(logs, "running", 30s));
+  ASSERT_TRUE(wait_state(logs, "running", 30s) || wait_state(logs, "completed", 1s))
+      << "state " << q("SELECT state FROM jr_jobs_all WHERE id = " + std::to_string(logs)) << "\n"
+      << runner_->log().substr(runner_->log().size() > 6000 ? runner_->log().size() - 6000 : 0);
   // Healthy jobs enqueued during the floods complete within a bound.
   auto t0 = std::chrono::steady_clock::now();
   auto ids = enqueue_many("echo", 20, R"({"during":"flood"})");

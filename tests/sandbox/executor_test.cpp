@@ -425,6 +425,55 @@ TEST(SandboxBatch, AJobCancelledBeforeItStartsDoesNotRun) {
   EXPECT_EQ(s.logs.size(), 1u);  // job 2's
 }
 
+// Host calls that wait for a reply (enqueue, parent_results) while the next jobs' frames sit
+// in front of the reply in the worker's socket: the worker keeps those frames for later.
+TEST(SandboxBatch, HostCallsWorkWithJobsSentAhead) {
+  FakeServices s;
+  auto e = good();
+  BatchRun b(std::vector<std::string>(6, "\"enqueue\""), &s);
+  b.run(*e);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i << ": " << b.jobs[i]->out.host_error;
+    EXPECT_TRUE(b.jobs[i]->out.host_error_kind.empty()) << i << ": " << b.jobs[i]->out.host_error;
+  }
+  EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  std::lock_guard<std::mutex> lock(s.mu);
+  EXPECT_EQ(s.enqueued.size(), 6u);
+}
+
+// Cancelled before its frame was written (the running job, or one sent ahead): it is marked
+// before the worker can read it, so it never starts, however fast the worker is.
+TEST(SandboxBatch, AJobCancelledBeforeItWasSentDoesNotStart) {
+  FakeServices s;
+  auto e = good();
+  BatchRun b({"\"pid\"", "\"pid\"", "\"pid\"", "\"pid\""}, &s);
+  b.jobs[0]->ctx.cancel.store(jr::kCancelUser);
+  b.jobs[2]->ctx.cancel.store(jr::kCancelUser);
+  b.run(*e);
+  EXPECT_EQ(b.jobs[0]->out.status, JR_CANCELLED);
+  EXPECT_EQ(b.jobs[1]->out.status, JR_OK);
+  EXPECT_EQ(b.jobs[2]->out.status, JR_CANCELLED);
+  EXPECT_EQ(b.jobs[3]->out.status, JR_OK);
+  std::lock_guard<std::mutex> lock(s.mu);
+  ASSERT_EQ(s.logs.size(), 2u);  // "ran pid" of jobs 1 and 3 only
+  EXPECT_EQ(s.logs[0].job_id, b.jobs[1]->ctx.job_id);
+  EXPECT_EQ(s.logs[1].job_id, b.jobs[3]->ctx.job_id);
+}
+
+// The plugin's jr_job.deadline_ms counts from the job's own start, not from when the batch
+// was handed over: the second job, started 300 ms in, still has its whole second.
+TEST(SandboxBatch, ThePluginSeesItsOwnDeadline) {
+  FakeServices s;
+  auto e = good();
+  BatchRun b({"\"sleep_300\"", "\"deadline\""}, &s, 1000);
+  b.run(*e);
+  ASSERT_EQ(b.jobs[1]->out.status, JR_OK) << b.jobs[1]->out.host_error;
+  auto j = nlohmann::json::parse(b.jobs[1]->result, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << b.jobs[1]->result;
+  EXPECT_GT(j.value("left_ms", -1), 900) << b.jobs[1]->result;
+  EXPECT_LE(j.value("left_ms", -1), 1000) << b.jobs[1]->result;
+}
+
 TEST(SandboxBatch, AStopReleasesTheJobsNotYetHandedOver) {
   FakeServices s;
   auto e = good();

@@ -153,7 +153,7 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
     }
   });
   s.Get("/slow", [this, html](const httplib::Request&, httplib::Response& res) {
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(4000);
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(6000);
     while (!stopping_ && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

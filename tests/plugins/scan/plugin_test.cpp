@@ -155,7 +155,7 @@ struct ErrorCase {
 
 TEST_F(ScanPluginTest, EveryErrorStateIsStoredAndTheJobFailsPermanently) {
   const std::vector<ErrorCase> cases = {
-      {"/slow", "ERROR_CRAWL", "timed out after 1500 ms"},
+      {"/slow", "ERROR_CRAWL", "timed out after 3000 ms"},
       {"/huge", "ERROR_CRAWL", "too large"},
       {"/huge-chunked", "ERROR_CRAWL", "too large"},
       {"/data.json", "ERROR_CRAWL", "unsupported content type 'application/json'"},

@@ -66,7 +66,7 @@ TEST_F(ScanRetryTest, TransientCrawlErrorsAreRetryableAndTheRowKeepsRunning) {
   };
   const std::vector<Case> cases = {
       {server.url("/error500"), "HTTP 500 from"},
-      {server.url("/slow"), "timed out after 1500 ms"},
+      {server.url("/slow"), "timed out after 3000 ms"},
       {"http://127.0.0.1:" + std::to_string(reset.port()) + "/", "Connection reset by peer"},
       {"http://127.0.0.1:" + std::to_string(refused_port) + "/", "fetch of http://127.0.0.1:"},
   };

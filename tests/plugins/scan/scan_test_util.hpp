@@ -53,7 +53,8 @@ inline std::string audit(const std::string& url, const std::string& id) {
 inline nlohmann::json plugin_config(const std::string& db, const FixtureServer& s) {
   return {{"database_url", db},
           {"allow_hosts", {"127.0.0.1:" + std::to_string(s.port())}},
-          {"request_timeout_ms", 1500},
+          {"request_timeout_ms",
+           3000},  // /slow answers after 6 s; the rest must fit on a loaded machine
           {"link_check_timeout_ms", 1000},
           {"max_body_bytes", 1024 * 1024},
           {"max_redirects", 3},

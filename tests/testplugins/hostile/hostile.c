@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hostile_arg.h"
@@ -269,6 +270,14 @@ static int32_t h_handle(void* state, const jr_host_api* host, jr_job_ctx* ctx, c
     return ok_json(host, ctx, buf);
   }
   if (strcmp(arg, "crash") == 0) abort();
+  if (strcmp(arg, "deadline") == 0) { /* how long jr_job.deadline_ms leaves from the start */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    snprintf(buf, sizeof buf, "{\"left_ms\":%lld}",
+             job->deadline_ms > 0 ? (long long)job->deadline_ms - now : -1LL);
+    return ok_json(host, ctx, buf);
+  }
   if (strncmp(arg, "sleep_", 6) == 0) {
     long ms = strtol(arg + 6, NULL, 10);
     for (long waited = 0; waited < ms; waited += 5) {
