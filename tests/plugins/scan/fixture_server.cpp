@@ -167,7 +167,9 @@ FixtureServer::FixtureServer() : server_(std::make_unique<httplib::Server>()) {
     res.set_content(staged_page(), html.c_str());
   });
   s.Get(R"(/slow-link/(\d+))", [this, html](const httplib::Request&, httplib::Response& res) {
-    pause(std::chrono::milliseconds(900));
+    // 3 links: a link phase of 7.5 s, long enough for a `runner status` poll to see it on a
+    // loaded sanitizer run (one poll took over 4 s there), within link_check_timeout_ms 5000.
+    pause(std::chrono::milliseconds(2500));
     res.set_content("<html><head><title>Linked</title></head><body>ok</body></html>", html.c_str());
   });
   // Pages in legacy encodings, declared in each of the places a browser looks (and one
