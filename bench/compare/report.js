@@ -247,7 +247,7 @@ function markdown(R) {
   out.push("");
   const extra = [];
   if (d && d.ratios.sandboxed_vs_inproc_same_flags) {
-    extra.push(`sandboxed / in-process with the same flags (\`${S.ours_sandboxed_same.settings.slice(2).join(" ")}\`): ${ratioText(d.ratios.sandboxed_vs_inproc_same_flags)}`);
+    extra.push(`sandboxed / in-process with the same flags (${S.ours_sandboxed_same.settings.slice(2).length ? "\`" + S.ours_sandboxed_same.settings.slice(2).join(" ") + "\`" : "no flags"}): ${ratioText(d.ratios.sandboxed_vs_inproc_same_flags)}`);
   }
   if (P.scale) extra.push(`claim rate with ${L.fmt(P.scale.big.n)} queued: ${(100 * P.scale.big_vs_small).toFixed(0)}% of a ${L.fmt(P.scale.small.n)}-job drain`);
   if (P.handoff) {
