@@ -143,6 +143,7 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
       if (it.ctx->cancel.load(std::memory_order_relaxed) != kNoCancel) {
         // Cancelled before it was sent: marked before the worker can read its frame, so it
         // does not start (the main loop would mark it only after the write).
+        it.cancel_marked = true;
         if (sent == cur) {
           __atomic_store_n(&w.shared->cancel_seq, it.seq, __ATOMIC_RELEASE);
         } else {
@@ -289,7 +290,10 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
         }
         ExecOutcome& out = it.out;
         out.status = status;
-        bool skipped = (flags & proto::kDoneSkipped) != 0 && status == JR_CANCELLED;
+        // "Not started" only counts for a job the host marked: the flag comes from the
+        // plugin's process, and believing it unasked would let a plugin dodge max_jobs.
+        bool skipped = (flags & proto::kDoneSkipped) != 0 && status == JR_CANCELLED &&
+                       (it.cancel_marked || it.recalled || cancel_sent);
         if (skipped && !it.recalled && cancel_sent && cancel_why == kCancelTimeout) {
           // Its deadline (which counts the wait for a worker) passed before it started.
           out.host_error_kind = "timeout";
