@@ -210,7 +210,9 @@ TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
         std::to_string(late));
   std::printf("handoff: a child of a completed parent started %s ms after its enqueue\n",
               wait_ms.c_str());
-  EXPECT_LT(std::stod(wait_ms), 100);
+  // Far below the 1 s poll it would otherwise wait for; the margin is the handoffs' own (250 ms
+  // below), since a loaded CI machine took 117 ms here.
+  EXPECT_LT(std::stod(wait_ms), 250);
   // The chain is enqueued whole (its queue paused meanwhile), then released at once.
   ASSERT_EQ(jrtest::run_runner({"queue", "pause", "chain"}, env_).exit_code, 0);
   int64_t prev = 0;
