@@ -38,6 +38,7 @@ struct WorkerFlags {
   std::string http;              // --http [ADDR:]PORT (host/ops)
   std::string isolation;         // --isolation sandbox|none
   int max_connections = 0;       // --max-connections: the runner's own database connections
+  bool no_maintenance = false;   // --no-maintenance: never lead the maintenance services
   bool pgbouncer = false;        // --pgbouncer: database_url is PgBouncer (transaction mode)
   std::string otel_endpoint;     // --otel-endpoint URL: OTLP/HTTP collector ([otel] endpoint)
 };

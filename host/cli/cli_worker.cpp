@@ -110,6 +110,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   if (!w.http.empty()) cfg.http = w.http;
   if (w.max_connections > 0) cfg.max_connections = w.max_connections;
   if (w.pgbouncer) cfg.pgbouncer = true;
+  if (w.no_maintenance) cfg.maintenance = false;
   if (!w.otel_endpoint.empty()) cfg.otel_endpoint = w.otel_endpoint;
   validate(cfg);
   if (!cfg.otel_endpoint.empty()) {
@@ -368,6 +369,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.init_retry_max_seconds = cfg.init_retry_max_seconds;
   eo.plugin_log_fields = loaded_fields;
   eo.connections = conn_plan;
+  eo.maintenance = cfg.maintenance;
   if (cfg.listen_database_url) eo.listen_database_url = *cfg.listen_database_url;
   if (cfg.pgbouncer) {
     if (cfg.listen_database_url) {

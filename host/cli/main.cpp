@@ -127,6 +127,9 @@ int main(int argc, char** argv) {
                      "database connections of the runner itself (default 4, 5 with --http; "
                      "RUNNER_MAX_CONNECTIONS)")
           ->check(CLI::Range(1, 1000)),
+      app.add_flag("--no-maintenance", w.no_maintenance,
+                   "never run the maintenance services (rescuer, scheduler, cron, pruner): "
+                   "another runner on the database must (RUNNER_MAINTENANCE=0)"),
       app.add_flag("--pgbouncer", w.pgbouncer,
                    "the database URL goes through PgBouncer in transaction pooling mode: no "
                    "prepared statements; LISTEN through listen_database_url or polling "

@@ -187,7 +187,7 @@ void read_file(const std::string& path, Config& cfg) {
              "completion_batch", "rescue_interval",    "result_ttl",      "failure_ttl",
              "max_attempts",     "priority_aging",     "isolation",       "http",
              "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer",
-             "sandbox_batch"},
+             "sandbox_batch",    "maintenance"},
             // Limits on host services (docs/sandbox.md).
             {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
              "idle_timeout", "init_retry_max", "plugin_start_timeout"});
@@ -212,6 +212,7 @@ void read_file(const std::string& path, Config& cfg) {
     r.str("isolation", cfg.isolation);
     r.integer("max_connections", cfg.max_connections, 1, 1000);
     r.boolean("pgbouncer", cfg.pgbouncer);
+    r.boolean("maintenance", cfg.maintenance);
     r.integer64("enqueues_per_job", cfg.enqueues_per_job, 0, 100000000);
     r.integer64("log_lines_per_job", cfg.log_lines_per_job, 0, int64_t{1} << 40);
     r.integer64("log_bytes_per_job", cfg.log_bytes_per_job, 0, int64_t{1} << 40);
@@ -368,16 +369,20 @@ void apply_env(Config& cfg) {
   if (auto v = env("DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_DATABASE_URL")) cfg.database_url = v;
   if (auto v = env("RUNNER_LISTEN_DATABASE_URL")) cfg.listen_database_url = v;
-  if (auto v = env("RUNNER_PGBOUNCER")) {
+  auto bool_var = [&](const char* name, bool& out) {
+    auto v = env(name);
+    if (!v) return;
     std::string s = v;
     if (s == "1" || s == "true" || s == "yes" || s == "on") {
-      cfg.pgbouncer = true;
+      out = true;
     } else if (s == "0" || s == "false" || s == "no" || s == "off" || s.empty()) {
-      cfg.pgbouncer = false;
+      out = false;
     } else {
-      throw bad("RUNNER_PGBOUNCER", "'" + s + "' is not true or false (1/0, yes/no, on/off)");
+      throw bad(name, "'" + s + "' is not true or false (1/0, yes/no, on/off)");
     }
-  }
+  };
+  bool_var("RUNNER_PGBOUNCER", cfg.pgbouncer);
+  bool_var("RUNNER_MAINTENANCE", cfg.maintenance);
   if (auto v = env("RUNNER_DATA_DIR")) cfg.data_dir = v;
   if (auto v = env("RUNNER_APPROVALS")) cfg.approvals_file = v;
   if (auto v = env("RUNNER_LOG_LEVEL")) cfg.log_level = v;

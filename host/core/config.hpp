@@ -57,6 +57,10 @@ struct Config {
   // RUNNER_PGBOUNCER / pgbouncer / --pgbouncer: database_url goes through PgBouncer in
   // transaction pooling mode: no named prepared statements, no session settings (every command).
   bool pgbouncer = false;
+  // RUNNER_MAINTENANCE / maintenance / --no-maintenance: take part in the election of the
+  // runner that runs the maintenance services (rescuer, scheduler, cron, pruner, ...). Off for
+  // runners that should only execute jobs; at least one runner per database must keep it on.
+  bool maintenance = true;
   // Limits on host services, per job attempt or idle call (docs/sandbox.md).
   int64_t enqueues_per_job = 1000;          // host->enqueue calls; more are refused
   int64_t log_lines_per_job = 10000;        // log lines; past either budget, one line says

@@ -58,7 +58,7 @@ TEST(ConnectionPlan, TooSmallSaysWhatNeedsHowMany) {
 class BudgetConfig : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v : {"RUNNER_MAX_CONNECTIONS", "RUNNER_PGBOUNCER",
+    for (const char* v : {"RUNNER_MAX_CONNECTIONS", "RUNNER_PGBOUNCER", "RUNNER_MAINTENANCE",
                           "RUNNER_LISTEN_DATABASE_URL", "DATABASE_URL", "RUNNER_DATABASE_URL"}) {
       unsetenv(v);
     }
@@ -98,6 +98,25 @@ TEST_F(BudgetConfig, FileEnvironmentAndErrors) {
     FAIL() << "RUNNER_PGBOUNCER=maybe was accepted";
   } catch (const ConfigError& err) {
     EXPECT_NE(std::string(err.what()).find("RUNNER_PGBOUNCER"), std::string::npos) << err.what();
+  }
+}
+
+// maintenance: on unless the file or the environment turns it off; the environment wins, and a
+// value that is not a boolean is refused by name.
+TEST_F(BudgetConfig, MaintenanceSetting) {
+  EXPECT_TRUE(load_config("").maintenance);
+  EXPECT_FALSE(load_config(write("[worker]\nmaintenance = false\n")).maintenance);
+  EXPECT_THROW(load_config(write("[worker]\nmaintenance = \"off\"\n")), ConfigError);
+  setenv("RUNNER_MAINTENANCE", "on", 1);
+  EXPECT_TRUE(load_config(write("[worker]\nmaintenance = false\n")).maintenance);
+  setenv("RUNNER_MAINTENANCE", "no", 1);
+  EXPECT_FALSE(load_config("").maintenance);
+  setenv("RUNNER_MAINTENANCE", "sometimes", 1);
+  try {
+    load_config("");
+    FAIL() << "RUNNER_MAINTENANCE=sometimes was accepted";
+  } catch (const ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find("RUNNER_MAINTENANCE"), std::string::npos) << err.what();
   }
 }
 
