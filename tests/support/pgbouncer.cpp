@@ -61,7 +61,7 @@ int free_port() {
 }
 
 // A value for the userlist or a connection string: double quotes doubled.
-std::string quoted(const std::string& s) {
+std::string auth_quoted(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     out += c;
@@ -100,7 +100,7 @@ PgBouncer::PgBouncer(const std::string& backend_url, int pool_size) {
         << "logfile = " << d << "/pgbouncer.log\n"
         << "pidfile = " << d << "/pgbouncer.pid\n";
     std::ofstream users(d + "/userlist.txt");
-    users << quoted(b["user"]) << " " << quoted(b["password"]) << "\n";
+    users << auth_quoted(b["user"]) << " " << auth_quoted(b["password"]) << "\n";
   }
   // PgBouncer refuses to run as root: as root, it is started as postgres (-u), which must read
   // its files and write its log.
