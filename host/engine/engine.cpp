@@ -9,6 +9,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "clock.hpp"
 #include "job_options.hpp"
 #include "log.hpp"
 #include "outcome.hpp"
@@ -18,15 +19,7 @@
 namespace jr {
 namespace {
 
-int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
+int64_t unix_ms() { return static_cast<int64_t>(unix_seconds() * 1000); }
 
 }  // namespace
 

@@ -2,16 +2,14 @@
 
 #include <chrono>
 
+#include "clock.hpp"
 #include "cron.hpp"
 #include "log.hpp"
 
 namespace jr {
 namespace {
 
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+int64_t now_ms() { return steady_ms(); }
 
 int64_t ms(double seconds) { return static_cast<int64_t>(seconds * 1000); }
 

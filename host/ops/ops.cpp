@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bounds.hpp"
+#include "clock.hpp"
 #include "log.hpp"
 #include "server.hpp"
 #include "ui_publish.hpp"
@@ -22,15 +23,7 @@
 namespace jr::ops {
 namespace {
 
-int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-double unix_now() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
+double unix_now() { return unix_seconds(); }
 
 // Unix time this process started: its start in clock ticks after boot (/proc/self/stat, field
 // 22) plus the boot time (/proc/stat btime). Falls back to the time of static initialisation,

@@ -7,17 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "clock.hpp"
 #include "log.hpp"
 
 namespace jr::ops {
 namespace {
 
 using nlohmann::json;
-
-int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 size_t discard_body(char*, size_t size, size_t n, void*) { return size * n; }
 

@@ -30,6 +30,7 @@
 #include <system_error>
 #include <utility>
 
+#include "clock.hpp"
 #include "conninfo.hpp"
 
 #ifndef SYS_pidfd_getfd
@@ -47,11 +48,7 @@ constexpr int kSliceMs = 100;  // a waiting call re-checks that its caller still
 // is refused.
 constexpr int kSendFlags = MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE | MSG_EOR | MSG_OOB | MSG_CONFIRM;
 
-int64_t now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t now_ms() { return jr::steady_ms(); }
 
 struct Result {
   int64_t val = 0;

@@ -12,12 +12,11 @@
 #include <ctime>
 #include <thread>
 
+#include "clock.hpp"
+
 namespace jr::sandbox::proto {
 
-int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+int64_t steady_ms() { return jr::steady_ms(); }
 
 FrameReader::Result FrameReader::parse(Frame& out) {
   size_t have = end_ - start_;

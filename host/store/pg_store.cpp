@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "log.hpp"
+#include "mem_store.hpp"
 #include "migrations.hpp"
 #include "pg_internal.hpp"
 #include "pg_ops.hpp"
@@ -1627,6 +1628,7 @@ class PgStore final : public Store {
 }  // namespace
 
 std::unique_ptr<Store> Store::open(const std::string& url) {
+  if (is_memory_url(url)) return open_memory_store(url);  // tests: mem_store.hpp
   return std::make_unique<PgStore>(url);
 }
 

@@ -1,0 +1,216 @@
+// The engine's decisions without a database: the real Engine (claiming, execution, outcomes,
+// lease renewal, maintenance, shutdown) on the in-memory store (memory://, host/store/
+// mem_store.hpp) with the echo plugin loaded in-process. The in-memory store's behaviour is
+// pinned to PostgreSQL's by the contract suite (store_contract_test.cpp); these cases pin the
+// engine's own rules, and run in seconds (`ctest -L unit`).
+//
+// Time: the store reads its now() from a ManualClock where a case is about scheduled time (a
+// retry due in 60 s runs as soon as the test moves the clock 60 s on), and from the real clock
+// where the engine's own timers matter (lease renewal runs on the engine's monotonic clock).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "clock.hpp"
+#include "engine.hpp"
+#include "harness.hpp"
+#include "mem_store.hpp"
+#include "plugin_loader.hpp"
+#include "store.hpp"
+
+namespace jr {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class EngineOnMemory : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int n = 0;
+    url_ = "memory://engine-" + std::to_string(++n);
+    memory_store_drop(url_);
+    plugin_ = load_plugin(jrtest::plugin_dir() + "/libjr_echo.so");
+    init_plugin(plugin_, json::object());
+    store_ = Store::open(url_);
+  }
+  void TearDown() override {
+    stop();
+    if (plugin_.initialised && plugin_.desc->shutdown) plugin_.desc->shutdown(plugin_.state);
+    memory_store_drop(url_);
+  }
+
+  void start(const std::function<void(EngineOptions&)>& tune = {}) {
+    EngineOptions o;
+    o.database_url = url_;
+    o.worker_id = "w1";
+    o.concurrency = 4;
+    o.poll_interval_seconds = 0.05;
+    o.rescue_interval_seconds = 0.1;
+    o.shutdown_grace_seconds = 5;
+    if (tune) tune(o);
+    engine_ = std::make_unique<Engine>(o, std::vector<LoadedPlugin*>{&plugin_},
+                                       std::vector<std::string>{});
+    thread_ = std::thread([this] { rc_ = engine_->run(); });
+  }
+  void stop() {
+    if (!engine_) return;
+    engine_->stop();
+    if (thread_.joinable()) thread_.join();
+    engine_.reset();
+  }
+
+  int64_t enqueue(const json& payload, const std::function<void(JobInsertParams&)>& tune = {}) {
+    JobInsertParams p;
+    p.kind = "echo";
+    p.payload = payload.dump();
+    if (tune) tune(p);
+    return store_->JobInsert(p);
+  }
+  json job(int64_t id) {
+    auto v = store_->JobGet(id);
+    return v ? json::parse(v->json) : json();
+  }
+  std::string state(int64_t id) { return job(id).value("state", "(none)"); }
+  bool wait_state(int64_t id, const std::string& want, seconds limit = seconds(20)) {
+    return jrtest::wait_until([&] { return state(id) == want; }, limit);
+  }
+  int count(const std::string& st) {
+    JobListParams lp;
+    lp.state = st;
+    lp.limit = 100000;
+    return static_cast<int>(store_->JobList(lp).size());
+  }
+
+  std::string url_;
+  LoadedPlugin plugin_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Engine> engine_;
+  std::thread thread_;
+  int rc_ = -1;
+};
+
+TEST_F(EngineOnMemory, RunsJobsAndRecordsTheirResults) {
+  start();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 30; ++i) ids.push_back(enqueue({{"n", i}}));
+  ASSERT_TRUE(jrtest::wait_until([&] { return count("completed") == 30; }, seconds(20)))
+      << count("completed") << " of 30 completed";
+  for (int i = 0; i < 30; ++i) {
+    json row = job(ids[static_cast<size_t>(i)]);
+    EXPECT_EQ(row["result"], json({{"n", i}})) << "echo returns its payload";
+    EXPECT_EQ(row["attempt"], 1);
+    EXPECT_EQ(row["worker_id"], "w1");
+  }
+  EXPECT_EQ(engine_->stats().completed.load(), 30);
+  stop();
+  EXPECT_EQ(rc_, 0);
+}
+
+TEST_F(EngineOnMemory, ARetryableFailureWaitsForItsScheduleNotTheWallClock) {
+  auto clock = std::make_shared<ManualClock>();
+  memory_store_use_clock(url_, clock);
+  start();
+  int64_t id = enqueue({{"fail_attempts", 1}}, [](JobInsertParams& p) { p.retry_schedule = "60"; });
+  ASSERT_TRUE(wait_state(id, "retryable"));
+  json row = job(id);
+  EXPECT_EQ(row["errors"][0]["kind"], "error");
+  EXPECT_NE(row["errors"][0]["message"].get<std::string>().find("failing attempt 1"),
+            std::string::npos);
+  // Due 60 s after the failure on the store's clock: the scheduler leaves it until then.
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(state(id), "retryable") << "promoted before its time";
+  clock->advance(61);
+  ASSERT_TRUE(wait_state(id, "completed"));
+  EXPECT_EQ(job(id)["attempt"], 2);
+}
+
+TEST_F(EngineOnMemory, APermanentFailureIsDeadLetteredAtOnce) {
+  start();
+  int64_t id = enqueue({{"fail", "permanent"}, {"fail_kind", "bad_input"}});
+  ASSERT_TRUE(wait_state(id, "discarded"));
+  json row = job(id);
+  EXPECT_EQ(row["attempt"], 1) << "no retry for a permanent failure";
+  EXPECT_EQ(row["errors"][0]["kind"], "bad_input");
+  EXPECT_EQ(store_->DeadLetterList(DeadLetterFilter{}).size(), 1u);
+}
+
+TEST_F(EngineOnMemory, RetriesStopAtMaxAttempts) {
+  auto clock = std::make_shared<ManualClock>();
+  memory_store_use_clock(url_, clock);
+  start();
+  int64_t id = enqueue({{"fail", "retryable"}}, [](JobInsertParams& p) {
+    p.max_attempts = 3;
+    p.retry_schedule = "10,20";
+  });
+  ASSERT_TRUE(wait_state(id, "retryable"));
+  clock->advance(11);
+  ASSERT_TRUE(jrtest::wait_until(
+      [&] { return job(id)["attempt"] == 2 && state(id) == "retryable"; }, seconds(20)));
+  clock->advance(21);
+  ASSERT_TRUE(wait_state(id, "discarded"));
+  json row = job(id);
+  EXPECT_EQ(row["attempt"], 3);
+  EXPECT_EQ(row["errors"].size(), 3u) << "one entry per attempt";
+}
+
+TEST_F(EngineOnMemory, ASnoozeDoesNotUseAnAttempt) {
+  start();
+  double until = unix_seconds() + 0.5;
+  int64_t id = enqueue({{"snooze_until", until}});
+  ASSERT_TRUE(wait_state(id, "completed"));
+  EXPECT_EQ(job(id)["attempt"], 1) << "the snoozed run gave its attempt back";
+  EXPECT_GE(unix_seconds(), until);
+}
+
+TEST_F(EngineOnMemory, LeasesAreRenewedWhileAJobRunsPastThem) {
+  start([](EngineOptions& o) { o.lease_seconds = 1; });  // renewed every 0.25 s
+  int64_t id = enqueue({{"sleep_ms", 2500}});
+  ASSERT_TRUE(wait_state(id, "completed", seconds(30)));
+  json row = job(id);
+  EXPECT_EQ(row["attempt"], 1) << "the rescuer took a live job: " << row.dump();
+  EXPECT_TRUE(row["errors"].empty()) << row.dump();
+}
+
+TEST_F(EngineOnMemory, ACancelRequestReachesTheRunningHandler) {
+  start([](EngineOptions& o) { o.lease_seconds = 2; });
+  int64_t id = enqueue({{"sleep_ms", 20000}});
+  ASSERT_TRUE(wait_state(id, "running"));
+  EXPECT_EQ(store_->JobCancel(id), CancelResult::requested);
+  ASSERT_TRUE(wait_state(id, "cancelled", seconds(10)));
+}
+
+TEST_F(EngineOnMemory, ShutdownFinishesTheRunningJobAndReleasesThePrefetchedOnes) {
+  start([](EngineOptions& o) {
+    o.concurrency = 1;
+    o.prefetch = 4;
+  });
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(enqueue({{"sleep_ms", 700}}));
+  // The first runs, the other four are claimed ahead (running in the store, waiting in the
+  // engine).
+  ASSERT_TRUE(jrtest::wait_until([&] { return count("running") == 5; }, seconds(10)));
+  stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(count("running"), 0) << "no job is left leased to a runner that has gone";
+  int completed = count("completed"), available = count("available");
+  EXPECT_GE(completed, 1) << "the job in progress finishes within the grace";
+  EXPECT_EQ(completed + available, 5);
+  for (int64_t id : ids) {
+    if (state(id) == "available") {
+      EXPECT_EQ(job(id)["attempt"], 0) << "a released job is not charged";
+    }
+  }
+}
+
+TEST_F(EngineOnMemory, AnInsertWakesAnIdleRunnerBeforeItsPoll) {
+  start([](EngineOptions& o) { o.poll_interval_seconds = 30; });
+  std::this_thread::sleep_for(milliseconds(300));  // idle, waiting on the notification
+  int64_t id = enqueue({{"n", 1}});
+  EXPECT_TRUE(wait_state(id, "completed", seconds(10))) << "the runner waited for its 30 s poll";
+}
+
+}  // namespace
+}  // namespace jr
