@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "host_api.hpp"
@@ -197,7 +198,7 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
   return p;
 }
 
-std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
+std::vector<std::string> plugin_files(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     throw PluginError("plugin directory " + dir + " does not exist or is not a directory");
@@ -207,24 +208,51 @@ std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
     if (e.path().extension() == ".so" && e.is_regular_file()) files.push_back(e.path().string());
   }
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<std::string> duplicate_claims(const std::vector<std::string>& files,
+                                          const std::vector<const LoadedPlugin*>& plugins) {
+  std::vector<std::string> reasons(files.size());
+  std::map<std::string, std::vector<size_t>> by_name, by_kind;
+  for (size_t i = 0; i < files.size() && i < plugins.size(); ++i) {
+    if (!plugins[i]) continue;
+    by_name[plugins[i]->name].push_back(i);
+    for (const auto& k : plugins[i]->kinds) by_kind[k.kind].push_back(i);
+  }
+  auto others = [&](const std::vector<size_t>& claimants, size_t self) {
+    std::string s;
+    for (size_t j : claimants) {
+      if (j != self) s += (s.empty() ? "" : ", ") + files[j];
+    }
+    return s;
+  };
+  for (const auto& [name, claimants] : by_name) {
+    if (claimants.size() < 2) continue;
+    for (size_t i : claimants) {
+      reasons[i] = "plugin " + files[i] + ": plugin name '" + name + "' is also used by " +
+                   others(claimants, i) + " (both refused)";
+    }
+  }
+  for (const auto& [kind, claimants] : by_kind) {
+    if (claimants.size() < 2) continue;
+    for (size_t i : claimants) {
+      if (!reasons[i].empty()) continue;
+      reasons[i] = "plugin " + files[i] + ": job kind '" + kind + "' is also declared by " +
+                   others(claimants, i) + " (two plugins cannot serve one kind; both refused)";
+    }
+  }
+  return reasons;
+}
+
+std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
+  std::vector<std::string> files = plugin_files(dir);
   std::vector<LoadedPlugin> out;
-  std::map<std::string, std::string> kind_owner;
-  std::map<std::string, std::string> name_owner;
-  for (const auto& f : files) {
-    LoadedPlugin p = load_plugin(f);
-    if (auto it = name_owner.find(p.name); it != name_owner.end()) {
-      throw PluginError("plugin " + f + ": plugin name '" + p.name + "' is already used by " +
-                        it->second);
-    }
-    name_owner[p.name] = f;
-    for (const auto& k : p.kinds) {
-      if (auto it = kind_owner.find(k.kind); it != kind_owner.end()) {
-        throw PluginError("plugin " + f + ": job kind '" + k.kind + "' is already handled by " +
-                          it->second + " (two plugins cannot serve one kind)");
-      }
-      kind_owner[k.kind] = f;
-    }
-    out.push_back(std::move(p));
+  for (const auto& f : files) out.push_back(load_plugin(f));
+  std::vector<const LoadedPlugin*> ptrs;
+  for (const auto& p : out) ptrs.push_back(&p);
+  for (const auto& reason : duplicate_claims(files, ptrs)) {
+    if (!reason.empty()) throw PluginError(reason);
   }
   return out;
 }

@@ -104,8 +104,19 @@ LoadedPlugin load_plugin(std::shared_ptr<const PinnedFile> pin);
 // LoadedPlugin::path.
 LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as);
 
-// Loads every *.so in `dir` (sorted by name). Refuses duplicate plugin names and two plugins
-// claiming one kind.
+// The plugin files of `dir`: every regular *.so in it, sorted by name. Throws PluginError when
+// `dir` is not a directory. The one directory scan: load_plugin_dir and the sandbox's
+// describe_dir both use it.
+std::vector<std::string> plugin_files(const std::string& dir);
+
+// A plugin name or job kind claimed by two files of one directory: none of the claimants can be
+// trusted to own it, so every claimant is refused. `plugins[i]` is the plugin of `files[i]`, or
+// null for a file already refused. Returns one reason per file ("" = not refused here).
+std::vector<std::string> duplicate_claims(const std::vector<std::string>& files,
+                                          const std::vector<const LoadedPlugin*>& plugins);
+
+// Loads every plugin of `dir` (plugin_files). Refuses duplicate plugin names and two plugins
+// claiming one kind (duplicate_claims): throws the first refusal.
 std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir);
 
 // Reads the manifest's "finalizers" object ({"kind": "finalizer_kind", ...}) into

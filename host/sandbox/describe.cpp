@@ -395,15 +395,7 @@ LoadedPlugin describe_in_sandbox(const std::string& path, const SandboxOptions& 
 }
 
 DescribedDir describe_dir(const std::string& dir, const SandboxOptions& opts) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    throw PluginError("plugin directory " + dir + " does not exist or is not a directory");
-  }
-  std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().extension() == ".so" && e.is_regular_file()) files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
+  std::vector<std::string> files = plugin_files(dir);
   struct Result {
     std::optional<LoadedPlugin> plugin;
     std::string error;
@@ -427,35 +419,11 @@ DescribedDir describe_dir(const std::string& dir, const SandboxOptions& opts) {
   for (auto& t : threads) t.join();
 
   // A name or kind claimed by two files: none of the claimants can be trusted to own it.
-  std::map<std::string, std::vector<size_t>> by_name, by_kind;
+  std::vector<const LoadedPlugin*> described;
+  for (const auto& r : results) described.push_back(r.plugin ? &*r.plugin : nullptr);
+  std::vector<std::string> dup = duplicate_claims(files, described);
   for (size_t i = 0; i < files.size(); ++i) {
-    if (!results[i].plugin) continue;
-    by_name[results[i].plugin->name].push_back(i);
-    for (const auto& k : results[i].plugin->kinds) by_kind[k.kind].push_back(i);
-  }
-  auto others = [&](const std::vector<size_t>& claimants, size_t self) {
-    std::string s;
-    for (size_t j : claimants) {
-      if (j != self) s += (s.empty() ? "" : ", ") + files[j];
-    }
-    return s;
-  };
-  for (const auto& [name, claimants] : by_name) {
-    if (claimants.size() < 2) continue;
-    for (size_t i : claimants) {
-      if (!results[i].error.empty()) continue;
-      results[i].error = "plugin " + files[i] + ": plugin name '" + name + "' is also used by " +
-                         others(claimants, i) + " (both refused)";
-    }
-  }
-  for (const auto& [kind, claimants] : by_kind) {
-    if (claimants.size() < 2) continue;
-    for (size_t i : claimants) {
-      if (!results[i].error.empty()) continue;
-      results[i].error = "plugin " + files[i] + ": job kind '" + kind + "' is also declared by " +
-                         others(claimants, i) +
-                         " (two plugins cannot serve one kind; both refused)";
-    }
+    if (results[i].error.empty() && !dup[i].empty()) results[i].error = dup[i];
   }
   DescribedDir out;
   for (size_t i = 0; i < files.size(); ++i) {
