@@ -59,7 +59,7 @@ Point measure(jr::Executor& ex, int callers, double seconds) {
         ctx.kind = kind;
         ctx.services = &s;
         jr::ExecOutcome o = ex.run(j, ctx, 0);
-        if (o.status != JR_OK || !o.host_error_kind.empty()) ++failures;
+        if (o.status != JR_OK || o.host_error_kind) ++failures;
         ++n;
       }
       total += n;

@@ -1,5 +1,7 @@
 #include "bounds.hpp"
 
+#include "error_kind.hpp"
+
 namespace jr::bounds {
 
 size_t utf8_prefix(std::string_view s, size_t max) {
@@ -34,12 +36,8 @@ std::string error_kind_refusal(std::string_view kind) {
     }
   }
   // Every kind the host records itself (engine, sandbox, rescuer, expirer, shutdown).
-  static constexpr std::string_view kHost[] = {
-      "error",       "permanent", "cancelled", "timeout",       "oom",        "crash",
-      "seccomp",     "protocol",  "recycle",   "start_failure", "lease_lost", "expired",
-      "unavailable", "killed",    "shutdown",  "rlimit",        "host"};
-  for (auto h : kHost) {
-    if (kind == h) return "error kind '" + std::string(kind) + "' is reserved for the host";
+  if (error_kind_from(kind)) {
+    return "error kind '" + std::string(kind) + "' is reserved for the host";
   }
   return "";
 }

@@ -12,11 +12,12 @@ JobFinish decide_outcome(const ClaimedJob& job, const KindInfo& kind, int defaul
   JobFinish f;
   f.id = job.id;
   f.attempt = job.attempt;
-  if (exec.status != JR_OK || !exec.host_error_kind.empty()) f.kind = job.kind;
+  if (exec.status != JR_OK || exec.host_error_kind.has_value()) f.kind = job.kind;
   int max_attempts =
       job.max_attempts.value_or(kind.max_attempts > 0 ? kind.max_attempts : default_max_attempts);
   const std::vector<int>& schedule =
       job.retry_schedule.empty() ? kind.retry_schedule : job.retry_schedule;
+  auto name = [](ErrorKind k) { return std::string(to_string(k)); };
   auto fail_retryable = [&](const std::string& error_kind, const std::string& msg) {
     f.error_kind = error_kind;
     f.error = msg;
@@ -34,25 +35,26 @@ JobFinish decide_outcome(const ClaimedJob& job, const KindInfo& kind, int defaul
            std::to_string(job.timeout_ms.value_or(kind.timeout_ms)) + " ms";
   };
   // A job stopped for shutdown goes back untouched, whatever the handler returned on the way.
-  if ((cancel == kCancelShutdown && (status != JR_OK || !exec.host_error_kind.empty())) ||
+  if ((cancel == kCancelShutdown && (status != JR_OK || exec.host_error_kind.has_value())) ||
       exec.release) {
     f.outcome = Outcome::release;
     return f;
   }
-  if (!exec.host_error_kind.empty()) {
-    if (exec.host_error_kind == "timeout" || cancel == kCancelTimeout) {
-      fail_retryable("timeout", exec.host_error.empty() ? timeout_text() : exec.host_error);
+  if (exec.host_error_kind.has_value()) {
+    if (exec.host_error_kind == ErrorKind::timeout || cancel == kCancelTimeout) {
+      fail_retryable(name(ErrorKind::timeout),
+                     exec.host_error.empty() ? timeout_text() : exec.host_error);
     } else if (cancel == kCancelUser) {
       f.outcome = Outcome::cancelled;
-      f.error_kind = "cancelled";
+      f.error_kind = name(ErrorKind::cancelled);
       f.error = "cancelled on request (" + exec.host_error + ")";
     } else {
-      fail_retryable(exec.host_error_kind, exec.host_error);
+      fail_retryable(name(*exec.host_error_kind), exec.host_error);
     }
     return f;
   }
   if (cancel == kCancelTimeout && status != JR_OK) {
-    fail_retryable("timeout", timeout_text());
+    fail_retryable(name(ErrorKind::timeout), timeout_text());
     return f;
   }
   switch (status) {
@@ -61,12 +63,12 @@ JobFinish decide_outcome(const ClaimedJob& job, const KindInfo& kind, int defaul
       if (ctx.has_result) f.result = std::move(ctx.result);
       break;
     case JR_ERR_RETRYABLE:
-      fail_retryable(ctx.error_kind.empty() ? "error" : ctx.error_kind,
+      fail_retryable(ctx.error_kind.empty() ? name(ErrorKind::error) : ctx.error_kind,
                      ctx.error.empty() ? "handler failed" : ctx.error);
       break;
     case JR_ERR_PERMANENT:
       f.outcome = Outcome::discard;
-      f.error_kind = ctx.error_kind.empty() ? "permanent" : ctx.error_kind;
+      f.error_kind = ctx.error_kind.empty() ? name(ErrorKind::permanent) : ctx.error_kind;
       f.error = ctx.error.empty() ? "handler failed permanently" : ctx.error;
       break;
     case JR_SNOOZE:
@@ -76,14 +78,16 @@ JobFinish decide_outcome(const ClaimedJob& job, const KindInfo& kind, int defaul
     case JR_CANCELLED:
       if (cancel == kCancelUser) {
         f.outcome = Outcome::cancelled;
-        f.error_kind = "cancelled";
+        f.error_kind = name(ErrorKind::cancelled);
         f.error = "cancelled on request";
       } else {
-        fail_retryable("error", "handler reported cancellation that nobody requested");
+        fail_retryable(name(ErrorKind::error),
+                       "handler reported cancellation that nobody requested");
       }
       break;
     default:
-      fail_retryable("protocol", "plugin returned unknown status " + std::to_string(status));
+      fail_retryable(name(ErrorKind::protocol),
+                     "plugin returned unknown status " + std::to_string(status));
   }
   return f;
 }

@@ -24,10 +24,12 @@
 #include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bounds.hpp"
+#include "error_kind.hpp"
 #include "host_api.hpp"
 #include "plugin_loader.hpp"
 
@@ -35,9 +37,9 @@ namespace jr {
 
 struct ExecOutcome {
   int32_t status = JR_ERR_RETRYABLE;  // the plugin's jr_status, when host_error_kind is empty
-  // Set when the host, not the plugin, decided the outcome: "crash", "seccomp", "oom",
-  // "timeout", "protocol", "unavailable". The attempt fails retryably with this kind.
-  std::string host_error_kind;
+  // Set when the host, not the plugin, decided the outcome: crash, seccomp, oom, timeout,
+  // protocol, unavailable, ... The attempt fails retryably with this kind.
+  std::optional<ErrorKind> host_error_kind;
   std::string host_error;
   // Put the job back without using an attempt (the plugin is quarantined, or shutting down).
   bool release = false;
@@ -106,7 +108,7 @@ class InProcessExecutor final : public Executor {
     out.status = plugin_->desc->handle(plugin_->state, host_api(), &ctx, &job);
     std::lock_guard<std::mutex> lock(ctx.mu);
     if (ctx.result_refused_size > 0 && out.status == JR_OK) {
-      out.host_error_kind = "protocol";
+      out.host_error_kind = ErrorKind::protocol;
       out.host_error = "result of " + std::to_string(ctx.result_refused_size) +
                        " bytes exceeds the limit of " + std::to_string(bounds::kResultMax) +
                        " bytes";

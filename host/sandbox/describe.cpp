@@ -294,7 +294,8 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
                               std::string("cgroup")) > 0;
   std::string label = opts.describe_as.empty() ? "describe" : opts.describe_as;
   auto cg = PluginCgroup::create(label, {policy.memory_mb, policy.max_threads}, no_cgroup);
-  std::string err, kind;
+  std::string err;
+  ErrorKind kind = ErrorKind::crash;
   std::string worker = opts.worker_path.empty() ? default_worker_path() : opts.worker_path;
   // The worker opens the sealed in-memory copy, never the path: what is described is what runs.
   auto w = WorkerProcess::spawn(worker, pin->proc_path(), opts.describe_max_frame, &err);
@@ -319,11 +320,12 @@ LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy
   init["user_name"] = id.name;
   nlohmann::json hello = w->handshake(init, opts.describe_timeout_ms, &kind, &err);
   if (hello.is_null()) {
-    if (kind == "timeout") {
+    if (kind == ErrorKind::timeout) {
       throw fail("describing it took longer than " + std::to_string(opts.describe_timeout_ms) +
                  " ms (its constructors or descriptor never returned); the worker was killed");
     }
-    throw fail("sandbox worker died while loading it (" + kind + "): " + err);
+    throw fail("sandbox worker died while loading it (" + std::string(to_string(kind)) +
+               "): " + err);
   }
   if (!json_bounded(hello, 64, 200000)) throw fail("its descriptor is nested too deeply");
   if (!field(hello, "ok").is_boolean() || !hello["ok"].get<bool>()) {

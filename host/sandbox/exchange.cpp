@@ -65,20 +65,21 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
   auto died = [&](bool exited_by_itself, const std::string& protocol_why) -> size_t {
     Item& it = items[cur];
     ExecOutcome& out = it.out;
-    std::string kind, text;
+    ErrorKind kind = ErrorKind::crash;
+    std::string text;
     if (w.generation != generation_.load()) {
       // Killed with the whole pool (quarantine): not this job's doing.
       w.kill();
       w.reap();
       out.release = true;
       out.host_error = "plugin " + name_ + " was quarantined; its workers were killed";
-      worker_died(s, Restart::cancelled, "unavailable", out.host_error, false);
+      worker_died(s, Restart::cancelled, ErrorKind::unavailable, out.host_error, false);
     } else {
       if (exited_by_itself) {
         WorkerProcess::classify(w.reap(), w.killed_by_us(), &kind, &text);
       } else {
         w.kill();
-        kind = "protocol";
+        kind = ErrorKind::protocol;
         text = protocol_why;
       }
       out.host_error_kind = kind;
@@ -296,7 +297,7 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
                        (it.cancel_marked || it.recalled || cancel_sent);
         if (skipped && !it.recalled && cancel_sent && cancel_why == kCancelTimeout) {
           // Its deadline (which counts the wait for a worker) passed before it started.
-          out.host_error_kind = "timeout";
+          out.host_error_kind = ErrorKind::timeout;
           out.host_error = "the job's deadline passed before it started in the sandbox";
         } else if (skipped && it.recalled) {
           // Called back from a worker due for replacement before it started: back to the
@@ -308,12 +309,12 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
         if (!skipped) w.jobs++;
         bool oom = (flags & proto::kDoneOom) != 0 && status != JR_OK && !skipped;
         if (oom) {
-          out.host_error_kind = "oom";
+          out.host_error_kind = ErrorKind::oom;
           out.host_error = "out of memory: an allocation failed in the worker (memory_mb = " +
                            std::to_string(policy_.memory_mb) + ")" +
                            (error.empty() ? "" : ": " + std::string(error));
         } else if ((flags & proto::kDoneTooBig) != 0) {
-          out.host_error_kind = "protocol";
+          out.host_error_kind = ErrorKind::protocol;
           out.host_error = "result of " + std::to_string(result_size) +
                            " bytes exceeds the sandbox frame limit of " +
                            std::to_string(opts_.max_frame) + " bytes";
@@ -396,20 +397,20 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
       ExecOutcome& out = it.out;
       std::string grace = std::to_string(opts_.kill_grace_ms) + " ms";
       if (cancel_why == kCancelUser) {
-        out.host_error_kind = "cancelled";
+        out.host_error_kind = ErrorKind::cancelled;
         out.host_error = "the handler ignored the cancellation; worker killed after " + grace;
-        worker_died(s, Restart::cancelled, "cancelled", out.host_error, false);
+        worker_died(s, Restart::cancelled, ErrorKind::cancelled, out.host_error, false);
       } else if (cancel_why == kCancelShutdown) {
         out.release = true;
         out.host_error = "the handler ignored the shutdown request; worker killed";
-        worker_died(s, Restart::cancelled, "shutdown", out.host_error, false);
+        worker_died(s, Restart::cancelled, ErrorKind::shutdown, out.host_error, false);
       } else {
-        out.host_error_kind = "timeout";
+        out.host_error_kind = ErrorKind::timeout;
         out.host_error =
             "the job ran past its deadline and ignored the cancellation; worker "
             "killed after a grace of " +
             grace;
-        worker_died(s, Restart::timeout, "timeout", out.host_error, false);
+        worker_died(s, Restart::timeout, ErrorKind::timeout, out.host_error, false);
       }
       finish_item(it, sink);
       return cur + 1;

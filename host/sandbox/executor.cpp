@@ -24,12 +24,19 @@ constexpr int64_t kTickMs = 50;  // how often a waiting job checks ctx.cancel
 
 }  // namespace
 
-Restart restart_for_kind(const std::string& kind) {
-  if (kind == "seccomp") return Restart::seccomp;
-  if (kind == "oom") return Restart::oom;
-  if (kind == "timeout") return Restart::timeout;
-  if (kind == "protocol") return Restart::protocol;
-  return Restart::crash;
+Restart restart_for_kind(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::seccomp:
+      return Restart::seccomp;
+    case ErrorKind::oom:
+      return Restart::oom;
+    case ErrorKind::timeout:
+      return Restart::timeout;
+    case ErrorKind::protocol:
+      return Restart::protocol;
+    default:
+      return Restart::crash;
+  }
 }
 
 const char* restart_name(Restart r) {
@@ -44,7 +51,8 @@ nlohmann::json Counters::to_json() const {
     r[restart_name(static_cast<Restart>(i))] = restarts[i].load();
   }
   nlohmann::json f = nlohmann::json::object();
-  for (int i = 0; i < kFailureKindCount; ++i) f[kFailureKinds[i]] = failures[i].load();
+  for (int i = 0; i < kFailureKindCount; ++i)
+    f[std::string(to_string(kFailureKinds[i]))] = failures[i].load();
   return {{"workers_started", workers_started.load()},
           {"failures", f},
           {"jobs", jobs.load()},
@@ -55,7 +63,7 @@ nlohmann::json Counters::to_json() const {
 
 uint64_t Counters::failures_for(const std::string& kind) const {
   for (int i = 0; i < kFailureKindCount; ++i) {
-    if (kind == kFailureKinds[i]) return failures[i].load();
+    if (kind == to_string(kFailureKinds[i])) return failures[i].load();
   }
   return 0;
 }
@@ -133,12 +141,13 @@ bool SandboxExecutor::start_plugin(std::string* why) {
   }
   std::string reason;
   for (Slot* s : empty) {
-    std::string kind, err;
+    ErrorKind kind = ErrorKind::start_failure;
+    std::string err;
     bool refused = false;
     try {
       s->w = start_worker(&kind, &err, &refused);
     } catch (const std::exception& e) {  // a hello with fields of the wrong types
-      kind = "protocol";
+      kind = ErrorKind::protocol;
       err = std::string("malformed hello from the worker: ") + e.what();
     }
     if (s->w) {
@@ -156,7 +165,7 @@ bool SandboxExecutor::start_plugin(std::string* why) {
       // The plugin's own init said no: the same words as the in-process path.
       reason = "init failed: " + (err.rfind("init: ", 0) == 0 ? err.substr(6) : err);
     } else {
-      reason = "sandbox worker failed to start (" + kind + "): " + err;
+      reason = "sandbox worker failed to start (" + std::string(to_string(kind)) + "): " + err;
     }
     break;  // the other slots would fail alike
   }
@@ -243,13 +252,13 @@ void SandboxExecutor::stop() {
   cgroup_->kill_all();  // anything left in the pool's cgroup
 }
 
-std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, std::string* err,
+std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(ErrorKind* kind, std::string* err,
                                                              bool* init_refused) {
   std::string scratch;
   try {
     scratch = detail::make_scratch_dir(opts_.scratch_root, name_, uid_, gid_);
   } catch (const std::exception& e) {
-    *kind = "start_failure";
+    *kind = ErrorKind::start_failure;
     *err = e.what();
     return nullptr;
   }
@@ -259,14 +268,14 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
   if (!w) {
     std::error_code ec;
     std::filesystem::remove_all(scratch, ec);
-    *kind = "start_failure";
+    *kind = ErrorKind::start_failure;
     return nullptr;
   }
   w->scratch = scratch;
   w->generation = generation_.load();
   w->output->configure(name_, opts_.output, opts_.log_observer);
   if (!w->join_cgroup(*cgroup_, err)) {  // before Init: no plugin code runs outside it
-    *kind = "start_failure";
+    *kind = ErrorKind::start_failure;
     return nullptr;
   }
   nlohmann::json init =
@@ -282,7 +291,7 @@ std::unique_ptr<WorkerProcess> SandboxExecutor::start_worker(std::string* kind, 
     std::string storage;
     std::string stage(bounds::cut(hello.value("stage", "start"), 64, storage));
     *init_refused = stage == "init";
-    *kind = stage == "init" ? "init" : "start_failure";
+    *kind = stage == "init" ? ErrorKind::unavailable : ErrorKind::start_failure;
     *err = stage + ": " +
            std::string(bounds::cut(hello.value("error", "unknown error"), 4096, storage));
     return nullptr;
@@ -340,8 +349,8 @@ void SandboxExecutor::kill_pool_locked() {
   cgroup_->kill_all(500);
 }
 
-void SandboxExecutor::worker_died(Slot* s, Restart why, const std::string& kind,
-                                  const std::string& text, bool abnormal) {
+void SandboxExecutor::worker_died(Slot* s, Restart why, ErrorKind kind, const std::string& text,
+                                  bool abnormal) {
   counters_.restarts[static_cast<int>(why)]++;
   pid_t pid = s->w ? s->w->pid : -1;
   retire(std::move(s->w));
@@ -350,7 +359,10 @@ void SandboxExecutor::worker_died(Slot* s, Restart why, const std::string& kind,
     note_abnormal_locked(proto::steady_ms());
   }
   say(abnormal ? log::Level::error : log::Level::warn, "sandbox worker replaced",
-      {{"reason", restart_name(why)}, {"error_kind", kind}, {"error", text}, {"pid", pid}});
+      {{"reason", restart_name(why)},
+       {"error_kind", to_string(kind)},
+       {"error", text},
+       {"pid", pid}});
 }
 
 SandboxExecutor::Slot* SandboxExecutor::acquire(jr_job_ctx& ctx, int64_t deadline,
@@ -371,7 +383,7 @@ SandboxExecutor::Slot* SandboxExecutor::acquire(jr_job_ctx& ctx, int64_t deadlin
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       out.release = true;
-      out.host_error_kind = "unavailable";
+      out.host_error_kind = ErrorKind::unavailable;
       out.host_error = "plugin " + name_ + " is quarantined after repeated worker crashes";
       return nullptr;
     }
@@ -394,10 +406,10 @@ SandboxExecutor::Slot* SandboxExecutor::acquire(jr_job_ctx& ctx, int64_t deadlin
       if (c == kCancelShutdown) {
         out.release = true;
       } else if (c == kCancelUser) {
-        out.host_error_kind = "cancelled";
+        out.host_error_kind = ErrorKind::cancelled;
         out.host_error = "cancelled while waiting for a sandbox worker";
       } else {
-        out.host_error_kind = "timeout";
+        out.host_error_kind = ErrorKind::timeout;
         out.host_error = "no sandbox worker became free before the job's deadline";
       }
       return nullptr;
@@ -429,12 +441,13 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
     std::this_thread::sleep_for(std::chrono::milliseconds(
         std::clamp<int64_t>(not_before - proto::steady_ms(), 1, kTickMs)));
   }
-  std::string kind, err;
+  ErrorKind kind = ErrorKind::start_failure;
+  std::string err;
   bool refused = false;
   try {
     s->w = start_worker(&kind, &err, &refused);
   } catch (const std::exception& e) {  // a hello with fields of the wrong types
-    kind = "protocol";
+    kind = ErrorKind::protocol;
     err = std::string("malformed hello from the worker: ") + e.what();
   }
   if (s->w) return true;
@@ -449,10 +462,10 @@ bool SandboxExecutor::ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out) 
     note_abnormal_locked(proto::steady_ms());
   }
   say(log::Level::error, "sandbox worker failed to start; the job goes back to the queue",
-      {{"error_kind", kind}, {"error", err}});
+      {{"error_kind", to_string(kind)}, {"error", err}});
   if (refused) not_ready("init failed: " + (err.rfind("init: ", 0) == 0 ? err.substr(6) : err));
   out.release = true;  // not the job's fault: no attempt used
-  out.host_error_kind = kind == "init" ? "unavailable" : kind;
+  out.host_error_kind = kind;
   out.host_error = "sandbox worker failed to start: " + err;
   return false;
 }
@@ -560,18 +573,20 @@ void SandboxExecutor::run_batch(const std::vector<BatchJob>& jobs, BatchSink& si
 }
 
 void SandboxExecutor::account(const ExecOutcome& out, const jr_job& job) {
-  std::string kind = out.host_error_kind;
-  if (kind.empty() && !out.release &&
-      (out.status == JR_ERR_RETRYABLE || out.status == JR_ERR_PERMANENT)) {
-    kind = "error";
+  std::optional<ErrorKind> kind = out.host_error_kind;
+  if (!kind && !out.release && (out.status == JR_ERR_RETRYABLE || out.status == JR_ERR_PERMANENT)) {
+    kind = ErrorKind::error;
   }
-  if (kind.empty()) return;
+  if (!kind) return;
   for (int i = 0; i < kFailureKindCount; ++i) {
-    if (kind == kFailureKinds[i]) counters_.failures[i]++;
+    if (*kind == kFailureKinds[i]) counters_.failures[i]++;
   }
-  if (kind == "error" || out.release) return;  // the engine logs plugin-reported failures
+  if (*kind == ErrorKind::error || out.release) return;  // the engine logs plugin-reported failures
   say(log::Level::warn, "sandboxed job failed",
-      {{"job_id", job.id}, {"kind", job.kind}, {"error_kind", kind}, {"error", out.host_error}});
+      {{"job_id", job.id},
+       {"kind", job.kind},
+       {"error_kind", to_string(*kind)},
+       {"error", out.host_error}});
 }
 
 int32_t SandboxExecutor::idle(jr_job_ctx& ctx, int64_t deadline) {
@@ -587,7 +602,7 @@ int32_t SandboxExecutor::idle_until(jr_job_ctx& ctx, int64_t deadline, ExecOutco
   items[0].deadline = deadline;
   serve(proto::Type::idle, items, nullptr);
   *out = std::move(items[0].out);
-  return out->host_error_kind.empty() && !out->release ? out->status : -1;
+  return !out->host_error_kind && !out->release ? out->status : -1;
 }
 
 std::string SandboxExecutor::recycle_reason(const WorkerProcess& w, bool oom) const {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "approvals.hpp"
+#include "error_kind.hpp"
 #include "executor.hpp"
 #include "log.hpp"
 #include "plugin_loader.hpp"
@@ -80,11 +81,12 @@ struct SandboxOptions {
 enum class Restart { crash, seccomp, oom, timeout, protocol, cancelled, recycle, start_failure };
 constexpr int kRestartReasons = 8;
 const char* restart_name(Restart r);
-Restart restart_for_kind(const std::string& error_kind);  // crash for unknown kinds
+Restart restart_for_kind(ErrorKind error_kind);  // crash for unknown kinds
 
 // Failed attempts by error kind ("error" = the plugin reported a failure itself).
-constexpr const char* kFailureKinds[] = {"error",   "crash",    "seccomp",   "oom",
-                                         "timeout", "protocol", "cancelled", "unavailable"};
+constexpr ErrorKind kFailureKinds[] = {
+    ErrorKind::error,   ErrorKind::crash,    ErrorKind::seccomp,   ErrorKind::oom,
+    ErrorKind::timeout, ErrorKind::protocol, ErrorKind::cancelled, ErrorKind::unavailable};
 constexpr int kFailureKindCount = 8;
 
 struct Counters {
@@ -201,7 +203,7 @@ class SandboxExecutor final : public Executor {
   Slot* acquire(jr_job_ctx& ctx, int64_t deadline, ExecOutcome& out);
   void release(Slot* s);
   bool ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out);
-  std::unique_ptr<WorkerProcess> start_worker(std::string* kind, std::string* err,
+  std::unique_ptr<WorkerProcess> start_worker(ErrorKind* kind, std::string* err,
                                               bool* init_refused);
   // Serves items (all of `type`) on pool workers, replacing a worker that dies between them.
   void serve(proto::Type type, std::vector<Item>& items, BatchSink* sink);
@@ -212,8 +214,7 @@ class SandboxExecutor final : public Executor {
   void begin_item(Item& it, BatchSink* sink);
   void finish_item(Item& it, BatchSink* sink);
   std::string recycle_reason(const WorkerProcess& w, bool oom) const;
-  void worker_died(Slot* s, Restart why, const std::string& kind, const std::string& text,
-                   bool abnormal);
+  void worker_died(Slot* s, Restart why, ErrorKind kind, const std::string& text, bool abnormal);
   void maybe_recycle(Slot* s, bool oom);
   // Tears a worker down without waiting on it: killed and reaped here when that is quick,
   // otherwise (still exiting, or a network guard to stop) on a background thread.

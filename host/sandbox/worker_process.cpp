@@ -367,32 +367,32 @@ int WorkerProcess::reap() {
   return status_;
 }
 
-void WorkerProcess::classify(int status, bool killed_by_us, std::string* kind, std::string* text) {
+void WorkerProcess::classify(int status, bool killed_by_us, ErrorKind* kind, std::string* text) {
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
     std::string name = signal_name(sig);
     if (sig == SIGSYS) {
-      *kind = "seccomp";
+      *kind = ErrorKind::seccomp;
       *text = "worker killed by seccomp (SIGSYS): the plugin made a forbidden system call";
     } else if (sig == SIGKILL && !killed_by_us) {
-      *kind = "oom";
+      *kind = ErrorKind::oom;
       *text = "worker killed by a SIGKILL the host did not send (likely the kernel OOM killer)";
     } else if (sig == SIGXCPU) {
-      *kind = "timeout";
+      *kind = ErrorKind::timeout;
       *text = "worker exceeded its CPU time limit (SIGXCPU)";
     } else {
-      *kind = "crash";
+      *kind = ErrorKind::crash;
       *text = "worker crashed with " + name;
     }
   } else if (WIFEXITED(status) && (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4)) {
     // jr-worker's own codes: its IPC channel broke (3) or the host sent garbage (4).
-    *kind = "protocol";
+    *kind = ErrorKind::protocol;
     *text = "worker lost its IPC channel (exit code " + std::to_string(WEXITSTATUS(status)) + ")";
   } else if (WIFEXITED(status)) {
-    *kind = "crash";
+    *kind = ErrorKind::crash;
     *text = "worker exited with code " + std::to_string(WEXITSTATUS(status));
   } else {
-    *kind = "crash";
+    *kind = ErrorKind::crash;
     *text = "worker stopped with wait status " + std::to_string(status);
   }
 }
@@ -428,7 +428,7 @@ bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& 
 }
 
 nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t timeout_ms,
-                                        std::string* kind, std::string* err,
+                                        ErrorKind* kind, std::string* err,
                                         const std::atomic<bool>* abort) {
   std::string text = init.dump();
   enc.begin(proto::Type::init);
@@ -458,7 +458,7 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
       if (f.type != proto::Type::hello || !d.ok() || hello.is_discarded() || !hello.is_object()) {
         kill();
         reap();
-        *kind = "protocol";
+        *kind = ErrorKind::protocol;
         *err = "worker sent an invalid hello frame";
         return nullptr;
       }
@@ -467,7 +467,7 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
     if (r == proto::FrameReader::Result::too_big) {
       kill();
       reap();
-      *kind = "protocol";
+      *kind = ErrorKind::protocol;
       *err = "worker sent a frame of " + std::to_string(reader.last_len()) + " bytes";
       return nullptr;
     }
@@ -475,7 +475,7 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
     if (left <= 0) {
       kill();
       reap();
-      *kind = "timeout";
+      *kind = ErrorKind::timeout;
       *err =
           "worker did not finish loading the plugin within " + std::to_string(timeout_ms) + " ms";
       return nullptr;
@@ -484,7 +484,7 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
       // Shutdown: a plugin that hangs in its constructor or init must not hold the runner.
       kill();
       reap();
-      *kind = "cancelled";
+      *kind = ErrorKind::cancelled;
       *err = "the runner is shutting down (the plugin was still loading)";
       return nullptr;
     }

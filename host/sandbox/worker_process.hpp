@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cgroup.hpp"
+#include "error_kind.hpp"
 #include "protocol.hpp"
 #include "worker_output.hpp"
 
@@ -46,7 +47,7 @@ class WorkerProcess {
   // true: the runner shuts down). Returns the Hello JSON; on failure returns null and sets `kind`
   // ("crash", "seccomp", "oom", "protocol", "timeout", "cancelled", "init") and `err`. The worker
   // is killed on timeout and abort.
-  nlohmann::json handshake(const nlohmann::json& init, int64_t timeout_ms, std::string* kind,
+  nlohmann::json handshake(const nlohmann::json& init, int64_t timeout_ms, ErrorKind* kind,
                            std::string* err, const std::atomic<bool>* abort = nullptr);
 
   // Moves the (just spawned) worker into `cg` before it gets its Init frame. False with `err`
@@ -62,7 +63,7 @@ class WorkerProcess {
   bool killed_by_us() const { return killed_; }
 
   // The classification of a dead worker's wait status: kind + human text.
-  static void classify(int status, bool killed_by_us, std::string* kind, std::string* text);
+  static void classify(int status, bool killed_by_us, ErrorKind* kind, std::string* text);
 
   pid_t pid = -1;
   int fd = -1;  // host end of the socketpair (non-blocking)

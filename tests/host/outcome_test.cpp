@@ -156,7 +156,7 @@ TEST(Outcome, HostDecidedErrorsKeepTheirKindAndIgnoreWhatThePluginWrote) {
   for (const char* kind : {"crash", "seccomp", "oom", "protocol", "unavailable"}) {
     Attempt a;
     a.exec.status = JR_OK;  // a stale status from before the crash does not complete the job
-    a.exec.host_error_kind = kind;
+    a.exec.host_error_kind = error_kind_from(kind);
     a.exec.host_error = std::string("worker ") + kind;
     a.ctx.has_result = true;
     a.ctx.result = "{}";
@@ -171,7 +171,7 @@ TEST(Outcome, HostDecidedErrorsKeepTheirKindAndIgnoreWhatThePluginWrote) {
 TEST(Outcome, TimeoutsAreNamedWithTheLimitThatApplied) {
   Attempt a;
   a.exec.status = JR_ERR_RETRYABLE;
-  a.exec.host_error_kind = "timeout";
+  a.exec.host_error_kind = jr::ErrorKind::timeout;
   a.kind.timeout_ms = 1500;
   JobFinish f = a.decide();
   EXPECT_EQ(f.error_kind, "timeout");
@@ -183,7 +183,7 @@ TEST(Outcome, TimeoutsAreNamedWithTheLimitThatApplied) {
 
   // A crash past the deadline (the worker was killed for it) is a timeout, not a crash.
   Attempt b;
-  b.exec.host_error_kind = "crash";
+  b.exec.host_error_kind = jr::ErrorKind::crash;
   b.cancel = kCancelTimeout;
   EXPECT_EQ(b.decide().error_kind, "timeout");
 
@@ -200,7 +200,7 @@ TEST(Outcome, TimeoutsAreNamedWithTheLimitThatApplied) {
 
 TEST(Outcome, AHostErrorAfterACancelRequestIsACancel) {
   Attempt a;
-  a.exec.host_error_kind = "crash";
+  a.exec.host_error_kind = jr::ErrorKind::crash;
   a.exec.host_error = "killed on cancel";
   a.cancel = kCancelUser;
   JobFinish f = a.decide();
@@ -215,9 +215,9 @@ TEST(Outcome, ShutdownGivesUnfinishedJobsBackWithoutUsingAnAttempt) {
   a.job.max_attempts = 1;  // even on its last attempt: nothing is used up
   EXPECT_EQ(a.decide().outcome, Outcome::release);
   a.exec.status = JR_OK;
-  a.exec.host_error_kind = "crash";  // killed at the end of the grace period
+  a.exec.host_error_kind = jr::ErrorKind::crash;  // killed at the end of the grace period
   EXPECT_EQ(a.decide().outcome, Outcome::release);
-  a.exec.host_error_kind.clear();  // finished during the grace period: completed
+  a.exec.host_error_kind.reset();  // finished during the grace period: completed
   EXPECT_EQ(a.decide().outcome, Outcome::completed);
 
   Attempt b;  // the executor gave the job back (its plugin is quarantined)

@@ -31,7 +31,7 @@ TEST(Sandbox, EchoResultTravelsBack) {
   e->start();
   JobRun r = run_job(*e, "echo", R"({"hello":"world"})", &s, 5000);
   EXPECT_EQ(r.out.status, JR_OK);
-  EXPECT_TRUE(r.out.host_error_kind.empty());
+  EXPECT_FALSE(r.out.host_error_kind.has_value());
   EXPECT_EQ(r.result, R"({"hello":"world"})");
   JobRun p = run_job(*e, "echo", R"({"fail":"permanent"})", &s, 5000);
   EXPECT_EQ(p.out.status, JR_ERR_PERMANENT);
@@ -72,7 +72,7 @@ TEST(Sandbox, CooperativeCancellationReachesTheWorker) {
   auto e = good();
   JobRun r = run_job(*e, "hostile_good", "\"cancel_wait\"", &s, 0, 50, jr::kCancelUser);
   EXPECT_EQ(r.out.status, JR_CANCELLED);
-  EXPECT_TRUE(r.out.host_error_kind.empty());
+  EXPECT_FALSE(r.out.host_error_kind.has_value());
   EXPECT_LT(r.elapsed_ms, 1000);
   EXPECT_EQ(e->counters().restarts_for(Restart::cancelled), 0u);  // it stopped by itself
   // Deadline: the worker sees is_cancelled() too.
@@ -346,7 +346,7 @@ TEST(SandboxBatch, EachJobRunsOnceInOrderOnOneWorker) {
   b.run(*e);
   for (size_t i = 0; i < 8; ++i) {
     EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i;
-    EXPECT_TRUE(b.jobs[i]->out.host_error_kind.empty()) << i;
+    EXPECT_FALSE(b.jobs[i]->out.host_error_kind.has_value()) << i;
     EXPECT_EQ(b.pid(i), b.pid(0)) << i;
     if (i > 0) {
       EXPECT_GT(b.jobs[i]->started_at, b.jobs[i - 1]->started_at);
@@ -369,12 +369,12 @@ TEST(SandboxBatch, ACrashEndsOnlyTheRunningJobTheRestRunOnTheReplacement) {
   b.run(*e);
   EXPECT_EQ(b.jobs[0]->out.status, JR_OK);
   EXPECT_EQ(b.jobs[1]->out.status, JR_OK);
-  EXPECT_EQ(b.jobs[2]->out.host_error_kind, "crash") << b.jobs[2]->out.host_error;
+  EXPECT_EQ(b.jobs[2]->out.host_error_kind, jr::ErrorKind::crash) << b.jobs[2]->out.host_error;
   EXPECT_FALSE(b.jobs[2]->out.release);
   for (size_t i : {3, 4}) {
     EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i;
     EXPECT_FALSE(b.jobs[i]->out.release) << i;
-    EXPECT_TRUE(b.jobs[i]->out.host_error_kind.empty()) << i;
+    EXPECT_FALSE(b.jobs[i]->out.host_error_kind.has_value()) << i;
   }
   EXPECT_EQ(b.pid(0), b.pid(1));
   EXPECT_NE(b.pid(3), b.pid(0));  // a new worker
@@ -391,13 +391,13 @@ TEST(SandboxBatch, EachJobsDeadlineCountsFromItsOwnStart) {
   ok.run(*e);
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(ok.jobs[i]->out.status, JR_OK) << i << ": " << ok.jobs[i]->out.host_error;
-    EXPECT_TRUE(ok.jobs[i]->out.host_error_kind.empty()) << i;
+    EXPECT_FALSE(ok.jobs[i]->out.host_error_kind.has_value()) << i;
   }
   // One that ignores its deadline is killed; the ones behind it run on a new worker.
   BatchRun h({"\"pid\"", "\"hang\"", "\"pid\"", "\"pid\""}, &s, 1500);
   h.run(*e);
   EXPECT_EQ(h.jobs[0]->out.status, JR_OK);
-  EXPECT_EQ(h.jobs[1]->out.host_error_kind, "timeout") << h.jobs[1]->out.host_error;
+  EXPECT_EQ(h.jobs[1]->out.host_error_kind, jr::ErrorKind::timeout) << h.jobs[1]->out.host_error;
   EXPECT_EQ(h.jobs[2]->out.status, JR_OK);
   EXPECT_EQ(h.jobs[3]->out.status, JR_OK);
   EXPECT_NE(h.pid(2), h.pid(0));
@@ -418,7 +418,7 @@ TEST(SandboxBatch, AJobCancelledBeforeItStartsDoesNotRun) {
   canceller.join();
   EXPECT_EQ(b.jobs[0]->out.status, JR_OK);
   EXPECT_EQ(b.jobs[1]->out.status, JR_CANCELLED);
-  EXPECT_TRUE(b.jobs[1]->out.host_error_kind.empty());
+  EXPECT_FALSE(b.jobs[1]->out.host_error_kind.has_value());
   EXPECT_EQ(b.jobs[2]->out.status, JR_OK);
   std::lock_guard<std::mutex> lock(s.mu);
   for (const auto& l : s.logs) EXPECT_NE(l.job_id, b.jobs[1]->ctx.job_id) << "job 1 ran";
@@ -434,7 +434,8 @@ TEST(SandboxBatch, HostCallsWorkWithJobsSentAhead) {
   b.run(*e);
   for (size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(b.jobs[i]->out.status, JR_OK) << i << ": " << b.jobs[i]->out.host_error;
-    EXPECT_TRUE(b.jobs[i]->out.host_error_kind.empty()) << i << ": " << b.jobs[i]->out.host_error;
+    EXPECT_FALSE(b.jobs[i]->out.host_error_kind.has_value())
+        << i << ": " << b.jobs[i]->out.host_error;
   }
   EXPECT_EQ(e->counters().workers_started.load(), 1u);
   std::lock_guard<std::mutex> lock(s.mu);

@@ -54,7 +54,7 @@ class Hostile : public ::testing::Test {
 TEST_F(Hostile, SegfaultIsACrashWithItsSignal) {
   auto e = exec("segv");
   JobRun r = run_job(*e, "hostile_segv", "\"x\"", &services, 5000);
-  EXPECT_EQ(r.out.host_error_kind, "crash");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::crash);
   EXPECT_NE(r.out.host_error.find("SIGSEGV"), std::string::npos) << r.out.host_error;
   EXPECT_EQ(e->counters().restarts_for(Restart::crash), 1u);
   EXPECT_EQ(e->counters().failures_for("crash"), 1u);
@@ -65,7 +65,7 @@ TEST_F(Hostile, SegfaultIsACrashWithItsSignal) {
 TEST_F(Hostile, AbortIsACrashWithSigabrt) {
   auto e = exec("abort");
   JobRun r = run_job(*e, "hostile_abort", "\"x\"", &services, 5000);
-  EXPECT_EQ(r.out.host_error_kind, "crash");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::crash);
   EXPECT_NE(r.out.host_error.find("SIGABRT"), std::string::npos) << r.out.host_error;
   EXPECT_EQ(e->counters().restarts_for(Restart::crash), 1u);
   EXPECT_TRUE(logs.has("sandboxed job failed", "crash"));
@@ -74,40 +74,40 @@ TEST_F(Hostile, AbortIsACrashWithSigabrt) {
 TEST_F(Hostile, InfiniteLoopIsKilledAtTheDeadline) {
   auto e = exec("spin");
   JobRun r = run_job(*e, "hostile_spin", "\"x\"", &services, 300);
-  EXPECT_EQ(r.out.host_error_kind, "timeout");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::timeout);
   EXPECT_GE(r.elapsed_ms, 300);
   EXPECT_LT(r.elapsed_ms, 300 + 200 + 1000) << "killed too late";
   EXPECT_EQ(e->counters().restarts_for(Restart::timeout), 1u);
   EXPECT_TRUE(logs.has("sandbox worker replaced", "timeout"));
   JobRun again = run_job(*e, "hostile_spin", "\"x\"", &services, 100);
-  EXPECT_EQ(again.out.host_error_kind, "timeout");
+  EXPECT_EQ(again.out.host_error_kind, jr::ErrorKind::timeout);
   EXPECT_EQ(e->counters().workers_started.load(), 2u);
 }
 
 TEST_F(Hostile, WallTimeoutFromThePolicyBoundsAJobWithoutDeadline) {
   auto e = exec("spin", {{"sandbox", {{"wall_timeout_seconds", 0.3}}}});
   JobRun r = run_job(*e, "hostile_spin", "\"x\"", &services, 0);
-  EXPECT_EQ(r.out.host_error_kind, "timeout");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::timeout);
   EXPECT_LT(r.elapsed_ms, 300 + 200 + 1000);
 }
 
 TEST_F(Hostile, IgnoredCancellationIsKilledAfterTheGrace) {
   auto e = exec("ignore_cancel");
   JobRun r = run_job(*e, "hostile_ignore_cancel", "\"x\"", &services, 0, 100, jr::kCancelUser);
-  EXPECT_EQ(r.out.host_error_kind, "cancelled");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::cancelled);
   EXPECT_LT(r.elapsed_ms, 100 + 200 + 1000);
   EXPECT_EQ(e->counters().restarts_for(Restart::cancelled), 1u);
   EXPECT_TRUE(logs.has("sandbox worker replaced", "cancelled"));
   // The same plugin ignoring its deadline: a timeout.
   JobRun t = run_job(*e, "hostile_ignore_cancel", "\"x\"", &services, 300);
-  EXPECT_EQ(t.out.host_error_kind, "timeout");
+  EXPECT_EQ(t.out.host_error_kind, jr::ErrorKind::timeout);
   EXPECT_EQ(e->counters().restarts_for(Restart::timeout), 1u);
 }
 
 TEST_F(Hostile, EightGigabyteAllocationIsOomAndTheWorkerIsReplaced) {
   auto e = exec("oom");
   JobRun r = run_job(*e, "hostile_oom", "\"x\"", &services, 10000);
-  EXPECT_EQ(r.out.host_error_kind, "oom") << r.out.host_error << " / " << r.error;
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::oom) << r.out.host_error << " / " << r.error;
   EXPECT_NE(r.out.host_error.find("bad_alloc"), std::string::npos) << r.out.host_error;
   EXPECT_EQ(e->counters().restarts_for(Restart::oom), 1u);
   EXPECT_EQ(e->counters().failures_for("oom"), 1u);
@@ -119,7 +119,7 @@ TEST_F(Hostile, EightGigabyteAllocationIsOomAndTheWorkerIsReplaced) {
 TEST_F(Hostile, ForkBombGetsEpermFromFork) {
   auto e = exec("forkbomb");
   JobRun r = run_job(*e, "hostile_forkbomb", "\"x\"", &services, 5000);
-  EXPECT_TRUE(r.out.host_error_kind.empty()) << r.out.host_error;
+  EXPECT_FALSE(r.out.host_error_kind.has_value()) << r.out.host_error;
   EXPECT_EQ(r.out.status, JR_ERR_RETRYABLE);
   EXPECT_NE(r.error.find("fork: Operation not permitted"), std::string::npos) << r.error;
   EXPECT_TRUE(services.logged("fork: Operation not permitted"));
@@ -133,7 +133,7 @@ TEST_F(Hostile, ExecOfAShellIsKilledBySeccomp) {
   chmod(dir.path().c_str(), 0777);
   auto e = exec("exec");
   JobRun r = run_job(*e, "hostile_exec", "\"touch " + marker + "\"", &services, 5000);
-  EXPECT_EQ(r.out.host_error_kind, "seccomp") << r.out.host_error;
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::seccomp) << r.out.host_error;
   EXPECT_NE(r.out.host_error.find("SIGSYS"), std::string::npos);
   EXPECT_EQ(e->counters().restarts_for(Restart::seccomp), 1u);
   EXPECT_TRUE(logs.has("sandbox worker replaced", "seccomp"));
@@ -296,7 +296,7 @@ TEST_F(Hostile, LoopbackNetworkReachesOnlyLoopbackPeers) {
 TEST_F(Hostile, ResultOverTheFrameLimitIsAProtocolError) {
   auto e = exec("big_result");
   JobRun r = run_job(*e, "hostile_big_result", "\"x\"", &services, 10000);
-  EXPECT_EQ(r.out.host_error_kind, "protocol");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::protocol);
   EXPECT_NE(r.out.host_error.find("exceeds the sandbox frame limit"), std::string::npos)
       << r.out.host_error;
   EXPECT_FALSE(r.has_result);
@@ -307,13 +307,13 @@ TEST_F(Hostile, ResultOverTheFrameLimitIsAProtocolError) {
 TEST_F(Hostile, GarbageOnTheIpcSocketKillsTheWorker) {
   auto e = exec("garbage");
   JobRun r = run_job(*e, "hostile_garbage", "\"x\"", &services, 5000);
-  EXPECT_EQ(r.out.host_error_kind, "protocol");
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::protocol);
   EXPECT_NE(r.out.host_error.find("exceeds the limit"), std::string::npos) << r.out.host_error;
   EXPECT_EQ(e->counters().restarts_for(Restart::protocol), 1u);
   EXPECT_TRUE(logs.has("sandbox worker replaced", "protocol"));
   auto t = exec("garbage_type");
   JobRun rt = run_job(*t, "hostile_garbage_type", "\"x\"", &services, 5000);
-  EXPECT_EQ(rt.out.host_error_kind, "protocol");
+  EXPECT_EQ(rt.out.host_error_kind, jr::ErrorKind::protocol);
   EXPECT_NE(rt.out.host_error.find("unexpected frame type 1337"), std::string::npos)
       << rt.out.host_error;
 }
@@ -321,7 +321,7 @@ TEST_F(Hostile, GarbageOnTheIpcSocketKillsTheWorker) {
 TEST_F(Hostile, ClosingTheIpcFdIsAProtocolError) {
   auto e = exec("close_ipc");
   JobRun r = run_job(*e, "hostile_close_ipc", "\"x\"", &services, 5000);
-  EXPECT_EQ(r.out.host_error_kind, "protocol") << r.out.host_error;
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::protocol) << r.out.host_error;
   EXPECT_EQ(e->counters().restarts_for(Restart::protocol), 1u);
   EXPECT_TRUE(logs.has("sandbox worker replaced", "protocol"));
   expect_respawn(*e, "hostile_close_ipc");
@@ -358,7 +358,7 @@ TEST_F(Hostile, ConstructorThatAbortsCrashLoopsIntoQuarantine) {
   for (int i = 0; i < 4; ++i) {
     JobRun r = run_job(*e, "hostile_ctor_abort", "\"x\"", &services, 5000);
     EXPECT_TRUE(r.out.release) << "a start failure must not use an attempt";
-    EXPECT_EQ(r.out.host_error_kind, "crash");
+    EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::crash);
   }
   EXPECT_TRUE(e->quarantined());
   EXPECT_EQ(e->counters().quarantines.load(), 1u);
@@ -367,7 +367,7 @@ TEST_F(Hostile, ConstructorThatAbortsCrashLoopsIntoQuarantine) {
   EXPECT_TRUE(logs.has("sandbox worker failed to start"));
   JobRun q = run_job(*e, "hostile_ctor_abort", "\"x\"", &services, 5000);
   EXPECT_TRUE(q.out.release);
-  EXPECT_EQ(q.out.host_error_kind, "unavailable");
+  EXPECT_EQ(q.out.host_error_kind, jr::ErrorKind::unavailable);
   EXPECT_EQ(e->counters().released_quarantined.load(), 1u);
 }
 
@@ -376,7 +376,7 @@ TEST_F(Hostile, CrashingJobsQuarantineThePluginAfterFiveDeaths) {
   auto e = exec("segv");
   for (int i = 0; i < 5; ++i) {
     JobRun r = run_job(*e, "hostile_segv", "\"x\"", &services, 5000);
-    EXPECT_EQ(r.out.host_error_kind, "crash");
+    EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::crash);
     EXPECT_FALSE(r.out.release);
   }
   EXPECT_EQ(e->counters().quarantines.load(), 1u);

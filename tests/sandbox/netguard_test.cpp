@@ -336,7 +336,7 @@ TEST_F(NetGuardTest, BlockedGuardedSendEndsAtTheDeadline) {
   auto e = exec();
   JobRun r = run_bounded(*e, "flood 127.0.0.1 " + std::to_string(port), 500, &services, 6000,
                          &never_reads);
-  EXPECT_EQ(r.out.host_error_kind, "timeout") << r.out.host_error << " / " << r.result;
+  EXPECT_EQ(r.out.host_error_kind, jr::ErrorKind::timeout) << r.out.host_error << " / " << r.result;
   EXPECT_LT(r.elapsed_ms, 500 + 200 + 1500) << "killed too late";
   // The slot is free again: the next job runs on a fresh worker, promptly.
   JobRun next = run_job(*e, "hostile_netguard", "\"bind_tcp 127.0.0.1 0\"", &services, 5000);

@@ -77,14 +77,15 @@ HealthyLoad::HealthyLoad() {
     while (!stop_) {
       std::string payload = (i++ % 2) ? "{}" : R"({"n":)" + std::to_string(i) + "}";
       JobRun r = run_job(*ex_, "echo", payload, &services_, 10000);
-      bool good = r.out.host_error_kind.empty() && !r.out.release && r.out.status == JR_OK &&
+      bool good = !r.out.host_error_kind && !r.out.release && r.out.status == JR_OK &&
                   (payload == "{}" || r.result == payload);
       if (good) {
         ++ok_;
       } else {
         ++bad_;
         std::lock_guard<std::mutex> l(mu_);
-        last_error_ = r.out.host_error_kind + ": " + r.out.host_error + " / " + r.error;
+        last_error_ =
+            jr::name_of(r.out.host_error_kind) + ": " + r.out.host_error + " / " + r.error;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

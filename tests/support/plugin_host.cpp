@@ -71,11 +71,11 @@ JobOutcome PluginHost::run(const std::string& kind, const std::string& payload, 
   if (executor_) {
     jr::ExecOutcome o = executor_->run(j, ctx, 0);
     out.status = o.status;
-    if (!o.host_error_kind.empty()) {
+    if (o.host_error_kind.has_value()) {
       // The worker died or broke the protocol: tests see it as a retryable failure naming why.
       out.status = JR_ERR_RETRYABLE;
       std::lock_guard<std::mutex> lock(ctx.mu);
-      ctx.error = "sandbox: " + o.host_error_kind + ": " + o.host_error;
+      ctx.error = "sandbox: " + jr::name_of(o.host_error_kind) + ": " + o.host_error;
     }
   } else {
     out.status = plugin_.desc->handle(plugin_.state, jr::host_api(), &ctx, &j);
