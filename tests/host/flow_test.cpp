@@ -192,10 +192,14 @@ TEST_F(Flow, LockKeysNeverOverlapAcrossFourRunnersOfEightSlots) {
 
 // Issue 17, handoff latency: the next job with a lock key starts within milliseconds of the
 // previous one's completion, and so does a child whose last parent completed; the default poll
-// interval (1 s) must not be what hands them over. Gaps in the database's own times.
+// interval must not be what hands them over. Gaps in the database's own times. The runner polls
+// every 10 s here, so a handoff that waited for a poll shows as seconds, while a loaded machine's
+// scheduling delays (390 ms once on CI's 2 cores) stay far below the 1 s bound.
 TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
   const int n = 6;
-  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()}), "--concurrency", "4"}, env_);
+  RunnerProcess runner(
+      {"--plugins", plugin_dir_with({echo_so()}), "--concurrency", "4", "--poll-interval", "10"},
+      env_);
   // One workload after the other, so neither is woken by the other's handoff.
   enqueue_many("echo", n, R"({"sleep_ms":100})", {"--lock-key", "handoff"});
   ASSERT_TRUE(wait_until([&] { return completed() == n; }, 60s)) << runner.log();
@@ -210,9 +214,8 @@ TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
         std::to_string(late));
   std::printf("handoff: a child of a completed parent started %s ms after its enqueue\n",
               wait_ms.c_str());
-  // Far below the 1 s poll it would otherwise wait for; the margin is the handoffs' own (250 ms
-  // below), since a loaded CI machine took 117 ms here.
-  EXPECT_LT(std::stod(wait_ms), 250);
+  // Far below the 10 s poll it would otherwise wait for (a loaded CI machine took 117 ms).
+  EXPECT_LT(std::stod(wait_ms), 1000);
   // The chain is enqueued whole (its queue paused meanwhile), then released at once.
   ASSERT_EQ(jrtest::run_runner({"queue", "pause", "chain"}, env_).exit_code, 0);
   int64_t prev = 0;
@@ -239,7 +242,7 @@ TEST_F(Flow, LockKeyAndDependencyHandoffTakesMillisecondsNotAPoll) {
     int seen = 0;
     for (double g; in >> g; ++seen) {
       EXPECT_GE(g, 0) << queue << ": overlapping: " << gaps;
-      EXPECT_LT(g, 250) << queue << ": a handoff waited for the poll: " << gaps;
+      EXPECT_LT(g, 1000) << queue << ": a handoff waited for the poll: " << gaps;
     }
     EXPECT_EQ(seen, n - 1) << gaps;
   }
