@@ -1,5 +1,6 @@
 #include "harness.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -296,6 +297,28 @@ std::string read_proc_file(const std::string& path) {
   }
   ::close(fd);
   return out;
+}
+
+std::vector<pid_t> processes_where(const std::function<bool(const std::string&)>& match) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    // "" when the process exited after readdir: not alive, so not listed.
+    std::string cmd = read_proc_file("/proc/" + std::string(e->d_name) + "/cmdline");
+    if (!cmd.empty() && match(cmd)) out.push_back(pid);
+  }
+  closedir(d);
+  return out;
+}
+
+std::vector<pid_t> sandbox_workers_of(pid_t host) {
+  std::string want = std::string("--host-pid") + '\0' + std::to_string(host) + '\0';
+  return processes_where([&](const std::string& cmd) {
+    return cmd.find("jr-worker") != std::string::npos && cmd.find(want) != std::string::npos;
+  });
 }
 
 }  // namespace jrtest

@@ -113,4 +113,11 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds lim
 // std::ifstream throw); for a scan of processes that is a legitimate outcome, not an error.
 std::string read_proc_file(const std::string& path);
 
+// The processes alive now whose command line (/proc/PID/cmdline: the arguments, each ended by
+// a NUL) satisfies `match`. One that exits during the scan is not listed, and is no error.
+std::vector<pid_t> processes_where(const std::function<bool(const std::string& cmdline)>& match);
+
+// The sandbox workers of the runner `host`: `jr-worker ... --host-pid <host>`, alive now.
+std::vector<pid_t> sandbox_workers_of(pid_t host);
+
 }  // namespace jrtest

@@ -9,7 +9,6 @@
 // (files, routes, database rows).
 #pragma once
 
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -63,23 +62,7 @@ class RedTeamFixture : public RunnerFixture {
   }
 
   // Processes started as `jr-worker --host-pid <host>` that are still alive.
-  static std::vector<pid_t> workers_of(pid_t host) {
-    std::vector<pid_t> out;
-    DIR* d = opendir("/proc");
-    if (d == nullptr) return out;
-    std::string want = std::string("--host-pid") + '\0' + std::to_string(host) + '\0';
-    while (dirent* e = readdir(d)) {
-      pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-      if (pid <= 0) continue;
-      // "" when the process exited after readdir (then it is not alive, so not counted).
-      std::string cmd = read_proc_file("/proc/" + std::string(e->d_name) + "/cmdline");
-      if (cmd.find("jr-worker") != std::string::npos && cmd.find(want) != std::string::npos) {
-        out.push_back(pid);
-      }
-    }
-    closedir(d);
-    return out;
-  }
+  static std::vector<pid_t> workers_of(pid_t host) { return sandbox_workers_of(host); }
 
   // SIGTERM, then the invariants above. Returns the runner's log for further checks.
   std::string stop_and_check(std::chrono::seconds healthy_limit = std::chrono::seconds(60)) {

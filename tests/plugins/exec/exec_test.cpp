@@ -3,7 +3,6 @@
 // plugin (RedTeamFixture checks that every echo job completes, no lease is lost, the runner
 // exits cleanly and no worker outlives it).
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -53,25 +52,9 @@ std::string sandbox_toml() {
 
 // Python processes running `script` (the exec plugin's warm children).
 std::vector<pid_t> handler_pids(const std::string& script) {
-  std::vector<pid_t> out;
-  DIR* d = opendir("/proc");
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) continue;
-    std::string cmd;
-    try {  // the process may be gone by now
-      std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
-      cmd.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    } catch (const std::exception&) {
-      continue;
-    }
-    if (cmd.rfind("/usr/bin/python3", 0) == 0 && cmd.find(script) != std::string::npos) {
-      out.push_back(pid);
-    }
-  }
-  closedir(d);
-  return out;
+  return jrtest::processes_where([&](const std::string& cmd) {
+    return cmd.rfind("/usr/bin/python3", 0) == 0 && cmd.find(script) != std::string::npos;
+  });
 }
 
 class ExecTest : public RedTeamFixture {

@@ -4,12 +4,9 @@
 // lease rescued by another runner). Each row ends in ERROR_<KIND> with the host's reason, written
 // by the scan_finalize job the host enqueues (manifest "finalizers"). Before, each stayed
 // RUNNING/CRAWL (or QUEUED) for ever. Then the finalizer's own rules through the plugin .so.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <jobrunner/abi.h>
 #include <signal.h>
-
-#include <fstream>
 
 #include "pipeline.hpp"
 #include "plugin_host.hpp"
@@ -19,25 +16,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-// jr-worker processes started for the runner `host` (`jr-worker ... --host-pid <host>`).
-std::vector<pid_t> workers_of(pid_t host) {
-  std::vector<pid_t> out;
-  DIR* d = opendir("/proc");
-  if (d == nullptr) return out;
-  std::string want = std::string("--host-pid") + '\0' + std::to_string(host) + '\0';
-  while (dirent* e = readdir(d)) {
-    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) continue;
-    std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmd.find("jr-worker") != std::string::npos && cmd.find(want) != std::string::npos) {
-      out.push_back(pid);
-    }
-  }
-  closedir(d);
-  return out;
-}
 
 class ScanFinalize : public scantest::RunnerScanTest {
  protected:
@@ -136,7 +114,7 @@ TEST_F(ScanFinalize, AScanWhoseSandboxWorkerCrashesEndsInErrorCrash) {
   // idle worker only when it hands it the next job).
   jrtest::RunnerProcess runner(runner_args({"--isolation", "sandbox", "--concurrency", "1"}), env);
   ASSERT_TRUE(wait_row("fin-crash", "RUNNING|CRAWL")) << row("fin-crash") << runner.log();
-  std::vector<pid_t> workers = workers_of(runner.pid());
+  std::vector<pid_t> workers = jrtest::sandbox_workers_of(runner.pid());
   ASSERT_EQ(workers.size(), 1u) << runner.log();
   for (pid_t w : workers) ::kill(w, SIGSEGV);
   ASSERT_TRUE(wait_row("fin-crash", "ERROR_")) << row("fin-crash") << "\n" << runner.log();
