@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "config.hpp"
@@ -19,29 +20,23 @@ struct GlobalFlags {
 };
 
 struct WorkerFlags {
-  std::string plugins;
-  int concurrency = 0;
-  std::string queues;
-  std::string kinds;
-  std::string lease;
-  std::string poll;
-  std::string grace;
-  int prefetch = -1;
-  int fetch_batch = -1;
-  int sandbox_batch = 0;
-  std::string worker_id;
-  std::string rescue_interval;
+  // The flags of settings in the table (core/settings.hpp), registered from it, by setting name
+  // ("worker.lease_seconds"): the text given ("" when not given). A true/false setting's flag
+  // (--pgbouncer, --no-maintenance) is "1" when given.
+  std::map<std::string, std::string> given;
+  int prefetch = -1;             // --prefetch: jobs claimed ahead of free slots; -1 = automatic
   std::string reclaim_interval;  // --reclaim-interval-seconds (Reproq), seconds
-  std::string heartbeat;         // --heartbeat-seconds: lease renewal interval
   int metrics_port = 0;          // --metrics-port (Reproq): --http PORT
-  std::string priority_aging;    // --priority-aging-factor (Reproq)
-  std::string http;              // --http [ADDR:]PORT (host/ops)
-  std::string isolation;         // --isolation sandbox|none
-  int max_connections = 0;       // --max-connections: the runner's own database connections
-  bool no_maintenance = false;   // --no-maintenance: never lead the maintenance services
-  bool pgbouncer = false;        // --pgbouncer: database_url is PgBouncer (transaction mode)
-  std::string otel_endpoint;     // --otel-endpoint URL: OTLP/HTTP collector ([otel] endpoint)
+  // The text given for a setting's flag, "" when none.
+  std::string of(const std::string& setting) const {
+    auto it = given.find(setting);
+    return it == given.end() ? "" : it->second;
+  }
 };
+
+// The worker flags given, applied to `cfg` (after the file and the environment, so they win).
+// Throws std::invalid_argument naming the flag.
+void apply_worker_flags(Config& cfg, const WorkerFlags& w);
 
 struct EnqueueFlags {
   std::string kind;

@@ -8,7 +8,7 @@ namespace jr::cli {
 
 int cmd_info(const GlobalFlags& g, const WorkerFlags& w, bool json, bool watch) {
   Config cfg = build_config(g);
-  if (!w.lease.empty()) cfg.lease_seconds = parse_duration_seconds(w.lease);
+  apply_worker_flags(cfg, w);  // --lease-seconds only (main.cpp)
   auto store = open_store(cfg);
   ops::InfoOptions o;
   o.json = json;

@@ -15,6 +15,7 @@
 #include "cli_common.hpp"
 #include "job_options.hpp"
 #include "log.hpp"
+#include "settings.hpp"
 #include "util.hpp"
 
 namespace jr::cli {
@@ -24,6 +25,24 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
                   const std::vector<std::string>& payloads);
 // host/cli/cli_workflow.cpp: `runner enqueue --workflow FILE` (jr_workflow_enqueue()).
 int enqueue_workflow(const Config& cfg, const std::string& file);
+
+void apply_worker_flags(Config& cfg, const WorkerFlags& w) {
+  const Config defaults;
+  for (const Setting& s : settings()) {
+    if (!*s.flag || s.global_flag) continue;
+    std::string text = w.of(setting_name(s));
+    if (text.empty()) continue;
+    if (std::holds_alternative<bool Config::*>(s.field)) {
+      cfg.*std::get<bool Config::*>(s.field) = flag_sets(defaults, s);
+      continue;
+    }
+    try {
+      set_from_text(cfg, s, text);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string(s.flag) + ": " + e.what());
+    }
+  }
+}
 
 Config build_config(const GlobalFlags& g) {
   Config cfg = load_config(g.config_file);

@@ -22,8 +22,7 @@ namespace jr::cli {
 
 int cmd_ui(const GlobalFlags& g, const WorkerFlags& w) {
   Config cfg = build_config(g);
-  if (!w.http.empty()) cfg.http = w.http;
-  if (!w.lease.empty()) cfg.lease_seconds = parse_duration_seconds(w.lease);
+  apply_worker_flags(cfg, w);  // --http and --lease-seconds only (main.cpp)
   if (cfg.http.empty()) {
     std::cerr << "runner ui: give --http [ADDR:]PORT (or RUNNER_HTTP, or [worker] http in the "
                  "config): where to serve the dashboard\n";

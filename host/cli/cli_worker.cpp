@@ -67,20 +67,8 @@ void block_signals() {
 
 int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   Config cfg = build_config(g);
-  if (!w.plugins.empty()) cfg.plugins_dir = w.plugins;
-  if (w.concurrency > 0) cfg.concurrency = w.concurrency;
-  if (!w.queues.empty()) cfg.queues = split_list(w.queues);
-  if (!w.kinds.empty()) cfg.kinds = split_list(w.kinds);
-  if (!w.lease.empty()) cfg.lease_seconds = parse_duration_seconds(w.lease);
-  if (!w.poll.empty()) cfg.poll_interval_seconds = parse_duration_seconds(w.poll);
-  if (!w.grace.empty()) cfg.shutdown_grace_seconds = parse_duration_seconds(w.grace);
-  if (w.fetch_batch >= 0) cfg.fetch_batch = w.fetch_batch;
-  if (w.sandbox_batch > 0) cfg.sandbox_batch = w.sandbox_batch;
-  if (!w.rescue_interval.empty()) {
-    cfg.rescue_interval_seconds = parse_duration_seconds(w.rescue_interval);
-  }
   if (!w.reclaim_interval.empty()) {
-    if (!w.rescue_interval.empty()) {
+    if (!w.of("worker.rescue_interval").empty()) {
       std::cerr << "runner: give --rescue-interval or --reclaim-interval-seconds, not both\n";
       return cli::kExitUsage;
     }
@@ -95,23 +83,14 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     }
     cfg.rescue_interval_seconds = v;
   }
-  if (!w.heartbeat.empty()) cfg.heartbeat_seconds = parse_duration_seconds(w.heartbeat);
-  if (!w.priority_aging.empty()) {
-    cfg.priority_aging_seconds = parse_duration_seconds(w.priority_aging);
-  }
-  if (!w.worker_id.empty()) cfg.worker_id = w.worker_id;
   if (w.metrics_port > 0) {
-    if (!w.http.empty()) {
+    if (!w.of("worker.http").empty()) {
       std::cerr << "runner: give --http or --metrics-port, not both\n";
       return cli::kExitUsage;
     }
     cfg.http = std::to_string(w.metrics_port);
   }
-  if (!w.http.empty()) cfg.http = w.http;
-  if (w.max_connections > 0) cfg.max_connections = w.max_connections;
-  if (w.pgbouncer) cfg.pgbouncer = true;
-  if (w.no_maintenance) cfg.maintenance = false;
-  if (!w.otel_endpoint.empty()) cfg.otel_endpoint = w.otel_endpoint;
+  apply_worker_flags(cfg, w);
   validate(cfg);
   if (!cfg.otel_endpoint.empty()) {
     try {
@@ -145,7 +124,6 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
                  "[worker] plugins in the config)\n";
     return cli::kExitUsage;
   }
-  if (!w.isolation.empty()) cfg.isolation = w.isolation;
   if (cfg.isolation != "sandbox" && cfg.isolation != "none") {
     std::cerr << "runner: isolation must be 'sandbox' or 'none', got '" << cfg.isolation << "'\n";
     return cli::kExitUsage;

@@ -21,6 +21,7 @@
 #include "managed_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox.hpp"
+#include "settings.hpp"
 #include "util.hpp"
 
 #ifndef JR_VERSION
@@ -90,57 +91,36 @@ int main(int argc, char** argv) {
   // Worker flags sit on the root command (`runner --plugins DIR` serves jobs); after parsing,
   // one given to a command it does not apply to is refused (exit 2), see below.
   WorkerFlags w;
-  std::vector<CLI::Option*> worker_flags = {
-      app.add_option("--plugins", w.plugins, "directory of plugins to serve"),
-      app.add_option("--concurrency", w.concurrency, "job slots (default 10)")
-          ->check(CLI::Range(1, 4096)),
-      app.add_option("--queues", w.queues, "serve only these queues (a,b)"),
-      app.add_option("--kinds", w.kinds, "serve only these job kinds (a,b)"),
-      app.add_option("--lease-seconds", w.lease, "lease length (default 30s)"),
-      app.add_option("--poll-interval", w.poll, "fallback poll interval (default 1s)"),
-      app.add_option("--shutdown-grace", w.grace,
-                     "time in-flight jobs get on SIGTERM (default 30s)"),
-      app.add_option("--prefetch", w.prefetch,
-                     "jobs claimed ahead of free slots (default: automatic)")
-          ->check(CLI::Range(-1, 100000)),
-      app.add_option("--fetch-batch", w.fetch_batch, "max jobs per claim (default: free slots)")
-          ->check(CLI::Range(0, 100000)),
-      app.add_option("--sandbox-batch", w.sandbox_batch,
-                     "short jobs handed to a sandboxed worker at once while many wait (default "
-                     "16; 1 = one per round trip)")
-          ->check(CLI::Range(1, 256)),
-      app.add_option("--worker-id", w.worker_id, "identity in leases and the registry"),
-      app.add_option("--isolation", w.isolation,
-                     "sandbox: plugins run in confined worker processes; none: in-process"),
-      app.add_option("--rescue-interval", w.rescue_interval,
-                     "how often the leader looks for expired leases (default 5s)"),
-      // Reproq's names (docs/migrating.md): plain seconds, same meaning.
-      app.add_option("--reclaim-interval-seconds", w.reclaim_interval,
-                     "Reproq's name for --rescue-interval (seconds)"),
-      app.add_option("--heartbeat-seconds", w.heartbeat,
-                     "how often held leases are renewed (default: a quarter of the lease)"),
+  std::vector<CLI::Option*> worker_flags;
+  // The flags of the settings table (core/settings.hpp): each setting's flag, its help line
+  // from the table's, with its variable and config key, and an integer's range.
+  for (const Setting& s : settings()) {
+    if (!*s.flag || s.global_flag) continue;
+    std::string name = setting_name(s);
+    std::string help = std::string(s.doc) + " (" + (*s.env ? std::string(s.env) + ", " : "") +
+                       (*s.section ? "[" + std::string(s.section) + "] " : "") + s.key + ")";
+    CLI::Option* opt = nullptr;
+    if (std::holds_alternative<bool Config::*>(s.field)) {
+      opt = app.add_flag_callback(
+          s.flag, [&w, name] { w.given[name] = "1"; }, help);
+    } else {
+      opt = app.add_option(s.flag, w.given[name], help);
+      if (std::holds_alternative<int Config::*>(s.field) ||
+          std::holds_alternative<int64_t Config::*>(s.field)) {
+        opt->check(CLI::Range(s.min, s.max));
+      }
+    }
+    worker_flags.push_back(opt);
+  }
+  worker_flags.push_back(app.add_option("--prefetch", w.prefetch,
+                                        "jobs claimed ahead of free slots (default: automatic)")
+                             ->check(CLI::Range(-1, 100000)));
+  // Reproq's names (docs/migrating.md): plain seconds, same meaning.
+  worker_flags.push_back(app.add_option("--reclaim-interval-seconds", w.reclaim_interval,
+                                        "Reproq's name for --rescue-interval (seconds)"));
+  worker_flags.push_back(
       app.add_option("--metrics-port", w.metrics_port, "Reproq's name for --http PORT (loopback)")
-          ->check(CLI::Range(1, 65535)),
-      app.add_option("--priority-aging-factor", w.priority_aging,
-                     "seconds of waiting per priority point (default 60, 0: off)"),
-      app.add_option("--max-connections", w.max_connections,
-                     "database connections of the runner itself (default 4, 5 with --http; "
-                     "RUNNER_MAX_CONNECTIONS)")
-          ->check(CLI::Range(1, 1000)),
-      app.add_flag("--no-maintenance", w.no_maintenance,
-                   "never run the maintenance services (rescuer, scheduler, cron, pruner): "
-                   "another runner on the database must (RUNNER_MAINTENANCE=0)"),
-      app.add_flag("--pgbouncer", w.pgbouncer,
-                   "the database URL goes through PgBouncer in transaction pooling mode: no "
-                   "prepared statements; LISTEN through listen_database_url or polling "
-                   "(RUNNER_PGBOUNCER)"),
-      app.add_option("--http", w.http,
-                     "serve /metrics, /healthz, /readyz, the JSON API and the dashboard (/ui) on "
-                     "[ADDR:]PORT "
-                     "(loopback unless ADDR is given; RUNNER_HTTP)"),
-      app.add_option("--otel-endpoint", w.otel_endpoint,
-                     "export a span per job attempt over OTLP/HTTP JSON to this collector "
-                     "(http://collector:4318; RUNNER_OTEL_ENDPOINT, [otel] endpoint)")};
+          ->check(CLI::Range(1, 65535)));
   // The worker flags other commands use: `torture` starts runners, `info` reads the lease.
   const std::map<std::string, std::set<std::string>> worker_flags_of = {
       {"torture", {"--plugins", "--concurrency"}},
@@ -448,6 +428,12 @@ int main(int argc, char** argv) {
   approvals_rm->add_option("name", approval_name, "plugin name")->required();
   approvals_rm->add_option("sha256", approval_sha, "only the approval of this content");
 
+  auto* config_cmd = app.add_subcommand("config", "the runner's settings");
+  config_cmd->require_subcommand(1);
+  auto* config_ref = config_cmd->add_subcommand(
+      "reference",
+      "print every setting as a commented TOML file: its default, variable, flag and meaning");
+
   auto* db = app.add_subcommand("db", "manage the local PostgreSQL");
   db->fallthrough();
   db->require_subcommand(1);
@@ -501,6 +487,10 @@ int main(int argc, char** argv) {
 
   try {
     if (*new_plugin) return cmd_new_plugin(new_plugin_name, new_plugin_dir);
+    if (*config_ref) {
+      std::cout << config_reference();
+      return cli::kExitOk;
+    }
     if (*enqueue && !ef.workflow.empty()) {
       // A workflow's steps carry their own kinds and options.
       for (const auto* opt : enqueue->get_options()) {
@@ -524,8 +514,9 @@ int main(int argc, char** argv) {
     if (*info) return cmd_info(g, w, info_json, info_watch);
     if (*ui) return cmd_ui(g, w);
     if (*torture) {
-      tf.plugins = w.plugins;
-      tf.concurrency = w.concurrency > 0 ? w.concurrency : 50;
+      tf.plugins = w.of("worker.plugins");
+      std::string c = w.of("worker.concurrency");  // in range: checked by CLI11
+      tf.concurrency = c.empty() ? 50 : std::stoi(c);
       return cmd_torture(g, tf);
     }
     if (*jobs_cancel) return cmd_jobs_cancel(g, jcf);

@@ -6,9 +6,12 @@
 #include <cstdlib>
 #include <set>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 #include "cron.hpp"
 #include "db_auth.hpp"
+#include "settings.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -128,6 +131,44 @@ class Reader {
       if (out < 0) fail(*n, key, "must not be negative");
     }
   }
+  // One setting of the table (settings.hpp), by the type of its field.
+  void setting(const Setting& st, Config& cfg) {
+    std::visit(
+        [&](auto member) {
+          auto& out = cfg.*member;
+          using T = std::decay_t<decltype(out)>;
+          if constexpr (std::is_same_v<T, std::string> ||
+                        std::is_same_v<T, std::optional<std::string>>) {
+            str(st.key, out);
+          } else if constexpr (std::is_same_v<T, int>) {
+            integer(st.key, out, static_cast<int>(st.min), static_cast<int>(st.max));
+          } else if constexpr (std::is_same_v<T, int64_t>) {
+            integer64(st.key, out, st.min, st.max);
+          } else if constexpr (std::is_same_v<T, double>) {
+            seconds(st.key, out);
+          } else if constexpr (std::is_same_v<T, bool>) {
+            boolean(st.key, out);
+          } else {
+            list(st.key, out);
+          }
+        },
+        st.field);
+  }
+  // Every setting of the table in `section`.
+  void settings_of(const std::string& section, Config& cfg) {
+    for (const Setting& st : settings()) {
+      if (section == st.section) setting(st, cfg);
+    }
+  }
+  // The table's keys of `section`, and `more`, are the known keys.
+  void known_settings(const std::string& section, const std::set<std::string>& more = {}) {
+    std::set<std::string> keys = more;
+    for (const Setting& st : settings()) {
+      if (section == st.section) keys.insert(st.key);
+    }
+    known(keys);
+  }
+
   void list(const char* key, std::vector<std::string>& out) {
     if (auto n = table_.get(key)) {
       out.clear();
@@ -162,13 +203,9 @@ void read_file(const std::string& path, Config& cfg) {
   }
   cfg.source = path;
   Reader top(path, root, "");
-  top.known({"database_url", "data_dir", "log_level", "worker", "plugins", "cron", "api_token",
-             "webhook_secret", "webhooks", "approvals_file", "listen_database_url"},
-            {"otel"});
-  top.str("listen_database_url", cfg.listen_database_url);
-  top.str("approvals_file", cfg.approvals_file);
-  top.str("api_token", cfg.api_token);
-  top.str("webhook_secret", cfg.webhook_secret);
+  // The settings that are one value come from the table (settings.hpp); the rest by hand.
+  top.known_settings("", {"worker", "plugins", "cron", "webhooks", "otel"});
+  top.settings_of("", cfg);
   if (auto wh = root.get("webhooks")) {
     if (!wh->is_table()) top.fail(*wh, "webhooks", "must be a table ([webhooks] kind = \"url\")");
     for (const auto& [kind, url] : *wh->as_table()) {
@@ -176,65 +213,15 @@ void read_file(const std::string& path, Config& cfg) {
       cfg.webhooks.emplace_back(std::string(kind.str()), url.as_string()->get());
     }
   }
-  top.str("database_url", cfg.database_url);
-  top.str("data_dir", cfg.data_dir);
-  top.str("log_level", cfg.log_level);
-  if (auto w = root.get("worker")) {
-    if (!w->is_table()) top.fail(*w, "worker", "must be a table ([worker])");
-    Reader r(path, *w->as_table(), "worker");
-    r.known({"plugins",          "concurrency",        "queues",          "kinds",
-             "lease_seconds",    "poll_interval",      "shutdown_grace",  "fetch_batch",
-             "completion_batch", "rescue_interval",    "result_ttl",      "failure_ttl",
-             "max_attempts",     "priority_aging",     "isolation",       "http",
-             "worker_id",        "heartbeat_interval", "max_connections", "pgbouncer",
-             "sandbox_batch",    "maintenance"},
-            // Limits on host services (docs/sandbox.md).
-            {"enqueues_per_job", "log_lines_per_job", "log_bytes_per_job", "progress_interval",
-             "idle_timeout", "init_retry_max", "plugin_start_timeout"});
-    r.str("http", cfg.http);
-    r.str("plugins", cfg.plugins_dir);
-    r.integer("concurrency", cfg.concurrency, 1, 4096);
-    r.list("queues", cfg.queues);
-    r.list("kinds", cfg.kinds);
-    r.seconds("lease_seconds", cfg.lease_seconds);
-    r.seconds("heartbeat_interval", cfg.heartbeat_seconds);
-    r.str("worker_id", cfg.worker_id);
-    r.seconds("poll_interval", cfg.poll_interval_seconds);
-    r.seconds("shutdown_grace", cfg.shutdown_grace_seconds);
-    r.integer("fetch_batch", cfg.fetch_batch, 0, 100000);
-    r.integer("sandbox_batch", cfg.sandbox_batch, 1, 256);
-    r.integer("completion_batch", cfg.completion_batch, 1, 100000);
-    r.seconds("rescue_interval", cfg.rescue_interval_seconds);
-    r.seconds("result_ttl", cfg.result_ttl_seconds);
-    r.seconds("failure_ttl", cfg.failure_ttl_seconds);
-    r.integer("max_attempts", cfg.max_attempts, 1, 1000000);
-    r.seconds("priority_aging", cfg.priority_aging_seconds);
-    r.str("isolation", cfg.isolation);
-    r.integer("max_connections", cfg.max_connections, 1, 1000);
-    r.boolean("pgbouncer", cfg.pgbouncer);
-    r.boolean("maintenance", cfg.maintenance);
-    r.integer64("enqueues_per_job", cfg.enqueues_per_job, 0, 100000000);
-    r.integer64("log_lines_per_job", cfg.log_lines_per_job, 0, int64_t{1} << 40);
-    r.integer64("log_bytes_per_job", cfg.log_bytes_per_job, 0, int64_t{1} << 40);
-    r.seconds("progress_interval", cfg.progress_interval_seconds);
-    r.seconds("idle_timeout", cfg.idle_timeout_seconds);
-    r.seconds("init_retry_max", cfg.init_retry_max_seconds);
-    r.seconds("plugin_start_timeout", cfg.plugin_start_timeout_seconds);
-  }
-  if (auto o = root.get("otel")) {
-    // OpenTelemetry traces (docs/operations.md).
-    if (!o->is_table()) top.fail(*o, "otel", "must be a table ([otel])");
-    Reader r(path, *o->as_table(), "otel");
-    r.known({"endpoint", "service_name", "batch_size", "queue_size", "interval", "timeout",
-             "max_retries", "shutdown_timeout"});
-    r.str("endpoint", cfg.otel_endpoint);
-    r.str("service_name", cfg.otel_service_name);
-    r.integer("batch_size", cfg.otel_batch_size, 1, 100000);
-    r.integer("queue_size", cfg.otel_queue_size, 1, 10000000);
-    r.seconds("interval", cfg.otel_interval_seconds);
-    r.seconds("timeout", cfg.otel_timeout_seconds);
-    r.integer("max_retries", cfg.otel_max_retries, 0, 100);
-    r.seconds("shutdown_timeout", cfg.otel_shutdown_seconds);
+  for (const char* section : {"worker", "otel"}) {
+    auto t = root.get(section);
+    if (!t) continue;
+    if (!t->is_table()) {
+      top.fail(*t, section, std::string("must be a table ([") + section + "])");
+    }
+    Reader r(path, *t->as_table(), section);
+    r.known_settings(section);
+    r.settings_of(section, cfg);
   }
   if (auto c = root.get("cron")) {
     if (!c->is_array_of_tables()) top.fail(*c, "cron", "must be an array of tables ([[cron]])");
@@ -362,72 +349,19 @@ void apply_seed_aliases(Config& cfg) {
 }  // namespace
 
 void apply_env(Config& cfg) {
-  auto bad = [](const char* var, const std::string& why) {
-    return ConfigError(std::string("environment variable ") + var + ": " + why);
-  };
   apply_seed_aliases(cfg);
-  if (auto v = env("DATABASE_URL")) cfg.database_url = v;
-  if (auto v = env("RUNNER_DATABASE_URL")) cfg.database_url = v;
-  if (auto v = env("RUNNER_LISTEN_DATABASE_URL")) cfg.listen_database_url = v;
-  auto bool_var = [&](const char* name, bool& out) {
-    auto v = env(name);
-    if (!v) return;
-    std::string s = v;
-    if (s == "1" || s == "true" || s == "yes" || s == "on") {
-      out = true;
-    } else if (s == "0" || s == "false" || s == "no" || s == "off" || s.empty()) {
-      out = false;
-    } else {
-      throw bad(name, "'" + s + "' is not true or false (1/0, yes/no, on/off)");
-    }
-  };
-  bool_var("RUNNER_PGBOUNCER", cfg.pgbouncer);
-  bool_var("RUNNER_MAINTENANCE", cfg.maintenance);
-  if (auto v = env("RUNNER_DATA_DIR")) cfg.data_dir = v;
-  if (auto v = env("RUNNER_APPROVALS")) cfg.approvals_file = v;
-  if (auto v = env("RUNNER_LOG_LEVEL")) cfg.log_level = v;
-  if (auto v = env("RUNNER_PLUGINS")) cfg.plugins_dir = v;
-  if (auto v = env("RUNNER_QUEUES")) cfg.queues = split_list(v);
-  if (auto v = env("RUNNER_KINDS")) cfg.kinds = split_list(v);
-  if (auto v = env("RUNNER_ISOLATION")) cfg.isolation = v;
-  if (auto v = env("RUNNER_HTTP")) cfg.http = v;
-  if (auto v = env("RUNNER_API_TOKEN")) cfg.api_token = v;
-  if (auto v = env("RUNNER_WEBHOOK_SECRET")) cfg.webhook_secret = v;
-  if (auto v = env("RUNNER_WORKER_ID")) cfg.worker_id = v;
-  if (auto v = env("RUNNER_OTEL_ENDPOINT")) cfg.otel_endpoint = v;
-  auto int_var = [&](const char* var, int& out) {
-    if (auto v = env(var)) {
+  for (const Setting& st : settings()) {
+    for (const char* var : {st.env_alias, st.env}) {  // the alias first: the RUNNER_ name wins
+      if (!*var) continue;
+      const char* v = env(var);  // an empty variable is unset
+      if (v == nullptr) continue;
       try {
-        size_t pos = 0;
-        out = std::stoi(v, &pos);
-        if (pos != std::string(v).size()) throw std::invalid_argument(v);
-      } catch (const std::exception&) {
-        throw bad(var, std::string("'") + v + "' is not an integer");
-      }
-    }
-  };
-  auto dur_var = [&](const char* var, double& out) {
-    if (auto v = env(var)) {
-      try {
-        out = parse_duration_seconds(v);
+        set_from_text(cfg, st, v);
       } catch (const std::invalid_argument& e) {
-        throw bad(var, e.what());
+        throw ConfigError(std::string("environment variable ") + var + ": " + e.what());
       }
     }
-  };
-  int_var("RUNNER_CONCURRENCY", cfg.concurrency);
-  int_var("RUNNER_FETCH_BATCH", cfg.fetch_batch);
-  int_var("RUNNER_SANDBOX_BATCH", cfg.sandbox_batch);
-  int_var("RUNNER_MAX_CONNECTIONS", cfg.max_connections);
-  dur_var("RUNNER_LEASE_SECONDS", cfg.lease_seconds);
-  dur_var("RUNNER_HEARTBEAT_INTERVAL", cfg.heartbeat_seconds);
-  dur_var("RUNNER_POLL_INTERVAL", cfg.poll_interval_seconds);
-  dur_var("RUNNER_SHUTDOWN_GRACE", cfg.shutdown_grace_seconds);
-  dur_var("RUNNER_RESCUE_INTERVAL", cfg.rescue_interval_seconds);
-  dur_var("RUNNER_RESULT_TTL", cfg.result_ttl_seconds);
-  dur_var("RUNNER_FAILURE_TTL", cfg.failure_ttl_seconds);
-  int_var("RUNNER_MAX_ATTEMPTS", cfg.max_attempts);
-  dur_var("RUNNER_PRIORITY_AGING", cfg.priority_aging_seconds);
+  }
 }
 
 Config load_config(const std::string& path) {
