@@ -20,7 +20,8 @@ struct GlobalFlags {
 };
 
 struct WorkerFlags {
-  // The flags of settings in the table (core/settings.hpp), registered from it, by setting name
+  // The flags of settings in the table (core/settings_table.hpp), registered from it, by setting
+  // name
   // ("worker.lease_seconds"): the text given ("" when not given). A true/false setting's flag
   // (--pgbouncer, --no-maintenance) is "1" when given.
   std::map<std::string, std::string> given;

@@ -15,7 +15,7 @@
 #include "cli_common.hpp"
 #include "job_options.hpp"
 #include "log.hpp"
-#include "settings.hpp"
+#include "settings_table.hpp"
 #include "util.hpp"
 
 namespace jr::cli {

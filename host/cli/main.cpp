@@ -21,7 +21,7 @@
 #include "managed_db.hpp"
 #include "plugin_loader.hpp"
 #include "sandbox.hpp"
-#include "settings.hpp"
+#include "settings_table.hpp"
 #include "util.hpp"
 
 #ifndef JR_VERSION
@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   // one given to a command it does not apply to is refused (exit 2), see below.
   WorkerFlags w;
   std::vector<CLI::Option*> worker_flags;
-  // The flags of the settings table (core/settings.hpp): each setting's flag, its help line
+  // The flags of the settings table (core/settings_table.hpp): each setting's flag, its help line
   // from the table's, with its variable and config key, and an integer's range.
   for (const Setting& s : settings()) {
     if (!*s.flag || s.global_flag) continue;

@@ -11,7 +11,7 @@
 
 #include "cron.hpp"
 #include "db_auth.hpp"
-#include "settings.hpp"
+#include "settings_table.hpp"
 #include "util.hpp"
 
 namespace jr {
@@ -131,7 +131,7 @@ class Reader {
       if (out < 0) fail(*n, key, "must not be negative");
     }
   }
-  // One setting of the table (settings.hpp), by the type of its field.
+  // One setting of the table (settings_table.hpp), by the type of its field.
   void setting(const Setting& st, Config& cfg) {
     std::visit(
         [&](auto member) {
@@ -203,7 +203,7 @@ void read_file(const std::string& path, Config& cfg) {
   }
   cfg.source = path;
   Reader top(path, root, "");
-  // The settings that are one value come from the table (settings.hpp); the rest by hand.
+  // The settings that are one value come from the table (settings_table.hpp); the rest by hand.
   top.known_settings("", {"worker", "plugins", "cron", "webhooks", "otel"});
   top.settings_of("", cfg);
   if (auto wh = root.get("webhooks")) {

@@ -18,21 +18,6 @@ namespace fs = std::filesystem;
 namespace jr {
 namespace {
 
-// [A-Za-z0-9_.:-]{1,128}, checked in linear time without reading past 129 bytes (a plugin's
-// string may be unterminated garbage or megabytes long).
-bool valid_name(const char* s) {
-  if (s == nullptr) return false;
-  size_t n = strnlen(s, 129);
-  if (n == 0 || n > 128) return false;
-  for (size_t i = 0; i < n; ++i) {
-    char c = s[i];
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 std::mutex g_refused_mu;
 std::vector<RefusedPlugin>& refused_list() {
   static auto* v = new std::vector<RefusedPlugin>();
@@ -49,7 +34,7 @@ std::vector<boost::dll::shared_library>& libraries() {
 
 bool valid_plugin_name(std::string_view s) {
   if (s.size() > 128 || s.find('\0') != std::string_view::npos) return false;
-  return valid_name(std::string(s).c_str());
+  return jobrunner::abi::valid_name(std::string(s).c_str());
 }
 
 LoadedPlugin load_plugin(const std::string& path) { return load_plugin(PinnedFile::pin(path)); }
@@ -108,24 +93,8 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
   }
   auto entry = lib.get<const jr_plugin_desc*(uint32_t)>(JR_PLUGIN_ENTRY_SYMBOL);
   const jr_plugin_desc* d = entry(JR_ABI_MINOR);
-  if (d == nullptr) throw fail("entry point returned no descriptor (the plugin refused this host)");
-  if (d->struct_size < JR_PLUGIN_DESC_V1_0_SIZE) {
-    throw fail("descriptor struct_size " + std::to_string(d->struct_size) +
-               " is smaller than the ABI v1.0 minimum of " +
-               std::to_string(JR_PLUGIN_DESC_V1_0_SIZE));
-  }
-  if (d->abi_major != JR_ABI_MAJOR) {
-    throw fail("built for ABI major version " + std::to_string(d->abi_major) +
-               "; this host speaks major version " + std::to_string(JR_ABI_MAJOR));
-  }
-  if (!valid_name(d->name)) {
-    throw fail("missing or invalid plugin name (1-128 characters of A-Z a-z 0-9 _ . : -)");
-  }
-  if (d->init == nullptr || d->handle == nullptr) {
-    throw fail("descriptor lacks the required init and handle functions");
-  }
-  if (d->kind_count > 0 && d->kinds == nullptr) throw fail("declares no job kinds");
-  if (d->kind_count > 1024) throw fail("declares too many job kinds");
+  // The descriptor's checks, shared with the SDK's test harness (jobrunner/abi_validate.h).
+  if (std::string why = jobrunner::abi::check_descriptor(d); !why.empty()) throw fail(why);
 
   LoadedPlugin p;
   p.path = shown_as;
@@ -137,26 +106,10 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
   p.has_idle = JR_HAS_FIELD(d, jr_plugin_desc, idle) && d->idle != nullptr;
   for (uint32_t i = 0; i < d->kind_count; ++i) {
     const jr_kind_desc* k = d->kinds[i];
-    if (k == nullptr) throw fail("kind #" + std::to_string(i) + " is NULL");
-    if (k->struct_size < JR_KIND_DESC_V1_0_SIZE) {
-      throw fail("kind #" + std::to_string(i) + " struct_size " + std::to_string(k->struct_size) +
-                 " is smaller than the ABI v1.0 minimum of " +
-                 std::to_string(JR_KIND_DESC_V1_0_SIZE));
-    }
-    if (!valid_name(k->kind)) {
-      throw fail("kind #" + std::to_string(i) + " has a missing or invalid name");
-    }
     KindInfo ki;
     ki.kind = k->kind;
-    if (k->default_queue != nullptr) {
-      if (!valid_name(k->default_queue)) {
-        throw fail("kind '" + ki.kind + "' has an invalid default queue");
-      }
-      ki.default_queue = k->default_queue;
-    }
-    if (k->timeout_ms < 0) throw fail("kind '" + ki.kind + "' has a negative timeout");
+    if (k->default_queue != nullptr) ki.default_queue = k->default_queue;
     ki.timeout_ms = k->timeout_ms;
-    if (k->max_attempts < 0) throw fail("kind '" + ki.kind + "' has negative max_attempts");
     ki.max_attempts = k->max_attempts;
     if (k->retry_schedule != nullptr) {
       try {
@@ -166,14 +119,7 @@ LoadedPlugin load_plugin(const std::string& path, const std::string& shown_as) {
         throw fail("kind '" + ki.kind + "': " + e.what());
       }
     }
-    for (const auto& existing : p.kinds) {
-      if (existing.kind == ki.kind) throw fail("declares kind '" + ki.kind + "' twice");
-    }
     p.kinds.push_back(std::move(ki));
-  }
-  if (d->manifest_json != nullptr &&
-      strnlen(d->manifest_json, kMaxManifestBytes + 1) > kMaxManifestBytes) {
-    throw fail("manifest_json is larger than " + std::to_string(kMaxManifestBytes) + " bytes");
   }
   if (d->manifest_json != nullptr && *d->manifest_json) {
     p.manifest = nlohmann::json::parse(d->manifest_json, nullptr, false);

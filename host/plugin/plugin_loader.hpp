@@ -7,6 +7,7 @@
 #pragma once
 
 #include <jobrunner/abi.h>
+#include <jobrunner/abi_validate.h>
 
 #include <map>
 #include <memory>
@@ -22,7 +23,7 @@
 namespace jr {
 
 // Largest manifest_json a plugin may declare (bytes); a longer one refuses the plugin.
-constexpr size_t kMaxManifestBytes = 64 * 1024;
+constexpr size_t kMaxManifestBytes = jobrunner::abi::kMaxManifestBytes;
 
 class PluginError : public std::runtime_error {
  public:

@@ -1,9 +1,7 @@
-// The settings table (host/core/settings.hpp) is the one place a setting is declared; these
+// The settings table (host/core/settings_table.hpp) is the one place a setting is declared; these
 // cases hold everything that reads it to it: the TOML reader and the environment read every
 // setting of the table into its field, the reference shows each setting's real default, the
 // worker's flags are the table's, and the README's reference is the generated one.
-#include "settings.hpp"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -14,6 +12,7 @@
 
 #include "config.hpp"
 #include "harness.hpp"
+#include "settings_table.hpp"
 
 namespace jr {
 namespace {

@@ -296,6 +296,53 @@ TEST(SdkTesting, ReportsAbiMisuse) {
   EXPECT_EQ(h.violations()[0], "set_result called after the call returned");
 }
 
+// One set of checks (jobrunner/abi_validate.h) for the harness and the host's loader: each bad
+// descriptor is refused by the harness with exactly the reason check_descriptor gives, which
+// is the reason the runner prints (the loader throws "plugin FILE: " + the same text).
+TEST(SdkTesting, TheHarnessRefusesWithTheHostsReason) {
+  static const jr_kind_desc bad_schedule = {sizeof(jr_kind_desc), 0, "k", nullptr, 0, "60s,300"};
+  static const jr_kind_desc negative = {sizeof(jr_kind_desc), -1, "k", nullptr, 0, nullptr};
+  static const jr_kind_desc bad_queue = {sizeof(jr_kind_desc), 0, "k", "no spaces", 0, nullptr};
+  static const jr_kind_desc good = {sizeof(jr_kind_desc), 0, "k", "q", 0, " 60, 300 ,900"};
+  static const jr_kind_desc* const one[][1] = {{&bad_schedule}, {&negative}, {&bad_queue}};
+  static const jr_kind_desc* const twice[] = {&good, &good};
+  static const std::string huge(jobrunner::abi::kMaxManifestBytes + 1, ' ');
+  struct Case {
+    std::function<void(jr_plugin_desc&)> spoil;
+    std::string reason;
+  };
+  std::vector<Case> cases = {
+      {[](jr_plugin_desc& d) { d.kinds = one[0]; }, "kind 'k': invalid retry schedule"},
+      {[](jr_plugin_desc& d) { d.kinds = one[1]; }, "kind 'k' has negative max_attempts"},
+      {[](jr_plugin_desc& d) { d.kinds = one[2]; }, "kind 'k' has an invalid default queue"},
+      {[](jr_plugin_desc& d) {
+         d.kinds = twice;
+         d.kind_count = 2;
+       },
+       "declares kind 'k' twice"},
+      {[](jr_plugin_desc& d) { d.manifest_json = huge.c_str(); }, "manifest_json is larger than"},
+      {[](jr_plugin_desc& d) { d.handle = nullptr; }, "lacks the required init and handle"},
+      {[](jr_plugin_desc& d) { d.kind_count = 5000; }, "declares too many job kinds"},
+  };
+  for (const auto& c : cases) {
+    jr_plugin_desc d = raw_desc();
+    c.spoil(d);
+    std::string why = jobrunner::abi::check_descriptor(&d);
+    EXPECT_NE(why.find(c.reason), std::string::npos) << why;
+    try {
+      Harness h(&d);
+      ADD_FAILURE() << "accepted: " << c.reason;
+    } catch (const HarnessError& e) {
+      EXPECT_EQ(std::string(e.what()), "plugin descriptor: " + why);
+    }
+  }
+  static const jr_kind_desc* const fine[] = {&good};
+  jr_plugin_desc d = raw_desc();
+  d.kinds = fine;
+  EXPECT_EQ(jobrunner::abi::check_descriptor(&d), "") << "spaces and commas as the host reads them";
+  EXPECT_NO_THROW(Harness h(&d));
+}
+
 TEST(SdkTesting, RefusesTheDescriptorsTheHostRefuses) {
   jr_plugin_desc d = raw_desc();
   d.abi_major = 2;

@@ -24,6 +24,7 @@
 
 #include <dlfcn.h>
 #include <jobrunner/abi.h>
+#include <jobrunner/abi_validate.h>
 
 #include <atomic>
 #include <cmath>
@@ -459,48 +460,27 @@ class Harness {
     return nullptr;
   }
 
-  static bool valid_name(const char* s) {
-    if (s == nullptr || *s == '\0') return false;
-    size_t n = 0;
-    for (; s[n] != '\0'; ++n) {
-      char ch = s[n];
-      bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                ch == '_' || ch == '.' || ch == ':' || ch == '-';
-      if (!ok || n >= 128) return false;
-    }
-    return true;
-  }
-
-  // The host loader's checks (host/plugin/plugin_loader.cpp), so a plugin that passes here loads
-  // there.
+  // The host loader's checks, from the same header (jobrunner/abi_validate.h), so a plugin
+  // that passes here loads there and one refused there is refused here for the same reason.
   void validate() {
     const jr_plugin_desc* d = s_->desc;
     auto fail = [](const std::string& why) { return HarnessError("plugin descriptor: " + why); };
-    if (d == nullptr) throw fail("NULL");
-    if (d->struct_size < JR_PLUGIN_DESC_V1_0_SIZE) throw fail("struct_size below the v1.0 size");
-    if (d->abi_major != JR_ABI_MAJOR) {
-      throw fail("built for ABI major " + std::to_string(d->abi_major) + ", not " +
-                 std::to_string(JR_ABI_MAJOR));
-    }
-    if (!valid_name(d->name)) throw fail("missing or invalid plugin name");
+    if (std::string why = jobrunner::abi::check_descriptor(d); !why.empty()) throw fail(why);
     s_->name = d->name;
     s_->version = d->version ? d->version : "";
-    if (d->init == nullptr || d->handle == nullptr) throw fail("init and handle are required");
-    if (d->kinds == nullptr || d->kind_count == 0 || d->kind_count > 1024) {
-      throw fail("declares no (or too many) job kinds");
+    if (d->manifest_json != nullptr && *d->manifest_json) {
+      s_->manifest = nlohmann::json::parse(d->manifest_json, nullptr, false);
+      if (s_->manifest.is_discarded() || !s_->manifest.is_object()) {
+        throw fail("manifest_json is not a JSON object");
+      }
+    }
+    if (d->kind_count == 0) {
+      // The host serves such a plugin only when the operator's config names its kinds; the
+      // harness runs kinds the descriptor declares.
+      throw fail("declares no job kinds");
     }
     for (uint32_t i = 0; i < d->kind_count; ++i) {
       const jr_kind_desc* k = d->kinds[i];
-      if (k == nullptr || k->struct_size < JR_KIND_DESC_V1_0_SIZE || !valid_name(k->kind)) {
-        throw fail("kind #" + std::to_string(i) + " is NULL, too small or badly named");
-      }
-      if (k->default_queue != nullptr && !valid_name(k->default_queue)) {
-        throw fail(std::string("kind '") + k->kind + "' has an invalid default queue");
-      }
-      if (k->timeout_ms < 0 || k->max_attempts < 0) {
-        throw fail(std::string("kind '") + k->kind + "' has a negative timeout or max_attempts");
-      }
-      if (find_kind(k->kind) != nullptr) throw fail(std::string("kind twice: ") + k->kind);
       KindSpec ks;
       ks.kind = k->kind;
       ks.default_queue = k->default_queue ? k->default_queue : "";
@@ -508,12 +488,6 @@ class Harness {
       ks.max_attempts = k->max_attempts;
       ks.retry_schedule = k->retry_schedule ? k->retry_schedule : "";
       s_->kinds.push_back(std::move(ks));
-    }
-    if (d->manifest_json != nullptr && *d->manifest_json) {
-      s_->manifest = nlohmann::json::parse(d->manifest_json, nullptr, false);
-      if (s_->manifest.is_discarded() || !s_->manifest.is_object()) {
-        throw fail("manifest_json is not a JSON object");
-      }
     }
   }
 

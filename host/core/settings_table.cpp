@@ -1,4 +1,4 @@
-#include "settings.hpp"
+#include "settings_table.hpp"
 
 #include <sstream>
 #include <stdexcept>
