@@ -14,8 +14,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "fixtures.hpp"
 #include "harness.hpp"
+#include "net_servers.hpp"
 #include "plugin_host.hpp"
 
 using Clock = std::chrono::steady_clock;
@@ -60,8 +60,8 @@ int main(int argc, char** argv) {
   int half = domains / 2;
   std::vector<std::string> zones = {"test"};
   for (int i = 0; i < domains; ++i) zones.push_back("reg" + std::to_string(i) + ".test");
-  dctest::TestDns dns(zones, {});
-  dctest::WhoisServer whois({});
+  jrtest::net::LoopbackDns dns(zones);
+  jrtest::net::WhoisServer whois({});
   std::string db = jrtest::PgCluster::get().create_database("benchdc");
   json cfg = {{"database_url", db},
               {"dns_server", "127.0.0.1"},

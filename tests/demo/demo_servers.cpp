@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "dns_whois.hpp"
+#include "net_servers.hpp"
 
 namespace {
 
@@ -161,9 +161,10 @@ int main(int argc, char** argv) {
     std::filesystem::remove(opt.state_dir + "/ports.env");
     SiteServer http(opt.site);
     std::printf("demo_servers: HTTP  on 127.0.0.1:%d serving %s\n", http.port(), opt.site.c_str());
-    demo::WhoisServer whois({opt.whois_registered.begin(), opt.whois_registered.end()});
+    jrtest::net::WhoisServer whois({opt.whois_registered.begin(), opt.whois_registered.end()}, 0,
+                                   jrtest::net::WhoisServer::Names::plain);
     std::printf("demo_servers: WHOIS on 127.0.0.1:%d\n", whois.port());
-    demo::DemoDns dns(opt.state_dir, opt.zones, opt.delegated);
+    jrtest::net::LoopbackDns dns(opt.zones, {}, opt.delegated, opt.state_dir);
     std::printf("demo_servers: DNS   on 127.0.0.1:%d (dnsmasq pair; logs in %s)\n", dns.port(),
                 opt.state_dir.c_str());
     write_ports(opt.state_dir, http.port(), dns.port(), whois.port());

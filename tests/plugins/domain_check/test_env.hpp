@@ -9,11 +9,16 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "fixtures.hpp"
 #include "harness.hpp"
+#include "net_servers.hpp"
 #include "plugin_host.hpp"
 
 namespace dctest {
+
+// The loopback servers (tests/support/net_servers.hpp), under the names these tests use.
+using namespace jrtest::net;
+using TestDns = LoopbackDns;
+inline int dead_port() { return free_port(); }
 
 struct Env {
   SilentUdp silent;      // upstream for *.slow: never answers

@@ -1,22 +1,25 @@
-#include "dns_whois.hpp"
+#include "net_servers.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 
-namespace demo {
+namespace jrtest::net {
 namespace {
 
 sockaddr_in loopback(int port) {
@@ -48,22 +51,6 @@ int port_of(int fd) {
   return ntohs(a.sin_port);
 }
 
-// A port free for both UDP and TCP right now (dnsmasq listens on both).
-int free_port() {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int u = bound_socket(SOCK_DGRAM, 0);
-    if (u < 0) continue;
-    int port = port_of(u);
-    int t = bound_socket(SOCK_STREAM, port);
-    ::close(u);
-    if (t >= 0) {
-      ::close(t);
-      return port;
-    }
-  }
-  throw std::runtime_error("no free loopback port");
-}
-
 // True when something answers a DNS query ("." NS) on 127.0.0.1:port within `ms`.
 bool dns_answers(int port, int ms) {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -88,15 +75,36 @@ std::string read_file(const std::string& path) {
 
 }  // namespace
 
-Dnsmasq::Dnsmasq(const std::string& dir, const std::string& name,
-                 const std::vector<std::string>& conf) {
+int free_port() {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    int u = bound_socket(SOCK_DGRAM, 0);
+    if (u < 0) continue;
+    int port = port_of(u);
+    int t = bound_socket(SOCK_STREAM, port);
+    ::close(u);
+    if (t >= 0) {
+      ::close(t);
+      return port;
+    }
+  }
+  throw std::runtime_error("no free loopback port");
+}
+
+Dnsmasq::Dnsmasq(const std::vector<std::string>& conf_lines, const std::string& dir_given,
+                 const std::string& name) {
+  std::string dir = dir_given;
+  if (dir.empty()) {
+    char tmpl[] = "/tmp/jr-dnsmasq-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir = own_dir_ = tmpl;
+  }
   const std::string conf_path = dir + "/" + name + ".conf";
   const std::string log_path = dir + "/" + name + ".log";
   {
     std::ofstream f(conf_path);
     f << "no-resolv\nno-hosts\nno-poll\nbind-interfaces\nlisten-address=127.0.0.1\n"
       << "cache-size=0\n";
-    for (const auto& line : conf) f << line << "\n";
+    for (const auto& line : conf_lines) f << line << "\n";
     if (!f) throw std::runtime_error("cannot write " + conf_path);
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
@@ -144,8 +152,10 @@ Dnsmasq::Dnsmasq(const std::string& dir, const std::string& name,
     }
     stop();
   }
-  throw std::runtime_error("dnsmasq (" + name + ") did not start; " + log_path + ":\n" +
-                           read_file(log_path));
+  std::string log = read_file(log_path);
+  std::error_code ec;
+  if (!own_dir_.empty()) std::filesystem::remove_all(own_dir_, ec);
+  throw std::runtime_error("dnsmasq (" + name + ") did not start; " + log_path + ":\n" + log);
 }
 
 void Dnsmasq::stop() {
@@ -162,7 +172,11 @@ void Dnsmasq::stop() {
   pid_ = -1;
 }
 
-Dnsmasq::~Dnsmasq() { stop(); }
+Dnsmasq::~Dnsmasq() {
+  stop();
+  std::error_code ec;
+  if (!own_dir_.empty()) std::filesystem::remove_all(own_dir_, ec);
+}
 
 namespace {
 
@@ -174,25 +188,64 @@ std::vector<std::string> auth_conf(const std::vector<std::string>& zones,
   return c;
 }
 
-std::vector<std::string> resolver_conf(const std::vector<std::string>& zones, int auth_port) {
+std::vector<std::string> resolver_conf(const std::vector<std::string>& zones, int auth_port,
+                                       const std::vector<std::pair<std::string, int>>& forwards) {
   std::vector<std::string> c;
-  for (const auto& z : zones)
+  for (const auto& z : zones) {
     c.push_back("server=/" + z + "/127.0.0.1#" + std::to_string(auth_port));
+  }
+  for (const auto& [domain, port] : forwards) {
+    c.push_back("server=/" + domain + "/127.0.0.1#" + std::to_string(port));
+  }
   return c;
 }
 
 }  // namespace
 
-DemoDns::DemoDns(const std::string& dir, const std::vector<std::string>& zones,
-                 const std::vector<std::string>& delegated)
-    : auth_(dir, "dnsmasq-auth", auth_conf(zones, delegated)),
-      resolver_(dir, "dnsmasq-resolver", resolver_conf(zones, auth_.port())) {}
+LoopbackDns::LoopbackDns(const std::vector<std::string>& zones,
+                         const std::vector<std::pair<std::string, int>>& forwards,
+                         const std::vector<std::string>& delegated, const std::string& dir)
+    : auth_(auth_conf(zones, delegated), dir, "dnsmasq-auth"),
+      resolver_(resolver_conf(zones, auth_.port(), forwards), dir, "dnsmasq-resolver") {}
 
-WhoisServer::WhoisServer(std::set<std::string> registered) : registered_(std::move(registered)) {
+SilentUdp::SilentUdp() {
+  fd_ = bound_socket(SOCK_DGRAM, 0);
+  if (fd_ < 0) throw std::runtime_error("cannot bind a UDP socket on 127.0.0.1");
+  port_ = port_of(fd_);
+}
+SilentUdp::~SilentUdp() { ::close(fd_); }
+
+ServfailUdp::ServfailUdp() {
+  fd_ = bound_socket(SOCK_DGRAM, 0);
+  if (fd_ < 0) throw std::runtime_error("cannot bind a UDP socket on 127.0.0.1");
+  port_ = port_of(fd_);
+  thread_ = std::thread([this] {
+    unsigned char buf[1500];
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n < 12) continue;
+      buf[2] = static_cast<unsigned char>(buf[2] | 0x80);               // QR
+      buf[3] = static_cast<unsigned char>((buf[3] & 0xf0) | 2 | 0x80);  // RA, RCODE=SERVFAIL
+      ::sendto(fd_, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+    }
+  });
+}
+ServfailUdp::~ServfailUdp() {
+  stop_ = true;
+  thread_.join();
+  ::close(fd_);
+}
+
+WhoisServer::WhoisServer(std::set<std::string> registered, int delay_ms, Names names)
+    : registered_(std::move(registered)), delay_ms_(delay_ms), names_(names) {
   listen_fd_ = bound_socket(SOCK_STREAM, 0);
   if (listen_fd_ < 0) throw std::runtime_error("whois: cannot bind 127.0.0.1");
   port_ = port_of(listen_fd_);
-  ::listen(listen_fd_, 64);
+  ::listen(listen_fd_, 128);
   accept_thread_ = std::thread([this] {
     while (!stop_) {
       pollfd p{listen_fd_, POLLIN, 0};
@@ -217,7 +270,36 @@ WhoisServer::~WhoisServer() {
   ::close(listen_fd_);
 }
 
+std::string WhoisServer::reply_to(const std::string& name) const {
+  auto starts = [&](const char* word) {
+    return names_ == Names::scripted && name.rfind(word, 0) == 0;
+  };
+  if (starts("empty")) return "";
+  if (starts("limit")) return "Query limit exceeded; try again later\r\n";
+  if (starts("latin1")) {
+    return "Domain Name: " + name + "\r\nRegistrant: Soci\xe9t\xe9 G\xe9n\xe9rale\r\n";
+  }
+  if (starts("cututf8")) {
+    std::string r = "Domain Name: " + name + "\r\nRegistrant: ";
+    r.append(199 - r.size(), 'x');  // bytes 0-198; byte 199 starts a 2-byte character
+    return r + "\xc3\xa9t\xc3\xa9\r\n";
+  }
+  if (starts("nulbyte")) {
+    std::string r = "Domain Name: " + name + "\r\nRemarks: a";
+    r.push_back('\0');
+    return r + "b\r\n";
+  }
+  if (registered_.count(name)) {
+    return "Domain Name: " + name + "\r\nRegistrar: Loopback Registrar\r\nName Server: NONE\r\n";
+  }
+  return "No match for \"" + name + "\".\r\n>>> Last update of whois database <<<\r\n";
+}
+
 void WhoisServer::serve(int fd) {
+  int now = ++in_flight_;
+  for (int prev = max_in_flight_.load();
+       now > prev && !max_in_flight_.compare_exchange_weak(prev, now);) {
+  }
   // RFC 3912: one line with the query, then the server replies and closes.
   std::string line;
   char buf[512];
@@ -232,15 +314,15 @@ void WhoisServer::serve(int fd) {
   }
   std::string name = line.substr(0, line.find_first_of("\r\n"));
   ++queries_;
-  std::string reply;
-  if (registered_.count(name)) {
-    reply = "Domain Name: " + name +
-            "\r\nRegistrar: Demo Loopback Registrar\r\nName Server: (none, not delegated)\r\n";
+  if (names_ == Names::scripted && name.rfind("hang", 0) == 0) {
+    while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   } else {
-    reply = "No match for \"" + name + "\".\r\n>>> Last update of whois database <<<\r\n";
+    std::string reply = reply_to(name);
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    if (!reply.empty()) ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
   }
-  ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+  --in_flight_;
   ::close(fd);
 }
 
-}  // namespace demo
+}  // namespace jrtest::net
