@@ -797,6 +797,50 @@ void Engine::push_finish(JobFinish f) {
   done_cv_.notify_one();
 }
 
+// Counts and logs what a finish statement wrote: each outcome, or its rejection (fenced off:
+// the lease is no longer ours).
+void Engine::note_finished(const std::vector<JobFinish>& batch, const JobFinishResult& r) {
+  for (int64_t id : r.rejected) {
+    ++stats_.rejected;
+    log::warn("outcome rejected: the job's lease is no longer ours (rescued or released)",
+              {{"job_id", id}, {"worker_id", opts_.worker_id}});
+  }
+  for (const auto& f : batch) {
+    bool rejected = std::find(r.rejected.begin(), r.rejected.end(), f.id) != r.rejected.end();
+    if (rejected) continue;
+    switch (f.outcome) {
+      case Outcome::completed:
+        ++stats_.completed;
+        break;
+      case Outcome::retry:
+        ++stats_.retried;
+        log::warn("job failed; will retry", {{"job_id", f.id},
+                                             {"attempt", f.attempt},
+                                             {"error_kind", f.error_kind},
+                                             {"error", f.error},
+                                             {"retry_in_s", f.delay_seconds}});
+        break;
+      case Outcome::discard:
+        ++stats_.discarded;
+        log::error("job moved to the dead letter queue", {{"job_id", f.id},
+                                                          {"attempt", f.attempt},
+                                                          {"error_kind", f.error_kind},
+                                                          {"error", f.error}});
+        break;
+      case Outcome::snooze:
+        ++stats_.snoozed;
+        break;
+      case Outcome::cancelled:
+        ++stats_.cancelled;
+        log::info("job cancelled", {{"job_id", f.id}});
+        break;
+      case Outcome::release:
+        ++stats_.released;
+        break;
+    }
+  }
+}
+
 void Engine::complete_loop() {
   // A connection of its own when the budget gives completers one, else the claims connection.
   SharedStore* store = claims_.get();
@@ -822,45 +866,7 @@ void Engine::complete_loop() {
       try {
         JobFinishResult r =
             store->with([&](Store& s) { return s.JobFinishMany(opts_.worker_id, batch); });
-        for (int64_t id : r.rejected) {
-          ++stats_.rejected;
-          log::warn("outcome rejected: the job's lease is no longer ours (rescued or released)",
-                    {{"job_id", id}, {"worker_id", opts_.worker_id}});
-        }
-        for (const auto& f : batch) {
-          bool rejected = std::find(r.rejected.begin(), r.rejected.end(), f.id) != r.rejected.end();
-          if (rejected) continue;
-          switch (f.outcome) {
-            case Outcome::completed:
-              ++stats_.completed;
-              break;
-            case Outcome::retry:
-              ++stats_.retried;
-              log::warn("job failed; will retry", {{"job_id", f.id},
-                                                   {"attempt", f.attempt},
-                                                   {"error_kind", f.error_kind},
-                                                   {"error", f.error},
-                                                   {"retry_in_s", f.delay_seconds}});
-              break;
-            case Outcome::discard:
-              ++stats_.discarded;
-              log::error("job moved to the dead letter queue", {{"job_id", f.id},
-                                                                {"attempt", f.attempt},
-                                                                {"error_kind", f.error_kind},
-                                                                {"error", f.error}});
-              break;
-            case Outcome::snooze:
-              ++stats_.snoozed;
-              break;
-            case Outcome::cancelled:
-              ++stats_.cancelled;
-              log::info("job cancelled", {{"job_id", f.id}});
-              break;
-            case Outcome::release:
-              ++stats_.released;
-              break;
-          }
-        }
+        note_finished(batch, r);
         delay = 250;
         reconnect_now = true;
         break;
@@ -879,7 +885,9 @@ void Engine::complete_loop() {
           // result that is not valid JSON) cannot hold back the others.
           for (auto& f : batch) {
             try {
-              store->with([&](Store& s) { return s.JobFinishMany(opts_.worker_id, {f}); });
+              JobFinishResult one =
+                  store->with([&](Store& s) { return s.JobFinishMany(opts_.worker_id, {f}); });
+              note_finished({f}, one);
             } catch (const StoreError& e2) {
               log::error("recording a job outcome failed",
                          {{"job_id", f.id}, {"error", e2.what()}});

@@ -190,6 +190,7 @@ class Engine : public HostServices {
   struct PluginRuntime;
   void fetch_loop();
   void slot_loop();
+  void note_finished(const std::vector<JobFinish>& batch, const JobFinishResult& r);
   void complete_loop();
   void maintain_loop();
   void heartbeat_loop();

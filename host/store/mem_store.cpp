@@ -979,7 +979,7 @@ class MemStore final : public Store {
         {"payload",
          r.payload}}.dump();
     p.unique_key = key;
-    insert(p);
+    (void)insert(p);  // one finalizer per job: the unique key makes a second insert a no-op
   }
 
   // Waiting children whose parents have all completed become available now (as the completion

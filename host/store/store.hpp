@@ -81,7 +81,7 @@ struct JobInsertParams {
   std::optional<std::string> traceparent;
 };
 
-struct JobInsertResult {
+struct [[nodiscard]] JobInsertResult {
   int64_t id = 0;
   bool inserted = true;   // false: a unique job with the same key already existed
   bool replaced = false;  // (not inserted) that job's payload and run time were updated
@@ -127,7 +127,7 @@ struct JobFinish {
   std::string kind;          // for logs (set on failures only, to keep completions cheap)
 };
 
-struct JobFinishResult {
+struct [[nodiscard]] JobFinishResult {
   std::vector<int64_t> rejected;  // ids whose lease was no longer ours (fencing)
 };
 
@@ -155,7 +155,7 @@ struct PruneParams {
   int limit = 5000;
 };
 
-enum class CancelResult { cancelled, requested, not_found, already_finished };
+enum class [[nodiscard]] CancelResult{cancelled, requested, not_found, already_finished};
 
 // `runner jobs cancel`: the jobs of one queue that are not running, optionally of one kind and
 // in one state (waiting, scheduled, available or retryable; unset: all four).
@@ -218,7 +218,7 @@ class Store {
   virtual int SchemaMigrate() = 0;
   virtual int SchemaVersion() = 0;
 
-  virtual int64_t JobInsert(const JobInsertParams& p) { return JobInsertEx(p).id; }
+  [[nodiscard]] virtual int64_t JobInsert(const JobInsertParams& p) { return JobInsertEx(p).id; }
   virtual JobInsertResult JobInsertEx(const JobInsertParams& p) = 0;
   // Bulk insert in one transaction (COPY); returns the new ids in input order.
   virtual std::vector<int64_t> JobInsertMany(const std::vector<JobInsertParams>& jobs) = 0;
@@ -227,21 +227,23 @@ class Store {
   // JobInsertMany with `base` copied once per payload, without building those copies.
   virtual std::vector<int64_t> JobInsertBulk(const JobInsertParams& base,
                                              const std::vector<std::string>& payloads) = 0;
-  virtual std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) = 0;
+  [[nodiscard]] virtual std::vector<ClaimedJob> JobClaim(const JobClaimParams& p) = 0;
   // Records outcomes of several attempts in one transaction.
-  virtual JobFinishResult JobFinishMany(const std::string& worker_id,
-                                        const std::vector<JobFinish>& jobs) = 0;
+  [[nodiscard]] virtual JobFinishResult JobFinishMany(const std::string& worker_id,
+                                                      const std::vector<JobFinish>& jobs) = 0;
   // Extends the lease of every running job of this worker; returns ids whose cancellation was
   // requested.
-  virtual std::vector<int64_t> JobHeartbeat(const std::string& worker_id, double lease_seconds) = 0;
+  [[nodiscard]] virtual std::vector<int64_t> JobHeartbeat(const std::string& worker_id,
+                                                          double lease_seconds) = 0;
   // Same for the running jobs of this worker among `ids` only (the jobs the runner knows it
   // holds). A claim whose answer was lost (connection killed after the commit) leaves rows that
   // carry the worker's id but that no slot will run: they must expire and be rescued, not be
   // kept alive by every heartbeat. Rows another transaction has locked are skipped; `renewed`
   // (if given) receives how many rows were renewed.
-  virtual std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id, double lease_seconds,
-                                                const std::vector<int64_t>& ids,
-                                                size_t* renewed = nullptr) = 0;
+  [[nodiscard]] virtual std::vector<int64_t> JobHeartbeatHeld(const std::string& worker_id,
+                                                              double lease_seconds,
+                                                              const std::vector<int64_t>& ids,
+                                                              size_t* renewed = nullptr) = 0;
   // This connection's commits stop waiting for the WAL flush (synchronous_commit off, kept
   // across reconnects). For lease renewals only: one lost in a database crash costs nothing
   // (the lease is renewed again, or expires as if the runner had stopped), while a renewal
@@ -255,7 +257,7 @@ class Store {
                                                         const std::vector<int64_t>& held) = 0;
   // Moves due scheduled/retryable jobs to available; returns how many.
   virtual int JobPromoteDue(int limit) = 0;
-  virtual std::optional<JobView> JobGet(int64_t id) = 0;
+  [[nodiscard]] virtual std::optional<JobView> JobGet(int64_t id) = 0;
   virtual std::vector<JobView> JobList(const JobListParams& p) = 0;
   virtual void JobProgress(int64_t id, int attempt, double percent, const std::string& step) = 0;
 
@@ -268,21 +270,21 @@ class Store {
   // Deletes finished jobs past their retention; returns how many.
   virtual int JobPrune(const PruneParams& p) = 0;
   // Cancels a waiting job, or flags a running one (its runner asks the handler to stop).
-  virtual CancelResult JobCancel(int64_t id) = 0;
+  [[nodiscard]] virtual CancelResult JobCancel(int64_t id) = 0;
   // Cancels every job matching `f` in one transaction (error kind "cancelled"), or with
   // `dry_run` only counts them; returns how many.
   virtual int64_t JobCancelMany(const JobCancelFilter& f, bool dry_run) = 0;
   // Running jobs of this worker whose cancellation was requested.
-  virtual std::vector<int64_t> JobCancelRequested(const std::string& worker_id) = 0;
+  [[nodiscard]] virtual std::vector<int64_t> JobCancelRequested(const std::string& worker_id) = 0;
   // Makes a dead-lettered, cancelled or waiting job available now, with at least one attempt
   // left. Returns false when there is no such job (or it is running or completed).
-  virtual bool JobRetry(int64_t id) = 0;
+  [[nodiscard]] virtual bool JobRetry(int64_t id) = 0;
   // `runner replay` (Reproq's replay): a new job with the kind, queue, payload, priority,
   // attempts, timeout, retry schedule, lock key, rate key, webhook and retention of job `id`
   // (waiting, running or finished, completed included), inserted through JobInsertEx.
   // Dependencies and uniqueness are not copied: the replay is asked for explicitly. Returns
   // the new id, or nothing when no job has that id.
-  virtual std::optional<int64_t> JobReplay(int64_t id) = 0;
+  [[nodiscard]] virtual std::optional<int64_t> JobReplay(int64_t id) = 0;
   // Batches (migration 17, docs/job-model.md "Batches"): jr_batch_enqueue() with its
   // arguments as JSON texts (`on_complete` / `on_failure`: "null" for none); returns its
   // {"batch_id", "job_ids"} document. Input the SQL function refuses (SQLSTATE 22023) throws
@@ -309,8 +311,8 @@ class Store {
 
   // Takes or renews the leadership lease `name` for `owner` (ttl seconds). True while `owner`
   // leads; a leader that stops renewing loses it when the ttl passes.
-  virtual bool LeaderTryAcquire(const std::string& name, const std::string& owner,
-                                double ttl_seconds) = 0;
+  [[nodiscard]] virtual bool LeaderTryAcquire(const std::string& name, const std::string& owner,
+                                              double ttl_seconds) = 0;
   virtual void LeaderResign(const std::string& name, const std::string& owner) = 0;
 
   // Flow control.
@@ -335,7 +337,7 @@ class Store {
   // [{kind, field, prefix}] as JSON text.
   virtual std::string RateKeyFieldList() = 0;
   // True when no job of these kinds is available or running anywhere.
-  virtual bool KindsIdle(const std::vector<std::string>& kinds) = 0;
+  [[nodiscard]] virtual bool KindsIdle(const std::vector<std::string>& kinds) = 0;
 
   // Cron. Upsert keeps an entry's next run unless its schedule or time zone changed.
   virtual void CronUpsert(const std::vector<CronEntry>& entries) = 0;
@@ -351,7 +353,7 @@ class Store {
   virtual void WorkerHeartbeat(const std::string& worker_id, int64_t jobs_done) = 0;
   virtual void WorkerUnregister(const std::string& worker_id) = 0;
   // True when a live runner (heartbeat within `live_seconds`) serves `kind`.
-  virtual bool WorkerServesKind(const std::string& kind, double live_seconds) = 0;
+  [[nodiscard]] virtual bool WorkerServesKind(const std::string& kind, double live_seconds) = 0;
 
   virtual void KindDefaultsUpsert(const std::vector<KindDefaults>& kinds) = 0;
 
@@ -389,8 +391,9 @@ class Store {
   virtual void WebhookUrlsSet(const std::vector<std::string>& served,
                               const std::vector<std::pair<std::string, std::string>>& urls) = 0;
   // Claims due deliveries for `owner` for `lease_seconds` (others skip them meanwhile).
-  virtual std::vector<WebhookDelivery> WebhookClaim(const std::string& owner, int limit,
-                                                    double lease_seconds) = 0;
+  [[nodiscard]] virtual std::vector<WebhookDelivery> WebhookClaim(const std::string& owner,
+                                                                  int limit,
+                                                                  double lease_seconds) = 0;
   virtual void WebhookDelivered(int64_t id, int http_status) = 0;
   // A failed try: pending again after `retry_in_seconds`, or failed when attempts reach `max`.
   virtual void WebhookFailed(int64_t id, int http_status, const std::string& error,

@@ -57,7 +57,7 @@ class Services : public ::testing::Test {
       f.error_kind = "permanent";
       f.error = "failed on purpose";
     }
-    s_->JobFinishMany("w", {f});
+    EXPECT_TRUE(s_->JobFinishMany("w", {f}).rejected.empty());
   }
   json row(int64_t id) {
     auto v = s_->JobGet(id);

@@ -174,8 +174,8 @@ TEST_P(StoreContract, SnoozeAndReleaseGiveTheAttemptBack) {
   int64_t a = insert(), b = insert();
   auto got = claim(2);
   ASSERT_EQ(got.size(), 2u);
-  finish(got[0].id == a ? got[0] : got[1], Outcome::snooze, "w", 60);
-  finish(got[0].id == b ? got[0] : got[1], Outcome::release);
+  EXPECT_TRUE(finish(got[0].id == a ? got[0] : got[1], Outcome::snooze, "w", 60).rejected.empty());
+  EXPECT_TRUE(finish(got[0].id == b ? got[0] : got[1], Outcome::release).rejected.empty());
   EXPECT_EQ(state(a), "scheduled");
   EXPECT_EQ(get(a)["attempt"], 0);
   EXPECT_EQ(state(b), "available");
@@ -187,7 +187,7 @@ TEST_P(StoreContract, ADiscardIsADeadLetterThatRetryRevives) {
   JobInsertParams p;
   p.max_attempts = 1;
   int64_t id = insert(p);
-  finish(claim(1).at(0), Outcome::discard);
+  EXPECT_TRUE(finish(claim(1).at(0), Outcome::discard).rejected.empty());
   json row = get(id);
   EXPECT_EQ(row["state"], "discarded");
   EXPECT_EQ(row["errors"][0]["kind"], "permanent");
@@ -269,7 +269,7 @@ TEST_P(StoreContract, AUniqueKeyReturnsTheLiveJobUntilItFinishes) {
   EXPECT_TRUE(first.inserted);
   EXPECT_FALSE(second.inserted);
   EXPECT_EQ(second.id, first.id);
-  finish(claim(1).at(0), Outcome::completed);
+  EXPECT_TRUE(finish(claim(1).at(0), Outcome::completed).rejected.empty());
   JobInsertResult third = s_->JobInsertEx(p);
   EXPECT_TRUE(third.inserted);
   EXPECT_NE(third.id, first.id);
@@ -287,9 +287,10 @@ TEST_P(StoreContract, ChildrenWaitForTheirParentsAndFollowTheirFate) {
   int64_t doomed = insert(child);
   EXPECT_EQ(state(good), "waiting");
   EXPECT_EQ(state(doomed), "waiting");
-  finish(claim(1).at(0), Outcome::completed);  // ok_parent (children are not available yet)
+  EXPECT_TRUE(finish(claim(1).at(0), Outcome::completed)
+                  .rejected.empty());  // ok_parent (children are not available yet)
   EXPECT_EQ(state(good), "available") << "the completion promotes its waiting children";
-  finish(claim(1, "w", {"other"}).at(0), Outcome::discard);
+  EXPECT_TRUE(finish(claim(1, "w", {"other"}).at(0), Outcome::discard).rejected.empty());
   s_->JobResolveDependencies(100);
   json row = get(doomed);
   EXPECT_EQ(row["state"], "cancelled");
@@ -310,7 +311,7 @@ TEST_P(StoreContract, ALockKeyLimitsHowManyRunAtOnce) {
   insert(p);
   auto got = claim(10);
   EXPECT_EQ(got.size(), 3u) << "one of account:1, two of account:2";
-  finish(got[0], Outcome::completed);
+  EXPECT_TRUE(finish(got[0], Outcome::completed).rejected.empty());
   EXPECT_EQ(claim(10).size(), 1u) << "the finished job's slot is free again";
 }
 
@@ -345,7 +346,7 @@ TEST_P(StoreContract, KindDefaultsGiveTheQueueAndAFinalizer) {
   s_->KindDefaultsUpsert({k});
   int64_t id = insert(JobInsertParams{});  // no queue given: the kind's
   EXPECT_EQ(get(id)["queue"], "k-queue");
-  finish(claim(1).at(0), Outcome::discard);
+  EXPECT_TRUE(finish(claim(1).at(0), Outcome::discard).rejected.empty());
   JobListParams lp;
   lp.kind = "cleanup";
   auto fin = s_->JobList(lp);
@@ -374,7 +375,7 @@ TEST_P(StoreContract, PruningDropsFinishedJobsPastTheirRetention) {
   p.result_ttl_seconds = 0.1;
   int64_t shortlived = insert(p);
   int64_t kept = insert();
-  for (const auto& j : claim(2)) finish(j, Outcome::completed);
+  for (const auto& j : claim(2)) EXPECT_TRUE(finish(j, Outcome::completed).rejected.empty());
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_EQ(s_->JobPrune(PruneParams{}), 1);
   EXPECT_FALSE(s_->JobGet(shortlived).has_value());

@@ -170,7 +170,9 @@ TEST_F(StoreTest, LateCompletionAfterTheLeaseMovedIsRejected) {
 TEST_F(StoreTest, RetryRecordsTheErrorAndWaitsUntilDue) {
   int64_t id = insert("k");
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "disk on fire", 0.2, ""}});
+  EXPECT_TRUE(
+      store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "disk on fire", 0.2, ""}})
+          .rejected.empty());
   auto v = nlohmann::json::parse(store_->JobGet(id)->json);
   EXPECT_EQ(v["state"], "retryable");
   ASSERT_EQ(v["errors"].size(), 1u);
@@ -187,11 +189,13 @@ TEST_F(StoreTest, RetryRecordsTheErrorAndWaitsUntilDue) {
 TEST_F(StoreTest, SnoozeAndReleaseDoNotUseAnAttempt) {
   int64_t id = insert("k");
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::release, "", "", "", 0, ""}});
+  EXPECT_TRUE(
+      store_->JobFinishMany("w", {{id, 1, Outcome::release, "", "", "", 0, ""}}).rejected.empty());
   auto c = claim("w", 1);
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].attempt, 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::snooze, "", "", "", 0, ""}});
+  EXPECT_TRUE(
+      store_->JobFinishMany("w", {{id, 1, Outcome::snooze, "", "", "", 0, ""}}).rejected.empty());
   EXPECT_EQ(q("SELECT state || ':' || attempt FROM jr_jobs WHERE id = " + std::to_string(id)),
             "scheduled:0");
 }
@@ -202,10 +206,13 @@ TEST_F(StoreTest, DiscardKeepsPayloadAndErrorHistory) {
   p.payload = R"({"important":"data"})";
   int64_t id = store_->JobInsert(p);
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "first", 0, ""}});
+  EXPECT_TRUE(store_->JobFinishMany("w", {{id, 1, Outcome::retry, "", "error", "first", 0, ""}})
+                  .rejected.empty());
   store_->JobPromoteDue(10);
   claim("w", 1);
-  store_->JobFinishMany("w", {{id, 2, Outcome::discard, "", "permanent", "bad input", 0, ""}});
+  EXPECT_TRUE(
+      store_->JobFinishMany("w", {{id, 2, Outcome::discard, "", "permanent", "bad input", 0, ""}})
+          .rejected.empty());
   auto v = nlohmann::json::parse(store_->JobGet(id)->json);
   EXPECT_EQ(v["state"], "discarded");
   EXPECT_EQ(v["payload"]["important"], "data");
