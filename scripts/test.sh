@@ -51,9 +51,11 @@ rc=0
 # the run's artefacts; elsewhere into the build tree, so a local run leaves the checkout as it was.
 # JR_UI_SCREENSHOTS set by the caller wins (a path relative to the repository).
 if [ -n "${CI:-}" ]; then export JR_UI_SCREENSHOTS=${JR_UI_SCREENSHOTS:-docs/ui}; fi
-# Every test but the in-process runs of the shipped plugins' suites (label "inprocess"): the
-# sanitizer pass below runs those, plugins in-process under ASan, so here they would only repeat
-# it at -O2. Their sandboxed runs (NAME_sandboxed) are here.
+# Each test runs once, in the pass its subject needs. Here: everything but the tests labelled
+# "inprocess", whose runners run plugins in-process: the shipped plugins' suites' in-process runs
+# (their sandboxed runs, NAME_sandboxed, are here) and the suites of host logic that does not
+# depend on where plugin code runs (store, CLI contract, HTTP, job model, flow control). The
+# sanitizer pass below runs those under ASan, where they find more than at -O2.
 ctest --preset release -j "$CTEST_JOBS" --timeout 900 -LE '^inprocess$' || rc=$?
 echo "   tests done at $(( $(date +%s) - start )) s"
 if [ "$rc" != "0" ]; then
