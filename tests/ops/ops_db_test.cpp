@@ -1,6 +1,7 @@
 // End-to-end tests against real PostgreSQL and the real runner binary: jr_enqueue() inside the
 // caller's transaction (and identical to the Store's insert), `runner info` with live and killed
 // runners, signed webhook deliveries with retries, and no secret in any log line.
+#include <gmock/gmock.h>
 #include <signal.h>
 
 #include <atomic>
@@ -121,8 +122,11 @@ TEST_F(OpsDb, SqlEnqueueInsertsExactlyLikeTheStore) {
   EXPECT_EQ(std::stoll(q("SELECT jr_enqueue('k', '{\"u\": 1}', '{\"unique\": true}')")), first);
   EXPECT_EQ(std::stoll(q("SELECT jr_enqueue('k', '{\"u\":1}', '{\"unique\": true}')")), first);
   // Bad options are errors, not silent defaults.
-  EXPECT_THROW(q("SELECT jr_enqueue('k', '{}', '{\"colour\": 1}')"), std::exception);
-  EXPECT_THROW(q("SELECT jr_enqueue('k', '{}', '{\"depends_on\": [424242]}')"), std::exception);
+  EXPECT_THAT(jrtest::sql_error([&] { q("SELECT jr_enqueue('k', '{}', '{\"colour\": 1}')"); }),
+              testing::HasSubstr("22023: ERROR:  jr_enqueue: 'colour' is not a known job option"));
+  EXPECT_THAT(
+      jrtest::sql_error([&] { q("SELECT jr_enqueue('k', '{}', '{\"depends_on\": [424242]}')"); }),
+      testing::HasSubstr("jr_enqueue: depends_on names jobs that do not exist: 424242"));
 }
 
 // One set of job options (issue 17): jr_enqueue() accepts exactly the keys of the C++ parser

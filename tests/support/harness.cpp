@@ -299,6 +299,15 @@ std::string read_proc_file(const std::string& path) {
   return out;
 }
 
+std::string sql_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const pqxx::sql_error& e) {
+    return e.sqlstate() + ": " + e.what();
+  }
+  return "";
+}
+
 std::vector<pid_t> processes_where(const std::function<bool(const std::string&)>& match) {
   std::vector<pid_t> out;
   DIR* d = opendir("/proc");

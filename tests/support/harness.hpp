@@ -113,6 +113,10 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds lim
 // std::ifstream throw); for a scan of processes that is a legitimate outcome, not an error.
 std::string read_proc_file(const std::string& path);
 
+// Runs `f` and returns the SQL error it raised as "SQLSTATE: message" ("" when it raised none),
+// so a test asserts which error the database gave, not only that something was thrown.
+std::string sql_error(const std::function<void()>& f);
+
 // The processes alive now whose command line (/proc/PID/cmdline: the arguments, each ended by
 // a NUL) satisfies `match`. One that exits during the scan is not listed, and is no error.
 std::vector<pid_t> processes_where(const std::function<bool(const std::string& cmdline)>& match);

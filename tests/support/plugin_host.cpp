@@ -127,4 +127,13 @@ int64_t PluginHost::job_enqueue(jr_job_ctx*, std::string_view kind, std::string_
   return next_id_++;
 }
 
+std::string start_error(const std::string& so_path, const nlohmann::json& config) {
+  try {
+    PluginHost h(so_path, config);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace jrtest

@@ -37,6 +37,10 @@ struct JobOutcome {
   std::vector<std::string> logs;
 };
 
+// Why a PluginHost for this plugin and config does not start (the init's refusal, in-process
+// or sandboxed), "" when it starts: for tests that assert the plugin names the bad setting.
+std::string start_error(const std::string& so_path, const nlohmann::json& config);
+
 class PluginHost : public jr::HostServices {
  public:
   PluginHost(const std::string& so_path, const nlohmann::json& config);

@@ -1,5 +1,6 @@
 // The dataset_parse plugin run in-process (tests/support/plugin_host) against a real PostgreSQL
 // and real files: every outcome the issue names, checked in the tables the plugin writes.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <jobrunner/abi.h>
 
@@ -312,10 +313,11 @@ TEST_F(DatasetParse, MissingStorageRootConfigFailsJobsAndBadRootFailsInit) {
   jrtest::PluginHost h(jrtest::plugin_dir() + "/libjr_dataset_parse.so", {{"database_url", url_}});
   add_dataset("d8", "US", "yob2020.txt");
   expect_permanent(h.run("parse_dataset", R"({"dataset_id": "d8"})"), "d8", "not configured");
-  EXPECT_ANY_THROW(jrtest::PluginHost(jrtest::plugin_dir() + "/libjr_dataset_parse.so",
-                                      config({{"storage_root", root_.path() + "/missing"}})));
-  EXPECT_ANY_THROW(jrtest::PluginHost(jrtest::plugin_dir() + "/libjr_dataset_parse.so",
-                                      config({{"batch_size", 0}})));
+  const std::string so = jrtest::plugin_dir() + "/libjr_dataset_parse.so";
+  EXPECT_THAT(jrtest::start_error(so, config({{"storage_root", root_.path() + "/missing"}})),
+              testing::HasSubstr("storage_root"));
+  EXPECT_THAT(jrtest::start_error(so, config({{"batch_size", 0}})),
+              testing::HasSubstr("batch_size"));
 }
 
 }  // namespace
