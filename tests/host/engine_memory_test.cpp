@@ -183,14 +183,16 @@ TEST_F(EngineOnMemory, ACancelRequestReachesTheRunningHandler) {
 }
 
 TEST_F(EngineOnMemory, ShutdownFinishesTheRunningJobAndReleasesThePrefetchedOnes) {
+  // All five are queued before the runner starts, so its first claim takes them together: the
+  // first runs, the other four are claimed ahead (running in the store, waiting in the engine).
+  // (Enqueued after the start, they were claimed as they came, and under ASan the first could
+  // finish before the last was claimed: five were never running at once.)
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(enqueue({{"sleep_ms", 2000}}));
   start([](EngineOptions& o) {
     o.concurrency = 1;
     o.prefetch = 4;
   });
-  std::vector<int64_t> ids;
-  for (int i = 0; i < 5; ++i) ids.push_back(enqueue({{"sleep_ms", 700}}));
-  // The first runs, the other four are claimed ahead (running in the store, waiting in the
-  // engine).
   ASSERT_TRUE(jrtest::wait_until([&] { return count("running") == 5; }, seconds(10)));
   stop();
   EXPECT_EQ(rc_, 0);
