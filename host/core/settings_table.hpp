@@ -6,8 +6,8 @@
 //   the TOML reader (config.cpp)       known keys, types and bounds, errors at FILE:LINE:COLUMN
 //   the environment (config.cpp)       the same parsers and bounds, errors naming the variable
 //   the worker's flags (cli/main.cpp)  registered from here, with their help lines and ranges
-//   `runner config reference`          the README's reference block, which test_cli_contract
-//                                      holds equal to the command's output
+//   `runner config reference`          the README's reference block, which test_host_unit
+//                                      (settings_test.cpp) holds equal to the command's output
 //
 // What is not one value ([[cron]], [webhooks], [plugins.<name>]) is read by hand in config.cpp.
 #pragma once
