@@ -1,5 +1,6 @@
 #include "maintenance.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "clock.hpp"
