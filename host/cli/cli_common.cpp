@@ -8,7 +8,7 @@
 namespace jr::cli {
 
 std::string resolve_database(const Config& cfg) {
-  Store::set_pgbouncer(cfg.pgbouncer);  // before any connection (host/store/pg_internal.hpp)
+  Store::set_pgbouncer(cfg.pgbouncer);  // before any connection (host/store/pg_store.hpp)
   if (cfg.database_url) return *cfg.database_url;
   ManagedDbOptions o;
   o.data_dir = cfg.data_dir.empty() ? ManagedDb::default_data_dir() : cfg.data_dir + "/pg";

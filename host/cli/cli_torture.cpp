@@ -13,7 +13,6 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
 #include <random>
 #include <set>
 #include <thread>
@@ -43,10 +42,14 @@ pid_t spawn_runner(const std::vector<std::string>& args, const std::string& log_
   return pid;
 }
 
-std::string q1(pqxx::connection& c, const std::string& sql) {
-  pqxx::nontransaction tx(c);
-  auto r = tx.exec(sql);
-  return r.empty() || r[0][0].is_null() ? "0" : r[0][0].c_str();
+// Jobs of `queue` not final yet (every state in jr_jobs), from the store's queue depths.
+int64_t unfinished(Store& store, const std::string& queue) {
+  auto depths = nlohmann::json::parse(store.QueueDepths());
+  int64_t n = 0;
+  if (depths.contains(queue)) {
+    for (const auto& [state, count] : depths[queue].items()) n += count.get<int64_t>();
+  }
+  return n;
 }
 
 }  // namespace
@@ -146,7 +149,6 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
     }
   };
   for (int i = 0; i < f.runners; ++i) spawn(static_cast<size_t>(i));
-  pqxx::connection conn(url);
   auto t0 = std::chrono::steady_clock::now();
   auto next_kill = t0 + std::chrono::milliseconds(static_cast<int64_t>(f.kill_every * 1000));
   int kills = 0, terms = 0, unclean_exits = 0, terms_before_start = 0;
@@ -156,8 +158,7 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
   while (!done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     auto now_t = std::chrono::steady_clock::now();
-    int64_t left =
-        std::stoll(q1(conn, "SELECT count(*) FROM jr_jobs WHERE queue = '" + queue + "'"));
+    int64_t left = unfinished(*store, queue);
     done = left == 0;
     if (done && f.kill_every > 0 && kills < f.min_kills &&
         now_t - t0 < std::chrono::seconds(f.time_limit)) {
@@ -223,36 +224,35 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
   for (pid_t p : pids) waitpid(p, nullptr, 0);
 
   // Verify.
+  // Each job's final state, and the attempts it lost to an expired lease. A lease lost by a
+  // runner that was never killed means a live runner's job was run again elsewhere while it
+  // still ran it.
   int lost = 0, wrong = 0;
-  int64_t reexecuted = 0;
+  int64_t reexecuted = 0, live_lost = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
-    std::string st = q1(conn, "SELECT state FROM jr_jobs_all WHERE id = " + std::to_string(ids[i]));
-    if (st == "0") {
+    auto view = store->JobGet(ids[i]);
+    if (!view) {
       ++lost;
-    } else if (st != expect[i]) {
+      continue;
+    }
+    auto job = nlohmann::json::parse(view->json);
+    std::string st = job.value("state", "");
+    if (st != expect[i]) {
       ++wrong;
       if (wrong <= 5) {
         std::cerr << "  job " << ids[i] << " ended " << st << ", expected " << expect[i] << "\n";
       }
     }
-  }
-  reexecuted = std::stoll(q1(conn,
-                             "SELECT count(*) FROM jr_jobs_done d, jsonb_array_elements(d.errors) "
-                             "e WHERE d.queue = '" +
-                                 queue + "' AND e->>'kind' = 'lease_lost'"));
-  // A lease lost by a runner that was never killed: a live runner's job was run again
-  // elsewhere while it still ran it.
-  int64_t live_lost = 0;
-  {
-    pqxx::nontransaction tx(conn);
-    for (const auto& row : tx.exec_params(
-             "SELECT d.id, e->>'worker_id' FROM jr_jobs_done d, jsonb_array_elements(d.errors) e "
-             "WHERE d.queue = $1 AND e->>'kind' = 'lease_lost'",
-             queue)) {
-      std::string w = row[1].is_null() ? "" : row[1].c_str();
+    if (!job.contains("errors") || !job["errors"].is_array()) continue;
+    for (const auto& e : job["errors"]) {
+      if (e.value("kind", "") != "lease_lost") continue;
+      ++reexecuted;
+      std::string w = e.contains("worker_id") && e["worker_id"].is_string()
+                          ? e["worker_id"].get<std::string>()
+                          : "";
       if (killed_workers.count(w)) continue;
       if (++live_lost <= 5) {
-        std::cerr << "  job " << row[0].c_str() << " lost its lease while runner '" << w
+        std::cerr << "  job " << ids[i] << " lost its lease while runner '" << w
                   << "' was alive: it ran twice\n";
       }
     }

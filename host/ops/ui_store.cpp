@@ -9,7 +9,7 @@
 
 #include "job_options.hpp"
 #include "log.hpp"
-#include "pg_ops.hpp"
+#include "pg_statement.hpp"
 #include "server.hpp"
 #include "store.hpp"
 
@@ -800,7 +800,7 @@ nlohmann::json DashboardDb::runners(double live_seconds) {
              'heartbeat_age_seconds', extract(epoch from now() - w.heartbeat_at),
              'jobs_done', w.jobs_done,
              'connections', )SQL" +
-                    std::string(pg_ops::kRunnerConnectionsSql) + R"SQL(,
+                    std::string(runner_connections_sql()) + R"SQL(,
              'running', (SELECT count(*) FROM jr_jobs j
                           WHERE j.lease_owner = w.id AND j.state = 'running'),
              'details', w.details) ORDER BY w.started_at, w.id), '[]')::text

@@ -21,196 +21,32 @@
 // locks those buckets in key order, shares the claim's room among the keys round-robin from a
 // random start (each at most its whole tokens), and claims every key's share in one statement,
 // so one tenant's backlog neither starves another nor uses its budget.
+// Asynchronous commit: the claim statements set synchronous_commit off for their own
+// transaction (sql/claim.sql). A claim's lease is counted from the statement's now(), but other
+// sessions (the rescuer) see the claim only after its commit; a synchronous commit waits for
+// the WAL flush first, and under heavy commit load that wait outgrew a short lease: the claim
+// became visible already expired and was rescued while its job was starting. An asynchronous
+// commit is visible as soon as it is written, not flushed. What it gives up is only the claim's
+// durability across a database crash: a lost claim leaves the job available with its attempt
+// not counted, exactly as before the claim. Claimed by another runner, the job runs again there
+// and the first runner's completion is fenced off (it names another owner); claimed again by
+// the same runner while its execution still runs, the engine keeps that execution and starts
+// no second one (Engine::fetch_loop). At least once, as after any crash. The slow path's token
+// spending commits asynchronously with its claims: a crash can lose some, letting a bucket run
+// over its limit once.
+//
+// SQL: host/store/sql/claim.sql.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <set>
 
-#include "pg_internal.hpp"
+#include "pg_store.hpp"
 #include "util.hpp"
 
-namespace jr::pg {
+namespace jr {
 namespace {
-
-// The claim commits asynchronously: `lim` (volatile, so evaluated on every run) sets
-// synchronous_commit off for the statement's own transaction. A claim's lease is counted from
-// the statement's now(), but other sessions (the rescuer) see the claim only after its commit;
-// a synchronous commit waits for the WAL flush first, and under heavy commit load that wait
-// outgrew a short lease: the claim became visible already expired and was rescued while its
-// job was starting. An asynchronous commit is visible as soon as it is written, not flushed.
-// What it gives up is only the claim's durability across a database crash: a lost claim leaves
-// the job available with its attempt not counted, exactly as before the claim. Claimed by
-// another runner, the job runs again there and the first runner's completion is fenced off (it
-// names another owner); claimed again by the same runner while its execution still runs, the
-// engine keeps that execution and starts no second one (Engine::fetch_loop). At least once, as
-// after any crash. The slow path's token spending commits asynchronously with its claims: a
-// crash can lose some, letting a bucket run over its limit once.
-//
-// Two prepared variants from one text: "job_claim" runs inside the slow path's
-// transaction (rate limits locked, lock keys try-locked for the second step), "job_claim_fast"
-// is the common case as one autocommit statement: it claims nothing when a rate limit touches
-// our kinds or any queue (checked in the same statement, so a limit added a moment ago is
-// seen), and does not claim lock-keyed jobs; either case shows up as rows with deferred = true
-// and the caller takes the slow path.
-const char* kClaimSql = R"SQL(
-WITH RECURSIVE lim AS (
-  SELECT set_config('synchronous_commit', 'off', true) AS async,
-         @FAST@ AND EXISTS (SELECT 1 FROM jr_rate_limits r
-                             WHERE r.key LIKE 'queue:%'
-                                OR (r.key LIKE 'kind:%' AND substr(r.key, 6) = ANY($1::text[])))
-         AS limited),
-keyed AS (
-  SELECT @FAST@ AND EXISTS (SELECT 1 FROM jr_jobs k
-                             WHERE k.state = 'available' AND k.options ? 'rate_key'
-                               AND k.kind = ANY($1::text[])) AS waiting),
-qs AS (
-  SELECT min(queue) AS queue FROM jr_jobs WHERE state = 'available' AND $8::text[] IS NULL
-  UNION ALL
-  SELECT (SELECT min(j.queue) FROM jr_jobs j WHERE j.state = 'available' AND j.queue > qs.queue)
-    FROM qs WHERE qs.queue IS NOT NULL),
-eligible AS (
-  SELECT queue FROM qs WHERE queue IS NOT NULL
-     AND ($2::text[] IS NULL OR queue LIKE ANY($2::text[]))
-  UNION ALL
-  SELECT unnest($8::text[])),
-open_q AS (
-  SELECT DISTINCT e.queue FROM eligible e
-   WHERE NOT EXISTS (SELECT 1 FROM jr_queue_pauses p WHERE p.queue = e.queue)
-     AND ($6::text[] IS NULL OR e.queue <> ALL($6::text[]))
-     AND NOT (SELECT limited FROM lim)),
-nq AS (SELECT greatest(count(*), 1) AS n FROM open_q),
-cand AS (
-  SELECT c.* FROM open_q q CROSS JOIN LATERAL (
-    SELECT j.id, j.queue, j.priority, j.lock_key FROM jr_jobs j
-     WHERE j.state = 'available' AND j.queue = q.queue AND j.kind = ANY($1::text[])
-       AND ($7::text[] IS NULL OR j.kind <> ALL($7::text[]))
-       AND (j.expires_at IS NULL OR j.expires_at > now()) AND NOT (j.options ? 'rate_key')
-     ORDER BY j.priority DESC, j.id
-     LIMIT least($3::int, ceil($3::int * 2.0 / (SELECT n FROM nq))::int)
-       FOR UPDATE SKIP LOCKED) c),
-pick AS (
-  SELECT id, lock_key FROM (
-    SELECT cand.*, row_number() OVER (PARTITION BY queue ORDER BY priority DESC, id) AS rn
-      FROM cand) r
-   ORDER BY rn, priority DESC, id LIMIT $3::int),
-upd AS (
-  UPDATE jr_jobs j
-     SET state = 'running', attempt = j.attempt + 1, lease_owner = $4,
-         lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now()
-    FROM pick WHERE j.id = pick.id AND pick.lock_key IS NULL
-  RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.priority, j.attempt,
-            j.max_attempts, j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at) AS c,
-            extract(epoch from j.started_at) AS s, j.options->>'traceparent' AS tp,
-            extract(epoch from j.run_at) AS r)
-SELECT upd.id, upd.kind, upd.queue, upd.payload, upd.priority, upd.attempt, upd.max_attempts,
-       upd.timeout_ms, upd.retry_schedule, upd.c, upd.s, false AS deferred, upd.tp, upd.r FROM upd
-UNION ALL
-SELECT id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bigint,
-       NULL::int[], NULL::numeric, NULL::numeric, true, NULL::text, NULL::numeric
-  FROM pick WHERE lock_key IS NOT NULL AND (@FAST@ OR pg_try_advisory_xact_lock(27251, hashtext(lock_key)))
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, NULL, NULL
-  FROM lim WHERE limited
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, NULL, NULL
-  FROM keyed WHERE waiting
-)SQL";
-
-// Rate keys, step 1: the distinct keys with available jobs (at most 1,000 per claim).
-const char* kRateKeysSql = R"SQL(
-WITH RECURSIVE k AS (
-  SELECT min(options->>'rate_key') AS key FROM jr_jobs
-   WHERE state = 'available' AND options ? 'rate_key'
-  UNION ALL
-  SELECT (SELECT min(j.options->>'rate_key') FROM jr_jobs j
-           WHERE j.state = 'available' AND j.options ? 'rate_key' AND j.options->>'rate_key' > k.key)
-    FROM k WHERE k.key IS NOT NULL)
-SELECT key FROM k WHERE key IS NOT NULL LIMIT 1000
-)SQL";
-
-// Step 2: a bucket for every key that has none but matches a "prefix*" pattern row (the
-// longest), full; then every bucket of these keys, locked in key order, with its tokens now.
-const char* kRateBucketsSql = R"SQL(
-INSERT INTO jr_rate_limits (key, rate, burst, tokens, pattern)
-SELECT k, b.rate, b.burst, b.burst, b.key
-  FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) keys
-  CROSS JOIN LATERAL (
-    SELECT r.key, r.rate, r.burst FROM jr_rate_limits r
-     WHERE r.pattern IS NULL AND right(r.key, 1) = '*'
-       AND left(keys.k, length(r.key) - 1) = left(r.key, -1)
-     ORDER BY length(r.key) DESC LIMIT 1) b
- WHERE NOT EXISTS (SELECT 1 FROM jr_rate_limits e WHERE e.key = keys.k)
-ORDER BY k
-ON CONFLICT (key) DO NOTHING
-)SQL";
-const char* kRateLockSql = R"SQL(
-SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate
-  FROM jr_rate_limits WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE
-)SQL";
-
-// Step 3: each key's share ($1 keys, $2 counts), candidates locked; $3 kinds, $4 exact queues,
-// $5 queue patterns (NULL: any). Lock-keyed candidates need their key lock (see above).
-const char* kRateClaimSql = R"SQL(
-WITH q AS (SELECT unnest($1::text[]) AS key, unnest($2::int[]) AS n)
-SELECT c.id, c.lock_key, q.key FROM q CROSS JOIN LATERAL (
-  SELECT j.id, j.lock_key FROM jr_jobs j
-   WHERE j.state = 'available' AND j.options ? 'rate_key' AND j.options->>'rate_key' = q.key
-     AND j.kind = ANY($3::text[])
-     AND ($4::text[] IS NULL OR j.queue = ANY($4::text[]))
-     AND ($5::text[] IS NULL OR j.queue LIKE ANY($5::text[]))
-     AND NOT EXISTS (SELECT 1 FROM jr_queue_pauses p WHERE p.queue = j.queue)
-     AND (j.expires_at IS NULL OR j.expires_at > now())
-   ORDER BY j.priority DESC, j.id LIMIT q.n FOR UPDATE SKIP LOCKED) c
- WHERE c.lock_key IS NULL OR pg_try_advisory_xact_lock(27251, hashtext(c.lock_key))
-)SQL";
-
-const char* kClaimIdsSql = R"SQL(
-UPDATE jr_jobs j
-   SET state = 'running', attempt = j.attempt + 1, lease_owner = $2,
-       lease_expires_at = now() + make_interval(secs => $3::float8), started_at = now()
- WHERE j.id = ANY($1::bigint[]) AND j.state = 'available'
-RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
-          j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
-          extract(epoch from j.started_at), false, j.options->>'traceparent',
-          extract(epoch from j.run_at)
-)SQL";
-
-const char* kRateSpendSql = R"SQL(
-UPDATE jr_rate_limits r
-   SET tokens = least(r.burst, r.tokens + r.rate * extract(epoch from now() - r.updated_at)) - u.n,
-       updated_at = now()
-  FROM (SELECT unnest($1::text[]) AS k, unnest($2::int[]) AS n) u
- WHERE r.key = u.k
-)SQL";
-
-std::string claim_sql(bool fast) {
-  std::string s = kClaimSql;
-  for (size_t at; (at = s.find("@FAST@")) != std::string::npos;) {
-    s.replace(at, 6, fast ? "true" : "false");
-  }
-  return s;
-}
-
-// Second step for lock-keyed candidates whose key lock this transaction holds.
-const char* kClaimLockedSql = R"SQL(
-WITH c AS (
-  SELECT j.id, j.lock_key, coalesce(j.lock_limit, 1) AS lim,
-         row_number() OVER (PARTITION BY j.lock_key ORDER BY j.priority DESC, j.id) AS rn
-    FROM jr_jobs j WHERE j.id = ANY($1::bigint[]) AND j.state = 'available'),
-ok AS (
-  SELECT c.id FROM c
-   WHERE c.rn <= c.lim - (SELECT count(*) FROM jr_jobs r
-                           WHERE r.lock_key = c.lock_key AND r.state = 'running'))
-UPDATE jr_jobs j
-   SET state = 'running', attempt = j.attempt + 1, lease_owner = $2,
-       lease_expires_at = now() + make_interval(secs => $3::float8), started_at = now()
-  FROM ok WHERE j.id = ok.id
-RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempt, j.max_attempts,
-          j.timeout_ms, j.retry_schedule, extract(epoch from j.created_at),
-          extract(epoch from j.started_at), false, j.options->>'traceparent',
-          extract(epoch from j.run_at)
-)SQL";
 
 std::vector<int> int_array(const pqxx::field& f) {
   std::vector<int> out;
@@ -295,10 +131,10 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
   auto arr = [](const std::vector<std::string>& v) -> std::string { return pg_text_array(v); };
   std::string kinds = arr(s.kinds), exact = arr(s.exact_queues), pats = arr(s.patterns),
               exq = arr(s.exclude_queues), exk = arr(s.exclude_kinds);
-  auto r = exec_stmt(tx, "job_claim", kinds, s.patterns.empty() ? nullptr : pats.c_str(), limit,
-                     p.worker_id, p.lease_seconds, s.exclude_queues.empty() ? nullptr : exq.c_str(),
-                     s.exclude_kinds.empty() ? nullptr : exk.c_str(),
-                     s.exact_queues.empty() ? nullptr : exact.c_str());
+  auto r = pg::exec(tx, sql::job_claim, kinds, s.patterns.empty() ? nullptr : pats.c_str(), limit,
+                    p.worker_id, p.lease_seconds, s.exclude_queues.empty() ? nullptr : exq.c_str(),
+                    s.exclude_kinds.empty() ? nullptr : exk.c_str(),
+                    s.exact_queues.empty() ? nullptr : exact.c_str());
   std::vector<int64_t> deferred;
   for (const auto& row : r) {
     if (row[11].as<bool>()) {
@@ -309,7 +145,7 @@ std::vector<ClaimedJob> claim_scope(pqxx::work& tx, const JobClaimParams& p, con
   }
   if (!deferred.empty()) {
     auto r2 =
-        exec_stmt(tx, "job_claim_locked", pg_int_array(deferred), p.worker_id, p.lease_seconds);
+        pg::exec(tx, sql::job_claim_locked, pg_int_array(deferred), p.worker_id, p.lease_seconds);
     for (const auto& row : r2) out.push_back(to_job(row));
   }
   return out;
@@ -324,14 +160,14 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
   std::vector<ClaimedJob> out;
   if (room <= 0 || keys.empty()) return out;
   std::string key_arr = pg_text_array(keys);
-  exec_stmt(tx, "job_rate_buckets", key_arr);
+  pg::exec(tx, sql::job_rate_buckets, key_arr);
   struct Bucket {
     int allowance;
     double tokens;
     double rate;
   };
   std::map<std::string, Bucket> buckets;
-  for (const auto& row : exec_stmt(tx, "job_rate_lock", key_arr)) {
+  for (const auto& row : pg::exec(tx, sql::job_rate_lock, key_arr)) {
     double tokens = row[1].as<double>();
     buckets[row[0].c_str()] = {static_cast<int>(std::floor(tokens)), tokens, row[2].as<double>()};
   }
@@ -365,9 +201,9 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
     return out;
   }
   auto a = claim_args(s);
-  auto cands = exec_stmt(tx, "job_rate_claim", pg_text_array(want_keys), pg_int_array(want_n), a[0],
-                         s.exact_queues.empty() ? nullptr : a[1].c_str(),
-                         s.patterns.empty() ? nullptr : a[2].c_str());
+  auto cands = pg::exec(tx, sql::job_rate_claim, pg_text_array(want_keys), pg_int_array(want_n),
+                        a[0], s.exact_queues.empty() ? nullptr : a[1].c_str(),
+                        s.patterns.empty() ? nullptr : a[2].c_str());
   std::vector<int64_t> plain, locked;
   std::map<int64_t, std::string> key_of;
   for (const auto& row : cands) {
@@ -377,13 +213,13 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
   }
   if (!plain.empty()) {
     for (const auto& row :
-         exec_stmt(tx, "job_claim_ids", pg_int_array(plain), p.worker_id, p.lease_seconds)) {
+         pg::exec(tx, sql::job_claim_ids, pg_int_array(plain), p.worker_id, p.lease_seconds)) {
       out.push_back(to_job(row));
     }
   }
   if (!locked.empty()) {
     for (const auto& row :
-         exec_stmt(tx, "job_claim_locked", pg_int_array(locked), p.worker_id, p.lease_seconds)) {
+         pg::exec(tx, sql::job_claim_locked, pg_int_array(locked), p.worker_id, p.lease_seconds)) {
       out.push_back(to_job(row));
     }
   }
@@ -403,23 +239,16 @@ std::vector<ClaimedJob> claim_rate_keyed(pqxx::work& tx, const JobClaimParams& p
     }
   }
   if (!spend_keys.empty()) {
-    exec_stmt(tx, "job_rate_spend", pg_text_array(spend_keys), pg_int_array(spend_n));
+    pg::exec(tx, sql::job_rate_spend, pg_text_array(spend_keys), pg_int_array(spend_n));
   }
   return out;
 }
 
-}  // namespace
-
-void prepare_claim(pqxx::connection_base& c) {
-  define(c, "job_rate_keys", kRateKeysSql);
-  define(c, "job_rate_buckets", kRateBucketsSql);
-  define(c, "job_rate_lock", kRateLockSql);
-  define(c, "job_rate_claim", kRateClaimSql);
-  define(c, "job_claim_ids", kClaimIdsSql);
-  define(c, "job_rate_spend", kRateSpendSql);
-  define(c, "job_claim", claim_sql(false));
-  define(c, "job_claim_fast", claim_sql(true));
-  define(c, "job_claim_locked", kClaimLockedSql);
+// Highest priority first, then FIFO: the order the engine starts them in.
+void sort_claimed(std::vector<ClaimedJob>& v) {
+  std::sort(v.begin(), v.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+  });
 }
 
 std::vector<ClaimedJob> claim_fast(pqxx::nontransaction& tx, const JobClaimParams& p,
@@ -429,9 +258,9 @@ std::vector<ClaimedJob> claim_fast(pqxx::nontransaction& tx, const JobClaimParam
   if (p.limit <= 0) return out;
   ClaimScope s = base_scope(p);
   auto a = claim_args(s);
-  auto r = exec_stmt(tx, "job_claim_fast", a[0], s.patterns.empty() ? nullptr : a[2].c_str(),
-                     p.limit, p.worker_id, p.lease_seconds, nullptr, nullptr,
-                     s.exact_queues.empty() ? nullptr : a[1].c_str());
+  auto r = pg::exec(tx, sql::job_claim_fast, a[0], s.patterns.empty() ? nullptr : a[2].c_str(),
+                    p.limit, p.worker_id, p.lease_seconds, nullptr, nullptr,
+                    s.exact_queues.empty() ? nullptr : a[1].c_str());
   out.reserve(r.size());
   for (const auto& row : r) {
     if (row[11].as<bool>()) {
@@ -450,10 +279,8 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
   // The rate keys with available jobs, listed before the queue and kind buckets are locked, so
   // the section that other runners wait for is no longer when there are none (the usual case).
   std::vector<std::string> rate_keys;
-  for (const auto& row : exec_stmt(tx, "job_rate_keys")) rate_keys.emplace_back(row[0].c_str());
-  auto limits = tx.exec_params(
-      "SELECT key, least(burst, tokens + rate * extract(epoch from now() - updated_at)), rate "
-      "FROM jr_rate_limits WHERE key LIKE 'queue:%' OR key LIKE 'kind:%' ORDER BY key FOR UPDATE");
+  for (const auto& row : pg::exec(tx, sql::job_rate_keys)) rate_keys.emplace_back(row[0].c_str());
+  auto limits = pg::exec(tx, sql::job_rate_limits_lock);
   double keyed_retry = 0;
   if (limits.empty()) {
     out = claim_scope(tx, p, base, p.limit);
@@ -489,10 +316,7 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
       int room = p.limit - static_cast<int>(out.size());
       int want = std::min(room, l.allowance);
       auto got = want > 0 ? claim_scope(tx, p, l.scope, want) : std::vector<ClaimedJob>{};
-      tx.exec_params(
-          "UPDATE jr_rate_limits SET tokens = least(burst, tokens + rate * extract(epoch from "
-          "now() - updated_at)) - $2, updated_at = now() WHERE key = $1",
-          l.key, static_cast<int>(got.size()));
+      pg::exec(tx, sql::job_rate_limit_spend, l.key, static_cast<int>(got.size()));
       if (static_cast<int>(got.size()) >= l.allowance && room > static_cast<int>(got.size())) {
         // Come back exactly when the next whole token is due (a late poll would lose tokens
         // that a small burst cannot store).
@@ -512,10 +336,60 @@ std::vector<ClaimedJob> claim(pqxx::work& tx, const JobClaimParams& p) {
     double& r = *p.throttled_retry_seconds;
     r = r == 0 ? keyed_retry : std::min(r, keyed_retry);
   }
-  std::sort(out.begin(), out.end(), [](const ClaimedJob& a, const ClaimedJob& b) {
-    return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
-  });
+  sort_claimed(out);
   return out;
 }
 
-}  // namespace jr::pg
+}  // namespace
+
+std::vector<ClaimedJob> PgStore::JobClaim(const JobClaimParams& p) {
+  return guard([&] {
+    ensure_prepared();
+    // Fast path: one autocommit statement (no BEGIN, no rate-limit lock, one round trip).
+    // When it reports rate limits or lock keys in play, the transaction path claims the rest
+    // and stays in use for a few seconds, so a limited queue does not pay for both.
+    auto now = std::chrono::steady_clock::now();
+    std::vector<ClaimedJob> out;
+    JobClaimParams rest = p;
+    if (now >= slow_claims_until_) {
+      bool need_slow = false;
+      {
+        pqxx::nontransaction tx(*conn_);
+        out = claim_fast(tx, p, need_slow);
+      }
+      if (!need_slow) {
+        sort_claimed(out);
+        return out;
+      }
+      slow_claims_until_ = now + std::chrono::seconds(2);
+      rest.limit -= static_cast<int>(out.size());
+      if (rest.limit <= 0) {
+        sort_claimed(out);
+        return out;
+      }
+    }
+    std::vector<ClaimedJob> more;
+    try {
+      pqxx::work tx(*conn_);
+      // Asynchronous like the fast claim (pg_claim.cpp): its lease starts at the statement,
+      // so its visibility must not wait for the WAL flush.
+      pg::exec(tx, sql::tx_async_commit);
+      more = claim(tx, rest);
+      tx.commit();
+    } catch (const std::exception& e) {
+      // The fast half already committed its claims: hand those out (the engine runs them)
+      // rather than drop them to expire and be rescued with an attempt used.
+      if (out.empty()) throw;
+      log::warn("claiming the rate-limited or lock-keyed part failed; running the rest",
+                {{"error", e.what()}, {"claimed", out.size()}});
+      sort_claimed(out);
+      return out;
+    }
+    if (out.empty()) return more;
+    for (auto& j : more) out.push_back(std::move(j));
+    sort_claimed(out);
+    return out;
+  });
+}
+
+}  // namespace jr

@@ -1,0 +1,39 @@
+-- The schema's own bookkeeping: which migrations ran (host/store/migrations, applied by
+-- PgStore::SchemaMigrate under a database-wide advisory lock).
+
+-- name: schema_migrations_exist
+SELECT to_regclass('jr_migrations')
+
+-- name: schema_migrations_known
+SELECT count(*) FROM jr_migrations WHERE version = ANY($1::int[])
+
+-- name: schema_migrate_lock
+SELECT pg_advisory_xact_lock($1::bigint)
+
+-- name: schema_migrations_create
+CREATE TABLE IF NOT EXISTS jr_migrations (
+  version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+
+-- name: schema_migrations_applied
+SELECT version FROM jr_migrations
+
+-- name: schema_migration_record
+INSERT INTO jr_migrations (version, name) VALUES ($1, $2)
+
+-- name: schema_version
+SELECT CASE WHEN to_regclass('jr_migrations') IS NULL THEN 0
+            ELSE (SELECT coalesce(max(version), 0) FROM jr_migrations) END
+
+-- Session and transaction settings, and the wake-up of idle claimers.
+
+-- name: session_async_commit
+SET synchronous_commit TO off
+
+-- name: tx_async_commit
+SET LOCAL synchronous_commit TO off
+
+-- name: wake_claimers
+SELECT pg_notify('jr_jobs', '')
+
+-- name: ping
+SELECT 1
