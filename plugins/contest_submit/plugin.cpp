@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "src/store.hpp"
-#include "src/submission.hpp"
+#include "contest_submit/src/store.hpp"
+#include "contest_submit/src/submission.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "db.hpp"
+#include "dataset_parse/db.hpp"
 
 namespace dataset_parse {
 

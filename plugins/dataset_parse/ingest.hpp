@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "parsers.hpp"
-#include "storage.hpp"
+#include "dataset_parse/parsers.hpp"
+#include "dataset_parse/storage.hpp"
 
 namespace dataset_parse {
 

@@ -7,8 +7,8 @@
 #include <cctype>
 #include <climits>
 
-#include "parse_util.hpp"
-#include "parsers.hpp"
+#include "dataset_parse/parse_util.hpp"
+#include "dataset_parse/parsers.hpp"
 
 namespace dataset_parse {
 

@@ -8,11 +8,11 @@
 #include <jobrunner/plugin.hpp>
 #include <mutex>
 
-#include "config.hpp"
-#include "db.hpp"
-#include "ingest.hpp"
-#include "parsers.hpp"
-#include "storage.hpp"
+#include "dataset_parse/config.hpp"
+#include "dataset_parse/db.hpp"
+#include "dataset_parse/ingest.hpp"
+#include "dataset_parse/parsers.hpp"
+#include "dataset_parse/storage.hpp"
 
 namespace dataset_parse {
 

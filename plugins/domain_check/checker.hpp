@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "dns_client.hpp"
-#include "settings.hpp"
+#include "domain_check/dns_client.hpp"
+#include "domain_check/settings.hpp"
 
 namespace domain_check {
 

@@ -9,9 +9,9 @@
 #include <memory>
 #include <mutex>
 
-#include "checker.hpp"
-#include "domain_store.hpp"
-#include "settings.hpp"
+#include "domain_check/checker.hpp"
+#include "domain_check/domain_store.hpp"
+#include "domain_check/settings.hpp"
 
 namespace {
 

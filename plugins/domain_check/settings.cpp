@@ -1,4 +1,4 @@
-#include "settings.hpp"
+#include "domain_check/settings.hpp"
 
 #include <arpa/inet.h>
 

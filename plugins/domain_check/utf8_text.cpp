@@ -1,4 +1,4 @@
-#include "utf8_text.hpp"
+#include "domain_check/utf8_text.hpp"
 
 #include <cstdint>
 

@@ -1,6 +1,6 @@
-#include "store.hpp"
+#include "contest_submit/src/store.hpp"
 
-#include "timestamp.hpp"
+#include "contest_submit/src/timestamp.hpp"
 
 namespace contest {
 namespace {

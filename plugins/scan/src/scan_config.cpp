@@ -1,4 +1,4 @@
-#include "scan_config.hpp"
+#include "scan/src/scan_config.hpp"
 
 #include <sstream>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "scan_store.hpp"
+#include "scan/src/scan_store.hpp"
 
 #include <pqxx/pqxx>
 
