@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "dataset_parse/parsers.hpp"
+#include "dataset_parse/src/parsers.hpp"
 #include "gen.hpp"
 #include "harness.hpp"
 #include "plugin_host.hpp"

@@ -8,11 +8,11 @@
 #include <jobrunner/plugin.hpp>
 #include <mutex>
 
-#include "dataset_parse/config.hpp"
-#include "dataset_parse/db.hpp"
-#include "dataset_parse/ingest.hpp"
-#include "dataset_parse/parsers.hpp"
-#include "dataset_parse/storage.hpp"
+#include "dataset_parse/src/config.hpp"
+#include "dataset_parse/src/db.hpp"
+#include "dataset_parse/src/ingest.hpp"
+#include "dataset_parse/src/parsers.hpp"
+#include "dataset_parse/src/storage.hpp"
 
 namespace dataset_parse {
 

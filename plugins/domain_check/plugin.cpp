@@ -9,9 +9,9 @@
 #include <memory>
 #include <mutex>
 
-#include "domain_check/checker.hpp"
-#include "domain_check/domain_store.hpp"
-#include "domain_check/settings.hpp"
+#include "domain_check/src/checker.hpp"
+#include "domain_check/src/domain_store.hpp"
+#include "domain_check/src/settings.hpp"
 
 namespace {
 

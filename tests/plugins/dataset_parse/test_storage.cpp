@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "dataset_parse/storage.hpp"
+#include "dataset_parse/src/storage.hpp"
 #include "gen.hpp"
 #include "harness.hpp"
 

@@ -5,8 +5,8 @@
 // refuses costs only its own name (DomainStore against a real PostgreSQL).
 #include <jobrunner/abi.h>
 
-#include "domain_check/domain_store.hpp"
-#include "domain_check/utf8_text.hpp"
+#include "domain_check/src/domain_store.hpp"
+#include "domain_check/src/utf8_text.hpp"
 #include "test_env.hpp"
 
 namespace {

@@ -1,8 +1,8 @@
-#include "domain_check/domain_store.hpp"
+#include "domain_check/src/domain_store.hpp"
 
 #include <algorithm>
 
-#include "domain_check/utf8_text.hpp"
+#include "domain_check/src/utf8_text.hpp"
 
 namespace domain_check {
 namespace {

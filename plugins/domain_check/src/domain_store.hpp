@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "domain_check/checker.hpp"
+#include "domain_check/src/checker.hpp"
 
 namespace domain_check {
 

@@ -1,4 +1,4 @@
-#include "domain_check/settings.hpp"
+#include "domain_check/src/settings.hpp"
 
 #include <arpa/inet.h>
 

@@ -1,4 +1,4 @@
-#include "dataset_parse/ingest.hpp"
+#include "dataset_parse/src/ingest.hpp"
 
 #include <charconv>
 #include <chrono>

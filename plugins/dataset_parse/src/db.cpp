@@ -1,4 +1,4 @@
-#include "dataset_parse/db.hpp"
+#include "dataset_parse/src/db.hpp"
 
 namespace dataset_parse {
 

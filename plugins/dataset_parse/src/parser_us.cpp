@@ -5,8 +5,8 @@
 // order (equal counts share a rank).
 #include <climits>
 
-#include "dataset_parse/parse_util.hpp"
-#include "dataset_parse/parsers.hpp"
+#include "dataset_parse/src/parse_util.hpp"
+#include "dataset_parse/src/parsers.hpp"
 
 namespace dataset_parse {
 

@@ -1,4 +1,4 @@
-#include "dataset_parse/config.hpp"
+#include "dataset_parse/src/config.hpp"
 
 namespace dataset_parse {
 
