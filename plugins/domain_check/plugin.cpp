@@ -10,8 +10,8 @@
 #include <mutex>
 
 #include "domain_check/src/checker.hpp"
+#include "domain_check/src/config.hpp"
 #include "domain_check/src/domain_store.hpp"
-#include "domain_check/src/settings.hpp"
 
 namespace {
 

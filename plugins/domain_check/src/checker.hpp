@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "domain_check/src/config.hpp"
 #include "domain_check/src/dns_client.hpp"
-#include "domain_check/src/settings.hpp"
 
 namespace domain_check {
 

@@ -13,8 +13,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "scan/src/config.hpp"
 #include "scan/src/fetcher.hpp"
-#include "scan/src/scan_config.hpp"
 #include "scan/src/scan_store.hpp"
 
 namespace scan {

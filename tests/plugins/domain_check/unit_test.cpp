@@ -4,8 +4,8 @@
 
 #include <cstdlib>
 
+#include "domain_check/src/config.hpp"
 #include "domain_check/src/domain_name.hpp"
-#include "domain_check/src/settings.hpp"
 #include "harness.hpp"
 #include "plugin_loader.hpp"
 

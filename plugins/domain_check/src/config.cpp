@@ -1,4 +1,4 @@
-#include "domain_check/src/settings.hpp"
+#include "domain_check/src/config.hpp"
 
 #include <arpa/inet.h>
 
