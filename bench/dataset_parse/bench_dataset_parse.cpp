@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "dataset_parse/src/parsers.hpp"
 #include "gen.hpp"
 #include "harness.hpp"
-#include "parsers.hpp"
 #include "plugin_host.hpp"
 
 using nlohmann::json;

@@ -16,10 +16,10 @@
 
 #include "fixture_server.hpp"
 #include "harness.hpp"
-#include "page_parser.hpp"
-#include "pipeline.hpp"
 #include "plugin_host.hpp"
-#include "report.hpp"
+#include "scan/src/page_parser.hpp"
+#include "scan/src/pipeline.hpp"
+#include "scan/src/report.hpp"
 
 using Clock = std::chrono::steady_clock;
 

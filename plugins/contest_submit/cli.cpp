@@ -10,9 +10,9 @@
 #include <iostream>
 #include <pqxx/pqxx>
 
-#include "src/store.hpp"
-#include "src/submission.hpp"
-#include "src/timestamp.hpp"
+#include "contest_submit/src/store.hpp"
+#include "contest_submit/src/submission.hpp"
+#include "contest_submit/src/timestamp.hpp"
 
 namespace {
 

@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "src/store.hpp"
-#include "src/submission.hpp"
+#include "contest_submit/src/config.hpp"
+#include "contest_submit/src/store.hpp"
+#include "contest_submit/src/submission.hpp"
 
 namespace {
 
@@ -83,21 +84,11 @@ class ContestSubmit : public jobrunner::Plugin {
     return i;
   }
 
-  // Config: database_url (string, required; the host supplies its own by default),
-  // statement_timeout_ms (integer ms, default 10000; 0 = none), pool_max_idle (integer, default
-  // 32: idle connections kept for reuse).
+  // Config: src/config.hpp (database_url, statement_timeout_ms, pool_max_idle).
   void init(const nlohmann::json& config) override {
-    if (!config.contains("database_url") || !config["database_url"].is_string()) {
-      throw std::runtime_error("contest_submit: config needs 'database_url' (a string)");
-    }
-    int64_t timeout_ms = config.value("statement_timeout_ms", int64_t{10000});
-    int64_t max_idle = config.value("pool_max_idle", int64_t{32});
-    if (timeout_ms < 0 || max_idle < 0) {
-      throw std::runtime_error(
-          "contest_submit: statement_timeout_ms and pool_max_idle must be >= 0");
-    }
-    pool_ = std::make_unique<ConnectionPool>(config["database_url"].get<std::string>(), timeout_ms,
-                                             static_cast<std::size_t>(max_idle));
+    contest::Config c = contest::parse_config(config);
+    pool_ =
+        std::make_unique<ConnectionPool>(c.database_url, c.statement_timeout_ms, c.pool_max_idle);
     Lease conn(*pool_);
     contest::ensure_schema((*conn).raw());
     conn.done();

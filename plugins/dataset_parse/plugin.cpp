@@ -8,11 +8,11 @@
 #include <jobrunner/plugin.hpp>
 #include <mutex>
 
-#include "config.hpp"
-#include "db.hpp"
-#include "ingest.hpp"
-#include "parsers.hpp"
-#include "storage.hpp"
+#include "dataset_parse/src/config.hpp"
+#include "dataset_parse/src/db.hpp"
+#include "dataset_parse/src/ingest.hpp"
+#include "dataset_parse/src/parsers.hpp"
+#include "dataset_parse/src/storage.hpp"
 
 namespace dataset_parse {
 

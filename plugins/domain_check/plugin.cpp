@@ -9,9 +9,9 @@
 #include <memory>
 #include <mutex>
 
-#include "checker.hpp"
-#include "domain_store.hpp"
-#include "settings.hpp"
+#include "domain_check/src/checker.hpp"
+#include "domain_check/src/config.hpp"
+#include "domain_check/src/domain_store.hpp"
 
 namespace {
 

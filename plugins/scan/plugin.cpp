@@ -6,7 +6,7 @@
 #include <jobrunner/plugin.hpp>
 #include <pqxx/except>
 
-#include "pipeline.hpp"
+#include "scan/src/pipeline.hpp"
 
 namespace {
 

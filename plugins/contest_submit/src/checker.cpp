@@ -1,4 +1,4 @@
-#include "checker.hpp"
+#include "contest_submit/src/checker.hpp"
 
 #include <charconv>
 #include <cmath>

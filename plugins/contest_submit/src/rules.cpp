@@ -1,9 +1,9 @@
-#include "rules.hpp"
+#include "contest_submit/src/rules.hpp"
 
 #include <algorithm>
 #include <tuple>
 
-#include "timestamp.hpp"
+#include "contest_submit/src/timestamp.hpp"
 
 namespace contest {
 

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "checker.hpp"
+#include "contest_submit/src/checker.hpp"
 
 namespace contest {
 

@@ -15,8 +15,8 @@
 #include <pqxx/pqxx>
 #include <string>
 
-#include "rules.hpp"
-#include "submission.hpp"
+#include "contest_submit/src/rules.hpp"
+#include "contest_submit/src/submission.hpp"
 
 namespace contest {
 

@@ -1,7 +1,7 @@
-#include "submission.hpp"
+#include "contest_submit/src/submission.hpp"
 
-#include "checker.hpp"
-#include "timestamp.hpp"
+#include "contest_submit/src/checker.hpp"
+#include "contest_submit/src/timestamp.hpp"
 
 namespace contest {
 namespace {

@@ -1,4 +1,4 @@
-#include "timestamp.hpp"
+#include "contest_submit/src/timestamp.hpp"
 
 #include <cstdio>
 

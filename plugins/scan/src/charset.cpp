@@ -1,4 +1,4 @@
-#include "charset.hpp"
+#include "scan/src/charset.hpp"
 
 #include <iconv.h>
 

@@ -1,4 +1,4 @@
-#include "fetcher.hpp"
+#include "scan/src/fetcher.hpp"
 
 #include <curl/curl.h>
 #include <netdb.h>

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "ip_guard.hpp"
+#include "scan/src/ip_guard.hpp"
 
 namespace scan {
 

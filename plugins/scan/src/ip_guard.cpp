@@ -1,4 +1,4 @@
-#include "ip_guard.hpp"
+#include "scan/src/ip_guard.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-#include "keyphrases.hpp"
+#include "scan/src/keyphrases.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "page_parser.hpp"
+#include "scan/src/page_parser.hpp"
 
 #include <gumbo.h>
 
@@ -7,7 +7,7 @@
 #include <set>
 #include <string_view>
 
-#include "url_util.hpp"
+#include "scan/src/url_util.hpp"
 
 namespace scan {
 

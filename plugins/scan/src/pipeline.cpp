@@ -1,13 +1,13 @@
-#include "pipeline.hpp"
+#include "scan/src/pipeline.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <optional>
 #include <pqxx/pqxx>
 
-#include "charset.hpp"
-#include "page_parser.hpp"
-#include "report.hpp"
+#include "scan/src/charset.hpp"
+#include "scan/src/page_parser.hpp"
+#include "scan/src/report.hpp"
 
 namespace scan {
 

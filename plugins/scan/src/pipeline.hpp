@@ -13,9 +13,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "fetcher.hpp"
-#include "scan_config.hpp"
-#include "scan_store.hpp"
+#include "scan/src/config.hpp"
+#include "scan/src/fetcher.hpp"
+#include "scan/src/scan_store.hpp"
 
 namespace scan {
 

@@ -1,10 +1,10 @@
-#include "report.hpp"
+#include "scan/src/report.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <set>
 
-#include "keyphrases.hpp"
+#include "scan/src/keyphrases.hpp"
 
 namespace scan {
 

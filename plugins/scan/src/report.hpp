@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "page_parser.hpp"
+#include "scan/src/page_parser.hpp"
 
 namespace scan {
 

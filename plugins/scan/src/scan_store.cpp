@@ -1,4 +1,4 @@
-#include "scan_store.hpp"
+#include "scan/src/scan_store.hpp"
 
 #include <pqxx/pqxx>
 
@@ -11,37 +11,9 @@ constexpr int64_t kSchemaLockKey = 0x5343414E0001LL;
 constexpr int kScanLockClass = 0x5343;
 }  // namespace
 
-const char* const kScanJobsDdl = R"SQL(
-CREATE TABLE IF NOT EXISTS scan_jobs (
-  id            text PRIMARY KEY,
-  url           text NOT NULL,
-  user_id       text,
-  status        text NOT NULL DEFAULT 'QUEUED',
-  step          text,
-  progress      integer NOT NULL DEFAULT 0,
-  teaser        jsonb,
-  result        jsonb,
-  error_state   text,
-  error_message text,
-  created_at    timestamptz NOT NULL DEFAULT now(),
-  expires_at    timestamptz,
-  state         jsonb,
-  updated_at    timestamptz NOT NULL DEFAULT now(),
-  job_id        bigint
-);
--- Tables created before job_id existed get it (checked first: ALTER TABLE would take an
--- exclusive lock on every start even when there is nothing to do).
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                  WHERE table_schema = current_schema() AND table_name = 'scan_jobs'
-                    AND column_name = 'job_id') THEN
-    ALTER TABLE scan_jobs ADD COLUMN job_id bigint;
-  END IF;
-END $$;
-CREATE INDEX IF NOT EXISTS scan_jobs_created_at_idx ON scan_jobs (created_at);
-CREATE INDEX IF NOT EXISTS scan_jobs_expires_at_idx ON scan_jobs (expires_at);
-)SQL";
+const char* const kScanJobsDdl =
+#include "scan/schema.sql.inc"
+    ;
 
 ScanStore::Lease::Lease(ScanStore* store, std::unique_ptr<pqxx::connection> c)
     : store_(store), conn_(std::move(c)) {}

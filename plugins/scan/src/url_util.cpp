@@ -1,4 +1,4 @@
-#include "url_util.hpp"
+#include "scan/src/url_util.hpp"
 
 #include <curl/curl.h>
 

@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "contest_fixture.hpp"
+#include "contest_submit/src/store.hpp"
 #include "harness.hpp"
-#include "src/store.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -1,12 +1,12 @@
 // Unit tests of contest_submit's pure parts: checkers, answer validity, timestamps, payload
 // parsing, verdict order and the scoring rules. No database.
-#include "src/rules.hpp"
+#include "contest_submit/src/rules.hpp"
 
 #include <gtest/gtest.h>
 
-#include "src/checker.hpp"
-#include "src/submission.hpp"
-#include "src/timestamp.hpp"
+#include "contest_submit/src/checker.hpp"
+#include "contest_submit/src/submission.hpp"
+#include "contest_submit/src/timestamp.hpp"
 
 namespace contest {
 namespace {

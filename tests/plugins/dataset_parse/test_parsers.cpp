@@ -1,7 +1,7 @@
 // The parser registry and the two built-in layouts (US SSA, FR INSEE), line by line.
 #include <gtest/gtest.h>
 
-#include "parsers.hpp"
+#include "dataset_parse/src/parsers.hpp"
 
 using namespace dataset_parse;
 

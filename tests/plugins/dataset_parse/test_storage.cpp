@@ -6,9 +6,9 @@
 
 #include <filesystem>
 
+#include "dataset_parse/src/storage.hpp"
 #include "gen.hpp"
 #include "harness.hpp"
-#include "storage.hpp"
 
 namespace fs = std::filesystem;
 using dataset_parse::LocalStorage;

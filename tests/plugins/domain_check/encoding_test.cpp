@@ -5,9 +5,9 @@
 // refuses costs only its own name (DomainStore against a real PostgreSQL).
 #include <jobrunner/abi.h>
 
-#include "domain_store.hpp"
+#include "domain_check/src/domain_store.hpp"
+#include "domain_check/src/utf8_text.hpp"
 #include "test_env.hpp"
-#include "utf8_text.hpp"
 
 namespace {
 

@@ -4,10 +4,10 @@
 
 #include <cstdlib>
 
-#include "domain_name.hpp"
+#include "domain_check/src/config.hpp"
+#include "domain_check/src/domain_name.hpp"
 #include "harness.hpp"
 #include "plugin_loader.hpp"
-#include "settings.hpp"
 
 namespace {
 

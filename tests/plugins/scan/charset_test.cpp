@@ -3,7 +3,7 @@
 // page declares (Content-Type header, <meta charset>, <meta http-equiv>) is honoured, so a
 // Latin-1 title reads "Café Crème" in the report and the scan_jobs row, not "Caf\ufffd
 // Cr\ufffdme". Plus the decoder's own rules (precedence, labels, replacement).
-#include "charset.hpp"
+#include "scan/src/charset.hpp"
 
 #include <gtest/gtest.h>
 #include <jobrunner/abi.h>

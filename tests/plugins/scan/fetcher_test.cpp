@@ -1,7 +1,7 @@
 // The SSRF-guarded fetcher against a real local server: redirects re-validated hop by hop,
 // limits (time, size, redirects), refused addresses and URL forms, and DNS rebinding through an
 // injected Resolver (the only stand-in here: no real DNS server can be run for a public name).
-#include "fetcher.hpp"
+#include "scan/src/fetcher.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Address classifier and allowlist of the scan plugin's SSRF guard, IPv4 and IPv6 forms.
-#include "ip_guard.hpp"
+#include "scan/src/ip_guard.hpp"
 
 #include <gtest/gtest.h>
 

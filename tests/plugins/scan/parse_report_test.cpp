@@ -4,9 +4,9 @@
 #include <algorithm>
 
 #include "fixture_server.hpp"
-#include "keyphrases.hpp"
-#include "page_parser.hpp"
-#include "report.hpp"
+#include "scan/src/keyphrases.hpp"
+#include "scan/src/page_parser.hpp"
+#include "scan/src/report.hpp"
 
 namespace {
 

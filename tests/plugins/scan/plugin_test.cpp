@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <pqxx/pqxx>
 
-#include "pipeline.hpp"
 #include "plugin_host.hpp"
+#include "scan/src/pipeline.hpp"
 #include "scan_test_util.hpp"
 
 namespace {

@@ -13,7 +13,7 @@
 
 #include "fixture_server.hpp"
 #include "harness.hpp"
-#include "scan_store.hpp"
+#include "scan/src/scan_store.hpp"
 
 namespace scantest {
 

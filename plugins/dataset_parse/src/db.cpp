@@ -1,6 +1,14 @@
-#include "db.hpp"
+#include "dataset_parse/src/db.hpp"
 
 namespace dataset_parse {
+namespace {
+
+// schema.sql: the datasets and names tables and their index.
+const char* const kSchemaSql =
+#include "dataset_parse/schema.sql.inc"
+    ;
+
+}  // namespace
 
 ConnectionPool::Lease::~Lease() {
   if (conn_ && keep_ && pool_ != nullptr) pool_->give_back(std::move(conn_));
@@ -27,28 +35,7 @@ void ConnectionPool::give_back(std::unique_ptr<pqxx::connection> c) {
 void create_schema(pqxx::connection& c) {
   pqxx::work tx(c);
   tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLockKey) + ")");
-  tx.exec(R"SQL(
-    CREATE TABLE IF NOT EXISTS datasets (
-      id            text PRIMARY KEY,
-      country_code  text NOT NULL,
-      storage_path  text NOT NULL,
-      status        text NOT NULL DEFAULT 'pending'
-                    CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
-      error_message text,
-      metrics       jsonb,
-      created_at    timestamptz NOT NULL DEFAULT now(),
-      updated_at    timestamptz NOT NULL DEFAULT now()
-    ))SQL");
-  tx.exec(R"SQL(
-    CREATE TABLE IF NOT EXISTS names (
-      dataset_id text    NOT NULL,
-      name       text    NOT NULL,
-      sex        text    NOT NULL CHECK (sex IN ('F', 'M')),
-      count      integer NOT NULL CHECK (count > 0),
-      year       integer NOT NULL,
-      rank       integer
-    ))SQL");
-  tx.exec("CREATE INDEX IF NOT EXISTS names_dataset_id_idx ON names (dataset_id)");
+  tx.exec(kSchemaSql);
   tx.commit();
 }
 

@@ -1,8 +1,8 @@
-#include "domain_store.hpp"
+#include "domain_check/src/domain_store.hpp"
 
 #include <algorithm>
 
-#include "utf8_text.hpp"
+#include "domain_check/src/utf8_text.hpp"
 
 namespace domain_check {
 namespace {
@@ -10,20 +10,9 @@ namespace {
 // pg_advisory_xact_lock key for schema creation: "domchk" in ASCII.
 constexpr long long kSchemaLockKey = 0x646f6d63686bLL;
 
-const char* kSchemaSql = R"SQL(
-CREATE TABLE IF NOT EXISTS domains (
-  id                  bigserial PRIMARY KEY,
-  name                text NOT NULL UNIQUE,
-  status              text NOT NULL
-                      CHECK (status IN ('available', 'registered', 'invalid', 'unknown')),
-  method              text,
-  checked_at          timestamptz NOT NULL,
-  details             jsonb NOT NULL DEFAULT '{}'::jsonb,
-  recheck_enqueued_at timestamptz,
-  created_at          timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS domains_checked_at_idx ON domains (checked_at);
-)SQL";
+const char* kSchemaSql =
+#include "domain_check/schema.sql.inc"
+    ;
 
 // A text[] literal for `= ANY($1::text[])`; elements are double-quoted and escaped.
 std::string text_array(const std::vector<std::string>& items) {

@@ -1,4 +1,4 @@
-#include "whois_client.hpp"
+#include "domain_check/src/whois_client.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

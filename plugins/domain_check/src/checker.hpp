@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "dns_client.hpp"
-#include "settings.hpp"
+#include "domain_check/src/config.hpp"
+#include "domain_check/src/dns_client.hpp"
 
 namespace domain_check {
 

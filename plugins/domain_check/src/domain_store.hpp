@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "checker.hpp"
+#include "domain_check/src/checker.hpp"
 
 namespace domain_check {
 

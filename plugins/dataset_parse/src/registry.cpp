@@ -1,7 +1,7 @@
 #include <cctype>
 #include <stdexcept>
 
-#include "parsers.hpp"
+#include "dataset_parse/src/parsers.hpp"
 
 namespace dataset_parse {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "dns_client.hpp"
+#include "domain_check/src/dns_client.hpp"
 
 namespace domain_check {
 

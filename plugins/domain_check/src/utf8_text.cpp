@@ -1,4 +1,4 @@
-#include "utf8_text.hpp"
+#include "domain_check/src/utf8_text.hpp"
 
 #include <cstdint>
 

@@ -7,8 +7,8 @@
 #include <cctype>
 #include <climits>
 
-#include "parse_util.hpp"
-#include "parsers.hpp"
+#include "dataset_parse/src/parse_util.hpp"
+#include "dataset_parse/src/parsers.hpp"
 
 namespace dataset_parse {
 

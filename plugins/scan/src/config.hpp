@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "fetcher.hpp"
-#include "report.hpp"
+#include "scan/src/fetcher.hpp"
+#include "scan/src/report.hpp"
 
 namespace scan {
 

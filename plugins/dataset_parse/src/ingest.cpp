@@ -1,4 +1,4 @@
-#include "ingest.hpp"
+#include "dataset_parse/src/ingest.hpp"
 
 #include <charconv>
 #include <chrono>

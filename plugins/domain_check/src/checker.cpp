@@ -1,4 +1,4 @@
-#include "checker.hpp"
+#include "domain_check/src/checker.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -9,9 +9,9 @@
 #include <system_error>
 #include <thread>
 
-#include "domain_name.hpp"
-#include "utf8_text.hpp"
-#include "whois_client.hpp"
+#include "domain_check/src/domain_name.hpp"
+#include "domain_check/src/utf8_text.hpp"
+#include "domain_check/src/whois_client.hpp"
 
 namespace domain_check {
 

@@ -1,4 +1,4 @@
-#include "scan_config.hpp"
+#include "scan/src/config.hpp"
 
 #include <sstream>
 #include <stdexcept>

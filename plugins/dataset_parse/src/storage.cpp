@@ -1,4 +1,4 @@
-#include "storage.hpp"
+#include "dataset_parse/src/storage.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>

@@ -5,8 +5,8 @@
 // order (equal counts share a rank).
 #include <climits>
 
-#include "parse_util.hpp"
-#include "parsers.hpp"
+#include "dataset_parse/src/parse_util.hpp"
+#include "dataset_parse/src/parsers.hpp"
 
 namespace dataset_parse {
 

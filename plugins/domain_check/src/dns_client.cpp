@@ -1,4 +1,4 @@
-#include "dns_client.hpp"
+#include "domain_check/src/dns_client.hpp"
 
 #include <ares.h>
 #include <arpa/inet.h>

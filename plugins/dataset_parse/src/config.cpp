@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "dataset_parse/src/config.hpp"
 
 namespace dataset_parse {
 

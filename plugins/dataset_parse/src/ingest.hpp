@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "parsers.hpp"
-#include "storage.hpp"
+#include "dataset_parse/src/parsers.hpp"
+#include "dataset_parse/src/storage.hpp"
 
 namespace dataset_parse {
 

@@ -1,4 +1,4 @@
-#include "domain_name.hpp"
+#include "domain_check/src/domain_name.hpp"
 
 #include <cstdint>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "settings.hpp"
+#include "domain_check/src/config.hpp"
 
 #include <arpa/inet.h>
 
