@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 #include <stdexcept>
 
@@ -112,6 +114,18 @@ double retry_delay_seconds(const std::vector<int>& schedule, int attempt, double
   constexpr double kCap = 3600.0;
   double d = std::min(kCap, kBase * std::pow(2.0, std::min(attempt - 1, 30)));
   return d * (0.5 + 0.5 * std::clamp(jitter01, 0.0, 1.0));
+}
+
+std::string utc_timestamp(double epoch_seconds) {
+  auto secs = static_cast<time_t>(std::floor(epoch_seconds));
+  auto micros = static_cast<int>(std::lround((epoch_seconds - static_cast<double>(secs)) * 1e6));
+  if (micros >= 1000000) ++secs, micros -= 1000000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  return buf;
 }
 
 std::string make_worker_id() {

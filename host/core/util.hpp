@@ -28,6 +28,10 @@ std::vector<int> parse_retry_schedule(std::string_view text);
 // min(cap, base * 2^(attempt-1)) * U[0.5, 1.0).
 double retry_delay_seconds(const std::vector<int>& schedule, int attempt, double jitter01);
 
+// Seconds since the epoch as PostgreSQL writes a timestamptz in JSON, to the microsecond:
+// "2026-12-06T23:10:55.123456+00:00" (also what a COPY into a timestamptz column accepts).
+std::string utc_timestamp(double epoch_seconds);
+
 // "hostname-pid-xxxx": a runner's identity in leases and the worker registry.
 std::string make_worker_id();
 

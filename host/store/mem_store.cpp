@@ -35,15 +35,7 @@ StoreError unsupported(const std::string& what) {
 // PostgreSQL's text for a timestamptz in row_to_json: "2026-12-06T16:30:00.123456+00:00".
 json iso(std::optional<double> t) {
   if (!t) return nullptr;
-  auto secs = static_cast<time_t>(std::floor(*t));
-  auto micros = static_cast<int>(std::lround((*t - static_cast<double>(secs)) * 1e6));
-  if (micros >= 1000000) ++secs, micros -= 1000000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
-  return buf;
+  return utc_timestamp(*t);
 }
 
 // "YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|+HH:MM|-HH:MM]" (what the CLI and the API pass on).

@@ -13,17 +13,6 @@ namespace jr {
 
 namespace {
 
-std::string epoch_to_timestamptz(double epoch) {
-  std::time_t secs = static_cast<std::time_t>(std::floor(epoch));
-  int micros = static_cast<int>((epoch - std::floor(epoch)) * 1e6);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
-  return buf;
-}
-
 using pg::opt;
 
 // The options document of an insert: retention settings the pruner reads.
@@ -213,12 +202,12 @@ std::vector<int64_t> PgStore::copy_jobs(size_t n, JobAt job, PayloadAt payload) 
         bool later = j.run_at.has_value() || j.delay_seconds > 0;
         f[4] = later ? "scheduled" : "available";
         f[5] = std::to_string(j.priority);
-        f[6] = j.run_at ? *j.run_at : epoch_to_timestamptz(now + j.delay_seconds);
+        f[6] = j.run_at ? *j.run_at : utc_timestamp(now + j.delay_seconds);
         f[7] = j.max_attempts ? std::to_string(*j.max_attempts) : std::string();
         f[8] = j.timeout_ms ? std::to_string(*j.timeout_ms) : std::string();
         f[9] = j.retry_schedule ? pg_int_array(pg::to_i64(parse_retry_schedule(*j.retry_schedule)))
                                 : std::string();
-        f[10] = j.ttl_seconds ? epoch_to_timestamptz(now + *j.ttl_seconds) : std::string();
+        f[10] = j.ttl_seconds ? utc_timestamp(now + *j.ttl_seconds) : std::string();
         f[11] = insert_options(j);
         f[12] = f[5];
         f[13] = j.lock_key ? *j.lock_key : std::string();

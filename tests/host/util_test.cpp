@@ -67,3 +67,11 @@ TEST(WorkerId, IsUniquePerCall) { EXPECT_NE(make_worker_id(), make_worker_id());
 
 }  // namespace
 }  // namespace jr
+
+TEST(Util, UtcTimestampIsPostgresJsonTextToTheMicrosecond) {
+  EXPECT_EQ(jr::utc_timestamp(0), "1970-01-01T00:00:00.000000+00:00");
+  EXPECT_EQ(jr::utc_timestamp(1796599855.25), "2026-12-06T23:30:55.250000+00:00");
+  // Rounded to the microsecond, carried into the second.
+  EXPECT_EQ(jr::utc_timestamp(59.9999996), "1970-01-01T00:01:00.000000+00:00");
+  EXPECT_EQ(jr::utc_timestamp(-0.5), "1969-12-31T23:59:59.500000+00:00");
+}
