@@ -3,6 +3,7 @@
 // ID`, through the Store (BatchEnqueue, BatchStatus). The SQL functions hold every rule; this
 // file builds their arguments and prints.
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 
 namespace jr::cli {
 
@@ -93,6 +95,18 @@ int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json) {
   std::cout << "  created:     " << s("created_at") << "\n"
             << "  finished:    " << s("finished_at") << "\n";
   return kExitOk;
+}
+
+void register_batch(CLI::App& app, Context& ctx) {
+  auto bf = std::make_shared<IdFlags>();
+  auto* batch = app.add_subcommand("batch", "batches of jobs with callbacks");
+  batch->fallthrough();
+  batch->require_subcommand(1);
+  auto* batch_status = batch->add_subcommand("status", "counts, state and callback of a batch");
+  batch_status->fallthrough();
+  batch_status->add_option("id", bf->id, "batch id")->required()->check(kJobId);
+  batch_status->add_flag("--json", bf->json, "print JSON");
+  on_parsed(batch_status, ctx, [&ctx, bf] { return cmd_batch_status(ctx.g, bf->id, bf->json); });
 }
 
 }  // namespace jr::cli

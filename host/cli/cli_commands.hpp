@@ -1,6 +1,7 @@
-// The `runner` subcommands. main.cpp parses flags with CLI11 and calls one of these; each
-// returns the process exit code (see cli_common.hpp) or throws (ConfigError, StoreError,
-// PluginError, std::invalid_argument), which main turns into a message and an exit code.
+// The `runner` subcommands' work. Each group's register_* function (cli_registry.hpp) parses
+// its flags with CLI11 into the structs below and calls one of these; each returns the process
+// exit code (see cli_common.hpp) or throws (ConfigError, StoreError, PluginError,
+// std::invalid_argument), which main turns into a message and an exit code.
 #pragma once
 
 #include <cstdint>
@@ -143,5 +144,11 @@ int cmd_queue(const GlobalFlags& g, const std::string& action, const std::string
 int cmd_limit(const GlobalFlags& g, const LimitFlags& f);
 int cmd_cron_ls(const GlobalFlags& g, bool json);
 int cmd_torture(const GlobalFlags& g, const TortureFlags& f);
+// `runner new-plugin NAME DIR` (host/cli/cli_new_plugin.cpp): scaffolds an out-of-tree plugin.
+int cmd_new_plugin(const std::string& name, const std::string& dir);
+// `runner info [--json] [--watch]` (host/cli/cli_info.cpp): queues, live runners, throughput.
+int cmd_info(const GlobalFlags& g, const WorkerFlags& w, bool json, bool watch);
+// `runner ui --http PORT` (host/cli/cli_ui.cpp): the web dashboard alone, no jobs served.
+int cmd_ui(const GlobalFlags& g, const WorkerFlags& w);
 
 }  // namespace jr::cli

@@ -2,10 +2,30 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
+#include "job_options.hpp"
 #include "managed_db.hpp"
 
 namespace jr::cli {
+
+const CLI::Validator kJobId(
+    [](std::string& text) -> std::string {
+      try {
+        ops::parse_job_id(text);
+        return {};
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+    },
+    "ID", "job id");
+
+const CLI::Validator kIsoTime(
+    [](std::string& text) -> std::string {
+      if (ops::is_iso8601_time(text)) return {};
+      return "'" + text.substr(0, 60) + "' is not an ISO 8601 time (e.g. 2026-11-24T09:00:00Z)";
+    },
+    "TIME", "ISO 8601 time");
 
 std::string resolve_database(const Config& cfg) {
   Store::set_pgbouncer(cfg.pgbouncer);  // before any connection (host/store/pg_store.hpp)

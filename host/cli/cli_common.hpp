@@ -1,7 +1,9 @@
-// Shared plumbing of the `runner` subcommands: resolving the database (configured URL or the
-// managed local cluster), opening a migrated Store, and printing jobs.
+// Shared plumbing of the `runner` subcommands: the validators of their arguments, resolving the
+// database (configured URL or the managed local cluster), opening a migrated Store, and printing
+// jobs.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,6 +18,12 @@ constexpr int kExitOk = 0;
 constexpr int kExitError = 1;     // runtime failure (database, plugin, I/O)
 constexpr int kExitUsage = 2;     // bad flags, bad config, bad input
 constexpr int kExitNotFound = 3;  // no such job
+
+// A job id argument: 1 .. 2^63-1, digits only (CLI11 alone would clamp 99999999999999999999 to
+// the largest id).
+extern const CLI::Validator kJobId;
+// A time argument (--since, --before): ISO 8601, checked here rather than by the database.
+extern const CLI::Validator kIsoTime;
 
 // The database URL to use: the configured one, or the managed cluster's (started if needed).
 std::string resolve_database(const Config& cfg);

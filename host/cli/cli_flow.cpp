@@ -2,12 +2,14 @@
 // cron ls.
 #include <cctype>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 
 namespace jr::cli {
 
@@ -166,6 +168,79 @@ int cmd_cron_ls(const GlobalFlags& g, bool json) {
                 s("last_run_at").c_str());
   }
   return kExitOk;
+}
+
+void register_flow(CLI::App& app, Context& ctx) {
+  struct QueueFlags {
+    std::string action, name;
+  };
+  auto qf = std::make_shared<QueueFlags>();
+  auto* queue = app.add_subcommand("queue", "pause or resume a queue for every runner");
+  queue->fallthrough();
+  queue->require_subcommand(1);
+  for (const char* a : {"pause", "resume"}) {
+    auto* sc = queue->add_subcommand(a, std::string(a) + " a queue");
+    sc->fallthrough();
+    sc->add_option("queue", qf->name, "queue name")->required();
+    sc->callback([qf, a] { qf->action = a; });
+  }
+  queue->add_subcommand("ls", "list paused queues")->fallthrough()->callback([qf] {
+    qf->action = "ls";
+  });
+  on_parsed(queue, ctx, [&ctx, qf] { return cmd_queue(ctx.g, qf->action, qf->name); });
+
+  auto lf = std::make_shared<LimitFlags>();
+  auto* limit = app.add_subcommand("limit", "rate limits enforced at claim time");
+  limit->fallthrough();
+  limit->require_subcommand(1);
+  auto* limit_set = limit->add_subcommand("set", "set a token bucket");
+  limit_set->fallthrough();
+  limit_set
+      ->add_option("--key", lf->key,
+                   "queue:NAME, kind:NAME, a rate key (tenant:42) or a default for every "
+                   "rate key with a prefix (tenant:*)")
+      ->required();
+  limit_set->add_option("--rate", lf->rate, "jobs per second")->required();
+  limit_set->add_option("--burst", lf->burst, "bucket size (default: max(1, rate))");
+  auto* limit_ls = limit->add_subcommand("ls", "list limits");
+  limit_ls->fallthrough();
+  limit_ls->add_flag("--json", lf->json, "print JSON");
+  auto* limit_rm = limit->add_subcommand("rm", "remove a limit");
+  limit_rm->fallthrough();
+  limit_rm->add_option("--key", lf->key, "queue:NAME, kind:NAME, a rate key or a pattern")
+      ->required();
+  auto* limit_set_field = limit->add_subcommand(
+      "set-field", "give jobs of a kind the rate key PREFIX:<value of a payload field>");
+  limit_set_field->fallthrough();
+  limit_set_field->add_option("--kind", lf->kind, "the job kind")->required();
+  limit_set_field
+      ->add_option("--field", lf->field,
+                   "the payload field: a top-level name, or a path with dots (customer.id)")
+      ->required();
+  limit_set_field->add_option(
+      "--prefix", lf->prefix,
+      "the key's prefix, letters, digits, _ . - (default: the field's last name)");
+  auto* limit_rm_field =
+      limit->add_subcommand("rm-field", "stop deriving rate keys for a kind's jobs");
+  limit_rm_field->fallthrough();
+  limit_rm_field->add_option("--kind", lf->kind, "the job kind")->required();
+  auto* limit_fields = limit->add_subcommand("fields", "list the kinds whose rate key is a field");
+  limit_fields->fallthrough();
+  limit_fields->add_flag("--json", lf->json, "print JSON");
+  for (auto* sc : {limit_set, limit_ls, limit_rm, limit_set_field, limit_rm_field, limit_fields}) {
+    std::string name = sc->get_name();
+    sc->callback([lf, name] { lf->action = name; });
+  }
+  on_parsed(limit, ctx, [&ctx, lf] { return cmd_limit(ctx.g, *lf); });
+
+  auto cron_json = std::make_shared<bool>(false);
+  auto* cron = app.add_subcommand("cron", "periodic jobs");
+  cron->fallthrough();
+  cron->require_subcommand(1);
+  auto* cron_ls = cron->add_subcommand("ls", "list periodic jobs with their next run times");
+  cron_ls->fallthrough();
+  cron_ls->add_flag("--json", *cron_json, "print JSON");
+  on_parsed(cron_ls, ctx, [&ctx, cron_json] { return cmd_cron_ls(ctx.g, *cron_json); });
 }
 
 }  // namespace jr::cli

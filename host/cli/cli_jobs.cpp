@@ -13,6 +13,7 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 #include "job_options.hpp"
 #include "log.hpp"
 #include "settings_table.hpp"
@@ -452,6 +453,135 @@ int cmd_jobs_cancel(const GlobalFlags& g, const JobsCancelFlags& f) {
   int64_t n = store->JobCancelMany(filter, false);
   std::cout << n << " job(s) cancelled " << what << "\n";
   return kExitOk;
+}
+
+void register_enqueue(CLI::App& app, Context& ctx) {
+  auto ef = std::make_shared<EnqueueFlags>();
+  auto* enqueue = app.add_subcommand("enqueue", "add jobs; prints each new job id on a line");
+  enqueue->fallthrough();
+  // Required unless --workflow is given (cmd_enqueue says so).
+  enqueue->add_option("kind", ef->kind, "job kind");
+  enqueue->add_option("--payload", ef->payload, "payload JSON");
+  enqueue->add_option("--payload-file", ef->payload_file,
+                      "JSON-lines file, one payload per line (- for standard input)");
+  enqueue->add_option("--queue", ef->queue, "queue (default: the kind's default, else 'default')");
+  enqueue->add_option("--priority", ef->priority, "higher runs first (default 0)");
+  auto* delay = enqueue->add_option("--delay", ef->delay, "run after this long (30s, 5m)");
+  enqueue->add_option("--run-at", ef->run_at, "run at this time (ISO 8601)")->excludes(delay);
+  enqueue->add_option("--max-attempts", ef->max_attempts, "attempts before the dead letter queue")
+      ->check(CLI::Range(1, 1000000));
+  enqueue->add_option("--timeout", ef->timeout, "per-attempt timeout (90s, 5m)");
+  enqueue->add_option("--retry-schedule", ef->retry_schedule,
+                      "retry delays in seconds: 60,300,900");
+
+  enqueue->add_option("--ttl", ef->ttl, "cancel the job if it has not started within this time");
+  enqueue->add_option("--result-ttl", ef->result_ttl,
+                      "keep the finished job this long (default 1d)");
+  enqueue->add_option("--failure-ttl", ef->failure_ttl,
+                      "keep the dead letter this long (default 30d)");
+
+  auto* unique = enqueue->add_flag("--unique", ef->unique,
+                                   "no second job while one with this kind and payload waits "
+                                   "or runs: print the existing id");
+  enqueue->add_option("--unique-key", ef->unique_key, "uniqueness by this key instead")
+      ->excludes(unique);
+  enqueue->add_option("--unique-for", ef->unique_for,
+                      "no second job with this key (--unique-key, else kind and payload) "
+                      "enqueued within this period, finished or not (1h, 30m)");
+  enqueue->add_option("--unique-states", ef->unique_states,
+                      "the states in which a job with the key blocks another "
+                      "(available,scheduled,running,completed,...)");
+  enqueue->add_flag("--replace", ef->replace,
+                    "update the pending job with the key (payload, run time) instead of "
+                    "refusing; a running one gets a successor");
+  enqueue->add_option("--debounce", ef->debounce,
+                      "run this long after the last enqueue with the key (5s)");
+  enqueue->add_option("--debounce-max", ef->debounce_max,
+                      "with --debounce: never later than this after the first (default 10x)");
+  enqueue->add_option("--rate-key", ef->rate_key,
+                      "claim under this key's token bucket (tenant:42; `runner limit set --key "
+                      "'tenant:*'` sets the default per key) instead of the queue's or kind's");
+  enqueue->add_option("--traceparent", ef->traceparent,
+                      "W3C traceparent of the producer's span: the job's attempts join its trace");
+  enqueue->add_option("--lock-key", ef->lock_key, "jobs sharing this key never run at once");
+  enqueue->add_option("--lock-limit", ef->lock_limit, "with --lock-key: at most N at once")
+      ->check(CLI::Range(1, 1000000));
+  enqueue->add_option("--depends-on", ef->depends_on, "run after these jobs complete (id,id)");
+  enqueue->add_option("--webhook", ef->webhook,
+                      "POST a signed notification to this URL when the job completes or is "
+                      "dead-lettered");
+  enqueue->add_option("--batch-on-complete", ef->batch_on_complete,
+                      "enqueue the jobs as one batch; run a job of this kind once all finished "
+                      "(prints \"batch ID\" on stderr)");
+  enqueue->add_option("--batch-on-failure", ef->batch_on_failure,
+                      "as a batch; run a job of this kind instead if any job failed");
+  enqueue->add_option("--batch-payload", ef->batch_payload,
+                      "the batch callback's payload (JSON object; the counts are added)");
+  enqueue->add_option("--workflow", ef->workflow,
+                      "enqueue a workflow: a JSON document of named steps (- for standard "
+                      "input); prints the workflow id");
+  on_parsed(enqueue, ctx, [&ctx, ef, enqueue] {
+    if (!ef->workflow.empty()) {
+      // A workflow's steps carry their own kinds and options.
+      for (const auto* opt : enqueue->get_options()) {
+        if (opt->count() == 0 || opt->get_name() == "--workflow") continue;
+        std::cerr << "runner enqueue: --workflow takes no " << opt->get_name()
+                  << " (each step names its kind, payload and options in the document)\n";
+        return kExitUsage;
+      }
+    }
+    return cmd_enqueue(ctx.g, *ef);
+  });
+}
+
+void register_jobs(CLI::App& app, Context& ctx) {
+  auto sf = std::make_shared<IdFlags>();
+  auto* status = app.add_subcommand("status", "show one job");
+  status->fallthrough();
+  status->add_option("id", sf->id, "job id")->required()->check(kJobId);
+  status->add_flag("--json", sf->json, "print JSON");
+  on_parsed(status, ctx, [&ctx, sf] { return cmd_status(ctx.g, sf->id, sf->json); });
+
+  auto* jobs = app.add_subcommand("jobs", "list jobs");
+  jobs->fallthrough();
+  jobs->require_subcommand(1);
+  auto* jobs_ls = jobs->add_subcommand("ls", "list jobs");
+  jobs_ls->fallthrough();
+  struct LsFlags {
+    std::string state, kind, queue;
+    int limit = 100;
+    bool json = false;
+  };
+  auto ls = std::make_shared<LsFlags>();
+  jobs_ls
+      ->add_option("--state", ls->state,
+                   "waiting, scheduled, available, running, retryable, completed, "
+                   "discarded or cancelled")
+      ->check(CLI::IsMember({"waiting", "scheduled", "available", "running", "retryable",
+                             "completed", "discarded", "cancelled"}));
+  jobs_ls->add_option("--kind", ls->kind);
+  jobs_ls->add_option("--queue", ls->queue);
+  jobs_ls->add_option("--limit", ls->limit)->check(CLI::Range(1, 1000000));
+  jobs_ls->add_flag("--json", ls->json, "print a JSON array");
+  on_parsed(jobs_ls, ctx, [&ctx, ls] {
+    JobListParams p;
+    if (!ls->state.empty()) p.state = ls->state;
+    if (!ls->kind.empty()) p.kind = ls->kind;
+    if (!ls->queue.empty()) p.queue = ls->queue;
+    p.limit = ls->limit;
+    return cmd_jobs_ls(ctx.g, p, ls->json);
+  });
+
+  auto jcf = std::make_shared<JobsCancelFlags>();
+  auto* jobs_cancel = jobs->add_subcommand(
+      "cancel", "cancel the jobs of a queue that are not running (all, or one kind or state)");
+  jobs_cancel->fallthrough();
+  jobs_cancel->add_option("--queue", jcf->queue, "the queue")->required();
+  jobs_cancel->add_option("--kind", jcf->kind, "only jobs of this kind");
+  jobs_cancel->add_option("--state", jcf->state,
+                          "only jobs in this state: waiting, scheduled, available or retryable");
+  jobs_cancel->add_flag("--yes", jcf->yes, "cancel without asking (else: a count, and exit 2)");
+  on_parsed(jobs_cancel, ctx, [&ctx, jcf] { return cmd_jobs_cancel(ctx.g, *jcf); });
 }
 
 }  // namespace jr::cli

@@ -1,9 +1,11 @@
 // Lifecycle subcommands: cancel, retry, and the dead letter queue (dlq ls|show|replay|purge).
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 
 namespace jr::cli {
 
@@ -119,6 +121,60 @@ int cmd_dlq(const GlobalFlags& g, const DlqFlags& f) {
     return kExitOk;
   }
   return kExitUsage;
+}
+
+void register_lifecycle(CLI::App& app, Context& ctx) {
+  auto cancel_id = std::make_shared<int64_t>(0);
+  auto* cancel = app.add_subcommand("cancel", "cancel a queued job, or stop a running one");
+  cancel->fallthrough();
+  cancel->add_option("id", *cancel_id, "job id")->required()->check(kJobId);
+  on_parsed(cancel, ctx, [&ctx, cancel_id] { return cmd_cancel(ctx.g, *cancel_id); });
+  auto retry_id = std::make_shared<int64_t>(0);
+  auto* retry = app.add_subcommand("retry", "run a dead-lettered (or waiting) job again now");
+  retry->fallthrough();
+  retry->add_option("id", *retry_id, "job id")->required()->check(kJobId);
+  on_parsed(retry, ctx, [&ctx, retry_id] { return cmd_retry(ctx.g, *retry_id); });
+  auto replay_id = std::make_shared<int64_t>(0);
+  auto* replay = app.add_subcommand(
+      "replay", "run any job again (completed ones too) as a new job; prints the new id");
+  replay->fallthrough();
+  // `--id` as well as the position: Reproq's `replay --id N` works unchanged (docs/migrating.md).
+  replay->add_option("id,--id", *replay_id, "job id")->required()->check(kJobId);
+  on_parsed(replay, ctx, [&ctx, replay_id] { return cmd_replay(ctx.g, *replay_id); });
+
+  auto df = std::make_shared<DlqFlags>();
+  auto* dlq = app.add_subcommand("dlq", "the dead letter queue");
+  dlq->fallthrough();
+  dlq->require_subcommand(1);
+  auto dlq_filters = [&df](CLI::App* sc) {
+    sc->fallthrough();
+    sc->add_option("--kind", df->kind, "only this job kind");
+    sc->add_option("--queue", df->queue, "only this queue");
+    sc->add_option("--since", df->since, "dead-lettered at or after this time (ISO 8601)")
+        ->check(kIsoTime);
+    sc->add_option("--before", df->before, "dead-lettered before this time (ISO 8601)")
+        ->check(kIsoTime);
+    sc->add_option("--limit", df->limit, "at most this many (default 1000)")
+        ->check(CLI::Range(1, 10000000));
+  };
+  auto* dlq_ls = dlq->add_subcommand("ls", "list dead letters");
+  dlq_filters(dlq_ls);
+  dlq_ls->add_flag("--json", df->json, "print a JSON array");
+  auto* dlq_show = dlq->add_subcommand("show", "show one dead letter with every attempt's error");
+  dlq_show->fallthrough();
+  dlq_show->add_option("id", df->id, "job id")->required()->check(kJobId);
+  dlq_show->add_flag("--json", df->json, "print JSON");
+  auto* dlq_replay = dlq->add_subcommand("replay", "retry every matching dead letter");
+  dlq_filters(dlq_replay);
+  dlq_replay->add_flag("--all", df->all, "every kind");
+  auto* dlq_purge = dlq->add_subcommand("purge", "delete matching dead letters");
+  dlq_filters(dlq_purge);
+  dlq_purge->add_flag("--all", df->all, "every dead letter");
+  for (auto* sc : {dlq_ls, dlq_show, dlq_replay, dlq_purge}) {
+    std::string name = sc->get_name();
+    sc->callback([df, name] { df->action = name; });
+  }
+  on_parsed(dlq, ctx, [&ctx, df] { return cmd_dlq(ctx.g, *df); });
 }
 
 }  // namespace jr::cli

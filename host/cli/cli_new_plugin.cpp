@@ -15,12 +15,14 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 
 namespace fs = std::filesystem;
 
@@ -146,6 +148,18 @@ int cmd_new_plugin(const std::string& name, const std::string& dir) {
             << "  cmake --build " << dir << "/build && ctest --test-dir " << dir << "/build\n"
             << "  runner --plugins <dir holding libjr_" << name << ".so> --queues " << name << "\n";
   return kExitOk;
+}
+
+void register_new_plugin(CLI::App& app, Context& ctx) {
+  struct NewPluginFlags {
+    std::string name, dir;
+  };
+  auto f = std::make_shared<NewPluginFlags>();
+  auto* new_plugin = app.add_subcommand(
+      "new-plugin", "scaffold a plugin project (handler, manifest, CMake, test) in DIR");
+  new_plugin->add_option("name", f->name, "plugin and job kind name ([a-z][a-z0-9_]*)")->required();
+  new_plugin->add_option("dir", f->dir, "a new or empty directory")->required();
+  on_parsed(new_plugin, ctx, [f] { return cmd_new_plugin(f->name, f->dir); });
 }
 
 }  // namespace jr::cli

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -19,6 +20,7 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 #include "log.hpp"
 
 namespace fs = std::filesystem;
@@ -303,6 +305,32 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
             unclean_exits == 0 && (f.kill_every <= 0 || kills >= f.min_kills);
   if (ok) fs::remove_all(logdir);
   return ok ? kExitOk : kExitError;
+}
+
+void register_torture(CLI::App& app, Context& ctx) {
+  auto tf = std::make_shared<TortureFlags>();
+  auto* torture = app.add_subcommand(
+      "torture", "stress test: random failures, timeouts and kills; verifies nothing is lost");
+  torture->fallthrough();
+  torture->add_option("--jobs", tf->jobs, "jobs to run (default 2000)")
+      ->check(CLI::Range(1, 10000000));
+  torture->add_option("--runners", tf->runners, "runner processes (default 3)")
+      ->check(CLI::Range(1, 64));
+  torture->add_option("--kill-every", tf->kill_every, "seconds between random kills (0: none)");
+  torture
+      ->add_option("--min-kills", tf->min_kills,
+                   "kill -9s the run must see; more jobs are enqueued until then (default 4)")
+      ->check(CLI::Range(0, 1000));
+  torture->add_option("--time-limit", tf->time_limit, "give up after this many seconds");
+  torture->add_option("--seed", tf->seed, "random seed (default: random)");
+  // The runners it starts take these two worker flags.
+  ctx.worker_flags_of["torture"] = {"--plugins", "--concurrency"};
+  on_parsed(torture, ctx, [&ctx, tf] {
+    tf->plugins = ctx.w.of("worker.plugins");
+    std::string c = ctx.w.of("worker.concurrency");  // in range: checked by CLI11
+    tf->concurrency = c.empty() ? 50 : std::stoi(c);
+    return cmd_torture(ctx.g, *tf);
+  });
 }
 
 }  // namespace jr::cli

@@ -9,6 +9,7 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
 #include "server.hpp"
@@ -22,7 +23,7 @@ namespace jr::cli {
 
 int cmd_ui(const GlobalFlags& g, const WorkerFlags& w) {
   Config cfg = build_config(g);
-  apply_worker_flags(cfg, w);  // --http and --lease-seconds only (main.cpp)
+  apply_worker_flags(cfg, w);  // --http and --lease-seconds only (register_ui)
   if (cfg.http.empty()) {
     std::cerr << "runner ui: give --http [ADDR:]PORT (or RUNNER_HTTP, or [worker] http in the "
                  "config): where to serve the dashboard\n";
@@ -64,6 +65,14 @@ int cmd_ui(const GlobalFlags& g, const WorkerFlags& w) {
             {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   server.stop();
   return kExitOk;
+}
+
+void register_ui(CLI::App& app, Context& ctx) {
+  auto* ui = app.add_subcommand(
+      "ui", "serve the web dashboard at /ui on --http [ADDR:]PORT, without running jobs");
+  ui->fallthrough();
+  ctx.worker_flags_of["ui"] = {"--http", "--lease-seconds"};  // where to serve; live runners
+  on_parsed(ui, ctx, [&ctx] { return cmd_ui(ctx.g, ctx.w); });
 }
 
 }  // namespace jr::cli

@@ -12,9 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
+#include <variant>
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 #include "cron.hpp"
 #include "engine.hpp"
 #include "exec_kinds.hpp"
@@ -27,6 +29,7 @@
 #include "plugin_loader.hpp"
 #include "sandbox.hpp"
 #include "server.hpp"
+#include "settings_table.hpp"
 #include "ui_publish.hpp"
 #include "util.hpp"
 
@@ -513,6 +516,61 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     _exit(rc);
   }
   return rc;
+}
+
+// The worker's flags sit on the root command (`runner --plugins DIR` serves jobs); after
+// parsing, one given to a command it does not apply to is refused (exit 2, refuse_worker_flags).
+void register_worker(CLI::App& app, Context& ctx) {
+  WorkerFlags& w = ctx.w;
+  // The flags of the settings table (core/settings_table.hpp): each setting's flag, its help line
+  // from the table's, with its variable and config key, and an integer's range.
+  for (const Setting& s : settings()) {
+    if (!*s.flag || s.global_flag) continue;
+    std::string name = setting_name(s);
+    std::string help = std::string(s.doc) + " (" + (*s.env ? std::string(s.env) + ", " : "") +
+                       (*s.section ? "[" + std::string(s.section) + "] " : "") + s.key + ")";
+    CLI::Option* opt = nullptr;
+    if (std::holds_alternative<bool Config::*>(s.field)) {
+      opt = app.add_flag_callback(
+          s.flag, [&w, name] { w.given[name] = "1"; }, help);
+    } else {
+      opt = app.add_option(s.flag, w.given[name], help);
+      if (std::holds_alternative<int Config::*>(s.field) ||
+          std::holds_alternative<int64_t Config::*>(s.field)) {
+        opt->check(CLI::Range(s.min, s.max));
+      }
+    }
+    ctx.worker_flags.push_back(opt);
+  }
+  ctx.worker_flags.push_back(app.add_option("--prefetch", w.prefetch,
+                                            "jobs claimed ahead of free slots (default: automatic)")
+                                 ->check(CLI::Range(-1, 100000)));
+  // Reproq's names (docs/migrating.md): plain seconds, same meaning.
+  ctx.worker_flags.push_back(app.add_option("--reclaim-interval-seconds", w.reclaim_interval,
+                                            "Reproq's name for --rescue-interval (seconds)"));
+  ctx.worker_flags.push_back(
+      app.add_option("--metrics-port", w.metrics_port, "Reproq's name for --http PORT (loopback)")
+          ->check(CLI::Range(1, 65535)));
+
+  // `runner` alone serves jobs too: the worker is what runs unless a subcommand says otherwise.
+  ctx.run = [&ctx] { return cmd_worker(ctx.g, ctx.w); };
+  auto* worker = app.add_subcommand("worker", "run jobs (the default command)");
+  worker->fallthrough();
+}
+
+bool refuse_worker_flags(const std::string& command, const Context& ctx) {
+  if (command == "worker") return false;
+  auto allowed = ctx.worker_flags_of.find(command);
+  for (const auto* opt : ctx.worker_flags) {
+    if (opt->count() == 0) continue;
+    std::string flag = opt->get_name();
+    if (allowed != ctx.worker_flags_of.end() && allowed->second.count(flag)) continue;
+    std::cerr << "runner " << command << ": " << flag
+              << " does not apply to this command (it is a flag of `runner worker`)\n"
+              << "Run with --help for more information.\n";
+    return true;
+  }
+  return false;
 }
 
 }  // namespace jr::cli

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <sstream>
@@ -11,6 +12,7 @@
 
 #include "cli_commands.hpp"
 #include "cli_common.hpp"
+#include "cli_registry.hpp"
 #include "workflow.hpp"
 
 namespace jr::cli {
@@ -128,6 +130,19 @@ int cmd_workflow_status(const GlobalFlags& g, int64_t id, bool json) {
       << "\n";
   std::cout << out.str();
   return kExitOk;
+}
+
+void register_workflow(CLI::App& app, Context& ctx) {
+  auto wf = std::make_shared<IdFlags>();
+  auto* workflow = app.add_subcommand("workflow", "workflows of named steps");
+  workflow->fallthrough();
+  workflow->require_subcommand(1);
+  auto* workflow_status = workflow->add_subcommand("status", "state and steps of a workflow");
+  workflow_status->fallthrough();
+  workflow_status->add_option("id", wf->id, "workflow id")->required()->check(kJobId);
+  workflow_status->add_flag("--json", wf->json, "print JSON");
+  on_parsed(workflow_status, ctx,
+            [&ctx, wf] { return cmd_workflow_status(ctx.g, wf->id, wf->json); });
 }
 
 }  // namespace jr::cli
