@@ -247,7 +247,11 @@ int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
     }
     if (!job.contains("errors") || !job["errors"].is_array()) continue;
     for (const auto& e : job["errors"]) {
-      if (e.value("kind", "") != "lease_lost") continue;
+      // Read defensively: an entry that is not an object, or whose kind is null, is skipped
+      // (as the SQL this replaced skipped it).
+      if (!e.is_object()) continue;
+      auto kind = e.find("kind");
+      if (kind == e.end() || !kind->is_string() || *kind != "lease_lost") continue;
       ++reexecuted;
       std::string w = e.contains("worker_id") && e["worker_id"].is_string()
                           ? e["worker_id"].get<std::string>()
