@@ -28,6 +28,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
     gid = pw->pw_gid;
   }
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 

@@ -564,7 +564,7 @@ nlohmann::json DashboardDb::jobs(const JobFilter& f) {
   } else if (f.state == "available") {
     // Claim order within each queue, queues by name: jr_jobs_queue_available_idx (queue,
     // priority DESC, id). The index's mixed directions take up to three ranges after a cursor.
-    std::string w = base;
+    const std::string& w = base;
     if (!cur.is_null()) {
       if (cur.size() != 3 || !cur[0].is_string() || !cur[1].is_number_integer() ||
           !cur[2].is_number_integer() || (f.queue && cur[0].get<std::string>() != *f.queue)) {

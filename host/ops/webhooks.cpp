@@ -129,7 +129,11 @@ void WebhookDeliverer::loop() {
           return s.WebhookClaim(opts_.owner, 20, opts_.timeout_seconds * 3 + 5);
         });
         for (const auto& d : due) {
-          auto [status, err] = post(d.url, d.event, d.id, d.body);
+          // Named variables, not a structured binding: the lambdas below capture them, which
+          // clang before 16 (clang-tidy's parser) refuses.
+          const std::pair<int, std::string> posted = post(d.url, d.event, d.id, d.body);
+          const int status = posted.first;
+          const std::string& err = posted.second;
           if (err.empty()) {
             db([&](Store& s) { s.WebhookDelivered(d.id, status); });
             ++counts_.delivered;

@@ -194,8 +194,10 @@ std::vector<std::string> duplicate_claims(const std::vector<std::string>& files,
 std::vector<LoadedPlugin> load_plugin_dir(const std::string& dir) {
   std::vector<std::string> files = plugin_files(dir);
   std::vector<LoadedPlugin> out;
+  out.reserve(files.size());
   for (const auto& f : files) out.push_back(load_plugin(f));
   std::vector<const LoadedPlugin*> ptrs;
+  ptrs.reserve(out.size());
   for (const auto& p : out) ptrs.push_back(&p);
   for (const auto& reason : duplicate_claims(files, ptrs)) {
     if (!reason.empty()) throw PluginError(reason);

@@ -89,7 +89,8 @@ class PluginCgroup : public std::enable_shared_from_this<PluginCgroup> {
 
  private:
   friend class CgroupLeaf;
-  PluginCgroup() = default;
+  // Not a throw in practice: nlohmann::json's default constructor has one for an impossible case.
+  PluginCgroup() = default;  // NOLINT(bugprone-exception-escape)
   void remove_leaf(const std::vector<std::string>& dirs);
   std::vector<pid_t> pids_locked() const;
   bool kill_all_locked(int64_t timeout_ms);

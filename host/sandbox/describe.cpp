@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cgroup.hpp"
@@ -221,7 +222,7 @@ TrustDecision decide(const LoadedPlugin& p, nlohmann::json section,
   in.file = p.path;
   for (const auto& k : p.kinds) in.own_kinds.push_back(k.kind);
   in.manifest = p.manifest;
-  in.section = section;
+  in.section = std::move(section);
   in.plugin_config = plugin_config;
   in.host_isolation = host_isolation;
   in.builtin = !p.sha256.empty() && builtin_approval(p.sha256) != nullptr;
@@ -279,7 +280,7 @@ std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
   return std::make_unique<SandboxExecutor>(plugin, plugin_config, std::move(policy), opts);
 }
 
-LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy& policy,
+LoadedPlugin describe_pinned(const std::shared_ptr<const PinnedFile>& pin, const Policy& policy,
                              const SandboxOptions& opts, nlohmann::json* hello_out) {
   const std::string& path = pin->path();
   std::function<PluginError(const std::string&)> fail = [&](const std::string& why) {
@@ -422,6 +423,7 @@ DescribedDir describe_dir(const std::string& dir, const SandboxOptions& opts) {
 
   // A name or kind claimed by two files: none of the claimants can be trusted to own it.
   std::vector<const LoadedPlugin*> described;
+  described.reserve(results.size());
   for (const auto& r : results) described.push_back(r.plugin ? &*r.plugin : nullptr);
   std::vector<std::string> dup = duplicate_claims(files, described);
   for (size_t i = 0; i < files.size(); ++i) {

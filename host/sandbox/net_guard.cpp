@@ -746,7 +746,9 @@ class Send final : public Pending {
         if (mmsg_ != 0) {
           auto l = static_cast<unsigned>(msg_bytes_);
           iovec local{&l, sizeof l};
+          // An address in the supervised process, written with process_vm_writev.
           iovec remote{
+              // NOLINTNEXTLINE(performance-no-int-to-ptr)
               reinterpret_cast<void*>(mmsg_ + idx_ * sizeof(mmsghdr) + offsetof(mmsghdr, msg_len)),
               sizeof l};
           process_vm_writev(pid_, &local, 1, &remote, 1, 0);
@@ -793,7 +795,7 @@ void wait_and_answer(const State& s, const Req& req, Pending& p) {
     }
     int wait = kSliceMs;
     if (p.deadline_ms > 0) wait = static_cast<int>(std::min<int64_t>(wait, p.deadline_ms - now));
-    short want = backoff ? 0 : events;
+    short want = backoff ? short{0} : events;
     if (want == 0) {
       // No readiness to wait for (a unix connect to a full backlog; a datagram socket that is
       // writable while its destination's queue is full): retry after 1, 2, 4 ... 50 ms.
@@ -850,7 +852,8 @@ class Handler {
   bool read(uint64_t addr, void* out, size_t len) const {
     if (len == 0) return true;
     iovec local{out, len};
-    iovec remote{reinterpret_cast<void*>(addr), len};
+    // An address in the supervised process, read with process_vm_readv.
+    iovec remote{reinterpret_cast<void*>(addr), len};  // NOLINT(performance-no-int-to-ptr)
     return process_vm_readv(req_.pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
   }
 

@@ -278,7 +278,7 @@ std::unique_ptr<SandboxExecutor> make_executor(const LoadedPlugin& plugin,
 LoadedPlugin describe_in_sandbox(const std::string& path, const SandboxOptions& opts = {});
 // Describes pinned content in a worker confined by `policy`; `hello` (may be null) receives the
 // worker's hello (layers, warnings). Everything the worker says is validated and bounded.
-LoadedPlugin describe_pinned(std::shared_ptr<const PinnedFile> pin, const Policy& policy,
+LoadedPlugin describe_pinned(const std::shared_ptr<const PinnedFile>& pin, const Policy& policy,
                              const SandboxOptions& opts, nlohmann::json* hello);
 
 struct DescribedDir {

@@ -365,6 +365,9 @@ int serve(jr::LoadedPlugin& p, void* state) {
 
 }  // namespace
 
+// What escapes main (bad_alloc, say) ends the worker by std::terminate, a crash the host
+// classifies like any other worker death.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 int main(int argc, char** argv) {
   // argv: jr-worker --host-pid N. Everything else arrives in the Init frame.
   if (argc < 3 || std::strcmp(argv[1], "--host-pid") != 0) {

@@ -51,7 +51,7 @@ struct Source {
   int64_t resume_ns = 0;
 };
 
-void emit(OutputTag& t, log::Level level, const std::string& msg, nlohmann::json fields) {
+void emit(OutputTag& t, log::Level level, const std::string& msg, const nlohmann::json& fields) {
   log::write(level, msg, fields);
   if (t.observer) t.observer(level, msg, fields);
 }
@@ -97,7 +97,7 @@ void line(Source& s, std::string_view text, bool truncated) {
   f["stream"] = s.is_err ? "stderr" : "stdout";
   f["text"] = std::string(text);
   if (truncated) f["truncated"] = true;
-  emit(t, s.is_err ? log::Level::warn : log::Level::info, "plugin output", std::move(f));
+  emit(t, s.is_err ? log::Level::warn : log::Level::info, "plugin output", f);
 }
 
 // Splits `data` into lines (bounded by line_max).
@@ -267,6 +267,9 @@ std::unique_ptr<WorkerOutput> WorkerOutput::attach(int out_fd, int err_fd,
   return w;
 }
 
+// remove() drains the pipe and logs its last lines; it throws only where logging does (out of
+// memory), and ending the runner by std::terminate then is what any such failure does.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 WorkerOutput::~WorkerOutput() {
   for (uint64_t id : ids_) {
     if (id != 0) Hub::get().remove(id);

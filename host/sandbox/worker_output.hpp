@@ -47,7 +47,7 @@ class WorkerOutput {
   // Takes ownership of the read ends `out_fd` (the worker's stdout) and `err_fd` (stderr).
   static std::unique_ptr<WorkerOutput> attach(int out_fd, int err_fd, const std::string& plugin,
                                               pid_t pid);
-  ~WorkerOutput();
+  ~WorkerOutput();  // NOLINT(bugprone-exception-escape): see its definition
   WorkerOutput(const WorkerOutput&) = delete;
   WorkerOutput& operator=(const WorkerOutput&) = delete;
 
