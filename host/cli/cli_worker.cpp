@@ -260,6 +260,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
       }
     }
   }
+  ptrs.reserve(plugins.size());
   for (auto& p : plugins) ptrs.push_back(&p);
   auto no_plugin_left = [&](const char* what) {
     std::cerr << "runner: " << what << " in " << cfg.plugins_dir << "\n";

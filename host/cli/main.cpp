@@ -20,7 +20,9 @@
 using namespace jr;
 using namespace jr::cli;
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_runner(int argc, char** argv) {
   // SIGTERM and SIGINT are held from the first instruction. The worker and the dashboard take
   // them with sigwait, so a stop sent at any moment of their start-up, even before their signal
   // thread exists, becomes a clean shutdown (exit 0) instead of the default death. Every other
@@ -88,6 +90,17 @@ int main(int argc, char** argv) {
     std::cerr << "runner: " << e.what() << "\n";
     return e.invalid_input() ? cli::kExitUsage : cli::kExitError;
   } catch (const std::exception& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return cli::kExitError;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_runner(argc, argv);
+  } catch (const std::exception& e) {  // before or after a command ran (its errors are above)
     std::cerr << "runner: " << e.what() << "\n";
     return cli::kExitError;
   }

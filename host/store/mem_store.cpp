@@ -205,7 +205,8 @@ class MemStore final : public Store {
     }
     // Per queue, candidates by priority then age; then round-robin across queues by rank.
     std::map<std::string, std::vector<Row*>> per_queue;
-    for (auto& [id, r] : db_->jobs) {
+    for (auto& entry : db_->jobs) {
+      Row& r = entry.second;  // not a structured binding: the lambda below captures it
       if (r.state != "available" || !kinds.count(r.kind) || db_->paused.count(r.queue)) continue;
       if (r.expires_at && *r.expires_at <= now) continue;
       if (!p.queues.empty() && std::none_of(p.queues.begin(), p.queues.end(),

@@ -132,6 +132,7 @@ std::vector<int64_t> PgStore::JobInsertMany(const std::vector<JobInsertParams>& 
   // COPY cannot resolve unique keys or check parents: such jobs go one by one.
   if (std::any_of(jobs.begin(), jobs.end(), needs_one_by_one)) {
     std::vector<int64_t> ids;
+    ids.reserve(jobs.size());
     for (const auto& j : jobs) ids.push_back(JobInsertEx(j).id);
     return ids;
   }
@@ -144,6 +145,7 @@ std::vector<int64_t> PgStore::JobInsertBulk(const JobInsertParams& base,
                                             const std::vector<std::string>& payloads) {
   if (needs_one_by_one(base)) {
     std::vector<int64_t> ids;
+    ids.reserve(payloads.size());
     JobInsertParams p = base;
     for (const auto& payload : payloads) {
       p.payload = payload;

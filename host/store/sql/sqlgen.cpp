@@ -143,9 +143,7 @@ void check_complete(const std::string& text, const std::string& where) {
 
 std::string literal(const std::string& text) { return "R\"JRSQL(" + text + ")JRSQL\""; }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int generate(int argc, char** argv) {
   if (argc < 3) {
     std::cerr << "usage: jr_sqlgen OUT.hpp FILE.sql...\n";
     return 2;
@@ -199,4 +197,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return generate(argc, argv);
+  } catch (const std::exception& e) {  // out of memory, a regex error: still a clear failure
+    std::cerr << "jr_sqlgen: " << e.what() << "\n";
+    return 1;
+  }
 }
