@@ -165,10 +165,13 @@ void ManagedDb::init_cluster() {
   close(fd);
   CommandResult r;
   if (written) {
-    r = run_command(
-        {bin("initdb"), "-D", opts_.data_dir, "-U", opts_.superuser, "--auth=scram-sha-256",
-         "--pwfile=" + pwfile, "--encoding=UTF8", "--locale=C", "--no-instructions"},
-        run_as_);
+    std::vector<std::string> argv = {bin("initdb"),        "-D",
+                                     opts_.data_dir,       "-U",
+                                     opts_.superuser,      "--auth=scram-sha-256",
+                                     "--pwfile=" + pwfile, "--encoding=UTF8",
+                                     "--locale=C",         "--no-instructions"};
+    if (opts_.initdb_no_sync) argv.emplace_back("--no-sync");
+    r = run_command(argv, run_as_);
   }
   unlink(pwfile.c_str());
   if (!written) throw std::runtime_error("cannot write " + pwfile + " for initdb");

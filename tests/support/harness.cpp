@@ -49,6 +49,7 @@ PgCluster::PgCluster() : impl_(new Impl) {
   // Durability is not under test here; speed is welcome. (Crash/restart tests use pg_ctl
   // restart, a clean shutdown, so fsync=off loses nothing there.)
   o.settings = {{"fsync", "off"}, {"full_page_writes", "off"}, {"max_connections", "300"}};
+  o.initdb_no_sync = true;  // the same reason: a throwaway cluster, 3.5 s less per test binary
   impl_->db = std::make_unique<jr::ManagedDb>(o);
   impl_->db->start();
   static std::string data_dir = o.data_dir;
