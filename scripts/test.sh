@@ -103,8 +103,8 @@ export RUNNER_ISOLATION=none
 # compile_commands.json.
 # In CI, the two layers where threads and untrusted input meet (the engine's fetch, slot,
 # completer and heartbeat threads; the sandbox's parsing of what plugins send): all of host/
-# is 86 files and ~660 CPU-s, which on 2 cores took the whole run from 30 to 37 minutes (the
-# ASan tests leave no idle core to absorb it: measured on a fresh clone, 2026-12-07). Every layer
+# is 86 files and ~660 CPU-s: with it a fresh-clone run took 40 minutes, with these two 35 (the
+# ASan tests leave no idle core to absorb it; measured 2026-12-07). Every layer
 # is clean today; by hand: TIDY_DIRS='core|plugin|store|engine|sandbox|ops|cli' (README).
 TIDY_DIRS=${TIDY_DIRS:-engine|sandbox}
 # ThreadSanitizer: only the unit tests whose subject runs threads (the engine on the in-memory
