@@ -25,6 +25,24 @@ FLAGS=(-G Ninja -DJR_PLUGINS=ALL -DCMAKE_C_FLAGS_DEBUG=-g1 -DCMAKE_CXX_FLAGS_DEB
 # Tests mostly wait (on PostgreSQL, servers, deadlines): a few at a time keep 2 cores busy.
 CTEST_JOBS=${CTEST_JOBS:-4}
 start=$(date +%s)
+# How busy the cores were in each phase (/proc/stat: every process counts, compilers, tests and
+# their PostgreSQL servers): on 2 cores CI's time is its CPU work, so this says where to look.
+cpu_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
+read -r cpu_busy0 cpu_idle0 < <(cpu_ticks)
+cpu_phase() {
+  local busy idle hz
+  read -r busy idle < <(cpu_ticks)
+  hz=$(getconf CLK_TCK)
+  local b=$(( (busy - cpu_busy0) / hz )) i=$(( (idle - cpu_idle0) / hz ))
+  cpu_busy0=$busy; cpu_idle0=$idle
+  cpu_text="cores busy $b of $(( b + i )) core-s ($(( 100 * b / (b + i + 1) ))%)"
+}
+# Background work (the ASan build, clang-tidy, the TSan build) runs in a session of its own
+# (setsid) at the lowest priority. With the kernel's autogroup scheduling (on by default) a new
+# session is its own scheduling group, and `nice` only ranks processes within their group: the
+# group itself must be niced too (/proc/self/autogroup), or the background work takes an equal
+# share of the cores from the tests in the foreground.
+LOWEST_PRIORITY='echo 19 >/proc/self/autogroup 2>/dev/null || true'
 
 # 1. The release preset, the build the README's quick start and the demo use, built whole with
 # -Werror at -O2 (GCC warns there about things -O0 does not see: array bounds,
@@ -32,7 +50,8 @@ start=$(date +%s)
 echo "== build (release preset: RelWithDebInfo -O2, -Werror)"
 cmake --preset release -G Ninja -DJR_PLUGINS=ALL >/dev/null
 cmake --build --preset release -j "$JOBS"
-echo "   built in $(( $(date +%s) - start )) s"
+cpu_phase
+echo "   built in $(( $(date +%s) - start )) s; $cpu_text"
 
 # 2. The sanitizer build compiles at the lowest priority while the release tests run (they
 # spend most of their time waiting, so the cores would idle otherwise).
@@ -40,7 +59,7 @@ mkdir -p build
 asan_log=build/asan-build.log
 # In a session of its own (setsid), so a failure below stops the whole build (cmake, ninja and
 # every compiler) by its process group; killing the subshell alone left ninja compiling.
-FLAGS_TEXT="${FLAGS[*]}" JOBS="$JOBS" ASAN_LOG="$asan_log" setsid bash -c '
+FLAGS_TEXT="${FLAGS[*]}" JOBS="$JOBS" ASAN_LOG="$asan_log" setsid bash -c "$LOWEST_PRIORITY"'
   nice -n 19 cmake --preset asan $FLAGS_TEXT >"$ASAN_LOG" 2>&1 &&
     nice -n 19 cmake --build --preset asan -j "$JOBS" >>"$ASAN_LOG" 2>&1
   echo $? >build/asan-build.rc' &
@@ -58,7 +77,8 @@ if [ -n "${CI:-}" ]; then export JR_UI_SCREENSHOTS=${JR_UI_SCREENSHOTS:-docs/ui}
 # depend on where plugin code runs (store, CLI contract, HTTP, job model, flow control). The
 # sanitizer pass below runs those under ASan, where they find more than at -O2.
 ctest --preset release -j "$CTEST_JOBS" --timeout 900 -LE '^inprocess$' || rc=$?
-echo "   tests done at $(( $(date +%s) - start )) s"
+cpu_phase
+echo "   tests done at $(( $(date +%s) - start )) s; $cpu_text"
 if [ "$rc" != "0" ]; then
   kill -- -"$asan_pid" 2>/dev/null || true
   exit "$rc"
@@ -75,7 +95,8 @@ if [ "$(cat build/asan-build.rc 2>/dev/null)" != "0" ]; then
   grep -E "error|FAILED" "$asan_log" | head -40
   echo "asan build failed (log: $asan_log)"; exit 1
 fi
-echo "   built at $(( $(date +%s) - start )) s"
+cpu_phase
+echo "   built at $(( $(date +%s) - start )) s; $cpu_text"
 
 # 3. The sanitizer run repeats every test but those whose subject is the sandbox (ctest label
 # "sandbox": test_sandbox, test_sandbox_e2e, the red-team, confinement, network-guard, exec and
@@ -115,7 +136,7 @@ TIDY_DIRS=${TIDY_DIRS:-engine|sandbox}
 # allocator is out of memory"); the rest of it runs on one thread.
 TSAN_TESTS=(test_engine_memory test_maintenance test_store_contract)
 rm -f build/clang-tidy.rc build/tsan-build.rc
-TIDY_DIRS="$TIDY_DIRS" TSAN_TARGETS="${TSAN_TESTS[*]}" JOBS="$JOBS" setsid bash -c '
+TIDY_DIRS="$TIDY_DIRS" TSAN_TARGETS="${TSAN_TESTS[*]}" JOBS="$JOBS" setsid bash -c "$LOWEST_PRIORITY"'
   if command -v run-clang-tidy >/dev/null; then
     nice -n 19 run-clang-tidy -p build/release -j "$JOBS" -quiet \
       -header-filter="^$PWD/host/($TIDY_DIRS)/" "^$PWD/host/($TIDY_DIRS)/.*\.cpp\$" \
@@ -136,7 +157,8 @@ late_pid=$!
 echo "== tests (asan; clang-tidy and the tsan build run meanwhile at nice 19)"
 rc=0
 ctest --preset asan -j "$CTEST_JOBS" --timeout 1200 -LE '^(sandbox|browser)$' || rc=$?
-echo "   tests done at $(( $(date +%s) - start )) s"
+cpu_phase
+echo "   tests done at $(( $(date +%s) - start )) s; $cpu_text"
 if [ "$rc" != "0" ]; then
   kill -- -"$late_pid" 2>/dev/null || true
   exit "$rc"
@@ -148,7 +170,8 @@ wait "$late_pid" || true
 cpu() { sed -n "$1p" build/late-checks.times 2>/dev/null | awk '{
   split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
 tidy_cpu=$(cpu 2); all_cpu=$(cpu 4)
-echo "   done at $(( $(date +%s) - start )) s; CPU: clang-tidy ${tidy_cpu:-?} s," \
+cpu_phase
+echo "   done at $(( $(date +%s) - start )) s; $cpu_text; CPU: clang-tidy ${tidy_cpu:-?} s," \
   "tsan build $(( ${all_cpu:-0} - ${tidy_cpu:-0} )) s"
 if [ "$(cat build/clang-tidy.rc 2>/dev/null)" != "0" ]; then
   sed 's/\x1b\[[0-9;]*m//g' build/clang-tidy.log | grep -E "(warning|error):" | sort -u | head -40

@@ -16,17 +16,6 @@
 
 namespace jr::cli {
 
-namespace {
-
-// The database of `cfg` (started first when it is the managed one), migrated.
-std::string migrated_url(const Config& cfg) {
-  std::string url = resolve_database(cfg);
-  Store::open(url)->SchemaMigrate();
-  return url;
-}
-
-}  // namespace
-
 int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json& options,
                   const std::vector<std::string>& payloads) {
   nlohmann::json cb_payload = nlohmann::json::object();
@@ -52,7 +41,7 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
   array += ']';
   std::string text;
   try {
-    text = Store::open(migrated_url(cfg))
+    text = Store::open(migrated_database(cfg))
                ->BatchEnqueue(f.kind, array, options.dump(), spec(f.batch_on_complete),
                               spec(f.batch_on_failure));
   } catch (const std::invalid_argument& e) {
@@ -69,7 +58,7 @@ int enqueue_batch(const Config& cfg, const EnqueueFlags& f, const nlohmann::json
 
 int cmd_batch_status(const GlobalFlags& g, int64_t id, bool json) {
   Config cfg = build_config(g);
-  std::optional<std::string> text = Store::open(migrated_url(cfg))->BatchStatus(id);
+  std::optional<std::string> text = Store::open(migrated_database(cfg))->BatchStatus(id);
   if (!text) {
     std::cerr << "runner batch status: no batch with id " << id << "\n";
     return kExitNotFound;

@@ -43,6 +43,12 @@ std::unique_ptr<Store> open_store(const Config& cfg) {
   return store;
 }
 
+std::string migrated_database(const Config& cfg) {
+  std::string url = resolve_database(cfg);
+  Store::open(url)->SchemaMigrate();
+  return url;
+}
+
 std::string render_job(const std::string& job_json) {
   auto j = nlohmann::json::parse(job_json);
   std::ostringstream o;

@@ -31,6 +31,9 @@ std::string resolve_database(const Config& cfg);
 // Connects and applies migrations.
 std::unique_ptr<Store> open_store(const Config& cfg);
 
+// resolve_database, with the schema migrated: for commands that open their own connections.
+std::string migrated_database(const Config& cfg);
+
 // Human-readable rendering of a job row (JSON from Store::JobGet).
 std::string render_job(const std::string& job_json);
 

@@ -58,8 +58,7 @@ int64_t unfinished(Store& store, const std::string& queue) {
 
 int cmd_torture(const GlobalFlags& g, const TortureFlags& f) {
   Config cfg = build_config(g);
-  std::string url = resolve_database(cfg);
-  Store::open(url)->SchemaMigrate();
+  std::string url = migrated_database(cfg);
   std::string plugins = f.plugins;
   if (plugins.empty()) {
     plugins = (fs::read_symlink("/proc/self/exe").parent_path() / "plugins").string();

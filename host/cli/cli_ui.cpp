@@ -35,8 +35,8 @@ int cmd_ui(const GlobalFlags& g, const WorkerFlags& w) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  open_store(cfg);  // connects and migrates (the dashboard reads migration 11's tables)
-  std::string url = resolve_database(cfg);
+  // Migrated first: the dashboard reads migration 11's tables.
+  std::string url = migrated_database(cfg);
   ops::StorePool pool(url);
   ops::Registry registry;
   registry.collector([](ops::TextWriter& tw) {

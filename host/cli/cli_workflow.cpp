@@ -27,13 +27,6 @@ std::string trim_message(std::string s) {
   return s;
 }
 
-// The database of `cfg` (started first when it is the managed one), migrated.
-std::string migrated_url(const Config& cfg) {
-  std::string url = resolve_database(cfg);
-  Store::open(url)->SchemaMigrate();
-  return url;
-}
-
 }  // namespace
 
 int enqueue_workflow(const Config& cfg, const std::string& file) {
@@ -65,7 +58,7 @@ int enqueue_workflow(const Config& cfg, const std::string& file) {
   } catch (const ops::WorkflowError& e) {
     return refuse("--workflow " + file + ": " + e.what());
   }
-  pqxx::connection c(migrated_url(cfg));
+  pqxx::connection c(migrated_database(cfg));
   pqxx::work tx(c);
   pqxx::result r;
   try {
@@ -84,7 +77,7 @@ int enqueue_workflow(const Config& cfg, const std::string& file) {
 
 int cmd_workflow_status(const GlobalFlags& g, int64_t id, bool json) {
   Config cfg = build_config(g);
-  pqxx::connection c(migrated_url(cfg));
+  pqxx::connection c(migrated_database(cfg));
   pqxx::nontransaction tx(c);
   auto r = tx.exec_params("SELECT jr_workflow_status($1)::text", id);
   if (r[0][0].is_null()) {

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <random>
 #include <stdexcept>
@@ -127,6 +129,8 @@ std::string utc_timestamp(double epoch_seconds) {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
   return buf;
 }
+
+std::string errno_message(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 std::string make_worker_id() {
   char host[256] = {0};

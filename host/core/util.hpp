@@ -32,6 +32,10 @@ double retry_delay_seconds(const std::vector<int>& schedule, int attempt, double
 // "2026-12-06T23:10:55.123456+00:00" (also what a COPY into a timestamptz column accepts).
 std::string utc_timestamp(double epoch_seconds);
 
+// `what`, ": " and the text of the current errno ("mkdir /x: Permission denied"). Read errno
+// before anything else can change it: the argument is built first, then errno is read here.
+std::string errno_message(const std::string& what);
+
 // "hostname-pid-xxxx": a runner's identity in leases and the worker registry.
 std::string make_worker_id();
 

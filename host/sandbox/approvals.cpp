@@ -19,8 +19,6 @@ namespace {
 
 constexpr size_t kMaxApprovalsBytes = 16 << 20;
 
-std::string errstr(const std::string& what) { return what + ": " + std::strerror(errno); }
-
 bool write_all(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
@@ -38,13 +36,13 @@ Approvals Approvals::load(const std::string& path) {
   Approvals out;
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0 && errno == ENOENT) return out;
-  if (fd < 0) throw ApprovalError(errstr("approvals file " + path));
+  if (fd < 0) throw ApprovalError(errno_message("approvals file " + path));
   struct Closer {
     int fd;
     ~Closer() { close(fd); }
   } closer{fd};
   struct stat st {};
-  if (fstat(fd, &st) != 0) throw ApprovalError(errstr("approvals file " + path));
+  if (fstat(fd, &st) != 0) throw ApprovalError(errno_message("approvals file " + path));
   if (!S_ISREG(st.st_mode)) throw ApprovalError("approvals file " + path + " is not a file");
   // Approvals widen sandboxes: only their owner (the operator) may be able to write them.
   if (st.st_uid != 0 && st.st_uid != geteuid()) {
@@ -108,7 +106,7 @@ void Approvals::save(const std::string& path) const {
   }
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw ApprovalError(errstr("cannot write " + tmp));
+  if (fd < 0) throw ApprovalError(errno_message("cannot write " + tmp));
   bool ok = fchmod(fd, 0600) == 0 && (geteuid() != 0 || fchown(fd, 0, 0) == 0) &&
             write_all(fd, text) && fsync(fd) == 0;
   int saved = errno;
@@ -117,7 +115,7 @@ void Approvals::save(const std::string& path) const {
     if (ok) saved = errno;
     unlink(tmp.c_str());
     errno = saved;
-    throw ApprovalError(errstr("cannot write approvals file " + path));
+    throw ApprovalError(errno_message("cannot write approvals file " + path));
   }
 }
 
@@ -131,13 +129,13 @@ void Approvals::update(const std::string& path, const std::function<void(Approva
   }
   std::string lock_path = path + ".lock";
   int lock = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lock < 0) throw ApprovalError(errstr("cannot open " + lock_path));
+  if (lock < 0) throw ApprovalError(errno_message("cannot open " + lock_path));
   struct Closer {
     int fd;
     ~Closer() { close(fd); }
   } closer{lock};
   while (flock(lock, LOCK_EX) != 0) {
-    if (errno != EINTR) throw ApprovalError(errstr("cannot lock " + lock_path));
+    if (errno != EINTR) throw ApprovalError(errno_message("cannot lock " + lock_path));
   }
   Approvals a = load(path);
   change(a);

@@ -17,10 +17,10 @@
 #include <sstream>
 #include <thread>
 
+#include "util.hpp"
+
 namespace jr::sandbox {
 namespace {
-
-std::string errstr(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 std::string read_file(const std::string& path, bool* ok = nullptr) {
   std::ifstream in(path);
@@ -141,7 +141,7 @@ std::string v2_setup(const std::vector<CgroupMount>& mounts, const std::string& 
   auto sub = words(read_file(dir + "/cgroup.subtree_control"));
   bool enabled = has(sub, "memory") && has(sub, "pids") && (!cpu || has(sub, "cpu"));
   if (!enabled && !write_file(dir + "/cgroup.subtree_control", want)) {
-    if (errno != EBUSY) return errstr("cgroup v2: cannot enable controllers in " + dir);
+    if (errno != EBUSY) return errno_message("cgroup v2: cannot enable controllers in " + dir);
     // "No internal processes": the controllers can only be enabled for sub-cgroups once this
     // cgroup holds no process. If the runner is alone in it (a systemd service with
     // Delegate=yes), it moves itself to a leaf of its own.
@@ -153,13 +153,13 @@ std::string v2_setup(const std::vector<CgroupMount>& mounts, const std::string& 
     }
     std::string leaf = dir + "/jr-host";
     if (mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) {
-      return errstr("cgroup v2: mkdir " + leaf);
+      return errno_message("cgroup v2: mkdir " + leaf);
     }
     if (!write_file(leaf + "/cgroup.procs", "0")) {
-      return errstr("cgroup v2: cannot move the runner to " + leaf);
+      return errno_message("cgroup v2: cannot move the runner to " + leaf);
     }
     if (!write_file(dir + "/cgroup.subtree_control", want)) {
-      return errstr("cgroup v2: cannot enable controllers in " + dir);
+      return errno_message("cgroup v2: cannot enable controllers in " + dir);
     }
   }
   s.v2 = true;
@@ -329,14 +329,14 @@ std::shared_ptr<PluginCgroup> PluginCgroup::create(const std::string& label,
   std::string pids_max = lim.pids_max > 0 ? std::to_string(lim.pids_max) : "max";
   if (s.v2) {
     std::string dir = s.v2_base + "/" + name;
-    if (mkdir(dir.c_str(), 0755) != 0) return degrade(errstr("mkdir " + dir));
+    if (mkdir(dir.c_str(), 0755) != 0) return degrade(errno_message("mkdir " + dir));
     cg->dirs_ = {dir};
     cg->v2_ = true;
     cg->memory_dir_ = dir;
     std::string want = s.v2_cpu ? "+memory +pids +cpu" : "+memory +pids";
     if (!write_file(dir + "/cgroup.subtree_control", want) ||
         !write_file(dir + "/pids.max", pids_max)) {
-      std::string why = errstr("cgroup v2: setting up " + dir);
+      std::string why = errno_message("cgroup v2: setting up " + dir);
       remove_tree(dir);
       return degrade(why);
     }
@@ -359,7 +359,7 @@ std::shared_ptr<PluginCgroup> PluginCgroup::create(const std::string& label,
     }
     std::string dir = base + "/" + name;
     if (mkdir(dir.c_str(), 0755) != 0) {
-      r[ctl] = "degraded: " + errstr("mkdir " + dir);
+      r[ctl] = "degraded: " + errno_message("mkdir " + dir);
       return "";
     }
     cg->dirs_.push_back(dir);
@@ -377,7 +377,7 @@ std::shared_ptr<PluginCgroup> PluginCgroup::create(const std::string& label,
     if (write_file(pids + "/pids.max", pids_max)) {
       r["pids"] = {{"path", pids}, {"pids.max", pids_max + " for the plugin"}};
     } else {
-      r["pids"] = "degraded: " + errstr("pids.max");
+      r["pids"] = "degraded: " + errno_message("pids.max");
     }
     cg->v1_plain_.push_back(pids);
   }
@@ -414,7 +414,7 @@ std::unique_ptr<CgroupLeaf> PluginCgroup::place(pid_t pid, std::string* err) {
   leaf->owner_ = shared_from_this();
   std::string p = std::to_string(pid);
   auto fail = [&](const std::string& what) {
-    *err = errstr(what);
+    *err = errno_message(what);
     for (const auto& d : leaf->dirs_) rmdir(d.c_str());
     leaf->dirs_.clear();
     leaf->owner_.reset();

@@ -13,10 +13,10 @@
 #include <memory>
 #include <stdexcept>
 
+#include "util.hpp"
+
 namespace jr::sandbox {
 namespace {
-
-std::string errstr(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -137,16 +137,16 @@ bool set_flags(int fd, bool rw, bool device, bool recursive) {
 // Bind-mounts entry `e` at its target under `root`. Returns "" or the reason.
 std::string bind(int root, dev_t root_dev, const Entry& e) {
   Fd target(make_target(root, root_dev, e.target, e.dir));
-  if (target.get() < 0) return errstr("mount point " + e.target);
+  if (target.get() < 0) return errno_message("mount point " + e.target);
   if (mount(fd_path(e.fd).c_str(), fd_path(target.get()).c_str(), nullptr, MS_BIND | MS_REC,
             nullptr) != 0) {
-    return errstr("bind " + e.target);
+    return errno_message("bind " + e.target);
   }
   // The descriptor names the mount point underneath; open the path again to reach the new mount.
   std::string rel = e.target.substr(1);
   Fd top(openat(root, rel.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (top.get() < 0 || !set_flags(top.get(), e.rw, e.device, true)) {
-    return errstr("setting flags on " + e.target);
+    return errno_message("setting flags on " + e.target);
   }
   return "";
 }
@@ -178,9 +178,9 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   if (geteuid() != 0) return degraded("the host does not run as root");
 
   // 1. A mount namespace of our own (a copy of the host's), nothing propagating back.
-  if (unshare(CLONE_NEWNS) != 0) return degraded(errstr("unshare(CLONE_NEWNS)"));
+  if (unshare(CLONE_NEWNS) != 0) return degraded(errno_message("unshare(CLONE_NEWNS)"));
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    return degraded(errstr("making mounts private"));
+    return degraded(errno_message("making mounts private"));
   }
   // 2. Every source, opened in it (bind mounts take their source from this namespace) while
   //    the whole tree is still in view.
@@ -240,7 +240,7 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   if (staging.empty()) return degraded("no directory to build the new root on");
   if (mount("jr-root", staging.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
             "size=1m,nr_inodes=4096,mode=0755") != 0) {
-    return degraded(errstr("mounting the root tmpfs"));
+    return degraded(errno_message("mounting the root tmpfs"));
   }
   auto abandon = [&](const std::string& why) {
     umount2(staging.c_str(), MNT_DETACH);
@@ -248,12 +248,13 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   };
   Fd root(open(staging.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   struct stat root_st {};
-  if (root.get() < 0 || fstat(root.get(), &root_st) != 0) return abandon(errstr("root tmpfs"));
+  if (root.get() < 0 || fstat(root.get(), &root_st) != 0)
+    return abandon(errno_message("root tmpfs"));
   dev_t dev = root_st.st_dev;
 
   for (const auto& [name, target] : links) {
     if (symlinkat(target.c_str(), root.get(), name.c_str()) != 0) {
-      return abandon(errstr("symlink /" + name));
+      return abandon(errno_message("symlink /" + name));
     }
   }
   for (const auto& e : entries) {
@@ -266,20 +267,20 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
     if (e.kind != "system") warnings.push_back("mount_ns: " + e.kind + " path not mounted: " + err);
   }
   Fd devdir(make_target(root.get(), dev, "/dev", true));
-  if (devdir.get() < 0) return abandon(errstr("/dev"));
+  if (devdir.get() < 0) return abandon(errno_message("/dev"));
   for (const auto& [name, target] :
        std::vector<std::pair<const char*, const char*>>{{"fd", "/proc/self/fd"},
                                                         {"stdin", "/proc/self/fd/0"},
                                                         {"stdout", "/proc/self/fd/1"},
                                                         {"stderr", "/proc/self/fd/2"}}) {
     if (symlinkat(target, devdir.get(), name) != 0) {
-      return abandon(errstr(std::string("symlink /dev/") + name));
+      return abandon(errno_message(std::string("symlink /dev/") + name));
     }
   }
   // Its own /etc/passwd and /etc/group: root, nobody, and the worker's user.
   {
     Fd etcdir(make_target(root.get(), dev, "/etc", true));
-    if (etcdir.get() < 0) return abandon(errstr("/etc"));
+    if (etcdir.get() < 0) return abandon(errno_message("/etc"));
     std::string name = spec.user_name.empty() ? "jr-plugin" : spec.user_name;
     std::string home = spec.scratch_dir.empty() ? "/nonexistent" : spec.scratch_dir;
     std::string passwd = "root:x:0:0:root:/root:/usr/sbin/nologin\n";
@@ -298,7 +299,7 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
       Fd f(openat(etcdir.get(), file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644));
       if (f.get() < 0 ||
           write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-        return abandon(errstr(std::string("/etc/") + file));
+        return abandon(errno_message(std::string("/etc/") + file));
       }
     }
   }
@@ -306,13 +307,13 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   std::string proc_mode = "hidepid=invisible,subset=pid";
   {
     Fd proc(make_target(root.get(), dev, "/proc", true));
-    if (proc.get() < 0) return abandon(errstr("mount point /proc"));
+    if (proc.get() < 0) return abandon(errno_message("mount point /proc"));
     unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
     if (mount("proc", fd_path(proc.get()).c_str(), "proc", fl, proc_mode.c_str()) != 0) {
       // Kernels before 5.8 have one procfs instance per pid namespace: its options would change
       // the host's /proc too, so none are passed there.
       if (errno != EINVAL || mount("proc", fd_path(proc.get()).c_str(), "proc", fl, nullptr) != 0) {
-        return abandon(errstr("mounting /proc"));
+        return abandon(errno_message("mounting /proc"));
       }
       proc_mode = "every process visible (the kernel has no per-mount hidepid, 5.8+)";
       warnings.push_back("mount_ns: /proc shows every process: " + proc_mode);
@@ -322,7 +323,7 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   nlohmann::json scratch;
   if (!spec.scratch_dir.empty()) {
     Fd sd(make_target(root.get(), dev, spec.scratch_dir, true));
-    if (sd.get() < 0) return abandon(errstr("mount point " + spec.scratch_dir));
+    if (sd.get() < 0) return abandon(errno_message("mount point " + spec.scratch_dir));
     int64_t mb = std::max<int64_t>(spec.scratch_mb, 1);
     std::string opts = "size=" + std::to_string(mb) +
                        "m,nr_inodes=" + std::to_string(std::max<int64_t>(1024, mb * 64)) +
@@ -332,7 +333,7 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
     }
     if (mount("jr-scratch", fd_path(sd.get()).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               opts.c_str()) != 0) {
-      return abandon(errstr("mounting the scratch tmpfs"));
+      return abandon(errno_message("mounting the scratch tmpfs"));
     }
     scratch = {{"status", "applied"},
                {"path", spec.scratch_dir},
@@ -341,20 +342,20 @@ bool enter_minimal_root(const RootSpec& spec, nlohmann::json& layers,
   }
   // 6. The root itself becomes read-only, then it replaces the old one.
   if (!set_flags(root.get(), false, false, false))
-    return abandon(errstr("making the root read-only"));
-  if (fchdir(root.get()) != 0) return abandon(errstr("chdir to the new root"));
+    return abandon(errno_message("making the root read-only"));
+  if (fchdir(root.get()) != 0) return abandon(errno_message("chdir to the new root"));
   if (syscall(SYS_pivot_root, ".", ".") != 0) {
     int saved = errno;
     if (chdir("/") != 0) {
     }
     errno = saved;
-    return abandon(errstr("pivot_root"));
+    return abandon(errno_message("pivot_root"));
   }
   // The old root is stacked on the new one: detach it (from here on, no way back).
   if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) {
     // Half-switched: refuse rather than run with the old tree in view.
-    layers["mount_ns"] = "failed: " + errstr("detaching the old root");
-    throw std::runtime_error("mount namespace: " + errstr("detaching the old root"));
+    layers["mount_ns"] = "failed: " + errno_message("detaching the old root");
+    throw std::runtime_error("mount namespace: " + errno_message("detaching the old root"));
   }
   layers["mount_ns"] = {{"status", "applied"},
                         {"root",

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cmath>
 
 namespace jr {
@@ -74,4 +75,13 @@ TEST(Util, UtcTimestampIsPostgresJsonTextToTheMicrosecond) {
   // Rounded to the microsecond, carried into the second.
   EXPECT_EQ(jr::utc_timestamp(59.9999996), "1970-01-01T00:01:00.000000+00:00");
   EXPECT_EQ(jr::utc_timestamp(-0.5), "1969-12-31T23:59:59.500000+00:00");
+}
+
+TEST(Util, ErrnoMessageNamesWhatFailedAndTheCurrentErrno) {
+  errno = ENOENT;
+  EXPECT_EQ(jr::errno_message("mkdir /x"), "mkdir /x: No such file or directory");
+  // errno is read after the argument is built, as every caller builds it.
+  errno = EACCES;
+  std::string dir = "/y";
+  EXPECT_EQ(jr::errno_message("cannot move to " + dir), "cannot move to /y: Permission denied");
 }
