@@ -110,6 +110,7 @@ struct EngineOptions {
 
 struct EngineStats {
   std::atomic<int64_t> claimed{0};
+  std::atomic<int64_t> claims{0};  // claim statements that returned at least one job
   std::atomic<int64_t> completed{0};
   std::atomic<int64_t> retried{0};
   std::atomic<int64_t> discarded{0};
@@ -247,6 +248,9 @@ class Engine : public HostServices {
   int busy_slots_ = 0;  // slots running a job (the others take one of ready_ when they run)
   // Moving average of job execution time (µs), for the automatic prefetch.
   std::atomic<int64_t> avg_job_us_{100000};
+  // The last claim got every job it asked for: the queue holds more than this runner takes, so
+  // the automatic prefetch may hold more (max_inflight) without idling other runners.
+  std::atomic<bool> backlog_{false};
   int max_inflight() const;
 
   std::mutex done_mu_;

@@ -111,6 +111,7 @@ void Engine::fetch_loop() {
       throttled = 0;
       p.throttled_retry_seconds = &throttled;
       jobs = claims_->with([&](Store& s) { return s.JobClaim(p); });
+      backlog_.store(static_cast<int>(jobs.size()) >= want, std::memory_order_relaxed);
       delay = 250;
       reconnect_now = true;
     } catch (const StoreError& e) {
@@ -167,6 +168,7 @@ void Engine::fetch_loop() {
     int got = static_cast<int>(jobs.size());
     if (got > 0) {
       stats_.claimed += got;
+      ++stats_.claims;
       std::lock_guard<std::mutex> lock(ready_mu_);
       inflight_ += got;
       for (auto& j : jobs) ready_.push_back(std::move(j));
@@ -199,12 +201,17 @@ void Engine::fetch_loop() {
 int Engine::max_inflight() const {
   if (opts_.prefetch >= 0) return opts_.concurrency + opts_.prefetch;
   // Auto: keep roughly 2 ms of work queued locally per slot. Slow jobs get no prefetch, so they
-  // are never held back behind each other while other runners idle. The cap (10 jobs per slot,
-  // at least two completion batches so claims can be as large as the completion batches, at
-  // most 2,000) also limits what a crash costs: prefetched jobs of a killed runner wait for
-  // their lease to expire, and the lost attempt is counted. Only jobs under ~20 us reach it.
+  // are never held back behind each other while other runners idle. While the queue is deep
+  // (the last claim was full) 20 ms: what this runner holds then is not what another runner
+  // lacks, and claims and completions of short jobs come in batches ten times larger (a
+  // sandboxed no-op job takes ~0.2 ms, so 2 ms per slot meant claims of ~100 jobs). The first
+  // claim that comes back short returns to 2 ms. The cap (10 jobs per slot, at least two
+  // completion batches so claims can be as large as the completion batches, at most 2,000)
+  // also limits what a crash costs: prefetched jobs of a killed runner wait for their lease to
+  // expire, and the lost attempt is counted.
   int64_t avg = std::max<int64_t>(1, avg_job_us_.load(std::memory_order_relaxed));
-  int64_t extra = static_cast<int64_t>(opts_.concurrency) * 2000 / avg;
+  int64_t horizon_us = backlog_.load(std::memory_order_relaxed) ? 20000 : 2000;
+  int64_t extra = static_cast<int64_t>(opts_.concurrency) * horizon_us / avg;
   int64_t cap = std::min<int64_t>(
       std::max<int64_t>(static_cast<int64_t>(opts_.concurrency) * 10,
                         2 * static_cast<int64_t>(std::max(1, opts_.completion_batch))),

@@ -207,6 +207,21 @@ TEST_F(EngineOnMemory, ShutdownFinishesTheRunningJobAndReleasesThePrefetchedOnes
   }
 }
 
+TEST_F(EngineOnMemory, TheAutomaticPrefetchHoldsMoreWhileTheQueueIsDeep) {
+  // 1,200 jobs of ~1 ms on 4 slots. Holding 2 ms of work per slot, the runner claims ~6 jobs
+  // at a time (over 200 claims); while its claims come back full it holds 20 ms per slot and
+  // claims ~40 at a time (~45 claims, the first few small while its average job time, which
+  // starts at 100 ms, comes down).
+  for (int i = 0; i < 1200; ++i) enqueue({{"sleep_ms", 1}});
+  start([](EngineOptions& o) { o.prefetch = -1; });  // automatic, as `runner` has it by default
+  ASSERT_TRUE(jrtest::wait_until([&] { return count("completed") == 1200; }, seconds(120)))
+      << count("completed") << " of 1200 completed";
+  int64_t claims = engine_->stats().claims.load();
+  EXPECT_EQ(engine_->stats().claimed.load(), 1200);
+  EXPECT_LE(claims, 100) << "claims of " << 1200 / std::max<int64_t>(1, claims)
+                         << " jobs on average: the prefetch did not follow the backlog";
+}
+
 TEST_F(EngineOnMemory, AnInsertWakesAnIdleRunnerBeforeItsPoll) {
   start([](EngineOptions& o) { o.poll_interval_seconds = 30; });
   std::this_thread::sleep_for(milliseconds(300));  // idle, waiting on the notification

@@ -1,6 +1,6 @@
 // The `echo` job kind: returns its payload. Used by the demo, the tests and the benchmarks, so it
 // obeys a few payload fields that make it misbehave on purpose:
-//   sleep_ms       sleep this long (checking for cancellation every 10 ms)
+//   sleep_ms       sleep this long (checking for cancellation at least every 10 ms)
 //   progress       true: while sleeping, report progress every 10 ms (the host writes it at
 //                  most every 250 ms)
 //   fail           "retryable" or "permanent": fail every attempt that way
@@ -9,6 +9,7 @@
 //   crash          "segv" or "abort": kill the process that runs the handler
 //   snooze_until   Unix time (s): snooze until then (a snooze does not use up an attempt)
 //   fail_permanent_attempts  fail permanently on the first N attempts (then succeed)
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -49,14 +50,15 @@ class Echo : public jobrunner::Plugin {
       auto from = std::chrono::steady_clock::now();
       auto total = std::chrono::milliseconds(it->get<int64_t>());
       bool report = p.value("progress", false);
-      while (std::chrono::steady_clock::now() < from + total) {
+      for (auto now = from; now < from + total; now = std::chrono::steady_clock::now()) {
         if (job.cancelled()) throw jobrunner::Cancelled();
         if (report) {
           job.progress(100.0 *
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - from) /
                        std::chrono::duration<double>(total));
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+            std::chrono::milliseconds(10), from + total - now));
       }
     }
     if (auto it = p.find("fail_attempts"); it != p.end() && job.attempt() <= it->get<int>()) {
