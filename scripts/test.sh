@@ -37,11 +37,17 @@ cpu_phase() {
   cpu_busy0=$busy; cpu_idle0=$idle
   cpu_text="cores busy $b of $(( b + i )) core-s ($(( 100 * b / (b + i + 1) ))%)"
 }
-# Background work (the ASan build, clang-tidy, the TSan build) runs in a session of its own
-# (setsid) at the lowest priority. With the kernel's autogroup scheduling (on by default) a new
-# session is its own scheduling group, and `nice` only ranks processes within their group: the
-# group itself must be niced too (/proc/self/autogroup), or the background work takes an equal
-# share of the cores from the tests in the foreground.
+# Background work runs in a session of its own (setsid), so a failure stops it by its process
+# group. With the kernel's autogroup scheduling (on by default) a new session is also a
+# scheduling group of its own: groups share the cores equally whatever their processes' nice
+# values, and only the group's own nice (/proc/self/autogroup) ranks it below the tests.
+# Measured on fresh clones (2026-12-07, 2 cores):
+# - the ASan build beside the release tests takes its equal share: ranked below them it got
+#   almost nothing (the tests keep both cores busy: 485 of 522 core-seconds when alone) and was
+#   done 197 s later, while the release tests were 14 s faster;
+# - clang-tidy and the TSan build beside the ASan tests are ranked below them: with an equal
+#   share the ASan tests took 493 s and the checks ended 167 s after them, ranked below 397 s
+#   and 190 s.
 LOWEST_PRIORITY='echo 19 >/proc/self/autogroup 2>/dev/null || true'
 
 # 1. The release preset, the build the README's quick start and the demo use, built whole with
@@ -53,19 +59,19 @@ cmake --build --preset release -j "$JOBS"
 cpu_phase
 echo "   built in $(( $(date +%s) - start )) s; $cpu_text"
 
-# 2. The sanitizer build compiles at the lowest priority while the release tests run (they
-# spend most of their time waiting, so the cores would idle otherwise).
+# 2. The sanitizer build compiles while the release tests run, with an equal share of the cores
+# (see LOWEST_PRIORITY above): after the release tests it is CI's critical path.
 mkdir -p build
 asan_log=build/asan-build.log
 # In a session of its own (setsid), so a failure below stops the whole build (cmake, ninja and
 # every compiler) by its process group; killing the subshell alone left ninja compiling.
-FLAGS_TEXT="${FLAGS[*]}" JOBS="$JOBS" ASAN_LOG="$asan_log" setsid bash -c "$LOWEST_PRIORITY"'
-  nice -n 19 cmake --preset asan $FLAGS_TEXT >"$ASAN_LOG" 2>&1 &&
-    nice -n 19 cmake --build --preset asan -j "$JOBS" >>"$ASAN_LOG" 2>&1
+FLAGS_TEXT="${FLAGS[*]}" JOBS="$JOBS" ASAN_LOG="$asan_log" setsid bash -c '
+  cmake --preset asan $FLAGS_TEXT >"$ASAN_LOG" 2>&1 &&
+    cmake --build --preset asan -j "$JOBS" >>"$ASAN_LOG" 2>&1
   echo $? >build/asan-build.rc' &
 asan_pid=$!
 
-echo "== tests (release; the asan build compiles meanwhile at nice 19)"
+echo "== tests (release; the asan build compiles meanwhile)"
 rc=0
 # The browser test's screenshots (tests/ui): in CI into docs/ui, the README's pictures, kept as
 # the run's artefacts; elsewhere into the build tree, so a local run leaves the checkout as it was.
@@ -106,18 +112,20 @@ echo "   built at $(( $(date +%s) - start )) s; $cpu_text"
 # so a crash signal or an address-space limit cannot be observed the way the sandbox classifies
 # them, and LeakSanitizer's exit-time tracer is what the seccomp filter forbids. They ran on the
 # release build above. The browser test (label "browser") ran there too; the dashboard's server
-# code runs under ASan in test_ops_ui.
+# code runs under ASan in test_ops_ui. So did sdk_check (label "package": it installs the build
+# and builds a plugin out of tree with the system compiler, the same work in both builds; the
+# runner it installs is what every other suite here runs under ASan).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export RUNNER_ISOLATION=none
 
 # 4. clang-tidy and the ThreadSanitizer build run at the lowest priority beside the sanitizer
-# tests; before this point the ASan build has the cores (it is CI's critical path, so nothing
-# more goes beside it). The ASan tests keep both cores busy, so what runs here adds about half
-# its CPU time to the run: measured on a fresh clone (2026-12-07), clang-tidy over all of host/
-# 660 CPU-s, the tsan build of the three tests 330 CPU-s, the two together 9 minutes of wall
-# time. The TSan tests take 10 s.
+# tests (LOWEST_PRIORITY); before this point the ASan build has the cores (it is CI's critical
+# path, so nothing more goes beside it). The ASan tests keep both cores busy (605 of 636
+# core-seconds when alone), so what runs here mostly runs after them: measured on a fresh clone
+# (2026-12-07), clang-tidy over engine and sandbox 270 CPU-s, the tsan build of the three tests
+# 183 CPU-s (330 when every test linked the whole host). The TSan tests take 10 s.
 # In a session of its own, like the ASan build, so a failure stops it by its process group.
 # clang-tidy: the checks in .clang-tidy (bugprone, performance, concurrency; warnings are
 # errors) over the host's sources and their own headers, with the release build's
@@ -156,7 +164,7 @@ late_pid=$!
 
 echo "== tests (asan; clang-tidy and the tsan build run meanwhile at nice 19)"
 rc=0
-ctest --preset asan -j "$CTEST_JOBS" --timeout 1200 -LE '^(sandbox|browser)$' || rc=$?
+ctest --preset asan -j "$CTEST_JOBS" --timeout 1200 -LE '^(sandbox|browser|package)$' || rc=$?
 cpu_phase
 echo "   tests done at $(( $(date +%s) - start )) s; $cpu_text"
 if [ "$rc" != "0" ]; then
