@@ -12,6 +12,36 @@
 
 namespace jr {
 
+namespace {
+
+// The buffer size sysconf suggests for the *_r lookups, at least 16 KiB (it may say -1).
+size_t lookup_buffer_size(int what) {
+  long n = sysconf(what);
+  return n > 16384 ? static_cast<size_t>(n) : 16384;
+}
+
+}  // namespace
+
+std::optional<UserIds> find_user(const std::string& name) {
+  std::vector<char> buf(lookup_buffer_size(_SC_GETPW_R_SIZE_MAX));
+  struct passwd pwd {};
+  struct passwd* pw = nullptr;
+  if (getpwnam_r(name.c_str(), &pwd, buf.data(), buf.size(), &pw) != 0 || pw == nullptr) {
+    return std::nullopt;
+  }
+  return UserIds{pw->pw_uid, pw->pw_gid};
+}
+
+std::optional<gid_t> find_group(const std::string& name) {
+  std::vector<char> buf(lookup_buffer_size(_SC_GETGR_R_SIZE_MAX));
+  struct group grp {};
+  struct group* g = nullptr;
+  if (getgrnam_r(name.c_str(), &grp, buf.data(), buf.size(), &g) != 0 || g == nullptr) {
+    return std::nullopt;
+  }
+  return g->gr_gid;
+}
+
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& as_user) {
   CommandResult res;
   if (argv.empty()) return res;
@@ -19,13 +49,13 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
   gid_t gid = 0;
   bool switch_user = !as_user.empty() && geteuid() == 0;
   if (switch_user) {
-    struct passwd* pw = getpwnam(as_user.c_str());
-    if (pw == nullptr) {
+    auto user = find_user(as_user);
+    if (!user) {
       res.output = "no such user '" + as_user + "'";
       return res;
     }
-    uid = pw->pw_uid;
-    gid = pw->pw_gid;
+    uid = user->uid;
+    gid = user->gid;
   }
   std::vector<char*> args;
   args.reserve(argv.size() + 1);

@@ -2,10 +2,24 @@
 // an unprivileged user, output captured. Call only where forking is safe (the child only execs).
 #pragma once
 
+#include <sys/types.h>
+
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace jr {
+
+// A user's uid and primary group, or nothing if there is no such user. Reentrant (getpwnam_r):
+// the runner looks users up from several threads (plugins are described in parallel, the
+// managed cluster starts beside them), and getpwnam's static result is shared by all of them.
+struct UserIds {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+std::optional<UserIds> find_user(const std::string& name);
+// A group's gid, or nothing (getgrnam_r).
+std::optional<gid_t> find_group(const std::string& name);
 
 struct CommandResult {
   int exit_code = -1;  // -1: could not run; 128+N: killed by signal N

@@ -2,8 +2,6 @@
 // worker's answer validated and bounded), describing a directory in parallel, the trust decision
 // wiring, and the small helpers shared by the host-side files (user resolution, scratch dirs,
 // the Init frame).
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +24,7 @@
 #include "exec_kinds.hpp"
 #include "identity.hpp"
 #include "internal.hpp"
+#include "process.hpp"
 #include "sandbox.hpp"
 #include "util.hpp"
 #include "worker_process.hpp"
@@ -44,23 +43,12 @@ void resolve_user(const std::string& user, int64_t* uid, int64_t* gid) {
   *uid = *gid = -1;
   if (geteuid() != 0) return;
   std::string name = user.empty() ? "nobody" : user;
-  // Reentrant lookups: plugins are described from several threads at once.
-  std::vector<char> buf(16384);
-  struct passwd pwd {};
-  struct passwd* pw = nullptr;
-  if (getpwnam_r(name.c_str(), &pwd, buf.data(), buf.size(), &pw) != 0 || pw == nullptr) {
-    throw SandboxError("sandbox user '" + name + "' does not exist");
-  }
-  if (pw->pw_uid == 0) throw SandboxError("sandbox user '" + name + "' is root");
-  *uid = pw->pw_uid;
-  *gid = pw->pw_gid;
-  if (user.empty()) {
-    struct group grp {};
-    struct group* g = nullptr;
-    if (getgrnam_r("nogroup", &grp, buf.data(), buf.size(), &g) == 0 && g != nullptr) {
-      *gid = g->gr_gid;
-    }
-  }
+  // Reentrant lookups (find_user): plugins are described from several threads at once.
+  auto pw = find_user(name);
+  if (!pw) throw SandboxError("sandbox user '" + name + "' does not exist");
+  if (pw->uid == 0) throw SandboxError("sandbox user '" + name + "' is root");
+  *uid = pw->uid;
+  *gid = user.empty() ? find_group("nogroup").value_or(pw->gid) : pw->gid;
 }
 
 std::string make_scratch_dir(const std::string& root_in, const std::string& plugin, int64_t uid,

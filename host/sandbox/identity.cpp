@@ -10,6 +10,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "process.hpp"
 #include "sandbox.hpp"
 
 namespace jr::sandbox {
@@ -45,11 +46,10 @@ bool id_in_use(uint32_t id) {
 
 WorkerIdentity nobody(const std::string& why) {
   WorkerIdentity id;
-  struct passwd* pw = getpwnam("nobody");
-  if (pw == nullptr) throw SandboxError("sandbox: " + why + ", and there is no user 'nobody'");
-  id.uid = pw->pw_uid;
-  id.gid = pw->pw_gid;
-  if (struct group* g = getgrnam("nogroup")) id.gid = g->gr_gid;
+  auto pw = find_user("nobody");
+  if (!pw) throw SandboxError("sandbox: " + why + ", and there is no user 'nobody'");
+  id.uid = pw->uid;
+  id.gid = find_group("nogroup").value_or(pw->gid);
   id.name = "nobody";
   id.source = "nobody";
   id.warning = "user: " + why + "; workers share the uid 'nobody'";
@@ -57,12 +57,12 @@ WorkerIdentity nobody(const std::string& why) {
 }
 
 WorkerIdentity named(const std::string& user) {
-  struct passwd* pw = getpwnam(user.c_str());
-  if (pw == nullptr) throw SandboxError("sandbox user '" + user + "' does not exist");
-  if (pw->pw_uid == 0) throw SandboxError("sandbox user '" + user + "' is root");
+  auto pw = find_user(user);
+  if (!pw) throw SandboxError("sandbox user '" + user + "' does not exist");
+  if (pw->uid == 0) throw SandboxError("sandbox user '" + user + "' is root");
   WorkerIdentity id;
-  id.uid = pw->pw_uid;
-  id.gid = pw->pw_gid;
+  id.uid = pw->uid;
+  id.gid = pw->gid;
   id.name = user;
   id.source = "configured user " + user;
   return id;

@@ -1,8 +1,6 @@
 #include "managed_db.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,15 +49,15 @@ std::string bindir_lookup() {
 
 std::string pick_run_as() {
   if (geteuid() != 0) return "";
-  if (getpwnam("postgres") != nullptr) return "postgres";
+  if (find_user("postgres")) return "postgres";
   return "nobody";
 }
 
 void chown_to(const std::string& path, const std::string& user) {
   if (user.empty()) return;
-  struct passwd* pw = getpwnam(user.c_str());
-  if (pw == nullptr) return;
-  if (chown(path.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+  auto pw = find_user(user);
+  if (!pw) return;
+  if (chown(path.c_str(), pw->uid, pw->gid) != 0) {
     throw std::runtime_error("cannot chown " + path + " to " + user);
   }
 }
@@ -159,8 +157,8 @@ void ManagedDb::init_cluster() {
   std::string line = pw + "\n";
   bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   if (!run_as_.empty()) {
-    struct passwd* owner = getpwnam(run_as_.c_str());
-    written = written && owner != nullptr && fchown(fd, owner->pw_uid, owner->pw_gid) == 0;
+    auto owner = find_user(run_as_);
+    written = written && owner && fchown(fd, owner->uid, owner->gid) == 0;
   }
   close(fd);
   CommandResult r;

@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <thread>
+#include <vector>
+
+#include "process.hpp"
 
 namespace jr {
 namespace {
@@ -84,4 +89,27 @@ TEST(Util, ErrnoMessageNamesWhatFailedAndTheCurrentErrno) {
   errno = EACCES;
   std::string dir = "/y";
   EXPECT_EQ(jr::errno_message("cannot move to " + dir), "cannot move to /y: Permission denied");
+}
+
+TEST(Process, FindUserAndGroupAreReentrantLookups) {
+  auto root = jr::find_user("root");
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(root->uid, 0u);
+  EXPECT_EQ(root->gid, 0u);
+  EXPECT_FALSE(jr::find_user("jr-no-such-user-here").has_value());
+  EXPECT_EQ(jr::find_group("root").value_or(99), 0u);
+  EXPECT_FALSE(jr::find_group("jr-no-such-group-here").has_value());
+  // From several threads at once (getpwnam's static result would be shared by all of them).
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        auto r = jr::find_user(i % 2 ? "root" : "nobody");
+        if (!r || (i % 2 ? r->uid != 0 : r->uid == 0)) ++wrong;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
