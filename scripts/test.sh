@@ -145,15 +145,8 @@ TIDY_DIRS=${TIDY_DIRS:-engine|sandbox}
 TSAN_TESTS=(test_engine_memory test_maintenance test_store_contract)
 rm -f build/clang-tidy.rc build/tsan-build.rc
 TIDY_DIRS="$TIDY_DIRS" TSAN_TARGETS="${TSAN_TESTS[*]}" JOBS="$JOBS" setsid bash -c "$LOWEST_PRIORITY"'
-  if command -v run-clang-tidy >/dev/null; then
-    nice -n 19 run-clang-tidy -p build/release -j "$JOBS" -quiet \
-      -header-filter="^$PWD/host/($TIDY_DIRS)/" "^$PWD/host/($TIDY_DIRS)/.*\.cpp\$" \
-      >build/clang-tidy.log 2>&1
-    echo $? >build/clang-tidy.rc
-  else
-    echo "run-clang-tidy not found (Debian package clang-tidy)" >build/clang-tidy.log
-    echo 1 >build/clang-tidy.rc
-  fi
+  JOBS="$JOBS" nice -n 19 bash scripts/clang-tidy.sh "$TIDY_DIRS" >build/clang-tidy.log 2>&1
+  echo $? >build/clang-tidy.rc
   times >build/late-checks.times  # CPU used so far (the second line: children, user and system)
   nice -n 19 cmake --preset tsan -G Ninja -DCMAKE_C_FLAGS_DEBUG=-g1 -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
     >build/tsan-build.log 2>&1 &&
