@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  clang clang-format clang-tidy
+  clang clang-format clang-tidy libclang-rt-dev llvm
   libboost-dev libboost-filesystem-dev
   libpqxx-dev libpq-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libtomlplusplus-dev

@@ -233,7 +233,7 @@ ConfineReport confine(const ConfineSpec& spec) {
   nlohmann::json lim = nlohmann::json::object();
   if (pol.memory_mb > 0) {
     rlim_t as = static_cast<rlim_t>(pol.memory_mb) << 20;
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(JR_ADDRESS_SANITIZER)
     rep.warnings.push_back("rlimits: RLIMIT_AS not set in an AddressSanitizer build");
     lim["RLIMIT_AS"] = "degraded: AddressSanitizer build";
     (void)as;

@@ -176,6 +176,12 @@ bool guarded(const std::string& name) {
          name == "sendmsg" || name == "sendmmsg";
 }
 
+// One comparison of argument `arg` with every field named (libseccomp's SCMP_A*_64 macros leave
+// datum_b out of their compound literal, which clang's -Wmissing-field-initializers rejects).
+scmp_arg_cmp arg_cmp(unsigned arg, scmp_compare op, uint64_t a, uint64_t b = 0) {
+  return scmp_arg_cmp{arg, op, a, b};
+}
+
 // Comparison of the low 32 bits of argument `arg` (mask within `width`) with `value`.
 scmp_arg_cmp eq32(unsigned arg, uint32_t value, uint32_t width = 0xffffffffu) {
   return scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, width, value & width};
@@ -294,9 +300,9 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecG
   Rules r(ctx);
   // Threads only: a clone without CLONE_THREAD (fork, posix_spawn) fails with EPERM.
   r.add(SCMP_ACT_ALLOW, SCMP_SYS(clone),
-        {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)});
+        {arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)});
   if (!allow_exec) {
-    r.add(kEperm, SCMP_SYS(clone), {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)});
+    r.add(kEperm, SCMP_SYS(clone), {arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)});
   } else {
     // exec grant (issue 22): processes, but no new namespaces and no sibling of the worker
     // (CLONE_PARENT would hand the child to the runner).
@@ -304,10 +310,10 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecG
                                CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x80 /* NEWTIME */ |
                                CLONE_PARENT;
     r.add(SCMP_ACT_ALLOW, SCMP_SYS(clone),
-          {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD | forbidden, 0)});
+          {arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD | forbidden, 0)});
     for (uint64_t bit = 1; bit != 0 && bit <= forbidden; bit <<= 1) {
       if ((forbidden & bit) == 0) continue;
-      r.add(kEperm, SCMP_SYS(clone), {SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD | bit, bit)});
+      r.add(kEperm, SCMP_SYS(clone), {arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD | bit, bit)});
     }
     for (int sys : {SCMP_SYS(vfork), SCMP_SYS(setsid)}) r.add(SCMP_ACT_ALLOW, sys, {});
     if (gate->anywhere) {
@@ -315,13 +321,13 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecG
     } else {
       // Only the worker's spawn path: its pathname argument is the worker's exec buffer (a
       // handler's own execve, from a fresh address space, names other memory: EPERM).
-      r.add(SCMP_ACT_ALLOW, SCMP_SYS(execve), {SCMP_A0_64(SCMP_CMP_EQ, gate->path_addr)});
-      r.add(kEperm, SCMP_SYS(execve), {SCMP_A0_64(SCMP_CMP_NE, gate->path_addr)});
+      r.add(SCMP_ACT_ALLOW, SCMP_SYS(execve), {arg_cmp(0, SCMP_CMP_EQ, gate->path_addr)});
+      r.add(kEperm, SCMP_SYS(execve), {arg_cmp(0, SCMP_CMP_NE, gate->path_addr)});
     }
     r.add(kEperm, SCMP_SYS(execveat), {});
     // A child arms its own parent-death signal before exec; nobody can disarm it.
     r.add(SCMP_ACT_ALLOW, SCMP_SYS(prctl),
-          {eq32(0, PR_SET_PDEATHSIG), SCMP_A1_64(SCMP_CMP_EQ, SIGKILL)});
+          {eq32(0, PR_SET_PDEATHSIG), arg_cmp(1, SCMP_CMP_EQ, SIGKILL)});
   }
   // clone3 passes its flags in memory seccomp cannot read: ENOSYS makes glibc use clone.
   r.add(SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), {});
@@ -362,8 +368,8 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecG
                     SCMP_SYS(sendmmsg)}) {
       r.add(SCMP_ACT_NOTIFY, sys, {});
     }
-    r.add(SCMP_ACT_ALLOW, SCMP_SYS(sendto), {SCMP_A4_64(SCMP_CMP_EQ, 0)});
-    r.add(SCMP_ACT_NOTIFY, SCMP_SYS(sendto), {SCMP_A4_64(SCMP_CMP_NE, 0)});
+    r.add(SCMP_ACT_ALLOW, SCMP_SYS(sendto), {arg_cmp(4, SCMP_CMP_EQ, 0)});
+    r.add(SCMP_ACT_NOTIFY, SCMP_SYS(sendto), {arg_cmp(4, SCMP_CMP_NE, 0)});
     if (r.rc() != 0) return fail("loopback rules", r.rc());
   }
   // Signals: only to this process (abort() and raise() use tgkill on themselves). With an exec
@@ -374,10 +380,10 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecG
     if (allow_exec) {
       // Not -1 (every process of the uid); Landlock (ABI >= 6) scopes the rest to the worker's
       // own domain, the uid to the plugin's processes.
-      r.add(SCMP_ACT_ALLOW, sys, {SCMP_A0_32(SCMP_CMP_NE, static_cast<uint32_t>(-1))});
-      r.add(kEperm, sys, {SCMP_A0_32(SCMP_CMP_EQ, static_cast<uint32_t>(-1))});
+      r.add(SCMP_ACT_ALLOW, sys, {arg_cmp(0, SCMP_CMP_NE, static_cast<uint32_t>(-1))});
+      r.add(kEperm, sys, {arg_cmp(0, SCMP_CMP_EQ, static_cast<uint32_t>(-1))});
     } else {
-      r.add(SCMP_ACT_ALLOW, sys, {SCMP_A0_32(SCMP_CMP_EQ, own)});
+      r.add(SCMP_ACT_ALLOW, sys, {arg_cmp(0, SCMP_CMP_EQ, static_cast<uint32_t>(own))});
     }
   }
   r.add(kEperm, SCMP_SYS(tkill), {});
@@ -401,7 +407,7 @@ std::string install_seccomp(Network net, pid_t self, int* notify_fd, const ExecG
     std::vector<uint32_t> others = kPrctlAllowed;
     others.push_back(PR_SET_PDEATHSIG);
     r.add_except(kEperm, SCMP_SYS(prctl), 0, others, {});
-    r.add(kEperm, SCMP_SYS(prctl), {eq32(0, PR_SET_PDEATHSIG), SCMP_A1_64(SCMP_CMP_NE, SIGKILL)});
+    r.add(kEperm, SCMP_SYS(prctl), {eq32(0, PR_SET_PDEATHSIG), arg_cmp(1, SCMP_CMP_NE, SIGKILL)});
   }
   if (r.rc() != 0) return fail("prctl", r.rc());
   // ioctl: the allowlist (the request is 32 bits wide in the kernel).

@@ -220,7 +220,9 @@ class Hub {
       }
       std::lock_guard<std::mutex> lock(mu_);
       for (int i = 0; i < n; ++i) {
-        auto it = sources_.find(evs[i].data.u64);
+        // A copy: epoll_event is packed on x86-64, so its u64 is misaligned for a reference.
+        const uint64_t key = evs[i].data.u64;
+        auto it = sources_.find(key);
         if (it == sources_.end()) continue;  // removed meanwhile
         Source& s = it->second;
         if (s.closed || s.paused) continue;

@@ -122,7 +122,7 @@ class Case : public jobrunner::Plugin {
 #endif
 
  private:
-  int fd_ = -1;
+  [[maybe_unused]] int fd_ = -1;  // used by the cases that write a line
 };
 
 }  // namespace
