@@ -343,6 +343,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   eo.prune.result_ttl_seconds = cfg.result_ttl_seconds;
   eo.prune.failure_ttl_seconds = cfg.failure_ttl_seconds;
   eo.priority_aging_seconds = cfg.priority_aging_seconds;
+  eo.vacuum_dead_rows = cfg.vacuum_dead_rows;
   eo.enqueues_per_job = cfg.enqueues_per_job;
   eo.log_lines_per_job = cfg.log_lines_per_job;
   eo.log_bytes_per_job = cfg.log_bytes_per_job;

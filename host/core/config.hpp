@@ -50,6 +50,7 @@ struct Config {
   double failure_ttl_seconds = 2592000;  // RUNNER_FAILURE_TTL: keep dead letters (30 days)
   int max_attempts = 25;                 // RUNNER_MAX_ATTEMPTS: when neither job nor kind says
   double priority_aging_seconds = 60;    // RUNNER_PRIORITY_AGING: waiting per point; 0 = off
+  int vacuum_dead_rows = 50000;          // RUNNER_VACUUM_DEAD_ROWS: vacuum jr_jobs after; 0 = off
   std::string isolation = "sandbox";     // RUNNER_ISOLATION: sandbox | none (per plugin too)
   // RUNNER_MAX_CONNECTIONS / max_connections: the runner's own database connections (plugins'
   // pools not included); 0 = the default, 4 (5 with http). host/store/db_budget.hpp.

@@ -70,6 +70,11 @@ const std::vector<Setting>& settings() {
     {"worker", "priority_aging", "RUNNER_PRIORITY_AGING", "--priority-aging-factor",
      &Config::priority_aging_seconds, "\"60s\"",
      "waiting time per priority point gained; 0: off"},
+    {"worker", "vacuum_dead_rows", "RUNNER_VACUUM_DEAD_ROWS", "", &Config::vacuum_dead_rows,
+     "50000",
+     "the maintenance leader vacuums jr_jobs once this many more dead rows than its last vacuum "
+     "left have piled up (autovacuum looks a minute apart; a long drain slows without); 0: off",
+     0, 1000000000},
     {"worker", "isolation", "RUNNER_ISOLATION", "--isolation", &Config::isolation,
      "\"sandbox\"",
      "sandbox: plugins run in confined worker processes; none: in the runner ([plugins.<name>] "

@@ -222,6 +222,7 @@ int Engine::run() {
     mo.default_max_attempts = opts_.default_max_attempts;
     mo.prune = opts_.prune;
     mo.priority_aging_seconds = opts_.priority_aging_seconds;
+    mo.vacuum_dead_rows = opts_.vacuum_dead_rows;
     mo.dead_worker_seconds = std::max(60.0, opts_.lease_seconds * 2);  // heartbeat: lease / 3
     maintenance_ = std::make_unique<Maintenance>(mo);
     maintenance_->start();

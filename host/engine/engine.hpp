@@ -87,7 +87,8 @@ struct EngineOptions {
   PruneParams prune;
   bool maintenance = true;  // take part in the leader election for maintenance services
   double priority_aging_seconds = 60;
-  std::vector<CronEntry> cron;  // from the config and the plugins' manifests
+  int64_t vacuum_dead_rows = 50000;  // the vacuum service's threshold; 0 = off
+  std::vector<CronEntry> cron;       // from the config and the plugins' manifests
   // Plugin config sections (after env overrides), for idle-hook settings named in manifests.
   std::map<std::string, nlohmann::json> plugin_configs;
   EngineObserver* observer = nullptr;  // metrics hooks (host/ops); must outlive the engine

@@ -35,6 +35,11 @@ std::vector<std::unique_ptr<MaintenanceService>> maintenance_services(const Main
   v.push_back(make_expirer({o.rescue_interval_seconds}, counts));
   v.push_back(make_registry({o.rescue_interval_seconds, o.dead_worker_seconds}, counts));
   v.push_back(make_pruner({o.prune_interval_seconds, o.prune}, counts));
+  // Every poll interval (one statistics read): drains are seconds long, autovacuum's look at
+  // the table a minute apart.
+  if (o.vacuum_dead_rows > 0) {
+    v.push_back(make_vacuum({o.poll_interval_seconds, o.vacuum_dead_rows}, counts));
+  }
   return v;
 }
 

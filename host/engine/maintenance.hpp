@@ -33,6 +33,7 @@ struct MaintenanceOptions {
   PruneParams prune;
   double priority_aging_seconds = 60;  // seconds of waiting per priority point; 0 = off
   double dead_worker_seconds = 60;     // registry rows without a heartbeat this long are deleted
+  int64_t vacuum_dead_rows = 50000;    // vacuum jr_jobs after this many more dead rows; 0 = off
   SharedStore* shared = nullptr;       // the runner's services connection; null: one of its own
 };
 

@@ -103,6 +103,21 @@ int PgStore::JobPrune(const PruneParams& p) {
   });
 }
 
+int64_t PgStore::JobsDeadRows() {
+  return guard([&] {
+    pqxx::nontransaction tx(*conn_);
+    return pg::exec(tx, sql::jobs_dead_rows)[0][0].as<int64_t>();
+  });
+}
+
+void PgStore::JobsVacuum() {
+  guard([&] {
+    // Outside a transaction block, as VACUUM must be.
+    pqxx::nontransaction tx(*conn_);
+    pg::exec(tx, sql::jobs_vacuum);
+  });
+}
+
 std::pair<int, int> PgStore::JobResolveDependencies(int limit) {
   return in_tx([&](pqxx::work& tx) {
     auto r = pg::exec(tx, sql::job_resolve_dependencies, limit);

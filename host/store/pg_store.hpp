@@ -111,6 +111,8 @@ class PgStore final : public Store {
   RescueResult JobRescueExpired(int limit, int default_max_attempts) override;
   int JobExpireTtl(int limit) override;
   int JobPrune(const PruneParams& p) override;
+  int64_t JobsDeadRows() override;
+  void JobsVacuum() override;
   std::pair<int, int> JobResolveDependencies(int limit) override;
   int JobAgePriorities(double seconds_per_point, int limit) override;
   bool LeaderTryAcquire(const std::string& name, const std::string& owner,

@@ -269,6 +269,12 @@ class Store {
   virtual int JobExpireTtl(int limit) = 0;
   // Deletes finished jobs past their retention; returns how many.
   virtual int JobPrune(const PruneParams& p) = 0;
+  // The hot table's dead row versions as the database's statistics last reported them, and a
+  // VACUUM of it (the vacuum service). A store without dead rows (in memory) has none to report
+  // and nothing to vacuum. PostgreSQL skips the VACUUM, with a warning, for a role that does not
+  // own the table; the count then stays, and the service waits for as many more.
+  virtual int64_t JobsDeadRows() { return 0; }
+  virtual void JobsVacuum() {}
   // Cancels a waiting job, or flags a running one (its runner asks the handler to stop).
   [[nodiscard]] virtual CancelResult JobCancel(int64_t id) = 0;
   // Cancels every job matching `f` in one transaction (error kind "cancelled"), or with

@@ -230,6 +230,7 @@ TEST(MaintenanceSettings, EveryServiceRefusesABadSettingByName) {
   refused([&] { make_rescuer({5, 500, 0}, c); }, "rescuer: default_max_attempts");
   refused([&] { make_expirer({5, -3}, c); }, "expirer: batch");
   refused([&] { make_registry({5, 0}, c); }, "registry: dead_after_seconds");
+  refused([&] { make_vacuum({1, 0}, c); }, "vacuum: dead_rows must be > 0");
   PrunerOptions p;
   p.prune.failure_ttl_seconds = -1;
   refused([&] { make_pruner(p, c); }, "pruner: failure_ttl_seconds must be >= 0");
@@ -238,7 +239,7 @@ TEST(MaintenanceSettings, EveryServiceRefusesABadSettingByName) {
   refused([&] { Maintenance refused_here(m); }, "interval_seconds must be > 0");
 }
 
-TEST(MaintenanceSettings, AgingIsAServiceOnlyWhenItIsOn) {
+TEST(MaintenanceSettings, AgingAndVacuumAreServicesOnlyWhenTheyAreOn) {
   MaintenanceCounts c;
   MaintenanceOptions m;
   auto names = [&] {
@@ -248,8 +249,9 @@ TEST(MaintenanceSettings, AgingIsAServiceOnlyWhenItIsOn) {
   };
   using V = std::vector<std::string>;
   EXPECT_EQ(names(), (V{"scheduler", "dependencies", "cron", "aging", "rescuer", "expirer",
-                        "registry", "pruner"}));
+                        "registry", "pruner", "vacuum"}));
   m.priority_aging_seconds = 0;
+  m.vacuum_dead_rows = 0;
   EXPECT_EQ(names(),
             (V{"scheduler", "dependencies", "cron", "rescuer", "expirer", "registry", "pruner"}));
 }

@@ -10,6 +10,7 @@
 
 #include "db_budget.hpp"
 #include "harness.hpp"
+#include "maintenance/service.hpp"
 #include "migrations.hpp"
 #include "pg_statement.hpp"
 
@@ -262,6 +263,57 @@ TEST_F(StoreTest, HeartbeatExtendsLeasesAndReportsCancelRequests) {
   EXPECT_EQ(q("SELECT count(*) FROM jr_jobs WHERE lease_expires_at > now() + interval '50 s'"),
             "2");
   (void)a;
+}
+
+// The vacuum service (issue 18: a long drain slows on its own dead rows): it vacuums jr_jobs
+// once `dead_rows` more have piled up than its last vacuum left, and not again while what is
+// left cannot be removed (an open snapshot still sees it).
+TEST_F(StoreTest, TheVacuumServiceVacuumsOnceDeadRowsPileUpAndNotWhileASnapshotHoldsThem) {
+  for (int i = 0; i < 3000; ++i) insert("k");
+  // Deletes n jobs on a connection of its own and has its statistics sent at once.
+  auto delete_jobs = [&](int n) {
+    pqxx::connection c(url_);
+    pqxx::nontransaction(c).exec(
+        "DELETE FROM jr_jobs WHERE id IN (SELECT id FROM jr_jobs ORDER BY "
+        "id LIMIT " +
+        std::to_string(n) + ")");
+    pqxx::nontransaction(c).exec("SELECT pg_stat_force_next_flush()");
+    pqxx::nontransaction(c).exec("SELECT 1");
+  };
+  auto vacuums = [&] {
+    return std::stoll(q("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'jr_jobs'"));
+  };
+  delete_jobs(1000);
+  ASSERT_TRUE(
+      jrtest::wait_until([&] { return store_->JobsDeadRows() >= 1000; }, std::chrono::seconds(15)))
+      << store_->JobsDeadRows();
+
+  MaintenanceCounts counts;
+  auto patient = make_vacuum({1.0, 5000}, counts);
+  EXPECT_EQ(patient->run_once(*store_).done, 0) << "fewer dead rows than the threshold";
+  EXPECT_EQ(vacuums(), 0);
+
+  auto service = make_vacuum({1.0, 500}, counts);
+  EXPECT_EQ(service->run_once(*store_).done, 1);
+  EXPECT_EQ(vacuums(), 1);
+  EXPECT_EQ(counts.vacuums.load(), 1);
+  EXPECT_LT(store_->JobsDeadRows(), 500) << "the vacuum removed them";
+  EXPECT_EQ(service->run_once(*store_).done, 0) << "nothing new since";
+
+  // A repeatable-read transaction's snapshot keeps the next deleted rows from being removed.
+  pqxx::connection reader(url_);
+  pqxx::work old(reader, "old_snapshot");
+  old.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+  old.exec("SELECT count(*) FROM jr_jobs");
+  delete_jobs(1000);
+  ASSERT_TRUE(
+      jrtest::wait_until([&] { return store_->JobsDeadRows() >= 1000; }, std::chrono::seconds(15)))
+      << store_->JobsDeadRows();
+  EXPECT_EQ(service->run_once(*store_).done, 1) << "new dead rows: it tries";
+  EXPECT_GE(store_->JobsDeadRows(), 1000) << "the snapshot still sees them";
+  EXPECT_EQ(service->run_once(*store_).done, 0) << "and does not try again for the same rows";
+  EXPECT_EQ(counts.vacuums.load(), 2);
+  old.commit();
 }
 
 TEST_F(StoreTest, SurvivesAKilledBackend) {

@@ -21,6 +21,7 @@
 //   expirer       jobs whose ttl passed before they started -> cancelled    rescue
 //   registry      runners without a heartbeat -> removed from the registry  rescue
 //   pruner        finished jobs past their retention -> deleted              prune
+//   vacuum        the hot table, once its dead rows piled up -> VACUUM       poll
 //
 // Idle hooks and webhook delivery are background work too but not services of the leader: an
 // idle hook is plugin code that may run for minutes (each plugin's hook has a thread of its own,
@@ -49,6 +50,7 @@ struct MaintenanceCounts {
   std::atomic<int64_t> aged{0};
   std::atomic<int64_t> cron_enqueued{0};
   std::atomic<int64_t> workers_pruned{0};  // registry rows of dead runners deleted
+  std::atomic<int64_t> vacuums{0};         // VACUUMs of the hot table
   std::atomic<bool> leader{false};
 };
 
@@ -119,6 +121,12 @@ struct PrunerOptions {
   PruneParams prune;  // retention per final state; prune.limit is the batch
 };
 std::unique_ptr<MaintenanceService> make_pruner(const PrunerOptions& o, MaintenanceCounts& counts);
+
+struct VacuumOptions {
+  double interval_seconds = 1.0;
+  int64_t dead_rows = 50000;  // > 0; a runner with it off (0) has no vacuum service
+};
+std::unique_ptr<MaintenanceService> make_vacuum(const VacuumOptions& o, MaintenanceCounts& counts);
 
 namespace service_check {
 // std::invalid_argument "maintenance service <service>: <setting> must be > 0 (got v)" unless

@@ -221,3 +221,12 @@ DELETE FROM jr_cron_runs
 UPDATE jr_cron SET next_run_at = ($2::timestamp AT TIME ZONE timezone),
        last_run_at = CASE WHEN $3 THEN now() ELSE last_run_at END
  WHERE name = $1
+
+-- The vacuum service: the hot table's dead row versions as the statistics last reported them
+-- (every claim and completion leaves one), and its VACUUM.
+-- name: jobs_dead_rows
+SELECT coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jr_jobs'::regclass),
+                0)::bigint
+
+-- name: jobs_vacuum
+VACUUM jr_jobs
