@@ -87,9 +87,12 @@ void PgStore::connect() {
   try {
     conn_ = std::make_unique<pqxx::connection>(url_);
     prepared_ = false;
-    if (async_commit_ && !pg::pgbouncer()) {
-      pqxx::nontransaction tx(*conn_);
-      pg::exec(tx, sql::session_async_commit);
+    pqxx::nontransaction tx(*conn_);
+    if (!pg::pgbouncer()) {
+      pg::exec(tx, sql::session_no_jit);
+      if (async_commit_) pg::exec(tx, sql::session_async_commit);
+    } else {
+      warn_jit_behind_pgbouncer(tx);
     }
   } catch (const std::exception& e) {
     conn_.reset();
@@ -97,6 +100,30 @@ void PgStore::connect() {
                          pg::trim(e.what()),
                      true);
   }
+}
+
+// Behind PgBouncer in transaction mode a session setting would stick to whichever server
+// connection ran it, so the runner cannot turn JIT off for itself: the operator does, for the
+// runner's role. Said once per process, at the first connection that finds it on.
+void PgStore::warn_jit_behind_pgbouncer(pqxx::nontransaction& tx) {
+  static std::atomic<bool> said{false};
+  if (said.load(std::memory_order_relaxed)) return;
+  auto r = pg::exec(tx, sql::session_setting, "jit");
+  if (r.empty() || r[0][0].is_null() || std::string(r[0][0].c_str()) != "on") return;
+  if (said.exchange(true)) return;
+  log::warn(
+      "jit is on for the runner's database role behind PgBouncer: the claim statement can be "
+      "JIT-compiled on every claim (about 20 ms each once the tables have statistics); turn it "
+      "off for the role: ALTER ROLE <role> SET jit = off (README, PgBouncer)",
+      {{"setting", "jit"}});
+}
+
+std::string PgStore::SessionSetting(const std::string& name) {
+  return guard([&] {
+    pqxx::nontransaction tx(*conn_);
+    auto r = pg::exec(tx, sql::session_setting, name);
+    return r.empty() || r[0][0].is_null() ? std::string() : std::string(r[0][0].c_str());
+  });
 }
 
 void PgStore::drop() {

@@ -74,6 +74,7 @@ class PgStore final : public Store {
   bool LostWhileIdle() override;
   void* NativeHandle() override;
   bool Ping() override;
+  std::string SessionSetting(const std::string& name) override;
 
   // pg_jobs.cpp
   JobInsertResult JobInsertEx(const JobInsertParams& p) override;
@@ -211,6 +212,7 @@ class PgStore final : public Store {
   std::vector<int64_t> copy_jobs(size_t n, JobAt job, PayloadAt payload);
 
   void connect();
+  void warn_jit_behind_pgbouncer(pqxx::nontransaction& tx);
   void drop();
   void ensure_prepared() {
     if (!prepared_) prepare_all();

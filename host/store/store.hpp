@@ -367,6 +367,9 @@ class Store {
   virtual bool WaitForJobs(int timeout_ms) = 0;
   virtual void Listen() = 0;
   virtual bool Ping() = 0;
+  // A setting of this store's own session as the server sees it (current_setting; "" when the
+  // server has no such setting, or the store has no server): what the connection set up.
+  virtual std::string SessionSetting(const std::string&) { return {}; }
   // True when the connection is known dead without a round trip: while idle (no statement in
   // flight) the server sent something or closed the socket. On a connection that does not
   // LISTEN that is the termination of its backend (pg_terminate_backend, a server restart, an

@@ -29,6 +29,17 @@ SELECT CASE WHEN to_regclass('jr_migrations') IS NULL THEN 0
 -- name: session_async_commit
 SET synchronous_commit TO off
 
+-- No JIT compilation on the runner's own sessions (PgStore::connect). Its statements are short
+-- and touch a few hundred rows, but the claim's cost estimate multiplies the queues it may walk
+-- by the rows per queue: once the small tables have statistics (a database-wide VACUUM ANALYZE,
+-- vacuumdb --analyze-in-stages after an upgrade) the estimate crossed jit_above_cost, and every
+-- claim of 500 jobs spent ~22 ms compiling and ~8 ms running (docs/performance.md, "JIT").
+-- name: session_no_jit
+SET jit TO off
+
+-- name: session_setting
+SELECT current_setting($1, true)
+
 -- name: tx_async_commit
 SET LOCAL synchronous_commit TO off
 
