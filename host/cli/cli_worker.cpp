@@ -115,8 +115,10 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
   ConnectionPlan conn_plan;
   try {
     // Through PgBouncer (transaction pooling) LISTEN needs a direct URL; without one: polling.
+    // LISTEN may share the claims connection only on the server the claims go to.
     conn_plan = plan_connections(cfg.max_connections, !cfg.http.empty(),
-                                 !cfg.pgbouncer || cfg.listen_database_url.has_value());
+                                 !cfg.pgbouncer || cfg.listen_database_url.has_value(),
+                                 !cfg.pgbouncer && !cfg.listen_database_url.has_value());
   } catch (const std::invalid_argument& e) {
     std::cerr << "runner: " << e.what() << "\n";
     return cli::kExitUsage;

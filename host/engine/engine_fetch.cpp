@@ -38,9 +38,12 @@ size_t Engine::release_ready_jobs(bool keep_for_idle) {
 void Engine::fetch_loop() {
   // Claims on the claims connection (shared with the completions unless they have their own);
   // the wait for NOTIFY on a connection of its own, so the claims connection is never parked in
-  // a wait. Without one (polling) the fetcher sleeps the poll interval.
+  // a wait, or, when the plan gives the claims connection to the fetcher alone
+  // (listen_on_claims), on the claims connection itself: nobody else waits for it. Without
+  // LISTEN (polling) the fetcher sleeps the poll interval.
   std::unique_ptr<Store> listener;
-  const bool listening = opts_.connections.listen > 0;
+  const bool listen_on_claims = opts_.connections.listen > 0 && opts_.connections.listen_on_claims;
+  const bool listening = opts_.connections.listen > 0 && !listen_on_claims;
   int delay = 250;
   bool reconnect_now = true;    // the next transient failure reconnects without a pause
   bool recover_claims = false;  // the last claim's answer was lost (see below)
@@ -110,7 +113,16 @@ void Engine::fetch_loop() {
       p.lease_seconds = opts_.lease_seconds;
       throttled = 0;
       p.throttled_retry_seconds = &throttled;
-      jobs = claims_->with([&](Store& s) { return s.JobClaim(p); });
+      jobs = claims_->with([&](Store& s) {
+        // LISTEN before claiming, on this session (again after a reconnect: Listen is a no-op
+        // while it listens), so an insert committed after the claim's snapshot wakes the wait.
+        if (listen_on_claims) s.Listen();
+        auto got = s.JobClaim(p);
+        // Notifications that arrived meanwhile are consumed now: a fetcher that keeps finding
+        // jobs never waits, and the client library would keep queueing them.
+        if (listen_on_claims && !got.empty()) s.WaitForJobs(0);
+        return got;
+      });
       backlog_.store(static_cast<int>(jobs.size()) >= want, std::memory_order_relaxed);
       delay = 250;
       reconnect_now = true;
@@ -183,6 +195,8 @@ void Engine::fetch_loop() {
       try {
         if (listener) {
           listener->WaitForJobs(std::min(poll_ms, 1000));
+        } else if (listen_on_claims) {
+          claims_->with([&](Store& s) { return s.WaitForJobs(std::min(poll_ms, 1000)); });
         } else {
           std::unique_lock<std::mutex> lock(ready_mu_);
           room_cv_.wait_for(lock, std::chrono::milliseconds(poll_ms),

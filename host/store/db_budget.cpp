@@ -1,14 +1,18 @@
 #include "db_budget.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace jr {
 
 std::string ConnectionPlan::describe() const {
   std::string s = "lease renewal " + std::to_string(heartbeat);
-  if (listen > 0) s += ", LISTEN " + std::to_string(listen);
+  if (listen_own() > 0) s += ", LISTEN " + std::to_string(listen);
   if (http > 0) s += ", HTTP " + std::to_string(http);
-  if (!services_own) {
+  if (listen_on_claims) {
+    s +=
+        ", claims+LISTEN " + std::to_string(claims) + ", completions " + std::to_string(completers);
+  } else if (!services_own) {
     s += ", claims+completions+services " + std::to_string(claims);
   } else if (completers == 0) {
     s += ", claims+completions " + std::to_string(claims);
@@ -25,7 +29,8 @@ int default_max_connections(bool http, bool listen) {
   return 1 + (listen ? 1 : 0) + (http ? 1 : 0) + 2;
 }
 
-ConnectionPlan plan_connections(int max_connections, bool http, bool listen) {
+ConnectionPlan plan_connections(int max_connections, bool http, bool listen,
+                                bool listen_may_share) {
   ConnectionPlan p;
   p.listen = listen ? 1 : 0;
   p.http = http ? 1 : 0;
@@ -45,6 +50,14 @@ ConnectionPlan plan_connections(int max_connections, bool http, bool listen) {
   }
   int rest = budget - fixed;
   p.claims = 1;
+  if (listen && listen_may_share && rest >= 2) {
+    // Claims+LISTEN, services, and completions on the rest (at most two): the connection
+    // LISTEN would have held goes to completions instead. `rest` counted LISTEN's own.
+    p.listen_on_claims = true;
+    p.services_own = true;
+    p.completers = std::min(rest - 1, 2);
+    return p;
+  }
   p.services_own = rest >= 2;
   p.completers = rest >= 4 ? 2 : rest == 3 ? 1 : 0;
   return p;

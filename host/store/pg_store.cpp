@@ -205,7 +205,7 @@ bool PgStore::WaitForJobs(int timeout_ms) {
     if (!receiver_) receiver_ = std::make_unique<NotifyReceiver>(*conn_, "jr_jobs");
     int before = receiver_->count;
     conn_->get_notifs();
-    if (receiver_->count != before) return true;
+    if (receiver_->count != before || timeout_ms <= 0) return receiver_->count != before;
     conn_->await_notification(timeout_ms / 1000, (timeout_ms % 1000) * 1000L);
     return receiver_->count != before;
   });

@@ -94,7 +94,43 @@ TEST_F(Connections, OnePluginAtConcurrencyTenHoldsAtMostFourOfItsOwn) {
   EXPECT_GE(busy, 5) << "too few samples while jobs ran";
   EXPECT_LE(peak, 4);
   EXPECT_GE(peak, 3) << "the runner's sessions were not found (application_name)";
-  EXPECT_NE(log.find("claims+completions 1, services 1 = 4 of 4"), std::string::npos) << log;
+  EXPECT_NE(log.find("claims+LISTEN 1, completions 1, services 1 = 4 of 4"), std::string::npos)
+      << log;
+}
+
+// LISTEN on the fetcher's claims connection (the default plan): an idle runner is woken by the
+// enqueue's notification, not by its next poll. The fetcher waits at most a second between
+// claims, so each job is enqueued at another point of that second: polling alone would start
+// eight in a row within half a second once in about 250 runs. Measured from a runner that has
+// run a job already (the plugin's start is not what is measured).
+TEST_F(Connections, AnIdleRunnerIsWokenByNotificationsOnItsClaimsConnection) {
+  int64_t first = enqueue({"enqueue", "echo", "--payload", "{}"});
+  RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()}), "--poll-interval", "30"}, env_);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return q("SELECT state FROM jr_jobs_done WHERE id = " + std::to_string(first)) ==
+               "completed";
+      },
+      std::chrono::seconds(60)))
+      << runner.log();
+  EXPECT_NE(runner.log().find("claims+LISTEN 1"), std::string::npos) << runner.log();
+  for (int i = 0; i < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + 110 * i));
+    int64_t id = enqueue({"enqueue", "echo", "--payload", "{\"wake\": 1}"});
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return q("SELECT state FROM jr_jobs_done WHERE id = " + std::to_string(id)) ==
+                 "completed";
+        },
+        std::chrono::seconds(10)))
+        << runner.log();
+    double latency = std::stod(
+        q("SELECT extract(epoch from started_at - created_at) FROM jr_jobs_done WHERE id = " +
+          std::to_string(id)));
+    EXPECT_LT(latency, 0.5) << "job " << id << " waited for a poll, not a notification";
+  }
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(std::chrono::seconds(60)), 0) << runner.log();
 }
 
 TEST_F(Connections, BudgetOfThreeSharesClaimsCompletionsAndServices) {

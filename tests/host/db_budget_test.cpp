@@ -27,6 +27,31 @@ TEST(ConnectionPlan, DefaultIsFourAndFiveWithHttp) {
   EXPECT_EQ(plan_connections(0, false, false).total(), 3);
 }
 
+// LISTEN on the claims connection when it may share it (the claims' own server): the default 4
+// then gives claims, completions and services a connection each.
+TEST(ConnectionPlan, ListenSharesTheClaimsConnectionSoCompletionsGetTheirOwn) {
+  ConnectionPlan p = plan_connections(0, false, true, true);
+  EXPECT_TRUE(p.listen_on_claims);
+  EXPECT_EQ(p.completers, 1);
+  EXPECT_TRUE(p.services_own);
+  EXPECT_EQ(p.total(), 4);
+  EXPECT_EQ(p.describe(), "lease renewal 1, claims+LISTEN 1, completions 1, services 1 = 4 of 4");
+  ConnectionPlan h = plan_connections(0, true, true, true);
+  EXPECT_EQ(h.describe(),
+            "lease renewal 1, HTTP 1, claims+LISTEN 1, completions 1, services 1 = 5 of 5");
+  EXPECT_EQ(plan_connections(5, false, true, true).completers, 2);
+  EXPECT_EQ(plan_connections(5, false, true, true).total(), 5);
+  EXPECT_EQ(plan_connections(50, false, true, true).total(), 5) << "a ceiling, not a target";
+  // The minimum keeps LISTEN apart: the one other connection is shared by claims, completions
+  // and services, and a wait for notifications must not park it.
+  ConnectionPlan three = plan_connections(3, false, true, true);
+  EXPECT_FALSE(three.listen_on_claims);
+  EXPECT_EQ(three.describe(), "lease renewal 1, LISTEN 1, claims+completions+services 1 = 3 of 3");
+  // Polling: nothing to share.
+  EXPECT_FALSE(plan_connections(0, false, false, true).listen_on_claims);
+  EXPECT_EQ(plan_connections(0, false, false, true).total(), 3);
+}
+
 TEST(ConnectionPlan, ExtraConnectionsGoToCompletionsAndFewerShareOne) {
   ConnectionPlan three = plan_connections(3, false, true);
   EXPECT_FALSE(three.services_own);
