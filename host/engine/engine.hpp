@@ -253,6 +253,10 @@ class Engine : public HostServices {
   // the automatic prefetch may hold more (max_inflight) without idling other runners.
   std::atomic<bool> backlog_{false};
   int max_inflight() const;
+  // The fetcher's reason to claim (ready_mu_ held): room for jobs, and either the slots are about
+  // to starve or there is room for a good batch. Who frees room wakes the fetcher only when this
+  // holds: a wake-up per finished job that finds no reason would be a context switch per job.
+  bool claim_due_locked() const;
 
   std::mutex done_mu_;
   std::condition_variable done_cv_;

@@ -55,11 +55,7 @@ void Engine::fetch_loop() {
       std::unique_lock<std::mutex> lock(ready_mu_);
       // Claim when the slots are about to starve or there is room for a good batch; claiming
       // the moment one slot frees would mean one round trip per job.
-      room_cv_.wait(lock, [&] {
-        int cap = max_inflight();
-        int r = cap - inflight_ - static_cast<int>(unflushed_.load());
-        return stopping_ || (r > 0 && (ready_.empty() || r * 2 >= cap));
-      });
+      room_cv_.wait(lock, [&] { return stopping_ || claim_due_locked(); });
       if (stopping_) break;
       room = max_inflight() - inflight_ - static_cast<int>(unflushed_.load());
     }
@@ -210,6 +206,12 @@ void Engine::fetch_loop() {
       }
     }
   }
+}
+
+bool Engine::claim_due_locked() const {
+  int cap = max_inflight();
+  int r = cap - inflight_ - static_cast<int>(unflushed_.load());
+  return r > 0 && (ready_.empty() || r * 2 >= cap);
 }
 
 int Engine::max_inflight() const {

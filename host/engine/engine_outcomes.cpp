@@ -131,10 +131,12 @@ void Engine::complete_loop() {
       }
     }
     unflushed_ -= static_cast<int64_t>(batch.size());
+    bool wake;
     {
       std::lock_guard<std::mutex> lock(ready_mu_);  // pairs with the fetcher's wait
+      wake = claim_due_locked();
     }
-    room_cv_.notify_one();
+    if (wake) room_cv_.notify_one();
     batch.clear();
   }
 }

@@ -58,11 +58,13 @@ void Engine::job_left_slot(int64_t run_us) {
     int64_t avg = avg_job_us_.load(std::memory_order_relaxed);
     avg_job_us_.store(avg + (run_us - avg) / 16, std::memory_order_relaxed);
   }
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(ready_mu_);
     --inflight_;
+    wake = claim_due_locked();
   }
-  room_cv_.notify_one();
+  if (wake) room_cv_.notify_one();
 }
 
 // One attempt of a job, from its slot taking it to its outcome.
