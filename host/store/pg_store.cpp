@@ -128,6 +128,7 @@ std::string PgStore::SessionSetting(const std::string& name) {
 
 void PgStore::drop() {
   receiver_.reset();
+  seen_ = 0;
   conn_.reset();
 }
 
@@ -200,27 +201,41 @@ void PgStore::Listen() {
   });
 }
 
+// Notifications count as seen once a wait reports them (`seen_`), wherever they were read
+// (LostWhileIdle reads them too), so none is lost between a read and the next wait.
 bool PgStore::WaitForJobs(int timeout_ms) {
   return guard([&] {
     if (!receiver_) receiver_ = std::make_unique<NotifyReceiver>(*conn_, "jr_jobs");
-    int before = receiver_->count;
+    auto fresh = [&] {
+      bool got = receiver_->count != seen_;
+      seen_ = receiver_->count;
+      return got;
+    };
     conn_->get_notifs();
-    if (receiver_->count != before || timeout_ms <= 0) return receiver_->count != before;
+    if (receiver_->count != seen_ || timeout_ms <= 0) return fresh();
     conn_->await_notification(timeout_ms / 1000, (timeout_ms % 1000) * 1000L);
-    return receiver_->count != before;
+    return fresh();
   });
 }
 
 bool PgStore::LostWhileIdle() {
   if (!conn_ || !conn_->is_open()) return true;
-  if (receiver_) return false;  // LISTENing: a notification makes it readable too
   pollfd p{};
   p.fd = conn_->sock();
   p.events = POLLIN;
   if (p.fd < 0) return true;
   // Readable or hung up with nothing asked: the backend went away (or sent a notice, which
-  // costs one needless reconnect, no error).
-  return ::poll(&p, 1, 0) > 0;
+  // costs one needless reconnect, no error) ...
+  if (::poll(&p, 1, 0) <= 0) return false;
+  if (!receiver_) return true;
+  // ... or, LISTENing, sent a notification: reading it tells the two apart (a closed or broken
+  // connection throws), and the notification waits for the next WaitForJobs.
+  try {
+    conn_->get_notifs();
+  } catch (const std::exception&) {
+    return true;
+  }
+  return !conn_->is_open();
 }
 
 void* PgStore::NativeHandle() {

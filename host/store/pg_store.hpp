@@ -224,6 +224,7 @@ class PgStore final : public Store {
   std::string url_;
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<NotifyReceiver> receiver_;
+  int seen_ = 0;  // receiver_->count when a wait last reported (WaitForJobs)
   bool prepared_ = false;
   bool async_commit_ = false;  // SessionAsyncCommit(): re-applied on every reconnect
   // JobClaim: until then, claims go straight to the transaction path (see JobClaim).

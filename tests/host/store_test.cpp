@@ -360,6 +360,23 @@ TEST_F(StoreTest, SurvivesAKilledBackend) {
   EXPECT_EQ(insert("k") > 0, true);
 }
 
+// A LISTENing connection is readable for a notification as well as for its backend's death
+// (the fetcher's claims connection LISTENs): the first is no reason to reconnect, and still wakes
+// the next wait; the second is seen before the next use.
+TEST_F(StoreTest, AListeningConnectionTellsANotificationFromItsBackendsDeath) {
+  store_->Listen();
+  EXPECT_FALSE(store_->LostWhileIdle());
+  q("SELECT pg_notify('jr_jobs', '')");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let it arrive
+  EXPECT_FALSE(store_->LostWhileIdle()) << "a notification is not a lost connection";
+  EXPECT_TRUE(store_->WaitForJobs(0)) << "the notification read by the check still wakes";
+  EXPECT_FALSE(store_->WaitForJobs(0)) << "once";
+  q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid()");
+  EXPECT_TRUE(
+      jrtest::wait_until([&] { return store_->LostWhileIdle(); }, std::chrono::seconds(10)));
+}
+
 // A backend killed while its connection sits idle is seen without a round trip, and a shared
 // connection is replaced before its next use: the caller gets no error at all.
 TEST_F(StoreTest, AConnectionKilledWhileIdleIsReplacedBeforeUse) {
