@@ -116,7 +116,14 @@ void Engine::fetch_loop() {
         auto got = s.JobClaim(p);
         // Notifications that arrived meanwhile are consumed now: a fetcher that keeps finding
         // jobs never waits, and the client library would keep queueing them.
-        if (listen_on_claims && !got.empty()) s.WaitForJobs(0);
+        // (Failing, it must not lose the claim's answer: the next claim reconnects.)
+        if (listen_on_claims && !got.empty()) {
+          try {
+            s.WaitForJobs(0);
+          } catch (const StoreError&) {
+            ++stats_.db_errors;
+          }
+        }
         return got;
       });
       backlog_.store(static_cast<int>(jobs.size()) >= want, std::memory_order_relaxed);
@@ -137,6 +144,15 @@ void Engine::fetch_loop() {
       }
       if (!now) backoff_sleep(delay);
       continue;
+    }
+    if (listener && !jobs.empty()) {
+      // A listener of its own is drained the same way: a session that never reads its
+      // notifications holds back the server's notification queue for every other listener.
+      try {
+        listener->WaitForJobs(0);
+      } catch (const StoreError&) {
+        listener.reset();  // opened again before the next claim
+      }
     }
     if (!jobs.empty()) {
       // A job this runner already holds, claimed again: its earlier claim was lost (claims

@@ -104,25 +104,18 @@ TEST_F(Connections, OnePluginAtConcurrencyTenHoldsAtMostFourOfItsOwn) {
 // eight in a row within half a second once in about 250 runs. Measured from a runner that has
 // run a job already (the plugin's start is not what is measured).
 TEST_F(Connections, AnIdleRunnerIsWokenByNotificationsOnItsClaimsConnection) {
+  auto completed = [&](int64_t id) {
+    return q("SELECT state FROM jr_jobs_done WHERE id = " + std::to_string(id)) == "completed";
+  };
   int64_t first = enqueue({"enqueue", "echo", "--payload", "{}"});
   RunnerProcess runner({"--plugins", plugin_dir_with({echo_so()}), "--poll-interval", "30"}, env_);
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return q("SELECT state FROM jr_jobs_done WHERE id = " + std::to_string(first)) ==
-               "completed";
-      },
-      std::chrono::seconds(60)))
+  ASSERT_TRUE(wait_until([&] { return completed(first); }, std::chrono::seconds(60)))
       << runner.log();
   EXPECT_NE(runner.log().find("claims+LISTEN 1"), std::string::npos) << runner.log();
   for (int i = 0; i < 8; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300 + 110 * i));
     int64_t id = enqueue({"enqueue", "echo", "--payload", "{\"wake\": 1}"});
-    ASSERT_TRUE(wait_until(
-        [&] {
-          return q("SELECT state FROM jr_jobs_done WHERE id = " + std::to_string(id)) ==
-                 "completed";
-        },
-        std::chrono::seconds(10)))
+    ASSERT_TRUE(wait_until([&] { return completed(id); }, std::chrono::seconds(10)))
         << runner.log();
     double latency = std::stod(
         q("SELECT extract(epoch from started_at - created_at) FROM jr_jobs_done WHERE id = " +
