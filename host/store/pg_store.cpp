@@ -104,13 +104,12 @@ void PgStore::connect() {
 
 // Behind PgBouncer in transaction mode a session setting would stick to whichever server
 // connection ran it, so the runner cannot turn JIT off for itself: the operator does, for the
-// runner's role. Said once per process, at the first connection that finds it on.
+// runner's role. Checked once per process, at its first connection.
 void PgStore::warn_jit_behind_pgbouncer(pqxx::nontransaction& tx) {
-  static std::atomic<bool> said{false};
-  if (said.load(std::memory_order_relaxed)) return;
+  static std::atomic<bool> checked{false};
+  if (checked.exchange(true)) return;  // once per process, not a round trip per connection
   auto r = pg::exec(tx, sql::session_setting, "jit");
   if (r.empty() || r[0][0].is_null() || std::string(r[0][0].c_str()) != "on") return;
-  if (said.exchange(true)) return;
   log::warn(
       "jit is on for the runner's database role behind PgBouncer: the claim statement can be "
       "JIT-compiled on every claim (about 20 ms each once the tables have statistics); turn it "
