@@ -150,7 +150,7 @@ async function limits(cluster, systems, P, F, opts, work) {
   const pk = new Ours(cluster, ours.runner, path.join(ours.plugins, "libjr_echo.so"), work, "jrlim_pk");
   await pk.setup();
   await pk.h.query(`DROP TRIGGER jr_jobs_done_webhooks ON jr_jobs_done;
-    DROP INDEX jr_jobs_done_state_idx, jr_jobs_done_kind_idx, jr_jobs_done_kind_state_idx`);
+    DROP INDEX IF EXISTS jr_jobs_done_state_idx, jr_jobs_done_kind_idx, jr_jobs_done_kind_state_idx`);
   for (const s of [hist, pk]) await s.h.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   const rs = runnerSql(root);
   const variants = [
