@@ -158,6 +158,7 @@ int cmd_worker(const GlobalFlags& g, const WorkerFlags& w) {
     sandbox::SandboxOptions so;
     so.pool_size = cfg.concurrency;
     so.batch_limit = cfg.sandbox_batch;
+    so.warm_workers = cfg.sandbox_warm_workers;
     so.start_timeout_ms = static_cast<int64_t>(cfg.plugin_start_timeout_seconds * 1000);
     sandbox::TrustContext trust = sandbox::trust_context(cfg, cfg.concurrency);
     auto refuse = [](const std::string& name, const std::string& file, const std::string& why) {

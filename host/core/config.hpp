@@ -44,6 +44,9 @@ struct Config {
   // RUNNER_SANDBOX_BATCH: short jobs handed to a sandboxed worker at once while the local queue
   // is deep (Executor::run_batch); 1 = one job per round trip.
   int sandbox_batch = 16;
+  // Sandboxed workers each plugin starts with its pool (RUNNER_SANDBOX_WARM_WORKERS); the others
+  // start when a job has waited for a free worker as long as a start takes. 0 = the CPUs.
+  int sandbox_warm_workers = 0;
   int completion_batch = 500;            // max outcomes written per statement
   double rescue_interval_seconds = 5;    // RUNNER_RESCUE_INTERVAL: expired-lease scan period
   double result_ttl_seconds = 86400;     // RUNNER_RESULT_TTL: keep completed jobs (1 day)

@@ -88,6 +88,11 @@ const std::vector<Setting>& settings() {
      "short jobs handed to a sandboxed worker at once while many wait (each its own attempt); "
      "1: one per round trip",
      1, 256},
+    {"worker", "sandbox_warm_workers", "RUNNER_SANDBOX_WARM_WORKERS", "--sandbox-warm-workers",
+     &Config::sandbox_warm_workers, "0",
+     "sandboxed workers a plugin starts with (at most its share of concurrency); the rest start "
+     "once a job has waited as long as a worker's start takes; 0: as many as CPUs",
+     0, 4096},
     {"worker", "max_connections", "RUNNER_MAX_CONNECTIONS", "--max-connections",
      &Config::max_connections, "4",
      "the runner's own database connections (plugins' pools apart); default 4, 5 with http; "

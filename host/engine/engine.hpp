@@ -210,7 +210,8 @@ class Engine : public HostServices {
   void end_call(jr_job_ctx& ctx);
 
   struct Attempt;
-  void execute(ClaimedJob& job);
+  // Returns how long the job waited for its executor (ExecOutcome::waited_us).
+  int64_t execute(ClaimedJob& job);
   // Several short jobs of one executor on one slot (Executor::run_batch).
   void execute_group(std::vector<ClaimedJob>& jobs, Executor* executor);
   size_t group_size_locked(const ClaimedJob& first, Executor** executor) const;

@@ -41,10 +41,11 @@ void Engine::slot_loop() {
       execute_group(group, executor);
     } else {
       auto t0 = std::chrono::steady_clock::now();
-      execute(group[0]);
-      job_left_slot(std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count());
+      int64_t waited_us = execute(group[0]);
+      job_left_slot(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now() - t0)
+                                                 .count() -
+                                             waited_us));
     }
     {
       std::lock_guard<std::mutex> lock(ready_mu_);
@@ -172,12 +173,14 @@ void Engine::end_attempt(Attempt& a, const ExecOutcome& exec) {
   push_finish(std::move(finish));
 }
 
-void Engine::execute(ClaimedJob& job) {
+int64_t Engine::execute(ClaimedJob& job) {
   Attempt a;
-  if (!begin_attempt(job, a, true)) return;
+  if (!begin_attempt(job, a, true)) return 0;
   ExecOutcome exec =
       a.k->executor->run(a.j, a.ctx, a.timeout_ms > 0 ? a.start_steady + a.timeout_ms : 0);
+  int64_t waited_us = exec.waited_us;
   end_attempt(a, exec);
+  return waited_us;
 }
 
 void Engine::execute_group(std::vector<ClaimedJob>& jobs, Executor* executor) {
@@ -202,11 +205,14 @@ void Engine::execute_group(std::vector<ClaimedJob>& jobs, Executor* executor) {
     void started(size_t i, int64_t steady) override { e_->attempt_started(*(*a_)[i], steady); }
     void finished(size_t i, ExecOutcome out) override {
       Attempt& a = *(*a_)[i];
+      int64_t waited_us = out.waited_us;
       e_->end_attempt(a, out);
-      e_->job_left_slot(a.started ? std::chrono::duration_cast<std::chrono::microseconds>(
-                                        std::chrono::steady_clock::now() - a.t0)
-                                        .count()
-                                  : -1);
+      e_->job_left_slot(
+          a.started ? std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::steady_clock::now() - a.t0)
+                                                   .count() -
+                                               waited_us)
+                    : -1);
     }
 
    private:

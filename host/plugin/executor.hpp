@@ -43,6 +43,11 @@ struct ExecOutcome {
   std::string host_error;
   // Put the job back without using an attempt (the plugin is quarantined, or shutting down).
   bool release = false;
+  // How long the job waited for the executor before it ran (a free sandbox worker), in us: not
+  // the job's own time (the engine's average job time, which sizes groups and the prefetch,
+  // leaves it out; counted in, waits shrank groups to single jobs, whose round trips made the
+  // waits longer still).
+  int64_t waited_us = 0;
 };
 
 // One job of a batch (Executor::run_batch).

@@ -48,6 +48,7 @@ void SandboxExecutor::begin_item(Item& it, BatchSink* sink) {
 
 void SandboxExecutor::finish_item(Item& it, BatchSink* sink) {
   if (it.job != nullptr) account(it.out, *it.job);
+  it.out.waited_us = it.waited_us;
   if (sink != nullptr) sink->finished(it.index, std::move(it.out));
 }
 

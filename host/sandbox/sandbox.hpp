@@ -53,6 +53,10 @@ class SandboxError : public std::runtime_error {
 struct SandboxOptions {
   std::string worker_path;  // "" = $JR_WORKER, else jr-worker next to /proc/self/exe, else build
   int pool_size = 1;        // workers per plugin (its concurrency share); policy "workers" wins
+  // Workers started with the pool (at most pool_size; 0 = as many as CPUs). The others start
+  // when a job has waited for a free worker as long as the last worker's start took: a new
+  // worker pays off only then, and no-op jobs keep a small pool busy instead of many idle.
+  int warm_workers = 0;
   uint32_t max_frame = proto::kDefaultMaxFrame;
   int64_t kill_grace_ms = 1000;                 // deadline or cancel -> SIGKILL after this long
   int batch_limit = 16;                         // jobs per run_batch (Executor::batch_limit)
@@ -176,11 +180,13 @@ class SandboxExecutor final : public Executor {
   int64_t uid() const { return uid_; }
   bool quarantined() const;
   int pool_size() const { return static_cast<int>(slots_.size()); }
+  int warm_workers() const { return warm_; }
 
  private:
   struct Slot {
     std::unique_ptr<class WorkerProcess> w;
     bool busy = false;
+    int64_t busy_since = 0;  // steady ms when its holder took it (acquire)
   };
   // One job (or the idle call) of an exchange with a worker.
   struct Item {
@@ -195,6 +201,7 @@ class SandboxExecutor final : public Executor {
     bool cancel_marked = false;  // its cancellation is in the worker's cancel_ahead
     bool recalled = false;       // sent ahead to a worker due for replacement: called back
     size_t frame_bytes = 0;      // its Job frame's size
+    int64_t waited_us = 0;       // waiting for a worker (the first item of a serve)
     ExecOutcome out;
   };
   // Outstanding Job frames beyond the running one stay under this many bytes, well inside a
@@ -203,8 +210,9 @@ class SandboxExecutor final : public Executor {
   Slot* acquire(jr_job_ctx& ctx, int64_t deadline, ExecOutcome& out);
   void release(Slot* s);
   bool ensure_worker(Slot* s, jr_job_ctx& ctx, ExecOutcome& out);
-  std::unique_ptr<WorkerProcess> start_worker(ErrorKind* kind, std::string* err,
-                                              bool* init_refused);
+  // job_cancel: the start is for that job (on demand), else for the pool (start_plugin).
+  std::unique_ptr<WorkerProcess> start_worker(ErrorKind* kind, std::string* err, bool* init_refused,
+                                              const std::atomic<int>* job_cancel = nullptr);
   // Serves items (all of `type`) on pool workers, replacing a worker that dies between them.
   void serve(proto::Type type, std::vector<Item>& items, BatchSink* sink);
   // Runs items[from..] on s's worker until all have an outcome or the worker is gone; returns
@@ -245,7 +253,11 @@ class SandboxExecutor final : public Executor {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Slot> slots_;       // guarded by mu_ (busy flags; w owned by the holder)
+  std::vector<Slot> slots_;  // guarded by mu_ (busy flags; w owned by the holder)
+  int warm_ = 1;             // workers started with the pool (SandboxOptions::warm_workers)
+  // How long the last worker took to start (spawn to hello), the wait after which a job that
+  // finds every worker busy starts one of its own.
+  std::atomic<int64_t> start_ms_{20};
   std::deque<int64_t> abnormal_;  // steady ms of recent abnormal deaths
   int consecutive_failures_ = 0;  // for the respawn backoff
   int64_t next_spawn_ms_ = 0;

@@ -438,7 +438,7 @@ bool WorkerProcess::take_net_guard(const proto::Frame& f, const nlohmann::json& 
 
 nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t timeout_ms,
                                         ErrorKind* kind, std::string* err,
-                                        const std::atomic<bool>* abort) {
+                                        const std::function<bool()>& abort) {
   std::string text = init.dump();
   enc.begin(proto::Type::init);
   enc.put<uint8_t>(0);
@@ -489,7 +489,7 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
           "worker did not finish loading the plugin within " + std::to_string(timeout_ms) + " ms";
       return nullptr;
     }
-    if (abort != nullptr && abort->load()) {
+    if (abort && abort()) {
       // Shutdown: a plugin that hangs in its constructor or init must not hold the runner.
       kill();
       reap();
@@ -498,7 +498,7 @@ nlohmann::json WorkerProcess::handshake(const nlohmann::json& init, int64_t time
       return nullptr;
     }
     pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-    ::poll(p, 2, static_cast<int>(std::min<int64_t>(left, abort != nullptr ? 100 : 1000)));
+    ::poll(p, 2, static_cast<int>(std::min<int64_t>(left, abort ? 100 : 1000)));
     if (p[0].revents != 0) {
       auto fr = reader.fill(fd);
       if (fr == proto::FrameReader::Result::eof) return dead("while loading the plugin");

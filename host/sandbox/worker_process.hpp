@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -43,12 +44,13 @@ class WorkerProcess {
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
 
-  // Sends Init and waits for Hello (or the process' death, or the timeout, or `*abort` turning
-  // true: the runner shuts down). Returns the Hello JSON; on failure returns null and sets `kind`
+  // Sends Init and waits for Hello (or the process' death, or the timeout, or `abort()` turning
+  // true: the runner shuts down, or the job waiting for this worker is stopped). Returns the Hello
+  // JSON; on failure returns null and sets `kind`
   // ("crash", "seccomp", "oom", "protocol", "timeout", "cancelled", "init") and `err`. The worker
   // is killed on timeout and abort.
   nlohmann::json handshake(const nlohmann::json& init, int64_t timeout_ms, ErrorKind* kind,
-                           std::string* err, const std::atomic<bool>* abort = nullptr);
+                           std::string* err, const std::function<bool()>& abort = {});
 
   // Moves the (just spawned) worker into `cg` before it gets its Init frame. False with `err`
   // set when that failed: the worker must not run (the caller drops it).

@@ -327,7 +327,8 @@ TEST_F(Confine, AnotherPluginsWorkersAreOutOfReach) {
 
 // Class 8: killing the pool (quarantine, runner stop) leaves no process in the plugin's cgroup.
 TEST_F(Confine, KillingThePoolLeavesNoProcessInItsCgroup) {
-  start_runner({so("confine")});
+  // The whole pool warm (by default as many workers as CPUs start with it).
+  start_runner({so("confine")}, "", {"--sandbox-warm-workers", "4"});
   enqueue_healthy(20);
   ASSERT_TRUE(wait_loaded("hostile_confine")) << runner_->log();
   auto cgroups = plugin_cgroups(runner_->pid(), "hostile_confine");

@@ -3,6 +3,7 @@
 // restarted, the plugin config reaches init, and `plugins check` prints the effective policy.
 // Through the executor with a fake HostServices; the engine integration is tested by the lead.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <functional>
@@ -146,6 +147,7 @@ TEST(Sandbox, MissingKernelLayersDegradeWithAWarning) {
 TEST(Sandbox, PoolServesConcurrentCallers) {
   SandboxOptions o;
   o.pool_size = 3;
+  o.warm_workers = 3;  // every worker from the start: none is started on demand below
   auto e = make(echo_path(), nlohmann::json::object(), o);
   e->start();
   EXPECT_EQ(e->counters().workers_started.load(), 3u);
@@ -164,6 +166,68 @@ TEST(Sandbox, PoolServesConcurrentCallers) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 300);
   EXPECT_EQ(e->counters().workers_started.load(), 3u);
+}
+
+// A pool starts its warm workers only; a job that finds them all busy waits about as long as a
+// start takes, then starts a worker of its own. Slow jobs thus grow the pool to its full size
+// and run side by side; one caller at a time never waits, and never starts one.
+TEST(Sandbox, ThePoolStartsItsWarmWorkersAndGrowsWhenJobsWaitForOne) {
+  SandboxOptions o;
+  o.pool_size = 4;
+  o.warm_workers = 1;
+  auto e = make(echo_path(), nlohmann::json::object(), o);
+  e->start();
+  EXPECT_EQ(e->warm_workers(), 1);
+  EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  {
+    FakeServices s;  // one caller at a time never waits for a worker: no growth
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(run_job(*e, "echo", "{}", &s, 5000).out.status, JR_OK);
+  }
+  EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  // Four callers with jobs of 600 ms: the three that find the worker busy each start one.
+  std::atomic<int> ok{0};
+  std::vector<std::thread> ts;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      FakeServices s;
+      if (run_job(*e, "echo", R"({"sleep_ms":600})", &s, 10000).out.status == JR_OK) ++ok;
+    });
+  }
+  for (auto& t : ts) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(ok.load(), 4);
+  EXPECT_EQ(e->counters().workers_started.load(), 4u);
+  // Side by side: one after the other would take 2.4 s.
+  EXPECT_LT(secs, 1.8);
+  // Grown, the pool stays: four callers again start no worker.
+  ts.clear();
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      FakeServices s;
+      if (run_job(*e, "echo", R"({"sleep_ms":100})", &s, 10000).out.status == JR_OK) ++ok;
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(e->counters().workers_started.load(), 4u);
+}
+
+TEST(Sandbox, APoolOfNoWarmSizeStartsAsManyWorkersAsCpusAtMostItsSize) {
+  SandboxOptions o;
+  o.pool_size = 64;
+  auto e = make(echo_path(), nlohmann::json::object(), o);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  const int cpus = std::min(64, CPU_COUNT(&set));
+  EXPECT_EQ(e->warm_workers(), cpus);
+  e->start();
+  EXPECT_EQ(e->counters().workers_started.load(), static_cast<uint64_t>(cpus));
+  SandboxOptions small;
+  small.pool_size = 1;
+  small.warm_workers = 8;  // never above the pool
+  EXPECT_EQ(make(echo_path(), nlohmann::json::object(), small)->warm_workers(), 1);
 }
 
 TEST(Sandbox, WorkersAreRecycledAfterMaxJobsAndAboveTheRssLimit) {
