@@ -168,9 +168,10 @@ TEST(Sandbox, PoolServesConcurrentCallers) {
   EXPECT_EQ(e->counters().workers_started.load(), 3u);
 }
 
-// A pool starts its warm workers only; a job that finds them all busy waits about as long as a
-// start takes, then starts a worker of its own. Slow jobs thus grow the pool to its full size
-// and run side by side; one caller at a time never waits, and never starts one.
+// A pool starts its warm workers only; a job that finds them all busy starts a worker of its own
+// once every busy worker has been on its job as long as a start takes. Slow jobs thus grow the
+// pool to its full size and run side by side; one caller at a time never waits, and never
+// starts one.
 TEST(Sandbox, ThePoolStartsItsWarmWorkersAndGrowsWhenJobsWaitForOne) {
   SandboxOptions o;
   o.pool_size = 4;
@@ -211,6 +212,30 @@ TEST(Sandbox, ThePoolStartsItsWarmWorkersAndGrowsWhenJobsWaitForOne) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 8);
   EXPECT_EQ(e->counters().workers_started.load(), 4u);
+}
+
+// The wait for a free worker is reported apart from the job's own time (the engine's average job
+// time, which sizes its groups, must not count it).
+TEST(Sandbox, AJobsWaitForAFreeWorkerIsReportedApart) {
+  SandboxOptions o;
+  o.pool_size = 1;
+  auto e = make(echo_path(), nlohmann::json::object(), o);
+  e->start();
+  FakeServices s;
+  JobRun free_worker = run_job(*e, "echo", "{}", &s, 5000);
+  ASSERT_EQ(free_worker.out.status, JR_OK);
+  EXPECT_LT(free_worker.out.waited_us, 100000);
+  std::thread slow([&] {
+    FakeServices s2;
+    EXPECT_EQ(run_job(*e, "echo", R"({"sleep_ms":500})", &s2, 5000).out.status, JR_OK);
+  });
+  // The slow job holds the only worker (it may take a moment to reach it).
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  JobRun behind = run_job(*e, "echo", "{}", &s, 5000);
+  slow.join();
+  ASSERT_EQ(behind.out.status, JR_OK);
+  EXPECT_GT(behind.out.waited_us, 200000) << "it waited for the slow job's worker";
+  EXPECT_LE(behind.out.waited_us, behind.elapsed_ms * 1000 + 1000);
 }
 
 TEST(Sandbox, APoolOfNoWarmSizeStartsAsManyWorkersAsCpusAtMostItsSize) {
