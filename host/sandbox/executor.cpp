@@ -150,6 +150,7 @@ bool SandboxExecutor::start_plugin(std::string* why) {
       if (occupied >= warm_) break;
       if (s.busy || s.w) continue;
       s.busy = true;  // ours while its worker starts
+      s.busy_since = proto::steady_ms();
       empty.push_back(&s);
       ++occupied;
     }
