@@ -1,5 +1,6 @@
 // Engine: execution: the slot threads, and one attempt of a job from its slot taking it to its
 // outcome.
+#include <algorithm>
 #include <chrono>
 
 #include "clock.hpp"
@@ -11,6 +12,15 @@ namespace jr {
 
 namespace {
 int64_t unix_ms() { return static_cast<int64_t>(unix_seconds() * 1000); }
+
+// A job's own time on its slot since t0, in us: without its wait for the executor
+// (ExecOutcome::waited_us), which the average job time must not count.
+int64_t own_us(std::chrono::steady_clock::time_point t0, int64_t waited_us) {
+  auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  return std::max<int64_t>(0, us - waited_us);
+}
 }  // namespace
 
 void Engine::slot_loop() {
@@ -42,10 +52,7 @@ void Engine::slot_loop() {
     } else {
       auto t0 = std::chrono::steady_clock::now();
       int64_t waited_us = execute(group[0]);
-      job_left_slot(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(
-                                             std::chrono::steady_clock::now() - t0)
-                                                 .count() -
-                                             waited_us));
+      job_left_slot(own_us(t0, waited_us));
     }
     {
       std::lock_guard<std::mutex> lock(ready_mu_);
@@ -207,12 +214,7 @@ void Engine::execute_group(std::vector<ClaimedJob>& jobs, Executor* executor) {
       Attempt& a = *(*a_)[i];
       int64_t waited_us = out.waited_us;
       e_->end_attempt(a, out);
-      e_->job_left_slot(
-          a.started ? std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(
-                                               std::chrono::steady_clock::now() - a.t0)
-                                                   .count() -
-                                               waited_us)
-                    : -1);
+      e_->job_left_slot(a.started ? own_us(a.t0, waited_us) : -1);
     }
 
    private:
