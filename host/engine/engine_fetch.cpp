@@ -263,7 +263,11 @@ size_t Engine::group_size_locked(const ClaimedJob& first, Executor** executor) c
   // jobs behind a slow one nor leaves other slots idle.
   int64_t avg = std::max<int64_t>(1, avg_job_us_.load(std::memory_order_relaxed));
   size_t by_time = static_cast<size_t>(2000 / avg);
-  size_t share = ready_.size() / static_cast<size_t>(std::max(1, opts_.concurrency));
+  // Shared among the slots that can run at once: a sandbox pool smaller than the slots runs only
+  // as many groups as it has workers, and the other slots would wait for one anyway.
+  size_t runs = std::min(static_cast<size_t>(std::max(1, opts_.concurrency)),
+                         std::max<size_t>(1, (*executor)->parallelism()));
+  size_t share = ready_.size() / runs;
   return std::max<size_t>(1, std::min({limit, by_time, share}));
 }
 

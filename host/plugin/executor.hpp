@@ -82,6 +82,10 @@ class Executor {
   // The engine batches only while its local queue is deep and jobs are short (engine.cpp,
   // slot_loop), so a batch never holds more than a few milliseconds of work.
   virtual size_t batch_limit() const { return 1; }
+  // How many of its jobs (or groups) can run at once now: a sandbox pool's workers. The engine
+  // divides what waits by it to size a group, so slots beyond it, which would only wait for a
+  // worker, do not make every group smaller. Unbounded by default (the slots are the limit).
+  virtual size_t parallelism() const { return SIZE_MAX; }
   virtual void run_batch(const std::vector<BatchJob>& jobs, BatchSink& sink);
   // Calls the plugin's idle hook (see abi.h); returns its result, or -1 without a hook or when
   // the call failed. An executor that can (the sandbox) kills the call at the deadline (0 =

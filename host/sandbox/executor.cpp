@@ -101,6 +101,7 @@ SandboxExecutor::SandboxExecutor(const LoadedPlugin& plugin, nlohmann::json plug
   int n = policy_.workers > 0 ? policy_.workers : std::max(1, opts_.pool_size);
   slots_.resize(static_cast<size_t>(n));
   warm_ = std::clamp(opts_.warm_workers > 0 ? opts_.warm_workers : usable_cpus(), 1, n);
+  in_use_.store(warm_);
 }
 
 SandboxExecutor::~SandboxExecutor() { stop(); }
@@ -448,20 +449,25 @@ SandboxExecutor::Slot* SandboxExecutor::acquire(jr_job_ctx& ctx, int64_t deadlin
     // be more processes sharing the same CPUs (measured: 50 places of no-op jobs on 2 CPUs
     // drained slower when the pool grew while they waited, and slower still started whole).
     Slot* empty = nullptr;
-    int occupied = 0;
+    Slot* warm = nullptr;
+    int occupied = 0, in_use = 0;
     int64_t youngest = std::numeric_limits<int64_t>::max();  // the most recent taking's age
     for (auto& s : slots_) {
       if (s.busy) {
         ++occupied;
         youngest = std::min(youngest, now - s.busy_since);
-        continue;
+      } else if (s.w) {
+        if (warm == nullptr) warm = &s;
+      } else if (empty == nullptr) {
+        empty = &s;
       }
-      if (s.w) {
-        s.busy = true;
-        s.busy_since = now;
-        return &s;
-      }
-      if (empty == nullptr) empty = &s;
+      if (s.busy || s.w) ++in_use;
+    }
+    in_use_.store(in_use, std::memory_order_relaxed);
+    if (warm != nullptr) {
+      warm->busy = true;
+      warm->busy_since = now;
+      return warm;
     }
     int64_t grow_in = 0;
     if (empty != nullptr) {
@@ -472,6 +478,7 @@ SandboxExecutor::Slot* SandboxExecutor::acquire(jr_job_ctx& ctx, int64_t deadlin
       if (grow_in <= 0 || ctx.cancel.load() == kCancelShutdown) {
         empty->busy = true;
         empty->busy_since = now;
+        in_use_.store(in_use + 1, std::memory_order_relaxed);
         return empty;
       }
     }

@@ -16,6 +16,7 @@
 // stop() from one thread; counters may be read from any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -154,6 +155,10 @@ class SandboxExecutor final : public Executor {
   // cancellation and its own outcome; jobs not yet started when the worker dies (of the current
   // job) run on its replacement.
   size_t batch_limit() const override { return static_cast<size_t>(opts_.batch_limit); }
+  // The places with a worker or taken (a start for a job counts): what runs at once now.
+  size_t parallelism() const override {
+    return static_cast<size_t>(std::max(1, in_use_.load(std::memory_order_relaxed)));
+  }
   void run_batch(const std::vector<BatchJob>& jobs, BatchSink& sink) override;
   // The plugin's idle hook in a worker: its return value, or -1 (no hook, or the worker failed).
   // The worker is killed at the deadline (0 = none) or once ctx.cancel is set (+ kill grace).
@@ -253,8 +258,9 @@ class SandboxExecutor final : public Executor {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Slot> slots_;  // guarded by mu_ (busy flags; w owned by the holder)
-  int warm_ = 1;             // workers started with the pool (SandboxOptions::warm_workers)
+  std::vector<Slot> slots_;     // guarded by mu_ (busy flags; w owned by the holder)
+  int warm_ = 1;                // workers started with the pool (SandboxOptions::warm_workers)
+  std::atomic<int> in_use_{1};  // places with a worker or taken, as the last acquire() saw them
   // How long the last worker took to start (spawn to hello), the wait after which a job that
   // finds every worker busy starts one of its own.
   std::atomic<int64_t> start_ms_{20};

@@ -180,6 +180,7 @@ TEST(Sandbox, ThePoolStartsItsWarmWorkersAndGrowsWhileTheyAreOnSlowJobs) {
   e->start();
   EXPECT_EQ(e->warm_workers(), 1);
   EXPECT_EQ(e->counters().workers_started.load(), 1u);
+  EXPECT_EQ(e->parallelism(), 1u);  // the engine sizes its groups of short jobs by it
   {
     FakeServices s;  // one caller at a time never waits for a worker: no growth
     for (int i = 0; i < 20; ++i) ASSERT_EQ(run_job(*e, "echo", "{}", &s, 5000).out.status, JR_OK);
@@ -204,9 +205,10 @@ TEST(Sandbox, ThePoolStartsItsWarmWorkersAndGrowsWhileTheyAreOnSlowJobs) {
   // run side by side (one after the other would take 2.4 s).
   EXPECT_LT(four_at_once(R"({"sleep_ms":600})"), 1.8);
   EXPECT_EQ(e->counters().workers_started.load(), 4u);
-  // Grown, the pool stays: four callers again start no worker.
+  // Grown, the pool stays: four callers again start no worker, and it runs four at once.
   four_at_once(R"({"sleep_ms":100})");
   EXPECT_EQ(e->counters().workers_started.load(), 4u);
+  EXPECT_EQ(e->parallelism(), 4u);
 }
 
 // The wait for a free worker is reported apart from the job's own time (the engine's average job
