@@ -37,6 +37,7 @@
 //
 // SQL: host/store/sql/claim.sql.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -58,6 +59,17 @@ std::vector<int> int_array(const pqxx::field& f) {
   return out;
 }
 
+// A numeric column (an epoch from extract()) as a double. libpqxx 6.4 converts through a
+// stringstream: four of them per claimed job were 1% of a drain's CPU (perf, 200,000 no-op jobs).
+double epoch(const pqxx::field& f) {
+  const char* s = f.c_str();
+  const char* end = s + f.size();
+  double v = 0;
+  auto r = std::from_chars(s, end, v);
+  if (r.ec != std::errc() || r.ptr != end) return f.as<double>();  // what from_chars cannot read
+  return v;
+}
+
 ClaimedJob to_job(const pqxx::row& row) {
   ClaimedJob j;
   j.id = row[0].as<int64_t>();
@@ -69,11 +81,11 @@ ClaimedJob to_job(const pqxx::row& row) {
   if (!row[6].is_null()) j.max_attempts = row[6].as<int>();
   if (!row[7].is_null()) j.timeout_ms = row[7].as<int64_t>();
   j.retry_schedule = int_array(row[8]);
-  j.created_at = row[9].as<double>();
-  j.started_at = row[10].as<double>();
+  j.created_at = epoch(row[9]);
+  j.started_at = epoch(row[10]);
   // Column 11 is `deferred`. The job's traceparent and run_at (OpenTelemetry traces).
   if (!row[12].is_null()) j.traceparent = row[12].c_str();
-  if (!row[13].is_null()) j.run_at = row[13].as<double>();
+  if (!row[13].is_null()) j.run_at = epoch(row[13]);
   return j;
 }
 
