@@ -36,16 +36,24 @@ TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
     std::ofstream out(payloads);
     for (int i = 0; i < n; ++i) out << "{\"i\":" << i << "}\n";
   }
+  std::string plugins = plugin_dir_with({test_so("record", "record")});
+  std::vector<std::string> args = {"--plugins", plugins, "--config", cfg, "--concurrency", "8"};
+  RunnerProcess a(args, env_), b(args, env_);
+  // The jobs come once both runners serve the plugin: "both took part" (below) is about sharing
+  // a queue, not about which start was faster (under CI load one runner drained all 10,000
+  // before the other's sandbox was up).
+  for (RunnerProcess* p : {&a, &b}) {
+    ASSERT_TRUE(jrtest::wait_until(
+        [&] { return p->log().find("plugin loaded in the sandbox") != std::string::npos; },
+        std::chrono::seconds(60)))
+        << p->log();
+  }
   auto r = run_runner({"enqueue", "record", "--payload-file", payloads}, env_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::set<int64_t> ids;
   std::istringstream in(r.out);
   for (std::string line; std::getline(in, line);) ids.insert(std::stoll(line));
   ASSERT_EQ(ids.size(), static_cast<size_t>(n));
-
-  std::string plugins = plugin_dir_with({test_so("record", "record")});
-  std::vector<std::string> args = {"--plugins", plugins, "--config", cfg, "--concurrency", "8"};
-  RunnerProcess a(args, env_), b(args, env_);
   ASSERT_TRUE(jrtest::wait_until(
       [&] {
         return q("SELECT count(*) FROM jr_jobs_done WHERE state = 'completed'") ==
