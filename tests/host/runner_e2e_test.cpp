@@ -44,9 +44,9 @@ TEST_F(RunnerE2E, TenThousandJobsTwoRunnersEachExecutedExactlyOnce) {
   // not about which start was faster (under CI load one runner drained all 10,000 before the
   // other's sandbox was up).
   for (RunnerProcess* p : {&a, &b}) {
-    ASSERT_TRUE(jrtest::wait_until(
-        [&] { return p->log().find("\"plugin loaded in ") != std::string::npos; },
-        std::chrono::seconds(60)))
+    ASSERT_TRUE(
+        jrtest::wait_until([&] { return p->log().find("\"plugin loaded in") != std::string::npos; },
+                           std::chrono::seconds(60)))
         << p->log();
   }
   auto r = run_runner({"enqueue", "record", "--payload-file", payloads}, env_);
