@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "bounds.hpp"
+#include "cpu_room.hpp"
 #include "sandbox.hpp"
 #include "worker_process.hpp"
 
@@ -93,16 +94,20 @@ size_t SandboxExecutor::exchange(Slot* s, Type type, std::vector<Item>& items, s
   auto protocol = [&](const std::string& why) { return died(false, why); };
 
   // Exchanges in flight in this process: the worker may poll for its next job only while they
-  // are fewer than the CPUs (see proto::kSpinUs).
+  // are fewer than the CPUs (see proto::kSpinUs), and either side only while no runnable task
+  // waits for a CPU (CpuRoom): polling then takes the CPU from what it waits for.
   static std::atomic<int> active{0};
   static const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   struct Active {
     Active() { active.fetch_add(1, std::memory_order_relaxed); }
     ~Active() { active.fetch_sub(1, std::memory_order_relaxed); }
   } in_flight;
-  __atomic_store_n(&w.shared->spin_us,
-                   active.load(std::memory_order_relaxed) < cpus ? uint32_t{proto::kSpinUs} : 0u,
-                   __ATOMIC_RELAXED);
+  const bool room = CpuRoom::machine().room();
+  w.reader.set_spin_us(room ? proto::kSpinUs : 0);
+  __atomic_store_n(
+      &w.shared->spin_us,
+      room && active.load(std::memory_order_relaxed) < cpus ? uint32_t{proto::kSpinUs} : 0u,
+      __ATOMIC_RELAXED);
 
   auto allowed = [&](size_t i) {
     Item& it = items[i];
