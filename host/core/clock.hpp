@@ -41,6 +41,11 @@ inline int64_t steady_ms() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
+inline int64_t steady_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
 inline double unix_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -4,16 +4,11 @@
 #include <unistd.h>
 
 #include <charconv>
-#include <ctime>
+
+#include "clock.hpp"
 
 namespace jr::sandbox {
 namespace {
-
-int64_t monotonic_us() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-}
 
 // Reads the whole (small) file from its start; nullopt on any error.
 std::optional<uint64_t> read_total(int fd) {
@@ -40,7 +35,7 @@ CpuRoom::CpuRoom(const char* path) {
     return;
   }
   last_total_ = *t;
-  last_us_ = monotonic_us();
+  last_us_ = jr::steady_us();
   next_us_.store(last_us_ + kIntervalMs * 1000, std::memory_order_relaxed);
 }
 
@@ -64,7 +59,7 @@ std::optional<uint64_t> CpuRoom::parse_some_total(std::string_view text) {
 
 bool CpuRoom::room() {
   if (fd_ < 0) return true;
-  int64_t now = monotonic_us();
+  int64_t now = jr::steady_us();
   if (now >= next_us_.load(std::memory_order_relaxed)) {
     std::unique_lock<std::mutex> lock(sampling_, std::try_to_lock);
     if (lock.owns_lock() && now >= next_us_.load(std::memory_order_relaxed)) sample(now);

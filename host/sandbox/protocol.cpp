@@ -9,7 +9,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <ctime>
 #include <thread>
 
 #include "clock.hpp"
@@ -63,9 +62,7 @@ FrameReader::Result FrameReader::fill(int fd) {
     for (int i = 0;; ++i) {
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, 0) != 0) break;  // readable, closed, or an error: read() will say
-      timespec ts{};
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      int64_t now = ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+      int64_t now = jr::steady_us();
       if (i == 0) until = now + spin_us_;
       if (now >= until) break;
       sched_yield();

@@ -66,7 +66,7 @@ TEST(CpuRoom, FollowsTheCountersGrowthBetweenSamples) {
   write_total(path, 1000 + 10'000'000);  // 10 s stalled in about 70 ms: every CPU is contended
   EXPECT_FALSE(r.room());
   next_interval();
-  write_total(path, 1000 + 10'000'000 + 50);  // 50 us in about 70 ms: the share falls to 1/4
+  write_total(path, 1000 + 10'000'000 + 50);  // 50 us in about 70 ms: just over 1/4
   EXPECT_FALSE(r.room());
   next_interval();
   write_total(path, 1000 + 10'000'000 + 100);  // and to 1/8: room again
